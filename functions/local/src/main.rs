@@ -1,0 +1,68 @@
+//! `tollgate`: every group's routes in one local HTTP server, on the embedded store by default.
+
+use clap::{Parser, Subcommand};
+use tollgate::{AppState, Config, Group};
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "Tollgate LLM gateway: the local server", long_about = "Tollgate LLM gateway.\n\nConfiguration comes from the environment: TOLLGATE_LISTEN, TOLLGATE_DATA_DIR, TOLLGATE_STORE, TOLLGATE_DYNAMODB_ENDPOINT, TOLLGATE_TABLE, TOLLGATE_SECRETS, TOLLGATE_SECRETS_ENDPOINT (see README.md).")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every group on one port (the default command).
+    Serve {
+        /// With TOLLGATE_STORE=dynamodb, create the table (keys, GSIs, TTL) if it is missing.
+        #[arg(long)]
+        create_table: bool,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tollgate::runtime::init_tracing();
+    match Cli::parse().command.unwrap_or(Command::Serve { create_table: false }) {
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&tollgate::http::openapi())?);
+            Ok(())
+        }
+        Command::Serve { create_table } => serve(create_table).await,
+    }
+}
+
+async fn serve(create_table: bool) -> anyhow::Result<()> {
+    let config = Config::from_env().map_err(anyhow::Error::msg)?;
+    let listen = config.listen;
+    let state = AppState::open(config.clone(), create_table).await?;
+    let configured = state.store.get(&tollgate::store::Key::new("SYSTEM", "SETUP")).await?.is_some();
+    let app = tollgate::http::app(state, &Group::ALL);
+    println!("Tollgate listening on http://{listen} (store: {:?}, data: {})", config.store, config.data_dir.display());
+    if !configured {
+        println!(
+            "No admin exists yet. Create the first one:\n  curl -X POST http://{listen}/api/setup/first-admin \\\n    -H 'Content-Type: application/json' \\\n    -d '{{\"email\":\"admin@example.com\",\"password\":\"choose-a-long-password\"}}'"
+        );
+    }
+    println!("Press Ctrl-C to stop.");
+    tollgate::runtime::serve(app, listen, shutdown_signal()).await?;
+    println!("Tollgate stopped.");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut sig) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            sig.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}

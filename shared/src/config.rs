@@ -1,0 +1,107 @@
+//! Configuration from the environment, with the names the README documents. The same names
+//! drive the local server and the Lambda functions (whose template sets the AWS ones).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Embedded,
+    DynamoDb,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretsKind {
+    Embedded,
+    SecretsManager,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `TOLLGATE_LISTEN`, default 127.0.0.1:8080.
+    pub listen: SocketAddr,
+    /// `TOLLGATE_DATA_DIR`, default ./.tollgate: the embedded store and secrets live here.
+    pub data_dir: PathBuf,
+    /// `TOLLGATE_STORE`: `embedded` (default) or `dynamodb`.
+    pub store: StoreKind,
+    /// `TOLLGATE_DYNAMODB_ENDPOINT`: DynamoDB Local, moto's server, or unset for AWS.
+    pub dynamodb_endpoint: Option<String>,
+    /// `TOLLGATE_TABLE`, default `tollgate`.
+    pub table: String,
+    /// `TOLLGATE_SECRETS`: `embedded` (default) or `secretsmanager`.
+    pub secrets: SecretsKind,
+    /// `TOLLGATE_SECRETS_ENDPOINT`: a Secrets Manager emulator, or unset for AWS.
+    pub secrets_endpoint: Option<String>,
+    /// `TOLLGATE_SECRETS_PREFIX`, default `tollgate/`: every Secrets Manager name starts so.
+    pub secrets_prefix: String,
+    /// `TOLLGATE_TRUSTED_PROXIES`: comma-separated IPs or CIDRs whose X-Forwarded-For is
+    /// believed. Empty (default): the peer address is the client.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from(".tollgate"),
+            store: StoreKind::Embedded,
+            dynamodb_endpoint: None,
+            table: "tollgate".into(),
+            secrets: SecretsKind::Embedded,
+            secrets_endpoint: None,
+            secrets_prefix: "tollgate/".into(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads configuration through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut config = Config::default();
+        if let Some(v) = lookup("TOLLGATE_LISTEN") {
+            config.listen = v.parse().map_err(|_| format!("TOLLGATE_LISTEN={v:?} is not an addr:port such as 127.0.0.1:8080"))?;
+        }
+        if let Some(v) = lookup("TOLLGATE_DATA_DIR") {
+            config.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = lookup("TOLLGATE_STORE") {
+            config.store = match v.as_str() {
+                "embedded" => StoreKind::Embedded,
+                "dynamodb" => StoreKind::DynamoDb,
+                _ => return Err(format!("TOLLGATE_STORE={v:?}: use `embedded` or `dynamodb`")),
+            };
+        }
+        config.dynamodb_endpoint = lookup("TOLLGATE_DYNAMODB_ENDPOINT");
+        if let Some(v) = lookup("TOLLGATE_TABLE") {
+            config.table = v;
+        }
+        if let Some(v) = lookup("TOLLGATE_SECRETS") {
+            config.secrets = match v.as_str() {
+                "embedded" => SecretsKind::Embedded,
+                "secretsmanager" => SecretsKind::SecretsManager,
+                _ => return Err(format!("TOLLGATE_SECRETS={v:?}: use `embedded` or `secretsmanager`")),
+            };
+        }
+        config.secrets_endpoint = lookup("TOLLGATE_SECRETS_ENDPOINT");
+        if let Some(v) = lookup("TOLLGATE_SECRETS_PREFIX") {
+            config.secrets_prefix = v;
+        }
+        if let Some(v) = lookup("TOLLGATE_TRUSTED_PROXIES") {
+            config.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse::<IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from)))
+                .collect::<Result<_, _>>()
+                .map_err(|_| format!("TOLLGATE_TRUSTED_PROXIES={v:?}: use comma-separated IPs or CIDRs"))?;
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,179 @@
+//! Extractors that turn every malformed request into the error envelope, with a message that
+//! says what to fix, and the authenticated caller.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::identity::roles::{self, Permission};
+use crate::identity::sessions::{self, Session};
+use crate::identity::users::User;
+use crate::state::AppState;
+
+/// The largest body the admin API reads.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// `axum::Json`, with its rejections as envelopes.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        axum::Json::<T>::from_request(req, state).await.map(|axum::Json(v)| ApiJson(v)).map_err(json_rejection)
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let detail = rejection.body_text();
+    let detail = detail.split_once(": ").map_or(detail.as_str(), |(_, rest)| rest).to_string();
+    match rejection {
+        JsonRejection::JsonDataError(_) => ApiError::BadRequest {
+            code: "invalid_body",
+            param: field_named_in(&detail),
+            message: format!("the JSON body does not have the expected fields and types: {detail}"),
+        },
+        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {detail}")),
+        JsonRejection::MissingJsonContentType(_) => ApiError::Status {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            message: "send the body as JSON with the header Content-Type: application/json".into(),
+        },
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::Status {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            message: format!("the body is larger than the {MAX_BODY_BYTES}-byte limit"),
+        },
+        _ => ApiError::bad_request("invalid_body", format!("the body could not be read: {detail}")),
+    }
+}
+
+/// serde names the offending field in backticks ("missing field `email`", "unknown field `x`").
+fn field_named_in(detail: &str) -> Option<String> {
+    let start = detail.find("field `")? + "field `".len();
+    let len = detail[start..].find('`')?;
+    Some(detail[start..start + len].to_string())
+}
+
+/// `axum::extract::Query`, with its rejections as envelopes.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state).await.map(|q| ApiQuery(q.0)).map_err(|r: QueryRejection| {
+            let detail = r.body_text();
+            let detail = detail.split_once(": ").map_or(detail.as_str(), |(_, rest)| rest).to_string();
+            ApiError::BadRequest { code: "invalid_query", param: field_named_in(&detail), message: format!("the query string is not valid: {detail}") }
+        })
+    }
+}
+
+/// Parses a path segment that must be a UUID.
+pub fn parse_uuid(raw: &str, name: &str) -> ApiResult<Uuid> {
+    raw.parse().map_err(|_| ApiError::invalid_param(name, format!("{name} must be a UUID such as 550e8400-e29b-41d4-a716-446655440000, not {raw:?}")))
+}
+
+/// The signed-in user behind a session access token.
+pub struct Caller {
+    pub user: User,
+    pub session: Session,
+    pub permissions: Vec<Permission>,
+}
+
+impl Caller {
+    /// 403 unless the caller's role grants `permission`.
+    pub fn require(&self, permission: Permission) -> ApiResult<()> {
+        if self.permissions.contains(&permission) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "insufficient_permissions",
+                format!("this needs the {} permission, which your role {} does not grant", permission.as_str(), self.user.role),
+            ))
+        }
+    }
+}
+
+pub fn bearer(parts: &Parts) -> ApiResult<&str> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("send the header Authorization: Bearer <token>; get a token from POST /api/auth/login"))?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        let (user, session) = sessions::authenticate(state, token).await?;
+        let permissions = roles::permissions_of(state.store.as_ref(), &user.role).await?.unwrap_or_default();
+        Ok(Caller { user, session, permissions })
+    }
+}
+
+/// Where a request came from: the peer address, or, when the peer is a trusted proxy, the
+/// nearest untrusted address in X-Forwarded-For. Behind API Gateway, the address it reports.
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(ClientIp(client_ip(parts, &state.config.trusted_proxies)))
+    }
+}
+
+pub fn client_ip(parts: &Parts, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .or_else(|| lambda_source_ip(parts))?;
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    let hops: Vec<IpAddr> = forwarded.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    Some(hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer))
+}
+
+fn lambda_source_ip(parts: &Parts) -> Option<IpAddr> {
+    use lambda_http::request::RequestContext;
+    match parts.extensions.get::<RequestContext>()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.as_deref()?.parse().ok(),
+        RequestContext::ApiGatewayV1(ctx) => ctx.identity.source_ip.as_deref()?.parse().ok(),
+        _ => None,
+    }
+}
+
+pub fn user_agent(parts: &Parts) -> Option<String> {
+    parts.headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(256).collect())
+}
+
+/// The caller's User-Agent header.
+pub struct UserAgent(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserAgent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(UserAgent(user_agent(parts)))
+    }
+}

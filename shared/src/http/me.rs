@@ -1,0 +1,134 @@
+//! Auth group, self-service family: the caller's sessions, data export and account deletion.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::extract::{Caller, parse_uuid};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::identity::sessions::{self, Session};
+use crate::identity::users;
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(export_me))
+        .routes(routes!(delete_me))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    id: Uuid,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    last_activity: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    device: Value,
+}
+
+impl From<Session> for SessionView {
+    fn from(s: Session) -> Self {
+        SessionView {
+            id: s.id,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            last_activity: s.last_activity,
+            device: json!({ "ip_address": s.ip_address, "user_agent": s.user_agent }),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    current_session_id: Uuid,
+    data: Vec<SessionView>,
+    enhanced_enabled: bool,
+}
+
+#[utoipa::path(get, path = "/admin/v1/me/sessions", tag = "me", responses((status = 200, body = SessionList), (status = 401, body = ErrorEnvelope)))]
+async fn list_sessions(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<SessionList>> {
+    let data = sessions::list(state.store.as_ref(), caller.user.id).await?.into_iter().map(SessionView::from).collect();
+    Ok(Json(SessionList { current_session_id: caller.session.id, data, enhanced_enabled: true }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Revoked {
+    sessions_revoked: usize,
+}
+
+/// Revokes one of the caller's sessions; its access and refresh tokens stop working at once.
+#[utoipa::path(delete, path = "/admin/v1/me/sessions/{session_id}", tag = "me", params(("session_id" = Uuid, Path)),
+    responses((status = 200, body = Revoked), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn revoke_session(State(state): State<AppState>, caller: Caller, Path(session_id): Path<String>) -> ApiResult<Json<Revoked>> {
+    let session_id = parse_uuid(&session_id, "session_id")?;
+    if !sessions::revoke(state.store.as_ref(), caller.user.id, session_id).await? {
+        return Err(ApiError::not_found(format!("you have no session with id {session_id}")));
+    }
+    Ok(Json(Revoked { sessions_revoked: 1 }))
+}
+
+/// Everything stored about the caller (GDPR Article 15). Sections for data kinds that do not
+/// exist yet are present and empty, so the shape is stable.
+#[utoipa::path(get, path = "/admin/v1/me/export", tag = "me", responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope)))]
+async fn export_me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let user = &caller.user;
+    let sessions: Vec<Value> = sessions::list(state.store.as_ref(), user.id)
+        .await?
+        .into_iter()
+        .map(|s| {
+            json!({
+                "id": s.id, "created_at": s.created_at, "expires_at": s.expires_at, "last_activity": s.last_activity,
+                "ip_address": s.ip_address, "device_description": s.user_agent,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "api_keys": [],
+        "audit_logs": [],
+        "conversations": [],
+        "exported_at": Utc::now(),
+        "memberships": { "organizations": [], "projects": [], "teams": [] },
+        "sessions": sessions,
+        "usage_summary": { "first_request_at": null, "last_request_at": null, "request_count": 0, "total_cost_microcents": 0, "total_tokens": 0 },
+        "user": {
+            "id": user.id, "email": user.email, "name": user.name, "external_id": null, "role": user.role,
+            "created_at": user.created_at, "updated_at": user.updated_at,
+        },
+    })))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    api_keys_deleted: usize,
+    conversations_deleted: usize,
+    deleted: bool,
+    dynamic_providers_deleted: usize,
+    usage_records_deleted: usize,
+    user_id: Uuid,
+}
+
+/// Deletes the caller and everything of theirs (GDPR Article 17). The only admin cannot leave.
+#[utoipa::path(delete, path = "/admin/v1/me", tag = "me", responses((status = 200, body = Deleted), (status = 409, body = ErrorEnvelope)))]
+async fn delete_me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Deleted>> {
+    let store = state.store.as_ref();
+    if caller.user.role == "admin" {
+        users::ensure_other_admin(store, caller.user.id).await?;
+    }
+    users::delete(store, &caller.user).await?;
+    Ok(Json(Deleted {
+        api_keys_deleted: 0,
+        conversations_deleted: 0,
+        deleted: true,
+        dynamic_providers_deleted: 0,
+        usage_records_deleted: 0,
+        user_id: caller.user.id,
+    }))
+}

@@ -1,0 +1,122 @@
+//! The HTTP surface: one Router per resource group, the path -> group map, and the layers
+//! every group shares (request ids, error envelopes for unknown routes, body limits, panics).
+
+pub mod auth;
+pub mod extract;
+pub mod me;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, REQUEST_ID};
+use crate::state::AppState;
+
+/// The resource groups; each is one Lambda function in AWS. This enum and `Group::routes` are
+/// the one place that maps a path to its group: the SAM template and the local server are both
+/// checked against it (tests/routes.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    Auth,
+    Tokens,
+    Members,
+    Providers,
+    Usage,
+    Proxy,
+}
+
+impl Group {
+    pub const ALL: [Group; 6] = [Group::Auth, Group::Tokens, Group::Members, Group::Providers, Group::Usage, Group::Proxy];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Auth => "auth",
+            Group::Tokens => "tokens",
+            Group::Members => "members",
+            Group::Providers => "providers",
+            Group::Usage => "usage",
+            Group::Proxy => "proxy",
+        }
+    }
+
+    /// The group's routes with their OpenAPI descriptions. Groups whose issue has not landed
+    /// yet serve nothing.
+    pub fn routes(self) -> OpenApiRouter<AppState> {
+        match self {
+            Group::Auth => auth::routes().merge(me::routes()).routes(routes!(openapi_json)),
+            Group::Tokens | Group::Members | Group::Providers | Group::Usage | Group::Proxy => OpenApiRouter::new(),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tollgate", description = "LLM gateway: admin API and OpenAI-compatible proxy. Every error is {\"error\": {code, message, param, request_id, type}}."),
+    components(schemas(crate::error::ErrorEnvelope))
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of every group.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut router = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi());
+    for group in Group::ALL {
+        router = router.merge(group.routes());
+    }
+    router.into_openapi()
+}
+
+/// This API's OpenAPI 3.1 document, generated from the handlers.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", responses((status = 200, body = Object)))]
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(openapi())
+}
+
+/// The Router serving `groups`, with the shared layers.
+pub fn app(state: AppState, groups: &[Group]) -> Router {
+    let mut router = OpenApiRouter::<AppState>::new();
+    for group in groups {
+        router = router.merge(group.routes());
+    }
+    let (router, _) = router.split_for_parts();
+    router
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            ApiError::internal("a handler panicked").into_response()
+        }))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::Status {
+        status: axum::http::StatusCode::NOT_FOUND,
+        code: "unknown_route",
+        message: format!("no route for {method} {}; GET /openapi.json lists every route", uri.path()),
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::Status {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!("{} does not accept {method}; GET /openapi.json lists the methods of every route", uri.path()),
+    }
+}
+
+/// Gives every request an id, visible to errors built below (through `REQUEST_ID`) and
+/// returned as `x-request-id`.
+async fn request_id(request: Request, next: Next) -> Response {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

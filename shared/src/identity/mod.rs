@@ -1,0 +1,39 @@
+//! Identity: users, roles and permissions, passwords, sessions with rotating refresh tokens,
+//! JWT access tokens and login throttling. Handlers in `http::auth` only call into these.
+
+pub mod jwt;
+pub mod password;
+pub mod roles;
+pub mod sessions;
+pub mod throttle;
+pub mod users;
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// A random opaque secret: `prefix` + 32 random bytes, URL-safe base64.
+pub fn random_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source failed");
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// SHA-256 in hex: how opaque secrets (refresh tokens, API keys) are stored and looked up.
+pub fn sha256_hex(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Emails are compared case-insensitively and stored lower-cased.
+pub fn normalize_email(raw: &str, param: &str) -> Result<String, ApiError> {
+    let email = raw.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@'));
+    if valid {
+        Ok(email)
+    } else {
+        Err(ApiError::invalid_param(param, format!("{param} must be an email address such as name@example.com")))
+    }
+}

@@ -1,0 +1,17 @@
+//! Tollgate's common library: everything the Lambda functions and the local server share.
+//! `store` and `secrets` are the two storage traits (with DynamoDB/Secrets Manager and
+//! embedded implementations), `identity` holds the rules about users and sessions, `http` the
+//! thin handlers grouped by resource group, `runtime` how a group is served.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod identity;
+pub mod runtime;
+pub mod secrets;
+pub mod state;
+pub mod store;
+
+pub use config::Config;
+pub use http::Group;
+pub use state::AppState;

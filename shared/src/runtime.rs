@@ -1,0 +1,39 @@
+//! How a Router is served: by the Lambda runtime when `AWS_LAMBDA_RUNTIME_API` is set (inside
+//! Lambda), as a plain HTTP server otherwise. Each function's main.rs is one call to `run`.
+
+use std::net::SocketAddr;
+
+use crate::config::Config;
+use crate::http::{self, Group};
+use crate::state::AppState;
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+/// Serves `groups` with configuration from the environment.
+pub async fn run(groups: &[Group]) -> anyhow::Result<()> {
+    init_tracing();
+    let config = Config::from_env().map_err(anyhow::Error::msg)?;
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let state = AppState::open(config.clone(), false).await?;
+    let app = http::app(state, groups);
+    if in_lambda {
+        lambda_http::run(app).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
+    } else {
+        serve(app, config.listen, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+    }
+}
+
+/// Serves until `shutdown` completes, letting requests in flight finish.
+pub async fn serve(app: axum::Router, listen: SocketAddr, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! What every handler shares: the store, the secret store, the JWT keys and configuration.
+//! Built once per process (a warm Lambda reuses it across invocations).
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_config::BehaviorVersion;
+use aws_config::meta::region::RegionProviderChain;
+
+use crate::config::{Config, SecretsKind, StoreKind};
+use crate::identity::jwt::JwtKeys;
+use crate::secrets::{EmbeddedSecrets, SecretStore, SecretsManagerStore};
+use crate::store::{DynamoStore, EmbeddedStore, Store};
+
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub jwt: JwtKeys,
+    pub config: Config,
+    pub started: Instant,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The AWS SDK configuration shared by both clients: the usual credential chain, and
+/// us-east-1 when no region is configured (emulators accept any).
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    let region = RegionProviderChain::default_provider().or_else("us-east-1");
+    aws_config::defaults(BehaviorVersion::latest()).region(region).load().await
+}
+
+pub async fn open_store(config: &Config, create_table: bool) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config.store {
+        StoreKind::Embedded => Arc::new(EmbeddedStore::open(&config.data_dir.join("tollgate.redb"))?),
+        StoreKind::DynamoDb => {
+            let sdk = aws_sdk_config().await;
+            let mut builder = aws_sdk_dynamodb::config::Builder::from(&sdk);
+            if let Some(endpoint) = &config.dynamodb_endpoint {
+                builder = builder.endpoint_url(endpoint);
+            }
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(builder.build()), &config.table);
+            if create_table {
+                store.create_table_if_missing().await?;
+            }
+            Arc::new(store)
+        }
+    })
+}
+
+pub async fn open_secrets(config: &Config) -> anyhow::Result<Arc<dyn SecretStore>> {
+    Ok(match config.secrets {
+        SecretsKind::Embedded => Arc::new(EmbeddedSecrets::open(&config.data_dir)?),
+        SecretsKind::SecretsManager => {
+            let sdk = aws_sdk_config().await;
+            let mut builder = aws_sdk_secretsmanager::config::Builder::from(&sdk);
+            if let Some(endpoint) = &config.secrets_endpoint {
+                builder = builder.endpoint_url(endpoint);
+            }
+            Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::from_conf(builder.build()), &config.secrets_prefix))
+        }
+    })
+}
+
+impl AppState {
+    /// Opens the configured backends and loads (or, on first start, creates) the JWT key.
+    pub async fn open(config: Config, create_table: bool) -> anyhow::Result<Self> {
+        let store = open_store(&config, create_table).await?;
+        let secrets = open_secrets(&config).await?;
+        Self::with_backends(config, store, secrets).await
+    }
+
+    pub async fn with_backends(config: Config, store: Arc<dyn Store>, secrets: Arc<dyn SecretStore>) -> anyhow::Result<Self> {
+        let jwt = JwtKeys::load_or_create(secrets.as_ref()).await?;
+        Ok(Self(Arc::new(Inner { store, secrets, jwt, config, started: Instant::now() })))
+    }
+}

@@ -1,0 +1,309 @@
+//! The embedded store: one redb file on local disk. redb write transactions are serialised and
+//! durable on commit, which gives conditions, atomic adds and transactions the same
+//! all-or-nothing meaning they have in DynamoDB. Each GSI is a table of
+//! (index pk, index sk, pk, sk) keys kept in step with the items in the same transaction.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
+
+use super::{
+    Cond, Index, Item, Key, Page, Query, SkCond, Store, StoreError, StoreResult, TxOp, Update, apply_update,
+    decode_cursor, encode_cursor, holds, is_expired, now_epoch,
+};
+
+const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
+const GSI1: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("gsi1");
+const GSI2: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("gsi2");
+/// Above every character we put in keys, to close prefix ranges.
+const HIGH: &str = "\u{10FFFF}";
+
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn backend<E: std::fmt::Display>(err: E) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file, creating its folder as needed.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(backend)?;
+        }
+        let db = Database::create(path).map_err(backend)?;
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(ITEMS).map_err(backend)?;
+        txn.open_table(GSI1).map_err(backend)?;
+        txn.open_table(GSI2).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || work(&db)).await.map_err(backend)?
+    }
+}
+
+fn decode(bytes: &[u8]) -> StoreResult<Item> {
+    serde_json::from_slice(bytes).map_err(backend)
+}
+
+fn raw_get(table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>, key: &Key) -> StoreResult<Option<Item>> {
+    match table.get((key.pk.as_str(), key.sk.as_str())).map_err(backend)? {
+        Some(guard) => Ok(Some(decode(guard.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn live(item: Option<Item>, now: i64) -> Option<Item> {
+    item.filter(|i| !is_expired(i, now))
+}
+
+fn index_key(item: &Item, index: Index) -> Option<(String, String)> {
+    let (ipk, isk) = index.key_names();
+    Some((item.get(ipk)?.as_str()?.to_string(), item.get(isk)?.as_str()?.to_string()))
+}
+
+/// The tables one write transaction works on.
+struct Tables<'txn> {
+    items: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    gsi1: Table<'txn, (&'static str, &'static str, &'static str, &'static str), ()>,
+    gsi2: Table<'txn, (&'static str, &'static str, &'static str, &'static str), ()>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn redb::WriteTransaction) -> StoreResult<Self> {
+        Ok(Self {
+            items: txn.open_table(ITEMS).map_err(backend)?,
+            gsi1: txn.open_table(GSI1).map_err(backend)?,
+            gsi2: txn.open_table(GSI2).map_err(backend)?,
+        })
+    }
+
+    fn get_raw(&self, key: &Key) -> StoreResult<Option<Item>> {
+        raw_get(&self.items, key)
+    }
+
+    /// Replaces whatever is stored at `key` (expired or not) with `new`, keeping indexes in step.
+    fn write(&mut self, key: &Key, new: Option<&Item>) -> StoreResult<()> {
+        let old = self.get_raw(key)?;
+        for (index, table) in [(Index::Gsi1, &mut self.gsi1), (Index::Gsi2, &mut self.gsi2)] {
+            if let Some((gpk, gsk)) = old.as_ref().and_then(|o| index_key(o, index)) {
+                table.remove((gpk.as_str(), gsk.as_str(), key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
+            }
+            if let Some((gpk, gsk)) = new.and_then(|n| index_key(n, index)) {
+                table.insert((gpk.as_str(), gsk.as_str(), key.pk.as_str(), key.sk.as_str()), ()).map_err(backend)?;
+            }
+        }
+        match new {
+            Some(item) => {
+                let bytes = serde_json::to_vec(item).map_err(backend)?;
+                self.items.insert((key.pk.as_str(), key.sk.as_str()), bytes.as_slice()).map_err(backend)?;
+            }
+            None => {
+                self.items.remove((key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check(cond: Option<&Cond>, current: Option<&Item>) -> bool {
+    cond.is_none_or(|c| holds(c, current))
+}
+
+fn key_of(item: &Item) -> StoreResult<Key> {
+    Key::of(item).ok_or_else(|| StoreError::Backend("item lacks a string PK and SK".into()))
+}
+
+/// Runs one write transaction. `Ok(Err(index))` means the condition of op `index` failed and
+/// nothing was written.
+fn run_tx(db: &Database, ops: &[TxOp]) -> StoreResult<Result<Item, usize>> {
+    let now = now_epoch();
+    let txn = db.begin_write().map_err(backend)?;
+    let mut last = Item::new();
+    {
+        let mut tables = Tables::open(&txn)?;
+        // (key, what to write there: None for a check, Some(None) for a delete)
+        let mut planned: Vec<(Key, Option<Option<Item>>)> = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let key = match op {
+                TxOp::Put { item, .. } => key_of(item)?,
+                TxOp::Update { key, .. } | TxOp::Delete { key, .. } | TxOp::Check { key, .. } => key.clone(),
+            };
+            if planned.iter().any(|(k, _)| *k == key) {
+                return Err(StoreError::Backend("a transaction cannot include two operations on one item".into()));
+            }
+            let current = live(tables.get_raw(&key)?, now);
+            let (cond, write) = match op {
+                TxOp::Put { item, cond } => (cond.as_ref(), Some(Some(item.clone()))),
+                TxOp::Update { update, cond, .. } => (cond.as_ref(), Some(Some(apply_update(&key, current.clone(), update)?))),
+                TxOp::Delete { cond, .. } => (cond.as_ref(), Some(None)),
+                TxOp::Check { cond, .. } => (Some(cond), None),
+            };
+            if !check(cond, current.as_ref()) {
+                return Ok(Err(i)); // dropping `txn` uncommitted aborts it
+            }
+            if let Some(Some(new)) = &write {
+                last = new.clone();
+            }
+            planned.push((key, write));
+        }
+        for (key, write) in &planned {
+            if let Some(new) = write {
+                tables.write(key, new.as_ref())?;
+            }
+        }
+    }
+    txn.commit().map_err(backend)?;
+    Ok(Ok(last))
+}
+
+fn single(result: StoreResult<Result<Item, usize>>) -> StoreResult<Item> {
+    match result? {
+        Ok(item) => Ok(item),
+        Err(_) => Err(StoreError::ConditionFailed),
+    }
+}
+
+fn query_sync(db: &Database, q: &Query) -> StoreResult<Page> {
+    let now = now_epoch();
+    let txn = db.begin_read().map_err(backend)?;
+    let items_table = txn.open_table(ITEMS).map_err(backend)?;
+    let (lo, hi) = match &q.sk {
+        None => (String::new(), HIGH.to_string()),
+        Some(SkCond::Prefix(p)) => (p.clone(), format!("{p}{HIGH}")),
+        Some(SkCond::Between(a, b)) => (a.clone(), b.clone()),
+    };
+    let after = q.cursor.as_deref().map(|c| decode_cursor(c, q.index)).transpose()?;
+    let want = q.limit + 1;
+    let mut found: Vec<Item> = Vec::new();
+    let pk = q.pk.as_str();
+
+    match q.index {
+        Index::Primary => {
+            let mut lower = Bound::Included((pk, lo.as_str()));
+            let mut upper = Bound::Included((pk, hi.as_str()));
+            if let Some(c) = &after {
+                let sk = c[super::SK].as_str();
+                if q.forward {
+                    lower = Bound::Excluded((pk, sk));
+                } else {
+                    upper = Bound::Excluded((pk, sk));
+                }
+            }
+            if !bounds_ok(&lower, &upper) {
+                return Ok(Page { items: vec![], cursor: None });
+            }
+            let range = items_table.range::<(&str, &str)>((lower, upper)).map_err(backend)?;
+            let iter: Box<dyn Iterator<Item = _>> = if q.forward { Box::new(range) } else { Box::new(range.rev()) };
+            for entry in iter {
+                let (_, value) = entry.map_err(backend)?;
+                let item = decode(value.value())?;
+                if !is_expired(&item, now) {
+                    found.push(item);
+                    if found.len() == want {
+                        break;
+                    }
+                }
+            }
+        }
+        Index::Gsi1 | Index::Gsi2 => {
+            let table = txn.open_table(if q.index == Index::Gsi1 { GSI1 } else { GSI2 }).map_err(backend)?;
+            let mut lower = Bound::Included((pk, lo.as_str(), "", ""));
+            let mut upper = Bound::Included((pk, hi.as_str(), HIGH, HIGH));
+            let (_, isk_name) = q.index.key_names();
+            if let Some(c) = &after {
+                let k = (pk, c[isk_name].as_str(), c[super::PK].as_str(), c[super::SK].as_str());
+                if q.forward {
+                    lower = Bound::Excluded(k);
+                } else {
+                    upper = Bound::Excluded(k);
+                }
+            }
+            if !bounds_ok(&lower, &upper) {
+                return Ok(Page { items: vec![], cursor: None });
+            }
+            let range = table.range::<(&str, &str, &str, &str)>((lower, upper)).map_err(backend)?;
+            let iter: Box<dyn Iterator<Item = _>> = if q.forward { Box::new(range) } else { Box::new(range.rev()) };
+            for entry in iter {
+                let (k, _) = entry.map_err(backend)?;
+                let (_, _, ipk, isk) = k.value();
+                if let Some(item) = live(raw_get(&items_table, &Key::new(ipk, isk))?, now) {
+                    found.push(item);
+                    if found.len() == want {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let cursor = if found.len() > q.limit {
+        found.truncate(q.limit);
+        found.last().map(|last| encode_cursor(last, q.index))
+    } else {
+        None
+    };
+    Ok(Page { items: found, cursor })
+}
+
+/// redb panics on a range whose start lies after its end; such a range is simply empty.
+fn bounds_ok<T: PartialOrd>(lower: &Bound<T>, upper: &Bound<T>) -> bool {
+    match (lower, upper) {
+        (Bound::Included(a), Bound::Included(b)) => a <= b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => a < b,
+        _ => true,
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
+        let key = key.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(ITEMS).map_err(backend)?;
+            Ok(live(raw_get(&table, &key)?, now_epoch()))
+        })
+        .await
+    }
+
+    async fn put(&self, item: Item, cond: Option<Cond>) -> StoreResult<()> {
+        self.blocking(move |db| single(run_tx(db, &[TxOp::Put { item, cond }])).map(|_| ())).await
+    }
+
+    async fn update(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
+        let key = key.clone();
+        self.blocking(move |db| single(run_tx(db, &[TxOp::Update { key, update, cond }]))).await
+    }
+
+    async fn delete(&self, key: &Key, cond: Option<Cond>) -> StoreResult<()> {
+        let key = key.clone();
+        self.blocking(move |db| single(run_tx(db, &[TxOp::Delete { key, cond }])).map(|_| ())).await
+    }
+
+    async fn query(&self, query: Query) -> StoreResult<Page> {
+        self.blocking(move |db| query_sync(db, &query)).await
+    }
+
+    async fn transact(&self, ops: Vec<TxOp>) -> StoreResult<()> {
+        if ops.len() > 100 {
+            return Err(StoreError::Backend("a transaction holds at most 100 operations".into()));
+        }
+        self.blocking(move |db| match run_tx(db, &ops)? {
+            Ok(_) => Ok(()),
+            Err(index) => Err(StoreError::TransactionCancelled { index }),
+        })
+        .await
+    }
+}

@@ -1,0 +1,337 @@
+//! The single-table store: exactly the DynamoDB operations the domain needs, behind one trait
+//! with two implementations (DynamoDB and an embedded redb file). `docs/data-model.md` lists
+//! every item type kept here. The conformance suite in `tests/store_conformance.rs` holds both
+//! implementations to the same semantics.
+
+mod dynamo;
+mod embedded;
+mod item;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+pub use dynamo::DynamoStore;
+pub use embedded::EmbeddedStore;
+pub use item::{attr_of, from_item, keyed_item, set_index, to_item};
+
+pub const PK: &str = "PK";
+pub const SK: &str = "SK";
+/// Items with this numeric attribute (epoch seconds) expire at that instant: reads and
+/// `NotExists` conditions treat them as absent, whenever the backend removes them physically.
+pub const TTL: &str = "ttl";
+
+/// One attribute value, mirroring the DynamoDB types we use. Numbers are integers on purpose:
+/// money is kept in micro-dollars, never as floats.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Attr {
+    S(String),
+    N(i64),
+    Bool(bool),
+    Null,
+    L(Vec<Attr>),
+    M(BTreeMap<String, Attr>),
+}
+
+impl Attr {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Attr::S(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Attr::N(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+impl From<&str> for Attr {
+    fn from(s: &str) -> Self {
+        Attr::S(s.to_string())
+    }
+}
+impl From<String> for Attr {
+    fn from(s: String) -> Self {
+        Attr::S(s)
+    }
+}
+impl From<i64> for Attr {
+    fn from(n: i64) -> Self {
+        Attr::N(n)
+    }
+}
+impl From<bool> for Attr {
+    fn from(b: bool) -> Self {
+        Attr::Bool(b)
+    }
+}
+
+pub type Item = BTreeMap<String, Attr>;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl Key {
+    pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
+        Self { pk: pk.into(), sk: sk.into() }
+    }
+    pub fn of(item: &Item) -> Option<Key> {
+        Some(Key::new(item.get(PK)?.as_str()?, item.get(SK)?.as_str()?))
+    }
+}
+
+/// A condition on the item as it stands before a write (DynamoDB's ConditionExpression).
+/// Comparisons against a missing attribute are false, as in DynamoDB.
+#[derive(Clone, Debug)]
+pub enum Cond {
+    /// The item exists and has not expired.
+    Exists,
+    /// The item is absent or has expired.
+    NotExists,
+    AttrExists(String),
+    AttrNotExists(String),
+    Eq(String, Attr),
+    Ne(String, Attr),
+    Lt(String, i64),
+    Le(String, i64),
+    Gt(String, i64),
+    Ge(String, i64),
+    And(Vec<Cond>),
+    Or(Vec<Cond>),
+}
+
+impl Cond {
+    pub fn eq(name: &str, value: impl Into<Attr>) -> Self {
+        Cond::Eq(name.to_string(), value.into())
+    }
+}
+
+/// An update: SET, atomic ADD to numbers (missing counts as 0) and REMOVE. Like DynamoDB's
+/// UpdateItem it creates the item when absent unless a condition says otherwise.
+#[derive(Clone, Debug, Default)]
+pub struct Update {
+    pub set: Vec<(String, Attr)>,
+    pub add: Vec<(String, i64)>,
+    pub remove: Vec<String>,
+}
+
+impl Update {
+    pub fn set(mut self, name: &str, value: impl Into<Attr>) -> Self {
+        self.set.push((name.to_string(), value.into()));
+        self
+    }
+    pub fn add(mut self, name: &str, delta: i64) -> Self {
+        self.add.push((name.to_string(), delta));
+        self
+    }
+    pub fn remove(mut self, name: &str) -> Self {
+        self.remove.push(name.to_string());
+        self
+    }
+}
+
+/// Which key a query walks: the table's own, or one of the two global secondary indexes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Index {
+    Primary,
+    Gsi1,
+    Gsi2,
+}
+
+impl Index {
+    pub fn key_names(self) -> (&'static str, &'static str) {
+        match self {
+            Index::Primary => (PK, SK),
+            Index::Gsi1 => ("GSI1PK", "GSI1SK"),
+            Index::Gsi2 => ("GSI2PK", "GSI2SK"),
+        }
+    }
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Index::Primary => None,
+            Index::Gsi1 => Some("GSI1"),
+            Index::Gsi2 => Some("GSI2"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum SkCond {
+    Prefix(String),
+    /// Inclusive on both ends, as DynamoDB's BETWEEN.
+    Between(String, String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub index: Index,
+    pub pk: String,
+    pub sk: Option<SkCond>,
+    /// Ascending sort-key order when true.
+    pub forward: bool,
+    pub limit: usize,
+    /// A cursor from a previous page of the same query.
+    pub cursor: Option<String>,
+}
+
+impl Query {
+    pub fn new(index: Index, pk: impl Into<String>) -> Self {
+        Self { index, pk: pk.into(), sk: None, forward: true, limit: 100, cursor: None }
+    }
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.sk = Some(SkCond::Prefix(prefix.into()));
+        self
+    }
+    pub fn between(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        self.sk = Some(SkCond::Between(from.into(), to.into()));
+        self
+    }
+    pub fn backward(mut self) -> Self {
+        self.forward = false;
+        self
+    }
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit.max(1);
+        self
+    }
+    pub fn cursor(mut self, cursor: Option<String>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+}
+
+#[derive(Debug)]
+pub struct Page {
+    pub items: Vec<Item>,
+    /// Present exactly when more items follow; pass it back to get them.
+    pub cursor: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum TxOp {
+    Put { item: Item, cond: Option<Cond> },
+    Update { key: Key, update: Update, cond: Option<Cond> },
+    Delete { key: Key, cond: Option<Cond> },
+    Check { key: Key, cond: Cond },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the condition on the write did not hold")]
+    ConditionFailed,
+    /// Nothing in the transaction was written; `index` is the first operation whose condition
+    /// failed.
+    #[error("transaction cancelled: the condition of operation {index} did not hold")]
+    TransactionCancelled { index: usize },
+    #[error("the pagination cursor is malformed")]
+    InvalidCursor,
+    #[error("store backend error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn get(&self, key: &Key) -> StoreResult<Option<Item>>;
+    async fn put(&self, item: Item, cond: Option<Cond>) -> StoreResult<()>;
+    /// Applies the update atomically and returns the item as it is afterwards.
+    async fn update(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item>;
+    async fn delete(&self, key: &Key, cond: Option<Cond>) -> StoreResult<()>;
+    async fn query(&self, query: Query) -> StoreResult<Page>;
+    /// All or nothing. At most 100 operations, no two on the same item.
+    async fn transact(&self, ops: Vec<TxOp>) -> StoreResult<()>;
+}
+
+pub(crate) fn now_epoch() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+pub(crate) fn is_expired(item: &Item, now: i64) -> bool {
+    matches!(item.get(TTL), Some(Attr::N(t)) if *t <= now)
+}
+
+/// The cursor names the last item returned by its keys (table and index), the same way on
+/// both backends.
+pub(crate) fn encode_cursor(item: &Item, index: Index) -> String {
+    let (ipk, isk) = index.key_names();
+    let mut keys = BTreeMap::new();
+    for name in [PK, SK, ipk, isk] {
+        if let Some(Attr::S(v)) = item.get(name) {
+            keys.insert(name.to_string(), v.clone());
+        }
+    }
+    let json = serde_json::to_vec(&keys).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+pub(crate) fn decode_cursor(cursor: &str, index: Index) -> StoreResult<BTreeMap<String, String>> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| StoreError::InvalidCursor)?;
+    let keys: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| StoreError::InvalidCursor)?;
+    let (ipk, isk) = index.key_names();
+    for name in [PK, SK, ipk, isk] {
+        if !keys.contains_key(name) {
+            return Err(StoreError::InvalidCursor);
+        }
+    }
+    Ok(keys)
+}
+
+/// Evaluates a condition against the item as it stands (`None` when absent or expired). The
+/// embedded store uses it directly; the DynamoDB store renders the same tree as an expression.
+pub(crate) fn holds(cond: &Cond, item: Option<&Item>) -> bool {
+    let attr = |name: &str| item.and_then(|i| i.get(name));
+    let num = |name: &str| attr(name).and_then(Attr::as_i64);
+    match cond {
+        Cond::Exists => item.is_some(),
+        Cond::NotExists => item.is_none(),
+        Cond::AttrExists(n) => attr(n).is_some(),
+        Cond::AttrNotExists(n) => attr(n).is_none(),
+        Cond::Eq(n, v) => attr(n) == Some(v),
+        Cond::Ne(n, v) => attr(n).is_some_and(|a| a != v),
+        Cond::Lt(n, v) => num(n).is_some_and(|a| a < *v),
+        Cond::Le(n, v) => num(n).is_some_and(|a| a <= *v),
+        Cond::Gt(n, v) => num(n).is_some_and(|a| a > *v),
+        Cond::Ge(n, v) => num(n).is_some_and(|a| a >= *v),
+        Cond::And(cs) => cs.iter().all(|c| holds(c, item)),
+        Cond::Or(cs) => cs.iter().any(|c| holds(c, item)),
+    }
+}
+
+/// Applies an update to an item (or to a new one holding only the key).
+pub(crate) fn apply_update(key: &Key, current: Option<Item>, update: &Update) -> StoreResult<Item> {
+    let mut item = current.unwrap_or_else(|| {
+        let mut i = Item::new();
+        i.insert(PK.into(), Attr::S(key.pk.clone()));
+        i.insert(SK.into(), Attr::S(key.sk.clone()));
+        i
+    });
+    for (name, value) in &update.set {
+        item.insert(name.clone(), value.clone());
+    }
+    for (name, delta) in &update.add {
+        let current = match item.get(name) {
+            None => 0,
+            Some(Attr::N(n)) => *n,
+            Some(_) => return Err(StoreError::Backend(format!("ADD to non-numeric attribute {name}"))),
+        };
+        let next = current
+            .checked_add(*delta)
+            .ok_or_else(|| StoreError::Backend(format!("counter {name} overflowed")))?;
+        item.insert(name.clone(), Attr::N(next));
+    }
+    for name in &update.remove {
+        item.remove(name);
+    }
+    Ok(item)
+}
