@@ -1,1 +1,208 @@
+//! The test harness: a real Tollgate router on a real port, over either backend, and a macro
+//! that writes each test once and runs it on both.
+//!
+//! The DynamoDB backend needs `TOLLGATE_TEST_DYNAMODB_ENDPOINT` (moto's server, DynamoDB Local
+//! or AWS, and the same endpoint serves Secrets Manager unless
+//! `TOLLGATE_TEST_SECRETS_ENDPOINT` says otherwise). `scripts/test` starts moto and sets it.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tollgate::config::{Config, SecretsKind, StoreKind};
+use tollgate::secrets::SecretStore;
+use tollgate::store::Store;
+use tollgate::{AppState, Group};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Dynamo,
+}
+
+/// Writes each test once and runs it against both backends: `mod embedded` and `mod dynamodb`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($(#[$meta:meta])* async fn $name:ident($backend:ident) $body:block)*) => {
+        mod embedded {
+            #[allow(unused_imports)]
+            use super::*;
+            $( $(#[$meta])* #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { let $backend = $crate::Backend::Embedded; $body } )*
+        }
+        mod dynamodb {
+            #[allow(unused_imports)]
+            use super::*;
+            $( $(#[$meta])* #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { let $backend = $crate::Backend::Dynamo; $body } )*
+        }
+    };
+}
+
+fn dynamo_endpoint() -> String {
+    std::env::var("TOLLGATE_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
+        panic!("TOLLGATE_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto's server and sets it")
+    })
+}
+
+/// A configuration of its own for one test: a fresh data dir, or a fresh table and secret
+/// prefix, so tests never see each other's data.
+pub fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let mut config = Config { data_dir: dir.to_path_buf(), ..Config::default() };
+    if backend == Backend::Dynamo {
+        let endpoint = dynamo_endpoint();
+        config.store = StoreKind::DynamoDb;
+        config.secrets = SecretsKind::SecretsManager;
+        config.secrets_endpoint = Some(std::env::var("TOLLGATE_TEST_SECRETS_ENDPOINT").unwrap_or_else(|_| endpoint.clone()));
+        config.dynamodb_endpoint = Some(endpoint);
+        config.table = format!("tollgate-test-{unique}");
+        config.secrets_prefix = format!("tollgate-test-{unique}/");
+    }
+    config
+}
+
+/// A store of its own for one test (the conformance suite uses it bare).
+pub async fn store_for(backend: Backend) -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = tollgate::state::open_store(&test_config(backend, dir.path()), true).await.expect("open store");
+    (store, dir)
+}
+
+pub async fn secrets_for(backend: Backend) -> (Arc<dyn SecretStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secrets = tollgate::state::open_secrets(&test_config(backend, dir.path())).await.expect("open secrets");
+    (secrets, dir)
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
+        self
+    }
+
+    /// Asserts an error envelope with this status and code, whose request_id matches the header.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Self {
+        let resp = self.expect(status);
+        let error = &resp.body["error"];
+        assert_eq!(error["code"], code, "unexpected error code; body: {}", resp.text);
+        for field in ["message", "param", "request_id", "type"] {
+            assert!(error.get(field).is_some(), "envelope lacks {field}: {}", resp.text);
+        }
+        assert!(error["message"].as_str().is_some_and(|m| m.len() > 10), "message should say what to fix: {}", resp.text);
+        let header = resp.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert_eq!(error["request_id"], header, "request_id must equal the x-request-id header");
+        resp
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub backend: Backend,
+    _dir: tempfile::TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_groups(backend, &Group::ALL).await
+    }
+
+    pub async fn start_groups(backend: Backend, groups: &[Group]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = test_config(backend, dir.path());
+        let state = AppState::open(config, true).await.expect("open app state");
+        let app = tollgate::http::app(state.clone(), groups);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("serve");
+        });
+        TestApp {
+            base: format!("http://{addr}"),
+            addr,
+            client: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client"),
+            state,
+            backend,
+            _dir: dir,
+            _shutdown: tx,
+        }
+    }
+
+    /// Sends a request; `body` is JSON when given.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Self::read(req.send().await.expect("request")).await
+    }
+
+    pub async fn read(resp: reqwest::Response) -> Resp {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, headers, body, text }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.call(Method::GET, path, token, None).await
+    }
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.call(Method::PUT, path, token, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Resp {
+        self.call(Method::DELETE, path, token, None).await
+    }
+
+    /// Creates the first admin; returns (access token, refresh token).
+    pub async fn admin(&self) -> (String, String) {
+        let r = self.post("/api/setup/first-admin", None, json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})).await.expect(201);
+        (r.body["token"].as_str().unwrap().to_string(), r.body["refreshToken"].as_str().unwrap().to_string())
+    }
+
+    /// Creates a user with `role` (as the given admin) and logs them in; returns (id, token).
+    pub async fn user(&self, admin: &str, email: &str, role: &str) -> (String, String) {
+        let created = self.post("/api/users", Some(admin), json!({"email": email, "password": "user password 1", "role": role})).await.expect(201);
+        let id = created.body["id"].as_str().unwrap().to_string();
+        (id, self.login(email, "user password 1").await)
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let r = self.post("/api/auth/login", None, json!({"email": email, "password": password})).await.expect(200);
+        r.body["token"].as_str().unwrap().to_string()
+    }
+}

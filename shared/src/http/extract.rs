@@ -26,7 +26,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        axum::Json::<T>::from_request(req, state).await.map(|axum::Json(v)| ApiJson(v)).map_err(json_rejection)
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime::Mime>().ok())
+            .is_some_and(|m| m.type_() == "application" && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json")));
+        if !is_json {
+            return Err(unsupported_media_type());
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| json_rejection(JsonRejection::BytesRejection(e)))?;
+        // serde would also read a struct from an array (`["a@b.co", "pw"]`); we take objects only.
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => {}
+            None => return Err(ApiError::bad_request("invalid_json", "the body is empty; send a JSON object")),
+            Some(_) => return Err(ApiError::bad_request("invalid_body", "the body must be a JSON object ({...})")),
+        }
+        axum::Json::<T>::from_bytes(&bytes).map(|axum::Json(v)| ApiJson(v)).map_err(json_rejection)
     }
 }
 
@@ -40,17 +56,21 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             message: format!("the JSON body does not have the expected fields and types: {detail}"),
         },
         JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {detail}")),
-        JsonRejection::MissingJsonContentType(_) => ApiError::Status {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code: "unsupported_media_type",
-            message: "send the body as JSON with the header Content-Type: application/json".into(),
-        },
+        JsonRejection::MissingJsonContentType(_) => unsupported_media_type(),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::Status {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: "payload_too_large",
             message: format!("the body is larger than the {MAX_BODY_BYTES}-byte limit"),
         },
         _ => ApiError::bad_request("invalid_body", format!("the body could not be read: {detail}")),
+    }
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::Status {
+        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        code: "unsupported_media_type",
+        message: "send the body as JSON with the header Content-Type: application/json".into(),
     }
 }
 

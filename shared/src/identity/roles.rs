@@ -55,7 +55,7 @@ impl Permission {
 
 pub const BUILT_IN: [(&str, &[Permission]); 3] = [
     ("admin", &Permission::ALL),
-    ("operator", &[ProjectRead, ProjectWrite, ModelRead, ModelWrite, ReportRead, UserRead]),
+    ("operator", &[ProjectRead, ProjectWrite, ModelRead, ModelWrite, UserRead, ReportRead]),
     ("viewer", &[ProjectRead, ModelRead, ReportRead]),
 ];
 

@@ -86,7 +86,9 @@ impl Expr {
         placeholder
     }
 
-    /// The condition as DynamoDB would evaluate it on the stored item, expired or not.
+    /// The condition as DynamoDB would evaluate it on the stored item, expired or not. Compound
+    /// expressions come back bare and are parenthesised only inside others: DynamoDB rejects
+    /// redundant parentheses.
     fn raw(&mut self, cond: &Cond) -> String {
         let cmp = |e: &mut Expr, n: &str, op: &str, v: i64| {
             let (n, v) = (e.name(n), e.value(AttributeValue::N(v.to_string())));
@@ -101,34 +103,43 @@ impl Expr {
                 let (n, v) = (self.name(n), self.value(to_av(v)));
                 format!("{n} = {v}")
             }
+            // DynamoDB's `<>` holds for a missing attribute; ours does not.
             Cond::Ne(n, v) => {
                 let (n, v) = (self.name(n), self.value(to_av(v)));
-                format!("(attribute_exists({n}) AND {n} <> {v})")
+                format!("attribute_exists({n}) AND {n} <> {v}")
             }
             Cond::Lt(n, v) => cmp(self, n, "<", *v),
             Cond::Le(n, v) => cmp(self, n, "<=", *v),
             Cond::Gt(n, v) => cmp(self, n, ">", *v),
             Cond::Ge(n, v) => cmp(self, n, ">=", *v),
-            Cond::And(cs) | Cond::Or(cs) if cs.is_empty() => {
-                // An empty AND holds and an empty OR does not, as in `holds`.
-                let truth = matches!(cond, Cond::And(_));
-                if truth { format!("attribute_exists({}) OR attribute_not_exists({})", self.name(PK), self.name(PK)) } else { format!("attribute_exists({}) AND attribute_not_exists({})", self.name(PK), self.name(PK)) }
+            Cond::And(cs) | Cond::Or(cs) => {
+                let joiner = if matches!(cond, Cond::And(_)) { " AND " } else { " OR " };
+                if cs.is_empty() {
+                    // An empty AND holds and an empty OR does not, as in `holds`.
+                    let pk = self.name(PK);
+                    return format!("attribute_exists({pk}){}attribute_not_exists({pk})", if joiner == " AND " { " OR " } else { " AND " });
+                }
+                cs.iter().map(|c| self.nested(c)).collect::<Vec<_>>().join(joiner)
             }
-            Cond::And(cs) => cs.iter().map(|c| format!("({})", self.raw(c))).collect::<Vec<_>>().join(" AND "),
-            Cond::Or(cs) => cs.iter().map(|c| format!("({})", self.raw(c))).collect::<Vec<_>>().join(" OR "),
         }
+    }
+
+    /// `raw`, parenthesised when compound.
+    fn nested(&mut self, cond: &Cond) -> String {
+        let text = self.raw(cond);
+        if matches!(cond, Cond::And(_) | Cond::Or(_) | Cond::Ne(..)) { format!("({text})") } else { text }
     }
 
     /// The condition with an expired item counting as absent: on an expired item it takes the
     /// value it would have on no item at all.
     fn condition(&mut self, cond: &Cond) -> String {
-        let inner = self.raw(cond);
+        let inner = self.nested(cond);
         let ttl = self.name(TTL);
         let now = self.value(AttributeValue::N(now_epoch().to_string()));
         if holds(cond, None) {
-            format!("({ttl} <= {now}) OR ({inner})")
+            format!("{ttl} <= {now} OR {inner}")
         } else {
-            format!("(attribute_not_exists({ttl}) OR {ttl} > {now}) AND ({inner})")
+            format!("(attribute_not_exists({ttl}) OR {ttl} > {now}) AND {inner}")
         }
     }
 

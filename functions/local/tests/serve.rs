@@ -1,0 +1,141 @@
+//! The `tollgate` binary itself: it prints where it listens and how to create the first admin,
+//! stops cleanly on Ctrl-C, keeps its data across restarts, honours the documented
+//! environment names, and never writes a password or token to its output, even at debug level.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "a-very-distinct-password-9";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Server {
+    child: Child,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+    base: String,
+}
+
+/// Starts `tollgate serve` and waits for its "listening" line.
+fn start(envs: &[(&str, String)], args: &[&str]) -> Server {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(args)
+        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TOLLGATE_LOG", "debug")
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tollgate");
+    let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        let output = output.clone();
+        let ready = ready_tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if line.contains("Press Ctrl-C") {
+                    let _ = ready.send(());
+                }
+                output.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+    }
+    if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        let _ = child.kill();
+        panic!("tollgate did not start:\n{}", output.lock().unwrap());
+    }
+    Server { child, output, base: format!("http://127.0.0.1:{port}") }
+}
+
+impl Server {
+    /// Sends SIGINT (Ctrl-C) and waits for a clean exit; returns everything it printed.
+    fn stop(mut self) -> String {
+        let status = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let output = self.output.lock().unwrap().clone();
+        assert!(exit.success(), "tollgate exited with {exit:?}:\n{output}");
+        assert!(output.contains("Tollgate stopped."), "{output}");
+        output
+    }
+}
+
+async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
+    let resp = reqwest::Client::new().post(format!("{base}{path}")).json(&body).send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(base: &str, path: &str, token: &str) -> u16 {
+    reqwest::Client::new().get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap().status().as_u16()
+}
+
+/// Runs a session: start, set up, log in, refresh, stop, restart, use the old token.
+async fn round_trip(envs: &[(&str, String)], args: &[&str]) {
+    let first = start(envs, args);
+    let (status, created) = post(&first.base, "/api/setup/first-admin", json!({"email": "ops@example.com", "password": PASSWORD})).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, login) = post(&first.base, "/api/auth/login", json!({"email": "ops@example.com", "password": PASSWORD})).await;
+    assert_eq!(status, 200);
+    let token = login["token"].as_str().unwrap().to_string();
+    let (_, refreshed) = post(&first.base, "/api/auth/refresh", json!({"refreshToken": login["refreshToken"]})).await;
+    let mut secrets = vec![
+        token.clone(),
+        login["refreshToken"].as_str().unwrap().to_string(),
+        refreshed["refreshToken"].as_str().unwrap().to_string(),
+        created["token"].as_str().unwrap().to_string(),
+    ];
+    let first_output = first.stop();
+    assert!(first_output.contains("Tollgate listening on http://127.0.0.1:"), "{first_output}");
+    assert!(first_output.contains("/api/setup/first-admin"), "the first start explains how to create an admin:\n{first_output}");
+
+    // The data, and the JWT signing key, survive the restart.
+    let second = start(envs, args);
+    assert_eq!(get(&second.base, "/api/me", &token).await, 200);
+    let (status, _) = post(&second.base, "/api/auth/login", json!({"email": "ops@example.com", "password": PASSWORD})).await;
+    assert_eq!(status, 200);
+    let second_output = second.stop();
+    assert!(!second_output.contains("No admin exists yet"), "{second_output}");
+
+    secrets.push(PASSWORD.to_string());
+    for output in [&first_output, &second_output] {
+        for secret in &secrets {
+            assert!(!output.contains(secret.as_str()), "a secret reached the output:\n{output}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn embedded_store_serves_stops_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    round_trip(&[("TOLLGATE_DATA_DIR", dir.path().display().to_string())], &["serve"]).await;
+    assert!(dir.path().join("tollgate.redb").exists());
+    assert!(dir.path().join("secrets.redb").exists());
+}
+
+#[tokio::test]
+async fn dynamodb_and_secrets_manager_through_the_environment() {
+    let endpoint = std::env::var("TOLLGATE_TEST_DYNAMODB_ENDPOINT")
+        .expect("TOLLGATE_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto's server and sets it");
+    let dir = tempfile::tempdir().unwrap();
+    let unique = format!("serve-{}", std::process::id());
+    let envs = [
+        ("TOLLGATE_DATA_DIR", dir.path().display().to_string()),
+        ("TOLLGATE_STORE", "dynamodb".to_string()),
+        ("TOLLGATE_DYNAMODB_ENDPOINT", endpoint.clone()),
+        ("TOLLGATE_TABLE", unique.clone()),
+        ("TOLLGATE_SECRETS", "secretsmanager".to_string()),
+        ("TOLLGATE_SECRETS_ENDPOINT", endpoint),
+        ("TOLLGATE_SECRETS_PREFIX", format!("{unique}/")),
+    ];
+    round_trip(&envs, &["serve", "--create-table"]).await;
+    // Nothing was written locally: both stores were remote.
+    assert!(!dir.path().join("tollgate.redb").exists());
+    assert!(!dir.path().join("secrets.redb").exists());
+}

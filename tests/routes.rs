@@ -1,0 +1,126 @@
+//! One truth for routes: each group's Router (with its OpenAPI description, generated from the
+//! same handlers), the SAM template and the contract of API.md must agree.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::Value;
+use tollgate::Group;
+use tollgate_tests::{Backend, TestApp};
+
+type Route = (String, String); // (METHOD, /path/{param})
+
+/// The routes the issues so far promise. A route missing from the OpenAPI document (or not
+/// served) fails `every_contract_route_is_documented_and_served`.
+const CONTRACT: &[(&str, &str)] = &[
+    ("GET", "/api/setup/status"),
+    ("POST", "/api/setup/first-admin"),
+    ("POST", "/api/auth/login"),
+    ("POST", "/api/auth/refresh"),
+    ("GET", "/api/me"),
+    ("PUT", "/api/me"),
+    ("GET", "/api/users"),
+    ("POST", "/api/users"),
+    ("GET", "/api/users/{id}"),
+    ("PUT", "/api/users/{id}"),
+    ("DELETE", "/api/users/{id}"),
+    ("GET", "/api/roles"),
+    ("POST", "/api/roles"),
+    ("PUT", "/api/roles/{name}"),
+    ("DELETE", "/api/roles/{name}"),
+    ("GET", "/admin/v1/me/sessions"),
+    ("DELETE", "/admin/v1/me/sessions/{session_id}"),
+    ("GET", "/admin/v1/me/export"),
+    ("DELETE", "/admin/v1/me"),
+    ("GET", "/openapi.json"),
+];
+
+fn operations(doc: &Value) -> BTreeSet<Route> {
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn group_operations(group: Group) -> BTreeSet<Route> {
+    operations(&serde_json::to_value(group.routes().into_openapi()).unwrap())
+}
+
+/// (function logical id, METHOD, path) of every HttpApi event in the template. The template
+/// keeps `Path:` before `Method:` in each event.
+fn template_routes() -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+    let mut out = Vec::new();
+    let (mut resource, mut path) = (String::new(), None::<String>);
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')) {
+            if !name.starts_with(' ') {
+                resource = name.to_string();
+            }
+        }
+        let trimmed = line.trim();
+        if let Some(p) = trimmed.strip_prefix("Path: ") {
+            path = Some(p.to_string());
+        } else if let Some(m) = trimmed.strip_prefix("Method: ") {
+            out.push((resource.clone(), m.to_uppercase(), path.take().expect("Method without Path")));
+        }
+    }
+    out
+}
+
+fn function_id(group: Group) -> String {
+    let name = group.name();
+    format!("{}{}Function", name[..1].to_uppercase(), &name[1..])
+}
+
+#[test]
+fn the_sam_template_routes_exactly_what_each_group_serves() {
+    let template = template_routes();
+    for group in Group::ALL {
+        let served = group_operations(group);
+        let deployed: BTreeSet<Route> = template.iter().filter(|(f, _, _)| *f == function_id(group)).map(|(_, m, p)| (m.clone(), p.clone())).collect();
+        let missing: Vec<_> = served.difference(&deployed).collect();
+        let extra: Vec<_> = deployed.difference(&served).collect();
+        assert!(missing.is_empty(), "{group:?} serves routes the template lacks: {missing:?}");
+        assert!(extra.is_empty(), "the template routes to {group:?} what it does not serve: {extra:?}");
+    }
+    let known: BTreeSet<String> = Group::ALL.iter().map(|g| function_id(*g)).collect();
+    for (function, method, path) in &template {
+        assert!(known.contains(function), "{method} {path} routes to {function}, which is no group's function");
+    }
+    let unique: BTreeSet<_> = template.iter().map(|(_, m, p)| (m, p)).collect();
+    assert_eq!(unique.len(), template.len(), "a route appears twice in the template");
+}
+
+#[test]
+fn no_route_belongs_to_two_groups() {
+    let mut seen = BTreeSet::new();
+    for group in Group::ALL {
+        for route in group_operations(group) {
+            assert!(seen.insert(route.clone()), "{route:?} is in two groups");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_contract_route_is_documented_and_served() {
+    let app = TestApp::start(Backend::Embedded).await;
+    let served = app.get("/openapi.json", None).await.expect(200).body;
+    assert_eq!(served, serde_json::to_value(tollgate::http::openapi()).unwrap(), "/openapi.json is the generated document");
+    let documented = operations(&served);
+    for (method, path) in CONTRACT {
+        assert!(documented.contains(&(method.to_string(), path.to_string())), "{method} {path} is missing from /openapi.json");
+    }
+    // Every documented route answers with something other than "no such route".
+    for (method, path) in &documented {
+        let concrete = path.split('/').map(|s| if s.starts_with('{') { "3f1e0b1e-0000-4000-8000-000000000000" } else { s }).collect::<Vec<_>>().join("/");
+        let resp = app.call(Method::from_bytes(method.as_bytes()).unwrap(), &concrete, None, Some(serde_json::json!({}))).await;
+        let code = resp.body["error"]["code"].as_str().unwrap_or_default();
+        assert!(code != "unknown_route" && code != "method_not_allowed", "{method} {path} is documented but not served: {}", resp.text);
+    }
+}

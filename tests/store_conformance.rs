@@ -1,0 +1,232 @@
+//! One conformance suite for both stores: whatever the embedded store does, DynamoDB (on
+//! moto's server here) must do the same, and the other way round.
+
+use std::sync::Arc;
+
+use tollgate::store::{Attr, Cond, Index, Item, Key, Query, Store, StoreError, TTL, TxOp, Update, set_index};
+use tollgate_tests::{backend_tests, store_for};
+
+fn item(pk: &str, sk: &str, extra: &[(&str, Attr)]) -> Item {
+    let mut i = Item::from([("PK".to_string(), Attr::S(pk.into())), ("SK".to_string(), Attr::S(sk.into()))]);
+    for (k, v) in extra {
+        i.insert((*k).to_string(), v.clone());
+    }
+    i
+}
+
+fn sks(items: &[Item]) -> Vec<String> {
+    items.iter().map(|i| i["SK"].as_str().unwrap().to_string()).collect()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Every page of a query, following cursors.
+async fn pages(store: &dyn Store, query: Query) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.query(query.clone().cursor(cursor)).await.unwrap();
+        out.push(sks(&page.items));
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+backend_tests! {
+    async fn put_then_get_round_trips_every_attribute_type(backend) {
+        let (store, _dir) = store_for(backend).await;
+        let mut nested = std::collections::BTreeMap::new();
+        nested.insert("inner".to_string(), Attr::N(-7));
+        let it = item("P#1", "S#1", &[
+            ("s", Attr::S("text ünïcode".into())), ("n", Attr::N(9_007_199_254_740_993)), ("b", Attr::Bool(true)),
+            ("z", Attr::Null), ("l", Attr::L(vec![Attr::S("a".into()), Attr::N(1)])), ("m", Attr::M(nested)),
+        ]);
+        store.put(it.clone(), None).await.unwrap();
+        assert_eq!(store.get(&Key::new("P#1", "S#1")).await.unwrap(), Some(it));
+        assert_eq!(store.get(&Key::new("P#1", "S#2")).await.unwrap(), None);
+    }
+
+    async fn conditional_put_refuses_an_existing_item_and_leaves_it_alone(backend) {
+        let (store, _dir) = store_for(backend).await;
+        store.put(item("P", "S", &[("v", Attr::N(1))]), Some(Cond::NotExists)).await.unwrap();
+        let second = store.put(item("P", "S", &[("v", Attr::N(2))]), Some(Cond::NotExists)).await;
+        assert!(matches!(second, Err(StoreError::ConditionFailed)), "{second:?}");
+        assert_eq!(store.get(&Key::new("P", "S")).await.unwrap().unwrap()["v"], Attr::N(1));
+        // Conditions on attributes: equal passes, different fails; missing attributes compare false.
+        store.put(item("P", "S", &[("v", Attr::N(3))]), Some(Cond::eq("v", 1i64))).await.unwrap();
+        assert!(matches!(store.put(item("P", "S", &[]), Some(Cond::eq("v", 1i64))).await, Err(StoreError::ConditionFailed)));
+        assert!(matches!(store.put(item("P", "S", &[]), Some(Cond::Lt("missing".into(), 5))).await, Err(StoreError::ConditionFailed)));
+        assert!(matches!(store.put(item("P", "S", &[]), Some(Cond::Ne("missing".into(), Attr::N(5)))).await, Err(StoreError::ConditionFailed)));
+        store.put(item("P", "S", &[("v", Attr::N(4))]), Some(Cond::Or(vec![Cond::AttrNotExists("x".into()), Cond::eq("v", 0i64)]))).await.unwrap();
+        assert_eq!(store.get(&Key::new("P", "S")).await.unwrap().unwrap()["v"], Attr::N(4));
+    }
+
+    async fn update_adds_atomically_sets_removes_and_returns_the_new_item(backend) {
+        let (store, _dir) = store_for(backend).await;
+        let key = Key::new("C", "W1");
+        let after = store.update(&key, Update::default().add("used", 5).set("name", "budget"), None).await.unwrap();
+        assert_eq!(after["used"], Attr::N(5));
+        assert_eq!(after["name"], Attr::S("budget".into()));
+        let after = store.update(&key, Update::default().add("used", 3).remove("name"), Some(Cond::Le("used".into(), 5))).await.unwrap();
+        assert_eq!(after["used"], Attr::N(8));
+        assert!(!after.contains_key("name"));
+        let refused = store.update(&key, Update::default().add("used", 3), Some(Cond::Le("used".into(), 5))).await;
+        assert!(matches!(refused, Err(StoreError::ConditionFailed)), "{refused:?}");
+        assert_eq!(store.get(&key).await.unwrap().unwrap()["used"], Attr::N(8));
+        let missing = store.update(&Key::new("C", "none"), Update::default().add("used", 1), Some(Cond::Exists)).await;
+        assert!(matches!(missing, Err(StoreError::ConditionFailed)));
+        assert_eq!(store.get(&Key::new("C", "none")).await.unwrap(), None, "a refused update must not create the item");
+    }
+
+    async fn concurrent_conditional_adds_never_pass_the_limit(backend) {
+        let (store, _dir) = store_for(backend).await;
+        let store: Arc<dyn Store> = store;
+        let key = Key::new("CTR#budget", "2026-11");
+        const LIMIT: i64 = 10;
+        let tasks: Vec<_> = (0..40).map(|_| {
+            let store = store.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let cond = Cond::Or(vec![Cond::AttrNotExists("used".into()), Cond::Le("used".into(), LIMIT - 1)]);
+                store.update(&key, Update::default().add("used", 1), Some(cond)).await
+            })
+        }).collect();
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(StoreError::ConditionFailed) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(ok, LIMIT);
+        assert_eq!(store.get(&key).await.unwrap().unwrap()["used"], Attr::N(LIMIT));
+    }
+
+    async fn transactions_are_all_or_nothing_and_name_the_failing_operation(backend) {
+        let (store, _dir) = store_for(backend).await;
+        store.put(item("T", "existing", &[("v", Attr::N(1))]), None).await.unwrap();
+        let failing = vec![
+            TxOp::Put { item: item("T", "new", &[]), cond: Some(Cond::NotExists) },
+            TxOp::Update { key: Key::new("T", "counter"), update: Update::default().add("n", 1), cond: None },
+            TxOp::Put { item: item("T", "existing", &[("v", Attr::N(2))]), cond: Some(Cond::NotExists) },
+        ];
+        let result = store.transact(failing).await;
+        assert!(matches!(result, Err(StoreError::TransactionCancelled { index: 2 })), "{result:?}");
+        assert_eq!(store.get(&Key::new("T", "new")).await.unwrap(), None, "nothing of a cancelled transaction is written");
+        assert_eq!(store.get(&Key::new("T", "counter")).await.unwrap(), None);
+        assert_eq!(store.get(&Key::new("T", "existing")).await.unwrap().unwrap()["v"], Attr::N(1));
+
+        let check_fails = vec![
+            TxOp::Check { key: Key::new("T", "absent"), cond: Cond::Exists },
+            TxOp::Put { item: item("T", "new", &[]), cond: None },
+        ];
+        assert!(matches!(store.transact(check_fails).await, Err(StoreError::TransactionCancelled { index: 0 })));
+        assert_eq!(store.get(&Key::new("T", "new")).await.unwrap(), None);
+
+        let passing = vec![
+            TxOp::Check { key: Key::new("T", "existing"), cond: Cond::eq("v", 1i64) },
+            TxOp::Put { item: item("T", "new", &[]), cond: Some(Cond::NotExists) },
+            TxOp::Update { key: Key::new("T", "counter"), update: Update::default().add("n", 2), cond: None },
+            TxOp::Delete { key: Key::new("T", "gone"), cond: None },
+        ];
+        store.transact(passing).await.unwrap();
+        assert!(store.get(&Key::new("T", "new")).await.unwrap().is_some());
+        assert_eq!(store.get(&Key::new("T", "counter")).await.unwrap().unwrap()["n"], Attr::N(2));
+    }
+
+    async fn query_honours_prefix_order_and_between(backend) {
+        let (store, _dir) = store_for(backend).await;
+        for sk in ["b#1", "a#3", "a#1", "a#2", "c#1"] {
+            store.put(item("Q", sk, &[]), None).await.unwrap();
+        }
+        store.put(item("OTHER", "a#0", &[]), None).await.unwrap();
+        let q = Query::new(Index::Primary, "Q").prefix("a#");
+        assert_eq!(sks(&store.query(q.clone()).await.unwrap().items), ["a#1", "a#2", "a#3"]);
+        assert_eq!(sks(&store.query(q.backward()).await.unwrap().items), ["a#3", "a#2", "a#1"]);
+        let between = Query::new(Index::Primary, "Q").between("a#2", "b#1");
+        assert_eq!(sks(&store.query(between).await.unwrap().items), ["a#2", "a#3", "b#1"]);
+        assert_eq!(sks(&store.query(Query::new(Index::Primary, "Q")).await.unwrap().items).len(), 5);
+        assert!(store.query(Query::new(Index::Primary, "EMPTY")).await.unwrap().items.is_empty());
+    }
+
+    async fn pagination_cursors_walk_every_item_once_and_end_exactly(backend) {
+        let (store, _dir) = store_for(backend).await;
+        for i in 0..7 {
+            store.put(item("PG", &format!("i#{i}"), &[]), None).await.unwrap();
+        }
+        let q = Query::new(Index::Primary, "PG").prefix("i#").limit(3);
+        assert_eq!(pages(store.as_ref(), q.clone()).await, vec![vec!["i#0", "i#1", "i#2"], vec!["i#3", "i#4", "i#5"], vec!["i#6"]]);
+        assert_eq!(pages(store.as_ref(), q.clone().backward()).await, vec![vec!["i#6", "i#5", "i#4"], vec!["i#3", "i#2", "i#1"], vec!["i#0"]]);
+        // A page that ends exactly at the last item has no cursor: `has_more` is exact.
+        store.delete(&Key::new("PG", "i#6"), None).await.unwrap();
+        assert_eq!(pages(store.as_ref(), q.clone()).await, vec![vec!["i#0", "i#1", "i#2"], vec!["i#3", "i#4", "i#5"]]);
+        let bad = store.query(q.cursor(Some("not a cursor".into()))).await;
+        assert!(matches!(bad, Err(StoreError::InvalidCursor)), "{bad:?}");
+    }
+
+    async fn secondary_index_queries_order_and_paginate(backend) {
+        let (store, _dir) = store_for(backend).await;
+        for (i, email) in ["c@x", "a@x", "b@x", "d@x"].iter().enumerate() {
+            let mut it = item(&format!("USER#{i}"), "PROFILE", &[("email", Attr::S((*email).into()))]);
+            set_index(&mut it, Index::Gsi1, "USERS", *email);
+            store.put(it, None).await.unwrap();
+        }
+        let q = Query::new(Index::Gsi1, "USERS").limit(3);
+        let emails = |items: &[Item]| items.iter().map(|i| i["email"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+        let first = store.query(q.clone()).await.unwrap();
+        assert_eq!(emails(&first.items), ["a@x", "b@x", "c@x"]);
+        let second = store.query(q.clone().cursor(first.cursor)).await.unwrap();
+        assert_eq!(emails(&second.items), ["d@x"]);
+        assert!(second.cursor.is_none());
+        // Moving an item in the index (new index key) moves it in query results.
+        let mut moved = item("USER#1", "PROFILE", &[("email", Attr::S("z@x".into()))]);
+        set_index(&mut moved, Index::Gsi1, "USERS", "z@x");
+        store.put(moved, None).await.unwrap();
+        let all = store.query(Query::new(Index::Gsi1, "USERS").backward()).await.unwrap();
+        assert_eq!(emails(&all.items), ["z@x", "d@x", "c@x", "b@x"]);
+        store.delete(&Key::new("USER#1", "PROFILE"), None).await.unwrap();
+        assert_eq!(store.query(Query::new(Index::Gsi1, "USERS")).await.unwrap().items.len(), 3);
+    }
+
+    async fn delete_with_and_without_conditions(backend) {
+        let (store, _dir) = store_for(backend).await;
+        store.put(item("D", "1", &[("owner", Attr::S("me".into()))]), None).await.unwrap();
+        assert!(matches!(store.delete(&Key::new("D", "1"), Some(Cond::eq("owner", "you"))).await, Err(StoreError::ConditionFailed)));
+        assert!(store.get(&Key::new("D", "1")).await.unwrap().is_some());
+        store.delete(&Key::new("D", "1"), Some(Cond::eq("owner", "me"))).await.unwrap();
+        assert!(store.get(&Key::new("D", "1")).await.unwrap().is_none());
+        assert!(matches!(store.delete(&Key::new("D", "1"), Some(Cond::Exists)).await, Err(StoreError::ConditionFailed)));
+        store.delete(&Key::new("D", "1"), None).await.unwrap();
+    }
+
+    async fn expired_items_are_absent_to_reads_and_conditions(backend) {
+        let (store, _dir) = store_for(backend).await;
+        let past = now() - 10;
+        let future = now() + 3600;
+        let mut expired = item("TTL", "old", &[(TTL, Attr::N(past)), ("v", Attr::N(1))]);
+        set_index(&mut expired, Index::Gsi1, "TTLS", "old");
+        store.put(expired, None).await.unwrap();
+        let mut live = item("TTL", "new", &[(TTL, Attr::N(future))]);
+        set_index(&mut live, Index::Gsi1, "TTLS", "new");
+        store.put(live, None).await.unwrap();
+
+        assert_eq!(store.get(&Key::new("TTL", "old")).await.unwrap(), None);
+        assert!(store.get(&Key::new("TTL", "new")).await.unwrap().is_some());
+        assert_eq!(sks(&store.query(Query::new(Index::Primary, "TTL")).await.unwrap().items), ["new"]);
+        assert_eq!(sks(&store.query(Query::new(Index::Gsi1, "TTLS")).await.unwrap().items), ["new"]);
+        // Paging past expired items still fills pages and ends exactly.
+        assert_eq!(pages(store.as_ref(), Query::new(Index::Primary, "TTL").limit(1)).await, vec![vec!["new"]]);
+
+        let exists = store.update(&Key::new("TTL", "old"), Update::default().add("v", 1), Some(Cond::Exists)).await;
+        assert!(matches!(exists, Err(StoreError::ConditionFailed)), "an expired item does not exist: {exists:?}");
+        let attr_cond = store.put(item("TTL", "old", &[]), Some(Cond::eq("v", 1i64))).await;
+        assert!(matches!(attr_cond, Err(StoreError::ConditionFailed)), "an expired item's attributes are gone: {attr_cond:?}");
+        store.put(item("TTL", "old", &[("v", Attr::N(5))]), Some(Cond::NotExists)).await.unwrap();
+        assert_eq!(store.get(&Key::new("TTL", "old")).await.unwrap().unwrap()["v"], Attr::N(5));
+    }
+}
