@@ -22,16 +22,20 @@ pub async fn run(groups: &[Group]) -> anyhow::Result<()> {
     if in_lambda {
         lambda_http::run(app).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
     } else {
-        serve(app, config.listen, async {
+        let listener = bind(config.listen).await?;
+        serve(listener, app, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
     }
 }
 
+pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))
+}
+
 /// Serves until `shutdown` completes, letting requests in flight finish.
-pub async fn serve(app: axum::Router, listen: SocketAddr, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await?;

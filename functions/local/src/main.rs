@@ -40,6 +40,8 @@ async fn serve(create_table: bool) -> anyhow::Result<()> {
     let state = AppState::open(config.clone(), create_table).await?;
     let configured = state.store.get(&tollgate::store::Key::new("SYSTEM", "SETUP")).await?.is_some();
     let app = tollgate::http::app(state, &Group::ALL);
+    // Bound before we say so: whoever reads "listening" can connect at once.
+    let listener = tollgate::runtime::bind(listen).await?;
     println!("Tollgate listening on http://{listen} (store: {:?}, data: {})", config.store, config.data_dir.display());
     if !configured {
         println!(
@@ -47,7 +49,7 @@ async fn serve(create_table: bool) -> anyhow::Result<()> {
         );
     }
     println!("Press Ctrl-C to stop.");
-    tollgate::runtime::serve(app, listen, shutdown_signal()).await?;
+    tollgate::runtime::serve(listener, app, shutdown_signal()).await?;
     println!("Tollgate stopped.");
     Ok(())
 }
