@@ -114,9 +114,9 @@ backend_tests! {
         // Expired: issued two hours ago by the real key, for the real session.
         let sessions = app.get("/admin/v1/me/sessions", Some(&token)).await.expect(200);
         let sid: uuid::Uuid = sessions.body["current_session_id"].as_str().unwrap().parse().unwrap();
-        let expired = app.state.jwt.issue(user_id, sid, chrono::Utc::now().timestamp() - 7200).unwrap();
+        let expired = app.state.jwt().await.unwrap().issue(user_id, sid, chrono::Utc::now().timestamp() - 7200).unwrap();
         app.get("/api/me", Some(&expired)).await.expect_error(401, "unauthorized");
-        let fresh = app.state.jwt.issue(user_id, sid, chrono::Utc::now().timestamp()).unwrap();
+        let fresh = app.state.jwt().await.unwrap().issue(user_id, sid, chrono::Utc::now().timestamp()).unwrap();
         app.get("/api/me", Some(&fresh)).await.expect(200);
     }
 

@@ -33,6 +33,22 @@ const CONTRACT: &[(&str, &str)] = &[
     ("GET", "/admin/v1/me/export"),
     ("DELETE", "/admin/v1/me"),
     ("GET", "/openapi.json"),
+    ("GET", "/api/models"),
+    ("POST", "/api/models"),
+    ("GET", "/api/models/{id}"),
+    ("PUT", "/api/models/{id}"),
+    ("DELETE", "/api/models/{id}"),
+    ("POST", "/api/models/{id}/apikey"),
+    ("GET", "/admin/v1/me/api-keys"),
+    ("POST", "/admin/v1/me/api-keys"),
+    ("GET", "/admin/v1/me/api-keys/{key_id}"),
+    ("DELETE", "/admin/v1/me/api-keys/{key_id}"),
+    ("POST", "/admin/v1/me/api-keys/{key_id}/rotate"),
+    ("GET", "/admin/v1/me/usage/logs"),
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/completions"),
+    ("POST", "/v1/embeddings"),
+    ("GET", "/v1/models"),
 ];
 
 fn operations(doc: &Value) -> BTreeSet<Route> {
@@ -63,7 +79,7 @@ fn template_routes() -> Vec<(String, String, String)> {
                 resource = name.to_string();
             }
         }
-        let trimmed = line.trim();
+        let trimmed = line.trim().trim_start_matches("- ");
         if let Some(p) = trimmed.strip_prefix("Path: ") {
             path = Some(p.to_string());
         } else if let Some(m) = trimmed.strip_prefix("Method: ") {
@@ -95,6 +111,23 @@ fn the_sam_template_routes_exactly_what_each_group_serves() {
     }
     let unique: BTreeSet<_> = template.iter().map(|(_, m, p)| (m, p)).collect();
     assert_eq!(unique.len(), template.len(), "a route appears twice in the template");
+}
+
+/// HTTP APIs cannot stream: the proxy sits behind a Function URL in RESPONSE_STREAM mode, and
+/// only there (its routes come from the function's ServedRoutes, checked above).
+#[test]
+fn the_proxy_streams_through_a_function_url() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+    let start = text.find("\n  ProxyFunction:").expect("ProxyFunction in the template");
+    // The block runs to the next line indented like a resource name.
+    let rest = &text[start + 1..];
+    let end = rest.match_indices("\n  ").map(|(j, _)| j).find(|&j| rest[j + 3..].starts_with(|c: char| c.is_ascii_alphabetic())).unwrap_or(rest.len());
+    let block = &rest[..end];
+    assert!(block.contains("InvokeMode: RESPONSE_STREAM"), "{block}");
+    assert!(!block.contains("Type: HttpApi"), "the proxy must not sit behind the HTTP API");
+    for (method, path) in group_operations(Group::Proxy) {
+        assert!(path.starts_with("/v1/"), "{method} {path}");
+    }
 }
 
 #[test]

@@ -65,6 +65,23 @@ backend_tests! {
         assert_eq!(store.get(&Key::new("P", "S")).await.unwrap().unwrap()["v"], Attr::N(4));
     }
 
+    async fn conditions_of_any_nesting_are_accepted(backend) {
+        let (store, _dir) = store_for(backend).await;
+        store.put(item("N", "1", &[("a", Attr::N(1)), ("b", Attr::N(2))]), None).await.unwrap();
+        let le = |n: &str, v| Cond::Le(n.into(), v);
+        let shapes = [
+            Cond::And(vec![Cond::Or(vec![Cond::AttrNotExists("x".into()), le("a", 5)])]),
+            Cond::Or(vec![Cond::And(vec![le("a", 5)])]),
+            Cond::And(vec![Cond::And(vec![le("a", 5), le("b", 5)]), Cond::Or(vec![Cond::Or(vec![le("a", 0), le("b", 9)])])]),
+            Cond::And(vec![Cond::Ne("a".into(), Attr::N(7)), Cond::Or(vec![Cond::Ne("b".into(), Attr::N(2)), Cond::Exists])]),
+        ];
+        for cond in shapes {
+            store.update(&Key::new("N", "1"), Update::default().add("a", 0), Some(cond.clone())).await.unwrap_or_else(|e| panic!("{cond:?}: {e}"));
+        }
+        let refused = Cond::And(vec![Cond::Or(vec![le("a", 0)]), Cond::And(vec![le("b", 9)])]);
+        assert!(matches!(store.update(&Key::new("N", "1"), Update::default().add("a", 1), Some(refused)).await, Err(StoreError::ConditionFailed)));
+    }
+
     async fn update_adds_atomically_sets_removes_and_returns_the_new_item(backend) {
         let (store, _dir) = store_for(backend).await;
         let key = Key::new("C", "W1");

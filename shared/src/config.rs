@@ -39,6 +39,11 @@ pub struct Config {
     /// `TOLLGATE_TRUSTED_PROXIES`: comma-separated IPs or CIDRs whose X-Forwarded-For is
     /// believed. Empty (default): the peer address is the client.
     pub trusted_proxies: Vec<IpNet>,
+    /// `TOLLGATE_KEY_CACHE_SECS`, default 10: how long a warm process trusts its copy of an API
+    /// key, model or provider secret, and so the longest a revoked key keeps working. 0 = off.
+    pub key_cache: std::time::Duration,
+    /// `TOLLGATE_UPSTREAM_TIMEOUT_MS`, default 60000: the wait for an upstream's answer to begin.
+    pub upstream_timeout: std::time::Duration,
 }
 
 impl Default for Config {
@@ -53,6 +58,8 @@ impl Default for Config {
             secrets_endpoint: None,
             secrets_prefix: "tollgate/".into(),
             trusted_proxies: Vec::new(),
+            key_cache: std::time::Duration::from_secs(10),
+            upstream_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -101,6 +108,13 @@ impl Config {
                 .map(|s| s.parse::<IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from)))
                 .collect::<Result<_, _>>()
                 .map_err(|_| format!("TOLLGATE_TRUSTED_PROXIES={v:?}: use comma-separated IPs or CIDRs"))?;
+        }
+        if let Some(v) = lookup("TOLLGATE_KEY_CACHE_SECS") {
+            config.key_cache = std::time::Duration::from_secs(v.parse().map_err(|_| format!("TOLLGATE_KEY_CACHE_SECS={v:?}: use a number of seconds (0 turns the cache off)"))?);
+        }
+        if let Some(v) = lookup("TOLLGATE_UPSTREAM_TIMEOUT_MS") {
+            let ms: u64 = v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| format!("TOLLGATE_UPSTREAM_TIMEOUT_MS={v:?}: use a positive number of milliseconds"))?;
+            config.upstream_timeout = std::time::Duration::from_millis(ms);
         }
         Ok(config)
     }

@@ -3,14 +3,22 @@
 //! embedded implementations), `identity` holds the rules about users and sessions, `http` the
 //! thin handlers grouped by resource group, `runtime` how a group is served.
 
+pub mod cache;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod keys;
+pub mod limits;
+pub mod money;
+pub mod pagination;
+pub mod proxy;
 pub mod runtime;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod usage;
 
 pub use config::Config;
 pub use http::Group;

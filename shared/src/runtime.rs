@@ -19,7 +19,10 @@ pub async fn run(groups: &[Group]) -> anyhow::Result<()> {
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     let state = AppState::open(config.clone(), false).await?;
     let app = http::app(state, groups);
-    if in_lambda {
+    if in_lambda && groups.contains(&Group::Proxy) {
+        // Behind a Function URL in RESPONSE_STREAM mode: chunks reach the client as produced.
+        lambda_http::run_with_streaming_response(app).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
+    } else if in_lambda {
         lambda_http::run(app).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
     } else {
         let listener = bind(config.listen).await?;

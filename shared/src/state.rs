@@ -8,7 +8,12 @@ use std::time::Instant;
 use aws_config::BehaviorVersion;
 use aws_config::meta::region::RegionProviderChain;
 
+use secrecy::SecretString;
+
+use crate::cache::TtlCache;
+use crate::catalog::Model;
 use crate::config::{Config, SecretsKind, StoreKind};
+use crate::keys::ApiKey;
 use crate::identity::jwt::JwtKeys;
 use crate::secrets::{EmbeddedSecrets, SecretStore, SecretsManagerStore};
 use crate::store::{DynamoStore, EmbeddedStore, Store};
@@ -16,9 +21,20 @@ use crate::store::{DynamoStore, EmbeddedStore, Store};
 pub struct Inner {
     pub store: Arc<dyn Store>,
     pub secrets: Arc<dyn SecretStore>,
-    pub jwt: JwtKeys,
+    /// Loaded on first use: the proxy group never needs it, and so needs no access to it.
+    jwt: tokio::sync::OnceCell<JwtKeys>,
     pub config: Config,
     pub started: Instant,
+    pub hot: HotCaches,
+    /// One pooled client for every upstream call.
+    pub http: reqwest::Client,
+}
+
+/// The proxy's warm-process caches, all bounded by `config.key_cache`.
+pub struct HotCaches {
+    pub keys: TtlCache<String, ApiKey>,
+    pub models: TtlCache<String, Model>,
+    pub secrets: TtlCache<String, Arc<SecretString>>,
 }
 
 #[derive(Clone)]
@@ -71,6 +87,11 @@ pub async fn open_secrets(config: &Config) -> anyhow::Result<Arc<dyn SecretStore
 }
 
 impl AppState {
+    /// The JWT keys, loaded from the secret store (created there on first start) on first use.
+    pub async fn jwt(&self) -> crate::error::ApiResult<&JwtKeys> {
+        self.jwt.get_or_try_init(|| JwtKeys::load_or_create(self.secrets.as_ref())).await.map_err(crate::error::ApiError::internal)
+    }
+
     /// Opens the configured backends and loads (or, on first start, creates) the JWT key.
     pub async fn open(config: Config, create_table: bool) -> anyhow::Result<Self> {
         let store = open_store(&config, create_table).await?;
@@ -79,7 +100,10 @@ impl AppState {
     }
 
     pub async fn with_backends(config: Config, store: Arc<dyn Store>, secrets: Arc<dyn SecretStore>) -> anyhow::Result<Self> {
-        let jwt = JwtKeys::load_or_create(secrets.as_ref()).await?;
-        Ok(Self(Arc::new(Inner { store, secrets, jwt, config, started: Instant::now() })))
+        let jwt = tokio::sync::OnceCell::new();
+        let ttl = config.key_cache;
+        let hot = HotCaches { keys: TtlCache::new(ttl, 100_000), models: TtlCache::new(ttl, 10_000), secrets: TtlCache::new(ttl, 10_000) };
+        let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
+        Ok(Self(Arc::new(Inner { store, secrets, jwt, config, started: Instant::now(), hot, http })))
     }
 }

@@ -5,6 +5,9 @@
 //! or AWS, and the same endpoint serves Secrets Manager unless
 //! `TOLLGATE_TEST_SECRETS_ENDPOINT` says otherwise). `scripts/test` starts moto and sets it.
 
+pub mod counting;
+pub mod upstream;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -129,9 +132,28 @@ impl TestApp {
     }
 
     pub async fn start_groups(backend: Backend, groups: &[Group]) -> Self {
+        Self::start_with(backend, groups, |_| {}, None).await
+    }
+
+    /// A test app with configuration changes, its store optionally wrapped (e.g. to count).
+    pub async fn start_with(
+        backend: Backend,
+        groups: &[Group],
+        configure: impl FnOnce(&mut Config),
+        wrap: Option<&dyn Fn(Arc<dyn Store>) -> Arc<dyn Store>>,
+    ) -> Self {
+        // Server-side errors show in a failing test's output.
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,tollgate=debug").try_init();
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = test_config(backend, dir.path());
-        let state = AppState::open(config, true).await.expect("open app state");
+        let mut config = test_config(backend, dir.path());
+        configure(&mut config);
+        let store = tollgate::state::open_store(&config, true).await.expect("open store");
+        let store = match wrap {
+            Some(wrap) => wrap(store),
+            None => store,
+        };
+        let secrets = tollgate::state::open_secrets(&config).await.expect("open secrets");
+        let state = AppState::with_backends(config, store, secrets).await.expect("app state");
         let app = tollgate::http::app(state.clone(), groups);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -199,6 +221,31 @@ impl TestApp {
         let created = self.post("/api/users", Some(admin), json!({"email": email, "password": "user password 1", "role": role})).await.expect(201);
         let id = created.body["id"].as_str().unwrap().to_string();
         (id, self.login(email, "user password 1").await)
+    }
+
+    /// Adds a catalog model (prices in dollars per million tokens); `base_url`/`api_key` for a
+    /// real upstream, neither for the built-in mock.
+    pub async fn model(&self, admin: &str, id: &str, input_price: f64, output_price: f64, upstream: Option<(&str, &str)>) {
+        let mut body = json!({"id": id, "provider": "mock", "inputPrice": input_price, "outputPrice": output_price, "contextWindow": 4096});
+        if let Some((base_url, api_key)) = upstream {
+            body["provider"] = json!("openai-compatible");
+            body["baseUrl"] = json!(base_url);
+            body["apiKey"] = json!(api_key);
+        }
+        self.post("/api/models", Some(admin), body).await.expect(201);
+    }
+
+    /// Creates a personal API key with these settings; returns (id, secret).
+    pub async fn api_key(&self, token: &str, settings: Value) -> (String, String) {
+        let mut body = json!({"name": "test key"});
+        body.as_object_mut().unwrap().extend(settings.as_object().cloned().unwrap_or_default());
+        let r = self.post("/admin/v1/me/api-keys", Some(token), body).await.expect(201);
+        (r.body["id"].as_str().unwrap().to_string(), r.body["key"].as_str().unwrap().to_string())
+    }
+
+    /// A chat completion through the proxy with `key`.
+    pub async fn chat(&self, key: &str, body: Value) -> Resp {
+        self.post("/v1/chat/completions", Some(key), body).await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> String {

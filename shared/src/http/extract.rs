@@ -26,24 +26,51 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<mime::Mime>().ok())
-            .is_some_and(|m| m.type_() == "application" && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json")));
+        let is_json = is_json(req.headers());
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| json_rejection(JsonRejection::BytesRejection(e)))?;
         if !is_json {
             return Err(unsupported_media_type());
         }
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| json_rejection(JsonRejection::BytesRejection(e)))?;
-        // serde would also read a struct from an array (`["a@b.co", "pw"]`); we take objects only.
-        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'{') => {}
-            None => return Err(ApiError::bad_request("invalid_json", "the body is empty; send a JSON object")),
-            Some(_) => return Err(ApiError::bad_request("invalid_body", "the body must be a JSON object ({...})")),
-        }
-        axum::Json::<T>::from_bytes(&bytes).map(|axum::Json(v)| ApiJson(v)).map_err(json_rejection)
+        parse_object(&bytes).map(ApiJson)
     }
+}
+
+/// Like `ApiJson`, but an empty body means `T::default()` (for POSTs whose fields are all
+/// optional).
+pub struct ApiJsonOrEmpty<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for ApiJsonOrEmpty<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = is_json(req.headers());
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| json_rejection(JsonRejection::BytesRejection(e)))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(ApiJsonOrEmpty(T::default()));
+        }
+        if !is_json {
+            return Err(unsupported_media_type());
+        }
+        parse_object(&bytes).map(ApiJsonOrEmpty)
+    }
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| m.type_() == "application" && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json")))
+}
+
+fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde would also read a struct from an array (`["a@b.co", "pw"]`); we take objects only.
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        None => return Err(ApiError::bad_request("invalid_json", "the body is empty; send a JSON object")),
+        Some(_) => return Err(ApiError::bad_request("invalid_body", "the body must be a JSON object ({...})")),
+    }
+    axum::Json::<T>::from_bytes(bytes).map(|axum::Json(v)| v).map_err(json_rejection)
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -144,6 +171,30 @@ impl FromRequestParts<AppState> for Caller {
         let (user, session) = sessions::authenticate(state, token).await?;
         let permissions = roles::permissions_of(state.store.as_ref(), &user.role).await?.unwrap_or_default();
         Ok(Caller { user, session, permissions })
+    }
+}
+
+/// The user behind an `/admin/v1/me*` request: a session access token, or one of their own
+/// API keys (as the self-service family allows).
+pub struct Me {
+    pub user_id: Uuid,
+}
+
+impl FromRequestParts<AppState> for Me {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        if token.starts_with(crate::keys::SECRET_PREFIX) {
+            let ip = client_ip(parts, &state.config.trusted_proxies);
+            let key = crate::proxy::authenticate(state, Some(token), ip).await?;
+            return match key.owner {
+                crate::keys::Owner::User { user_id } => Ok(Me { user_id }),
+                _ => Err(ApiError::forbidden("not_a_personal_key", "only a personal API key (or a session) can act on /admin/v1/me")),
+            };
+        }
+        let (user, _) = sessions::authenticate(state, token).await?;
+        Ok(Me { user_id: user.id })
     }
 }
 

@@ -1,9 +1,13 @@
 //! The HTTP surface: one Router per resource group, the path -> group map, and the layers
 //! every group shares (request ids, error envelopes for unknown routes, body limits, panics).
 
+pub mod api_keys;
 pub mod auth;
 pub mod extract;
 pub mod me;
+pub mod models;
+pub mod proxy;
+pub mod usage;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -49,7 +53,11 @@ impl Group {
     pub fn routes(self) -> OpenApiRouter<AppState> {
         match self {
             Group::Auth => auth::routes().merge(me::routes()).routes(routes!(openapi_json)),
-            Group::Tokens | Group::Members | Group::Providers | Group::Usage | Group::Proxy => OpenApiRouter::new(),
+            Group::Tokens => api_keys::routes(),
+            Group::Providers => models::routes(),
+            Group::Usage => usage::routes(),
+            Group::Proxy => proxy::routes(),
+            Group::Members => OpenApiRouter::new(),
         }
     }
 }

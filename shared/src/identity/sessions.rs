@@ -62,8 +62,8 @@ fn session_item(session: &Session) -> ApiResult<Item> {
     Ok(item)
 }
 
-fn access_token(state: &AppState, user_id: Uuid, session_id: Uuid) -> ApiResult<String> {
-    state.jwt.issue(user_id, session_id, Utc::now().timestamp()).map_err(ApiError::internal)
+async fn access_token(state: &AppState, user_id: Uuid, session_id: Uuid) -> ApiResult<String> {
+    state.jwt().await?.issue(user_id, session_id, Utc::now().timestamp()).map_err(ApiError::internal)
 }
 
 /// Starts a session for a user who has just proved who they are.
@@ -86,7 +86,7 @@ pub async fn start(state: &AppState, user: &User, ip: Option<String>, user_agent
             TxOp::Put { item: refresh_item(&refresh_token, &session), cond: Some(Cond::NotExists) },
         ])
         .await?;
-    Ok(Tokens { access_token: access_token(state, user.id, session.id)?, refresh_token, session_id: session.id })
+    Ok(Tokens { access_token: access_token(state, user.id, session.id).await?, refresh_token, session_id: session.id })
 }
 
 fn invalid_refresh() -> ApiError {
@@ -132,12 +132,12 @@ pub async fn refresh(state: &AppState, presented: &str) -> ApiResult<(Tokens, Us
         Err(e) => return Err(e.into()),
     }
     let user = users::get(store, user_id).await?.ok_or_else(invalid_refresh)?;
-    Ok((Tokens { access_token: access_token(state, user_id, session_id)?, refresh_token: new_token, session_id }, user))
+    Ok((Tokens { access_token: access_token(state, user_id, session_id).await?, refresh_token: new_token, session_id }, user))
 }
 
 /// The user and session behind an access token, refusing revoked sessions and deleted users.
 pub async fn authenticate(state: &AppState, bearer: &str) -> ApiResult<(User, Session)> {
-    let claims = state.jwt.verify(bearer).ok_or_else(|| ApiError::unauthorized("access token is invalid or expired; log in or refresh"))?;
+    let claims = state.jwt().await?.verify(bearer).ok_or_else(|| ApiError::unauthorized("access token is invalid or expired; log in or refresh"))?;
     let store = state.store.as_ref();
     let session: Session = store
         .get(&key(claims.sub, claims.sid))

@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{
 
 use super::{
     Attr, Cond, Index, Item, Key, PK, Page, Query, SK, SkCond, Store, StoreError, StoreResult, TTL, TxOp, Update,
-    decode_cursor, encode_cursor, holds, is_expired, now_epoch,
+    decode_cursor, cursor_of, holds, is_expired, now_epoch,
 };
 
 #[derive(Clone)]
@@ -133,6 +133,7 @@ impl Expr {
     /// The condition with an expired item counting as absent: on an expired item it takes the
     /// value it would have on no item at all.
     fn condition(&mut self, cond: &Cond) -> String {
+        let cond = &simplify(cond);
         let inner = self.nested(cond);
         let ttl = self.name(TTL);
         let now = self.value(AttributeValue::N(now_epoch().to_string()));
@@ -148,6 +149,32 @@ impl Expr {
     }
     fn values(&self) -> Option<HashMap<String, AttributeValue>> {
         (!self.values.is_empty()).then(|| self.values.clone())
+    }
+}
+
+/// Flattens AND-in-AND and OR-in-OR, and unwraps single-child AND/OR, so that rendering never
+/// yields the redundant parentheses DynamoDB refuses.
+fn simplify(cond: &Cond) -> Cond {
+    match cond {
+        Cond::And(cs) | Cond::Or(cs) => {
+            let is_and = matches!(cond, Cond::And(_));
+            let mut flat = Vec::new();
+            for c in cs.iter().map(simplify) {
+                match c {
+                    Cond::And(inner) if is_and => flat.extend(inner),
+                    Cond::Or(inner) if !is_and => flat.extend(inner),
+                    other => flat.push(other),
+                }
+            }
+            if flat.len() == 1 {
+                flat.pop().unwrap_or(Cond::Exists)
+            } else if is_and {
+                Cond::And(flat)
+            } else {
+                Cond::Or(flat)
+            }
+        }
+        other => other.clone(),
     }
 }
 
@@ -424,7 +451,7 @@ impl Store for DynamoStore {
         }
         let cursor = if found.len() > q.limit {
             found.truncate(q.limit);
-            found.last().map(|last| encode_cursor(last, q.index))
+            found.last().map(|last| cursor_of(last, q.index))
         } else {
             None
         };

@@ -12,7 +12,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 
 use super::{
     Cond, Index, Item, Key, Page, Query, SkCond, Store, StoreError, StoreResult, TxOp, Update, apply_update,
-    decode_cursor, encode_cursor, holds, is_expired, now_epoch,
+    decode_cursor, cursor_of, holds, is_expired, now_epoch,
 };
 
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
@@ -250,7 +250,7 @@ fn query_sync(db: &Database, q: &Query) -> StoreResult<Page> {
     }
     let cursor = if found.len() > q.limit {
         found.truncate(q.limit);
-        found.last().map(|last| encode_cursor(last, q.index))
+        found.last().map(|last| cursor_of(last, q.index))
     } else {
         None
     };

@@ -259,9 +259,9 @@ pub(crate) fn is_expired(item: &Item, now: i64) -> bool {
     matches!(item.get(TTL), Some(Attr::N(t)) if *t <= now)
 }
 
-/// The cursor names the last item returned by its keys (table and index), the same way on
-/// both backends.
-pub(crate) fn encode_cursor(item: &Item, index: Index) -> String {
+/// A cursor that continues a query of `index` just after `item`: it names the item by its
+/// keys (table and index), the same way on both backends.
+pub fn cursor_of(item: &Item, index: Index) -> String {
     let (ipk, isk) = index.key_names();
     let mut keys = BTreeMap::new();
     for name in [PK, SK, ipk, isk] {

@@ -1,0 +1,76 @@
+//! A small time-bounded cache for the proxy's hot path (API keys by hash, catalog models,
+//! provider secrets). Entries older than the TTL are never served, which is what bounds how
+//! long a revoked key keeps working in a warm process. A TTL of zero disables caching.
+//! Hand-written because it is a dozen lines over std; the well-kept crates (moka, quick_cache)
+//! bring far more than a TTL map.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub struct TtlCache<K, V> {
+    ttl: Duration,
+    capacity: usize,
+    entries: Mutex<HashMap<K, (Instant, V)>>,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self { ttl, capacity, entries: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn get(&self, key: &K) -> Option<V> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(key).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
+    }
+
+    pub fn insert(&self, key: K, value: V) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.capacity {
+            let ttl = self.ttl;
+            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (Instant::now(), value));
+    }
+
+    pub fn remove(&self, key: &K) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_expire_and_zero_ttl_disables() {
+        let cache = TtlCache::new(Duration::from_millis(30), 10);
+        cache.insert("a", 1);
+        assert_eq!(cache.get(&"a"), Some(1));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(cache.get(&"a"), None);
+        let off = TtlCache::new(Duration::ZERO, 10);
+        off.insert("a", 1);
+        assert_eq!(off.get(&"a"), None);
+    }
+
+    #[test]
+    fn capacity_is_bounded() {
+        let cache = TtlCache::new(Duration::from_secs(60), 3);
+        for i in 0..10 {
+            cache.insert(i, i);
+        }
+        assert!(cache.entries.lock().unwrap().len() <= 3);
+        assert_eq!(cache.get(&9), Some(9));
+    }
+}

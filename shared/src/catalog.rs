@@ -1,0 +1,160 @@
+//! The models catalog: what the proxy can route to, at what price. A model's provider key goes
+//! to the secret store; the model only says whether one is set.
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::secrets::SecretStore;
+use crate::store::{Cond, Index, Key, Query, Store, StoreError, from_item, keyed_item, set_index};
+
+/// Provider types a catalog model may name, with the base URL used when the model sets none.
+pub const PROVIDERS: [(&str, Option<&str>); 5] = [
+    ("mock", None),
+    ("openai", Some("https://api.openai.com/v1")),
+    ("openrouter", Some("https://openrouter.ai/api/v1")),
+    ("huggingface", Some("https://router.huggingface.co/v1")),
+    ("openai-compatible", None),
+];
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Model {
+    pub id: String,
+    pub provider: String,
+    pub base_url: Option<String>,
+    /// Micro-dollars per million tokens.
+    pub input_price_micros: i64,
+    pub output_price_micros: i64,
+    pub context_window: i64,
+    pub capabilities: Vec<String>,
+    pub has_api_key: bool,
+    /// Names the model's key in the secret store (ids may hold characters secret names cannot).
+    pub secret_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Model {
+    pub fn secret_name(&self) -> String {
+        format!("models/{}/api-key", self.secret_id)
+    }
+
+    /// Where requests for this model go (none for the built-in mock).
+    pub fn endpoint(&self) -> Option<String> {
+        self.base_url.clone().or_else(|| PROVIDERS.iter().find(|(p, _)| *p == self.provider).and_then(|(_, url)| url.map(str::to_string)))
+    }
+}
+
+fn key(id: &str) -> Key {
+    Key::new(format!("MODEL#{id}"), "MODEL")
+}
+
+pub fn validate_id(id: &str) -> ApiResult<()> {
+    let ok = (1..=128).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || "._:@+=-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_param("id", "id must be 1-128 characters: letters, digits and . _ : @ + = - (a / is reserved for <provider>/<model> names)"))
+    }
+}
+
+pub fn validate(model: &Model) -> ApiResult<()> {
+    validate_id(&model.id)?;
+    if !PROVIDERS.iter().any(|(p, _)| *p == model.provider) {
+        let names: Vec<&str> = PROVIDERS.iter().map(|(p, _)| *p).collect();
+        return Err(ApiError::invalid_param("provider", format!("unknown provider {:?}; use one of {}", model.provider, names.join(", "))));
+    }
+    if model.provider == "openai-compatible" && model.base_url.is_none() {
+        return Err(ApiError::invalid_param("baseUrl", "an openai-compatible model needs baseUrl"));
+    }
+    if let Some(url) = &model.base_url {
+        let parsed = url.parse::<axum::http::Uri>().ok().filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+        if parsed.is_none() {
+            return Err(ApiError::invalid_param("baseUrl", "baseUrl must be an http(s) URL such as https://api.example.com/v1"));
+        }
+    }
+    if model.context_window < 1 {
+        return Err(ApiError::invalid_param("contextWindow", "contextWindow must be at least 1"));
+    }
+    Ok(())
+}
+
+fn item(model: &Model) -> ApiResult<crate::store::Item> {
+    let mut item = keyed_item(model, &key(&model.id))?;
+    set_index(&mut item, Index::Gsi1, "MODELS", model.id.clone());
+    Ok(item)
+}
+
+pub async fn get(store: &dyn Store, id: &str) -> ApiResult<Option<Model>> {
+    Ok(store.get(&key(id)).await?.map(from_item).transpose()?)
+}
+
+pub async fn require(store: &dyn Store, id: &str) -> ApiResult<Model> {
+    get(store, id).await?.ok_or_else(|| ApiError::not_found(format!("no model with id {id:?}")))
+}
+
+pub async fn list(store: &dyn Store) -> ApiResult<Vec<Model>> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.query(Query::new(Index::Gsi1, "MODELS").limit(200).cursor(cursor)).await?;
+        for item in page.items {
+            out.push(from_item(item)?);
+        }
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Stores a new model; its key (if any) goes to the secret store first, so a model never
+/// claims a key that is not there.
+pub async fn create(store: &dyn Store, secrets: &dyn SecretStore, mut model: Model, api_key: Option<SecretString>) -> ApiResult<Model> {
+    validate(&model)?;
+    if let Some(k) = &api_key {
+        secrets.put(&model.secret_name(), k).await.map_err(ApiError::internal)?;
+        model.has_api_key = true;
+    }
+    match store.put(item(&model)?, Some(Cond::NotExists)).await {
+        Ok(()) => Ok(model),
+        Err(StoreError::ConditionFailed) => {
+            if api_key.is_some() {
+                secrets.delete(&model.secret_name()).await.map_err(ApiError::internal)?;
+            }
+            Err(ApiError::conflict("model_exists", format!("a model with id {:?} already exists", model.id)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn save(store: &dyn Store, model: &Model) -> ApiResult<()> {
+    validate(model)?;
+    match store.put(item(model)?, Some(Cond::Exists)).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::ConditionFailed) => Err(ApiError::not_found(format!("no model with id {:?}", model.id))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn set_api_key(store: &dyn Store, secrets: &dyn SecretStore, id: &str, api_key: SecretString) -> ApiResult<Model> {
+    let mut model = require(store, id).await?;
+    secrets.put(&model.secret_name(), &api_key).await.map_err(ApiError::internal)?;
+    if !model.has_api_key {
+        model.has_api_key = true;
+        model.updated_at = Utc::now();
+        save(store, &model).await?;
+    }
+    Ok(model)
+}
+
+pub async fn delete(store: &dyn Store, secrets: &dyn SecretStore, id: &str) -> ApiResult<()> {
+    let model = require(store, id).await?;
+    match store.delete(&key(id), Some(Cond::Exists)).await {
+        Ok(()) | Err(StoreError::ConditionFailed) => {}
+        Err(e) => return Err(e.into()),
+    }
+    secrets.delete(&model.secret_name()).await.map_err(ApiError::internal)
+}

@@ -1,0 +1,192 @@
+//! Providers group, management family: the models catalog.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{ApiJson, Caller};
+use crate::catalog::{self, Model};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::identity::roles::Permission;
+use crate::money::{dollars_to_micros, micros_to_dollars};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_models, create_model))
+        .routes(routes!(get_model, update_model, delete_model))
+        .routes(routes!(rotate_model_key))
+}
+
+/// A catalog model. Prices are dollars per million tokens; the key itself is never returned.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelView {
+    id: String,
+    provider: String,
+    base_url: Option<String>,
+    input_price: f64,
+    output_price: f64,
+    context_window: i64,
+    capabilities: Vec<String>,
+    has_api_key: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Model> for ModelView {
+    fn from(m: Model) -> Self {
+        ModelView {
+            id: m.id,
+            provider: m.provider,
+            base_url: m.base_url,
+            input_price: micros_to_dollars(m.input_price_micros),
+            output_price: micros_to_dollars(m.output_price_micros),
+            context_window: m.context_window,
+            capabilities: m.capabilities,
+            has_api_key: m.has_api_key,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/models", tag = "models", responses((status = 200, body = Vec<ModelView>), (status = 403, body = ErrorEnvelope)))]
+async fn list_models(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ModelView>>> {
+    caller.require(Permission::ModelRead)?;
+    Ok(Json(catalog::list(state.store.as_ref()).await?.into_iter().map(ModelView::from).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateModel {
+    id: String,
+    provider: String,
+    /// Stored in the secret store; responses only say `hasApiKey`.
+    #[schema(value_type = Option<String>)]
+    api_key: Option<SecretString>,
+    /// Dollars per million input tokens.
+    input_price: f64,
+    /// Dollars per million output tokens.
+    output_price: f64,
+    context_window: i64,
+    #[serde(default)]
+    capabilities: Vec<String>,
+    /// Any OpenAI-compatible endpoint (our addition to the seed).
+    base_url: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/models", tag = "models", request_body = CreateModel,
+    responses((status = 201, body = ModelView), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+async fn create_model(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateModel>) -> ApiResult<(StatusCode, Json<ModelView>)> {
+    caller.require(Permission::ModelWrite)?;
+    let now = Utc::now();
+    let model = Model {
+        id: body.id,
+        provider: body.provider,
+        base_url: body.base_url,
+        input_price_micros: dollars_to_micros(body.input_price, "inputPrice")?,
+        output_price_micros: dollars_to_micros(body.output_price, "outputPrice")?,
+        context_window: body.context_window,
+        capabilities: body.capabilities,
+        has_api_key: false,
+        secret_id: uuid::Uuid::new_v4(),
+        created_at: now,
+        updated_at: now,
+    };
+    let model = catalog::create(state.store.as_ref(), state.secrets.as_ref(), model, body.api_key).await?;
+    Ok((StatusCode::CREATED, Json(model.into())))
+}
+
+#[utoipa::path(get, path = "/api/models/{id}", tag = "models", params(("id" = String, Path)),
+    responses((status = 200, body = ModelView), (status = 404, body = ErrorEnvelope)))]
+async fn get_model(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ModelView>> {
+    caller.require(Permission::ModelRead)?;
+    Ok(Json(catalog::require(state.store.as_ref(), &id).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateModel {
+    provider: Option<String>,
+    #[schema(value_type = Option<String>)]
+    api_key: Option<SecretString>,
+    input_price: Option<f64>,
+    output_price: Option<f64>,
+    context_window: Option<i64>,
+    capabilities: Option<Vec<String>>,
+    base_url: Option<String>,
+}
+
+#[utoipa::path(put, path = "/api/models/{id}", tag = "models", params(("id" = String, Path)), request_body = UpdateModel,
+    responses((status = 200, body = ModelView), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn update_model(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<UpdateModel>) -> ApiResult<Json<ModelView>> {
+    caller.require(Permission::ModelWrite)?;
+    let mut model = catalog::require(state.store.as_ref(), &id).await?;
+    if let Some(p) = body.provider {
+        model.provider = p;
+    }
+    if let Some(p) = body.input_price {
+        model.input_price_micros = dollars_to_micros(p, "inputPrice")?;
+    }
+    if let Some(p) = body.output_price {
+        model.output_price_micros = dollars_to_micros(p, "outputPrice")?;
+    }
+    if let Some(c) = body.context_window {
+        model.context_window = c;
+    }
+    if let Some(c) = body.capabilities {
+        model.capabilities = c;
+    }
+    if let Some(u) = body.base_url {
+        model.base_url = Some(u);
+    }
+    catalog::validate(&model)?;
+    if let Some(key) = body.api_key {
+        state.secrets.put(&model.secret_name(), &key).await.map_err(ApiError::internal)?;
+        model.has_api_key = true;
+    }
+    model.updated_at = Utc::now();
+    catalog::save(state.store.as_ref(), &model).await?;
+    forget(&state, &model);
+    Ok(Json(model.into()))
+}
+
+/// Drops this process's cached copies; other warm processes follow within the cache bound.
+fn forget(state: &AppState, model: &Model) {
+    state.hot.models.remove(&model.id);
+    state.hot.secrets.remove(&model.secret_name());
+}
+
+#[utoipa::path(delete, path = "/api/models/{id}", tag = "models", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorEnvelope)))]
+async fn delete_model(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    caller.require(Permission::ModelWrite)?;
+    let model = catalog::require(state.store.as_ref(), &id).await?;
+    catalog::delete(state.store.as_ref(), state.secrets.as_ref(), &id).await?;
+    forget(&state, &model);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RotateModelKey {
+    #[schema(value_type = String)]
+    api_key: SecretString,
+}
+
+/// Replaces the model's provider key in the secret store.
+#[utoipa::path(post, path = "/api/models/{id}/apikey", tag = "models", params(("id" = String, Path)), request_body = RotateModelKey,
+    responses((status = 200, body = ModelView), (status = 404, body = ErrorEnvelope)))]
+async fn rotate_model_key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<RotateModelKey>) -> ApiResult<Json<ModelView>> {
+    caller.require(Permission::ModelWrite)?;
+    let model = catalog::set_api_key(state.store.as_ref(), state.secrets.as_ref(), &id, body.api_key).await?;
+    forget(&state, &model);
+    Ok(Json(model.into()))
+}

@@ -1,0 +1,149 @@
+//! Usage group: the caller's usage records (`/admin/v1/me/usage/logs`).
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::extract::{ApiQuery, Me};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::money::micros_to_dollars;
+use crate::pagination::{Direction, Pagination, check_limit};
+use crate::state::AppState;
+use crate::usage::{self, Attempt, LogFilter, Outcome, UsageRecord};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(usage_logs))
+}
+
+/// One usage record, in the self-service seed's shape (plus `outcome`, the prices used,
+/// `ttft_ms` and the routing trace).
+#[derive(Serialize, ToSchema)]
+pub struct LogView {
+    id: Uuid,
+    request_id: String,
+    api_key_id: Option<Uuid>,
+    user_id: Option<Uuid>,
+    org_id: Option<Uuid>,
+    project_id: Option<Uuid>,
+    team_id: Option<Uuid>,
+    service_account_id: Option<Uuid>,
+    model: String,
+    provider: String,
+    provider_source: String,
+    input_tokens: i64,
+    output_tokens: i64,
+    cached_tokens: i64,
+    reasoning_tokens: i64,
+    audio_seconds: i64,
+    character_count: i64,
+    image_count: i64,
+    /// Dollars.
+    cost: f64,
+    cost_micros: i64,
+    /// Dollars per million tokens, as charged.
+    input_price: f64,
+    output_price: f64,
+    pricing_source: String,
+    latency_ms: i64,
+    ttft_ms: Option<i64>,
+    status_code: i64,
+    outcome: Outcome,
+    streamed: bool,
+    cancelled: bool,
+    finish_reason: Option<String>,
+    http_referer: Option<String>,
+    error: Option<String>,
+    routing: Vec<Attempt>,
+    recorded_at: DateTime<Utc>,
+}
+
+impl From<UsageRecord> for LogView {
+    fn from(r: UsageRecord) -> Self {
+        LogView {
+            id: r.id,
+            request_id: r.request_id,
+            api_key_id: r.api_key_id,
+            user_id: r.user_id,
+            org_id: r.org_id,
+            project_id: r.project_id,
+            team_id: None,
+            service_account_id: None,
+            model: r.model,
+            provider: r.provider,
+            provider_source: r.provider_source,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cached_tokens: r.cached_tokens,
+            reasoning_tokens: r.reasoning_tokens,
+            audio_seconds: 0,
+            character_count: 0,
+            image_count: 0,
+            cost: micros_to_dollars(r.cost_micros),
+            cost_micros: r.cost_micros,
+            input_price: micros_to_dollars(r.input_price_micros),
+            output_price: micros_to_dollars(r.output_price_micros),
+            pricing_source: r.pricing_source,
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+            status_code: r.status_code,
+            outcome: r.outcome,
+            streamed: r.streamed,
+            cancelled: r.cancelled,
+            finish_reason: r.finish_reason,
+            http_referer: r.http_referer,
+            error: r.error,
+            routing: r.routing,
+            recorded_at: r.recorded_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogPage {
+    data: Vec<LogView>,
+    pagination: Pagination,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    org_id: Option<Uuid>,
+    user_id: Option<Uuid>,
+    project_id: Option<Uuid>,
+    team_id: Option<Uuid>,
+    api_key_id: Option<Uuid>,
+    service_account_id: Option<Uuid>,
+    model: Option<String>,
+    provider: Option<String>,
+    provider_source: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+    #[param(value_type = Option<String>)]
+    direction: Option<Direction>,
+}
+
+/// The caller's usage records, newest first, with the seed's filters and cursor pagination.
+#[utoipa::path(get, path = "/admin/v1/me/usage/logs", tag = "me", params(LogParams),
+    responses((status = 200, body = LogPage), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
+async fn usage_logs(State(state): State<AppState>, me: Me, ApiQuery(q): ApiQuery<LogParams>) -> ApiResult<Json<LogPage>> {
+    if q.user_id.is_some_and(|u| u != me.user_id) {
+        return Err(ApiError::forbidden("not_your_usage", "user_id must be your own id here"));
+    }
+    // Personal keys belong to no organisation, project, team or service account (yet).
+    let none_can_match = q.org_id.is_some() || q.project_id.is_some() || q.team_id.is_some() || q.service_account_id.is_some();
+    let limit = check_limit(q.limit)?;
+    let filter = LogFilter { api_key_id: q.api_key_id, model: q.model, provider: q.provider, provider_source: q.provider_source, from: q.from, to: q.to };
+    if none_can_match {
+        return Ok(Json(LogPage { data: vec![], pagination: Pagination { has_more: false, limit, next_cursor: None, prev_cursor: None } }));
+    }
+    let owner = format!("user#{}", me.user_id);
+    let (records, pagination) = usage::logs(state.store.as_ref(), &owner, &filter, limit, q.cursor, q.direction.unwrap_or_default()).await?;
+    Ok(Json(LogPage { data: records.into_iter().map(LogView::from).collect(), pagination }))
+}

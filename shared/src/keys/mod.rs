@@ -1,0 +1,386 @@
+//! API tokens: one entity for personal keys, workspace tokens and project tokens. A token is
+//! stored twice in one transaction: the record under its id (listed by owner through GSI1),
+//! and a copy under the SHA-256 of its secret, so the proxy authenticates with one read. The
+//! secret itself (`tg_` + 32 random bytes) is returned once and never stored.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Duration, Utc};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::identity::{random_secret, sha256_hex};
+use crate::limits::{Limit, Metric, Mode, Unit, Window};
+use crate::money::MICROS_PER_CENT;
+use crate::pagination::{self, Direction, Pagination};
+use crate::store::{Cond, Index, Item, Key, Store, StoreError, TxOp, from_item, keyed_item, set_index};
+
+pub const SECRET_PREFIX: &str = "tg_";
+/// How much of the secret is kept, so people can recognise their keys.
+pub const KEY_PREFIX_LEN: usize = 10;
+pub const DEFAULT_GRACE_SECS: i64 = 86_400;
+pub const MAX_GRACE_SECS: i64 = 604_800;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Owner {
+    User { user_id: Uuid },
+    Workspace { workspace_id: Uuid },
+    Project { project_id: Uuid },
+}
+
+impl Owner {
+    /// The owner as a key fragment: `user#<id>`.
+    pub fn tag(&self) -> String {
+        match self {
+            Owner::User { user_id } => format!("user#{user_id}"),
+            Owner::Workspace { workspace_id } => format!("workspace#{workspace_id}"),
+            Owner::Project { project_id } => format!("project#{project_id}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetPeriod {
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+impl BudgetPeriod {
+    fn window(self) -> Window {
+        match self {
+            BudgetPeriod::Daily => Window::Daily,
+            BudgetPeriod::Weekly => Window::Weekly,
+            BudgetPeriod::Monthly => Window::Monthly,
+        }
+    }
+}
+
+/// A stored token. Holds only the hash of its secret.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub owner: Owner,
+    pub name: String,
+    pub key_prefix: String,
+    pub key_hash: String,
+    pub scopes: Option<Vec<String>>,
+    pub allowed_models: Option<Vec<String>>,
+    pub ip_allowlist: Option<Vec<String>>,
+    pub budget_limit_cents: Option<i64>,
+    pub budget_period: Option<BudgetPeriod>,
+    pub rate_limit_rpm: Option<i64>,
+    pub rate_limit_tpm: Option<i64>,
+    /// Limits beyond the personal-key fields (workspace and project tokens).
+    #[serde(default)]
+    pub limits: Vec<Limit>,
+    /// Kept as JSON text: it is opaque to us and may hold non-integer numbers.
+    pub sovereignty_requirements: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub rotated_from_key_id: Option<Uuid>,
+    pub rotation_grace_until: Option<DateTime<Utc>>,
+    /// The first key of the rotation chain: every key of a chain shares its limit counters,
+    /// so rotating a key does not reset its budget.
+    pub counters_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// The settings of a new key (also what a rotation copies).
+#[derive(Clone, Debug, Default)]
+pub struct KeySettings {
+    pub name: String,
+    pub scopes: Option<Vec<String>>,
+    pub allowed_models: Option<Vec<String>>,
+    pub ip_allowlist: Option<Vec<String>>,
+    pub budget_limit_cents: Option<i64>,
+    pub budget_period: Option<BudgetPeriod>,
+    pub rate_limit_rpm: Option<i64>,
+    pub rate_limit_tpm: Option<i64>,
+    pub limits: Vec<Limit>,
+    pub sovereignty_requirements: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Every scope a token may hold.
+pub const SCOPES: [&str; 8] = ["chat", "completions", "embeddings", "models", "usage:read", "*", "leaderboards:inference", "leaderboards:read"];
+
+impl KeySettings {
+    pub fn validate(&self, now: DateTime<Utc>) -> ApiResult<()> {
+        if self.name.trim().is_empty() || self.name.chars().count() > 128 {
+            return Err(ApiError::invalid_param("name", "name must be 1-128 characters"));
+        }
+        for scope in self.scopes.iter().flatten() {
+            if !SCOPES.contains(&scope.as_str()) {
+                return Err(ApiError::invalid_param("scopes", format!("unknown scope {scope:?}; valid scopes are {}", SCOPES.join(", "))));
+            }
+        }
+        for pattern in self.allowed_models.iter().flatten() {
+            let star = pattern.find('*');
+            if pattern.is_empty() || star.is_some_and(|i| i != pattern.len() - 1) {
+                return Err(ApiError::invalid_param("allowed_models", format!("{pattern:?} is not a model name or a prefix ending in a single trailing *")));
+            }
+        }
+        for entry in self.ip_allowlist.iter().flatten() {
+            parse_net(entry).ok_or_else(|| ApiError::invalid_param("ip_allowlist", format!("{entry:?} is not an IP address or CIDR such as 10.0.0.0/8")))?;
+        }
+        if self.budget_limit_cents.is_some_and(|c| c < 0) {
+            return Err(ApiError::invalid_param("budget_limit_cents", "budget_limit_cents cannot be negative"));
+        }
+        if self.budget_period.is_some() && self.budget_limit_cents.is_none() {
+            return Err(ApiError::invalid_param("budget_period", "budget_period needs budget_limit_cents"));
+        }
+        for (value, name) in [(self.rate_limit_rpm, "rate_limit_rpm"), (self.rate_limit_tpm, "rate_limit_tpm")] {
+            if value.is_some_and(|v| v < 1) {
+                return Err(ApiError::invalid_param(name, format!("{name} must be at least 1")));
+            }
+        }
+        if self.expires_at.is_some_and(|e| e <= now) {
+            return Err(ApiError::invalid_param("expires_at", "expires_at must be in the future"));
+        }
+        self.limits.iter().try_for_each(crate::limits::validate)
+    }
+}
+
+fn parse_net(entry: &str) -> Option<IpNet> {
+    entry.parse::<IpNet>().ok().or_else(|| entry.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+impl ApiKey {
+    /// Every limit of this token: the personal-key fields as limits, then any others.
+    pub fn all_limits(&self) -> Vec<Limit> {
+        let mut out = Vec::new();
+        if let Some(cents) = self.budget_limit_cents {
+            let window = self.budget_period.map_or(Window::Monthly, BudgetPeriod::window);
+            out.push(Limit { id: "budget".into(), metric: Metric::Cost, limit: cents.saturating_mul(MICROS_PER_CENT), window, mode: Mode::Replace });
+        }
+        let minute = Window::Rolling { every: 1, unit: Unit::Minute };
+        if let Some(rpm) = self.rate_limit_rpm {
+            out.push(Limit { id: "rpm".into(), metric: Metric::Calls, limit: rpm, window: minute, mode: Mode::Replace });
+        }
+        if let Some(tpm) = self.rate_limit_tpm {
+            out.push(Limit { id: "tpm".into(), metric: Metric::TotalTokens, limit: tpm, window: minute, mode: Mode::Replace });
+        }
+        out.extend(self.limits.iter().cloned());
+        out
+    }
+
+    pub fn counters_key_id(&self) -> Uuid {
+        self.counters_id.unwrap_or(self.id)
+    }
+
+    /// The item holding this token's limit counters.
+    pub fn counters(&self) -> Key {
+        Key::new(format!("LIMITS#token#{}", self.counters_key_id()), "COUNTERS")
+    }
+
+    /// Whether the token grants `scope` (`null` = every scope, `[]` = none).
+    pub fn grants(&self, scope: &str) -> bool {
+        let Some(scopes) = &self.scopes else { return true };
+        scopes.iter().any(|s| {
+            s == "*" || s == scope
+                || (s == "leaderboards:inference" && matches!(scope, "chat" | "completions" | "embeddings"))
+                || (s == "leaderboards:read" && scope == "models")
+        })
+    }
+
+    pub fn allows_model(&self, model: &str) -> bool {
+        let Some(patterns) = &self.allowed_models else { return true };
+        patterns.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => model.starts_with(prefix),
+            None => p == model,
+        })
+    }
+
+    pub fn allows_ip(&self, ip: Option<IpAddr>) -> bool {
+        let Some(list) = &self.ip_allowlist else { return true };
+        ip.is_some_and(|ip| list.iter().filter_map(|e| parse_net(e)).any(|net| net.contains(&ip)))
+    }
+
+    /// 401 unless the token may be used at `now`: not revoked, not expired, not rotated past its
+    /// grace period.
+    pub fn check_usable(&self, now: DateTime<Utc>) -> ApiResult<()> {
+        let refuse = |why: &str| Err(ApiError::Status { status: axum::http::StatusCode::UNAUTHORIZED, code: "invalid_api_key", message: why.to_string() });
+        if self.revoked_at.is_some() {
+            return refuse("this API key has been revoked");
+        }
+        if self.expires_at.is_some_and(|e| e <= now) {
+            return refuse("this API key has expired");
+        }
+        if self.rotation_grace_until.is_some_and(|g| g <= now) {
+            return refuse("this API key was rotated and its grace period is over; use the new key");
+        }
+        Ok(())
+    }
+}
+
+fn record_key(id: Uuid) -> Key {
+    Key::new(format!("TOKEN#{id}"), "TOKEN")
+}
+
+fn lookup_key(hash: &str) -> Key {
+    Key::new(format!("KEYHASH#{hash}"), "KEY")
+}
+
+fn owner_partition(owner: &Owner) -> String {
+    format!("OWNER#{}#TOKENS", owner.tag())
+}
+
+fn items(key: &ApiKey) -> ApiResult<(Item, Item)> {
+    let mut record = keyed_item(key, &record_key(key.id))?;
+    set_index(&mut record, Index::Gsi1, owner_partition(&key.owner), format!("{}#{}", key.created_at.to_rfc3339(), key.id));
+    Ok((record, keyed_item(key, &lookup_key(&key.key_hash))?))
+}
+
+/// A token with its secret, as returned once at creation or rotation.
+pub struct Issued {
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+fn mint(owner: Owner, settings: KeySettings, now: DateTime<Utc>) -> Issued {
+    let secret = random_secret(SECRET_PREFIX);
+    let key = ApiKey {
+        id: Uuid::new_v4(),
+        owner,
+        name: settings.name,
+        key_prefix: secret.chars().take(KEY_PREFIX_LEN).collect(),
+        key_hash: sha256_hex(&secret),
+        scopes: settings.scopes,
+        allowed_models: settings.allowed_models,
+        ip_allowlist: settings.ip_allowlist,
+        budget_limit_cents: settings.budget_limit_cents,
+        budget_period: settings.budget_period,
+        rate_limit_rpm: settings.rate_limit_rpm,
+        rate_limit_tpm: settings.rate_limit_tpm,
+        limits: settings.limits,
+        sovereignty_requirements: settings.sovereignty_requirements,
+        expires_at: settings.expires_at,
+        revoked_at: None,
+        deleted_at: None,
+        rotated_from_key_id: None,
+        rotation_grace_until: None,
+        counters_id: None,
+        created_at: now,
+        last_used_at: None,
+    };
+    Issued { key, secret }
+}
+
+pub async fn create(store: &dyn Store, owner: Owner, settings: KeySettings) -> ApiResult<Issued> {
+    let now = Utc::now();
+    settings.validate(now)?;
+    let issued = mint(owner, settings, now);
+    let (record, lookup) = items(&issued.key)?;
+    store
+        .transact(vec![TxOp::Put { item: record, cond: Some(Cond::NotExists) }, TxOp::Put { item: lookup, cond: Some(Cond::NotExists) }])
+        .await?;
+    Ok(issued)
+}
+
+/// The owner's token, or 404 (also for someone else's: ids are not secrets, but existence is).
+pub async fn get(store: &dyn Store, owner: &Owner, id: Uuid) -> ApiResult<ApiKey> {
+    let key: Option<ApiKey> = store.get(&record_key(id)).await?.map(from_item).transpose()?;
+    key.filter(|k| k.owner == *owner).ok_or_else(|| ApiError::not_found(format!("no API key with id {id}")))
+}
+
+/// The token whose secret has this SHA-256, if any.
+pub async fn by_hash(store: &dyn Store, hash: &str) -> ApiResult<Option<ApiKey>> {
+    Ok(store.get(&lookup_key(hash)).await?.map(from_item).transpose()?)
+}
+
+/// Operations that stamp `last_used_at` on both copies of a token (in the settlement).
+pub fn touch_ops(key: &ApiKey, now: DateTime<Utc>) -> ApiResult<Vec<TxOp>> {
+    let stamp = crate::store::attr_of(&Some(now))?;
+    Ok([record_key(key.id), lookup_key(&key.key_hash)]
+        .into_iter()
+        .map(|k| TxOp::Update { key: k, update: crate::store::Update::default().set("last_used_at", stamp.clone()), cond: Some(Cond::Exists) })
+        .collect())
+}
+
+pub async fn list(
+    store: &dyn Store,
+    owner: &Owner,
+    limit: usize,
+    cursor: Option<String>,
+    direction: Direction,
+    include_deleted: bool,
+) -> ApiResult<(Vec<ApiKey>, Pagination)> {
+    let keep = |item: &Item| include_deleted || matches!(item.get("deleted_at"), None | Some(crate::store::Attr::Null));
+    let (items, pagination) = pagination::page(store, Index::Gsi1, &owner_partition(owner), None, limit, cursor, direction, keep).await?;
+    Ok((items.into_iter().map(from_item).collect::<Result<_, _>>()?, pagination))
+}
+
+/// Writes a changed token (record and lookup copy together), provided it is unchanged since
+/// `before` was read.
+async fn save(store: &dyn Store, before: &ApiKey, after: &ApiKey, extra: Vec<TxOp>) -> ApiResult<()> {
+    let (record, lookup) = items(after)?;
+    let unchanged = Cond::Eq("revoked_at".into(), crate::store::attr_of(&before.revoked_at)?);
+    let still = Cond::And(vec![Cond::Exists, unchanged, Cond::Eq("rotation_grace_until".into(), crate::store::attr_of(&before.rotation_grace_until)?)]);
+    let mut ops = vec![TxOp::Put { item: record, cond: Some(still) }, TxOp::Put { item: lookup, cond: None }];
+    ops.extend(extra);
+    match store.transact(ops).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::TransactionCancelled { index: 0 }) => {
+            Err(ApiError::conflict("key_changed", "this API key changed while we were updating it; read it again and retry"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Revokes (and soft-deletes) a token: it stops working at once, and leaves listings unless
+/// `include_deleted` is asked for.
+pub async fn revoke(store: &dyn Store, owner: &Owner, id: Uuid) -> ApiResult<ApiKey> {
+    let before = get(store, owner, id).await?;
+    if before.revoked_at.is_some() {
+        return Ok(before);
+    }
+    let now = Utc::now();
+    let after = ApiKey { revoked_at: Some(now), deleted_at: Some(now), ..before.clone() };
+    save(store, &before, &after, vec![]).await?;
+    Ok(after)
+}
+
+/// Replaces a token with a new secret that copies every setting. The old secret keeps working
+/// for `grace_secs`.
+pub async fn rotate(store: &dyn Store, owner: &Owner, id: Uuid, grace_secs: i64) -> ApiResult<Issued> {
+    if !(1..=MAX_GRACE_SECS).contains(&grace_secs) {
+        return Err(ApiError::invalid_param("grace_period_seconds", format!("grace_period_seconds must be between 1 and {MAX_GRACE_SECS}")));
+    }
+    let before = get(store, owner, id).await?;
+    let now = Utc::now();
+    if before.revoked_at.is_some() {
+        return Err(ApiError::conflict("key_revoked", "a revoked API key cannot be rotated"));
+    }
+    if before.rotation_grace_until.is_some() {
+        return Err(ApiError::conflict("key_rotating", "this API key has already been rotated; rotate the new key instead"));
+    }
+    before.check_usable(now)?;
+    let settings = KeySettings {
+        name: before.name.clone(),
+        scopes: before.scopes.clone(),
+        allowed_models: before.allowed_models.clone(),
+        ip_allowlist: before.ip_allowlist.clone(),
+        budget_limit_cents: before.budget_limit_cents,
+        budget_period: before.budget_period,
+        rate_limit_rpm: before.rate_limit_rpm,
+        rate_limit_tpm: before.rate_limit_tpm,
+        limits: before.limits.clone(),
+        sovereignty_requirements: before.sovereignty_requirements.clone(),
+        expires_at: before.expires_at,
+    };
+    let mut issued = mint(before.owner.clone(), settings, now);
+    issued.key.rotated_from_key_id = Some(before.id);
+    issued.key.counters_id = Some(before.counters_key_id());
+    let after = ApiKey { rotation_grace_until: Some(now + Duration::seconds(grace_secs)), ..before.clone() };
+    let (record, lookup) = items(&issued.key)?;
+    let extra = vec![TxOp::Put { item: record, cond: Some(Cond::NotExists) }, TxOp::Put { item: lookup, cond: Some(Cond::NotExists) }];
+    save(store, &before, &after, extra).await?;
+    Ok(issued)
+}

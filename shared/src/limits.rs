@@ -1,0 +1,329 @@
+//! Limits, one model for every kind of token: (metric, limit, window, mode). All counters of
+//! one level (a token, a project, a workspace) live in one item, one attribute per limit and
+//! window, so a request reserves its worst case against every limit of the level with a single
+//! conditional atomic update (which also returns the counters for the rate-limit headers), and
+//! settles with one unconditional ADD of (actual - reserved). No counter is ever
+//! read-modify-written.
+
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ApiResult};
+use crate::store::{Attr, Cond, Item, Key, Store, StoreError, Update};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Micro-dollars inside, dollars in the API.
+    Cost,
+    Calls,
+    InputTokens,
+    OutputTokens,
+    TotalTokens,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    Minute,
+    Hour,
+    Day,
+}
+
+/// Calendar windows are UTC; a rolling window of N units is counted in buckets of that length
+/// aligned to the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Window {
+    Hourly,
+    Daily,
+    Weekly,
+    Monthly,
+    Yearly,
+    Never,
+    Rolling { every: u32, unit: Unit },
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Replace,
+    Extend,
+    Disable,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limit {
+    /// Stable within its level; names the counter.
+    pub id: String,
+    pub metric: Metric,
+    /// Micro-dollars for `cost`, a count otherwise.
+    pub limit: i64,
+    pub window: Window,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+impl Window {
+    /// The current window: a key naming it, and its end (`None` for `never`).
+    pub fn span(self, now: DateTime<Utc>) -> (String, Option<DateTime<Utc>>) {
+        let day = Utc.with_ymd_and_hms(now.year(), now.month(), now.day(), 0, 0, 0).single().unwrap_or(now);
+        let (start, end) = match self {
+            Window::Never => return ("all".into(), None),
+            Window::Hourly => {
+                let start = day + Duration::hours(i64::from(now.hour_of_day()));
+                (start, start + Duration::hours(1))
+            }
+            Window::Daily => (day, day + Duration::days(1)),
+            Window::Weekly => {
+                let start = day - Duration::days(i64::from(now.weekday().num_days_from_monday()));
+                (start, start + Duration::days(7))
+            }
+            Window::Monthly => {
+                let start = Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().unwrap_or(day);
+                let (y, m) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
+                (start, Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single().unwrap_or(day))
+            }
+            Window::Yearly => {
+                let start = Utc.with_ymd_and_hms(now.year(), 1, 1, 0, 0, 0).single().unwrap_or(day);
+                (start, Utc.with_ymd_and_hms(now.year() + 1, 1, 1, 0, 0, 0).single().unwrap_or(day))
+            }
+            Window::Rolling { every, unit } => {
+                let unit_secs = match unit {
+                    Unit::Minute => 60,
+                    Unit::Hour => 3600,
+                    Unit::Day => 86_400,
+                };
+                let len = i64::from(every.max(1)) * unit_secs;
+                let start_secs = now.timestamp().div_euclid(len) * len;
+                let start = Utc.timestamp_opt(start_secs, 0).single().unwrap_or(now);
+                (start, start + Duration::seconds(len))
+            }
+        };
+        (start.timestamp().to_string(), Some(end))
+    }
+}
+
+impl Window {
+    pub fn describe(self) -> String {
+        match self {
+            Window::Hourly => "hourly".into(),
+            Window::Daily => "daily".into(),
+            Window::Weekly => "weekly".into(),
+            Window::Monthly => "monthly".into(),
+            Window::Yearly => "yearly".into(),
+            Window::Never => "lifetime".into(),
+            Window::Rolling { every: 1, unit } => format!("per-{unit:?}").to_lowercase(),
+            Window::Rolling { every, unit } => format!("{every}-{unit:?}").to_lowercase(),
+        }
+    }
+}
+
+impl Metric {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Metric::Cost => "micro-dollars",
+            Metric::Calls => "requests",
+            Metric::InputTokens => "input tokens",
+            Metric::OutputTokens => "output tokens",
+            Metric::TotalTokens => "tokens",
+        }
+    }
+}
+
+trait HourOfDay {
+    fn hour_of_day(&self) -> u32;
+}
+impl HourOfDay for DateTime<Utc> {
+    fn hour_of_day(&self) -> u32 {
+        chrono::Timelike::hour(self)
+    }
+}
+
+/// What a request counts against each metric.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Charge {
+    pub calls: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_micros: i64,
+}
+
+impl Charge {
+    pub fn amount(&self, metric: Metric) -> i64 {
+        match metric {
+            Metric::Cost => self.cost_micros,
+            Metric::Calls => self.calls,
+            Metric::InputTokens => self.input_tokens,
+            Metric::OutputTokens => self.output_tokens,
+            Metric::TotalTokens => self.input_tokens.saturating_add(self.output_tokens),
+        }
+    }
+}
+
+/// One limit's share of a reservation.
+#[derive(Clone, Debug)]
+pub struct Reserved {
+    pub limit: Limit,
+    /// The counter attribute: limit id and window.
+    pub attr: String,
+    pub amount: i64,
+    /// The counter right after this reservation (so the worst case is already counted).
+    pub used: i64,
+    pub window_end: Option<DateTime<Utc>>,
+}
+
+/// A reservation against one level's counters, to be settled once the real charge is known.
+#[derive(Clone, Debug)]
+pub struct Reservation {
+    pub counters: Key,
+    pub entries: Vec<Reserved>,
+    /// Counter attributes of past windows, removed at settlement.
+    pub stale: Vec<String>,
+}
+
+fn attr_name(limit: &Limit, window_key: &str) -> String {
+    format!("u_{}_{}", limit.id, window_key)
+}
+
+/// A refused request: which limit, and when its window ends.
+fn refusal(limit: &Limit, end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> ApiError {
+    let retry_after_secs = end.map_or(0, |e| u64::try_from((e - now).num_seconds().max(1)).unwrap_or(1));
+    let when = end.map_or_else(|| "it never resets".to_string(), |e| format!("it resets at {}", e.to_rfc3339()));
+    match limit.metric {
+        Metric::Cost => ApiError::Status {
+            status: axum::http::StatusCode::PAYMENT_REQUIRED,
+            code: "budget_exceeded",
+            message: format!(
+                "the {} budget of ${} would be exceeded by this request's worst-case cost; {when}",
+                limit.window.describe(),
+                crate::money::format_dollars(limit.limit),
+            ),
+        },
+        metric => ApiError::TooManyRequests {
+            code: "rate_limit_exceeded",
+            message: format!("the {} limit of {} {} is reached; {when}", limit.window.describe(), limit.limit, metric.describe()),
+            retry_after_secs,
+        },
+    }
+}
+
+/// Reserves `charge` against every limit in one atomic step; refuses with 402/429 when any
+/// would pass its limit. With no limits, touches nothing.
+pub async fn reserve(store: &dyn Store, counters: Key, limits: &[Limit], charge: &Charge, now: DateTime<Utc>) -> ApiResult<Reservation> {
+    let active: Vec<&Limit> = limits.iter().filter(|l| l.mode != Mode::Disable).collect();
+    if active.is_empty() {
+        return Ok(Reservation { counters, entries: vec![], stale: vec![] });
+    }
+    let mut update = Update::default();
+    let mut conds = Vec::new();
+    let mut plan = Vec::new();
+    for limit in active {
+        let (window_key, end) = limit.window.span(now);
+        let amount = charge.amount(limit.metric);
+        if amount > limit.limit {
+            return Err(refusal(limit, end, now));
+        }
+        let attr = attr_name(limit, &window_key);
+        conds.push(Cond::Or(vec![Cond::AttrNotExists(attr.clone()), Cond::Le(attr.clone(), limit.limit - amount)]));
+        update = update.add(&attr, amount);
+        plan.push((limit.clone(), attr, amount, end));
+    }
+    match store.update(&counters, update, Some(Cond::And(conds))).await {
+        Ok(item) => {
+            let entries: Vec<Reserved> = plan
+                .into_iter()
+                .map(|(limit, attr, amount, window_end)| {
+                    let used = item.get(&attr).and_then(Attr::as_i64).unwrap_or(amount);
+                    Reserved { limit, attr, amount, used, window_end }
+                })
+                .collect();
+            let stale = stale_attrs(&item, &entries);
+            Ok(Reservation { counters, entries, stale })
+        }
+        Err(StoreError::ConditionFailed) => {
+            // Name the limit that refused (this read is on the refusal path only).
+            let item = store.get(&counters).await?.unwrap_or_default();
+            for (limit, attr, amount, end) in &plan {
+                let used = item.get(attr).and_then(Attr::as_i64).unwrap_or(0);
+                if used + amount > limit.limit {
+                    return Err(refusal(limit, *end, now));
+                }
+            }
+            // Another request settled in between; the caller may simply retry.
+            Err(refusal(&plan[0].0, plan[0].3, now))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn stale_attrs(item: &Item, entries: &[Reserved]) -> Vec<String> {
+    item.keys()
+        .filter(|name| name.starts_with("u_") && !entries.iter().any(|e| e.attr == **name))
+        .filter(|name| entries.iter().any(|e| name.starts_with(&format!("u_{}_", e.limit.id))))
+        .cloned()
+        .collect()
+}
+
+/// The settlement of a reservation: give back what the worst case over-counted (or add what
+/// the real charge exceeded it by), and drop counters of past windows.
+pub fn settlement(reservation: &Reservation, actual: &Charge) -> Option<(Key, Update)> {
+    if reservation.entries.is_empty() {
+        return None;
+    }
+    let mut update = Update::default();
+    for entry in &reservation.entries {
+        update = update.add(&entry.attr, actual.amount(entry.limit.metric) - entry.amount);
+    }
+    for stale in &reservation.stale {
+        update = update.remove(stale);
+    }
+    Some((reservation.counters.clone(), update))
+}
+
+/// Parses an API window: a calendar name or `{"rolling": {"every": N, "unit": "minute"}}`.
+pub fn validate(limit: &Limit) -> ApiResult<()> {
+    if limit.limit < 0 {
+        return Err(ApiError::invalid_param("limit", "a limit cannot be negative"));
+    }
+    if let Window::Rolling { every, .. } = limit.window {
+        if every == 0 {
+            return Err(ApiError::invalid_param("window", "a rolling window needs every >= 1"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn calendar_windows_are_utc() {
+        let now = at("2026-11-25T13:45:10Z"); // a Wednesday
+        let end = |w: Window| w.span(now).1.unwrap().to_rfc3339();
+        assert_eq!(end(Window::Hourly), "2026-11-25T14:00:00+00:00");
+        assert_eq!(end(Window::Daily), "2026-11-26T00:00:00+00:00");
+        assert_eq!(end(Window::Weekly), "2026-11-30T00:00:00+00:00");
+        assert_eq!(end(Window::Monthly), "2026-12-01T00:00:00+00:00");
+        assert_eq!(end(Window::Yearly), "2027-01-01T00:00:00+00:00");
+        assert_eq!(Window::Monthly.span(at("2026-12-31T23:59:59Z")).1.unwrap().to_rfc3339(), "2027-01-01T00:00:00+00:00");
+        assert_eq!(Window::Never.span(now), ("all".to_string(), None));
+        let rolling = Window::Rolling { every: 5, unit: Unit::Minute };
+        assert_eq!(rolling.span(now).1.unwrap().to_rfc3339(), "2026-11-25T13:50:00+00:00");
+        assert_ne!(rolling.span(now).0, rolling.span(at("2026-11-25T13:50:00Z")).0);
+    }
+
+    #[test]
+    fn windows_parse_from_the_api_shapes() {
+        let w: Window = serde_json::from_str(r#""monthly""#).unwrap();
+        assert_eq!(w, Window::Monthly);
+        let r: Window = serde_json::from_str(r#"{"rolling": {"every": 10, "unit": "minute"}}"#).unwrap();
+        assert_eq!(r, Window::Rolling { every: 10, unit: Unit::Minute });
+    }
+}

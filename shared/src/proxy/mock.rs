@@ -1,0 +1,141 @@
+//! The built-in `mock` provider: deterministic answers with real token counts and real
+//! streaming, and no network, so the gateway answers requests the moment it starts. A token
+//! is a whitespace-separated word. Directives in the last prompt text steer it (for tests and
+//! demos):
+//!
+//! - `[mock:words=N]`    answer with exactly N words (before `max_tokens` cuts it)
+//! - `[mock:delay_ms=N]` wait N ms before the answer and between streamed chunks
+//! - `[mock:status=N]`   fail with HTTP status N
+//! - `[mock:cached=N]`, `[mock:reasoning=N]` report N cached input / reasoning tokens
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::request::{Endpoint, Inspected};
+
+const PREAMBLE: &str = "This is a deterministic reply from the Tollgate mock provider.";
+const FILLER: [&str; 8] = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"];
+
+fn directive(text: &str, name: &str) -> Option<i64> {
+    let start = text.find(&format!("[mock:{name}="))? + name.len() + 7;
+    let end = text[start..].find(']')? + start;
+    text[start..end].trim().parse().ok()
+}
+
+/// The mock's answer to one request.
+pub struct Answer {
+    pub words: Vec<String>,
+    pub input_tokens: i64,
+    pub cached_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub finish_reason: &'static str,
+    pub delay_ms: u64,
+    pub fail_status: Option<u16>,
+}
+
+pub fn answer(req: &Inspected) -> Answer {
+    let last = req.texts.last().cloned().unwrap_or_default();
+    let clean: Vec<String> = last.split_whitespace().filter(|w| !w.starts_with("[mock:")).map(str::to_string).collect();
+    let mut words: Vec<String> = match directive(&last, "words") {
+        Some(n) => (0..n.clamp(0, 100_000)).map(|i| FILLER[i as usize % FILLER.len()].to_string()).collect(),
+        None => PREAMBLE.split_whitespace().map(str::to_string).chain(clean).collect(),
+    };
+    let mut finish_reason = "stop";
+    if let Some(max) = req.max_output {
+        if words.len() as i64 > max {
+            words.truncate(max as usize);
+            finish_reason = "length";
+        }
+    }
+    Answer {
+        words,
+        input_tokens: req.input_words,
+        cached_tokens: directive(&last, "cached").unwrap_or(0).clamp(0, req.input_words),
+        reasoning_tokens: directive(&last, "reasoning").unwrap_or(0).max(0),
+        finish_reason,
+        delay_ms: directive(&last, "delay_ms").unwrap_or(0).clamp(0, 60_000) as u64,
+        fail_status: directive(&last, "status").and_then(|s| u16::try_from(s).ok()).filter(|s| (400..=599).contains(s)),
+    }
+}
+
+impl Answer {
+    pub fn output_tokens(&self) -> i64 {
+        self.words.len() as i64 + self.reasoning_tokens
+    }
+
+    pub fn usage(&self) -> Value {
+        json!({
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": self.output_tokens(),
+            "total_tokens": self.input_tokens + self.output_tokens(),
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        })
+    }
+
+    /// The whole answer, as the OpenAI API shapes it for `endpoint`.
+    pub fn body(&self, req: &Inspected, id: &str, created: i64) -> Value {
+        let text = self.words.join(" ");
+        match req.endpoint {
+            Endpoint::Chat => json!({
+                "id": id, "object": "chat.completion", "created": created, "model": req.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": self.finish_reason, "logprobs": null}],
+                "usage": self.usage(),
+            }),
+            Endpoint::Completions => json!({
+                "id": id, "object": "text_completion", "created": created, "model": req.model,
+                "choices": [{"index": 0, "text": text, "finish_reason": self.finish_reason, "logprobs": null}],
+                "usage": self.usage(),
+            }),
+            Endpoint::Embeddings => {
+                let dims = req.body.get("dimensions").and_then(Value::as_u64).unwrap_or(8).clamp(1, 4096) as usize;
+                let data: Vec<Value> = req.texts.iter().enumerate().map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embed(t, dims)})).collect();
+                json!({
+                    "object": "list", "model": req.model, "data": data,
+                    "usage": {"prompt_tokens": self.input_tokens, "total_tokens": self.input_tokens},
+                })
+            }
+        }
+    }
+
+    /// The streamed answer: a role chunk, one chunk per word, the finishing chunk and the usage
+    /// chunk, as OpenAI streams them.
+    pub fn chunks(&self, req: &Inspected, id: &str, created: i64) -> Vec<Value> {
+        let chat = req.endpoint == Endpoint::Chat;
+        let object = if chat { "chat.completion.chunk" } else { "text_completion" };
+        let chunk = |choice: Value| json!({"id": id, "object": object, "created": created, "model": req.model, "choices": [choice]});
+        let piece = |text: String, finish: Option<&str>| {
+            if chat {
+                json!({"index": 0, "delta": if finish.is_some() { json!({}) } else { json!({"content": text}) }, "finish_reason": finish})
+            } else {
+                json!({"index": 0, "text": text, "finish_reason": finish})
+            }
+        };
+        let mut out = Vec::with_capacity(self.words.len() + 3);
+        if chat {
+            out.push(chunk(json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})));
+        }
+        for (i, word) in self.words.iter().enumerate() {
+            out.push(chunk(piece(if i == 0 { word.clone() } else { format!(" {word}") }, None)));
+        }
+        out.push(chunk(piece(String::new(), Some(self.finish_reason))));
+        out.push(json!({"id": id, "object": object, "created": created, "model": req.model, "choices": [], "usage": self.usage()}));
+        out
+    }
+}
+
+/// A deterministic unit-length-ish vector from the text's hash.
+fn embed(text: &str, dims: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(dims);
+    let mut block = Sha256::digest(text.as_bytes());
+    while out.len() < dims {
+        for byte in block.iter() {
+            if out.len() == dims {
+                break;
+            }
+            out.push(f64::from(*byte) / 127.5 - 1.0);
+        }
+        block = Sha256::digest(block);
+    }
+    out
+}

@@ -1,0 +1,516 @@
+//! The proxy's hot path. Per request, in order: authenticate the key (one cached read), check
+//! its source address, scope and model; reserve the worst case against every limit (one atomic
+//! update); forward; settle the real cost and write the usage record (one transaction). With a
+//! warm key cache that is two store round trips per request.
+
+pub mod mock;
+pub mod request;
+pub mod upstream;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub use request::{Endpoint, Inspected};
+use upstream::{Event, Events, Failure};
+
+use crate::catalog::{self, Model};
+use crate::error::{ApiError, ApiResult, current_request_id};
+use crate::identity::sha256_hex;
+use crate::keys::{self, ApiKey, Owner};
+use crate::limits::{self, Charge, Metric, Reservation};
+use crate::money::{cost_micros, format_dollars};
+use crate::state::AppState;
+use crate::store::TxOp;
+use crate::usage::{self, Outcome, UsageRecord};
+
+/// Who is calling, as the HTTP layer saw it.
+pub struct Caller {
+    pub secret: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub referer: Option<String>,
+}
+
+fn status_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::Status { status, code, message: message.into() }
+}
+
+/// The key behind a presented secret, refusing unknown, revoked, expired and rotated-out keys
+/// and source addresses outside its allowlist.
+pub async fn authenticate(state: &AppState, secret: Option<&str>, ip: Option<IpAddr>) -> ApiResult<ApiKey> {
+    let secret = secret.ok_or_else(|| {
+        status_error(StatusCode::UNAUTHORIZED, "missing_api_key", "send your API key as Authorization: Bearer tg_... or X-API-Key")
+    })?;
+    let hash = sha256_hex(secret);
+    let key = match state.hot.keys.get(&hash) {
+        Some(key) => key,
+        None => {
+            let key = keys::by_hash(state.store.as_ref(), &hash)
+                .await?
+                .ok_or_else(|| status_error(StatusCode::UNAUTHORIZED, "invalid_api_key", "this API key does not exist"))?;
+            state.hot.keys.insert(hash, key.clone());
+            key
+        }
+    };
+    key.check_usable(Utc::now())?;
+    if !key.allows_ip(ip) {
+        let from = ip.map_or_else(|| "an unknown address".to_string(), |i| i.to_string());
+        return Err(status_error(StatusCode::FORBIDDEN, "ip_not_allowed", format!("requests from {from} are not in this API key's ip_allowlist")));
+    }
+    Ok(key)
+}
+
+pub fn require_scope(key: &ApiKey, scope: &str) -> ApiResult<()> {
+    if key.grants(scope) {
+        Ok(())
+    } else {
+        Err(status_error(StatusCode::FORBIDDEN, "insufficient_scope", format!("this API key lacks the {scope} scope")))
+    }
+}
+
+async fn resolve_model(state: &AppState, id: &str) -> ApiResult<Model> {
+    if let Some(model) = state.hot.models.get(&id.to_string()) {
+        return Ok(model);
+    }
+    let model = catalog::get(state.store.as_ref(), id).await?.ok_or_else(|| {
+        status_error(StatusCode::NOT_FOUND, "model_not_found", format!("there is no model {id:?}; GET /v1/models lists the models this key may use"))
+    })?;
+    state.hot.models.insert(id.to_string(), model.clone());
+    Ok(model)
+}
+
+async fn model_secret(state: &AppState, model: &Model) -> ApiResult<Option<Arc<SecretString>>> {
+    if !model.has_api_key {
+        return Ok(None);
+    }
+    let name = model.secret_name();
+    if let Some(secret) = state.hot.secrets.get(&name) {
+        return Ok(Some(secret));
+    }
+    let secret = state.secrets.get(&name).await.map_err(ApiError::internal)?.map(Arc::new);
+    if let Some(s) = &secret {
+        state.hot.secrets.insert(name, s.clone());
+    }
+    Ok(secret)
+}
+
+/// Serves one POST to the proxy.
+pub async fn handle(state: AppState, endpoint: Endpoint, caller: Caller, body: Bytes) -> Response {
+    match admit(state, endpoint, caller, body).await {
+        Ok(flight) => {
+            // The flight runs on its own task, so a client that goes away cannot cut its
+            // settlement and record short.
+            let streaming = flight.req.stream;
+            let task = tokio::spawn(async move { if streaming { flight.stream().await } else { flight.complete().await } });
+            match task.await {
+                Ok(Ok(response)) => response,
+                Ok(Err(error)) => error.into_response(),
+                Err(join) => ApiError::internal(format!("proxy task failed: {join}")).into_response(),
+            }
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Everything about one admitted request on its way through.
+struct Flight {
+    state: AppState,
+    key: ApiKey,
+    req: Inspected,
+    model: Model,
+    reservation: Reservation,
+    started: Instant,
+    request_id: String,
+    referer: Option<String>,
+}
+
+async fn admit(state: AppState, endpoint: Endpoint, caller: Caller, body: Bytes) -> ApiResult<Flight> {
+    let started = Instant::now();
+    let key = authenticate(&state, caller.secret.as_deref(), caller.ip).await?;
+    require_scope(&key, endpoint.scope())?;
+    let req = request::inspect(endpoint, &body)?;
+    if !key.allows_model(&req.model) {
+        return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)));
+    }
+    let model = resolve_model(&state, &req.model).await?;
+    let worst_output = if endpoint == Endpoint::Embeddings { 0 } else { req.max_output.unwrap_or(model.context_window).min(model.context_window) };
+    let worst_input = req.worst_input_tokens();
+    let worst = Charge {
+        calls: 1,
+        input_tokens: worst_input,
+        output_tokens: worst_output,
+        cost_micros: cost_micros(worst_input, worst_output, model.input_price_micros, model.output_price_micros),
+    };
+    let request_id = current_request_id();
+    match limits::reserve(state.store.as_ref(), key.counters(), &key.all_limits(), &worst, Utc::now()).await {
+        Ok(reservation) => Ok(Flight { state, key, req, model, reservation, started, request_id, referer: caller.referer }),
+        Err(refusal) => {
+            let outcome = if refusal.status() == StatusCode::PAYMENT_REQUIRED { Outcome::BudgetExceeded } else { Outcome::Error };
+            let reservation = Reservation { counters: key.counters(), entries: vec![], stale: vec![] };
+            let flight = Flight { state, key, req, model, reservation, started, request_id, referer: caller.referer };
+            let seen = Observed::default();
+            flight.record(Charge::default(), &seen, outcome, refusal.status().as_u16(), false, Some(refusal.to_string())).await?;
+            Err(refusal)
+        }
+    }
+}
+
+/// What the upstream reported (or what we saw delivered) about one answer.
+#[derive(Default)]
+struct Observed {
+    input: Option<i64>,
+    output: Option<i64>,
+    cached: i64,
+    reasoning: i64,
+    finish_reason: Option<String>,
+    ttft_ms: Option<i64>,
+    delivered_chunks: i64,
+}
+
+impl Observed {
+    fn absorb(&mut self, answer: &Value, started: Instant) {
+        if let Some(usage) = answer.get("usage").filter(|u| u.is_object()) {
+            let n = |p: &str| usage.pointer(p).and_then(Value::as_i64);
+            self.input = n("/prompt_tokens").or(self.input);
+            self.output = n("/completion_tokens").or(self.output);
+            self.cached = n("/prompt_tokens_details/cached_tokens").unwrap_or(self.cached);
+            self.reasoning = n("/completion_tokens_details/reasoning_tokens").unwrap_or(self.reasoning);
+        }
+        if let Some(choice) = answer.pointer("/choices/0") {
+            let text = choice.pointer("/delta/content").or_else(|| choice.get("text")).and_then(Value::as_str);
+            if text.is_some_and(|t| !t.is_empty()) {
+                self.delivered_chunks += 1;
+                self.ttft_ms.get_or_insert(started.elapsed().as_millis() as i64);
+            }
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                self.finish_reason = Some(reason.to_string());
+            }
+        }
+    }
+}
+
+/// OpenAI's duration text for reset headers: "59s", "1m30s", "2h0m0s".
+fn duration_text(secs: i64) -> String {
+    let secs = secs.max(0);
+    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// The key's standing after this request: OpenAI's rate-limit headers and our budget headers.
+fn standing(reservation: &Reservation, actual: Option<&Charge>, now: DateTime<Utc>) -> Vec<(HeaderName, String)> {
+    let mut out: Vec<(HeaderName, String)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for entry in &reservation.entries {
+        let returned = actual.map_or(0, |a| entry.amount - a.amount(entry.limit.metric));
+        let remaining = (entry.limit.limit - (entry.used - returned)).max(0);
+        let reset_secs = entry.window_end.map(|e| (e - now).num_seconds());
+        let kind = match entry.limit.metric {
+            Metric::Calls => "requests",
+            Metric::TotalTokens => "tokens",
+            Metric::Cost => "budget",
+            _ => continue,
+        };
+        if !seen.insert(kind) {
+            continue;
+        }
+        if kind == "budget" {
+            out.push((HeaderName::from_static("x-budget-limit-usd"), format_dollars(entry.limit.limit)));
+            out.push((HeaderName::from_static("x-budget-remaining-usd"), format_dollars(remaining)));
+            if let Some(end) = entry.window_end {
+                out.push((HeaderName::from_static("x-budget-reset-at"), end.to_rfc3339()));
+            }
+        } else {
+            let name = |what: &str| HeaderName::try_from(format!("x-ratelimit-{what}-{kind}")).expect("static header name");
+            out.push((name("limit"), entry.limit.limit.to_string()));
+            out.push((name("remaining"), remaining.to_string()));
+            if let Some(secs) = reset_secs {
+                out.push((name("reset"), duration_text(secs)));
+            }
+        }
+    }
+    out
+}
+
+fn with_headers(mut response: Response, headers: Vec<(HeaderName, String)>) -> Response {
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
+}
+
+/// An upstream failure as the client sees it.
+fn failure_error(failure: &Failure) -> ApiError {
+    match failure {
+        Failure::Timeout => status_error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", failure.describe()),
+        Failure::Status(429, _) => status_error(StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited", failure.describe()),
+        Failure::Status(s, _) if (400..500).contains(s) => {
+            status_error(StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_REQUEST), "upstream_rejected", failure.describe())
+        }
+        _ => status_error(StatusCode::BAD_GATEWAY, "upstream_error", failure.describe()),
+    }
+}
+
+/// The source of a streamed answer.
+enum Source {
+    Mock { chunks: VecDeque<Value>, delay: Duration },
+    Upstream(Events),
+}
+
+impl Source {
+    async fn next(&mut self) -> Option<Result<Event, Failure>> {
+        match self {
+            Source::Mock { chunks, delay } => {
+                let chunk = chunks.pop_front()?;
+                if !delay.is_zero() {
+                    tokio::time::sleep(*delay).await;
+                }
+                Some(Ok(Event::Data(chunk)))
+            }
+            Source::Upstream(events) => futures::StreamExt::next(events).await,
+        }
+    }
+}
+
+fn sse(value: &Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
+}
+
+impl Flight {
+    fn upstream_body(&self) -> serde_json::Map<String, Value> {
+        let mut body = self.req.body.clone();
+        if self.req.stream {
+            // Ask for the usage chunk so the cost is exact; it is dropped again for clients that
+            // did not ask for it.
+            body.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+        body
+    }
+
+    fn timeout(&self) -> Duration {
+        self.state.config.upstream_timeout
+    }
+
+    fn charge(&self, seen: &Observed) -> Charge {
+        let input = seen.input.unwrap_or_else(|| self.req.estimated_input_tokens());
+        let output = seen.output.unwrap_or(seen.delivered_chunks);
+        Charge { calls: 1, input_tokens: input, output_tokens: output, cost_micros: cost_micros(input, output, self.model.input_price_micros, self.model.output_price_micros) }
+    }
+
+    /// Settles the reservation and writes the usage record, in one transaction.
+    async fn record(&self, actual: Charge, seen: &Observed, outcome: Outcome, status: u16, streamed: bool, error: Option<String>) -> ApiResult<()> {
+        self.record_full(actual, seen, outcome, status, streamed, false, error).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_full(&self, actual: Charge, seen: &Observed, outcome: Outcome, status: u16, streamed: bool, cancelled: bool, error: Option<String>) -> ApiResult<()> {
+        let now = Utc::now();
+        let mut ops = Vec::new();
+        if let Some((key, update)) = limits::settlement(&self.reservation, &actual) {
+            ops.push(TxOp::Update { key, update, cond: None });
+        }
+        let touch = self.key.last_used_at.is_none_or(|t| (now - t).num_seconds() >= 60);
+        if touch {
+            ops.extend(keys::touch_ops(&self.key, now)?);
+        }
+        let (user_id, org_id, project_id) = match &self.key.owner {
+            Owner::User { user_id } => (Some(*user_id), None, None),
+            Owner::Workspace { workspace_id } => (None, Some(*workspace_id), None),
+            Owner::Project { project_id } => (None, None, Some(*project_id)),
+        };
+        let record = UsageRecord {
+            id: Uuid::new_v4(),
+            request_id: self.request_id.clone(),
+            owner: self.key.owner.tag(),
+            api_key_id: Some(self.key.id),
+            user_id,
+            org_id,
+            project_id,
+            endpoint: self.req.endpoint.path().to_string(),
+            model: self.model.id.clone(),
+            provider: self.model.provider.clone(),
+            provider_source: "catalog".into(),
+            input_tokens: actual.input_tokens,
+            output_tokens: actual.output_tokens,
+            cached_tokens: seen.cached,
+            reasoning_tokens: seen.reasoning,
+            cost_micros: actual.cost_micros,
+            input_price_micros: self.model.input_price_micros,
+            output_price_micros: self.model.output_price_micros,
+            pricing_source: "catalog".into(),
+            latency_ms: self.started.elapsed().as_millis() as i64,
+            ttft_ms: seen.ttft_ms,
+            status_code: i64::from(status),
+            outcome,
+            streamed,
+            cancelled,
+            finish_reason: seen.finish_reason.clone(),
+            http_referer: self.referer.clone(),
+            error,
+            routing: vec![usage::Attempt {
+                model: self.model.id.clone(),
+                provider: self.model.provider.clone(),
+                status: Some(i64::from(status)),
+                latency_ms: self.started.elapsed().as_millis() as i64,
+                error: None,
+            }],
+            recorded_at: now,
+        };
+        usage::write(self.state.store.as_ref(), &record, ops).await?;
+        if touch {
+            let mut touched = self.key.clone();
+            touched.last_used_at = Some(now);
+            self.state.hot.keys.insert(touched.key_hash.clone(), touched);
+        }
+        Ok(())
+    }
+
+    async fn complete(self) -> ApiResult<Response> {
+        let id = format!("{}-{}", if self.req.endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }, Uuid::new_v4().simple());
+        let created = Utc::now().timestamp();
+        let result = if self.model.provider == "mock" {
+            let answer = mock::answer(&self.req);
+            if answer.delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(answer.delay_ms)).await;
+            }
+            match answer.fail_status {
+                Some(s) => Err(Failure::Status(s, "failure requested with [mock:status]".into())),
+                None => Ok(answer.body(&self.req, &id, created)),
+            }
+        } else {
+            let secret = model_secret(&self.state, &self.model).await?;
+            let base = self.model.endpoint().unwrap_or_default();
+            upstream::complete(&self.state.http, &base, secret.as_deref(), self.req.endpoint, &self.upstream_body(), self.timeout()).await
+        };
+        match result {
+            Ok(body) => {
+                let mut seen = Observed::default();
+                seen.absorb(&body, self.started);
+                let actual = self.charge(&seen);
+                self.record(actual, &seen, Outcome::Success, 200, false, None).await?;
+                let mut headers = standing(&self.reservation, Some(&actual), Utc::now());
+                headers.push((HeaderName::from_static("x-tollgate-cost-usd"), format_dollars(actual.cost_micros)));
+                Ok(with_headers(axum::Json(body).into_response(), headers))
+            }
+            Err(failure) => {
+                let error = failure_error(&failure);
+                let outcome = if matches!(failure, Failure::Timeout) { Outcome::Timeout } else { Outcome::Error };
+                let actual = Charge { calls: 1, ..Charge::default() };
+                self.record(actual, &Observed::default(), outcome, error.status().as_u16(), false, Some(failure.describe())).await?;
+                Err(error)
+            }
+        }
+    }
+
+    async fn stream(self) -> ApiResult<Response> {
+        let id = format!("{}-{}", if self.req.endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }, Uuid::new_v4().simple());
+        let created = Utc::now().timestamp();
+        let opened = if self.model.provider == "mock" {
+            let answer = mock::answer(&self.req);
+            match answer.fail_status {
+                Some(s) => Err(Failure::Status(s, "failure requested with [mock:status]".into())),
+                None => Ok(Source::Mock { chunks: answer.chunks(&self.req, &id, created).into(), delay: Duration::from_millis(answer.delay_ms) }),
+            }
+        } else {
+            let secret = model_secret(&self.state, &self.model).await?;
+            let base = self.model.endpoint().unwrap_or_default();
+            upstream::stream(&self.state.http, &base, secret.as_deref(), self.req.endpoint, &self.upstream_body(), self.timeout()).await.map(Source::Upstream)
+        };
+        let source = match opened {
+            Ok(source) => source,
+            Err(failure) => {
+                let error = failure_error(&failure);
+                let outcome = if matches!(failure, Failure::Timeout) { Outcome::Timeout } else { Outcome::Error };
+                self.record(Charge { calls: 1, ..Charge::default() }, &Observed::default(), outcome, error.status().as_u16(), true, Some(failure.describe())).await?;
+                return Err(error);
+            }
+        };
+        let headers = standing(&self.reservation, None, Utc::now());
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        tokio::spawn(self.relay(source, tx));
+        let body = Body::from_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|b| b.map(Ok::<_, Infallible>))));
+        let response = Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .header("x-accel-buffering", "no")
+            .body(body)
+            .map_err(ApiError::internal)?;
+        Ok(with_headers(response, headers))
+    }
+
+    /// Relays a stream to the client, then settles and records it before the final `[DONE]`, so
+    /// the record is durable before the request is over. A client that goes away is recorded
+    /// as cancelled and charged for what was delivered.
+    async fn relay(self, mut source: Source, tx: tokio::sync::mpsc::Sender<Bytes>) {
+        let mut seen = Observed::default();
+        let mut cancelled = false;
+        let mut failure = None;
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = tx.closed() => { cancelled = true; break; }
+                next = source.next() => next,
+            };
+            match next {
+                None | Some(Ok(Event::Done)) => break,
+                Some(Ok(Event::Data(value))) => {
+                    seen.absorb(&value, self.started);
+                    let usage_only = value.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty) && value.get("usage").is_some();
+                    if usage_only && !self.req.client_wants_usage {
+                        continue;
+                    }
+                    if tx.send(sse(&value)).await.is_err() {
+                        cancelled = true;
+                        break;
+                    }
+                }
+                Some(Err(f)) => {
+                    failure = Some(f);
+                    break;
+                }
+            }
+        }
+        let actual = self.charge(&seen);
+        let (outcome, status, error) = match &failure {
+            None => (Outcome::Success, 200, None),
+            Some(f @ Failure::Timeout) => (Outcome::Timeout, 504, Some(f.describe())),
+            Some(f) => (Outcome::Error, 502, Some(f.describe())),
+        };
+        if let Err(e) = self.record_full(actual, &seen, outcome, status, true, cancelled, error).await {
+            tracing::error!(request_id = %self.request_id, error = %e, "could not record a streamed request");
+        }
+        if !cancelled {
+            if let Some(f) = failure {
+                let envelope = json!({"error": {"code": "upstream_error", "message": f.describe(), "param": null, "request_id": self.request_id, "type": "api_error"}});
+                let _ = tx.send(sse(&envelope)).await;
+            }
+            let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+        }
+    }
+}
+
+/// `GET /v1/models`: the catalog models this key may use, as OpenAI lists them.
+pub async fn list_models(state: &AppState, key: &ApiKey) -> ApiResult<Value> {
+    require_scope(key, "models")?;
+    let data: Vec<Value> = catalog::list(state.store.as_ref())
+        .await?
+        .into_iter()
+        .filter(|m| key.allows_model(&m.id))
+        .map(|m| json!({"id": m.id, "object": "model", "created": m.created_at.timestamp(), "owned_by": m.provider}))
+        .collect();
+    Ok(json!({"object": "list", "data": data}))
+}

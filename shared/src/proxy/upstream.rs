@@ -1,0 +1,115 @@
+//! Forwarding to an OpenAI-compatible upstream over real HTTP, streaming included.
+
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use futures::{Stream, StreamExt};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+
+use super::request::Endpoint;
+
+/// Why an upstream call failed.
+#[derive(Debug)]
+pub enum Failure {
+    Timeout,
+    /// Connection refused, reset, DNS, TLS, malformed answer.
+    Transport(String),
+    /// The upstream answered with an error status.
+    Status(u16, String),
+}
+
+impl Failure {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Failure::Status(s, _) => Some(*s),
+            _ => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Failure::Timeout => "the upstream did not answer in time".into(),
+            Failure::Transport(e) => format!("the upstream could not be reached: {e}"),
+            Failure::Status(s, m) => format!("the upstream answered {s}: {m}"),
+        }
+    }
+}
+
+/// One server-sent event from an upstream stream.
+pub enum Event {
+    Data(Value),
+    Done,
+}
+
+pub type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Failure>> + Send>>;
+
+fn classify(err: reqwest::Error) -> Failure {
+    if err.is_timeout() { Failure::Timeout } else { Failure::Transport(err.to_string()) }
+}
+
+/// The upstream's own error message, if it sent an OpenAI-style envelope.
+fn error_message(text: &str) -> String {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| text.chars().take(300).collect())
+}
+
+async fn send(
+    client: &reqwest::Client,
+    base_url: &str,
+    api_key: Option<&SecretString>,
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+    timeout: Duration,
+) -> Result<reqwest::Response, Failure> {
+    let url = format!("{}/{}", base_url.trim_end_matches('/'), endpoint.path());
+    let mut request = client.post(url).json(body);
+    if let Some(key) = api_key {
+        request = request.bearer_auth(key.expose_secret());
+    }
+    // The timeout bounds the wait for the answer's head; a stream then runs as long as it runs.
+    let response = tokio::time::timeout(timeout, request.send()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        return Err(Failure::Status(status.as_u16(), error_message(&text)));
+    }
+    Ok(response)
+}
+
+/// A whole (non-streamed) answer.
+pub async fn complete(
+    client: &reqwest::Client,
+    base_url: &str,
+    api_key: Option<&SecretString>,
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+    timeout: Duration,
+) -> Result<Value, Failure> {
+    let response = send(client, base_url, api_key, endpoint, body, timeout).await?;
+    let bytes = tokio::time::timeout(timeout, response.bytes()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
+    serde_json::from_slice(&bytes).map_err(|e| Failure::Transport(format!("the upstream's answer is not JSON: {e}")))
+}
+
+/// A streamed answer, as parsed events.
+pub async fn stream(
+    client: &reqwest::Client,
+    base_url: &str,
+    api_key: Option<&SecretString>,
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+    timeout: Duration,
+) -> Result<Events, Failure> {
+    let response = send(client, base_url, api_key, endpoint, body, timeout).await?;
+    let events = response.bytes_stream().eventsource().filter_map(|event| async move {
+        match event {
+            Ok(e) if e.data.trim() == "[DONE]" => Some(Ok(Event::Done)),
+            Ok(e) if e.data.trim().is_empty() => None,
+            Ok(e) => Some(serde_json::from_str(&e.data).map(Event::Data).map_err(|err| Failure::Transport(format!("bad event from upstream: {err}")))),
+            Err(err) => Some(Err(Failure::Transport(err.to_string()))),
+        }
+    });
+    Ok(Box::pin(events))
+}

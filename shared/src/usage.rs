@@ -1,0 +1,148 @@
+//! Usage records: one per proxied request, written in the same transaction as the settlement
+//! of its reservation, and idempotent on the request id (a marker item written with the
+//! record), so a retried write can neither record nor settle twice.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::pagination::{self, Direction, Pagination};
+use crate::store::{Attr, Cond, Index, Item, Key, SkCond, Store, StoreError, TxOp, from_item, keyed_item, set_index};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Error,
+    BudgetExceeded,
+    Timeout,
+}
+
+/// One attempt at one upstream, for the routing trace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attempt {
+    pub model: String,
+    pub provider: String,
+    pub status: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub id: Uuid,
+    pub request_id: String,
+    /// `user#<id>`, `workspace#<id>` or `project#<id>`: whose usage this is.
+    pub owner: String,
+    pub api_key_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub org_id: Option<Uuid>,
+    pub project_id: Option<Uuid>,
+    pub endpoint: String,
+    pub model: String,
+    pub provider: String,
+    pub provider_source: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub cost_micros: i64,
+    pub input_price_micros: i64,
+    pub output_price_micros: i64,
+    pub pricing_source: String,
+    pub latency_ms: i64,
+    pub ttft_ms: Option<i64>,
+    pub status_code: i64,
+    pub outcome: Outcome,
+    pub streamed: bool,
+    pub cancelled: bool,
+    pub finish_reason: Option<String>,
+    pub http_referer: Option<String>,
+    pub error: Option<String>,
+    pub routing: Vec<Attempt>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Sort keys must order as times do: a fixed-width UTC format.
+fn time_key(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn partition(owner: &str) -> String {
+    format!("USAGE#{owner}")
+}
+
+fn marker_key(request_id: &str) -> Key {
+    Key::new(format!("REQ#{request_id}"), "USAGE")
+}
+
+/// Writes the record with `extra` operations (the settlement) in one transaction. Returns
+/// false, writing nothing, when this request id was already recorded.
+pub async fn write(store: &dyn Store, record: &UsageRecord, extra: Vec<TxOp>) -> ApiResult<bool> {
+    let sk = format!("{}#{}", time_key(record.recorded_at), record.request_id);
+    let mut item = keyed_item(record, &Key::new(partition(&record.owner), sk.clone()))?;
+    set_index(&mut item, Index::Gsi1, "USAGE", sk.clone());
+    let marker_key = marker_key(&record.request_id);
+    let marker = Item::from([
+        ("PK".into(), Attr::S(marker_key.pk)),
+        ("SK".into(), Attr::S(marker_key.sk)),
+        ("usage_pk".into(), Attr::S(partition(&record.owner))),
+        ("usage_sk".into(), Attr::S(sk)),
+    ]);
+    let mut ops = vec![TxOp::Put { item: marker, cond: Some(Cond::NotExists) }, TxOp::Put { item, cond: None }];
+    ops.extend(extra);
+    match store.transact(ops).await {
+        Ok(()) => Ok(true),
+        Err(StoreError::TransactionCancelled { index: 0 }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The record of a request id, wherever it is filed.
+pub async fn by_request_id(store: &dyn Store, request_id: &str) -> ApiResult<Option<UsageRecord>> {
+    let Some(marker) = store.get(&marker_key(request_id)).await? else { return Ok(None) };
+    let (Some(pk), Some(sk)) = (marker.get("usage_pk").and_then(Attr::as_str), marker.get("usage_sk").and_then(Attr::as_str)) else {
+        return Ok(None);
+    };
+    Ok(store.get(&Key::new(pk, sk)).await?.map(from_item).transpose()?)
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct LogFilter {
+    pub api_key_id: Option<Uuid>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub provider_source: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// An owner's records, newest first, filtered and cursor-paginated.
+pub async fn logs(
+    store: &dyn Store,
+    owner: &str,
+    filter: &LogFilter,
+    limit: usize,
+    cursor: Option<String>,
+    direction: Direction,
+) -> ApiResult<(Vec<UsageRecord>, Pagination)> {
+    if let (Some(from), Some(to)) = (filter.from, filter.to) {
+        if from > to {
+            return Err(ApiError::invalid_param("from", "from must not be after to"));
+        }
+    }
+    let lo = filter.from.map_or_else(|| "0".to_string(), time_key);
+    // `~` sorts after every request id character, so `to` itself is included.
+    let hi = filter.to.map_or_else(|| "9".to_string(), |t| format!("{}~", time_key(t)));
+    let text = |item: &Item, name: &str| item.get(name).and_then(Attr::as_str).map(str::to_string);
+    let keep = |item: &Item| {
+        filter.api_key_id.is_none_or(|id| text(item, "api_key_id") == Some(id.to_string()))
+            && filter.model.as_ref().is_none_or(|m| text(item, "model").as_ref() == Some(m))
+            && filter.provider.as_ref().is_none_or(|p| text(item, "provider").as_ref() == Some(p))
+            && filter.provider_source.as_ref().is_none_or(|p| text(item, "provider_source").as_ref() == Some(p))
+    };
+    let sk = Some(SkCond::Between(lo, hi));
+    let (items, pagination) = pagination::page(store, Index::Primary, &partition(owner), sk, limit, cursor, direction, keep).await?;
+    Ok((items.into_iter().map(from_item).collect::<Result<_, _>>()?, pagination))
+}

@@ -1,0 +1,168 @@
+//! Limits are exact under concurrency, on both backends: a reservation is the request's worst
+//! case, taken in one atomic step, so no budget or rate limit is ever overspent, and settlement
+//! gives back what the worst case over-counted. The hot path makes two store round trips.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+use tollgate::Group;
+use tollgate::store::Store;
+use tollgate_tests::counting::{CountingStore, Op};
+use tollgate_tests::{TestApp, backend_tests};
+
+/// Waits, if needed, so that the next few seconds stay inside one UTC minute.
+async fn away_from_minute_edge() {
+    let second = chrono::Timelike::second(&chrono::Utc::now());
+    if second > 50 {
+        tokio::time::sleep(std::time::Duration::from_secs(u64::from(61 - second))).await;
+    }
+}
+
+async fn counters(app: &TestApp, admin: &str, key_id: &str) -> tollgate::store::Item {
+    let owner = tollgate::keys::Owner::User { user_id: app.get("/api/me", Some(admin)).await.body["id"].as_str().unwrap().parse().unwrap() };
+    let key = tollgate::keys::get(app.state.store.as_ref(), &owner, key_id.parse().unwrap()).await.unwrap();
+    app.state.store.get(&key.counters()).await.unwrap().unwrap_or_default()
+}
+
+fn used(item: &tollgate::store::Item, limit_id: &str) -> i64 {
+    item.iter().filter(|(k, _)| k.starts_with(&format!("u_{limit_id}_"))).filter_map(|(_, v)| v.as_i64()).sum()
+}
+
+backend_tests! {
+    async fn sixty_four_concurrent_requests_against_a_budget_for_ten_serve_ten(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        // Output only is priced: 5 tokens x $2000/M = 1 cent, and the answer is exactly
+        // max_tokens long, so each request's worst case is its real cost.
+        app.model(&admin, "mock-1", 0.0, 2000.0, None).await;
+        let (key_id, key) = app.api_key(&admin, json!({"budget_limit_cents": 10, "budget_period": "daily"})).await;
+        let body = json!({"model": "mock-1", "max_tokens": 5, "messages": [{"role": "user", "content": "go [mock:words=50]"}]});
+        let results = join_all((0..64).map(|_| app.chat(&key, body.clone()))).await;
+        let ok = results.iter().filter(|r| r.status == 200).count();
+        let refused = results.iter().filter(|r| r.status == 402).count();
+        assert_eq!((ok, refused), (10, 54), "statuses: {:?}", results.iter().map(|r| r.status.as_u16()).collect::<Vec<_>>());
+        for r in results.iter().filter(|r| r.status == 402) {
+            assert_eq!(r.body["error"]["code"], "budget_exceeded");
+        }
+        assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 100_000, "exactly the budget, in micro-dollars");
+        let logs = app.get("/admin/v1/me/usage/logs?limit=100", Some(&admin)).await.expect(200).body["data"].as_array().unwrap().clone();
+        let spent: i64 = logs.iter().map(|r| r["cost_micros"].as_i64().unwrap()).sum();
+        assert_eq!(spent, 100_000);
+        assert_eq!(logs.iter().filter(|r| r["outcome"] == "budget_exceeded").count(), 54);
+    }
+
+    async fn rpm_holds_within_the_window(backend) {
+        away_from_minute_edge().await;
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-1", 0.0, 0.0, None).await;
+        let (_, key) = app.api_key(&admin, json!({"rate_limit_rpm": 5})).await;
+        let body = json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]});
+        let results = join_all((0..12).map(|_| app.chat(&key, body.clone()))).await;
+        assert_eq!(results.iter().filter(|r| r.status == 200).count(), 5);
+        let limited: Vec<_> = results.iter().filter(|r| r.status == 429).collect();
+        assert_eq!(limited.len(), 7);
+        for r in limited {
+            assert_eq!(r.body["error"]["code"], "rate_limit_exceeded");
+            let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry));
+        }
+    }
+
+    async fn tpm_counts_worst_cases_then_settles_to_real_tokens(backend) {
+        away_from_minute_edge().await;
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-1", 0.0, 0.0, None).await;
+        let (key_id, key) = app.api_key(&admin, json!({"rate_limit_tpm": 100})).await;
+        // Worst case: 2 bytes + 4 + 3 framing = 9 input, 11 output = 20 tokens; real: 1 + 11.
+        let body = json!({"model": "mock-1", "max_tokens": 11, "messages": [{"role": "user", "content": "hi"}]});
+        let first = app.chat(&key, body.clone()).await.expect(200);
+        let real = first.body["usage"]["total_tokens"].as_i64().unwrap();
+        assert_eq!(used(&counters(&app, &admin, &key_id).await, "tpm"), real, "settlement returned the unused reservation");
+        let mut served = 1;
+        loop {
+            let r = app.chat(&key, body.clone()).await;
+            if r.status == 429 {
+                assert_eq!(r.body["error"]["code"], "rate_limit_exceeded");
+                break;
+            }
+            r.expect(200);
+            served += 1;
+            assert!(served < 100, "the tpm limit never refused");
+        }
+        let total = used(&counters(&app, &admin, &key_id).await, "tpm");
+        assert!(total <= 100 && total + 20 > 100, "refused only when the worst case would pass the limit: used {total}");
+        assert_eq!(total, served * real);
+    }
+
+    async fn settlement_returns_unused_reservation(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-1", 10.0, 20.0, None).await;
+        let (key_id, key) = app.api_key(&admin, json!({"budget_limit_cents": 1000})).await;
+        let r = app.chat(&key, json!({"model": "mock-1", "messages": [{"role": "user", "content": "a b c [mock:words=7]"}]})).await.expect(200);
+        // Reserved: (10 bytes + 7) x $10/M + 4096 (context window) x $20/M; spent: 4 x $10/M + 7 x $20/M.
+        let spent = 4 * 10 + 7 * 20;
+        assert_eq!(r.headers["x-tollgate-cost-usd"], format!("0.{spent:06}").as_str());
+        assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), spent);
+        assert_eq!(r.headers["x-budget-remaining-usd"], format!("9.{:06}", 1_000_000 - spent).as_str());
+    }
+}
+
+/// Two store round trips per request with a warm key cache: the reservation (one conditional
+/// update) and the settlement with the usage record (one transaction). Counters change only by
+/// atomic ADD: never a put, never a SET.
+async fn hot_path_round_trips(backend: tollgate_tests::Backend) {
+    let counting: Arc<std::sync::OnceLock<Arc<CountingStore>>> = Arc::new(std::sync::OnceLock::new());
+    let slot = counting.clone();
+    let wrap = move |inner: Arc<dyn Store>| -> Arc<dyn Store> {
+        let c = Arc::new(CountingStore::new(inner));
+        let _ = slot.set(c.clone());
+        c
+    };
+    let app = TestApp::start_with(backend, &Group::ALL, |_| {}, Some(&wrap)).await;
+    let store = counting.get().unwrap().clone();
+    let (admin, _) = app.admin().await;
+    app.model(&admin, "mock-1", 1.0, 1.0, None).await;
+    let (_, key) = app.api_key(&admin, json!({"budget_limit_cents": 1000, "rate_limit_rpm": 1000, "rate_limit_tpm": 1000000})).await;
+    let body = json!({"model": "mock-1", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    for streamed in [false, true, false] {
+        let mut b = body.clone();
+        b["stream"] = Value::Bool(streamed);
+        app.chat(&key, b).await.expect(200); // warms the caches
+        store.take();
+        let mut b = body.clone();
+        b["stream"] = Value::Bool(streamed);
+        app.chat(&key, b).await.expect(200);
+        // A streamed record is written just before [DONE], which the client has read.
+        let ops = store.take();
+        assert_eq!(ops.len(), 2, "streamed={streamed}: {ops:#?}");
+        let Op::Update(reserve_key, reserve) = &ops[0] else { panic!("first a reservation: {ops:#?}") };
+        assert!(reserve_key.pk.starts_with("LIMITS#") && reserve.set.is_empty() && !reserve.add.is_empty());
+        let Op::Transact(settle) = &ops[1] else { panic!("then one transaction: {ops:#?}") };
+        let mut counter_updates = 0;
+        for op in settle {
+            match op {
+                tollgate::store::TxOp::Update { key, update, .. } if key.pk.starts_with("LIMITS#") => {
+                    assert!(update.set.is_empty(), "counters change by ADD only");
+                    counter_updates += 1;
+                }
+                tollgate::store::TxOp::Put { item, .. } => assert!(!item["PK"].as_str().unwrap().starts_with("LIMITS#")),
+                _ => {}
+            }
+        }
+        assert_eq!(counter_updates, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_path_makes_two_round_trips_embedded() {
+    hot_path_round_trips(tollgate_tests::Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_path_makes_two_round_trips_dynamodb() {
+    hot_path_round_trips(tollgate_tests::Backend::Dynamo).await;
+}

@@ -1,0 +1,112 @@
+//! A local OpenAI-shaped upstream, streaming included, with injectable failures and delays.
+//! It records what it was sent, so tests can check the proxy forwarded the right key.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+#[derive(Clone, Debug, Default)]
+pub enum Behaviour {
+    #[default]
+    Answer,
+    /// Answer with this status and an OpenAI error envelope.
+    Fail(u16),
+    /// Wait this long before answering.
+    Delay(Duration),
+}
+
+#[derive(Default)]
+struct Shared {
+    behaviour: Behaviour,
+    requests: Vec<(HeaderMap, Value)>,
+}
+
+#[derive(Clone)]
+pub struct FakeUpstream {
+    pub base_url: String,
+    shared: Arc<Mutex<Shared>>,
+}
+
+/// What the fake reports as usage: prompt 7 (2 cached), completion 5 (1 reasoning).
+pub const USAGE: (i64, i64, i64, i64) = (7, 5, 2, 1);
+
+fn usage() -> Value {
+    json!({"prompt_tokens": USAGE.0, "completion_tokens": USAGE.1, "total_tokens": USAGE.0 + USAGE.1,
+           "prompt_tokens_details": {"cached_tokens": USAGE.2}, "completion_tokens_details": {"reasoning_tokens": USAGE.3}})
+}
+
+impl FakeUpstream {
+    pub async fn start() -> Self {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let app = axum::Router::new()
+            .route("/v1/chat/completions", post(answer))
+            .route("/v1/completions", post(answer))
+            .route("/v1/embeddings", post(answer))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeUpstream { base_url: format!("http://{addr}/v1"), shared }
+    }
+
+    pub fn behave(&self, behaviour: Behaviour) {
+        self.shared.lock().unwrap().behaviour = behaviour;
+    }
+
+    /// (headers, body) of every request so far.
+    pub fn requests(&self) -> Vec<(HeaderMap, Value)> {
+        self.shared.lock().unwrap().requests.clone()
+    }
+}
+
+async fn answer(State(shared): State<Arc<Mutex<Shared>>>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let behaviour = {
+        let mut s = shared.lock().unwrap();
+        s.requests.push((headers, body.clone()));
+        s.behaviour.clone()
+    };
+    match behaviour {
+        Behaviour::Fail(status) => {
+            let envelope = json!({"error": {"message": format!("fake upstream failure {status}"), "type": "server_error", "code": null}});
+            return (StatusCode::from_u16(status).unwrap(), axum::Json(envelope)).into_response();
+        }
+        Behaviour::Delay(d) => tokio::time::sleep(d).await,
+        Behaviour::Answer => {}
+    }
+    let model = body["model"].clone();
+    if uri.path().ends_with("embeddings") {
+        return axum::Json(json!({"object": "list", "model": model, "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.5]}],
+                                 "usage": {"prompt_tokens": USAGE.0, "total_tokens": USAGE.0}})).into_response();
+    }
+    let chat = uri.path().ends_with("chat/completions");
+    if body["stream"] == true {
+        let include_usage = body["stream_options"]["include_usage"] == true;
+        let mut events: Vec<String> = ["up", "stream", "answer", "here", "ok"]
+            .iter()
+            .map(|w| {
+                let choice = if chat { json!({"index": 0, "delta": {"content": format!("{w} ")}, "finish_reason": null}) } else { json!({"index": 0, "text": format!("{w} "), "finish_reason": null}) };
+                format!("data: {}\n\n", json!({"id": "up-1", "object": "chunk", "model": model, "choices": [choice]}))
+            })
+            .collect();
+        events.push(format!("data: {}\n\n", json!({"id": "up-1", "object": "chunk", "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})));
+        if include_usage {
+            events.push(format!("data: {}\n\n", json!({"id": "up-1", "object": "chunk", "model": model, "choices": [], "usage": usage()})));
+        }
+        events.push("data: [DONE]\n\n".into());
+        let stream = futures::stream::iter(events.into_iter().map(|e| Ok::<_, std::convert::Infallible>(Bytes::from(e))));
+        return Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap();
+    }
+    let choice = if chat {
+        json!({"index": 0, "message": {"role": "assistant", "content": "upstream says hello"}, "finish_reason": "stop"})
+    } else {
+        json!({"index": 0, "text": "upstream says hello", "finish_reason": "stop"})
+    };
+    axum::Json(json!({"id": "up-1", "object": if chat { "chat.completion" } else { "text_completion" }, "model": model, "choices": [choice], "usage": usage()})).into_response()
+}
