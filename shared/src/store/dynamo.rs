@@ -460,24 +460,42 @@ impl Store for DynamoStore {
 
     async fn transact(&self, ops: Vec<TxOp>) -> StoreResult<()> {
         let items = ops.iter().map(|op| self.tx_item(op)).collect::<StoreResult<Vec<_>>>()?;
-        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                if let Some(cancelled) = err.as_service_error().and_then(|e| match e {
-                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => Some(c),
-                    _ => None,
-                }) {
-                    let index = cancelled
-                        .cancellation_reasons()
-                        .iter()
-                        .position(|r| r.code() == Some("ConditionalCheckFailed"));
-                    if let Some(index) = index {
-                        return Err(StoreError::TransactionCancelled { index });
-                    }
+        // DynamoDB cancels a transaction that meets another one on the same item
+        // (TransactionConflict); nothing was written, so it is safe to try again. Every
+        // request's settlement touches its key's counter item, so this happens under load.
+        let mut attempt = 0u32;
+        loop {
+            let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let err = match result {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
+            let reasons: Vec<String> = match err.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_string()).collect()
                 }
-                Err(backend(err))
+                _ => return Err(backend(err)),
+            };
+            if let Some(index) = reasons.iter().position(|code| code == "ConditionalCheckFailed") {
+                return Err(StoreError::TransactionCancelled { index });
             }
+            if reasons.iter().any(|code| code == "TransactionConflict") && attempt < MAX_CONFLICT_RETRIES {
+                attempt += 1;
+                tokio::time::sleep(conflict_backoff(attempt)).await;
+                continue;
+            }
+            return Err(backend(err));
         }
     }
 }
+
+const MAX_CONFLICT_RETRIES: u32 = 8;
+
+/// 5, 10, 20 ... ms, with jitter so that colliding transactions spread out.
+fn conflict_backoff(attempt: u32) -> std::time::Duration {
+    let base = 5u64 << attempt.min(6);
+    let mut jitter = [0u8; 1];
+    let _ = getrandom::fill(&mut jitter);
+    std::time::Duration::from_millis(base + u64::from(jitter[0]) % base.max(1))
+}
+

@@ -1,0 +1,127 @@
+"""The official OpenAI Python SDK against the local `tollgate` server: chat (plain and
+streamed), completions, embeddings and models.list work, and a revoked key and an exceeded
+budget surface as the SDK's own errors. Run by scripts/test after `cargo test`."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import openai
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = os.environ.get("TOLLGATE_BIN", str(ROOT / "target" / "debug" / "tollgate"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(base, method, path, body=None, token=None):
+    request = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode())
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request) as response:
+        text = response.read()
+        return json.loads(text) if text else None
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    port = free_port()
+    data = tempfile.mkdtemp()
+    env = {**os.environ, "TOLLGATE_LISTEN": f"127.0.0.1:{port}", "TOLLGATE_DATA_DIR": data}
+    proc = subprocess.Popen([BINARY, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            call(base, "GET", "/api/setup/status")
+            break
+        except OSError:
+            time.sleep(0.05)
+    admin = call(base, "POST", "/api/setup/first-admin", {"email": "sdk@example.com", "password": "sdk test password"})["token"]
+    # Output at $2000 per million tokens: 5 tokens cost exactly one cent.
+    call(base, "POST", "/api/models", {"id": "mock-chat", "provider": "mock", "inputPrice": 0, "outputPrice": 2000, "contextWindow": 4096}, admin)
+    yield base, admin
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 0
+
+
+def new_key(gateway, **settings):
+    base, admin = gateway
+    created = call(base, "POST", "/admin/v1/me/api-keys", {"name": "sdk", **settings}, admin)
+    return created["id"], created["key"]
+
+
+def client(gateway, key):
+    return openai.OpenAI(base_url=gateway[0] + "/v1", api_key=key, max_retries=0)
+
+
+def test_chat(gateway):
+    _, key = new_key(gateway)
+    answer = client(gateway, key).chat.completions.create(model="mock-chat", messages=[{"role": "user", "content": "hello sdk"}], max_tokens=50)
+    assert answer.choices[0].message.content.startswith("This is a deterministic reply")
+    assert answer.choices[0].message.content.endswith("hello sdk")
+    assert answer.usage.prompt_tokens == 2
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+
+
+def test_chat_streaming(gateway):
+    _, key = new_key(gateway)
+    chunks = list(client(gateway, key).chat.completions.create(
+        model="mock-chat", messages=[{"role": "user", "content": "x [mock:words=3]"}], stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "alpha bravo charlie"
+    assert chunks[-1].usage.completion_tokens == 3
+
+
+def test_completions(gateway):
+    _, key = new_key(gateway)
+    answer = client(gateway, key).completions.create(model="mock-chat", prompt="hello", max_tokens=3)
+    assert answer.choices[0].text == "This is a"
+    assert answer.choices[0].finish_reason == "length"
+
+
+def test_embeddings(gateway):
+    _, key = new_key(gateway)
+    answer = client(gateway, key).embeddings.create(model="mock-chat", input=["first text", "second"])
+    assert len(answer.data) == 2
+    assert len(answer.data[0].embedding) == 8
+    assert answer.usage.prompt_tokens == 3
+
+
+def test_models_list(gateway):
+    _, key = new_key(gateway)
+    assert [m.id for m in client(gateway, key).models.list()] == ["mock-chat"]
+
+
+def test_revoked_key_is_an_authentication_error(gateway):
+    key_id, key = new_key(gateway)
+    sdk = client(gateway, key)
+    sdk.models.list()
+    call(gateway[0], "DELETE", f"/admin/v1/me/api-keys/{key_id}", token=gateway[1])
+    with pytest.raises(openai.AuthenticationError) as raised:
+        sdk.chat.completions.create(model="mock-chat", messages=[{"role": "user", "content": "hi"}])
+    assert raised.value.status_code == 401
+    assert raised.value.code == "invalid_api_key"
+
+
+def test_exceeded_budget_is_a_402_with_its_code(gateway):
+    _, key = new_key(gateway, budget_limit_cents=1)
+    sdk = client(gateway, key)
+    ask = dict(model="mock-chat", max_tokens=5, messages=[{"role": "user", "content": "go [mock:words=9]"}])
+    sdk.chat.completions.create(**ask)
+    with pytest.raises(openai.APIStatusError) as raised:
+        sdk.chat.completions.create(**ask)
+    assert raised.value.status_code == 402
+    assert raised.value.code == "budget_exceeded"
+    assert raised.value.request_id, "the error names its request"
