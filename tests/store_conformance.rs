@@ -156,6 +156,37 @@ backend_tests! {
         assert_eq!(store.get(&Key::new("T", "counter")).await.unwrap().unwrap()["n"], Attr::N(2));
     }
 
+    async fn concurrent_transactions_each_stay_all_or_nothing(backend) {
+        // The embedded store commits concurrent transactions together: each must still stand
+        // or fall whole.
+        let (store, _dir) = store_for(backend).await;
+        let store: Arc<dyn Store> = store;
+        let tasks: Vec<_> = (0..40).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ops = vec![
+                    TxOp::Put { item: item("CT", &format!("item#{i:02}"), &[]), cond: Some(Cond::NotExists) },
+                    TxOp::Update { key: Key::new("CT", "counter"), update: Update::default().add("n", 1), cond: None },
+                ];
+                if i % 2 == 1 {
+                    ops.push(TxOp::Check { key: Key::new("CT", "missing"), cond: Cond::Exists });
+                }
+                (i, store.transact(ops).await)
+            })
+        }).collect();
+        for t in tasks {
+            let (i, result) = t.await.unwrap();
+            if i % 2 == 0 {
+                result.unwrap();
+            } else {
+                assert!(matches!(result, Err(StoreError::TransactionCancelled { index: 2 })), "{i}: {result:?}");
+            }
+        }
+        assert_eq!(store.get(&Key::new("CT", "counter")).await.unwrap().unwrap()["n"], Attr::N(20));
+        let items = store.query(Query::new(Index::Primary, "CT").prefix("item#")).await.unwrap().items;
+        assert_eq!(sks(&items), (0..40).step_by(2).map(|i| format!("item#{i:02}")).collect::<Vec<_>>());
+    }
+
     async fn query_honours_prefix_order_and_between(backend) {
         let (store, _dir) = store_for(backend).await;
         for sk in ["b#1", "a#3", "a#1", "a#2", "c#1"] {

@@ -1,6 +1,8 @@
-//! The embedded store: one redb file on local disk. redb write transactions are serialised and
-//! durable on commit, which gives conditions, atomic adds and transactions the same
-//! all-or-nothing meaning they have in DynamoDB. Each GSI is a table of
+//! The embedded store: one redb file on local disk. Every write goes to one writer thread,
+//! which applies each transaction whole (all its conditions checked, then all its writes, or
+//! none) in arrival order, and commits all that arrived together in one durable redb commit
+//! (group commit): under concurrency, many requests share one fsync, while each transaction
+//! keeps the all-or-nothing meaning it has in DynamoDB. Each GSI is a table of
 //! (index pk, index sk, pk, sk) keys kept in step with the items in the same transaction.
 
 use std::ops::Bound;
@@ -21,9 +23,38 @@ const GSI2: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new
 /// Above every character we put in keys, to close prefix ranges.
 const HIGH: &str = "\u{10FFFF}";
 
+/// Transactions committed together at most.
+const MAX_BATCH: usize = 256;
+
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    writer: Arc<Writer>,
+}
+
+/// What one transaction came to: the last item it wrote, or the index of the operation whose
+/// condition failed (and then nothing of it was written).
+type TxOutcome = Result<Item, usize>;
+
+struct Job {
+    ops: Vec<TxOp>,
+    reply: tokio::sync::oneshot::Sender<StoreResult<TxOutcome>>,
+}
+
+/// The writer thread and its queue. Dropped with the last store handle: the queue closes, the
+/// thread finishes what it has and ends, and the file is closed when this returns.
+struct Writer {
+    queue: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn backend<E: std::fmt::Display>(err: E) -> StoreError {
@@ -42,7 +73,19 @@ impl EmbeddedStore {
         txn.open_table(GSI1).map_err(backend)?;
         txn.open_table(GSI2).map_err(backend)?;
         txn.commit().map_err(backend)?;
-        Ok(Self { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let (queue, jobs) = std::sync::mpsc::channel();
+        let writer_db = db.clone();
+        let thread = std::thread::Builder::new().name("tollgate-store-writer".into()).spawn(move || write_loop(&writer_db, &jobs)).map_err(backend)?;
+        Ok(Self { db, writer: Arc::new(Writer { queue: Some(queue), thread: Some(thread) }) })
+    }
+
+    /// Queues a transaction for the writer and waits for its commit.
+    async fn write(&self, ops: Vec<TxOp>) -> StoreResult<TxOutcome> {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let queue = self.writer.queue.as_ref().ok_or_else(|| StoreError::Backend("the store is closed".into()))?;
+        queue.send(Job { ops, reply }).map_err(|_| StoreError::Backend("the store's writer has stopped".into()))?;
+        outcome.await.map_err(|_| StoreError::Backend("the store's writer dropped a write".into()))?
     }
 
     async fn blocking<T: Send + 'static>(
@@ -126,50 +169,102 @@ fn key_of(item: &Item) -> StoreResult<Key> {
     Key::of(item).ok_or_else(|| StoreError::Backend("item lacks a string PK and SK".into()))
 }
 
-/// Runs one write transaction. `Ok(Err(index))` means the condition of op `index` failed and
-/// nothing was written.
-fn run_tx(db: &Database, ops: &[TxOp]) -> StoreResult<Result<Item, usize>> {
-    let now = now_epoch();
-    let txn = db.begin_write().map_err(backend)?;
-    let mut last = Item::new();
-    {
-        let mut tables = Tables::open(&txn)?;
-        // (key, what to write there: None for a check, Some(None) for a delete)
-        let mut planned: Vec<(Key, Option<Option<Item>>)> = Vec::with_capacity(ops.len());
-        for (i, op) in ops.iter().enumerate() {
-            let key = match op {
-                TxOp::Put { item, .. } => key_of(item)?,
-                TxOp::Update { key, .. } | TxOp::Delete { key, .. } | TxOp::Check { key, .. } => key.clone(),
-            };
-            if planned.iter().any(|(k, _)| *k == key) {
-                return Err(StoreError::Backend("a transaction cannot include two operations on one item".into()));
+fn write_loop(db: &Database, jobs: &std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
             }
-            let current = live(tables.get_raw(&key)?, now);
-            let (cond, write) = match op {
-                TxOp::Put { item, cond } => (cond.as_ref(), Some(Some(item.clone()))),
-                TxOp::Update { update, cond, .. } => (cond.as_ref(), Some(Some(apply_update(&key, current.clone(), update)?))),
-                TxOp::Delete { cond, .. } => (cond.as_ref(), Some(None)),
-                TxOp::Check { cond, .. } => (Some(cond), None),
-            };
-            if !check(cond, current.as_ref()) {
-                return Ok(Err(i)); // dropping `txn` uncommitted aborts it
-            }
-            if let Some(Some(new)) = &write {
-                last = new.clone();
-            }
-            planned.push((key, write));
         }
-        for (key, write) in &planned {
-            if let Some(new) = write {
-                tables.write(key, new.as_ref())?;
+        let outcomes = commit_batch(db, &batch);
+        for (job, outcome) in batch.into_iter().zip(outcomes) {
+            let _ = job.reply.send(outcome);
+        }
+    }
+}
+
+/// Applies every transaction of the batch in order, then commits once. A storage failure fails
+/// the whole batch (nothing of it is written); a failed condition fails only its transaction.
+fn commit_batch(db: &Database, batch: &[Job]) -> Vec<StoreResult<TxOutcome>> {
+    let fail_all = |e: StoreError| batch.iter().map(|_| Err(StoreError::Backend(e.to_string()))).collect();
+    let now = now_epoch();
+    let txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(e) => return fail_all(backend(e)),
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    {
+        let mut tables = match Tables::open(&txn) {
+            Ok(t) => t,
+            Err(e) => return fail_all(e),
+        };
+        for job in batch {
+            let outcome = match plan(&tables, &job.ops, now) {
+                // Malformed, or a condition failed: nothing of this transaction is written.
+                Err(e) => Err(e),
+                Ok(Err(index)) => Ok(Err(index)),
+                Ok(Ok(planned)) => match write_planned(&mut tables, &planned) {
+                    Ok(last) => Ok(Ok(last)),
+                    // A storage failure after writing began: dropping `txn` uncommitted
+                    // discards the whole batch.
+                    Err(fatal) => return fail_all(fatal),
+                },
+            };
+            outcomes.push(outcome);
+        }
+    }
+    match txn.commit() {
+        Ok(()) => outcomes,
+        Err(e) => fail_all(backend(e)),
+    }
+}
+
+/// A transaction's writes, as `plan` decided them; returns the last item written.
+fn write_planned(tables: &mut Tables, planned: &[(Key, Option<Option<Item>>)]) -> StoreResult<Item> {
+    let mut last = Item::new();
+    for (key, write) in planned {
+        if let Some(new) = write {
+            tables.write(key, new.as_ref())?;
+            if let Some(item) = new {
+                last = item.clone();
             }
         }
     }
-    txn.commit().map_err(backend)?;
-    Ok(Ok(last))
+    Ok(last)
 }
 
-fn single(result: StoreResult<Result<Item, usize>>) -> StoreResult<Item> {
+/// Checks every condition of a transaction against the tables as they stand: the writes to
+/// make, as (key, what to write there: None for a check, Some(None) for a delete), or the
+/// index of the first operation whose condition fails. Writes nothing.
+#[allow(clippy::type_complexity)]
+fn plan(tables: &Tables, ops: &[TxOp], now: i64) -> StoreResult<Result<Vec<(Key, Option<Option<Item>>)>, usize>> {
+    let mut planned: Vec<(Key, Option<Option<Item>>)> = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        let key = match op {
+            TxOp::Put { item, .. } => key_of(item)?,
+            TxOp::Update { key, .. } | TxOp::Delete { key, .. } | TxOp::Check { key, .. } => key.clone(),
+        };
+        if planned.iter().any(|(k, _)| *k == key) {
+            return Err(StoreError::Backend("a transaction cannot include two operations on one item".into()));
+        }
+        let current = live(tables.get_raw(&key)?, now);
+        let (cond, write) = match op {
+            TxOp::Put { item, cond } => (cond.as_ref(), Some(Some(item.clone()))),
+            TxOp::Update { update, cond, .. } => (cond.as_ref(), Some(Some(apply_update(&key, current.clone(), update)?))),
+            TxOp::Delete { cond, .. } => (cond.as_ref(), Some(None)),
+            TxOp::Check { cond, .. } => (Some(cond), None),
+        };
+        if !check(cond, current.as_ref()) {
+            return Ok(Err(i));
+        }
+        planned.push((key, write));
+    }
+    Ok(Ok(planned))
+}
+
+fn single(result: StoreResult<TxOutcome>) -> StoreResult<Item> {
     match result? {
         Ok(item) => Ok(item),
         Err(_) => Err(StoreError::ConditionFailed),
@@ -279,17 +374,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn put(&self, item: Item, cond: Option<Cond>) -> StoreResult<()> {
-        self.blocking(move |db| single(run_tx(db, &[TxOp::Put { item, cond }])).map(|_| ())).await
+        single(self.write(vec![TxOp::Put { item, cond }]).await).map(|_| ())
     }
 
     async fn update(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
-        let key = key.clone();
-        self.blocking(move |db| single(run_tx(db, &[TxOp::Update { key, update, cond }]))).await
+        single(self.write(vec![TxOp::Update { key: key.clone(), update, cond }]).await)
     }
 
     async fn delete(&self, key: &Key, cond: Option<Cond>) -> StoreResult<()> {
-        let key = key.clone();
-        self.blocking(move |db| single(run_tx(db, &[TxOp::Delete { key, cond }])).map(|_| ())).await
+        single(self.write(vec![TxOp::Delete { key: key.clone(), cond }]).await).map(|_| ())
     }
 
     async fn query(&self, query: Query) -> StoreResult<Page> {
@@ -300,10 +393,9 @@ impl Store for EmbeddedStore {
         if ops.len() > 100 {
             return Err(StoreError::Backend("a transaction holds at most 100 operations".into()));
         }
-        self.blocking(move |db| match run_tx(db, &ops)? {
+        match self.write(ops).await? {
             Ok(_) => Ok(()),
             Err(index) => Err(StoreError::TransactionCancelled { index }),
-        })
-        .await
+        }
     }
 }

@@ -1,0 +1,174 @@
+//! Measures what the proxy adds: the same OpenAI-shaped upstream (local, instant) called
+//! directly and through a `tollgate` server (a separate process, embedded store, with
+//! authentication, limits and usage recording all on), at 1, 16 and 64 concurrent
+//! connections, unstreamed and streamed. Prints p50/p99 latency of each path, the added
+//! latency, and the throughput of each.
+//!
+//!   scripts/bench                      # builds with the perf profile and runs
+//!   tollgate-bench GATEWAY_BINARY [SECONDS_PER_RUN]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+const ANSWER: &str = r#"{"id":"b","object":"chat.completion","model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"a short benchmark answer"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
+
+/// The upstream: answers at once, so all measured time is HTTP and what is in between.
+async fn upstream(body: Bytes) -> Response {
+    let streamed = serde_json::from_slice::<Value>(&body).is_ok_and(|v| v["stream"] == true);
+    if !streamed {
+        return ([(header::CONTENT_TYPE, "application/json")], ANSWER).into_response();
+    }
+    let mut events = String::new();
+    for word in ["a", "short", "benchmark", "answer", "!"] {
+        events += &format!("data: {}\n\n", json!({"id": "b", "object": "chat.completion.chunk", "model": "bench", "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": null}]}));
+    }
+    events += &format!("data: {}\n\n", json!({"id": "b", "object": "chat.completion.chunk", "model": "bench", "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}}));
+    events += "data: [DONE]\n\n";
+    Response::builder().header(header::CONTENT_TYPE, "text/event-stream").body(Body::from(events)).unwrap()
+}
+
+struct Target {
+    url: String,
+    key: Option<String>,
+}
+
+struct Run {
+    latencies_us: Vec<u64>,
+    seconds: f64,
+    errors: usize,
+}
+
+impl Run {
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+    fn rps(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.seconds
+    }
+}
+
+async fn load(client: &reqwest::Client, target: &Target, body: &Value, concurrency: usize, duration: Duration) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, key, body, stop) = (client.clone(), target.url.clone(), target.key.clone(), body.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut lat, mut errors) = (Vec::new(), 0);
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let mut req = client.post(&url).json(&body);
+                    if let Some(k) = &key {
+                        req = req.bearer_auth(k);
+                    }
+                    match req.send().await {
+                        Ok(r) if r.status().is_success() => match r.bytes().await {
+                            Ok(_) => lat.push(t.elapsed().as_micros() as u64),
+                            Err(_) => errors += 1,
+                        },
+                        _ => errors += 1,
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut run = Run { latencies_us: Vec::new(), seconds: 0.0, errors: 0 };
+    for w in workers {
+        let (lat, errors) = w.await.unwrap();
+        run.latencies_us.extend(lat);
+        run.errors += errors;
+    }
+    run.seconds = started.elapsed().as_secs_f64();
+    run.latencies_us.sort_unstable();
+    run
+}
+
+async fn admin_call(client: &reqwest::Client, base: &str, path: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
+    let mut req = client.post(format!("{base}{path}")).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await?;
+    anyhow::ensure!(resp.status().is_success(), "{path}: {}", resp.text().await?);
+    Ok(resp.json().await?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let gateway_bin = args.get(1).cloned().unwrap_or_else(|| "target/perf/tollgate".into());
+    let seconds: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let upstream_addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().route("/v1/chat/completions", post(upstream))).await });
+
+    let data = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut gateway = std::process::Command::new(&gateway_bin)
+        .arg("serve")
+        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TOLLGATE_DATA_DIR", data.path())
+        .env("TOLLGATE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {gateway_bin}: {e} (build it: cargo build --profile perf -p tollgate-local)"))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
+    for _ in 0..200 {
+        if client.get(format!("{base}/api/setup/status")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let admin = admin_call(&client, &base, "/api/setup/first-admin", None, json!({"email": "bench@example.com", "password": "bench password"})).await?;
+    let admin = admin["token"].as_str().unwrap_or_default().to_string();
+    admin_call(&client, &base, "/api/models", Some(&admin), json!({
+        "id": "bench", "provider": "openai-compatible", "baseUrl": format!("http://{upstream_addr}/v1"), "apiKey": "sk-bench",
+        "inputPrice": 0.25, "outputPrice": 2.0, "contextWindow": 128000
+    })).await?;
+    // Every limit on, none binding.
+    let key = admin_call(&client, &base, "/admin/v1/me/api-keys", Some(&admin), json!({
+        "name": "bench", "budget_limit_cents": 100_000_000, "rate_limit_rpm": 100_000_000, "rate_limit_tpm": 2_000_000_000
+    })).await?;
+    let key = key["key"].as_str().unwrap_or_default().to_string();
+
+    let direct = Target { url: format!("http://{upstream_addr}/v1/chat/completions"), key: None };
+    let proxied = Target { url: format!("{base}/v1/chat/completions"), key: Some(key) };
+    println!("tollgate-bench: {seconds} s per run; upstream answers at once; gateway {gateway_bin} (embedded store, auth + limits + usage on)");
+    println!("{:>4} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} {:>6}", "conc", "mode", "direct50", "direct99", "proxy50", "proxy99", "added50", "added99", "direct/s", "proxy/s", "ratio");
+    for streamed in [false, true] {
+        let body = json!({"model": "bench", "stream": streamed, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark prompt of a few words"}]});
+        for concurrency in [1usize, 16, 64] {
+            let _ = load(&client, &proxied, &body, concurrency, Duration::from_millis(500)).await; // warm-up
+            let d = load(&client, &direct, &body, concurrency, Duration::from_secs(seconds)).await;
+            let p = load(&client, &proxied, &body, concurrency, Duration::from_secs(seconds)).await;
+            println!(
+                "{:>4} {:>9} | {:>7.3}ms {:>7.3}ms | {:>7.3}ms {:>7.3}ms | {:>7.3}ms {:>7.3}ms | {:>9.0} {:>9.0} {:>6.2}{}",
+                concurrency,
+                if streamed { "streamed" } else { "whole" },
+                d.pct(0.5), d.pct(0.99), p.pct(0.5), p.pct(0.99),
+                p.pct(0.5) - d.pct(0.5), p.pct(0.99) - d.pct(0.99),
+                d.rps(), p.rps(), p.rps() / d.rps(),
+                if d.errors + p.errors > 0 { format!("  errors: direct {} proxy {}", d.errors, p.errors) } else { String::new() }
+            );
+        }
+    }
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    Ok(())
+}
