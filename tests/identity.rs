@@ -281,10 +281,19 @@ backend_tests! {
         let (admin, _) = app.admin().await;
         app.delete("/admin/v1/me", Some(&admin)).await.expect_error(409, "last_admin");
         let (viewer_id, viewer) = app.user(&admin, "leaving@example.com", "viewer").await;
+        app.model(&admin, "mock-1", 0.0, 0.0, None).await;
+        let (_, key) = app.api_key(&viewer, json!({})).await;
+        app.api_key(&viewer, json!({})).await;
+        app.chat(&key, json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
+        let exported = app.get("/admin/v1/me/export", Some(&viewer)).await.expect(200);
+        assert_eq!(exported.body["api_keys"].as_array().unwrap().len(), 2);
+        assert!(!exported.text.contains(&key), "the export never holds a key's secret");
         let deleted = app.delete("/admin/v1/me", Some(&viewer)).await.expect(200);
         assert_eq!(deleted.body["deleted"], true);
         assert_eq!(deleted.body["user_id"], viewer_id);
-        assert_eq!(deleted.body["api_keys_deleted"], 0);
+        assert_eq!(deleted.body["api_keys_deleted"], 2);
+        assert_eq!(deleted.body["usage_records_deleted"], 1);
+        app.chat(&key, json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]})).await.expect_error(401, "invalid_api_key");
         app.get("/api/me", Some(&viewer)).await.expect_error(401, "unauthorized");
         app.post("/api/auth/login", None, json!({"email": "leaving@example.com", "password": "user password 1"})).await.expect(401);
     }

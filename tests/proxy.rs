@@ -271,3 +271,91 @@ backend_tests! {
         assert_eq!(record["cost_micros"].as_i64().unwrap(), delivered);
     }
 }
+
+backend_tests! {
+    mod network_and_usage;
+
+    async fn x_forwarded_for_counts_only_from_trusted_proxies(backend) {
+        let untrusting = TestApp::start(backend).await;
+        let (admin, _) = untrusting.admin().await;
+        untrusting.model(&admin, "mock-1", 0.0, 0.0, None).await;
+        let (_, key) = untrusting.api_key(&admin, json!({"ip_allowlist": ["10.0.0.0/8"]})).await;
+        let forwarded = |app: &TestApp, key: &str| {
+            app.client.post(format!("{}/v1/chat/completions", app.base)).bearer_auth(key).header("x-forwarded-for", "10.1.2.3").json(&chat("mock-1", "hi")).send()
+        };
+        // Anyone can send the header: without trusted proxies it is ignored.
+        TestApp::read(forwarded(&untrusting, &key).await.unwrap()).await.expect_error(403, "ip_not_allowed");
+
+        let trusting = TestApp::start_with(backend, &Group::ALL, |c| c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()], None).await;
+        let (admin, _) = trusting.admin().await;
+        trusting.model(&admin, "mock-1", 0.0, 0.0, None).await;
+        let (_, key) = trusting.api_key(&admin, json!({"ip_allowlist": ["10.0.0.0/8"]})).await;
+        TestApp::read(forwarded(&trusting, &key).await.unwrap()).await.expect(200);
+        trusting.chat(&key, chat("mock-1", "hi")).await.expect_error(403, "ip_not_allowed");
+    }
+
+    async fn usage_records_are_idempotent_on_request_id(backend) {
+        let app = TestApp::start(backend).await;
+        let store = app.state.store.as_ref();
+        let record = tollgate::usage::UsageRecord {
+            id: uuid::Uuid::new_v4(), request_id: "req-fixed".into(), owner: "user#x".into(), api_key_id: None, user_id: None, org_id: None,
+            project_id: None, endpoint: "chat/completions".into(), model: "m".into(), provider: "mock".into(), provider_source: "catalog".into(),
+            input_tokens: 1, output_tokens: 1, cached_tokens: 0, reasoning_tokens: 0, cost_micros: 5, input_price_micros: 0, output_price_micros: 0,
+            pricing_source: "catalog".into(), latency_ms: 1, ttft_ms: None, status_code: 200, outcome: tollgate::usage::Outcome::Success,
+            streamed: false, cancelled: false, finish_reason: None, http_referer: None, error: None, routing: vec![], recorded_at: chrono::Utc::now(),
+        };
+        let settle = || vec![tollgate::store::TxOp::Update {
+            key: tollgate::store::Key::new("LIMITS#token#x", "COUNTERS"), update: tollgate::store::Update::default().add("u_budget_all", 5), cond: None,
+        }];
+        assert!(tollgate::usage::write(store, &record, settle()).await.unwrap());
+        let retried = tollgate::usage::UsageRecord { id: uuid::Uuid::new_v4(), recorded_at: chrono::Utc::now(), ..record.clone() };
+        assert!(!tollgate::usage::write(store, &retried, settle()).await.unwrap(), "a second write of a request id is refused");
+        let counters = store.get(&tollgate::store::Key::new("LIMITS#token#x", "COUNTERS")).await.unwrap().unwrap();
+        assert_eq!(counters["u_budget_all"], tollgate::store::Attr::N(5), "and its settlement with it");
+        assert_eq!(tollgate::usage::by_request_id(store, "req-fixed").await.unwrap().unwrap().id, record.id);
+    }
+
+    async fn usage_logs_filter_and_paginate(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-a", 0.0, 0.0, None).await;
+        app.model(&admin, "mock-b", 0.0, 0.0, None).await;
+        let (key_a, a) = app.api_key(&admin, json!({})).await;
+        let (_, b) = app.api_key(&admin, json!({})).await;
+        let before = chrono::Utc::now();
+        for i in 0..3 {
+            app.chat(&a, chat("mock-a", &format!("a{i}"))).await.expect(200);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let middle = chrono::Utc::now();
+        for i in 0..2 {
+            app.chat(&b, chat("mock-b", &format!("b{i}"))).await.expect(200);
+        }
+        let count = |r: &Resp| r.body["data"].as_array().unwrap().len();
+        assert_eq!(count(&app.get("/admin/v1/me/usage/logs", Some(&admin)).await.expect(200)), 5);
+        assert_eq!(count(&app.get("/admin/v1/me/usage/logs?model=mock-b", Some(&admin)).await.expect(200)), 2);
+        assert_eq!(count(&app.get(&format!("/admin/v1/me/usage/logs?api_key_id={key_a}"), Some(&admin)).await.expect(200)), 3);
+        assert_eq!(count(&app.get("/admin/v1/me/usage/logs?provider=mock&provider_source=catalog", Some(&admin)).await.expect(200)), 5);
+        let enc = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).replace('+', "%2B");
+        assert_eq!(count(&app.get(&format!("/admin/v1/me/usage/logs?from={}", enc(middle)), Some(&admin)).await.expect(200)), 2);
+        assert_eq!(count(&app.get(&format!("/admin/v1/me/usage/logs?from={}&to={}", enc(before), enc(middle)), Some(&admin)).await.expect(200)), 3);
+        app.get(&format!("/admin/v1/me/usage/logs?from={}&to={}", enc(middle), enc(before)), Some(&admin)).await.expect_error(400, "invalid_value");
+        app.get("/admin/v1/me/usage/logs?from=yesterday", Some(&admin)).await.expect_error(400, "invalid_query");
+
+        let first = app.get("/admin/v1/me/usage/logs?limit=2&model=mock-a", Some(&admin)).await.expect(200);
+        assert_eq!(count(&first), 2);
+        assert_eq!(first.body["pagination"]["has_more"], true);
+        let next = first.body["pagination"]["next_cursor"].as_str().unwrap();
+        let second = app.get(&format!("/admin/v1/me/usage/logs?limit=2&model=mock-a&cursor={next}"), Some(&admin)).await.expect(200);
+        assert_eq!(count(&second), 1);
+        assert_eq!(second.body["pagination"]["has_more"], false);
+        let newest = first.body["data"][0]["recorded_at"].as_str().unwrap();
+        let oldest = second.body["data"][0]["recorded_at"].as_str().unwrap();
+        assert!(newest > oldest, "newest first");
+
+        // A personal key reads its owner's usage too; another user sees none of it.
+        assert_eq!(count(&app.get("/admin/v1/me/usage/logs", Some(&a)).await.expect(200)), 5);
+        let (_, other) = app.user(&admin, "other@example.com", "viewer").await;
+        assert_eq!(count(&app.get("/admin/v1/me/usage/logs", Some(&other)).await.expect(200)), 0);
+    }
+}

@@ -108,6 +108,22 @@ pub async fn by_request_id(store: &dyn Store, request_id: &str) -> ApiResult<Opt
     Ok(store.get(&Key::new(pk, sk)).await?.map(from_item).transpose()?)
 }
 
+/// Deletes every record of an owner (and its idempotency marker); returns how many.
+pub async fn erase(store: &dyn Store, owner: &str) -> ApiResult<usize> {
+    let mut erased = 0;
+    loop {
+        let page = store.query(crate::store::Query::new(Index::Primary, partition(owner)).limit(100)).await?;
+        if page.items.is_empty() {
+            return Ok(erased);
+        }
+        for item in page.items {
+            let (Some(key), Some(request_id)) = (Key::of(&item), item.get("request_id").and_then(Attr::as_str)) else { continue };
+            store.transact(vec![TxOp::Delete { key, cond: None }, TxOp::Delete { key: marker_key(request_id), cond: None }]).await?;
+            erased += 1;
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct LogFilter {
     pub api_key_id: Option<Uuid>,

@@ -28,6 +28,14 @@ pub enum Backend {
 /// Writes each test once and runs it against both backends: `mod embedded` and `mod dynamodb`.
 #[macro_export]
 macro_rules! backend_tests {
+    // A second block in one file names its own module: `backend_tests! { mod more; ... }`.
+    (mod $group:ident; $($rest:tt)*) => {
+        mod $group {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::backend_tests! { $($rest)* }
+        }
+    };
     ($($(#[$meta:meta])* async fn $name:ident($backend:ident) $body:block)*) => {
         mod embedded {
             #[allow(unused_imports)]

@@ -14,6 +14,8 @@ use super::extract::{Caller, parse_uuid};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::identity::sessions::{self, Session};
 use crate::identity::users;
+use crate::keys::{self, Owner};
+use crate::usage;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -90,8 +92,19 @@ async fn export_me(State(state): State<AppState>, caller: Caller) -> ApiResult<J
             })
         })
         .collect();
+    let api_keys: Vec<Value> = keys::all_of(state.store.as_ref(), &Owner::User { user_id: user.id })
+        .await?
+        .into_iter()
+        .map(|k| {
+            json!({
+                "id": k.id, "name": k.name, "key_prefix": k.key_prefix, "budget_limit_cents": k.budget_limit_cents,
+                "budget_period": k.budget_period, "created_at": k.created_at, "expires_at": k.expires_at,
+                "last_used_at": k.last_used_at, "revoked_at": k.revoked_at,
+            })
+        })
+        .collect();
     Ok(Json(json!({
-        "api_keys": [],
+        "api_keys": api_keys,
         "audit_logs": [],
         "conversations": [],
         "exported_at": Utc::now(),
@@ -122,13 +135,24 @@ async fn delete_me(State(state): State<AppState>, caller: Caller) -> ApiResult<J
     if caller.user.role == "admin" {
         users::ensure_other_admin(store, caller.user.id).await?;
     }
+    // Keys first: once the account is gone, nothing may still spend in its name.
+    let owner = Owner::User { user_id: caller.user.id };
+    let mut api_keys_deleted = 0;
+    for key in keys::all_of(store, &owner).await? {
+        if key.revoked_at.is_none() {
+            keys::revoke(store, &owner, key.id).await?;
+        }
+        state.hot.keys.remove(&key.key_hash);
+        api_keys_deleted += 1;
+    }
+    let usage_records_deleted = usage::erase(store, &owner.tag()).await?;
     users::delete(store, &caller.user).await?;
     Ok(Json(Deleted {
-        api_keys_deleted: 0,
+        api_keys_deleted,
         conversations_deleted: 0,
         deleted: true,
         dynamic_providers_deleted: 0,
-        usage_records_deleted: 0,
+        usage_records_deleted,
         user_id: caller.user.id,
     }))
 }

@@ -317,6 +317,20 @@ pub async fn list(
     Ok((items.into_iter().map(from_item).collect::<Result<_, _>>()?, pagination))
 }
 
+/// Every token of an owner, revoked ones included.
+pub async fn all_of(store: &dyn Store, owner: &Owner) -> ApiResult<Vec<ApiKey>> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, pagination) = list(store, owner, pagination::MAX_LIMIT, cursor, Direction::Forward, true).await?;
+        out.extend(page);
+        match pagination.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
 /// Writes a changed token (record and lookup copy together), provided it is unchanged since
 /// `before` was read.
 async fn save(store: &dyn Store, before: &ApiKey, after: &ApiKey, extra: Vec<TxOp>) -> ApiResult<()> {
