@@ -278,3 +278,22 @@ backend_tests! {
         assert_eq!(store.get(&Key::new("TTL", "old")).await.unwrap().unwrap()["v"], Attr::N(5));
     }
 }
+
+/// The embedded store's buffered writes (reservations; settlements under relaxed durability)
+/// are visible at once, and durable by the time the store has flushed: here, closing it.
+#[tokio::test]
+async fn embedded_buffered_writes_are_visible_at_once_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    {
+        let store = tollgate::store::EmbeddedStore::open(&path).unwrap();
+        store.update_buffered(&Key::new("B", "counter"), Update::default().add("n", 3), None).await.unwrap();
+        store.transact_buffered(vec![TxOp::Put { item: item("B", "record", &[]), cond: Some(Cond::NotExists) }]).await.unwrap();
+        assert_eq!(store.get(&Key::new("B", "counter")).await.unwrap().unwrap()["n"], Attr::N(3));
+        let again = store.transact_buffered(vec![TxOp::Put { item: item("B", "record", &[]), cond: Some(Cond::NotExists) }]).await;
+        assert!(matches!(again, Err(StoreError::TransactionCancelled { index: 0 })));
+    }
+    let reopened = tollgate::store::EmbeddedStore::open(&path).unwrap();
+    assert_eq!(reopened.get(&Key::new("B", "counter")).await.unwrap().unwrap()["n"], Attr::N(3));
+    assert!(reopened.get(&Key::new("B", "record")).await.unwrap().is_some());
+}

@@ -5,6 +5,7 @@
 //! latency, and the throughput of each.
 //!
 //!   scripts/bench                      # builds with the perf profile and runs
+//!   TOLLGATE_DURABILITY=relaxed scripts/bench   # the same, records synced within 50 ms
 //!   tollgate-bench GATEWAY_BINARY [SECONDS_PER_RUN]
 
 use std::sync::Arc;
@@ -149,7 +150,8 @@ async fn main() -> anyhow::Result<()> {
 
     let direct = Target { url: format!("http://{upstream_addr}/v1/chat/completions"), key: None };
     let proxied = Target { url: format!("{base}/v1/chat/completions"), key: Some(key) };
-    println!("tollgate-bench: {seconds} s per run; upstream answers at once; gateway {gateway_bin} (embedded store, auth + limits + usage on)");
+    let durability = std::env::var("TOLLGATE_DURABILITY").unwrap_or_else(|_| "strict".into());
+    println!("tollgate-bench: {seconds} s per run; upstream answers at once; gateway {gateway_bin} (embedded store, TOLLGATE_DURABILITY={durability}, auth + limits + usage on)");
     println!("{:>4} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} {:>6}", "conc", "mode", "direct50", "direct99", "proxy50", "proxy99", "added50", "added99", "direct/s", "proxy/s", "ratio");
     for streamed in [false, true] {
         let body = json!({"model": "bench", "stream": streamed, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark prompt of a few words"}]});

@@ -44,6 +44,10 @@ pub struct Config {
     pub key_cache: std::time::Duration,
     /// `TOLLGATE_UPSTREAM_TIMEOUT_MS`, default 60000: the wait for an upstream's answer to begin.
     pub upstream_timeout: std::time::Duration,
+    /// `TOLLGATE_DURABILITY` (embedded store only): `strict` (default) syncs every usage record
+    /// to disk before its request is over; `relaxed` lets records and settlements reach the
+    /// disk within 50 ms instead, trading that window of loss on a crash for latency.
+    pub relaxed_durability: bool,
 }
 
 impl Default for Config {
@@ -60,6 +64,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             key_cache: std::time::Duration::from_secs(10),
             upstream_timeout: std::time::Duration::from_secs(60),
+            relaxed_durability: false,
         }
     }
 }
@@ -115,6 +120,13 @@ impl Config {
         if let Some(v) = lookup("TOLLGATE_UPSTREAM_TIMEOUT_MS") {
             let ms: u64 = v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| format!("TOLLGATE_UPSTREAM_TIMEOUT_MS={v:?}: use a positive number of milliseconds"))?;
             config.upstream_timeout = std::time::Duration::from_millis(ms);
+        }
+        if let Some(v) = lookup("TOLLGATE_DURABILITY") {
+            config.relaxed_durability = match v.as_str() {
+                "strict" => false,
+                "relaxed" => true,
+                _ => return Err(format!("TOLLGATE_DURABILITY={v:?}: use `strict` or `relaxed`")),
+            };
         }
         Ok(config)
     }

@@ -230,7 +230,7 @@ pub async fn reserve(store: &dyn Store, counters: Key, limits: &[Limit], charge:
         update = update.add(&attr, amount);
         plan.push((limit.clone(), attr, amount, end));
     }
-    match store.update(&counters, update, Some(Cond::And(conds))).await {
+    match store.update_buffered(&counters, update, Some(Cond::And(conds))).await {
         Ok(item) => {
             let entries: Vec<Reserved> = plan
                 .into_iter()

@@ -78,8 +78,13 @@ fn marker_key(request_id: &str) -> Key {
 }
 
 /// Writes the record with `extra` operations (the settlement) in one transaction. Returns
-/// false, writing nothing, when this request id was already recorded.
+/// false, writing nothing, when this request id was already recorded. With `buffered`, the
+/// store may make it durable a little later (the embedded store's relaxed durability).
 pub async fn write(store: &dyn Store, record: &UsageRecord, extra: Vec<TxOp>) -> ApiResult<bool> {
+    write_with(store, record, extra, false).await
+}
+
+pub async fn write_with(store: &dyn Store, record: &UsageRecord, extra: Vec<TxOp>, buffered: bool) -> ApiResult<bool> {
     let sk = format!("{}#{}", time_key(record.recorded_at), record.request_id);
     let mut item = keyed_item(record, &Key::new(partition(&record.owner), sk.clone()))?;
     set_index(&mut item, Index::Gsi1, "USAGE", sk.clone());
@@ -92,7 +97,8 @@ pub async fn write(store: &dyn Store, record: &UsageRecord, extra: Vec<TxOp>) ->
     ]);
     let mut ops = vec![TxOp::Put { item: marker, cond: Some(Cond::NotExists) }, TxOp::Put { item, cond: None }];
     ops.extend(extra);
-    match store.transact(ops).await {
+    let written = if buffered { store.transact_buffered(ops).await } else { store.transact(ops).await };
+    match written {
         Ok(()) => Ok(true),
         Err(StoreError::TransactionCancelled { index: 0 }) => Ok(false),
         Err(e) => Err(e.into()),

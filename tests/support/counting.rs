@@ -50,6 +50,10 @@ impl Store for CountingStore {
         self.log(Op::Update(key.clone(), update.clone()));
         self.inner.update(key, update, cond).await
     }
+    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
+        self.log(Op::Update(key.clone(), update.clone()));
+        self.inner.update_buffered(key, update, cond).await
+    }
     async fn delete(&self, key: &Key, cond: Option<Cond>) -> StoreResult<()> {
         self.log(Op::Delete(key.clone()));
         self.inner.delete(key, cond).await

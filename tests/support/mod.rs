@@ -167,12 +167,10 @@ impl TestApp {
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-                .expect("serve");
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            tollgate::runtime::serve(listener, app, shutdown).await.expect("serve");
         });
         TestApp {
             base: format!("http://{addr}"),

@@ -121,7 +121,9 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 /// Gives every request an id, visible to errors built below (through `REQUEST_ID`) and
 /// returned as `x-request-id`.
 async fn request_id(request: Request, next: Next) -> Response {
-    let id = uuid::Uuid::new_v4().to_string();
+    // Time-ordered (v7): keys made from request ids sort by time, so they land next to each
+    // other in the store's B-tree instead of touching a random page each.
+    let id = uuid::Uuid::now_v7().to_string();
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);

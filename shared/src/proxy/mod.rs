@@ -370,7 +370,7 @@ impl Flight {
             }],
             recorded_at: now,
         };
-        usage::write(self.state.store.as_ref(), &record, ops).await?;
+        usage::write_with(self.state.store.as_ref(), &record, ops, self.state.config.relaxed_durability).await?;
         if touch {
             let mut touched = self.key.clone();
             touched.last_used_at = Some(now);

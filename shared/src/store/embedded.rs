@@ -25,6 +25,8 @@ const HIGH: &str = "\u{10FFFF}";
 
 /// Transactions committed together at most.
 const MAX_BATCH: usize = 256;
+/// The longest a buffered commit waits to become durable.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -38,6 +40,8 @@ type TxOutcome = Result<Item, usize>;
 
 struct Job {
     ops: Vec<TxOp>,
+    /// Whether its commit must reach the disk before it is answered.
+    durable: bool,
     reply: tokio::sync::oneshot::Sender<StoreResult<TxOutcome>>,
 }
 
@@ -82,9 +86,23 @@ impl EmbeddedStore {
 
     /// Queues a transaction for the writer and waits for its commit.
     async fn write(&self, ops: Vec<TxOp>) -> StoreResult<TxOutcome> {
+        self.queue(ops, true).await
+    }
+
+    async fn transact_with(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<()> {
+        if ops.len() > 100 {
+            return Err(StoreError::Backend("a transaction holds at most 100 operations".into()));
+        }
+        match self.queue(ops, durable).await? {
+            Ok(_) => Ok(()),
+            Err(index) => Err(StoreError::TransactionCancelled { index }),
+        }
+    }
+
+    async fn queue(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<TxOutcome> {
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let queue = self.writer.queue.as_ref().ok_or_else(|| StoreError::Backend("the store is closed".into()))?;
-        queue.send(Job { ops, reply }).map_err(|_| StoreError::Backend("the store's writer has stopped".into()))?;
+        queue.send(Job { ops, durable, reply }).map_err(|_| StoreError::Backend("the store's writer has stopped".into()))?;
         outcome.await.map_err(|_| StoreError::Backend("the store's writer dropped a write".into()))?
     }
 
@@ -170,7 +188,22 @@ fn key_of(item: &Item) -> StoreResult<Key> {
 }
 
 fn write_loop(db: &Database, jobs: &std::sync::mpsc::Receiver<Job>) {
-    while let Ok(first) = jobs.recv() {
+    // Whether buffered commits have happened since the last durable one.
+    let mut unsynced = false;
+    loop {
+        let first = match jobs.recv_timeout(FLUSH_EVERY) {
+            Ok(job) => job,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if unsynced && flush(db).is_ok() {
+                    unsynced = false;
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = flush(db);
+                return;
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
@@ -178,11 +211,26 @@ fn write_loop(db: &Database, jobs: &std::sync::mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let outcomes = commit_batch(db, &batch);
-        for (job, outcome) in batch.into_iter().zip(outcomes) {
-            let _ = job.reply.send(outcome);
+        // Buffered transactions commit (and are answered) first, without waiting for the
+        // durable ones' fsync. Transactions queued together were concurrent, so any order
+        // between them is one they could have had; each client's own writes keep theirs.
+        let (durable, buffered): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|job| job.durable);
+        unsynced = (unsynced || !buffered.is_empty()) && durable.is_empty();
+        for group in [buffered, durable] {
+            if group.is_empty() {
+                continue;
+            }
+            let outcomes = commit_batch(db, &group);
+            for (job, outcome) in group.into_iter().zip(outcomes) {
+                let _ = job.reply.send(outcome);
+            }
         }
     }
+}
+
+/// An empty durable commit: makes every buffered commit before it durable.
+fn flush(db: &Database) -> StoreResult<()> {
+    db.begin_write().map_err(backend)?.commit().map_err(backend)
 }
 
 /// Applies every transaction of the batch in order, then commits once. A storage failure fails
@@ -190,10 +238,16 @@ fn write_loop(db: &Database, jobs: &std::sync::mpsc::Receiver<Job>) {
 fn commit_batch(db: &Database, batch: &[Job]) -> Vec<StoreResult<TxOutcome>> {
     let fail_all = |e: StoreError| batch.iter().map(|_| Err(StoreError::Backend(e.to_string()))).collect();
     let now = now_epoch();
-    let txn = match db.begin_write() {
+    let mut txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => return fail_all(backend(e)),
     };
+    // A durable commit also makes every earlier buffered one durable.
+    if !batch.iter().any(|job| job.durable) {
+        if let Err(e) = txn.set_durability(redb::Durability::None) {
+            return fail_all(backend(e));
+        }
+    }
     let mut outcomes = Vec::with_capacity(batch.len());
     {
         let mut tables = match Tables::open(&txn) {
@@ -381,6 +435,10 @@ impl Store for EmbeddedStore {
         single(self.write(vec![TxOp::Update { key: key.clone(), update, cond }]).await)
     }
 
+    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
+        single(self.queue(vec![TxOp::Update { key: key.clone(), update, cond }], false).await)
+    }
+
     async fn delete(&self, key: &Key, cond: Option<Cond>) -> StoreResult<()> {
         single(self.write(vec![TxOp::Delete { key: key.clone(), cond }]).await).map(|_| ())
     }
@@ -390,12 +448,10 @@ impl Store for EmbeddedStore {
     }
 
     async fn transact(&self, ops: Vec<TxOp>) -> StoreResult<()> {
-        if ops.len() > 100 {
-            return Err(StoreError::Backend("a transaction holds at most 100 operations".into()));
-        }
-        match self.write(ops).await? {
-            Ok(_) => Ok(()),
-            Err(index) => Err(StoreError::TransactionCancelled { index }),
-        }
+        self.transact_with(ops, true).await
+    }
+
+    async fn transact_buffered(&self, ops: Vec<TxOp>) -> StoreResult<()> {
+        self.transact_with(ops, false).await
     }
 }

@@ -245,10 +245,24 @@ pub trait Store: Send + Sync + 'static {
     async fn put(&self, item: Item, cond: Option<Cond>) -> StoreResult<()>;
     /// Applies the update atomically and returns the item as it is afterwards.
     async fn update(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item>;
+    /// `update`, equally atomic and at once visible to every later operation, but which the
+    /// store may make durable with its next durable write instead of syncing for it alone.
+    /// For limit reservations: a crash can only lose the reservations of requests that were
+    /// in flight with it, which then recorded nothing either. DynamoDB makes every write
+    /// durable; the embedded store skips this write's own fsync.
+    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
+        self.update(key, update, cond).await
+    }
     async fn delete(&self, key: &Key, cond: Option<Cond>) -> StoreResult<()>;
     async fn query(&self, query: Query) -> StoreResult<Page>;
     /// All or nothing. At most 100 operations, no two on the same item.
     async fn transact(&self, ops: Vec<TxOp>) -> StoreResult<()>;
+    /// `transact`, made durable by the store's next durable write or periodic flush rather
+    /// than synced alone (see `update_buffered`). Only for the embedded store's opt-in
+    /// relaxed durability; DynamoDB makes every write durable.
+    async fn transact_buffered(&self, ops: Vec<TxOp>) -> StoreResult<()> {
+        self.transact(ops).await
+    }
 }
 
 pub(crate) fn now_epoch() -> i64 {
