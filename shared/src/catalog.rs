@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
 use crate::secrets::SecretStore;
-use crate::store::{Cond, Index, Key, Query, Store, StoreError, from_item, keyed_item, set_index};
+use crate::store::{Cond, Index, Key, Query, Store, StoreError, from_item, keyed_item, query_all, set_index};
 
 /// Provider types a catalog model may name, with the base URL used when the model sets none.
 pub const PROVIDERS: [(&str, Option<&str>); 5] = [
@@ -96,18 +96,8 @@ pub async fn require(store: &dyn Store, id: &str) -> ApiResult<Model> {
 }
 
 pub async fn list(store: &dyn Store) -> ApiResult<Vec<Model>> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = store.query(Query::new(Index::Gsi1, "MODELS").limit(200).cursor(cursor)).await?;
-        for item in page.items {
-            out.push(from_item(item)?);
-        }
-        match page.cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
+    let items = query_all(store, Query::new(Index::Gsi1, "MODELS").limit(200)).await?;
+    Ok(items.into_iter().map(from_item).collect::<Result<_, _>>()?)
 }
 
 /// Stores a new model; its key (if any) goes to the secret store first, so a model never

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Cond, Index, Key, Query, Store, StoreError, Update, attr_of, from_item, keyed_item, set_index};
+use crate::store::{Cond, Index, Key, Query, Store, StoreError, Update, attr_of, from_item, keyed_item, query_all, set_index};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Permission {
@@ -122,16 +122,8 @@ pub async fn get(store: &dyn Store, name: &str) -> ApiResult<Option<Role>> {
 pub async fn list(store: &dyn Store) -> ApiResult<Vec<Role>> {
     let mut roles: Vec<Role> =
         BUILT_IN.iter().map(|(n, p)| Role { name: (*n).into(), permissions: p.to_vec(), built_in: true }).collect();
-    let mut cursor = None;
-    loop {
-        let page = store.query(Query::new(Index::Gsi1, "ROLES").limit(100).cursor(cursor)).await?;
-        for item in page.items {
-            roles.push(from_item(item)?);
-        }
-        match page.cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
+    for item in query_all(store, Query::new(Index::Gsi1, "ROLES").limit(100)).await? {
+        roles.push(from_item(item)?);
     }
     Ok(roles)
 }

@@ -11,7 +11,7 @@ use super::users::{self, User};
 use super::{random_secret, sha256_hex};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{Attr, Cond, Item, Key, Query, Store, StoreError, TTL, TxOp, Update, from_item, keyed_item};
+use crate::store::{Attr, Cond, Item, Key, Query, Store, StoreError, TTL, TxOp, Update, from_item, keyed_item, query_all};
 
 /// How long a session (and so its refresh token) lives without being refreshed.
 pub const SESSION_TTL: Duration = Duration::days(30);
@@ -160,18 +160,8 @@ pub async fn authenticate(state: &AppState, bearer: &str) -> ApiResult<(User, Se
 
 /// The user's live sessions, newest first.
 pub async fn list(store: &dyn Store, user_id: Uuid) -> ApiResult<Vec<Session>> {
-    let mut sessions = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = store.query(Query::new(crate::store::Index::Primary, format!("USER#{user_id}")).prefix("SESSION#").limit(100).cursor(cursor)).await?;
-        for item in page.items {
-            sessions.push(from_item::<Session>(item)?);
-        }
-        match page.cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let query = Query::new(crate::store::Index::Primary, format!("USER#{user_id}")).prefix("SESSION#").limit(100);
+    let mut sessions = query_all(store, query).await?.into_iter().map(from_item::<Session>).collect::<Result<Vec<_>, _>>()?;
     sessions.sort_by(|a, b| b.created_at.cmp(&a.created_at));
     Ok(sessions)
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Cond, Index, Key, Query, Store, StoreError, TxOp, from_item, keyed_item, set_index};
+use crate::store::{Cond, Index, Key, Query, Store, StoreError, TxOp, from_item, keyed_item, query_all, set_index};
 
 /// A stored user. No Debug: it holds the password hash.
 #[derive(Clone, Serialize, Deserialize)]
@@ -87,18 +87,8 @@ pub async fn find_by_email(store: &dyn Store, email: &str) -> ApiResult<Option<U
 
 /// Every user, oldest first.
 pub async fn list(store: &dyn Store) -> ApiResult<Vec<User>> {
-    let mut users = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = store.query(Query::new(Index::Gsi1, "USERS").limit(200).cursor(cursor)).await?;
-        for item in page.items {
-            users.push(from_item(item)?);
-        }
-        match page.cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(users),
-        }
-    }
+    let items = query_all(store, Query::new(Index::Gsi1, "USERS").limit(200)).await?;
+    Ok(items.into_iter().map(from_item).collect::<Result<_, _>>()?)
 }
 
 /// Saves changed fields of an existing user. A changed email moves its lock in the same

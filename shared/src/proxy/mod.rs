@@ -301,8 +301,19 @@ impl Flight {
         body
     }
 
-    fn timeout(&self) -> Duration {
-        self.state.config.upstream_timeout
+    /// Calls the model's upstream with the request; `body` is `upstream_body()`.
+    async fn call_upstream<T>(&self, body: &serde_json::Map<String, Value>, go: impl AsyncFnOnce(upstream::Call<'_>) -> T) -> ApiResult<T> {
+        let secret = model_secret(&self.state, &self.model).await?;
+        let base = self.model.endpoint().unwrap_or_default();
+        let call = upstream::Call {
+            client: &self.state.http,
+            base_url: &base,
+            api_key: secret.as_deref(),
+            endpoint: self.req.endpoint,
+            body,
+            timeout: self.state.config.upstream_timeout,
+        };
+        Ok(go(call).await)
     }
 
     fn charge(&self, seen: &Observed) -> Charge {
@@ -392,9 +403,7 @@ impl Flight {
                 None => Ok(answer.body(&self.req, &id, created)),
             }
         } else {
-            let secret = model_secret(&self.state, &self.model).await?;
-            let base = self.model.endpoint().unwrap_or_default();
-            upstream::complete(&self.state.http, &base, secret.as_deref(), self.req.endpoint, &self.upstream_body(), self.timeout()).await
+            self.call_upstream(&self.upstream_body(), async |call| call.complete().await).await?
         };
         match result {
             Ok(body) => {
@@ -426,9 +435,7 @@ impl Flight {
                 None => Ok(Source::Mock { chunks: answer.chunks(&self.req, &id, created).into(), delay: Duration::from_millis(answer.delay_ms) }),
             }
         } else {
-            let secret = model_secret(&self.state, &self.model).await?;
-            let base = self.model.endpoint().unwrap_or_default();
-            upstream::stream(&self.state.http, &base, secret.as_deref(), self.req.endpoint, &self.upstream_body(), self.timeout()).await.map(Source::Upstream)
+            self.call_upstream(&self.upstream_body(), async |call| call.stream().await.map(Source::Upstream)).await?
         };
         let source = match opened {
             Ok(source) => source,

@@ -56,60 +56,51 @@ fn error_message(text: &str) -> String {
         .unwrap_or_else(|| text.chars().take(300).collect())
 }
 
-async fn send(
-    client: &reqwest::Client,
-    base_url: &str,
-    api_key: Option<&SecretString>,
-    endpoint: Endpoint,
-    body: &Map<String, Value>,
-    timeout: Duration,
-) -> Result<reqwest::Response, Failure> {
-    let url = format!("{}/{}", base_url.trim_end_matches('/'), endpoint.path());
-    let mut request = client.post(url).json(body);
-    if let Some(key) = api_key {
-        request = request.bearer_auth(key.expose_secret());
-    }
-    // The timeout bounds the wait for the answer's head; a stream then runs as long as it runs.
-    let response = tokio::time::timeout(timeout, request.send()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
-    let status = response.status();
-    if !status.is_success() {
-        let text = response.text().await.unwrap_or_default();
-        return Err(Failure::Status(status.as_u16(), error_message(&text)));
-    }
-    Ok(response)
+/// One call to an upstream.
+pub struct Call<'a> {
+    pub client: &'a reqwest::Client,
+    pub base_url: &'a str,
+    pub api_key: Option<&'a SecretString>,
+    pub endpoint: Endpoint,
+    pub body: &'a Map<String, Value>,
+    /// Bounds the wait for the answer's head; a stream then runs as long as it runs.
+    pub timeout: Duration,
 }
 
-/// A whole (non-streamed) answer.
-pub async fn complete(
-    client: &reqwest::Client,
-    base_url: &str,
-    api_key: Option<&SecretString>,
-    endpoint: Endpoint,
-    body: &Map<String, Value>,
-    timeout: Duration,
-) -> Result<Value, Failure> {
-    let response = send(client, base_url, api_key, endpoint, body, timeout).await?;
-    let bytes = tokio::time::timeout(timeout, response.bytes()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
-    serde_json::from_slice(&bytes).map_err(|e| Failure::Transport(format!("the upstream's answer is not JSON: {e}")))
-}
-
-/// A streamed answer, as parsed events.
-pub async fn stream(
-    client: &reqwest::Client,
-    base_url: &str,
-    api_key: Option<&SecretString>,
-    endpoint: Endpoint,
-    body: &Map<String, Value>,
-    timeout: Duration,
-) -> Result<Events, Failure> {
-    let response = send(client, base_url, api_key, endpoint, body, timeout).await?;
-    let events = response.bytes_stream().eventsource().filter_map(|event| async move {
-        match event {
-            Ok(e) if e.data.trim() == "[DONE]" => Some(Ok(Event::Done)),
-            Ok(e) if e.data.trim().is_empty() => None,
-            Ok(e) => Some(serde_json::from_str(&e.data).map(Event::Data).map_err(|err| Failure::Transport(format!("bad event from upstream: {err}")))),
-            Err(err) => Some(Err(Failure::Transport(err.to_string()))),
+impl Call<'_> {
+    async fn send(&self) -> Result<reqwest::Response, Failure> {
+        let url = format!("{}/{}", self.base_url.trim_end_matches('/'), self.endpoint.path());
+        let mut request = self.client.post(url).json(self.body);
+        if let Some(key) = self.api_key {
+            request = request.bearer_auth(key.expose_secret());
         }
-    });
-    Ok(Box::pin(events))
+        let response = tokio::time::timeout(self.timeout, request.send()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(Failure::Status(status.as_u16(), error_message(&text)));
+        }
+        Ok(response)
+    }
+
+    /// A whole (non-streamed) answer.
+    pub async fn complete(&self) -> Result<Value, Failure> {
+        let response = self.send().await?;
+        let bytes = tokio::time::timeout(self.timeout, response.bytes()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
+        serde_json::from_slice(&bytes).map_err(|e| Failure::Transport(format!("the upstream's answer is not JSON: {e}")))
+    }
+
+    /// A streamed answer, as parsed events.
+    pub async fn stream(&self) -> Result<Events, Failure> {
+        let response = self.send().await?;
+        let events = response.bytes_stream().eventsource().filter_map(|event| async move {
+            match event {
+                Ok(e) if e.data.trim() == "[DONE]" => Some(Ok(Event::Done)),
+                Ok(e) if e.data.trim().is_empty() => None,
+                Ok(e) => Some(serde_json::from_str(&e.data).map(Event::Data).map_err(|err| Failure::Transport(format!("bad event from upstream: {err}")))),
+                Err(err) => Some(Err(Failure::Transport(err.to_string()))),
+            }
+        });
+        Ok(Box::pin(events))
+    }
 }

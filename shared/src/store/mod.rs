@@ -265,6 +265,20 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// Every item a query matches, following cursors page by page.
+pub async fn query_all(store: &dyn Store, query: Query) -> StoreResult<Vec<Item>> {
+    let mut items = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.query(query.clone().cursor(cursor)).await?;
+        items.extend(page.items);
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(items),
+        }
+    }
+}
+
 pub(crate) fn now_epoch() -> i64 {
     chrono::Utc::now().timestamp()
 }
