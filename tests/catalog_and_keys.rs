@@ -96,9 +96,18 @@ backend_tests! {
         let (_, other) = app.user(&admin, "other@example.com", "viewer").await;
         app.get(&format!("/admin/v1/me/api-keys/{id}"), Some(&other)).await.expect_error(404, "not_found");
         app.delete(&format!("/admin/v1/me/api-keys/{id}"), Some(&other)).await.expect_error(404, "not_found");
-        // A personal key may manage its owner's keys too.
-        let listed_by_key = app.get("/admin/v1/me/api-keys", Some(&secret)).await.expect(200);
-        assert_eq!(listed_by_key.body["data"].as_array().unwrap().len(), 1);
+        // A key with full access may manage its owner's keys; a restricted one may not mint
+        // itself an unrestricted key.
+        let (_, full) = app.api_key(&admin, json!({})).await;
+        let listed_by_key = app.get("/admin/v1/me/api-keys", Some(&full)).await.expect(200);
+        assert_eq!(listed_by_key.body["data"].as_array().unwrap().len(), 2);
+        app.post("/admin/v1/me/api-keys", Some(&full), json!({"name": "made by a key"})).await.expect(201);
+        app.get("/admin/v1/me/api-keys", Some(&secret)).await.expect_error(403, "insufficient_scope");
+        app.post("/admin/v1/me/api-keys", Some(&secret), json!({"name": "escalate"})).await.expect_error(403, "insufficient_scope");
+        let (_, usage_only) = app.api_key(&admin, json!({"scopes": ["usage:read"]})).await;
+        app.get("/admin/v1/me/usage/logs", Some(&usage_only)).await.expect(200);
+        app.get("/admin/v1/me/usage/logs", Some(&secret)).await.expect_error(403, "insufficient_scope");
+        app.post("/admin/v1/me/api-keys", Some(&usage_only), json!({"name": "escalate"})).await.expect_error(403, "insufficient_scope");
     }
 
     async fn keys_paginate_with_cursors_and_hide_deleted_ones(backend) {

@@ -96,6 +96,7 @@ pub struct ListParams {
 #[utoipa::path(get, path = "/admin/v1/me/api-keys", tag = "me", params(ListParams),
     responses((status = 200, body = KeyList), (status = 401, body = ErrorEnvelope)))]
 async fn list_keys(State(state): State<AppState>, me: Me, ApiQuery(q): ApiQuery<ListParams>) -> ApiResult<Json<KeyList>> {
+    me.require_key_scope("*")?;
     let limit = check_limit(q.limit)?;
     let owner = Owner::User { user_id: me.user_id };
     let (keys, pagination) =
@@ -126,6 +127,7 @@ pub struct CreateKey {
 #[utoipa::path(post, path = "/admin/v1/me/api-keys", tag = "me", request_body = CreateKey,
     responses((status = 201, body = KeyView), (status = 400, body = ErrorEnvelope)))]
 async fn create_key(State(state): State<AppState>, me: Me, ApiJson(body): ApiJson<CreateKey>) -> ApiResult<(StatusCode, Json<KeyView>)> {
+    me.require_key_scope("*")?;
     let settings = KeySettings {
         name: body.name,
         scopes: body.scopes,
@@ -146,6 +148,7 @@ async fn create_key(State(state): State<AppState>, me: Me, ApiJson(body): ApiJso
 #[utoipa::path(get, path = "/admin/v1/me/api-keys/{key_id}", tag = "me", params(("key_id" = Uuid, Path)),
     responses((status = 200, body = KeyView), (status = 404, body = ErrorEnvelope)))]
 async fn get_key(State(state): State<AppState>, me: Me, Path(key_id): Path<String>) -> ApiResult<Json<KeyView>> {
+    me.require_key_scope("*")?;
     let key = keys::get(state.store.as_ref(), &Owner::User { user_id: me.user_id }, parse_uuid(&key_id, "key_id")?).await?;
     Ok(Json(KeyView::of(key, None)))
 }
@@ -154,6 +157,7 @@ async fn get_key(State(state): State<AppState>, me: Me, Path(key_id): Path<Strin
 #[utoipa::path(delete, path = "/admin/v1/me/api-keys/{key_id}", tag = "me", params(("key_id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorEnvelope)))]
 async fn revoke_key(State(state): State<AppState>, me: Me, Path(key_id): Path<String>) -> ApiResult<StatusCode> {
+    me.require_key_scope("*")?;
     let key = keys::revoke(state.store.as_ref(), &Owner::User { user_id: me.user_id }, parse_uuid(&key_id, "key_id")?).await?;
     state.hot.keys.remove(&key.key_hash);
     Ok(StatusCode::NO_CONTENT)
@@ -170,6 +174,7 @@ pub struct RotateKey {
 #[utoipa::path(post, path = "/admin/v1/me/api-keys/{key_id}/rotate", tag = "me", params(("key_id" = Uuid, Path)), request_body = RotateKey,
     responses((status = 201, body = KeyView), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 async fn rotate_key(State(state): State<AppState>, me: Me, Path(key_id): Path<String>, ApiJsonOrEmpty(body): ApiJsonOrEmpty<RotateKey>) -> ApiResult<(StatusCode, Json<KeyView>)> {
+    me.require_key_scope("*")?;
     let owner = Owner::User { user_id: me.user_id };
     let grace = body.grace_period_seconds.unwrap_or(keys::DEFAULT_GRACE_SECS);
     let issued = keys::rotate(state.store.as_ref(), &owner, parse_uuid(&key_id, "key_id")?, grace).await?;

@@ -178,6 +178,22 @@ impl FromRequestParts<AppState> for Caller {
 /// API keys (as the self-service family allows).
 pub struct Me {
     pub user_id: Uuid,
+    /// The key, when the request came with one rather than with a session.
+    key: Option<crate::keys::ApiKey>,
+}
+
+impl Me {
+    /// A key must hold `scope` to act here (sessions may do anything their user may). `*` asks
+    /// for full access: a restricted key must not mint itself an unrestricted one.
+    pub fn require_key_scope(&self, scope: &str) -> ApiResult<()> {
+        match &self.key {
+            Some(key) if !key.grants(scope) => Err(ApiError::forbidden(
+                "insufficient_scope",
+                if scope == "*" { "only a session or an API key with full access (scopes null or [\"*\"]) can manage API keys".to_string() } else { format!("this API key lacks the {scope} scope") },
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Me {
@@ -189,12 +205,12 @@ impl FromRequestParts<AppState> for Me {
             let ip = client_ip(parts, &state.config.trusted_proxies);
             let key = crate::proxy::authenticate(state, Some(token), ip).await?;
             return match key.owner {
-                crate::keys::Owner::User { user_id } => Ok(Me { user_id }),
+                crate::keys::Owner::User { user_id } => Ok(Me { user_id, key: Some(key) }),
                 _ => Err(ApiError::forbidden("not_a_personal_key", "only a personal API key (or a session) can act on /admin/v1/me")),
             };
         }
         let (user, _) = sessions::authenticate(state, token).await?;
-        Ok(Me { user_id: user.id })
+        Ok(Me { user_id: user.id, key: None })
     }
 }
 

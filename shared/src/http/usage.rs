@@ -133,6 +133,7 @@ pub struct LogParams {
 #[utoipa::path(get, path = "/admin/v1/me/usage/logs", tag = "me", params(LogParams),
     responses((status = 200, body = LogPage), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
 async fn usage_logs(State(state): State<AppState>, me: Me, ApiQuery(q): ApiQuery<LogParams>) -> ApiResult<Json<LogPage>> {
+    me.require_key_scope("usage:read")?;
     if q.user_id.is_some_and(|u| u != me.user_id) {
         return Err(ApiError::forbidden("not_your_usage", "user_id must be your own id here"));
     }

@@ -184,7 +184,7 @@ impl ApiKey {
     pub fn grants(&self, scope: &str) -> bool {
         let Some(scopes) = &self.scopes else { return true };
         scopes.iter().any(|s| {
-            s == "*" || s == scope
+            s == "*" || (s == scope && scope != "*")
                 || (s == "leaderboards:inference" && matches!(scope, "chat" | "completions" | "embeddings"))
                 || (s == "leaderboards:read" && scope == "models")
         })
