@@ -5,7 +5,7 @@
 //! settles with one unconditional ADD of (actual - reserved). No counter is ever
 //! read-modify-written.
 
-use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
@@ -72,7 +72,7 @@ impl Window {
         let (start, end) = match self {
             Window::Never => return ("all".into(), None),
             Window::Hourly => {
-                let start = day + Duration::hours(i64::from(now.hour_of_day()));
+                let start = day + Duration::hours(i64::from(now.hour()));
                 (start, start + Duration::hours(1))
             }
             Window::Daily => (day, day + Duration::days(1)),
@@ -132,14 +132,6 @@ impl Metric {
     }
 }
 
-trait HourOfDay {
-    fn hour_of_day(&self) -> u32;
-}
-impl HourOfDay for DateTime<Utc> {
-    fn hour_of_day(&self) -> u32 {
-        chrono::Timelike::hour(self)
-    }
-}
 
 /// What a request counts against each metric.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -282,7 +274,7 @@ pub fn settlement(reservation: &Reservation, actual: &Charge) -> Option<(Key, Up
     Some((reservation.counters.clone(), update))
 }
 
-/// Parses an API window: a calendar name or `{"rolling": {"every": N, "unit": "minute"}}`.
+/// Refuses limits the proxy could not enforce: negative amounts, empty rolling windows.
 pub fn validate(limit: &Limit) -> ApiResult<()> {
     if limit.limit < 0 {
         return Err(ApiError::invalid_param("limit", "a limit cannot be negative"));

@@ -85,7 +85,17 @@ async fn round_trip(envs: &[(&str, String)], args: &[&str]) {
     assert_eq!(status, 200);
     let token = login["token"].as_str().unwrap().to_string();
     let (_, refreshed) = post(&first.base, "/api/auth/refresh", json!({"refreshToken": login["refreshToken"]})).await;
+    // A model with a provider key, a personal API key, and a proxied request with it.
+    let client = reqwest::Client::new();
+    let model = json!({"id": "mock-1", "provider": "mock", "apiKey": "sk-provider-key-never-logged", "inputPrice": 1, "outputPrice": 1, "contextWindow": 100});
+    assert_eq!(client.post(format!("{}/api/models", first.base)).bearer_auth(&token).json(&model).send().await.unwrap().status(), 201);
+    let key: Value = client.post(format!("{}/admin/v1/me/api-keys", first.base)).bearer_auth(&token).json(&json!({"name": "k"})).send().await.unwrap().json().await.unwrap();
+    let api_key = key["key"].as_str().unwrap().to_string();
+    let chat = json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(client.post(format!("{}/v1/chat/completions", first.base)).bearer_auth(&api_key).json(&chat).send().await.unwrap().status(), 200);
     let mut secrets = vec![
+        "sk-provider-key-never-logged".to_string(),
+        api_key,
         token.clone(),
         login["refreshToken"].as_str().unwrap().to_string(),
         refreshed["refreshToken"].as_str().unwrap().to_string(),
