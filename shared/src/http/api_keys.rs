@@ -53,20 +53,21 @@ pub struct KeyView {
 
 impl KeyView {
     fn of(k: ApiKey, secret: Option<String>) -> Self {
+        let s = k.settings;
         KeyView {
             id: k.id,
-            name: k.name,
+            name: s.name,
             key_prefix: k.key_prefix,
             owner: serde_json::to_value(&k.owner).unwrap_or(Value::Null),
-            scopes: k.scopes,
-            allowed_models: k.allowed_models,
-            ip_allowlist: k.ip_allowlist,
-            budget_limit_cents: k.budget_limit_cents,
-            budget_period: k.budget_period,
-            rate_limit_rpm: k.rate_limit_rpm,
-            rate_limit_tpm: k.rate_limit_tpm,
-            sovereignty_requirements: k.sovereignty_requirements.and_then(|s| serde_json::from_str(&s).ok()),
-            expires_at: k.expires_at,
+            scopes: s.scopes,
+            allowed_models: s.allowed_models,
+            ip_allowlist: s.ip_allowlist,
+            budget_limit_cents: s.budget_limit_cents,
+            budget_period: s.budget_period,
+            rate_limit_rpm: s.rate_limit_rpm,
+            rate_limit_tpm: s.rate_limit_tpm,
+            sovereignty_requirements: s.sovereignty_requirements.and_then(|s| serde_json::from_str(&s).ok()),
+            expires_at: s.expires_at,
             revoked_at: k.revoked_at,
             rotated_from_key_id: k.rotated_from_key_id,
             rotation_grace_until: k.rotation_grace_until,

@@ -97,8 +97,8 @@ async fn export_me(State(state): State<AppState>, caller: Caller) -> ApiResult<J
         .into_iter()
         .map(|k| {
             json!({
-                "id": k.id, "name": k.name, "key_prefix": k.key_prefix, "budget_limit_cents": k.budget_limit_cents,
-                "budget_period": k.budget_period, "created_at": k.created_at, "expires_at": k.expires_at,
+                "id": k.id, "name": k.settings.name, "key_prefix": k.key_prefix, "budget_limit_cents": k.settings.budget_limit_cents,
+                "budget_period": k.settings.budget_period, "created_at": k.created_at, "expires_at": k.settings.expires_at,
                 "last_used_at": k.last_used_at, "revoked_at": k.revoked_at,
             })
         })

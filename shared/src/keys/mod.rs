@@ -65,22 +65,11 @@ impl BudgetPeriod {
 pub struct ApiKey {
     pub id: Uuid,
     pub owner: Owner,
-    pub name: String,
     pub key_prefix: String,
     pub key_hash: String,
-    pub scopes: Option<Vec<String>>,
-    pub allowed_models: Option<Vec<String>>,
-    pub ip_allowlist: Option<Vec<String>>,
-    pub budget_limit_cents: Option<i64>,
-    pub budget_period: Option<BudgetPeriod>,
-    pub rate_limit_rpm: Option<i64>,
-    pub rate_limit_tpm: Option<i64>,
-    /// Limits beyond the personal-key fields (workspace and project tokens).
-    #[serde(default)]
-    pub limits: Vec<Limit>,
-    /// Kept as JSON text: it is opaque to us and may hold non-integer numbers.
-    pub sovereignty_requirements: Option<String>,
-    pub expires_at: Option<DateTime<Utc>>,
+    /// What the owner chose (and what a rotation copies); stored flat beside the rest.
+    #[serde(flatten)]
+    pub settings: KeySettings,
     pub revoked_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub rotated_from_key_id: Option<Uuid>,
@@ -92,8 +81,8 @@ pub struct ApiKey {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-/// The settings of a new key (also what a rotation copies).
-#[derive(Clone, Debug, Default)]
+/// The settings of a token.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct KeySettings {
     pub name: String,
     pub scopes: Option<Vec<String>>,
@@ -103,7 +92,10 @@ pub struct KeySettings {
     pub budget_period: Option<BudgetPeriod>,
     pub rate_limit_rpm: Option<i64>,
     pub rate_limit_tpm: Option<i64>,
+    /// Limits beyond the personal-key fields (workspace and project tokens).
+    #[serde(default)]
     pub limits: Vec<Limit>,
+    /// Kept as JSON text: it is opaque to us and may hold non-integer numbers.
     pub sovereignty_requirements: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -155,19 +147,20 @@ fn parse_net(entry: &str) -> Option<IpNet> {
 impl ApiKey {
     /// Every limit of this token: the personal-key fields as limits, then any others.
     pub fn all_limits(&self) -> Vec<Limit> {
+        let s = &self.settings;
         let mut out = Vec::new();
-        if let Some(cents) = self.budget_limit_cents {
-            let window = self.budget_period.map_or(Window::Monthly, BudgetPeriod::window);
+        if let Some(cents) = s.budget_limit_cents {
+            let window = s.budget_period.map_or(Window::Monthly, BudgetPeriod::window);
             out.push(Limit { id: "budget".into(), metric: Metric::Cost, limit: cents.saturating_mul(MICROS_PER_CENT), window, mode: Mode::Replace });
         }
         let minute = Window::Rolling { every: 1, unit: Unit::Minute };
-        if let Some(rpm) = self.rate_limit_rpm {
+        if let Some(rpm) = s.rate_limit_rpm {
             out.push(Limit { id: "rpm".into(), metric: Metric::Calls, limit: rpm, window: minute, mode: Mode::Replace });
         }
-        if let Some(tpm) = self.rate_limit_tpm {
+        if let Some(tpm) = s.rate_limit_tpm {
             out.push(Limit { id: "tpm".into(), metric: Metric::TotalTokens, limit: tpm, window: minute, mode: Mode::Replace });
         }
-        out.extend(self.limits.iter().cloned());
+        out.extend(s.limits.iter().cloned());
         out
     }
 
@@ -182,7 +175,7 @@ impl ApiKey {
 
     /// Whether the token grants `scope` (`null` = every scope, `[]` = none).
     pub fn grants(&self, scope: &str) -> bool {
-        let Some(scopes) = &self.scopes else { return true };
+        let Some(scopes) = &self.settings.scopes else { return true };
         scopes.iter().any(|s| {
             s == "*" || (s == scope && scope != "*")
                 || (s == "leaderboards:inference" && matches!(scope, "chat" | "completions" | "embeddings"))
@@ -191,7 +184,7 @@ impl ApiKey {
     }
 
     pub fn allows_model(&self, model: &str) -> bool {
-        let Some(patterns) = &self.allowed_models else { return true };
+        let Some(patterns) = &self.settings.allowed_models else { return true };
         patterns.iter().any(|p| match p.strip_suffix('*') {
             Some(prefix) => model.starts_with(prefix),
             None => p == model,
@@ -199,7 +192,7 @@ impl ApiKey {
     }
 
     pub fn allows_ip(&self, ip: Option<IpAddr>) -> bool {
-        let Some(list) = &self.ip_allowlist else { return true };
+        let Some(list) = &self.settings.ip_allowlist else { return true };
         ip.is_some_and(|ip| list.iter().filter_map(|e| parse_net(e)).any(|net| net.contains(&ip)))
     }
 
@@ -210,7 +203,7 @@ impl ApiKey {
         if self.revoked_at.is_some() {
             return refuse("this API key has been revoked");
         }
-        if self.expires_at.is_some_and(|e| e <= now) {
+        if self.settings.expires_at.is_some_and(|e| e <= now) {
             return refuse("this API key has expired");
         }
         if self.rotation_grace_until.is_some_and(|g| g <= now) {
@@ -249,19 +242,9 @@ fn mint(owner: Owner, settings: KeySettings, now: DateTime<Utc>) -> Issued {
     let key = ApiKey {
         id: Uuid::new_v4(),
         owner,
-        name: settings.name,
         key_prefix: secret.chars().take(KEY_PREFIX_LEN).collect(),
         key_hash: sha256_hex(&secret),
-        scopes: settings.scopes,
-        allowed_models: settings.allowed_models,
-        ip_allowlist: settings.ip_allowlist,
-        budget_limit_cents: settings.budget_limit_cents,
-        budget_period: settings.budget_period,
-        rate_limit_rpm: settings.rate_limit_rpm,
-        rate_limit_tpm: settings.rate_limit_tpm,
-        limits: settings.limits,
-        sovereignty_requirements: settings.sovereignty_requirements,
-        expires_at: settings.expires_at,
+        settings,
         revoked_at: None,
         deleted_at: None,
         rotated_from_key_id: None,
@@ -376,20 +359,7 @@ pub async fn rotate(store: &dyn Store, owner: &Owner, id: Uuid, grace_secs: i64)
         return Err(ApiError::conflict("key_rotating", "this API key has already been rotated; rotate the new key instead"));
     }
     before.check_usable(now)?;
-    let settings = KeySettings {
-        name: before.name.clone(),
-        scopes: before.scopes.clone(),
-        allowed_models: before.allowed_models.clone(),
-        ip_allowlist: before.ip_allowlist.clone(),
-        budget_limit_cents: before.budget_limit_cents,
-        budget_period: before.budget_period,
-        rate_limit_rpm: before.rate_limit_rpm,
-        rate_limit_tpm: before.rate_limit_tpm,
-        limits: before.limits.clone(),
-        sovereignty_requirements: before.sovereignty_requirements.clone(),
-        expires_at: before.expires_at,
-    };
-    let mut issued = mint(before.owner.clone(), settings, now);
+    let mut issued = mint(before.owner.clone(), before.settings.clone(), now);
     issued.key.rotated_from_key_id = Some(before.id);
     issued.key.counters_id = Some(before.counters_key_id());
     let after = ApiKey { rotation_grace_until: Some(now + Duration::seconds(grace_secs)), ..before.clone() };
