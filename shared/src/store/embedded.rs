@@ -155,11 +155,11 @@ impl<'txn> Tables<'txn> {
         raw_get(&self.items, key)
     }
 
-    /// Replaces whatever is stored at `key` (expired or not) with `new`, keeping indexes in step.
-    fn write(&mut self, key: &Key, new: Option<&Item>) -> StoreResult<()> {
-        let old = self.get_raw(key)?;
+    /// Replaces `old`, what is stored at `key` (expired or not), with `new`, keeping indexes
+    /// in step.
+    fn write(&mut self, key: &Key, old: Option<&Item>, new: Option<&Item>) -> StoreResult<()> {
         for (index, table) in [(Index::Gsi1, &mut self.gsi1), (Index::Gsi2, &mut self.gsi2)] {
-            if let Some((gpk, gsk)) = old.as_ref().and_then(|o| index_key(o, index)) {
+            if let Some((gpk, gsk)) = old.and_then(|o| index_key(o, index)) {
                 table.remove((gpk.as_str(), gsk.as_str(), key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
             }
             if let Some((gpk, gsk)) = new.and_then(|n| index_key(n, index)) {
@@ -275,12 +275,21 @@ fn commit_batch(db: &Database, batch: &[Job]) -> Vec<StoreResult<TxOutcome>> {
     }
 }
 
+/// One operation of a transaction, once its condition has held.
+struct Planned {
+    key: Key,
+    /// What is stored there now, expired or not (its index entries must go).
+    old: Option<Item>,
+    /// What to store: None for a check, Some(None) for a delete.
+    write: Option<Option<Item>>,
+}
+
 /// A transaction's writes, as `plan` decided them; returns the last item written.
-fn write_planned(tables: &mut Tables, planned: &[(Key, Option<Option<Item>>)]) -> StoreResult<Item> {
+fn write_planned(tables: &mut Tables, planned: &[Planned]) -> StoreResult<Item> {
     let mut last = Item::new();
-    for (key, write) in planned {
-        if let Some(new) = write {
-            tables.write(key, new.as_ref())?;
+    for p in planned {
+        if let Some(new) = &p.write {
+            tables.write(&p.key, p.old.as_ref(), new.as_ref())?;
             if let Some(item) = new {
                 last = item.clone();
             }
@@ -290,30 +299,29 @@ fn write_planned(tables: &mut Tables, planned: &[(Key, Option<Option<Item>>)]) -
 }
 
 /// Checks every condition of a transaction against the tables as they stand: the writes to
-/// make, as (key, what to write there: None for a check, Some(None) for a delete), or the
-/// index of the first operation whose condition fails. Writes nothing.
-#[allow(clippy::type_complexity)]
-fn plan(tables: &Tables, ops: &[TxOp], now: i64) -> StoreResult<Result<Vec<(Key, Option<Option<Item>>)>, usize>> {
-    let mut planned: Vec<(Key, Option<Option<Item>>)> = Vec::with_capacity(ops.len());
+/// make, or the index of the first operation whose condition fails. Writes nothing.
+fn plan(tables: &Tables, ops: &[TxOp], now: i64) -> StoreResult<Result<Vec<Planned>, usize>> {
+    let mut planned: Vec<Planned> = Vec::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
         let key = match op {
             TxOp::Put { item, .. } => key_of(item)?,
             TxOp::Update { key, .. } | TxOp::Delete { key, .. } | TxOp::Check { key, .. } => key.clone(),
         };
-        if planned.iter().any(|(k, _)| *k == key) {
+        if planned.iter().any(|p| p.key == key) {
             return Err(StoreError::Backend("a transaction cannot include two operations on one item".into()));
         }
-        let current = live(tables.get_raw(&key)?, now);
+        let old = tables.get_raw(&key)?;
+        let current = old.as_ref().filter(|item| !is_expired(item, now));
         let (cond, write) = match op {
             TxOp::Put { item, cond } => (cond.as_ref(), Some(Some(item.clone()))),
-            TxOp::Update { update, cond, .. } => (cond.as_ref(), Some(Some(apply_update(&key, current.clone(), update)?))),
+            TxOp::Update { update, cond, .. } => (cond.as_ref(), Some(Some(apply_update(&key, current.cloned(), update)?))),
             TxOp::Delete { cond, .. } => (cond.as_ref(), Some(None)),
             TxOp::Check { cond, .. } => (Some(cond), None),
         };
-        if !check(cond, current.as_ref()) {
+        if !check(cond, current) {
             return Ok(Err(i));
         }
-        planned.push((key, write));
+        planned.push(Planned { key, old, write });
     }
     Ok(Ok(planned))
 }
