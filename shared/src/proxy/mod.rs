@@ -265,6 +265,11 @@ fn failure_error(failure: &Failure) -> ApiError {
     }
 }
 
+/// What an upstream failure counts as in the usage record.
+fn outcome_of(failure: &Failure) -> Outcome {
+    if matches!(failure, Failure::Timeout) { Outcome::Timeout } else { Outcome::Error }
+}
+
 /// The source of a streamed answer.
 enum Source {
     Mock { chunks: VecDeque<Value>, delay: Duration },
@@ -390,8 +395,22 @@ impl Flight {
         Ok(())
     }
 
+    /// The id of the answer we hand back (the mock's; an upstream's answer keeps its own).
+    fn response_id(&self) -> String {
+        format!("{}-{}", if self.req.endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }, Uuid::new_v4().simple())
+    }
+
+    /// Records a request the upstream failed before answering (one call, no tokens, its whole
+    /// reservation given back) and returns the error the client sees.
+    async fn fail(&self, failure: &Failure, streamed: bool) -> ApiResult<Response> {
+        let error = failure_error(failure);
+        let actual = Charge { calls: 1, ..Charge::default() };
+        self.record(actual, &Observed::default(), outcome_of(failure), error.status().as_u16(), streamed, Some(failure.describe())).await?;
+        Err(error)
+    }
+
     async fn complete(self) -> ApiResult<Response> {
-        let id = format!("{}-{}", if self.req.endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }, Uuid::new_v4().simple());
+        let id = self.response_id();
         let created = Utc::now().timestamp();
         let result = if self.model.provider == "mock" {
             let answer = mock::answer(&self.req);
@@ -415,18 +434,12 @@ impl Flight {
                 headers.push((HeaderName::from_static("x-tollgate-cost-usd"), format_dollars(actual.cost_micros)));
                 Ok(with_headers(axum::Json(body).into_response(), headers))
             }
-            Err(failure) => {
-                let error = failure_error(&failure);
-                let outcome = if matches!(failure, Failure::Timeout) { Outcome::Timeout } else { Outcome::Error };
-                let actual = Charge { calls: 1, ..Charge::default() };
-                self.record(actual, &Observed::default(), outcome, error.status().as_u16(), false, Some(failure.describe())).await?;
-                Err(error)
-            }
+            Err(failure) => self.fail(&failure, false).await,
         }
     }
 
     async fn stream(self) -> ApiResult<Response> {
-        let id = format!("{}-{}", if self.req.endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }, Uuid::new_v4().simple());
+        let id = self.response_id();
         let created = Utc::now().timestamp();
         let opened = if self.model.provider == "mock" {
             let answer = mock::answer(&self.req);
@@ -439,12 +452,7 @@ impl Flight {
         };
         let source = match opened {
             Ok(source) => source,
-            Err(failure) => {
-                let error = failure_error(&failure);
-                let outcome = if matches!(failure, Failure::Timeout) { Outcome::Timeout } else { Outcome::Error };
-                self.record(Charge { calls: 1, ..Charge::default() }, &Observed::default(), outcome, error.status().as_u16(), true, Some(failure.describe())).await?;
-                return Err(error);
-            }
+            Err(failure) => return self.fail(&failure, true).await,
         };
         let headers = standing(&self.reservation, None, Utc::now());
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
@@ -494,8 +502,8 @@ impl Flight {
         let actual = self.charge(&seen);
         let (outcome, status, error) = match &failure {
             None => (Outcome::Success, 200, None),
-            Some(f @ Failure::Timeout) => (Outcome::Timeout, 504, Some(f.describe())),
-            Some(f) => (Outcome::Error, 502, Some(f.describe())),
+            // Mid-stream the status is already sent; the record says what it would have been.
+            Some(f) => (outcome_of(f), if matches!(f, Failure::Timeout) { 504 } else { 502 }, Some(f.describe())),
         };
         if let Err(e) = self.record_full(actual, &seen, outcome, status, true, cancelled, error).await {
             tracing::error!(request_id = %self.request_id, error = %e, "could not record a streamed request");
