@@ -1,0 +1,297 @@
+//! The embedded store: one redb file on local disk, with the DynamoDB semantics the store
+//! conformance suite pins. Writes go through an in-memory overlay committed by one writer
+//! thread (see `writes`); reads see the overlay first, then redb. Each GSI is a table of
+//! (index pk, index sk, pk, sk) keys kept in step with the items in the same commit.
+
+mod writes;
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Cond, Index, Item, Key, Page, Query, SkCond, Store, StoreError, StoreResult, TxOp, Update, decode_cursor, cursor_of, is_expired, now_epoch};
+use writes::{TxOutcome, Writes};
+
+const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
+const GSI1: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("gsi1");
+const GSI2: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("gsi2");
+/// Above every character we put in keys, to close prefix ranges.
+const HIGH: &str = "\u{10FFFF}";
+
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    writes: Arc<Writes>,
+    _writer: Arc<Writer>,
+}
+
+/// The writer thread. Dropped with the last store handle: the thread commits what is pending
+/// and ends, and the file is closed when this returns.
+struct Writer {
+    writes: Arc<Writes>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.writes.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn backend<E: std::fmt::Display>(err: E) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file, creating its folder as needed.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(backend)?;
+        }
+        let db = Database::create(path).map_err(backend)?;
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(ITEMS).map_err(backend)?;
+        txn.open_table(GSI1).map_err(backend)?;
+        txn.open_table(GSI2).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        let writes = Arc::new(Writes::new(Arc::new(db)));
+        let runner = writes.clone();
+        let thread = std::thread::Builder::new().name("tollgate-store-writer".into()).spawn(move || runner.run()).map_err(backend)?;
+        Ok(Self { writes: writes.clone(), _writer: Arc::new(Writer { writes, thread: Some(thread) }) })
+    }
+
+    async fn write(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<TxOutcome> {
+        self.writes.transact(&ops, durable).await
+    }
+
+    async fn transact_with(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<()> {
+        if ops.len() > 100 {
+            return Err(StoreError::Backend("a transaction holds at most 100 operations".into()));
+        }
+        match self.write(ops, durable).await? {
+            Ok(_) => Ok(()),
+            Err(index) => Err(StoreError::TransactionCancelled { index }),
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(&self, work: impl FnOnce(&Database) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+        let writes = self.writes.clone();
+        tokio::task::spawn_blocking(move || work(&writes.db)).await.map_err(backend)?
+    }
+}
+
+fn decode(bytes: &[u8]) -> StoreResult<Item> {
+    serde_json::from_slice(bytes).map_err(backend)
+}
+
+fn raw_get(table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>, key: &Key) -> StoreResult<Option<Item>> {
+    match table.get((key.pk.as_str(), key.sk.as_str())).map_err(backend)? {
+        Some(guard) => Ok(Some(decode(guard.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn live(item: Option<Item>, now: i64) -> Option<Item> {
+    item.filter(|i| !is_expired(i, now))
+}
+
+fn index_key(item: &Item, index: Index) -> Option<(String, String)> {
+    let (ipk, isk) = index.key_names();
+    Some((item.get(ipk)?.as_str()?.to_string(), item.get(isk)?.as_str()?.to_string()))
+}
+
+fn single(result: StoreResult<TxOutcome>) -> StoreResult<Item> {
+    match result? {
+        Ok(item) => Ok(item),
+        Err(_) => Err(StoreError::ConditionFailed),
+    }
+}
+
+/// Where an item sorts in a query of `index`: by the index's sort key, then the table keys
+/// (for the primary index the first and last are both the SK).
+fn position(item: &Item, index: Index) -> (String, String, String) {
+    let text = |name: &str| item.get(name).and_then(super::Attr::as_str).unwrap_or_default().to_string();
+    (text(index.key_names().1), text(super::PK), text(super::SK))
+}
+
+/// What the overlay holds for one query, taken before redb is read: the keys it decides, and
+/// those of its live items that the query matches.
+struct Overlaid {
+    keys: BTreeSet<Key>,
+    matching: Vec<Item>,
+}
+
+impl EmbeddedStore {
+    fn overlaid(&self, q: &Query, lo: &str, hi: &str, after: Option<&(String, String, String)>) -> Overlaid {
+        let now = now_epoch();
+        let (ipk, _) = q.index.key_names();
+        let overlay = self.writes.overlay();
+        let keys = overlay.dirty.keys().cloned().collect();
+        let matching = overlay
+            .dirty
+            .values()
+            .filter_map(|p| p.item.as_deref())
+            .filter(|item| !is_expired(item, now) && item.get(ipk).and_then(super::Attr::as_str) == Some(q.pk.as_str()))
+            .filter(|item| {
+                let at = position(item, q.index);
+                item.get(q.index.key_names().1).is_some_and(|_| at.0.as_str() >= lo && at.0.as_str() <= hi)
+                    && after.is_none_or(|c| if q.forward { at > *c } else { at < *c })
+            })
+            .cloned()
+            .collect();
+        Overlaid { keys, matching }
+    }
+}
+
+fn query_sync(db: &Database, q: &Query, lo: &str, hi: &str, after: Option<&(String, String, String)>, overlaid: Overlaid) -> StoreResult<Page> {
+    let now = now_epoch();
+    let txn = db.begin_read().map_err(backend)?;
+    let items_table = txn.open_table(ITEMS).map_err(backend)?;
+    let want = q.limit + 1;
+    let mut found: Vec<Item> = Vec::new();
+    let pk = q.pk.as_str();
+    // Items the overlay decides are taken from it, not from redb.
+    let mut take = |key: Key, item: Option<Item>| {
+        if let Some(item) = item.filter(|i| !is_expired(i, now) && !overlaid.keys.contains(&key)) {
+            found.push(item);
+        }
+        found.len() == want
+    };
+
+    match q.index {
+        Index::Primary => {
+            let mut lower = Bound::Included((pk, lo));
+            let mut upper = Bound::Included((pk, hi));
+            if let Some((sk, _, _)) = after {
+                if q.forward {
+                    lower = Bound::Excluded((pk, sk.as_str()));
+                } else {
+                    upper = Bound::Excluded((pk, sk.as_str()));
+                }
+            }
+            if bounds_ok(&lower, &upper) {
+                let range = items_table.range::<(&str, &str)>((lower, upper)).map_err(backend)?;
+                let iter: Box<dyn Iterator<Item = _>> = if q.forward { Box::new(range) } else { Box::new(range.rev()) };
+                for entry in iter {
+                    let (k, value) = entry.map_err(backend)?;
+                    let (ipk, isk) = k.value();
+                    if take(Key::new(ipk, isk), Some(decode(value.value())?)) {
+                        break;
+                    }
+                }
+            }
+        }
+        Index::Gsi1 | Index::Gsi2 => {
+            let table = txn.open_table(if q.index == Index::Gsi1 { GSI1 } else { GSI2 }).map_err(backend)?;
+            let mut lower = Bound::Included((pk, lo, "", ""));
+            let mut upper = Bound::Included((pk, hi, HIGH, HIGH));
+            if let Some((isk, cpk, csk)) = after {
+                let k = (pk, isk.as_str(), cpk.as_str(), csk.as_str());
+                if q.forward {
+                    lower = Bound::Excluded(k);
+                } else {
+                    upper = Bound::Excluded(k);
+                }
+            }
+            if bounds_ok(&lower, &upper) {
+                let range = table.range::<(&str, &str, &str, &str)>((lower, upper)).map_err(backend)?;
+                let iter: Box<dyn Iterator<Item = _>> = if q.forward { Box::new(range) } else { Box::new(range.rev()) };
+                for entry in iter {
+                    let (k, _) = entry.map_err(backend)?;
+                    let (_, _, ipk, isk) = k.value();
+                    let key = Key::new(ipk, isk);
+                    let item = raw_get(&items_table, &key)?;
+                    if take(key, item) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    found.extend(overlaid.matching);
+    found.sort_by_cached_key(|item| position(item, q.index));
+    if !q.forward {
+        found.reverse();
+    }
+    let cursor = if found.len() > q.limit {
+        found.truncate(q.limit);
+        found.last().map(|last| cursor_of(last, q.index))
+    } else {
+        None
+    };
+    Ok(Page { items: found, cursor })
+}
+
+/// redb panics on a range whose start lies after its end; such a range is simply empty.
+fn bounds_ok<T: PartialOrd>(lower: &Bound<T>, upper: &Bound<T>) -> bool {
+    match (lower, upper) {
+        (Bound::Included(a), Bound::Included(b)) => a <= b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => a < b,
+        _ => true,
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
+        if let Some(pending) = self.writes.overlay().dirty.get(key) {
+            return Ok(live(pending.item.as_deref().cloned(), now_epoch()));
+        }
+        let key = key.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(ITEMS).map_err(backend)?;
+            Ok(live(raw_get(&table, &key)?, now_epoch()))
+        })
+        .await
+    }
+
+    async fn put(&self, item: Item, cond: Option<Cond>) -> StoreResult<()> {
+        single(self.write(vec![TxOp::Put { item, cond }], true).await).map(|_| ())
+    }
+
+    async fn update(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
+        single(self.write(vec![TxOp::Update { key: key.clone(), update, cond }], true).await)
+    }
+
+    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
+        single(self.write(vec![TxOp::Update { key: key.clone(), update, cond }], false).await)
+    }
+
+    async fn delete(&self, key: &Key, cond: Option<Cond>) -> StoreResult<()> {
+        single(self.write(vec![TxOp::Delete { key: key.clone(), cond }], true).await).map(|_| ())
+    }
+
+    async fn query(&self, query: Query) -> StoreResult<Page> {
+        let (lo, hi) = match &query.sk {
+            None => (String::new(), HIGH.to_string()),
+            Some(SkCond::Prefix(p)) => (p.clone(), format!("{p}{HIGH}")),
+            Some(SkCond::Between(a, b)) => (a.clone(), b.clone()),
+        };
+        let after = match query.cursor.as_deref() {
+            Some(c) => {
+                let c = decode_cursor(c, query.index)?;
+                let (_, isk) = query.index.key_names();
+                Some((c[isk].clone(), c[super::PK].clone(), c[super::SK].clone()))
+            }
+            None => None,
+        };
+        // The overlay is read first: whatever it leaves to redb is in redb by the time redb is read.
+        let overlaid = self.overlaid(&query, &lo, &hi, after.as_ref());
+        self.blocking(move |db| query_sync(db, &query, &lo, &hi, after.as_ref(), overlaid)).await
+    }
+
+    async fn transact(&self, ops: Vec<TxOp>) -> StoreResult<()> {
+        self.transact_with(ops, true).await
+    }
+
+    async fn transact_buffered(&self, ops: Vec<TxOp>) -> StoreResult<()> {
+        self.transact_with(ops, false).await
+    }
+}
