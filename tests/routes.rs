@@ -49,6 +49,14 @@ const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/v1/completions"),
     ("POST", "/v1/embeddings"),
     ("GET", "/v1/models"),
+    ("GET", "/api/workspaces"),
+    ("POST", "/api/workspaces"),
+    ("GET", "/api/workspaces/{id}"),
+    ("PUT", "/api/workspaces/{id}"),
+    ("GET", "/api/invite-user"),
+    ("POST", "/api/invite-user"),
+    ("DELETE", "/api/invite-user"),
+    ("POST", "/api/invite-user/accept"),
 ];
 
 fn operations(doc: &Value) -> BTreeSet<Route> {

@@ -19,6 +19,7 @@ pub mod secrets;
 pub mod state;
 pub mod store;
 pub mod usage;
+pub mod workspaces;
 
 pub use config::Config;
 pub use http::Group;

@@ -8,6 +8,7 @@ pub mod me;
 pub mod models;
 pub mod proxy;
 pub mod usage;
+pub mod workspaces;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -57,7 +58,7 @@ impl Group {
             Group::Providers => models::routes(),
             Group::Usage => usage::routes(),
             Group::Proxy => proxy::routes(),
-            Group::Members => OpenApiRouter::new(),
+            Group::Members => workspaces::routes(),
         }
     }
 }

@@ -1,0 +1,287 @@
+//! Members group, workspace-admin family: workspaces, their members and invitations.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::extract::{ApiJson, ApiQuery, Caller, parse_uuid};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::identity::{normalize_email, users};
+use crate::limits::{self, LimitSpec};
+use crate::state::AppState;
+use crate::workspaces::{self, Member, Role, Workspace, invites};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_workspaces, create_workspace))
+        .routes(routes!(get_workspace, update_workspace))
+        .routes(routes!(list_members, invite_user, remove_from_workspace))
+        .routes(routes!(accept_invite))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkspaceView {
+    id: Uuid,
+    name: String,
+    /// The caller's role in this workspace.
+    role: Role,
+    limits: Vec<LimitSpec>,
+    created_by: Uuid,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn view(workspace: Workspace, member: &Member) -> WorkspaceView {
+    WorkspaceView {
+        id: workspace.id,
+        name: workspace.name,
+        role: member.role,
+        limits: workspace.limits.iter().map(LimitSpec::of).collect(),
+        created_by: workspace.created_by,
+        created_at: workspace.created_at,
+        updated_at: workspace.updated_at,
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkspaceList {
+    workspaces: Vec<WorkspaceView>,
+}
+
+#[utoipa::path(get, path = "/api/workspaces", tag = "workspaces", responses((status = 200, body = WorkspaceList), (status = 401, body = ErrorEnvelope)))]
+async fn list_workspaces(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<WorkspaceList>> {
+    let mine = workspaces::of_user(state.store.as_ref(), caller.user.id).await?;
+    Ok(Json(WorkspaceList { workspaces: mine.into_iter().map(|(w, m)| view(w, &m)).collect() }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    name: String,
+    /// Limits of the workspace as a whole; cost limits in dollars.
+    #[serde(default)]
+    limits: Vec<LimitSpec>,
+}
+
+/// Creates a workspace; the caller becomes its owner.
+#[utoipa::path(post, path = "/api/workspaces", tag = "workspaces", request_body = CreateWorkspace,
+    responses((status = 201, body = WorkspaceView), (status = 400, body = ErrorEnvelope)))]
+async fn create_workspace(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateWorkspace>) -> ApiResult<(StatusCode, Json<WorkspaceView>)> {
+    let limits = limits::from_specs(&body.limits)?;
+    let workspace = workspaces::create(state.store.as_ref(), &body.name, limits, caller.user.id).await?;
+    let owner = Member { workspace_id: workspace.id, user_id: caller.user.id, role: Role::Owner, joined_at: workspace.created_at };
+    Ok((StatusCode::CREATED, Json(view(workspace, &owner))))
+}
+
+#[utoipa::path(get, path = "/api/workspaces/{id}", tag = "workspaces", params(("id" = Uuid, Path)),
+    responses((status = 200, body = WorkspaceView), (status = 404, body = ErrorEnvelope)))]
+async fn get_workspace(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<WorkspaceView>> {
+    let (workspace, member) = workspaces::require_member(state.store.as_ref(), parse_uuid(&id, "id")?, caller.user.id).await?;
+    Ok(Json(view(workspace, &member)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWorkspace {
+    name: Option<String>,
+    /// Replaces the workspace's limits; a limit kept on the same metric and window keeps what
+    /// it has used this window.
+    limits: Option<Vec<LimitSpec>>,
+}
+
+/// Renames a workspace or changes its limits: owners and admins.
+#[utoipa::path(put, path = "/api/workspaces/{id}", tag = "workspaces", params(("id" = Uuid, Path)), request_body = UpdateWorkspace,
+    responses((status = 200, body = WorkspaceView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn update_workspace(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<UpdateWorkspace>) -> ApiResult<Json<WorkspaceView>> {
+    let store = state.store.as_ref();
+    let (mut workspace, member) = workspaces::require_manager(store, parse_uuid(&id, "id")?, caller.user.id).await?;
+    if let Some(name) = body.name {
+        workspace.name = workspaces::validate_name(&name)?;
+    }
+    if let Some(specs) = body.limits {
+        workspace.limits = limits::from_specs(&specs)?;
+    }
+    workspaces::update(store, &mut workspace).await?;
+    Ok(Json(view(workspace, &member)))
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessQuery {
+    business_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberView {
+    user_id: Uuid,
+    email: String,
+    name: Option<String>,
+    role: Role,
+    joined_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InviteView {
+    id: Uuid,
+    email: String,
+    role: Role,
+    invited_by: Uuid,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+impl From<invites::Invite> for InviteView {
+    fn from(i: invites::Invite) -> Self {
+        InviteView { id: i.id, email: i.email, role: i.role, invited_by: i.invited_by, created_at: i.created_at, expires_at: i.expires_at }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MembersAndInvites {
+    business_id: Uuid,
+    members: Vec<MemberView>,
+    invites: Vec<InviteView>,
+}
+
+/// The workspace's members and pending invites; any member may list them.
+#[utoipa::path(get, path = "/api/invite-user", tag = "workspaces", params(BusinessQuery),
+    responses((status = 200, body = MembersAndInvites), (status = 404, body = ErrorEnvelope)))]
+async fn list_members(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<BusinessQuery>) -> ApiResult<Json<MembersAndInvites>> {
+    let store = state.store.as_ref();
+    let (workspace, _) = workspaces::require_member(store, parse_uuid(&q.business_id, "business_id")?, caller.user.id).await?;
+    let mut members = Vec::new();
+    for m in workspaces::members(store, workspace.id).await? {
+        if let Some(user) = users::get(store, m.user_id).await? {
+            members.push(MemberView { user_id: m.user_id, email: user.email, name: user.name, role: m.role, joined_at: m.joined_at });
+        }
+    }
+    members.sort_by_key(|m| m.joined_at);
+    let invites = invites::pending(store, workspace.id).await?.into_iter().map(InviteView::from).collect();
+    Ok(Json(MembersAndInvites { business_id: workspace.id, members, invites }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteUser {
+    email: String,
+    /// `member` or `admin`.
+    role: String,
+    business_id: String,
+    /// The page the invite link opens; it receives `invite_token` as a query parameter.
+    redirect_to: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InviteSent {
+    invite: InviteView,
+    /// The link that accepts the invite (the page at `redirect_to` with `invite_token`).
+    invite_url: String,
+}
+
+fn parse_invite_role(raw: &str) -> ApiResult<Role> {
+    match raw {
+        "member" => Ok(Role::Member),
+        "admin" => Ok(Role::Admin),
+        other => Err(ApiError::invalid_param("role", format!("role must be member or admin, not {other:?}"))),
+    }
+}
+
+fn invite_url(redirect_to: &str, token: &str) -> ApiResult<String> {
+    let mut url = reqwest::Url::parse(redirect_to)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| ApiError::invalid_param("redirect_to", "redirect_to must be an absolute http(s) URL, such as https://app.example.com/signin"))?;
+    url.query_pairs_mut().append_pair("invite_token", token);
+    Ok(url.into())
+}
+
+/// Invites someone into the workspace: owners and admins only.
+#[utoipa::path(post, path = "/api/invite-user", tag = "workspaces", request_body = InviteUser,
+    responses((status = 201, body = InviteSent), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+async fn invite_user(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<InviteUser>) -> ApiResult<(StatusCode, Json<InviteSent>)> {
+    let store = state.store.as_ref();
+    let role = parse_invite_role(&body.role)?;
+    let email = normalize_email(&body.email, "email")?;
+    // Checked before anything is written, so a bad link leaves no invite behind.
+    invite_url(&body.redirect_to, "")?;
+    let (workspace, _) = workspaces::require_manager(store, parse_uuid(&body.business_id, "business_id")?, caller.user.id).await?;
+    let issued = invites::create(store, &workspace, email, role, caller.user.id).await?;
+    let url = invite_url(&body.redirect_to, &issued.token)?;
+    Ok((StatusCode::CREATED, Json(InviteSent { invite: issued.invite.into(), invite_url: url })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveFromWorkspace {
+    business_id: String,
+    /// Revokes this pending invite.
+    invite_id: Option<String>,
+    /// Removes this member (never yourself, never an owner).
+    user_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Removed {
+    removed: bool,
+}
+
+/// Revokes an invite (`invite_id`) or removes a member (`user_id`): owners and admins only.
+#[utoipa::path(delete, path = "/api/invite-user", tag = "workspaces", request_body = RemoveFromWorkspace,
+    responses((status = 200, body = Removed), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn remove_from_workspace(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<RemoveFromWorkspace>) -> ApiResult<Json<Removed>> {
+    let store = state.store.as_ref();
+    let workspace_id = parse_uuid(&body.business_id, "business_id")?;
+    match (&body.invite_id, &body.user_id) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(ApiError::bad_request("invalid_request", "send exactly one of invite_id (to revoke an invite) or user_id (to remove a member)"));
+        }
+        _ => {}
+    }
+    let (workspace, _) = workspaces::require_manager(store, workspace_id, caller.user.id).await?;
+    if let Some(invite_id) = &body.invite_id {
+        invites::revoke(store, workspace.id, parse_uuid(invite_id, "invite_id")?).await?;
+    }
+    if let Some(user_id) = &body.user_id {
+        workspaces::remove_member(store, workspace.id, caller.user.id, parse_uuid(user_id, "user_id")?).await?;
+    }
+    Ok(Json(Removed { removed: true }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvite {
+    /// The `invite_token` of the invite link.
+    token: String,
+    /// Required when the invited email has no account yet: it creates one.
+    password: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InviteAccepted {
+    business_id: Uuid,
+    role: Role,
+    user_id: Uuid,
+    email: String,
+    /// Whether accepting created the account (log in with the email and the password sent).
+    created_account: bool,
+}
+
+/// Accepts an invite. The token is the credential: no session is needed.
+#[utoipa::path(post, path = "/api/invite-user/accept", tag = "workspaces", request_body = AcceptInvite,
+    responses((status = 200, body = InviteAccepted), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+async fn accept_invite(State(state): State<AppState>, ApiJson(body): ApiJson<AcceptInvite>) -> ApiResult<Json<InviteAccepted>> {
+    let accepted = invites::accept(state.store.as_ref(), &body.token, body.password.as_deref()).await?;
+    Ok(Json(InviteAccepted {
+        business_id: accepted.member.workspace_id,
+        role: accepted.member.role,
+        user_id: accepted.user.id,
+        email: accepted.user.email,
+        created_account: accepted.created_account,
+    }))
+}

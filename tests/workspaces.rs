@@ -1,0 +1,186 @@
+//! Workspaces, members and invitations (workspace-admin family), on both store backends.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tollgate::store::{Attr, Key, Update};
+use tollgate_tests::{TestApp, backend_tests};
+
+const REDIRECT: &str = "https://app.example.com/signin?from=mail";
+
+async fn workspace(app: &TestApp, token: &str, name: &str) -> String {
+    let r = app.post("/api/workspaces", Some(token), json!({"name": name})).await.expect(201);
+    assert_eq!(r.body["role"], "owner");
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+/// Invites `email` as `role`; returns (invite id, invite token from the link).
+async fn invite(app: &TestApp, token: &str, ws: &str, email: &str, role: &str) -> (String, String) {
+    let r = app.post("/api/invite-user", Some(token), json!({"email": email, "role": role, "business_id": ws, "redirect_to": REDIRECT})).await.expect(201);
+    let url = reqwest::Url::parse(r.body["invite_url"].as_str().unwrap()).unwrap();
+    assert!(url.as_str().starts_with("https://app.example.com/signin?from=mail&invite_token=tgi_"), "{url}");
+    let token = url.query_pairs().find(|(k, _)| k == "invite_token").unwrap().1.to_string();
+    (r.body["invite"]["id"].as_str().unwrap().to_string(), token)
+}
+
+async fn remove(app: &TestApp, token: &str, body: Value) -> tollgate_tests::Resp {
+    app.call(Method::DELETE, "/api/invite-user", Some(token), Some(body)).await
+}
+
+fn emails(listing: &Value, what: &str) -> Vec<(String, String)> {
+    listing[what].as_array().unwrap().iter().map(|m| (m["email"].as_str().unwrap().to_string(), m["role"].as_str().unwrap().to_string())).collect()
+}
+
+backend_tests! {
+    async fn invites_bring_people_in_once_and_roles_decide_who_manages(backend) {
+        let app = TestApp::start(backend).await;
+        let (owner, _) = app.admin().await;
+        let ws = workspace(&app, &owner, "Acme").await;
+        let mine = app.get("/api/workspaces", Some(&owner)).await.expect(200);
+        assert_eq!(mine.body["workspaces"][0]["name"], "Acme");
+
+        // Validation, each with the parameter to fix.
+        for (body, param) in [
+            (json!({"email": "bob@example.com", "role": "owner", "business_id": ws, "redirect_to": REDIRECT}), "role"),
+            (json!({"email": "bob@example.com", "role": "viewer", "business_id": ws, "redirect_to": REDIRECT}), "role"),
+            (json!({"email": "not an email", "role": "member", "business_id": ws, "redirect_to": REDIRECT}), "email"),
+            (json!({"email": "bob@example.com", "role": "member", "business_id": ws, "redirect_to": "javascript:alert(1)"}), "redirect_to"),
+            (json!({"email": "bob@example.com", "role": "member", "business_id": "nope", "redirect_to": REDIRECT}), "business_id"),
+        ] {
+            let r = app.post("/api/invite-user", Some(&owner), body).await.expect(400);
+            assert_eq!(r.body["error"]["param"], param, "{}", r.text);
+        }
+
+        // Someone without an account: accepting needs a password and creates the account.
+        let (_, bob_token) = invite(&app, &owner, &ws, "Bob@Example.com", "member").await;
+        app.post("/api/invite-user", Some(&owner), json!({"email": "bob@example.com", "role": "admin", "business_id": ws, "redirect_to": REDIRECT}))
+            .await.expect_error(409, "already_invited");
+        let listing = app.get(&format!("/api/invite-user?business_id={ws}"), Some(&owner)).await.expect(200);
+        assert_eq!(emails(&listing.body, "members"), vec![("admin@example.com".into(), "owner".into())]);
+        assert_eq!(emails(&listing.body, "invites"), vec![("bob@example.com".into(), "member".into())]);
+        assert!(!listing.text.contains(&bob_token) && !listing.text.contains("token_hash"), "the token is never listed");
+
+        let r = app.post("/api/invite-user/accept", None, json!({"token": bob_token})).await.expect(400);
+        assert_eq!(r.body["error"]["param"], "password");
+        app.post("/api/invite-user/accept", None, json!({"token": "tgi_made_up"})).await.expect_error(404, "not_found");
+        let accepted = app.post("/api/invite-user/accept", None, json!({"token": bob_token, "password": "bob password 1"})).await.expect(200);
+        assert_eq!(accepted.body["created_account"], true);
+        assert_eq!(accepted.body["business_id"], ws.as_str());
+        app.post("/api/invite-user/accept", None, json!({"token": bob_token, "password": "bob password 1"})).await.expect_error(404, "not_found");
+        let bob = app.login("bob@example.com", "bob password 1").await;
+        let bobs = app.get("/api/workspaces", Some(&bob)).await.expect(200);
+        assert_eq!(bobs.body["workspaces"][0]["role"], "member");
+        let bob_id = accepted.body["user_id"].as_str().unwrap().to_string();
+
+        // Members may look, not manage.
+        app.get(&format!("/api/invite-user?business_id={ws}"), Some(&bob)).await.expect(200);
+        app.post("/api/invite-user", Some(&bob), json!({"email": "x@example.com", "role": "member", "business_id": ws, "redirect_to": REDIRECT}))
+            .await.expect_error(403, "workspace_admin_required");
+        app.put(&format!("/api/workspaces/{ws}"), Some(&bob), json!({"name": "Mine now"})).await.expect_error(403, "workspace_admin_required");
+
+        // Someone with an account joins without a password; as admin they manage invites.
+        let (carol_id, carol) = app.user(&owner, "carol@example.com", "viewer").await;
+        let (_, carol_token) = invite(&app, &owner, &ws, "carol@example.com", "admin").await;
+        let joined = app.post("/api/invite-user/accept", None, json!({"token": carol_token})).await.expect(200);
+        assert_eq!(joined.body["created_account"], false);
+        assert_eq!(joined.body["user_id"], carol_id.as_str());
+        app.post("/api/invite-user", Some(&carol), json!({"email": "carol@example.com", "role": "member", "business_id": ws, "redirect_to": REDIRECT}))
+            .await.expect_error(409, "already_member");
+        let (dave_invite, dave_token) = invite(&app, &carol, &ws, "dave@example.com", "member").await;
+        remove(&app, &carol, json!({"business_id": ws, "invite_id": dave_invite})).await.expect(200);
+        remove(&app, &carol, json!({"business_id": ws, "invite_id": dave_invite})).await.expect_error(404, "not_found");
+        app.post("/api/invite-user/accept", None, json!({"token": dave_token, "password": "dave password 1"})).await.expect_error(404, "not_found");
+
+        // Removing: exactly one of invite_id / user_id; never yourself; never an owner.
+        remove(&app, &carol, json!({"business_id": ws})).await.expect_error(400, "invalid_request");
+        remove(&app, &carol, json!({"business_id": ws, "user_id": bob_id, "invite_id": dave_invite})).await.expect_error(400, "invalid_request");
+        let r = remove(&app, &carol, json!({"business_id": ws, "user_id": carol_id})).await.expect(400);
+        assert!(r.body["error"]["message"].as_str().unwrap().contains("yourself"), "{}", r.text);
+        let owner_id = listing.body["members"][0]["user_id"].as_str().unwrap().to_string();
+        remove(&app, &carol, json!({"business_id": ws, "user_id": owner_id})).await.expect_error(403, "cannot_remove_owner");
+        remove(&app, &carol, json!({"business_id": ws, "user_id": bob_id})).await.expect(200);
+        app.get(&format!("/api/workspaces/{ws}"), Some(&bob)).await.expect_error(404, "not_found");
+        assert_eq!(app.get("/api/workspaces", Some(&bob)).await.expect(200).body["workspaces"], json!([]));
+
+        // Owners and admins change the name and the limits (cost in dollars).
+        let limits = json!([{"metric": "cost", "limit": 25.5, "window": "monthly", "mode": "extend"}, {"metric": "calls", "limit": 100, "window": {"rolling": {"every": 5, "unit": "minute"}}}]);
+        let updated = app.put(&format!("/api/workspaces/{ws}"), Some(&carol), json!({"name": "Acme Inc", "limits": limits})).await.expect(200);
+        assert_eq!(updated.body["name"], "Acme Inc");
+        assert_eq!(updated.body["limits"][0], json!({"metric": "cost", "limit": 25.5, "window": "monthly", "mode": "extend"}));
+        assert_eq!(updated.body["limits"][1]["mode"], "replace");
+        let twice = json!([{"metric": "calls", "limit": 1, "window": "daily"}, {"metric": "calls", "limit": 2, "window": "daily"}]);
+        app.put(&format!("/api/workspaces/{ws}"), Some(&owner), json!({"limits": twice})).await.expect_error(400, "invalid_value");
+        app.put(&format!("/api/workspaces/{ws}"), Some(&owner), json!({"limits": [{"metric": "calls", "limit": 1.5, "window": "daily"}]})).await.expect_error(400, "invalid_value");
+        app.put(&format!("/api/workspaces/{ws}"), Some(&owner), json!({"name": "  "})).await.expect_error(400, "invalid_value");
+        assert_eq!(app.get(&format!("/api/workspaces/{ws}"), Some(&owner)).await.expect(200).body["name"], "Acme Inc");
+    }
+
+    async fn an_invite_expires(backend) {
+        let app = TestApp::start(backend).await;
+        let (owner, _) = app.admin().await;
+        let ws = workspace(&app, &owner, "Acme").await;
+        let (invite_id, token) = invite(&app, &owner, &ws, "late@example.com", "member").await;
+        // Age the invite past its expiry, as seven days would.
+        let past = Attr::N(chrono::Utc::now().timestamp() - 1);
+        let store = app.state.store.as_ref();
+        store.update(&Key::new(format!("WS#{ws}"), format!("INVITE#{invite_id}")), Update::default().set("ttl", past.clone()), None).await.unwrap();
+        store.update(&Key::new(format!("INVITETOKEN#{}", tollgate::identity::sha256_hex(&token)), "INVITE"), Update::default().set("ttl", past), None).await.unwrap();
+        app.post("/api/invite-user/accept", None, json!({"token": token, "password": "late password 1"})).await.expect_error(404, "not_found");
+        let listing = app.get(&format!("/api/invite-user?business_id={ws}"), Some(&owner)).await.expect(200);
+        assert_eq!(listing.body["invites"], json!([]));
+        // The email may be invited again.
+        invite(&app, &owner, &ws, "late@example.com", "member").await;
+    }
+
+    async fn an_invite_accepted_by_many_at_once_makes_one_member(backend) {
+        let app = TestApp::start(backend).await;
+        let (owner, _) = app.admin().await;
+        let ws = workspace(&app, &owner, "Acme").await;
+        let (_, token) = invite(&app, &owner, &ws, "racer@example.com", "member").await;
+        let attempts = (0..8).map(|_| app.post("/api/invite-user/accept", None, json!({"token": token, "password": "racer password"})));
+        let results = futures::future::join_all(attempts).await;
+        let won = results.iter().filter(|r| r.status == 200).count();
+        assert_eq!(won, 1, "{:?}", results.iter().map(|r| &r.text).collect::<Vec<_>>());
+        assert!(results.iter().all(|r| r.status == 200 || (400..500).contains(&r.status.as_u16())));
+        let listing = app.get(&format!("/api/invite-user?business_id={ws}"), Some(&owner)).await.expect(200);
+        assert_eq!(listing.body["members"].as_array().unwrap().len(), 2);
+    }
+
+    async fn a_member_sees_and_touches_only_their_own_workspaces(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        let (_, alice) = app.user(&admin, "alice@example.com", "viewer").await;
+        let (bob_id, bob) = app.user(&admin, "bob@example.com", "viewer").await;
+        let theirs = workspace(&app, &bob, "Bob's").await;
+        let (bob_invite, _) = invite(&app, &bob, &theirs, "friend@example.com", "member").await;
+        let (_, carol_token) = invite(&app, &bob, &theirs, "carol@example.com", "member").await;
+        let carol = app.post("/api/invite-user/accept", None, json!({"token": carol_token, "password": "carol password"})).await.expect(200);
+        let carol_id = carol.body["user_id"].as_str().unwrap().to_string();
+        let mine = workspace(&app, &alice, "Alice's").await;
+
+        // Every workspace-scoped endpoint, with the other workspace's ids: 404, nothing changed.
+        let attempts = [
+            (Method::GET, format!("/api/workspaces/{theirs}"), None),
+            (Method::PUT, format!("/api/workspaces/{theirs}"), Some(json!({"name": "taken"}))),
+            (Method::GET, format!("/api/invite-user?business_id={theirs}"), None),
+            (Method::POST, "/api/invite-user".into(), Some(json!({"email": "spy@example.com", "role": "admin", "business_id": theirs, "redirect_to": REDIRECT}))),
+            (Method::DELETE, "/api/invite-user".into(), Some(json!({"business_id": theirs, "invite_id": bob_invite}))),
+            (Method::DELETE, "/api/invite-user".into(), Some(json!({"business_id": theirs, "user_id": carol_id}))),
+            (Method::DELETE, "/api/invite-user".into(), Some(json!({"business_id": theirs, "user_id": bob_id}))),
+            // Their invite or member, named under my workspace, is not found either.
+            (Method::DELETE, "/api/invite-user".into(), Some(json!({"business_id": mine, "invite_id": bob_invite}))),
+            (Method::DELETE, "/api/invite-user".into(), Some(json!({"business_id": mine, "user_id": carol_id}))),
+        ];
+        for (method, path, body) in attempts {
+            let r = app.call(method.clone(), &path, Some(&alice), body).await;
+            assert_eq!(r.status, 404, "{method} {path}: {}", r.text);
+            assert!(!r.text.contains("Bob's"), "{method} {path} leaked: {}", r.text);
+        }
+        let listed = app.get("/api/workspaces", Some(&alice)).await.expect(200);
+        assert_eq!(listed.body["workspaces"].as_array().unwrap().len(), 1);
+        assert_eq!(listed.body["workspaces"][0]["id"], mine.as_str());
+        let untouched = app.get(&format!("/api/invite-user?business_id={theirs}"), Some(&bob)).await.expect(200);
+        assert_eq!(untouched.body["members"].as_array().unwrap().len(), 2);
+        assert_eq!(emails(&untouched.body, "invites"), vec![("friend@example.com".into(), "member".into())]);
+        assert_eq!(app.get(&format!("/api/workspaces/{theirs}"), Some(&bob)).await.expect(200).body["name"], "Bob's");
+    }
+}
