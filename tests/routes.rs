@@ -57,6 +57,10 @@ const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/api/invite-user"),
     ("DELETE", "/api/invite-user"),
     ("POST", "/api/invite-user/accept"),
+    ("GET", "/api/tokens"),
+    ("POST", "/api/tokens"),
+    ("POST", "/api/tokens/{id}/revoke"),
+    ("DELETE", "/api/tokens/{id}"),
 ];
 
 fn operations(doc: &Value) -> BTreeSet<Route> {

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod me;
 pub mod models;
 pub mod proxy;
+pub mod tokens;
 pub mod usage;
 pub mod workspaces;
 
@@ -54,7 +55,7 @@ impl Group {
     pub fn routes(self) -> OpenApiRouter<AppState> {
         match self {
             Group::Auth => auth::routes().merge(me::routes()).routes(routes!(openapi_json)),
-            Group::Tokens => api_keys::routes(),
+            Group::Tokens => api_keys::routes().merge(tokens::routes()),
             Group::Providers => models::routes(),
             Group::Usage => usage::routes(),
             Group::Proxy => proxy::routes(),

@@ -114,7 +114,7 @@ async fn update_workspace(State(state): State<AppState>, caller: Caller, Path(id
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct BusinessQuery {
-    business_id: String,
+    pub business_id: String,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -3,6 +3,8 @@
 //! and a copy under the SHA-256 of its secret, so the proxy authenticates with one read. The
 //! secret itself (`tg_` + 32 random bytes) is returned once and never stored.
 
+pub mod workspace_tokens;
+
 use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
@@ -269,8 +271,12 @@ pub async fn create(store: &dyn Store, owner: Owner, settings: KeySettings) -> A
 
 /// The owner's token, or 404 (also for someone else's: ids are not secrets, but existence is).
 pub async fn get(store: &dyn Store, owner: &Owner, id: Uuid) -> ApiResult<ApiKey> {
-    let key: Option<ApiKey> = store.get(&record_key(id)).await?.map(from_item).transpose()?;
-    key.filter(|k| k.owner == *owner).ok_or_else(|| ApiError::not_found(format!("no API key with id {id}")))
+    get_any(store, id).await?.filter(|k| k.owner == *owner).ok_or_else(|| ApiError::not_found(format!("no API key with id {id}")))
+}
+
+/// The token with this id, whoever owns it (callers check the owner).
+pub async fn get_any(store: &dyn Store, id: Uuid) -> ApiResult<Option<ApiKey>> {
+    Ok(store.get(&record_key(id)).await?.map(from_item).transpose()?)
 }
 
 /// The token whose secret has this SHA-256, if any.
@@ -334,12 +340,19 @@ async fn save(store: &dyn Store, before: &ApiKey, after: &ApiKey, extra: Vec<TxO
 /// Revokes (and soft-deletes) a token: it stops working at once, and leaves listings unless
 /// `include_deleted` is asked for.
 pub async fn revoke(store: &dyn Store, owner: &Owner, id: Uuid) -> ApiResult<ApiKey> {
+    retire(store, owner, id, false).await
+}
+
+/// Revokes a token (it stops working at once); with `keep_listed`, it stays in listings as
+/// revoked, otherwise it is soft-deleted too. Retiring a retired token changes nothing.
+pub async fn retire(store: &dyn Store, owner: &Owner, id: Uuid, keep_listed: bool) -> ApiResult<ApiKey> {
     let before = get(store, owner, id).await?;
-    if before.revoked_at.is_some() {
+    let now = Utc::now();
+    let deleted_at = if keep_listed { before.deleted_at } else { before.deleted_at.or(Some(now)) };
+    let after = ApiKey { revoked_at: before.revoked_at.or(Some(now)), deleted_at, ..before.clone() };
+    if after.revoked_at == before.revoked_at && after.deleted_at == before.deleted_at {
         return Ok(before);
     }
-    let now = Utc::now();
-    let after = ApiKey { revoked_at: Some(now), deleted_at: Some(now), ..before.clone() };
     save(store, &before, &after, vec![]).await?;
     Ok(after)
 }

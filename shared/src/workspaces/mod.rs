@@ -129,10 +129,17 @@ pub async fn require_member(store: &dyn Store, id: Uuid, user_id: Uuid) -> ApiRe
 /// `require_member`, and 403 unless the caller is an owner or admin.
 pub async fn require_manager(store: &dyn Store, id: Uuid, user_id: Uuid) -> ApiResult<(Workspace, Member)> {
     let (workspace, member) = require_member(store, id, user_id).await?;
-    if !member.role.manages() {
-        return Err(ApiError::forbidden("workspace_admin_required", format!("only the workspace's owners and admins may do this; your role is {}", member.role.as_str())));
-    }
+    require_manages(&member)?;
     Ok((workspace, member))
+}
+
+/// 403 unless the member is an owner or admin.
+pub fn require_manages(member: &Member) -> ApiResult<()> {
+    if member.role.manages() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("workspace_admin_required", format!("only the workspace's owners and admins may do this; your role is {}", member.role.as_str())))
+    }
 }
 
 /// The caller's workspaces with their role in each, oldest membership first.
