@@ -7,7 +7,11 @@ use tollgate_tests::{TestApp, backend_tests};
 
 const REDIRECT: &str = "https://app.example.com/signin?from=mail";
 
-async fn workspace(app: &TestApp, token: &str, name: &str) -> String {
+async fn workspace(app: &TestApp, token: &str) -> String {
+    workspace_named(app, token, "Acme").await
+}
+
+async fn workspace_named(app: &TestApp, token: &str, name: &str) -> String {
     let r = app.post("/api/workspaces", Some(token), json!({"name": name})).await.expect(201);
     assert_eq!(r.body["role"], "owner");
     r.body["id"].as_str().unwrap().to_string()
@@ -34,7 +38,7 @@ backend_tests! {
     async fn invites_bring_people_in_once_and_roles_decide_who_manages(backend) {
         let app = TestApp::start(backend).await;
         let (owner, _) = app.admin().await;
-        let ws = workspace(&app, &owner, "Acme").await;
+        let ws = workspace_named(&app, &owner, "Acme").await;
         let mine = app.get("/api/workspaces", Some(&owner)).await.expect(200);
         assert_eq!(mine.body["workspaces"][0]["name"], "Acme");
 
@@ -117,7 +121,7 @@ backend_tests! {
     async fn an_invite_expires(backend) {
         let app = TestApp::start(backend).await;
         let (owner, _) = app.admin().await;
-        let ws = workspace(&app, &owner, "Acme").await;
+        let ws = workspace_named(&app, &owner, "Acme").await;
         let (invite_id, token) = invite(&app, &owner, &ws, "late@example.com", "member").await;
         // Age the invite past its expiry, as seven days would.
         let past = Attr::N(chrono::Utc::now().timestamp() - 1);
@@ -134,7 +138,7 @@ backend_tests! {
     async fn an_invite_accepted_by_many_at_once_makes_one_member(backend) {
         let app = TestApp::start(backend).await;
         let (owner, _) = app.admin().await;
-        let ws = workspace(&app, &owner, "Acme").await;
+        let ws = workspace_named(&app, &owner, "Acme").await;
         let (_, token) = invite(&app, &owner, &ws, "racer@example.com", "member").await;
         let attempts = (0..8).map(|_| app.post("/api/invite-user/accept", None, json!({"token": token, "password": "racer password"})));
         let results = futures::future::join_all(attempts).await;
@@ -150,12 +154,12 @@ backend_tests! {
         let (admin, _) = app.admin().await;
         let (_, alice) = app.user(&admin, "alice@example.com", "viewer").await;
         let (bob_id, bob) = app.user(&admin, "bob@example.com", "viewer").await;
-        let theirs = workspace(&app, &bob, "Bob's").await;
+        let theirs = workspace_named(&app, &bob, "Bob's").await;
         let (bob_invite, _) = invite(&app, &bob, &theirs, "friend@example.com", "member").await;
         let (_, carol_token) = invite(&app, &bob, &theirs, "carol@example.com", "member").await;
         let carol = app.post("/api/invite-user/accept", None, json!({"token": carol_token, "password": "carol password"})).await.expect(200);
         let carol_id = carol.body["user_id"].as_str().unwrap().to_string();
-        let mine = workspace(&app, &alice, "Alice's").await;
+        let mine = workspace_named(&app, &alice, "Alice's").await;
 
         // Every workspace-scoped endpoint, with the other workspace's ids: 404, nothing changed.
         let attempts = [
@@ -182,5 +186,43 @@ backend_tests! {
         assert_eq!(untouched.body["members"].as_array().unwrap().len(), 2);
         assert_eq!(emails(&untouched.body, "invites"), vec![("friend@example.com".into(), "member".into())]);
         assert_eq!(app.get(&format!("/api/workspaces/{theirs}"), Some(&bob)).await.expect(200).body["name"], "Bob's");
+    }
+
+    async fn export_and_account_deletion_cover_memberships_and_usage(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-1", 1.0, 2.0, None).await;
+        let (_, owner) = app.user(&admin, "boss@example.com", "viewer").await;
+        let ws = workspace(&app, &owner).await;
+        let (_, token) = invite(&app, &owner, &ws, "member@example.com", "admin").await;
+        app.post("/api/invite-user/accept", None, json!({"token": token, "password": "member password"})).await.expect(200);
+        let member = app.login("member@example.com", "member password").await;
+        let (_, key) = app.api_key(&member, json!({})).await;
+        for _ in 0..3 {
+            app.chat(&key, json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
+        }
+
+        let export = app.get("/admin/v1/me/export", Some(&member)).await.expect(200);
+        let orgs = &export.body["memberships"]["organizations"];
+        assert_eq!(orgs.as_array().unwrap().len(), 1);
+        assert_eq!(orgs[0]["org_id"], ws.as_str());
+        assert_eq!(orgs[0]["org_name"], "Acme");
+        assert_eq!(orgs[0]["role"], "admin");
+        assert_eq!(orgs[0]["source"], "invite");
+        let summary = &export.body["usage_summary"];
+        assert_eq!(summary["request_count"], 3);
+        assert!(summary["total_tokens"].as_i64().unwrap() > 0);
+        assert!(summary["total_cost_microcents"].as_i64().unwrap() > 0);
+        assert!(summary["first_request_at"].is_string() && summary["last_request_at"].is_string());
+        assert_eq!(export.body["api_keys"].as_array().unwrap().len(), 1);
+
+        // The only owner of a workspace cannot delete their account; a member can.
+        let refused = app.delete("/admin/v1/me", Some(&owner)).await.expect_error(409, "sole_owner");
+        assert!(refused.body["error"]["message"].as_str().unwrap().contains("Acme"), "{}", refused.text);
+        let deleted = app.delete("/admin/v1/me", Some(&member)).await.expect(200);
+        assert_eq!(deleted.body["usage_records_deleted"], 3);
+        let listing = app.get(&format!("/api/invite-user?business_id={ws}"), Some(&owner)).await.expect(200);
+        assert_eq!(emails(&listing.body, "members"), vec![("boss@example.com".into(), "owner".into())]);
+        app.chat(&key, json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]})).await.expect_error(401, "invalid_api_key");
     }
 }

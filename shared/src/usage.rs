@@ -130,6 +130,32 @@ pub async fn erase(store: &dyn Store, owner: &str) -> ApiResult<usize> {
     }
 }
 
+/// Totals of an owner's records, for the data export.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub request_count: i64,
+    pub total_tokens: i64,
+    pub cost_micros: i64,
+    pub first_request_at: Option<DateTime<Utc>>,
+    pub last_request_at: Option<DateTime<Utc>>,
+}
+
+/// Sums every record of an owner. It reads them all, which suits an export (that reads them
+/// anyway) and nothing on a hot path.
+pub async fn summary(store: &dyn Store, owner: &str) -> ApiResult<Summary> {
+    let items = crate::store::query_all(store, crate::store::Query::new(Index::Primary, partition(owner))).await?;
+    let mut sum = Summary::default();
+    for item in items {
+        let record: UsageRecord = from_item(item)?;
+        sum.request_count += 1;
+        sum.total_tokens += record.input_tokens + record.output_tokens;
+        sum.cost_micros += record.cost_micros;
+        sum.first_request_at = Some(sum.first_request_at.map_or(record.recorded_at, |f| f.min(record.recorded_at)));
+        sum.last_request_at = Some(sum.last_request_at.map_or(record.recorded_at, |l| l.max(record.recorded_at)));
+    }
+    Ok(sum)
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct LogFilter {
     pub api_key_id: Option<Uuid>,

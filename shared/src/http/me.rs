@@ -16,6 +16,7 @@ use crate::identity::sessions::{self, Session};
 use crate::identity::users;
 use crate::keys::{self, Owner};
 use crate::usage;
+use crate::workspaces;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -103,14 +104,27 @@ async fn export_me(State(state): State<AppState>, caller: Caller) -> ApiResult<J
             })
         })
         .collect();
+    let store = state.store.as_ref();
+    let mut organizations = Vec::new();
+    for (workspace, member) in workspaces::of_user(store, user.id).await? {
+        organizations.push(json!({
+            "joined_at": member.joined_at, "org_id": workspace.id, "org_name": workspace.name, "org_slug": null,
+            "role": member.role, "source": if member.user_id == workspace.created_by { "manual" } else { "invite" },
+        }));
+    }
+    let summary = usage::summary(store, &Owner::User { user_id: user.id }.tag()).await?;
     Ok(Json(json!({
         "api_keys": api_keys,
         "audit_logs": [],
         "conversations": [],
         "exported_at": Utc::now(),
-        "memberships": { "organizations": [], "projects": [], "teams": [] },
+        "memberships": { "organizations": organizations, "projects": [], "teams": [] },
         "sessions": sessions,
-        "usage_summary": { "first_request_at": null, "last_request_at": null, "request_count": 0, "total_cost_microcents": 0, "total_tokens": 0 },
+        "usage_summary": {
+            "first_request_at": summary.first_request_at, "last_request_at": summary.last_request_at, "request_count": summary.request_count,
+            // The seed counts micro-cents; we keep micro-dollars (100 micro-cents each).
+            "total_cost_microcents": summary.cost_micros.saturating_mul(100), "total_tokens": summary.total_tokens,
+        },
         "user": {
             "id": user.id, "email": user.email, "name": user.name, "external_id": null, "role": user.role,
             "created_at": user.created_at, "updated_at": user.updated_at,
@@ -135,6 +149,14 @@ async fn delete_me(State(state): State<AppState>, caller: Caller) -> ApiResult<J
     if caller.user.role == "admin" {
         users::ensure_other_admin(store, caller.user.id).await?;
     }
+    let orphaned = workspaces::solely_owned_by(store, caller.user.id).await?;
+    if !orphaned.is_empty() {
+        let names: Vec<String> = orphaned.iter().map(|w| format!("{:?} ({})", w.name, w.id)).collect();
+        return Err(ApiError::conflict(
+            "sole_owner",
+            format!("you are the only owner of {}: deleting your account would leave it without an owner, so it is kept", names.join(", ")),
+        ));
+    }
     // Keys first: once the account is gone, nothing may still spend in its name.
     let owner = Owner::User { user_id: caller.user.id };
     let mut api_keys_deleted = 0;
@@ -146,6 +168,7 @@ async fn delete_me(State(state): State<AppState>, caller: Caller) -> ApiResult<J
         api_keys_deleted += 1;
     }
     let usage_records_deleted = usage::erase(store, &owner.tag()).await?;
+    workspaces::leave_all(store, caller.user.id).await?;
     users::delete(store, &caller.user).await?;
     Ok(Json(Deleted {
         api_keys_deleted,
