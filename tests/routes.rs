@@ -61,6 +61,19 @@ const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/api/tokens"),
     ("POST", "/api/tokens/{id}/revoke"),
     ("DELETE", "/api/tokens/{id}"),
+    ("GET", "/api/projects"),
+    ("POST", "/api/projects"),
+    ("GET", "/api/projects/{slug}"),
+    ("PUT", "/api/projects/{slug}"),
+    ("DELETE", "/api/projects/{slug}"),
+    ("GET", "/api/projects/{slug}/members"),
+    ("POST", "/api/projects/{slug}/members"),
+    ("PUT", "/api/projects/{slug}/members/{userId}"),
+    ("DELETE", "/api/projects/{slug}/members/{userId}"),
+    ("GET", "/api/projects/{slug}/tokens"),
+    ("POST", "/api/projects/{slug}/tokens"),
+    ("PUT", "/api/projects/{slug}/tokens/{tokenId}"),
+    ("DELETE", "/api/projects/{slug}/tokens/{tokenId}"),
 ];
 
 fn operations(doc: &Value) -> BTreeSet<Route> {

@@ -46,6 +46,10 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     pub fn remove(&self, key: &K) {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
+
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod limits;
 pub mod money;
 pub mod pagination;
+pub mod projects;
 pub mod proxy;
 pub mod runtime;
 pub mod secrets;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Attr, Cond, Item, Key, Store, StoreError, Update};
+use crate::store::{Attr, Cond, Item, Key, Store, StoreError, TxOp, Update};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -201,17 +201,58 @@ fn refusal(limit: &Limit, end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Api
     }
 }
 
-/// Reserves `charge` against every limit in one atomic step; refuses with 402/429 when any
-/// would pass its limit. With no limits, touches nothing.
-pub async fn reserve(store: &dyn Store, counters: Key, limits: &[Limit], charge: &Charge, now: DateTime<Utc>) -> ApiResult<Reservation> {
-    let active: Vec<&Limit> = limits.iter().filter(|l| l.mode != Mode::Disable).collect();
-    if active.is_empty() {
-        return Ok(Reservation { counters, entries: vec![], stale: vec![] });
+/// One level of limits (a workspace, a project, a token) and the item holding its counters.
+#[derive(Clone, Debug)]
+pub struct Level {
+    pub counters: Key,
+    pub limits: Vec<Limit>,
+}
+
+const METRICS: [Metric; 5] = [Metric::Cost, Metric::Calls, Metric::InputTokens, Metric::OutputTokens, Metric::TotalTokens];
+
+/// Which limits apply, given levels from the top (workspace) down to the token. Per metric, a
+/// lower level's limits combine with those above by their mode: `replace` (the default) puts
+/// them in place of the limits above on that metric, `extend` adds them (all must pass), and
+/// `disable` switches that limit off (the limits above still apply). A level with no limits
+/// on a metric leaves the limits above on it as they are. Levels left with nothing to enforce
+/// are dropped.
+pub fn effective(levels: Vec<Level>) -> Vec<Level> {
+    let mut active: Vec<(usize, Limit)> = Vec::new();
+    for (i, level) in levels.iter().enumerate() {
+        for metric in METRICS {
+            let own: Vec<&Limit> = level.limits.iter().filter(|l| l.metric == metric && l.mode != Mode::Disable).collect();
+            if own.is_empty() {
+                continue;
+            }
+            if own.iter().any(|l| l.mode == Mode::Replace) {
+                active.retain(|(_, l)| l.metric != metric);
+            }
+            active.extend(own.into_iter().map(|l| (i, l.clone())));
+        }
     }
+    levels
+        .into_iter()
+        .enumerate()
+        .map(|(i, level)| Level { counters: level.counters, limits: active.iter().filter(|(j, _)| *j == i).map(|(_, l)| l.clone()).collect() })
+        .filter(|level| !level.limits.is_empty())
+        .collect()
+}
+
+/// One limit's planned share, before the store has answered.
+struct Planned {
+    limit: Limit,
+    attr: String,
+    amount: i64,
+    end: Option<DateTime<Utc>>,
+}
+
+/// The conditional update reserving `charge` against one level: refuses at once a request
+/// whose worst case alone exceeds a limit.
+fn plan(level: &Level, charge: &Charge, now: DateTime<Utc>) -> ApiResult<(Update, Cond, Vec<Planned>)> {
     let mut update = Update::default();
     let mut conds = Vec::new();
     let mut plan = Vec::new();
-    for limit in active {
+    for limit in &level.limits {
         let (window_key, end) = limit.window.span(now);
         let amount = charge.amount(limit.metric);
         if amount > limit.limit {
@@ -220,33 +261,85 @@ pub async fn reserve(store: &dyn Store, counters: Key, limits: &[Limit], charge:
         let attr = attr_name(limit, &window_key);
         conds.push(Cond::Or(vec![Cond::AttrNotExists(attr.clone()), Cond::Le(attr.clone(), limit.limit - amount)]));
         update = update.add(&attr, amount);
-        plan.push((limit.clone(), attr, amount, end));
+        plan.push(Planned { limit: limit.clone(), attr, amount, end });
     }
-    match store.update_buffered(&counters, update, Some(Cond::And(conds))).await {
-        Ok(item) => {
-            let entries: Vec<Reserved> = plan
-                .into_iter()
-                .map(|(limit, attr, amount, window_end)| {
-                    let used = item.get(&attr).and_then(Attr::as_i64).unwrap_or(amount);
-                    Reserved { limit, attr, amount, used, window_end }
-                })
-                .collect();
-            let stale = stale_attrs(&item, &entries);
-            Ok(Reservation { counters, entries, stale })
+    Ok((update, Cond::And(conds), plan))
+}
+
+/// The reservation a level's counters item shows once `plan` is applied.
+fn reserved(counters: Key, item: &Item, plan: Vec<Planned>) -> Reservation {
+    let entries: Vec<Reserved> = plan
+        .into_iter()
+        .map(|p| {
+            let used = item.get(&p.attr).and_then(Attr::as_i64).unwrap_or(p.amount);
+            Reserved { limit: p.limit, attr: p.attr, amount: p.amount, used, window_end: p.end }
+        })
+        .collect();
+    let stale = stale_attrs(item, &entries);
+    Reservation { counters, entries, stale }
+}
+
+/// Names the limit that refused a reservation (read on the refusal path only).
+async fn refused(store: &dyn Store, counters: &Key, plan: &[Planned], now: DateTime<Utc>) -> ApiError {
+    let item = match store.get(counters).await {
+        Ok(item) => item.unwrap_or_default(),
+        Err(e) => return e.into(),
+    };
+    for p in plan {
+        let used = item.get(&p.attr).and_then(Attr::as_i64).unwrap_or(0);
+        if used + p.amount > p.limit.limit {
+            return refusal(&p.limit, p.end, now);
         }
-        Err(StoreError::ConditionFailed) => {
-            // Name the limit that refused (this read is on the refusal path only).
-            let item = store.get(&counters).await?.unwrap_or_default();
-            for (limit, attr, amount, end) in &plan {
-                let used = item.get(attr).and_then(Attr::as_i64).unwrap_or(0);
-                if used + amount > limit.limit {
-                    return Err(refusal(limit, *end, now));
-                }
-            }
-            // Another request settled in between; the caller may simply retry.
-            Err(refusal(&plan[0].0, plan[0].3, now))
-        }
+    }
+    // Another request settled in between; the caller may simply retry.
+    refusal(&plan[0].limit, plan[0].end, now)
+}
+
+/// Reserves `charge` against every limit of one level in one atomic step; refuses with
+/// 402/429 when any would pass its limit. With no limits, touches nothing.
+pub async fn reserve(store: &dyn Store, counters: Key, limits: &[Limit], charge: &Charge, now: DateTime<Utc>) -> ApiResult<Reservation> {
+    let level = Level { counters, limits: limits.iter().filter(|l| l.mode != Mode::Disable).cloned().collect() };
+    if level.limits.is_empty() {
+        return Ok(Reservation { counters: level.counters, entries: vec![], stale: vec![] });
+    }
+    let (update, cond, plan) = plan(&level, charge, now)?;
+    match store.update_buffered(&level.counters, update, Some(cond)).await {
+        Ok(item) => Ok(reserved(level.counters, &item, plan)),
+        Err(StoreError::ConditionFailed) => Err(refused(store, &level.counters, &plan, now).await),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Reserves `charge` against every level at once: one conditional update per level, in one
+/// transaction, so either every level counts the request or none does. One level is the
+/// single update of `reserve`; with several, the counters are read back afterwards for the
+/// rate-limit headers.
+pub async fn reserve_levels(store: &dyn Store, levels: &[Level], charge: &Charge, now: DateTime<Utc>) -> ApiResult<Vec<Reservation>> {
+    match levels {
+        [] => Ok(vec![]),
+        [level] => Ok(vec![reserve(store, level.counters.clone(), &level.limits, charge, now).await?]),
+        levels => {
+            let mut ops = Vec::with_capacity(levels.len());
+            let mut plans = Vec::with_capacity(levels.len());
+            for level in levels {
+                let (update, cond, plan) = plan(level, charge, now)?;
+                ops.push(TxOp::Update { key: level.counters.clone(), update, cond: Some(cond) });
+                plans.push(plan);
+            }
+            match store.transact_buffered(ops).await {
+                Ok(()) => {}
+                Err(StoreError::TransactionCancelled { index }) if index < levels.len() => {
+                    return Err(refused(store, &levels[index].counters, &plans[index], now).await);
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let mut out = Vec::with_capacity(levels.len());
+            for (level, plan) in levels.iter().zip(plans) {
+                let item = store.get(&level.counters).await?.unwrap_or_default();
+                out.push(reserved(level.counters.clone(), &item, plan));
+            }
+            Ok(out)
+        }
     }
 }
 

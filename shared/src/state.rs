@@ -35,6 +35,9 @@ pub struct HotCaches {
     pub keys: TtlCache<String, ApiKey>,
     pub models: TtlCache<String, Model>,
     pub secrets: TtlCache<String, Arc<SecretString>>,
+    /// What a workspace or project token needs beyond itself (its project, its workspace),
+    /// by owner tag.
+    pub owners: TtlCache<String, Arc<crate::proxy::levels::OwnerContext>>,
 }
 
 #[derive(Clone)]
@@ -102,7 +105,7 @@ impl AppState {
     pub async fn with_backends(config: Config, store: Arc<dyn Store>, secrets: Arc<dyn SecretStore>) -> anyhow::Result<Self> {
         let jwt = tokio::sync::OnceCell::new();
         let ttl = config.key_cache;
-        let hot = HotCaches { keys: TtlCache::new(ttl, 100_000), models: TtlCache::new(ttl, 10_000), secrets: TtlCache::new(ttl, 10_000) };
+        let hot = HotCaches { keys: TtlCache::new(ttl, 100_000), models: TtlCache::new(ttl, 10_000), secrets: TtlCache::new(ttl, 10_000), owners: TtlCache::new(ttl, 10_000) };
         let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
         Ok(Self(Arc::new(Inner { store, secrets, jwt, config, started: Instant::now(), hot, http })))
     }

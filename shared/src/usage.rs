@@ -60,6 +60,10 @@ pub struct UsageRecord {
     pub finish_reason: Option<String>,
     pub http_referer: Option<String>,
     pub error: Option<String>,
+    /// Every model the request could have been served by, in routing order.
+    #[serde(default)]
+    pub candidates: Vec<String>,
+    /// Every upstream attempt, in order: the last one served (or failed) the request.
     pub routing: Vec<Attempt>,
     pub recorded_at: DateTime<Utc>,
 }

@@ -1,4 +1,4 @@
-//! The members group's Lambda: workspaces, their members and invitations.
+//! The members group's Lambda: workspaces, members, invitations, projects and project members.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tollgate::runtime::run(&[tollgate::Group::Members]).await

@@ -6,6 +6,8 @@ pub mod auth;
 pub mod extract;
 pub mod me;
 pub mod models;
+pub mod project_tokens;
+pub mod projects;
 pub mod proxy;
 pub mod tokens;
 pub mod usage;
@@ -55,11 +57,11 @@ impl Group {
     pub fn routes(self) -> OpenApiRouter<AppState> {
         match self {
             Group::Auth => auth::routes().merge(me::routes()).routes(routes!(openapi_json)),
-            Group::Tokens => api_keys::routes().merge(tokens::routes()),
+            Group::Tokens => api_keys::routes().merge(tokens::routes()).merge(project_tokens::routes()),
             Group::Providers => models::routes(),
             Group::Usage => usage::routes(),
             Group::Proxy => proxy::routes(),
-            Group::Members => workspaces::routes(),
+            Group::Members => workspaces::routes().merge(projects::routes()),
         }
     }
 }

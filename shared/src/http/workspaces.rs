@@ -108,6 +108,7 @@ async fn update_workspace(State(state): State<AppState>, caller: Caller, Path(id
         workspace.limits = limits::from_specs(&specs)?;
     }
     workspaces::update(store, &mut workspace).await?;
+    state.hot.owners.clear();
     Ok(Json(view(workspace, &member)))
 }
 

@@ -357,6 +357,20 @@ pub async fn retire(store: &dyn Store, owner: &Owner, id: Uuid, keep_listed: boo
     Ok(after)
 }
 
+/// Changes a token's settings (name, limits, ...): both copies change together, and the
+/// proxy sees the change when its key cache is next refreshed (the caller drops its own).
+pub async fn update(store: &dyn Store, owner: &Owner, id: Uuid, change: impl FnOnce(&mut KeySettings) -> ApiResult<()>) -> ApiResult<ApiKey> {
+    let before = get(store, owner, id).await?;
+    if before.revoked_at.is_some() {
+        return Err(ApiError::conflict("key_revoked", "a revoked token cannot be changed"));
+    }
+    let mut after = before.clone();
+    change(&mut after.settings)?;
+    after.settings.validate(Utc::now() - Duration::seconds(1))?;
+    save(store, &before, &after, vec![]).await?;
+    Ok(after)
+}
+
 /// Replaces a token with a new secret that copies every setting. The old secret keeps working
 /// for `grace_secs`.
 pub async fn rotate(store: &dyn Store, owner: &Owner, id: Uuid, grace_secs: i64) -> ApiResult<Issued> {

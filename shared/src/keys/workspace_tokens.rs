@@ -78,7 +78,8 @@ pub fn settings(
     match (budget_limit, reset) {
         (Some(dollars), reset) => {
             let window = reset.unwrap_or(ResetInterval::Monthly).window();
-            limits.push(Limit { id: BUDGET.into(), metric: Metric::Cost, limit: dollars_to_micros(dollars, "budget_limit")?, window, mode: Mode::Replace });
+            // Extend: the token's budget counts within the workspace's, never instead of it.
+            limits.push(Limit { id: BUDGET.into(), metric: Metric::Cost, limit: dollars_to_micros(dollars, "budget_limit")?, window, mode: Mode::Extend });
         }
         (None, Some(_)) => return Err(ApiError::invalid_param("budget_reset_interval", "budget_reset_interval needs budget_limit")),
         (None, None) => {}

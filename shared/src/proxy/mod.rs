@@ -3,6 +3,7 @@
 //! update); forward; settle the real cost and write the usage record (one transaction). With a
 //! warm key cache that is two store round trips per request.
 
+pub mod levels;
 pub mod mock;
 pub mod request;
 pub mod upstream;
@@ -127,8 +128,17 @@ struct Flight {
     state: AppState,
     key: ApiKey,
     req: Inspected,
+    /// The model being tried now: the first of `candidates`, then the next after a failure.
     model: Model,
-    reservation: Reservation,
+    /// The models this request may be served by, in routing order (a project's models for a
+    /// project token; the requested model otherwise).
+    candidates: Vec<Model>,
+    reservations: Vec<Reservation>,
+    /// How long an upstream may take to answer (a project's `defaultTimeoutMs`).
+    timeout: Duration,
+    /// Every upstream attempt so far, for the routing trace.
+    attempts: Vec<usage::Attempt>,
+    context: Arc<levels::OwnerContext>,
     started: Instant,
     request_id: String,
     referer: Option<String>,
@@ -142,27 +152,75 @@ async fn admit(state: AppState, endpoint: Endpoint, caller: Caller, body: Bytes)
     if !key.allows_model(&req.model) {
         return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)));
     }
-    let model = resolve_model(&state, &req.model).await?;
-    let worst_output = if endpoint == Endpoint::Embeddings { 0 } else { req.max_output.unwrap_or(model.context_window).min(model.context_window) };
-    let worst_input = req.worst_input_tokens();
-    let worst = Charge {
-        calls: 1,
-        input_tokens: worst_input,
-        output_tokens: worst_output,
-        cost_micros: cost_micros(worst_input, worst_output, model.input_price_micros, model.output_price_micros),
+    let context = levels::owner_context(&state, &key).await?;
+    let candidates = match &context.project {
+        Some(project) => route(&state, project, &req.model).await?,
+        None => vec![resolve_model(&state, &req.model).await?],
     };
+    let timeout = context.project.as_ref().map_or(state.config.upstream_timeout, |p| Duration::from_millis(p.default_timeout_ms.max(1) as u64));
+    // The worst case over every candidate the request may fall back to.
+    let worst_input = req.worst_input_tokens();
+    let mut worst = Charge { calls: 1, input_tokens: worst_input, ..Charge::default() };
+    for model in &candidates {
+        let output = if endpoint == Endpoint::Embeddings { 0 } else { req.max_output.unwrap_or(model.context_window).min(model.context_window) };
+        worst.output_tokens = worst.output_tokens.max(output);
+        worst.cost_micros = worst.cost_micros.max(cost_micros(worst_input, output, model.input_price_micros, model.output_price_micros));
+    }
     let request_id = current_request_id();
-    match limits::reserve(state.store.as_ref(), key.counters(), &key.all_limits(), &worst, Utc::now()).await {
-        Ok(reservation) => Ok(Flight { state, key, req, model, reservation, started, request_id, referer: caller.referer }),
+    let model = candidates[0].clone();
+    let mut flight = Flight {
+        state,
+        key,
+        req,
+        model,
+        candidates,
+        reservations: vec![],
+        timeout,
+        attempts: vec![],
+        context: context.clone(),
+        started,
+        request_id,
+        referer: caller.referer,
+    };
+    let levels = levels::levels(&flight.key, &context);
+    match limits::reserve_levels(flight.state.store.as_ref(), &levels, &worst, Utc::now()).await {
+        Ok(reservations) => {
+            flight.reservations = reservations;
+            Ok(flight)
+        }
         Err(refusal) => {
             let outcome = if refusal.status() == StatusCode::PAYMENT_REQUIRED { Outcome::BudgetExceeded } else { Outcome::Error };
-            let reservation = Reservation { counters: key.counters(), entries: vec![], stale: vec![] };
-            let flight = Flight { state, key, req, model, reservation, started, request_id, referer: caller.referer };
             let seen = Observed::default();
             flight.record(Charge::default(), &seen, outcome, refusal.status().as_u16(), false, Some(refusal.to_string())).await?;
             Err(refusal)
         }
     }
+}
+
+/// A project token's routing candidates: the project's models in order, the requested one
+/// first when it is among them. Models since removed from the catalog are skipped.
+async fn route(state: &AppState, project: &crate::projects::Project, requested: &str) -> ApiResult<Vec<Model>> {
+    let mut order: Vec<&String> = project.models.iter().collect();
+    if let Some(i) = order.iter().position(|m| *m == requested) {
+        let first = order.remove(i);
+        order.insert(0, first);
+    }
+    let mut out = Vec::with_capacity(order.len());
+    for id in order {
+        match resolve_model(state, id).await {
+            Ok(model) => out.push(model),
+            Err(ApiError::Status { code: "model_not_found", .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if out.is_empty() {
+        return Err(status_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_route",
+            format!("project {:?} has no catalog models to route to; set its models with PUT /api/projects/{}", project.slug, project.slug),
+        ));
+    }
+    Ok(out)
 }
 
 /// What the upstream reported (or what we saw delivered) about one answer.
@@ -210,34 +268,39 @@ fn duration_text(secs: i64) -> String {
 }
 
 /// The key's standing after this request: OpenAI's rate-limit headers and our budget headers.
-fn standing(reservation: &Reservation, actual: Option<&Charge>, now: DateTime<Utc>) -> Vec<(HeaderName, String)> {
-    let mut out: Vec<(HeaderName, String)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for entry in &reservation.entries {
+/// With several levels, each header tells of the limit closest to refusing.
+fn standing(reservations: &[Reservation], actual: Option<&Charge>, now: DateTime<Utc>) -> Vec<(HeaderName, String)> {
+    // kind -> (remaining, limit, window end)
+    let mut tightest: Vec<(&'static str, i64, i64, Option<DateTime<Utc>>)> = Vec::new();
+    for entry in reservations.iter().flat_map(|r| &r.entries) {
         let returned = actual.map_or(0, |a| entry.amount - a.amount(entry.limit.metric));
         let remaining = (entry.limit.limit - (entry.used - returned)).max(0);
-        let reset_secs = entry.window_end.map(|e| (e - now).num_seconds());
         let kind = match entry.limit.metric {
             Metric::Calls => "requests",
             Metric::TotalTokens => "tokens",
             Metric::Cost => "budget",
             _ => continue,
         };
-        if !seen.insert(kind) {
-            continue;
+        match tightest.iter_mut().find(|t| t.0 == kind) {
+            Some(t) if t.1 <= remaining => {}
+            Some(t) => *t = (kind, remaining, entry.limit.limit, entry.window_end),
+            None => tightest.push((kind, remaining, entry.limit.limit, entry.window_end)),
         }
+    }
+    let mut out: Vec<(HeaderName, String)> = Vec::new();
+    for (kind, remaining, limit, window_end) in tightest {
         if kind == "budget" {
-            out.push((HeaderName::from_static("x-budget-limit-usd"), format_dollars(entry.limit.limit)));
+            out.push((HeaderName::from_static("x-budget-limit-usd"), format_dollars(limit)));
             out.push((HeaderName::from_static("x-budget-remaining-usd"), format_dollars(remaining)));
-            if let Some(end) = entry.window_end {
+            if let Some(end) = window_end {
                 out.push((HeaderName::from_static("x-budget-reset-at"), end.to_rfc3339()));
             }
         } else {
             let name = |what: &str| HeaderName::try_from(format!("x-ratelimit-{what}-{kind}")).expect("static header name");
-            out.push((name("limit"), entry.limit.limit.to_string()));
+            out.push((name("limit"), limit.to_string()));
             out.push((name("remaining"), remaining.to_string()));
-            if let Some(secs) = reset_secs {
-                out.push((name("reset"), duration_text(secs)));
+            if let Some(end) = window_end {
+                out.push((name("reset"), duration_text((end - now).num_seconds())));
             }
         }
     }
@@ -306,19 +369,42 @@ impl Flight {
         body
     }
 
-    /// Calls the model's upstream with the request; `body` is `upstream_body()`.
+    /// Calls the current model's upstream with the request; `body` is `upstream_body()`.
     async fn call_upstream<T>(&self, body: &serde_json::Map<String, Value>, go: impl AsyncFnOnce(upstream::Call<'_>) -> T) -> ApiResult<T> {
         let secret = model_secret(&self.state, &self.model).await?;
         let base = self.model.endpoint().unwrap_or_default();
-        let call = upstream::Call {
-            client: &self.state.http,
-            base_url: &base,
-            api_key: secret.as_deref(),
-            endpoint: self.req.endpoint,
-            body,
-            timeout: self.state.config.upstream_timeout,
-        };
+        let call = upstream::Call { client: &self.state.http, base_url: &base, api_key: secret.as_deref(), endpoint: self.req.endpoint, body, timeout: self.timeout };
         Ok(go(call).await)
+    }
+
+    /// Notes an attempt at the current model in the routing trace.
+    fn attempted(&mut self, since: Instant, failure: Option<&Failure>) {
+        let status = match failure {
+            None => Some(200),
+            Some(Failure::Status(s, _)) => Some(i64::from(*s)),
+            Some(_) => None,
+        };
+        self.attempts.push(usage::Attempt {
+            model: self.model.id.clone(),
+            provider: self.model.provider.clone(),
+            status,
+            latency_ms: since.elapsed().as_millis() as i64,
+            error: failure.map(Failure::describe),
+        });
+    }
+
+    /// Moves to the next candidate after `failure`, if the failure allows one: 5xx answers,
+    /// transport errors and timeouts fall back; 4xx answers (the request itself) do not.
+    fn fall_back(&mut self, failure: &Failure) -> bool {
+        let retryable = !matches!(failure, Failure::Status(s, _) if (400..500).contains(s));
+        let next = self.attempts.len();
+        match self.candidates.get(next) {
+            Some(model) if retryable => {
+                self.model = model.clone();
+                true
+            }
+            _ => false,
+        }
     }
 
     fn charge(&self, seen: &Observed) -> Charge {
@@ -336,8 +422,10 @@ impl Flight {
     async fn record_full(&self, actual: Charge, seen: &Observed, outcome: Outcome, status: u16, streamed: bool, cancelled: bool, error: Option<String>) -> ApiResult<()> {
         let now = Utc::now();
         let mut ops = Vec::new();
-        if let Some((key, update)) = limits::settlement(&self.reservation, &actual) {
-            ops.push(TxOp::Update { key, update, cond: None });
+        for reservation in &self.reservations {
+            if let Some((key, update)) = limits::settlement(reservation, &actual) {
+                ops.push(TxOp::Update { key, update, cond: None });
+            }
         }
         let touch = self.key.last_used_at.is_none_or(|t| (now - t).num_seconds() >= 60);
         if touch {
@@ -346,7 +434,7 @@ impl Flight {
         let (user_id, org_id, project_id) = match &self.key.owner {
             Owner::User { user_id } => (Some(*user_id), None, None),
             Owner::Workspace { workspace_id } => (None, Some(*workspace_id), None),
-            Owner::Project { project_id } => (None, None, Some(*project_id)),
+            Owner::Project { project_id } => (None, self.context.project.as_ref().and_then(|p| p.workspace_id), Some(*project_id)),
         };
         let record = UsageRecord {
             id: Uuid::new_v4(),
@@ -377,13 +465,8 @@ impl Flight {
             finish_reason: seen.finish_reason.clone(),
             http_referer: self.referer.clone(),
             error,
-            routing: vec![usage::Attempt {
-                model: self.model.id.clone(),
-                provider: self.model.provider.clone(),
-                status: Some(i64::from(status)),
-                latency_ms: self.started.elapsed().as_millis() as i64,
-                error: None,
-            }],
+            candidates: self.candidates.iter().map(|m| m.id.clone()).collect(),
+            routing: self.attempts.clone(),
             recorded_at: now,
         };
         usage::write_with(self.state.store.as_ref(), &record, ops, self.state.config.relaxed_durability).await?;
@@ -409,52 +492,84 @@ impl Flight {
         Err(error)
     }
 
-    async fn complete(self) -> ApiResult<Response> {
+    /// One whole answer from the current model.
+    async fn answer_once(&self, id: &str, created: i64) -> ApiResult<Result<Value, Failure>> {
+        if self.model.provider != "mock" {
+            return self.call_upstream(&self.upstream_body(), async |call| call.complete().await).await;
+        }
+        let answer = mock::answer(&self.req);
+        if answer.delay_ms > 0 {
+            let delay = Duration::from_millis(answer.delay_ms);
+            if delay > self.timeout {
+                tokio::time::sleep(self.timeout).await;
+                return Ok(Err(Failure::Timeout));
+            }
+            tokio::time::sleep(delay).await;
+        }
+        Ok(match answer.fail_status {
+            Some(s) => Err(Failure::Status(s, "failure requested with [mock:status]".into())),
+            None => Ok(answer.body(&self.req, id, created)),
+        })
+    }
+
+    async fn complete(mut self) -> ApiResult<Response> {
         let id = self.response_id();
         let created = Utc::now().timestamp();
-        let result = if self.model.provider == "mock" {
-            let answer = mock::answer(&self.req);
-            if answer.delay_ms > 0 {
-                tokio::time::sleep(Duration::from_millis(answer.delay_ms)).await;
+        loop {
+            let since = Instant::now();
+            match self.answer_once(&id, created).await? {
+                Ok(body) => {
+                    self.attempted(since, None);
+                    let mut seen = Observed::default();
+                    seen.absorb(&body, self.started);
+                    let actual = self.charge(&seen);
+                    self.record(actual, &seen, Outcome::Success, 200, false, None).await?;
+                    let mut headers = standing(&self.reservations, Some(&actual), Utc::now());
+                    headers.push((HeaderName::from_static("x-tollgate-cost-usd"), format_dollars(actual.cost_micros)));
+                    return Ok(with_headers(axum::Json(body).into_response(), headers));
+                }
+                Err(failure) => {
+                    self.attempted(since, Some(&failure));
+                    if !self.fall_back(&failure) {
+                        return self.fail(&failure, false).await;
+                    }
+                }
             }
-            match answer.fail_status {
-                Some(s) => Err(Failure::Status(s, "failure requested with [mock:status]".into())),
-                None => Ok(answer.body(&self.req, &id, created)),
-            }
-        } else {
-            self.call_upstream(&self.upstream_body(), async |call| call.complete().await).await?
-        };
-        match result {
-            Ok(body) => {
-                let mut seen = Observed::default();
-                seen.absorb(&body, self.started);
-                let actual = self.charge(&seen);
-                self.record(actual, &seen, Outcome::Success, 200, false, None).await?;
-                let mut headers = standing(&self.reservation, Some(&actual), Utc::now());
-                headers.push((HeaderName::from_static("x-tollgate-cost-usd"), format_dollars(actual.cost_micros)));
-                Ok(with_headers(axum::Json(body).into_response(), headers))
-            }
-            Err(failure) => self.fail(&failure, false).await,
         }
     }
 
-    async fn stream(self) -> ApiResult<Response> {
+    /// Opens a stream from the current model.
+    async fn open_once(&self, id: &str, created: i64) -> ApiResult<Result<Source, Failure>> {
+        if self.model.provider != "mock" {
+            return self.call_upstream(&self.upstream_body(), async |call| call.stream().await.map(Source::Upstream)).await;
+        }
+        let answer = mock::answer(&self.req);
+        Ok(match answer.fail_status {
+            Some(s) => Err(Failure::Status(s, "failure requested with [mock:status]".into())),
+            None => Ok(Source::Mock { chunks: answer.chunks(&self.req, id, created).into(), delay: Duration::from_millis(answer.delay_ms) }),
+        })
+    }
+
+    async fn stream(mut self) -> ApiResult<Response> {
         let id = self.response_id();
         let created = Utc::now().timestamp();
-        let opened = if self.model.provider == "mock" {
-            let answer = mock::answer(&self.req);
-            match answer.fail_status {
-                Some(s) => Err(Failure::Status(s, "failure requested with [mock:status]".into())),
-                None => Ok(Source::Mock { chunks: answer.chunks(&self.req, &id, created).into(), delay: Duration::from_millis(answer.delay_ms) }),
+        // Fallback happens while opening; once the first byte is sent, the stream is this model's.
+        let source = loop {
+            let since = Instant::now();
+            match self.open_once(&id, created).await? {
+                Ok(source) => {
+                    self.attempted(since, None);
+                    break source;
+                }
+                Err(failure) => {
+                    self.attempted(since, Some(&failure));
+                    if !self.fall_back(&failure) {
+                        return self.fail(&failure, true).await;
+                    }
+                }
             }
-        } else {
-            self.call_upstream(&self.upstream_body(), async |call| call.stream().await.map(Source::Upstream)).await?
         };
-        let source = match opened {
-            Ok(source) => source,
-            Err(failure) => return self.fail(&failure, true).await,
-        };
-        let headers = standing(&self.reservation, None, Utc::now());
+        let headers = standing(&self.reservations, None, Utc::now());
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         tokio::spawn(self.relay(source, tx));
         let body = Body::from_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|b| b.map(Ok::<_, Infallible>))));
