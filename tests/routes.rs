@@ -45,6 +45,8 @@ const CONTRACT: &[(&str, &str)] = &[
     ("DELETE", "/admin/v1/me/api-keys/{key_id}"),
     ("POST", "/admin/v1/me/api-keys/{key_id}/rotate"),
     ("GET", "/admin/v1/me/usage/logs"),
+    ("GET", "/api/usage"),
+    ("GET", "/api/usage/{id}"),
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/completions"),
     ("POST", "/v1/embeddings"),

@@ -92,6 +92,9 @@ pub async fn write_with(store: &dyn Store, record: &UsageRecord, extra: Vec<TxOp
     let sk = format!("{}#{}", time_key(record.recorded_at), record.request_id);
     let mut item = keyed_item(record, &Key::new(partition(&record.owner), sk.clone()))?;
     set_index(&mut item, Index::Gsi1, "USAGE", sk.clone());
+    if let Some(project_id) = record.project_id {
+        set_index(&mut item, Index::Gsi2, format!("USAGEPROJECT#{project_id}"), sk.clone());
+    }
     let marker_key = marker_key(&record.request_id);
     let marker = Item::from([
         ("PK".into(), Attr::S(marker_key.pk)),
@@ -130,6 +133,61 @@ pub async fn erase(store: &dyn Store, owner: &str) -> ApiResult<usize> {
             let (Some(key), Some(request_id)) = (Key::of(&item), item.get("request_id").and_then(Attr::as_str)) else { continue };
             store.transact(vec![TxOp::Delete { key, cond: None }, TxOp::Delete { key: marker_key(request_id), cond: None }]).await?;
             erased += 1;
+        }
+    }
+}
+
+/// The management view's filters (`GET /api/usage`).
+#[derive(Clone, Debug, Default)]
+pub struct RecordFilter {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub project_id: Option<Uuid>,
+    pub model: Option<String>,
+    pub outcome: Option<Outcome>,
+}
+
+/// Records across every owner, newest first, that match `filter` and `visible`, after
+/// skipping `offset` of them: up to `limit`, and whether there are more.
+pub async fn search(
+    store: &dyn Store,
+    filter: &RecordFilter,
+    visible: impl Fn(&UsageRecord) -> bool,
+    offset: usize,
+    limit: usize,
+) -> ApiResult<(Vec<UsageRecord>, bool)> {
+    if let (Some(from), Some(to)) = (filter.from, filter.to)
+        && from > to
+    {
+        return Err(ApiError::invalid_param("from", "from must not be after to"));
+    }
+    let lo = filter.from.map_or_else(|| "0".to_string(), time_key);
+    let hi = filter.to.map_or_else(|| "9".to_string(), |t| format!("{}~", time_key(t)));
+    let (index, pk) = match filter.project_id {
+        Some(id) => (Index::Gsi2, format!("USAGEPROJECT#{id}")),
+        None => (Index::Gsi1, "USAGE".to_string()),
+    };
+    let query = crate::store::Query::new(index, pk).between(lo, hi).backward().limit(200);
+    let (mut skipped, mut out, mut cursor) = (0, Vec::new(), None);
+    loop {
+        let page = store.query(query.clone().cursor(cursor)).await?;
+        for item in page.items {
+            let record: UsageRecord = from_item(item)?;
+            let matches = filter.model.as_ref().is_none_or(|m| *m == record.model) && filter.outcome.is_none_or(|o| o == record.outcome) && visible(&record);
+            if !matches {
+                continue;
+            }
+            if skipped < offset {
+                skipped += 1;
+            } else if out.len() < limit {
+                out.push(record);
+            } else {
+                return Ok((out, true));
+            }
+        }
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok((out, false)),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod projects;
 pub mod proxy;
 pub mod tokens;
 pub mod usage;
+pub mod usage_records;
 pub mod workspaces;
 
 use axum::Router;
@@ -59,7 +60,7 @@ impl Group {
             Group::Auth => auth::routes().merge(me::routes()).routes(routes!(openapi_json)),
             Group::Tokens => api_keys::routes().merge(tokens::routes()).merge(project_tokens::routes()),
             Group::Providers => models::routes(),
-            Group::Usage => usage::routes(),
+            Group::Usage => usage::routes().merge(usage_records::routes()),
             Group::Proxy => proxy::routes(),
             Group::Members => workspaces::routes().merge(projects::routes()),
         }

@@ -1,0 +1,208 @@
+//! Usage group, management family: `GET /api/usage` (filtered, offset-paginated) and
+//! `GET /api/usage/:id` with the routing trace. A global admin sees every record; anyone else
+//! with `report:read` sees their own, their projects' and the records of workspaces they
+//! manage.
+
+use std::collections::HashSet;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::extract::{ApiQuery, Caller};
+use super::projects::viewer;
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::identity::roles::Permission;
+use crate::money::micros_to_dollars;
+use crate::projects::{self, Role};
+use crate::state::AppState;
+use crate::usage::{self, Attempt, Outcome, RecordFilter, UsageRecord};
+use crate::workspaces;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(query_usage)).routes(routes!(get_usage))
+}
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordView {
+    /// The request id (also the response's `x-request-id`).
+    id: String,
+    timestamp: DateTime<Utc>,
+    project_id: Option<Uuid>,
+    workspace_id: Option<Uuid>,
+    user_id: Option<Uuid>,
+    token_id: Option<Uuid>,
+    model: String,
+    provider: String,
+    endpoint: String,
+    input_tokens: i64,
+    output_tokens: i64,
+    cached_tokens: i64,
+    reasoning_tokens: i64,
+    /// Dollars.
+    cost: f64,
+    latency_ms: i64,
+    ttft_ms: Option<i64>,
+    status_code: i64,
+    outcome: Outcome,
+    streamed: bool,
+    cancelled: bool,
+    finish_reason: Option<String>,
+    error: Option<String>,
+    /// Only in `GET /api/usage/:id`: the models considered, in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidates: Option<Vec<String>>,
+    /// Only in `GET /api/usage/:id`: every attempt, in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    routing: Option<Vec<Attempt>>,
+}
+
+fn view(r: UsageRecord, with_trace: bool) -> RecordView {
+    RecordView {
+        id: r.request_id,
+        timestamp: r.recorded_at,
+        project_id: r.project_id,
+        workspace_id: r.org_id,
+        user_id: r.user_id,
+        token_id: r.api_key_id,
+        model: r.model,
+        provider: r.provider,
+        endpoint: r.endpoint,
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        cached_tokens: r.cached_tokens,
+        reasoning_tokens: r.reasoning_tokens,
+        cost: micros_to_dollars(r.cost_micros),
+        latency_ms: r.latency_ms,
+        ttft_ms: r.ttft_ms,
+        status_code: r.status_code,
+        outcome: r.outcome,
+        streamed: r.streamed,
+        cancelled: r.cancelled,
+        finish_reason: r.finish_reason,
+        error: r.error,
+        candidates: with_trace.then_some(r.candidates),
+        routing: with_trace.then_some(r.routing),
+    }
+}
+
+/// Whose records the caller may read.
+struct Visibility {
+    everything: bool,
+    user_id: Uuid,
+    projects: HashSet<Uuid>,
+    workspaces: HashSet<Uuid>,
+}
+
+impl Visibility {
+    async fn of(state: &AppState, caller: &Caller) -> ApiResult<Self> {
+        caller.require(Permission::ReportRead)?;
+        let store = state.store.as_ref();
+        let who = viewer(caller);
+        let mut projects = HashSet::new();
+        let mut workspaces = HashSet::new();
+        if !who.global_admin {
+            for project in projects::list_all(store).await? {
+                if projects::role_of(store, &project, &who).await?.is_some() {
+                    projects.insert(project.id);
+                }
+            }
+            for (workspace, member) in workspaces::of_user(store, caller.user.id).await? {
+                if member.role.manages() {
+                    workspaces.insert(workspace.id);
+                }
+            }
+        }
+        Ok(Visibility { everything: who.global_admin, user_id: caller.user.id, projects, workspaces })
+    }
+
+    fn sees(&self, r: &UsageRecord) -> bool {
+        self.everything
+            || r.user_id == Some(self.user_id)
+            || r.project_id.is_some_and(|p| self.projects.contains(&p))
+            || (r.project_id.is_none() && r.org_id.is_some_and(|w| self.workspaces.contains(&w)))
+    }
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// Start of the range: an RFC 3339 time or a date (its start, UTC).
+    from: Option<String>,
+    /// End of the range: an RFC 3339 time or a date (its end, UTC).
+    to: Option<String>,
+    /// A project slug.
+    project: Option<String>,
+    /// A model id.
+    model: Option<String>,
+    outcome: Option<Outcome>,
+    /// At most this many records (default 100, at most 1000).
+    limit: Option<usize>,
+    /// Skip this many matching records first.
+    offset: Option<usize>,
+}
+
+fn parse_time(raw: &str, param: &str, end_of_day: bool) -> ApiResult<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|_| ApiError::invalid_param(param, format!("{param} must be a date (2026-11-23) or an RFC 3339 time (2026-11-23T10:00:00Z)")))?;
+    let time = if end_of_day { date.and_hms_milli_opt(23, 59, 59, 999) } else { date.and_hms_opt(0, 0, 0) };
+    Ok(time.expect("valid time of day").and_utc())
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsagePage {
+    records: Vec<RecordView>,
+    limit: usize,
+    offset: usize,
+    has_more: bool,
+}
+
+/// Usage records, newest first.
+#[utoipa::path(get, path = "/api/usage", tag = "usage", params(UsageQuery),
+    responses((status = 200, body = UsagePage), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+async fn query_usage(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<UsageQuery>) -> ApiResult<Json<UsagePage>> {
+    let visibility = Visibility::of(&state, &caller).await?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_param("limit", format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    let offset = q.offset.unwrap_or(0);
+    let project_id = match &q.project {
+        Some(slug) => Some(projects::require(state.store.as_ref(), slug, &viewer(&caller), Role::Viewer).await?.0.id),
+        None => None,
+    };
+    let filter = RecordFilter {
+        from: q.from.as_deref().map(|f| parse_time(f, "from", false)).transpose()?,
+        to: q.to.as_deref().map(|t| parse_time(t, "to", true)).transpose()?,
+        project_id,
+        model: q.model,
+        outcome: q.outcome,
+    };
+    let (records, has_more) = usage::search(state.store.as_ref(), &filter, |r| visibility.sees(r), offset, limit).await?;
+    Ok(Json(UsagePage { records: records.into_iter().map(|r| view(r, false)).collect(), limit, offset, has_more }))
+}
+
+/// One record with its routing trace; `id` is the request id.
+#[utoipa::path(get, path = "/api/usage/{id}", tag = "usage", params(("id" = String, Path)),
+    responses((status = 200, body = RecordView), (status = 404, body = ErrorEnvelope)))]
+async fn get_usage(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<RecordView>> {
+    let visibility = Visibility::of(&state, &caller).await?;
+    let record = usage::by_request_id(state.store.as_ref(), &id)
+        .await?
+        .filter(|r| visibility.sees(r))
+        .ok_or_else(|| ApiError::not_found(format!("no usage record {id}")))?;
+    Ok(Json(view(record, true)))
+}
