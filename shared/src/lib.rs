@@ -3,6 +3,7 @@
 //! embedded implementations), `identity` holds the rules about users and sessions, `http` the
 //! thin handlers grouped by resource group, `runtime` how a group is served.
 
+pub mod budget_events;
 pub mod cache;
 pub mod catalog;
 pub mod config;
@@ -12,11 +13,13 @@ pub mod identity;
 pub mod keys;
 pub mod limits;
 pub mod money;
+pub mod notify;
 pub mod pagination;
 pub mod projects;
 pub mod proxy;
 pub mod runtime;
 pub mod secrets;
+pub mod settings;
 pub mod state;
 pub mod store;
 pub mod usage;

@@ -179,6 +179,12 @@ fn attr_name(limit: &Limit, window_key: &str) -> String {
     format!("u_{}_{}", limit.id, window_key)
 }
 
+/// The counter attribute of a limit's current window, and when that window ends.
+pub fn current_counter(limit: &Limit, now: DateTime<Utc>) -> (String, Option<DateTime<Utc>>) {
+    let (window_key, end) = limit.window.span(now);
+    (attr_name(limit, &window_key), end)
+}
+
 /// A refused request: which limit, and when its window ends.
 fn refusal(limit: &Limit, end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> ApiError {
     let retry_after_secs = end.map_or(0, |e| u64::try_from((e - now).num_seconds().max(1)).unwrap_or(1));

@@ -38,6 +38,10 @@ pub struct HotCaches {
     /// What a workspace or project token needs beyond itself (its project, its workspace),
     /// by owner tag.
     pub owners: TtlCache<String, Arc<crate::proxy::levels::OwnerContext>>,
+    /// Budget events this process already saw sent, so it does not ask the store again.
+    pub events: TtlCache<String, ()>,
+    /// The settings' budget alert threshold (percent).
+    pub alert_threshold: TtlCache<(), i64>,
 }
 
 #[derive(Clone)]
@@ -105,7 +109,7 @@ impl AppState {
     pub async fn with_backends(config: Config, store: Arc<dyn Store>, secrets: Arc<dyn SecretStore>) -> anyhow::Result<Self> {
         let jwt = tokio::sync::OnceCell::new();
         let ttl = config.key_cache;
-        let hot = HotCaches { keys: TtlCache::new(ttl, 100_000), models: TtlCache::new(ttl, 10_000), secrets: TtlCache::new(ttl, 10_000), owners: TtlCache::new(ttl, 10_000) };
+        let hot = HotCaches { keys: TtlCache::new(ttl, 100_000), models: TtlCache::new(ttl, 10_000), secrets: TtlCache::new(ttl, 10_000), owners: TtlCache::new(ttl, 10_000), events: TtlCache::new(std::time::Duration::from_secs(3600), 100_000), alert_threshold: TtlCache::new(ttl, 1) };
         let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
         Ok(Self(Arc::new(Inner { store, secrets, jwt, config, started: Instant::now(), hot, http })))
     }

@@ -6,6 +6,7 @@
 //! `TOLLGATE_TEST_SECRETS_ENDPOINT` says otherwise). `scripts/test` starts moto and sets it.
 
 pub mod counting;
+pub mod sinks;
 pub mod upstream;
 
 use std::net::SocketAddr;

@@ -9,6 +9,7 @@ pub mod models;
 pub mod project_tokens;
 pub mod projects;
 pub mod proxy;
+pub mod settings;
 pub mod tokens;
 pub mod usage;
 pub mod usage_records;
@@ -57,7 +58,7 @@ impl Group {
     /// yet serve nothing.
     pub fn routes(self) -> OpenApiRouter<AppState> {
         match self {
-            Group::Auth => auth::routes().merge(me::routes()).routes(routes!(openapi_json)),
+            Group::Auth => auth::routes().merge(me::routes()).merge(settings::routes()).routes(routes!(openapi_json)),
             Group::Tokens => api_keys::routes().merge(tokens::routes()).merge(project_tokens::routes()),
             Group::Providers => models::routes(),
             Group::Usage => usage::routes().merge(usage_records::routes()),

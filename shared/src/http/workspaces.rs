@@ -183,6 +183,9 @@ pub struct InviteSent {
     invite: InviteView,
     /// The link that accepts the invite (the page at `redirect_to` with `invite_token`).
     invite_url: String,
+    /// How delivery through each configured notification channel went (mail goes to the
+    /// invitee; a webhook gets the invite as an event).
+    delivery: Vec<crate::notify::Delivery>,
 }
 
 fn parse_invite_role(raw: &str) -> ApiResult<Role> {
@@ -214,7 +217,15 @@ async fn invite_user(State(state): State<AppState>, caller: Caller, ApiJson(body
     let (workspace, _) = workspaces::require_manager(store, parse_uuid(&body.business_id, "business_id")?, caller.user.id).await?;
     let issued = invites::create(store, &workspace, email, role, caller.user.id).await?;
     let url = invite_url(&body.redirect_to, &issued.token)?;
-    Ok((StatusCode::CREATED, Json(InviteSent { invite: issued.invite.into(), invite_url: url })))
+    let message = crate::notify::Message {
+        event: "invite.created",
+        subject: format!("You are invited to {} on Tollgate", workspace.name),
+        text: format!("{} invited you to the workspace {} as {}. Accept within {} days: {url}", caller.user.email, workspace.name, role.as_str(), invites::VALID_FOR_DAYS),
+        data: serde_json::json!({"business_id": workspace.id, "workspace": workspace.name, "email": issued.invite.email, "role": role, "invite_url": url, "expires_at": issued.invite.expires_at}),
+        to: Some(issued.invite.email.clone()),
+    };
+    let delivery = crate::notify::broadcast(&state, &message).await;
+    Ok((StatusCode::CREATED, Json(InviteSent { invite: issued.invite.into(), invite_url: url, delivery })))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -185,11 +185,17 @@ async fn admit(state: AppState, endpoint: Endpoint, caller: Caller, body: Bytes)
     let levels = levels::levels(&flight.key, &context);
     match limits::reserve_levels(flight.state.store.as_ref(), &levels, &worst, Utc::now()).await {
         Ok(reservations) => {
+            crate::budget_events::after_reservation(&flight.state, &reservations);
             flight.reservations = reservations;
             Ok(flight)
         }
         Err(refusal) => {
-            let outcome = if refusal.status() == StatusCode::PAYMENT_REQUIRED { Outcome::BudgetExceeded } else { Outcome::Error };
+            let outcome = if refusal.status() == StatusCode::PAYMENT_REQUIRED {
+                crate::budget_events::after_refusal(&flight.state, levels, worst);
+                Outcome::BudgetExceeded
+            } else {
+                Outcome::Error
+            };
             let seen = Observed::default();
             flight.record(Charge::default(), &seen, outcome, refusal.status().as_u16(), false, Some(refusal.to_string())).await?;
             Err(refusal)
