@@ -202,7 +202,14 @@ backend_tests! {
             app.chat(&key, json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
         }
 
+        let member_id = app.get("/api/me", Some(&member)).await.expect(200).body["id"].as_str().unwrap().to_string();
+        app.post("/api/projects", Some(&owner), json!({"name": "App", "slug": "app", "workspaceId": ws})).await.expect(201);
+        app.post("/api/projects/app/members", Some(&owner), json!({"userId": member_id, "role": "editor"})).await.expect(201);
         let export = app.get("/admin/v1/me/export", Some(&member)).await.expect(200);
+        let projects = &export.body["memberships"]["projects"];
+        assert_eq!(projects[0]["project_slug"], "app");
+        assert_eq!(projects[0]["role"], "editor");
+        assert_eq!(projects[0]["org_id"], ws.as_str());
         let orgs = &export.body["memberships"]["organizations"];
         assert_eq!(orgs.as_array().unwrap().len(), 1);
         assert_eq!(orgs[0]["org_id"], ws.as_str());
@@ -224,5 +231,7 @@ backend_tests! {
         let listing = app.get(&format!("/api/invite-user?business_id={ws}"), Some(&owner)).await.expect(200);
         assert_eq!(emails(&listing.body, "members"), vec![("boss@example.com".into(), "owner".into())]);
         app.chat(&key, json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]})).await.expect_error(401, "invalid_api_key");
+        let project_members = app.get("/api/projects/app/members", Some(&owner)).await.expect(200);
+        assert_eq!(project_members.body.as_array().unwrap().len(), 1, "only the project's creator is left: {}", project_members.text);
     }
 }

@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::identity::sessions::{self, Session};
 use crate::identity::users;
 use crate::keys::{self, Owner};
+use crate::projects;
 use crate::usage;
 use crate::workspaces;
 use crate::state::AppState;
@@ -112,13 +113,22 @@ async fn export_me(State(state): State<AppState>, caller: Caller) -> ApiResult<J
             "role": member.role, "source": if member.user_id == workspace.created_by { "manual" } else { "invite" },
         }));
     }
+    let mut project_memberships = Vec::new();
+    for member in projects::memberships_of(store, user.id).await? {
+        if let Some(project) = projects::get(store, member.project_id).await? {
+            project_memberships.push(json!({
+                "joined_at": member.joined_at, "org_id": project.workspace_id, "project_id": project.id, "project_name": project.name,
+                "project_slug": project.slug, "role": member.role, "source": "manual",
+            }));
+        }
+    }
     let summary = usage::summary(store, &Owner::User { user_id: user.id }.tag()).await?;
     Ok(Json(json!({
         "api_keys": api_keys,
         "audit_logs": [],
         "conversations": [],
         "exported_at": Utc::now(),
-        "memberships": { "organizations": organizations, "projects": [], "teams": [] },
+        "memberships": { "organizations": organizations, "projects": project_memberships, "teams": [] },
         "sessions": sessions,
         "usage_summary": {
             "first_request_at": summary.first_request_at, "last_request_at": summary.last_request_at, "request_count": summary.request_count,
@@ -169,6 +179,7 @@ async fn delete_me(State(state): State<AppState>, caller: Caller) -> ApiResult<J
     }
     let usage_records_deleted = usage::erase(store, &owner.tag()).await?;
     workspaces::leave_all(store, caller.user.id).await?;
+    projects::leave_all(store, caller.user.id).await?;
     users::delete(store, &caller.user).await?;
     Ok(Json(Deleted {
         api_keys_deleted,
