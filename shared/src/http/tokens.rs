@@ -122,18 +122,20 @@ async fn managed_token(state: &AppState, caller: &Caller, id: &str) -> ApiResult
 #[utoipa::path(post, path = "/api/tokens/{id}/revoke", tag = "tokens", params(("id" = Uuid, Path)),
     responses((status = 200, body = TokenView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<TokenView>> {
-    let (workspace_id, id) = managed_token(&state, &caller, &id).await?;
-    let key = keys::retire(state.store.as_ref(), &Owner::Workspace { workspace_id }, id, true).await?;
-    state.hot.keys.remove(&key.key_hash);
-    Ok(Json(view(key, workspace_id, None)))
+    retire(&state, &caller, &id, true).await
 }
 
 /// Deletes a token: revoked at once and gone from listings.
 #[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens", params(("id" = Uuid, Path)),
     responses((status = 200, body = TokenView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn delete_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<TokenView>> {
-    let (workspace_id, id) = managed_token(&state, &caller, &id).await?;
-    let key = keys::retire(state.store.as_ref(), &Owner::Workspace { workspace_id }, id, false).await?;
+    retire(&state, &caller, &id, false).await
+}
+
+/// Revokes a managed token at once (dropping this process's cached copy), keeping it listed or not.
+async fn retire(state: &AppState, caller: &Caller, id: &str, keep_listed: bool) -> ApiResult<Json<TokenView>> {
+    let (workspace_id, id) = managed_token(state, caller, id).await?;
+    let key = keys::retire(state.store.as_ref(), &Owner::Workspace { workspace_id }, id, keep_listed).await?;
     state.hot.keys.remove(&key.key_hash);
     Ok(Json(view(key, workspace_id, None)))
 }

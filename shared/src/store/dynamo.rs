@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{
 
 use super::{
     Attr, Cond, Index, Item, Key, PK, Page, Query, SK, SkCond, Store, StoreError, StoreResult, TTL, TxOp, Update,
-    decode_cursor, cursor_of, holds, is_expired, now_epoch,
+    decode_cursor, holds, is_expired, now_epoch,
 };
 
 #[derive(Clone)]
@@ -449,13 +449,7 @@ impl Store for DynamoStore {
                 _ => break,
             }
         }
-        let cursor = if found.len() > q.limit {
-            found.truncate(q.limit);
-            found.last().map(|last| cursor_of(last, q.index))
-        } else {
-            None
-        };
-        Ok(Page { items: found, cursor })
+        Ok(super::page_of(found, q.limit, q.index))
     }
 
     async fn transact(&self, ops: Vec<TxOp>) -> StoreResult<()> {

@@ -265,6 +265,18 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// The page a backend found: `found` holds up to one item more than `limit`, which, when
+/// present, says there is more and the cursor continues after the last item kept.
+pub(crate) fn page_of(mut found: Vec<Item>, limit: usize, index: Index) -> Page {
+    let cursor = if found.len() > limit {
+        found.truncate(limit);
+        found.last().map(|last| cursor_of(last, index))
+    } else {
+        None
+    };
+    Page { items: found, cursor }
+}
+
 /// Every item a query matches, following cursors page by page.
 pub async fn query_all(store: &dyn Store, query: Query) -> StoreResult<Vec<Item>> {
     let mut items = Vec::new();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Cond, Index, Item, Key, Page, Query, SkCond, Store, StoreError, StoreResult, TxOp, Update, decode_cursor, cursor_of, is_expired, now_epoch};
+use super::{Cond, Index, Item, Key, Page, Query, SkCond, Store, StoreError, StoreResult, TxOp, Update, decode_cursor, is_expired, now_epoch};
 use writes::{TxOutcome, Writes};
 
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
@@ -219,13 +219,7 @@ fn query_sync(db: &Database, q: &Query, lo: &str, hi: &str, after: Option<&(Stri
     if !q.forward {
         found.reverse();
     }
-    let cursor = if found.len() > q.limit {
-        found.truncate(q.limit);
-        found.last().map(|last| cursor_of(last, q.index))
-    } else {
-        None
-    };
-    Ok(Page { items: found, cursor })
+    Ok(super::page_of(found, q.limit, q.index))
 }
 
 /// redb panics on a range whose start lies after its end; such a range is simply empty.
