@@ -3,9 +3,11 @@
 //! update); forward; settle the real cost and write the usage record (one transaction). With a
 //! warm key cache that is two store round trips per request.
 
+mod headers;
 pub mod levels;
 pub mod mock;
 pub mod request;
+pub mod routing;
 pub mod upstream;
 
 use std::collections::VecDeque;
@@ -15,21 +17,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub use request::{Endpoint, Inspected};
+use headers::{standing, with_headers};
+use routing::{resolve_model, route};
 use upstream::{Event, Events, Failure};
 
 use crate::catalog::{self, Model};
 use crate::error::{ApiError, ApiResult, current_request_id};
 use crate::identity::sha256_hex;
 use crate::keys::{self, ApiKey, Owner};
-use crate::limits::{self, Charge, Metric, Reservation};
+use crate::limits::{self, Charge, Reservation};
 use crate::money::{cost_micros, format_dollars};
 use crate::state::AppState;
 use crate::store::TxOp;
@@ -77,17 +81,6 @@ pub fn require_scope(key: &ApiKey, scope: &str) -> ApiResult<()> {
     } else {
         Err(status_error(StatusCode::FORBIDDEN, "insufficient_scope", format!("this API key lacks the {scope} scope")))
     }
-}
-
-async fn resolve_model(state: &AppState, id: &str) -> ApiResult<Model> {
-    if let Some(model) = state.hot.models.get(&id.to_string()) {
-        return Ok(model);
-    }
-    let model = catalog::get(state.store.as_ref(), id).await?.ok_or_else(|| {
-        status_error(StatusCode::NOT_FOUND, "model_not_found", format!("there is no model {id:?}; GET /v1/models lists the models this key may use"))
-    })?;
-    state.hot.models.insert(id.to_string(), model.clone());
-    Ok(model)
 }
 
 async fn model_secret(state: &AppState, model: &Model) -> ApiResult<Option<Arc<SecretString>>> {
@@ -203,32 +196,6 @@ async fn admit(state: AppState, endpoint: Endpoint, caller: Caller, body: Bytes)
     }
 }
 
-/// A project token's routing candidates: the project's models in order, the requested one
-/// first when it is among them. Models since removed from the catalog are skipped.
-async fn route(state: &AppState, project: &crate::projects::Project, requested: &str) -> ApiResult<Vec<Model>> {
-    let mut order: Vec<&String> = project.models.iter().collect();
-    if let Some(i) = order.iter().position(|m| *m == requested) {
-        let first = order.remove(i);
-        order.insert(0, first);
-    }
-    let mut out = Vec::with_capacity(order.len());
-    for id in order {
-        match resolve_model(state, id).await {
-            Ok(model) => out.push(model),
-            Err(ApiError::Status { code: "model_not_found", .. }) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    if out.is_empty() {
-        return Err(status_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_route",
-            format!("project {:?} has no catalog models to route to; set its models with PUT /api/projects/{}", project.slug, project.slug),
-        ));
-    }
-    Ok(out)
-}
-
 /// What the upstream reported (or what we saw delivered) about one answer.
 #[derive(Default)]
 struct Observed {
@@ -261,65 +228,6 @@ impl Observed {
             }
         }
     }
-}
-
-/// OpenAI's duration text for reset headers: "59s", "1m30s", "2h0m0s".
-fn duration_text(secs: i64) -> String {
-    let secs = secs.max(0);
-    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, m, s) => format!("{h}h{m}m{s}s"),
-    }
-}
-
-/// The key's standing after this request: OpenAI's rate-limit headers and our budget headers.
-/// With several levels, each header tells of the limit closest to refusing.
-fn standing(reservations: &[Reservation], actual: Option<&Charge>, now: DateTime<Utc>) -> Vec<(HeaderName, String)> {
-    // kind -> (remaining, limit, window end)
-    let mut tightest: Vec<(&'static str, i64, i64, Option<DateTime<Utc>>)> = Vec::new();
-    for entry in reservations.iter().flat_map(|r| &r.entries) {
-        let returned = actual.map_or(0, |a| entry.amount - a.amount(entry.limit.metric));
-        let remaining = (entry.limit.limit - (entry.used - returned)).max(0);
-        let kind = match entry.limit.metric {
-            Metric::Calls => "requests",
-            Metric::TotalTokens => "tokens",
-            Metric::Cost => "budget",
-            _ => continue,
-        };
-        match tightest.iter_mut().find(|t| t.0 == kind) {
-            Some(t) if t.1 <= remaining => {}
-            Some(t) => *t = (kind, remaining, entry.limit.limit, entry.window_end),
-            None => tightest.push((kind, remaining, entry.limit.limit, entry.window_end)),
-        }
-    }
-    let mut out: Vec<(HeaderName, String)> = Vec::new();
-    for (kind, remaining, limit, window_end) in tightest {
-        if kind == "budget" {
-            out.push((HeaderName::from_static("x-budget-limit-usd"), format_dollars(limit)));
-            out.push((HeaderName::from_static("x-budget-remaining-usd"), format_dollars(remaining)));
-            if let Some(end) = window_end {
-                out.push((HeaderName::from_static("x-budget-reset-at"), end.to_rfc3339()));
-            }
-        } else {
-            let name = |what: &str| HeaderName::try_from(format!("x-ratelimit-{what}-{kind}")).expect("static header name");
-            out.push((name("limit"), limit.to_string()));
-            out.push((name("remaining"), remaining.to_string()));
-            if let Some(end) = window_end {
-                out.push((name("reset"), duration_text((end - now).num_seconds())));
-            }
-        }
-    }
-    out
-}
-
-fn with_headers(mut response: Response, headers: Vec<(HeaderName, String)>) -> Response {
-    for (name, value) in headers {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, v);
-        }
-    }
-    response
 }
 
 /// An upstream failure as the client sees it.

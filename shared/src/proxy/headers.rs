@@ -1,0 +1,69 @@
+//! The standing headers every proxied answer carries: OpenAI's rate-limit headers and our
+//! budget headers.
+
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+
+use crate::limits::{Charge, Metric, Reservation};
+use crate::money::format_dollars;
+
+/// OpenAI's duration text for reset headers: "59s", "1m30s", "2h0m0s".
+fn duration_text(secs: i64) -> String {
+    let secs = secs.max(0);
+    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// The key's standing after this request: OpenAI's rate-limit headers and our budget headers.
+/// With several levels, each header tells of the limit closest to refusing.
+pub(super) fn standing(reservations: &[Reservation], actual: Option<&Charge>, now: DateTime<Utc>) -> Vec<(HeaderName, String)> {
+    // kind -> (remaining, limit, window end)
+    let mut tightest: Vec<(&'static str, i64, i64, Option<DateTime<Utc>>)> = Vec::new();
+    for entry in reservations.iter().flat_map(|r| &r.entries) {
+        let returned = actual.map_or(0, |a| entry.amount - a.amount(entry.limit.metric));
+        let remaining = (entry.limit.limit - (entry.used - returned)).max(0);
+        let kind = match entry.limit.metric {
+            Metric::Calls => "requests",
+            Metric::TotalTokens => "tokens",
+            Metric::Cost => "budget",
+            _ => continue,
+        };
+        match tightest.iter_mut().find(|t| t.0 == kind) {
+            Some(t) if t.1 <= remaining => {}
+            Some(t) => *t = (kind, remaining, entry.limit.limit, entry.window_end),
+            None => tightest.push((kind, remaining, entry.limit.limit, entry.window_end)),
+        }
+    }
+    let mut out: Vec<(HeaderName, String)> = Vec::new();
+    for (kind, remaining, limit, window_end) in tightest {
+        if kind == "budget" {
+            out.push((HeaderName::from_static("x-budget-limit-usd"), format_dollars(limit)));
+            out.push((HeaderName::from_static("x-budget-remaining-usd"), format_dollars(remaining)));
+            if let Some(end) = window_end {
+                out.push((HeaderName::from_static("x-budget-reset-at"), end.to_rfc3339()));
+            }
+        } else {
+            let name = |what: &str| HeaderName::try_from(format!("x-ratelimit-{what}-{kind}")).expect("static header name");
+            out.push((name("limit"), limit.to_string()));
+            out.push((name("remaining"), remaining.to_string()));
+            if let Some(end) = window_end {
+                out.push((name("reset"), duration_text((end - now).num_seconds())));
+            }
+        }
+    }
+    out
+}
+
+pub(super) fn with_headers(mut response: Response, headers: Vec<(HeaderName, String)>) -> Response {
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
+}
+
