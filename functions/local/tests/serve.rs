@@ -93,7 +93,29 @@ async fn round_trip(envs: &[(&str, String)], args: &[&str]) {
     let api_key = key["key"].as_str().unwrap().to_string();
     let chat = json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]});
     assert_eq!(client.post(format!("{}/v1/chat/completions", first.base)).bearer_auth(&api_key).json(&chat).send().await.unwrap().status(), 200);
+    // Notification channels with secrets, an invite whose delivery fails (and is logged), and
+    // a workspace token used through the proxy.
+    let settings = json!({"notifications": [
+        {"name": "hook", "type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "whsec-never-logged"},
+        {"name": "mail", "type": "smtp", "host": "127.0.0.1", "port": 9, "tls": "none", "username": "u", "password": "smtp-pass-never-logged",
+         "from": "tollgate@example.com", "to": ["ops@example.com"]}
+    ]});
+    assert_eq!(client.put(format!("{}/api/settings", first.base)).bearer_auth(&token).json(&settings).send().await.unwrap().status(), 200);
+    let ws: Value = client.post(format!("{}/api/workspaces", first.base)).bearer_auth(&token).json(&json!({"name": "Acme"})).send().await.unwrap().json().await.unwrap();
+    let ws = ws["id"].as_str().unwrap().to_string();
+    let invite = json!({"email": "new@example.com", "role": "member", "business_id": ws, "redirect_to": "https://app.example.com/join"});
+    let invite: Value = client.post(format!("{}/api/invite-user", first.base)).bearer_auth(&token).json(&invite).send().await.unwrap().json().await.unwrap();
+    assert_eq!(invite["delivery"][0]["ok"], false, "{invite}");
+    let invite_url = reqwest::Url::parse(invite["invite_url"].as_str().unwrap()).unwrap();
+    let invite_token = invite_url.query_pairs().find(|(k, _)| k == "invite_token").unwrap().1.to_string();
+    let ws_token: Value = client.post(format!("{}/api/tokens", first.base)).bearer_auth(&token).json(&json!({"name": "w", "business_id": ws})).send().await.unwrap().json().await.unwrap();
+    let ws_token = ws_token["secret"].as_str().unwrap().to_string();
+    assert_eq!(client.post(format!("{}/v1/chat/completions", first.base)).bearer_auth(&ws_token).json(&chat).send().await.unwrap().status(), 200);
     let mut secrets = vec![
+        "whsec-never-logged".to_string(),
+        "smtp-pass-never-logged".to_string(),
+        invite_token,
+        ws_token,
         "sk-provider-key-never-logged".to_string(),
         api_key,
         token.clone(),
@@ -104,6 +126,7 @@ async fn round_trip(envs: &[(&str, String)], args: &[&str]) {
     let first_output = first.stop();
     assert!(first_output.contains("Tollgate listening on http://127.0.0.1:"), "{first_output}");
     assert!(first_output.contains("/api/setup/first-admin"), "the first start explains how to create an admin:\n{first_output}");
+    assert!(first_output.contains("was not delivered"), "the failed invite delivery is logged (and checked for secrets below):\n{first_output}");
 
     // The data, and the JWT signing key, survive the restart.
     let second = start(envs, args);
