@@ -123,12 +123,12 @@ backend_tests! {
         assert_eq!(app.get("/api/projects/app/tokens", Some(&admin)).await.expect(200).body, json!([]));
     }
 
-    async fn every_metric_is_enforced_and_never_overspent(backend) {
+    async fn every_metric_is_enforced_at_every_level_and_never_overspent(backend) {
         let app = TestApp::start(backend).await;
         let (admin, _) = app.admin().await;
         // $100 per million tokens: 0.01 cents a token.
         app.model(&admin, "mock-1", 100.0, 100.0, None).await;
-        project(&app, &admin, "app", json!({})).await;
+        let mut n = 0;
         for (metric, limit, status, code) in [
             ("cost", json!(0.01), 402, "budget_exceeded"),
             ("calls", json!(3), 429, "rate_limit_exceeded"),
@@ -136,26 +136,35 @@ backend_tests! {
             ("output_tokens", json!(22), 429, "rate_limit_exceeded"),
             ("total_tokens", json!(60), 429, "rate_limit_exceeded"),
         ] {
-            let key = project_token(&app, &admin, "app", json!([{"metric": metric, "limit": limit, "window": "daily"}])).await;
-            let (served, refused) = until_refused(&app, &key, 60).await;
-            assert!(served >= 1, "{metric}: nothing was served");
-            assert_eq!(refused.status, status, "{metric}: {}", refused.text);
-            assert_eq!(refused.body["error"]["code"], code, "{metric}");
-            // What was recorded stays within the limit.
-            let record = record_of(&app, &refused).await;
-            let owner = record.owner.clone();
-            let (records, _) = tollgate::usage::logs(app.state.store.as_ref(), &owner, &tollgate::usage::LogFilter { api_key_id: record.api_key_id, ..Default::default() }, 100, None, Default::default()).await.unwrap();
-            let used: i64 = records.iter().map(|r| match metric {
-                "cost" => r.cost_micros,
-                "calls" => i64::from(r.outcome == tollgate::usage::Outcome::Success),
-                "input_tokens" => r.input_tokens,
-                "output_tokens" => r.output_tokens,
-                _ => r.input_tokens + r.output_tokens,
-            }).sum();
-            let cap = if metric == "cost" { 10_000 } else { limit.as_i64().unwrap() };
-            assert!(used <= cap, "{metric}: used {used} of {cap}");
-            if metric == "calls" {
-                assert_eq!(served, 3);
+            for level in ["workspace", "project", "token"] {
+                // A fresh workspace, project and token, with the one limit at one level.
+                n += 1;
+                let limits = json!([{"metric": metric, "limit": limit, "window": "daily"}]);
+                let at = |l: &str| if l == level { limits.clone() } else { json!([]) };
+                let ws = app.post("/api/workspaces", Some(&admin), json!({"name": format!("w{n}"), "limits": at("workspace")})).await.expect(201).body["id"].as_str().unwrap().to_string();
+                let slug = format!("p{n}");
+                project(&app, &admin, &slug, json!({"workspaceId": ws, "limits": at("project")})).await;
+                let key = project_token(&app, &admin, &slug, at("token")).await;
+                let (served, refused) = until_refused(&app, &key, 60).await;
+                assert!(served >= 1, "{metric} at the {level}: nothing was served");
+                assert_eq!(refused.status, status, "{metric} at the {level}: {}", refused.text);
+                assert_eq!(refused.body["error"]["code"], code, "{metric} at the {level}");
+                // What was recorded stays within the limit.
+                let record = record_of(&app, &refused).await;
+                let filter = tollgate::usage::LogFilter { api_key_id: record.api_key_id, ..Default::default() };
+                let (records, _) = tollgate::usage::logs(app.state.store.as_ref(), &record.owner, &filter, 100, None, Default::default()).await.unwrap();
+                let used: i64 = records.iter().map(|r| match metric {
+                    "cost" => r.cost_micros,
+                    "calls" => i64::from(r.outcome == tollgate::usage::Outcome::Success),
+                    "input_tokens" => r.input_tokens,
+                    "output_tokens" => r.output_tokens,
+                    _ => r.input_tokens + r.output_tokens,
+                }).sum();
+                let cap = if metric == "cost" { 10_000 } else { limit.as_i64().unwrap() };
+                assert!(used <= cap, "{metric} at the {level}: used {used} of {cap}");
+                if metric == "calls" {
+                    assert_eq!(served, 3, "calls at the {level}");
+                }
             }
         }
     }
