@@ -6,7 +6,7 @@
 //!
 //!   scripts/bench                      # builds with the perf profile and runs
 //!   TOLLGATE_DURABILITY=relaxed scripts/bench   # the same, records synced within 50 ms
-//!   tollgate-bench GATEWAY_BINARY [SECONDS_PER_RUN]
+//!   tollgate-bench GATEWAY_BINARY [SECONDS_PER_RUN [CONCURRENCY...]]   # default 1 16 64
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,6 +113,10 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let gateway_bin = args.get(1).cloned().unwrap_or_else(|| "target/perf/tollgate".into());
     let seconds: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let mut levels: Vec<usize> = args.iter().skip(3).filter_map(|s| s.parse().ok()).collect();
+    if levels.is_empty() {
+        levels = vec![1, 16, 64];
+    }
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let upstream_addr = listener.local_addr()?;
@@ -155,7 +159,7 @@ async fn main() -> anyhow::Result<()> {
     println!("{:>4} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} {:>6}", "conc", "mode", "direct50", "direct99", "proxy50", "proxy99", "added50", "added99", "direct/s", "proxy/s", "ratio");
     for streamed in [false, true] {
         let body = json!({"model": "bench", "stream": streamed, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark prompt of a few words"}]});
-        for concurrency in [1usize, 16, 64] {
+        for &concurrency in &levels {
             let _ = load(&client, &proxied, &body, concurrency, Duration::from_millis(500)).await; // warm-up
             let d = load(&client, &direct, &body, concurrency, Duration::from_secs(seconds)).await;
             let p = load(&client, &proxied, &body, concurrency, Duration::from_secs(seconds)).await;
