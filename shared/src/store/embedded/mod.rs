@@ -1,8 +1,12 @@
 //! The embedded store: one redb file on local disk, with the DynamoDB semantics the store
-//! conformance suite pins. Writes go through an in-memory overlay committed by one writer
-//! thread (see `writes`); reads see the overlay first, then redb. Each GSI is a table of
+//! conformance suite pins. Writes go through an in-memory overlay made durable by one writer
+//! thread, through a write-ahead log and then redb (see `writes`, `wal`); reads see the overlay
+//! first, then redb. Each GSI is a table of
 //! (index pk, index sk, pk, sk) keys kept in step with the items in the same commit.
 
+#[cfg(test)]
+mod tests;
+mod wal;
 mod writes;
 
 use std::collections::BTreeSet;
@@ -19,6 +23,8 @@ use writes::{TxOutcome, Writes};
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
 const GSI1: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("gsi1");
 const GSI2: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("gsi2");
+/// Bookkeeping: which transaction redb holds up to (`writes::APPLIED`).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Above every character we put in keys, to close prefix ranges.
 const HIGH: &str = "\u{10FFFF}";
 
@@ -28,17 +34,17 @@ pub struct EmbeddedStore {
     _writer: Arc<Writer>,
 }
 
-/// The writer thread. Dropped with the last store handle: the thread commits what is pending
-/// and ends, and the file is closed when this returns.
+/// The logger and committer threads. Dropped with the last store handle: the committer commits
+/// what is pending, both end, and the files are closed when this returns.
 struct Writer {
     writes: Arc<Writes>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
         self.writes.close();
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
@@ -49,8 +55,13 @@ fn backend<E: std::fmt::Display>(err: E) -> StoreError {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store file, creating its folder as needed.
+    /// Opens (or creates) the store file and its write-ahead log (`<file>.wal-0`, `-1`), creating their
+    /// folder as needed, and first replays into redb whatever the log holds that redb does not.
     pub fn open(path: &Path) -> StoreResult<Self> {
+        Self::open_with(path, writes::FLUSH_EVERY)
+    }
+
+    fn open_with(path: &Path, flush_every: std::time::Duration) -> StoreResult<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(backend)?;
         }
@@ -59,11 +70,24 @@ impl EmbeddedStore {
         txn.open_table(ITEMS).map_err(backend)?;
         txn.open_table(GSI1).map_err(backend)?;
         txn.open_table(GSI2).map_err(backend)?;
+        let durable = txn.open_table(META).map_err(backend)?.get(writes::APPLIED).map_err(backend)?.map_or(0, |v| v.value());
         txn.commit().map_err(backend)?;
-        let writes = Arc::new(Writes::new(Arc::new(db)));
-        let runner = writes.clone();
-        let thread = std::thread::Builder::new().name("tollgate-store-writer".into()).spawn(move || runner.run()).map_err(backend)?;
-        Ok(Self { writes: writes.clone(), _writer: Arc::new(Writer { writes, thread: Some(thread) }) })
+        let mut log_base = path.as_os_str().to_owned();
+        log_base.push(".wal");
+        let (wal, replay) = wal::Wal::open(Path::new(&log_base), durable)?;
+        let durable = match replay.last() {
+            Some((last, _)) => {
+                let entries = replay.iter().flat_map(|(_, entries)| entries.iter().map(|(k, item)| (k, item.as_ref())));
+                writes::commit(&db, entries, *last, &std::sync::Mutex::new(()))?;
+                *last
+            }
+            None => durable,
+        };
+        let writes = Arc::new(Writes::new(Arc::new(db), durable, flush_every));
+        let (logger, committer) = (writes.clone(), writes.clone());
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name.into()).spawn(run).map_err(backend);
+        let threads = vec![spawn("tollgate-store-log", Box::new(move || logger.run_log(wal)))?, spawn("tollgate-store-commit", Box::new(move || committer.run_commit()))?];
+        Ok(Self { writes: writes.clone(), _writer: Arc::new(Writer { writes, threads }) })
     }
 
     async fn write(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<TxOutcome> {

@@ -1,22 +1,26 @@
 //! The embedded store's write path. A transaction is checked and applied in memory, under one
 //! lock, to the overlay: the items written since redb last committed. It is visible to every
 //! later operation the moment the lock is released, with no thread hop and no disk write on the
-//! caller's path. One writer thread commits the overlay to redb: at once when someone waits for
-//! durability (group commit: everyone who arrived meanwhile shares the fsync), otherwise within
-//! `FLUSH_EVERY`. Each transaction is all-or-nothing in memory, and every commit takes the
-//! overlay as it stood between two transactions, so no half of one ever reaches the disk.
+//! caller's path. Two threads make writes durable. The logger, when someone waits for durability,
+//! appends what is new to the write-ahead log (group commit: everyone who arrived meanwhile
+//! shares the sync). The committer commits the overlay to redb within `FLUSH_EVERY`, off the
+//! waiters' path, and then drops what redb took from the overlay. Each transaction
+//! is all-or-nothing in memory, and every log record and commit takes the overlay as it stood
+//! between two transactions, so no half of one ever reaches the disk.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, Table};
 
-use super::{GSI1, GSI2, ITEMS, backend, index_key, raw_get};
+use super::wal::Wal;
+use super::{GSI1, GSI2, ITEMS, META, backend, index_key, raw_get};
 use crate::store::{Index, Item, Key, StoreError, StoreResult, TxOp, apply_update, holds, is_expired, now_epoch};
 
-/// The longest a write that nobody waits on stays in memory only.
-const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// How long a write stays in the overlay (and the log) before redb takes it. Nobody waits for
+/// this; it bounds the overlay's size and, for writes nobody waits on, what a crash can lose.
+pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
 /// What one transaction came to: the last item it wrote, or the index of the operation whose
 /// condition failed (and then nothing of it was written).
@@ -39,12 +43,15 @@ pub(super) struct Overlay {
     applied: u64,
     /// The last transaction someone waits to see committed.
     wanted: u64,
+    /// Which round of the log new records belong to: a new round starts whenever the committer
+    /// takes a batch (see `Wal::append`).
+    round: u64,
     closing: bool,
     /// A commit that failed: the store refuses writes from then on.
     failed: Option<String>,
 }
 
-/// How far the writer has come: every transaction up to `done` is durable in redb.
+/// How far the writer has come: every transaction up to `done` is durable (in the log or redb).
 #[derive(Clone, Default)]
 struct Progress {
     done: u64,
@@ -54,13 +61,23 @@ struct Progress {
 pub(super) struct Writes {
     pub db: Arc<Database>,
     overlay: Mutex<Overlay>,
-    wake: Condvar,
+    /// Wakes the logger: someone waits for durability, or the store closes.
+    log_wake: Condvar,
+    /// Wakes the committer when the store closes.
+    commit_wake: Condvar,
+    /// Held while syncing: concurrent syncs (the log's and redb's) were slower here than one
+    /// after the other, and the log's wait behind a redb sync sets the tail latency.
+    disk: Mutex<()>,
     progress: tokio::sync::watch::Sender<Progress>,
+    flush_every: Duration,
 }
 
 impl Writes {
-    pub fn new(db: Arc<Database>) -> Self {
-        Self { db, overlay: Mutex::default(), wake: Condvar::new(), progress: tokio::sync::watch::Sender::new(Progress::default()) }
+    /// The write path over `db`, which holds every transaction up to `durable`.
+    pub fn new(db: Arc<Database>, durable: u64, flush_every: Duration) -> Self {
+        let overlay = Overlay { applied: durable, wanted: durable, ..Overlay::default() };
+        let progress = Progress { done: durable, failed: None };
+        Self { db, overlay: Mutex::new(overlay), log_wake: Condvar::new(), commit_wake: Condvar::new(), disk: Mutex::new(()), progress: tokio::sync::watch::Sender::new(progress), flush_every }
     }
 
     pub fn overlay(&self) -> MutexGuard<'_, Overlay> {
@@ -149,38 +166,77 @@ impl Writes {
         overlay.dirty_since.get_or_insert_with(Instant::now);
         if durable {
             overlay.wanted = seq;
-            self.wake.notify_one();
+            self.log_wake.notify_one();
         }
         Ok((Ok(last), Some(seq)))
     }
 
-    /// Asks the writer to finish: it commits what is pending and ends.
+    /// Asks the threads to finish: the committer commits what is pending, and both end.
     pub fn close(&self) {
         self.overlay().closing = true;
-        self.wake.notify_one();
+        self.log_wake.notify_one();
+        self.commit_wake.notify_one();
     }
 
-    /// The writer thread: commits the overlay whenever someone waits for it, when the oldest
-    /// pending write is `FLUSH_EVERY` old, and when the store closes.
-    pub fn run(&self) {
+    fn wait<'a>(&self, wake: &Condvar, overlay: MutexGuard<'a, Overlay>, timeout: Duration) -> MutexGuard<'a, Overlay> {
+        wake.wait_timeout(overlay, timeout).unwrap_or_else(std::sync::PoisonError::into_inner).0
+    }
+
+    /// The logger thread: whenever someone waits for durability, appends to the log every item
+    /// written since the last record (or redb commit) and wakes the waiters.
+    pub fn run_log(&self, mut wal: Wal) {
         let mut overlay = self.overlay();
         loop {
-            let due = overlay.dirty_since.is_some_and(|since| since.elapsed() >= FLUSH_EVERY);
-            let commit_now = overlay.failed.is_none() && !overlay.dirty.is_empty() && (overlay.wanted > self.progress.borrow().done || due || overlay.closing);
-            if !commit_now {
+            let done = self.progress.borrow().done;
+            if overlay.failed.is_some() || overlay.wanted <= done {
                 if overlay.closing {
                     return;
                 }
-                let wait = overlay.dirty_since.map_or(FLUSH_EVERY, |since| FLUSH_EVERY.saturating_sub(since.elapsed()));
-                overlay = self.wake.wait_timeout(overlay, wait).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+                overlay = self.wait(&self.log_wake, overlay, self.flush_every);
+                continue;
+            }
+            let (upto, round) = (overlay.applied, overlay.round);
+            let fresh: Vec<(Key, Option<Arc<Item>>)> =
+                overlay.dirty.iter().filter(|(_, p)| p.seq > done).map(|(k, p)| (k.clone(), p.item.clone())).collect();
+            drop(overlay);
+            let entries: Vec<(&Key, Option<&Item>)> = fresh.iter().map(|(k, item)| (k, item.as_deref())).collect();
+            let disk = self.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let logged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wal.append(round, upto, &entries)))
+                .unwrap_or_else(|_| Err(StoreError::Backend("the write-ahead log panicked".into())));
+            drop(disk);
+            overlay = self.overlay();
+            match logged {
+                Ok(()) => self.progress.send_modify(|p| p.done = p.done.max(upto)),
+                Err(e) => self.fail(&mut overlay, &e),
+            }
+        }
+    }
+
+    /// The committer thread: commits the overlay to redb when its oldest write is `flush_every`
+    /// old, and when the store closes.
+    pub fn run_commit(&self) {
+        let mut overlay = self.overlay();
+        loop {
+            let due = overlay.dirty_since.is_some_and(|since| since.elapsed() >= self.flush_every);
+            if overlay.failed.is_some() || overlay.dirty.is_empty() || !(due || overlay.closing) {
+                if overlay.closing {
+                    return;
+                }
+                let wait = overlay.dirty_since.map_or(self.flush_every, |since| self.flush_every.saturating_sub(since.elapsed()));
+                overlay = self.wait(&self.commit_wake, overlay, wait);
                 continue;
             }
             let upto = overlay.applied;
             let batch: Vec<(Key, Pending)> = overlay.dirty.iter().map(|(k, p)| (k.clone(), p.clone())).collect();
+            // Records logged from now on may hold writes this commit lacks; they start a new
+            // round, which the log keeps apart from the records this commit makes redundant.
+            overlay.round += 1;
             drop(overlay);
             // A panic in redb must fail the waiting writers, not leave them waiting forever.
-            let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(&self.db, &batch)))
-                .unwrap_or_else(|_| Err(StoreError::Backend("redb panicked while committing".into())));
+            let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                commit(&self.db, batch.iter().map(|(k, p)| (k, p.item.as_deref())), upto, &self.disk)
+            }))
+            .unwrap_or_else(|_| Err(StoreError::Backend("redb panicked while committing".into())));
             overlay = self.overlay();
             match committed {
                 Ok(()) => {
@@ -191,16 +247,19 @@ impl Writes {
                         }
                     }
                     overlay.dirty_since = (!overlay.dirty.is_empty()).then(Instant::now);
-                    self.progress.send_modify(|p| p.done = upto);
+                    self.progress.send_modify(|p| p.done = p.done.max(upto));
                 }
-                Err(e) => {
-                    let failed = format!("the embedded store could not write to disk ({e}); it takes no more writes until restarted");
-                    tracing::error!("{failed}");
-                    overlay.failed = Some(failed.clone());
-                    self.progress.send_modify(|p| p.failed = Some(failed));
-                }
+                Err(e) => self.fail(&mut overlay, &e),
             }
         }
+    }
+
+    /// A write to disk failed: the store takes no more writes, and everyone waiting hears why.
+    fn fail(&self, overlay: &mut Overlay, e: &StoreError) {
+        let failed = format!("the embedded store could not write to disk ({e}); it takes no more writes until restarted");
+        tracing::error!("{failed}");
+        overlay.failed = Some(failed.clone());
+        self.progress.send_modify(|p| p.failed = Some(failed));
     }
 }
 
@@ -240,8 +299,9 @@ impl Tables<'_> {
     }
 }
 
-/// Writes a batch of pending items in one durable redb commit.
-fn commit(db: &Database, batch: &[(Key, Pending)]) -> StoreResult<()> {
+/// Writes a batch of items in one durable redb commit, noting `upto` as the last transaction
+/// redb holds. The tables are built while the logger may sync; the commit's own sync holds `disk`.
+pub(super) fn commit<'a>(db: &Database, batch: impl Iterator<Item = (&'a Key, Option<&'a Item>)>, upto: u64, disk: &Mutex<()>) -> StoreResult<()> {
     let txn = db.begin_write().map_err(backend)?;
     {
         let mut tables = Tables {
@@ -249,9 +309,14 @@ fn commit(db: &Database, batch: &[(Key, Pending)]) -> StoreResult<()> {
             gsi1: txn.open_table(GSI1).map_err(backend)?,
             gsi2: txn.open_table(GSI2).map_err(backend)?,
         };
-        for (key, pending) in batch {
-            tables.write(key, pending.item.as_deref())?;
+        for (key, item) in batch {
+            tables.write(key, item)?;
         }
+        txn.open_table(META).map_err(backend)?.insert(APPLIED, upto).map_err(backend)?;
     }
+    let _disk = disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     txn.commit().map_err(backend)
 }
+
+/// The META entry naming the last transaction redb holds.
+pub(super) const APPLIED: &str = "applied";
