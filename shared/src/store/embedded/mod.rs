@@ -1,8 +1,8 @@
 //! The embedded store: one redb file on local disk, with the DynamoDB semantics the store
-//! conformance suite pins. Writes go through an in-memory overlay made durable by one writer
-//! thread, through a write-ahead log and then redb (see `writes`, `wal`); reads see the overlay
-//! first, then redb. Each GSI is a table of
-//! (index pk, index sk, pk, sk) keys kept in step with the items in the same commit.
+//! conformance suite pins. Writes go through an in-memory overlay made durable by two threads,
+//! through a write-ahead log and then redb (see `writes`, `wal`); reads see the overlay first,
+//! then redb. Each GSI is a table of (index pk, index sk, pk, sk) keys kept in step with the
+//! items in the same commit.
 
 #[cfg(test)]
 mod tests;

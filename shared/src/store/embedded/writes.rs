@@ -51,7 +51,8 @@ pub(super) struct Overlay {
     failed: Option<String>,
 }
 
-/// How far the writer has come: every transaction up to `done` is durable (in the log or redb).
+/// How far the logger and committer have come: every transaction up to `done` is durable (in
+/// the log or redb).
 #[derive(Clone, Default)]
 struct Progress {
     done: u64,
@@ -94,7 +95,7 @@ impl Writes {
             let reached = progress
                 .wait_for(|p| p.done >= seq || p.failed.is_some())
                 .await
-                .map_err(|_| StoreError::Backend("the store's writer has stopped".into()))?;
+                .map_err(|_| StoreError::Backend("the store's writer threads have stopped".into()))?;
             if let Some(failed) = &reached.failed {
                 return Err(StoreError::Backend(failed.clone()));
             }
