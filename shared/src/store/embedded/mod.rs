@@ -91,7 +91,7 @@ impl EmbeddedStore {
     }
 
     async fn write(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<TxOutcome> {
-        self.writes.transact(&ops, durable).await
+        self.writes.transact(ops, durable).await
     }
 
     async fn transact_with(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<()> {
@@ -132,7 +132,7 @@ fn index_key(item: &Item, index: Index) -> Option<(String, String)> {
 
 fn single(result: StoreResult<TxOutcome>) -> StoreResult<Item> {
     match result? {
-        Ok(item) => Ok(item),
+        Ok(item) => Ok(item.map(Arc::unwrap_or_clone).unwrap_or_default()),
         Err(_) => Err(StoreError::ConditionFailed),
     }
 }

@@ -22,9 +22,10 @@ use crate::store::{Index, Item, Key, StoreError, StoreResult, TxOp, apply_update
 /// this; it bounds the overlay's size and, for writes nobody waits on, what a crash can lose.
 pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
-/// What one transaction came to: the last item it wrote, or the index of the operation whose
-/// condition failed (and then nothing of it was written).
-pub(super) type TxOutcome = Result<Item, usize>;
+/// What one transaction came to: the item its last operation wrote (None for a delete or a
+/// transaction of checks), or the index of the operation whose condition failed (and then
+/// nothing of it was written).
+pub(super) type TxOutcome = Result<Option<Arc<Item>>, usize>;
 
 /// An item written since the last commit: its newest version (None: deleted) and the
 /// transaction that wrote it.
@@ -88,7 +89,7 @@ impl Writes {
     }
 
     /// Applies a transaction; with `durable`, returns once it is on disk.
-    pub async fn transact(&self, ops: &[TxOp], durable: bool) -> StoreResult<TxOutcome> {
+    pub async fn transact(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<TxOutcome> {
         let (outcome, seq) = self.apply(ops, durable)?;
         if let Some(seq) = seq.filter(|_| durable) {
             let mut progress = self.progress.subscribe();
@@ -105,64 +106,59 @@ impl Writes {
 
     /// Checks and applies a transaction in memory: its outcome, and its sequence number when it
     /// wrote anything.
-    fn apply(&self, ops: &[TxOp], durable: bool) -> StoreResult<(TxOutcome, Option<u64>)> {
+    fn apply(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<(TxOutcome, Option<u64>)> {
         let mut overlay = self.overlay();
         if let Some(failed) = &overlay.failed {
             return Err(StoreError::Backend(failed.clone()));
         }
-        // Read under the lock, so nothing can change between the check and the write. These
-        // are point reads of items not written lately; redb serves them from its cache.
-        let txn = self.db.begin_read().map_err(backend)?;
-        let table = txn.open_table(ITEMS).map_err(backend)?;
+        // Read under the lock, so nothing can change between the check and the write. Items
+        // written lately (a limit's counters, say) are in the overlay; only the others are read
+        // from redb, which serves them from its cache, and only then is a read transaction begun.
+        let mut table = None;
         let now = now_epoch();
         let mut checked: Vec<Key> = Vec::with_capacity(ops.len());
-        let mut writes: Vec<(Key, Option<Item>)> = Vec::with_capacity(ops.len());
-        for (i, op) in ops.iter().enumerate() {
-            let owned;
-            let key = match op {
-                TxOp::Put { item, .. } => {
-                    owned = Key::of(item).ok_or_else(|| StoreError::Backend("item lacks a string PK and SK".into()))?;
-                    &owned
-                }
-                TxOp::Update { key, .. } | TxOp::Delete { key, .. } | TxOp::Check { key, .. } => key,
+        let mut writes: Vec<(Key, Option<Arc<Item>>)> = Vec::with_capacity(ops.len());
+        for (i, op) in ops.into_iter().enumerate() {
+            let (key, cond) = match &op {
+                TxOp::Put { item, cond } => (Key::of(item).ok_or_else(|| StoreError::Backend("item lacks a string PK and SK".into()))?, cond.as_ref()),
+                TxOp::Update { key, cond, .. } | TxOp::Delete { key, cond } => (key.clone(), cond.as_ref()),
+                TxOp::Check { key, cond } => (key.clone(), Some(cond)),
             };
-            if checked.contains(key) || writes.iter().any(|(k, _)| k == key) {
+            if checked.contains(&key) || writes.iter().any(|(k, _)| *k == key) {
                 return Err(StoreError::Backend("a transaction cannot include two operations on one item".into()));
             }
-            let current = match overlay.dirty.get(key) {
-                Some(pending) => pending.item.as_deref().cloned(),
-                None => raw_get(&table, key)?,
+            let current = match overlay.dirty.get(&key) {
+                Some(pending) => pending.item.clone(),
+                None => {
+                    let table = match &mut table {
+                        Some(table) => table,
+                        None => table.insert(self.db.begin_read().map_err(backend)?.open_table(ITEMS).map_err(backend)?),
+                    };
+                    raw_get(table, &key)?.map(Arc::new)
+                }
             }
             .filter(|item| !is_expired(item, now));
-            let cond = match op {
-                TxOp::Put { cond, .. } | TxOp::Update { cond, .. } | TxOp::Delete { cond, .. } => cond.as_ref(),
-                TxOp::Check { cond, .. } => Some(cond),
-            };
-            if !cond.is_none_or(|c| holds(c, current.as_ref())) {
+            if !cond.is_none_or(|c| holds(c, current.as_deref())) {
                 return Ok((Err(i), None));
             }
-            let write = match op {
-                TxOp::Put { item, .. } => Some(Some(item.clone())),
-                TxOp::Update { update, .. } => Some(Some(apply_update(key, current, update)?)),
-                TxOp::Delete { .. } => Some(None),
-                TxOp::Check { .. } => None,
-            };
-            match write {
-                Some(item) => writes.push((key.clone(), item)),
-                None => checked.push(key.clone()),
+            match op {
+                TxOp::Put { item, .. } => writes.push((key, Some(Arc::new(item)))),
+                TxOp::Update { update, .. } => {
+                    let updated = apply_update(&key, current.map(Arc::unwrap_or_clone), &update)?;
+                    writes.push((key, Some(Arc::new(updated))));
+                }
+                TxOp::Delete { .. } => writes.push((key, None)),
+                TxOp::Check { .. } => checked.push(key),
             }
         }
         if writes.is_empty() {
-            return Ok((Ok(Item::new()), None));
+            return Ok((Ok(None), None));
         }
         overlay.applied += 1;
         let seq = overlay.applied;
-        let mut last = Item::new();
+        let last = writes.last().and_then(|(_, item)| item.clone());
         for (key, item) in writes {
-            if let Some(item) = &item {
-                last = item.clone();
-            }
-            overlay.dirty.insert(key, Pending { item: item.map(Arc::new), seq });
+            overlay.dirty.insert(key, Pending { item, seq });
         }
         overlay.dirty_since.get_or_insert_with(Instant::now);
         if durable {
