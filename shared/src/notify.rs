@@ -43,7 +43,7 @@ pub struct Delivery {
 pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(body);
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = format!("{:x}", mac.finalize().into_bytes());
     format!("sha256={hex}")
 }
 
@@ -121,4 +121,13 @@ pub async fn broadcast(state: &AppState, message: &Message) -> Vec<Delivery> {
         out.push(Delivery { channel: channel.name.clone(), ok: result.is_ok(), error: result.err() });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signature_is_the_hmac_sha256_in_hex() {
+        // RFC 4231, test case 2.
+        assert_eq!(super::signature("Jefe", b"what do ya want for nothing?"), "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
 }

@@ -22,7 +22,7 @@ pub fn random_secret(prefix: &str) -> String {
 
 /// SHA-256 in hex: how opaque secrets (refresh tokens, API keys) are stored and looked up.
 pub fn sha256_hex(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:x}", Sha256::digest(secret.as_bytes()))
 }
 
 /// Emails are compared case-insensitively and stored lower-cased.
@@ -35,5 +35,13 @@ pub fn normalize_email(raw: &str, param: &str) -> Result<String, ApiError> {
         Ok(email)
     } else {
         Err(ApiError::invalid_param(param, format!("{param} must be an email address such as name@example.com")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sha256_hex_is_lowercase_hex_of_the_digest() {
+        assert_eq!(super::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }
