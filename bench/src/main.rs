@@ -2,7 +2,9 @@
 //! directly and through a `tollgate` server (a separate process, embedded store, with
 //! authentication, limits and usage recording all on), at 1, 16 and 64 concurrent
 //! connections, unstreamed and streamed. Prints p50/p99 latency of each path, the added
-//! latency, and the throughput of each.
+//! latency, and the throughput of each; then the gateway's CPU time per proxied request (from
+//! /proc, so Linux only) and the share of the machine's time the hypervisor stole meanwhile,
+//! which says how far to trust that row on a shared virtual machine.
 //!
 //!   scripts/bench                      # builds with the perf profile and runs
 //!   TOLLGATE_DURABILITY=relaxed scripts/bench   # the same, records synced within 50 ms
@@ -98,6 +100,45 @@ async fn load(client: &reqwest::Client, target: &Target, body: &Value, concurren
     run
 }
 
+/// The CPU time a process has used, from /proc (user + system, in clock ticks of 10 ms).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it are space-separated.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The machine's (all, stolen) time so far, in ticks, from the first line of /proc/stat.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    Some((ticks.iter().take(8).sum(), *ticks.get(7)?))
+}
+
+/// What the gateway and the machine did during one run: CPU µs per request and steal %.
+struct Cost {
+    gateway: Option<u64>,
+    machine: Option<(u64, u64)>,
+}
+
+impl Cost {
+    fn start(pid: u32) -> Self {
+        Self { gateway: cpu_ticks(pid), machine: machine_ticks() }
+    }
+
+    fn describe(&self, pid: u32, requests: usize) -> String {
+        let per_request = match (self.gateway, cpu_ticks(pid)) {
+            (Some(a), Some(b)) if requests > 0 => format!("{:.0}", (b - a) as f64 * 10_000.0 / requests as f64),
+            _ => "-".into(),
+        };
+        let steal = match (self.machine, machine_ticks()) {
+            (Some((all_a, st_a)), Some((all_b, st_b))) if all_b > all_a => format!("{:.0}%", (st_b - st_a) as f64 * 100.0 / (all_b - all_a) as f64),
+            _ => "-".into(),
+        };
+        format!("{per_request:>8} {steal:>6}")
+    }
+}
+
 async fn admin_call(client: &reqwest::Client, base: &str, path: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
     let mut req = client.post(format!("{base}{path}")).json(&body);
     if let Some(t) = token {
@@ -156,20 +197,23 @@ async fn main() -> anyhow::Result<()> {
     let proxied = Target { url: format!("{base}/v1/chat/completions"), key: Some(key) };
     let durability = std::env::var("TOLLGATE_DURABILITY").unwrap_or_else(|_| "strict".into());
     println!("tollgate-bench: {seconds} s per run; upstream answers at once; gateway {gateway_bin} (embedded store, TOLLGATE_DURABILITY={durability}, auth + limits + usage on)");
-    println!("{:>4} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} {:>6}", "conc", "mode", "direct50", "direct99", "proxy50", "proxy99", "added50", "added99", "direct/s", "proxy/s", "ratio");
+    println!("{:>4} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} {:>6} | {:>8} {:>6}", "conc", "mode", "direct50", "direct99", "proxy50", "proxy99", "added50", "added99", "direct/s", "proxy/s", "ratio", "gw us/req", "steal");
     for streamed in [false, true] {
         let body = json!({"model": "bench", "stream": streamed, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark prompt of a few words"}]});
         for &concurrency in &levels {
             let _ = load(&client, &proxied, &body, concurrency, Duration::from_millis(500)).await; // warm-up
             let d = load(&client, &direct, &body, concurrency, Duration::from_secs(seconds)).await;
+            let cost = Cost::start(gateway.id());
             let p = load(&client, &proxied, &body, concurrency, Duration::from_secs(seconds)).await;
+            let cost = cost.describe(gateway.id(), p.latencies_us.len());
             println!(
-                "{:>4} {:>9} | {:>7.3}ms {:>7.3}ms | {:>7.3}ms {:>7.3}ms | {:>7.3}ms {:>7.3}ms | {:>9.0} {:>9.0} {:>6.2}{}",
+                "{:>4} {:>9} | {:>7.3}ms {:>7.3}ms | {:>7.3}ms {:>7.3}ms | {:>7.3}ms {:>7.3}ms | {:>9.0} {:>9.0} {:>6.2} | {}{}",
                 concurrency,
                 if streamed { "streamed" } else { "whole" },
                 d.pct(0.5), d.pct(0.99), p.pct(0.5), p.pct(0.99),
                 p.pct(0.5) - d.pct(0.5), p.pct(0.99) - d.pct(0.99),
                 d.rps(), p.rps(), p.rps() / d.rps(),
+                cost,
                 if d.errors + p.errors > 0 { format!("  errors: direct {} proxy {}", d.errors, p.errors) } else { String::new() }
             );
         }
