@@ -29,11 +29,7 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
 }
 
 fn events(hook: &WebhookSink, event: &str) -> Vec<Value> {
-    hook.hooks()
-        .iter()
-        .filter(|h| h.headers["x-tollgate-event"] == event)
-        .map(|h| serde_json::from_slice(&h.body).unwrap())
-        .collect()
+    hook.hooks().iter().filter(|h| h.headers["x-tollgate-event"] == event).map(|h| serde_json::from_slice(&h.body).unwrap()).collect()
 }
 
 backend_tests! {

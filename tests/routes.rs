@@ -105,10 +105,10 @@ fn template_routes() -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     let (mut resource, mut path) = (String::new(), None::<String>);
     for line in text.lines() {
-        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')) {
-            if !name.starts_with(' ') {
-                resource = name.to_string();
-            }
+        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':'))
+            && !name.starts_with(' ')
+        {
+            resource = name.to_string();
         }
         let trimmed = line.trim().trim_start_matches("- ");
         if let Some(p) = trimmed.strip_prefix("Path: ") {

@@ -30,9 +30,15 @@ async fn upstream(body: Bytes) -> Response {
     }
     let mut events = String::new();
     for word in ["a", "short", "benchmark", "answer", "!"] {
-        events += &format!("data: {}\n\n", json!({"id": "b", "object": "chat.completion.chunk", "model": "bench", "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": null}]}));
+        events += &format!(
+            "data: {}\n\n",
+            json!({"id": "b", "object": "chat.completion.chunk", "model": "bench", "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": null}]})
+        );
     }
-    events += &format!("data: {}\n\n", json!({"id": "b", "object": "chat.completion.chunk", "model": "bench", "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}}));
+    events += &format!(
+        "data: {}\n\n",
+        json!({"id": "b", "object": "chat.completion.chunk", "model": "bench", "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}})
+    );
     events += "data: [DONE]\n\n";
     Response::builder().header(header::CONTENT_TYPE, "text/event-stream").body(Body::from(events)).unwrap()
 }
@@ -183,23 +189,43 @@ async fn main() -> anyhow::Result<()> {
     }
     let admin = admin_call(&client, &base, "/api/setup/first-admin", None, json!({"email": "bench@example.com", "password": "bench password"})).await?;
     let admin = admin["token"].as_str().unwrap_or_default().to_string();
-    admin_call(&client, &base, "/api/models", Some(&admin), json!({
-        "id": "bench", "provider": "openai-compatible", "baseUrl": format!("http://{upstream_addr}/v1"), "apiKey": "sk-bench",
-        "inputPrice": 0.25, "outputPrice": 2.0, "contextWindow": 128000
-    })).await?;
+    admin_call(
+        &client,
+        &base,
+        "/api/models",
+        Some(&admin),
+        json!({
+            "id": "bench", "provider": "openai-compatible", "baseUrl": format!("http://{upstream_addr}/v1"), "apiKey": "sk-bench",
+            "inputPrice": 0.25, "outputPrice": 2.0, "contextWindow": 128000
+        }),
+    )
+    .await?;
     // Every limit on, none binding.
-    let key = admin_call(&client, &base, "/admin/v1/me/api-keys", Some(&admin), json!({
-        "name": "bench", "budget_limit_cents": 100_000_000, "rate_limit_rpm": 100_000_000, "rate_limit_tpm": 2_000_000_000
-    })).await?;
+    let key = admin_call(
+        &client,
+        &base,
+        "/admin/v1/me/api-keys",
+        Some(&admin),
+        json!({
+            "name": "bench", "budget_limit_cents": 100_000_000, "rate_limit_rpm": 100_000_000, "rate_limit_tpm": 2_000_000_000
+        }),
+    )
+    .await?;
     let key = key["key"].as_str().unwrap_or_default().to_string();
 
     let direct = Target { url: format!("http://{upstream_addr}/v1/chat/completions"), key: None };
     let proxied = Target { url: format!("{base}/v1/chat/completions"), key: Some(key) };
     let durability = std::env::var("TOLLGATE_DURABILITY").unwrap_or_else(|_| "strict".into());
-    println!("tollgate-bench: {seconds} s per run; upstream answers at once; gateway {gateway_bin} (embedded store, TOLLGATE_DURABILITY={durability}, auth + limits + usage on)");
-    println!("{:>4} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} {:>6} | {:>8} {:>6}", "conc", "mode", "direct50", "direct99", "proxy50", "proxy99", "added50", "added99", "direct/s", "proxy/s", "ratio", "gw us/req", "steal");
+    println!(
+        "tollgate-bench: {seconds} s per run; upstream answers at once; gateway {gateway_bin} (embedded store, TOLLGATE_DURABILITY={durability}, auth + limits + usage on)"
+    );
+    println!(
+        "{:>4} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} {:>6} | {:>8} {:>6}",
+        "conc", "mode", "direct50", "direct99", "proxy50", "proxy99", "added50", "added99", "direct/s", "proxy/s", "ratio", "gw us/req", "steal"
+    );
     for streamed in [false, true] {
-        let body = json!({"model": "bench", "stream": streamed, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark prompt of a few words"}]});
+        let body =
+            json!({"model": "bench", "stream": streamed, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark prompt of a few words"}]});
         for &concurrency in &levels {
             let _ = load(&client, &proxied, &body, concurrency, Duration::from_millis(500)).await; // warm-up
             let d = load(&client, &direct, &body, concurrency, Duration::from_secs(seconds)).await;
@@ -210,9 +236,15 @@ async fn main() -> anyhow::Result<()> {
                 "{:>4} {:>9} | {:>7.3}ms {:>7.3}ms | {:>7.3}ms {:>7.3}ms | {:>7.3}ms {:>7.3}ms | {:>9.0} {:>9.0} {:>6.2} | {}{}",
                 concurrency,
                 if streamed { "streamed" } else { "whole" },
-                d.pct(0.5), d.pct(0.99), p.pct(0.5), p.pct(0.99),
-                p.pct(0.5) - d.pct(0.5), p.pct(0.99) - d.pct(0.99),
-                d.rps(), p.rps(), p.rps() / d.rps(),
+                d.pct(0.5),
+                d.pct(0.99),
+                p.pct(0.5),
+                p.pct(0.99),
+                p.pct(0.5) - d.pct(0.5),
+                p.pct(0.99) - d.pct(0.99),
+                d.rps(),
+                p.rps(),
+                p.rps() / d.rps(),
                 cost,
                 if d.errors + p.errors > 0 { format!("  errors: direct {} proxy {}", d.errors, p.errors) } else { String::new() }
             );

@@ -118,7 +118,9 @@ async fn emit(state: &AppState, kind: Kind, counters: &Key, attr: &str, limit: &
             format!("Budget exhausted: {level}'s {window} budget of ${}", format_dollars(limit.limit)),
             "Requests are refused with 402 budget_exceeded until the budget resets or is raised.".to_string(),
         ),
-        Kind::Reset => (format!("Budget reset: {level}'s {window} budget of ${} starts anew", format_dollars(limit.limit)), "A new budget period began.".to_string()),
+        Kind::Reset => {
+            (format!("Budget reset: {level}'s {window} budget of ${} starts anew", format_dollars(limit.limit)), "A new budget period began.".to_string())
+        }
     };
     let message = Message {
         event: match kind {

@@ -115,10 +115,13 @@ impl Config {
                 .map_err(|_| format!("TOLLGATE_TRUSTED_PROXIES={v:?}: use comma-separated IPs or CIDRs"))?;
         }
         if let Some(v) = lookup("TOLLGATE_KEY_CACHE_SECS") {
-            config.key_cache = std::time::Duration::from_secs(v.parse().map_err(|_| format!("TOLLGATE_KEY_CACHE_SECS={v:?}: use a number of seconds (0 turns the cache off)"))?);
+            config.key_cache = std::time::Duration::from_secs(
+                v.parse().map_err(|_| format!("TOLLGATE_KEY_CACHE_SECS={v:?}: use a number of seconds (0 turns the cache off)"))?,
+            );
         }
         if let Some(v) = lookup("TOLLGATE_UPSTREAM_TIMEOUT_MS") {
-            let ms: u64 = v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| format!("TOLLGATE_UPSTREAM_TIMEOUT_MS={v:?}: use a positive number of milliseconds"))?;
+            let ms: u64 =
+                v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| format!("TOLLGATE_UPSTREAM_TIMEOUT_MS={v:?}: use a positive number of milliseconds"))?;
             config.upstream_timeout = std::time::Duration::from_millis(ms);
         }
         if let Some(v) = lookup("TOLLGATE_DURABILITY") {

@@ -16,9 +16,7 @@ tokio::task_local! {
 
 /// The current request's id, or a fresh one outside a request (tests, background work).
 pub fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string())
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| uuid::Uuid::new_v4().to_string())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,13 +141,7 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let body = ErrorEnvelope {
-            error: ErrorBody {
-                code: self.code().to_string(),
-                message,
-                param,
-                request_id: current_request_id(),
-                kind: self.kind().to_string(),
-            },
+            error: ErrorBody { code: self.code().to_string(), message, param, request_id: current_request_id(), kind: self.kind().to_string() },
         };
         let mut response = (status, axum::Json(body)).into_response();
         if let Self::TooManyRequests { retry_after_secs, .. } = self {

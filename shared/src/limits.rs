@@ -132,7 +132,6 @@ impl Metric {
     }
 }
 
-
 /// What a request counts against each metric.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Charge {
@@ -415,7 +414,8 @@ impl LimitSpec {
 pub fn from_specs(specs: &[LimitSpec]) -> ApiResult<Vec<Limit>> {
     let mut out: Vec<Limit> = Vec::with_capacity(specs.len());
     for spec in specs {
-        let id = format!("{}-{}", serde_json::to_value(spec.metric).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(), spec.window.describe());
+        let id =
+            format!("{}-{}", serde_json::to_value(spec.metric).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(), spec.window.describe());
         if out.iter().any(|l| l.id == id) {
             return Err(ApiError::invalid_param("limits", format!("two limits on {id}: give each metric and window one limit")));
         }
@@ -429,10 +429,10 @@ pub fn validate(limit: &Limit) -> ApiResult<()> {
     if limit.limit < 0 {
         return Err(ApiError::invalid_param("limit", "a limit cannot be negative"));
     }
-    if let Window::Rolling { every, .. } = limit.window {
-        if every == 0 {
-            return Err(ApiError::invalid_param("window", "a rolling window needs every >= 1"));
-        }
+    if let Window::Rolling { every, .. } = limit.window
+        && every == 0
+    {
+        return Err(ApiError::invalid_param("window", "a rolling window needs every >= 1"));
     }
     Ok(())
 }

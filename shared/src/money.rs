@@ -10,7 +10,7 @@ pub const MICROS_PER_CENT: i64 = 10_000;
 /// micro-dollars. Amounts are rounded to the micro-dollar; negative, non-finite and absurd ones
 /// are refused.
 pub fn dollars_to_micros(dollars: f64, param: &str) -> ApiResult<i64> {
-    if !dollars.is_finite() || dollars < 0.0 || dollars > 1e9 {
+    if !dollars.is_finite() || !(0.0..=1e9).contains(&dollars) {
         return Err(ApiError::invalid_param(param, format!("{param} must be a dollar amount between 0 and 1000000000")));
     }
     Ok((dollars * MICROS_PER_DOLLAR as f64).round() as i64)

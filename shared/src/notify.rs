@@ -71,11 +71,7 @@ pub async fn deliver(state: &AppState, channel: &Channel, message: &Message) -> 
                     .send()
                     .await
                     .map_err(|e| format!("the webhook could not be reached: {e}"))?;
-                if response.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(format!("the webhook answered {}", response.status()))
-                }
+                if response.status().is_success() { Ok(()) } else { Err(format!("the webhook answered {}", response.status())) }
             }
             ChannelKind::Smtp { host, port, tls, username, from, to } => {
                 let builder = match tls {

@@ -38,6 +38,7 @@ pub fn check_limit(limit: Option<i64>) -> ApiResult<usize> {
 }
 
 /// One page of the newest-first listing at (`index`, `pk`), keeping only items `keep` accepts.
+#[allow(clippy::too_many_arguments)] // each is one of the seed's listing parameters
 pub async fn page(
     store: &dyn Store,
     index: Index,

@@ -105,10 +105,16 @@ pub async fn create(store: &dyn Store, project: &Project, creator: Uuid) -> ApiR
     let lock = slug_key(&project.slug);
     let lock = Item::from([("PK".into(), Attr::S(lock.pk)), ("SK".into(), Attr::S(lock.sk)), ("project_id".into(), Attr::S(project.id.to_string()))]);
     let admin = Member { project_id: project.id, user_id: creator, role: Role::Admin, joined_at: project.created_at };
-    let ops = vec![TxOp::Put { item: lock, cond: Some(Cond::NotExists) }, TxOp::Put { item: project_item(project)?, cond: Some(Cond::NotExists) }, member_put(&admin)?];
+    let ops = vec![
+        TxOp::Put { item: lock, cond: Some(Cond::NotExists) },
+        TxOp::Put { item: project_item(project)?, cond: Some(Cond::NotExists) },
+        member_put(&admin)?,
+    ];
     match store.transact(ops).await {
         Ok(()) => Ok(()),
-        Err(StoreError::TransactionCancelled { index: 0 }) => Err(ApiError::conflict("slug_taken", format!("a project with slug {:?} already exists", project.slug))),
+        Err(StoreError::TransactionCancelled { index: 0 }) => {
+            Err(ApiError::conflict("slug_taken", format!("a project with slug {:?} already exists", project.slug)))
+        }
         Err(e) => Err(e.into()),
     }
 }

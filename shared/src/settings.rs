@@ -119,7 +119,10 @@ pub fn validate(settings: &Settings) -> ApiResult<()> {
             ChannelKind::Webhook { url } => {
                 check_url(url, "notifications.url")?;
                 if !channel.has_secret {
-                    return Err(ApiError::invalid_param("notifications.secret", format!("webhook channel {:?} needs a secret to sign its deliveries", channel.name)));
+                    return Err(ApiError::invalid_param(
+                        "notifications.secret",
+                        format!("webhook channel {:?} needs a secret to sign its deliveries", channel.name),
+                    ));
                 }
             }
         }

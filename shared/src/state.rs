@@ -13,8 +13,8 @@ use secrecy::SecretString;
 use crate::cache::TtlCache;
 use crate::catalog::Model;
 use crate::config::{Config, SecretsKind, StoreKind};
-use crate::keys::ApiKey;
 use crate::identity::jwt::JwtKeys;
+use crate::keys::ApiKey;
 use crate::secrets::{EmbeddedSecrets, SecretStore, SecretsManagerStore};
 use crate::store::{DynamoStore, EmbeddedStore, Store};
 
@@ -109,7 +109,14 @@ impl AppState {
     pub async fn with_backends(config: Config, store: Arc<dyn Store>, secrets: Arc<dyn SecretStore>) -> anyhow::Result<Self> {
         let jwt = tokio::sync::OnceCell::new();
         let ttl = config.key_cache;
-        let hot = HotCaches { keys: TtlCache::new(ttl, 100_000), models: TtlCache::new(ttl, 10_000), secrets: TtlCache::new(ttl, 10_000), owners: TtlCache::new(ttl, 10_000), events: TtlCache::new(std::time::Duration::from_secs(3600), 100_000), alert_threshold: TtlCache::new(ttl, 1) };
+        let hot = HotCaches {
+            keys: TtlCache::new(ttl, 100_000),
+            models: TtlCache::new(ttl, 10_000),
+            secrets: TtlCache::new(ttl, 10_000),
+            owners: TtlCache::new(ttl, 10_000),
+            events: TtlCache::new(std::time::Duration::from_secs(3600), 100_000),
+            alert_threshold: TtlCache::new(ttl, 1),
+        };
         let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
         Ok(Self(Arc::new(Inner { store, secrets, jwt, config, started: Instant::now(), hot, http })))
     }

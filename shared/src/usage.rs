@@ -237,10 +237,10 @@ pub async fn logs(
     cursor: Option<String>,
     direction: Direction,
 ) -> ApiResult<(Vec<UsageRecord>, Pagination)> {
-    if let (Some(from), Some(to)) = (filter.from, filter.to) {
-        if from > to {
-            return Err(ApiError::invalid_param("from", "from must not be after to"));
-        }
+    if let (Some(from), Some(to)) = (filter.from, filter.to)
+        && from > to
+    {
+        return Err(ApiError::invalid_param("from", "from must not be after to"));
     }
     let lo = filter.from.map_or_else(|| "0".to_string(), time_key);
     // `~` sorts after every request id character, so `to` itself is included.

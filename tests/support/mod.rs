@@ -12,6 +12,9 @@ pub mod upstream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// Wraps a test app's store (e.g. in a counter of round trips).
+pub type WrapStore = dyn Fn(Arc<dyn Store>) -> Arc<dyn Store>;
+
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -54,9 +57,8 @@ macro_rules! backend_tests {
 }
 
 fn dynamo_endpoint() -> String {
-    std::env::var("TOLLGATE_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
-        panic!("TOLLGATE_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto's server and sets it")
-    })
+    std::env::var("TOLLGATE_TEST_DYNAMODB_ENDPOINT")
+        .unwrap_or_else(|_| panic!("TOLLGATE_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto's server and sets it"))
 }
 
 /// A configuration of its own for one test: a fresh data dir, or a fresh table and secret
@@ -145,12 +147,7 @@ impl TestApp {
     }
 
     /// A test app with configuration changes, its store optionally wrapped (e.g. to count).
-    pub async fn start_with(
-        backend: Backend,
-        groups: &[Group],
-        configure: impl FnOnce(&mut Config),
-        wrap: Option<&dyn Fn(Arc<dyn Store>) -> Arc<dyn Store>>,
-    ) -> Self {
+    pub async fn start_with(backend: Backend, groups: &[Group], configure: impl FnOnce(&mut Config), wrap: Option<&WrapStore>) -> Self {
         // Server-side errors show in a failing test's output.
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,tollgate=debug").try_init();
         let dir = tempfile::tempdir().expect("temp dir");

@@ -83,7 +83,8 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, uri: axum::http::Uri, 
     let model = body["model"].clone();
     if uri.path().ends_with("embeddings") {
         return axum::Json(json!({"object": "list", "model": model, "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.5]}],
-                                 "usage": {"prompt_tokens": USAGE.0, "total_tokens": USAGE.0}})).into_response();
+                                 "usage": {"prompt_tokens": USAGE.0, "total_tokens": USAGE.0}}))
+        .into_response();
     }
     let chat = uri.path().ends_with("chat/completions");
     if body["stream"] == true {
@@ -91,11 +92,18 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, uri: axum::http::Uri, 
         let mut events: Vec<String> = ["up", "stream", "answer", "here", "ok"]
             .iter()
             .map(|w| {
-                let choice = if chat { json!({"index": 0, "delta": {"content": format!("{w} ")}, "finish_reason": null}) } else { json!({"index": 0, "text": format!("{w} "), "finish_reason": null}) };
+                let choice = if chat {
+                    json!({"index": 0, "delta": {"content": format!("{w} ")}, "finish_reason": null})
+                } else {
+                    json!({"index": 0, "text": format!("{w} "), "finish_reason": null})
+                };
                 format!("data: {}\n\n", json!({"id": "up-1", "object": "chunk", "model": model, "choices": [choice]}))
             })
             .collect();
-        events.push(format!("data: {}\n\n", json!({"id": "up-1", "object": "chunk", "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})));
+        events.push(format!(
+            "data: {}\n\n",
+            json!({"id": "up-1", "object": "chunk", "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        ));
         if include_usage {
             events.push(format!("data: {}\n\n", json!({"id": "up-1", "object": "chunk", "model": model, "choices": [], "usage": usage()})));
         }
@@ -108,5 +116,6 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, uri: axum::http::Uri, 
     } else {
         json!({"index": 0, "text": "upstream says hello", "finish_reason": "stop"})
     };
-    axum::Json(json!({"id": "up-1", "object": if chat { "chat.completion" } else { "text_completion" }, "model": model, "choices": [choice], "usage": usage()})).into_response()
+    axum::Json(json!({"id": "up-1", "object": if chat { "chat.completion" } else { "text_completion" }, "model": model, "choices": [choice], "usage": usage()}))
+        .into_response()
 }

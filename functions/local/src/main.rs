@@ -7,7 +7,12 @@ use tollgate::{AppState, Config, Group};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "tollgate", version, about = "Tollgate LLM gateway: the local server", long_about = "Tollgate LLM gateway.\n\nConfiguration comes from the environment: TOLLGATE_LISTEN, TOLLGATE_DATA_DIR, TOLLGATE_STORE, TOLLGATE_DYNAMODB_ENDPOINT, TOLLGATE_TABLE, TOLLGATE_SECRETS, TOLLGATE_SECRETS_ENDPOINT (see README.md).")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Tollgate LLM gateway: the local server",
+    long_about = "Tollgate LLM gateway.\n\nConfiguration comes from the environment: TOLLGATE_LISTEN, TOLLGATE_DATA_DIR, TOLLGATE_STORE, TOLLGATE_DYNAMODB_ENDPOINT, TOLLGATE_TABLE, TOLLGATE_SECRETS, TOLLGATE_SECRETS_ENDPOINT (see README.md)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

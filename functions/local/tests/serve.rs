@@ -89,7 +89,8 @@ async fn round_trip(envs: &[(&str, String)], args: &[&str]) {
     let client = reqwest::Client::new();
     let model = json!({"id": "mock-1", "provider": "mock", "apiKey": "sk-provider-key-never-logged", "inputPrice": 1, "outputPrice": 1, "contextWindow": 100});
     assert_eq!(client.post(format!("{}/api/models", first.base)).bearer_auth(&token).json(&model).send().await.unwrap().status(), 201);
-    let key: Value = client.post(format!("{}/admin/v1/me/api-keys", first.base)).bearer_auth(&token).json(&json!({"name": "k"})).send().await.unwrap().json().await.unwrap();
+    let key: Value =
+        client.post(format!("{}/admin/v1/me/api-keys", first.base)).bearer_auth(&token).json(&json!({"name": "k"})).send().await.unwrap().json().await.unwrap();
     let api_key = key["key"].as_str().unwrap().to_string();
     let chat = json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]});
     assert_eq!(client.post(format!("{}/v1/chat/completions", first.base)).bearer_auth(&api_key).json(&chat).send().await.unwrap().status(), 200);
@@ -101,14 +102,24 @@ async fn round_trip(envs: &[(&str, String)], args: &[&str]) {
          "from": "tollgate@example.com", "to": ["ops@example.com"]}
     ]});
     assert_eq!(client.put(format!("{}/api/settings", first.base)).bearer_auth(&token).json(&settings).send().await.unwrap().status(), 200);
-    let ws: Value = client.post(format!("{}/api/workspaces", first.base)).bearer_auth(&token).json(&json!({"name": "Acme"})).send().await.unwrap().json().await.unwrap();
+    let ws: Value =
+        client.post(format!("{}/api/workspaces", first.base)).bearer_auth(&token).json(&json!({"name": "Acme"})).send().await.unwrap().json().await.unwrap();
     let ws = ws["id"].as_str().unwrap().to_string();
     let invite = json!({"email": "new@example.com", "role": "member", "business_id": ws, "redirect_to": "https://app.example.com/join"});
     let invite: Value = client.post(format!("{}/api/invite-user", first.base)).bearer_auth(&token).json(&invite).send().await.unwrap().json().await.unwrap();
     assert_eq!(invite["delivery"][0]["ok"], false, "{invite}");
     let invite_url = reqwest::Url::parse(invite["invite_url"].as_str().unwrap()).unwrap();
     let invite_token = invite_url.query_pairs().find(|(k, _)| k == "invite_token").unwrap().1.to_string();
-    let ws_token: Value = client.post(format!("{}/api/tokens", first.base)).bearer_auth(&token).json(&json!({"name": "w", "business_id": ws})).send().await.unwrap().json().await.unwrap();
+    let ws_token: Value = client
+        .post(format!("{}/api/tokens", first.base))
+        .bearer_auth(&token)
+        .json(&json!({"name": "w", "business_id": ws}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let ws_token = ws_token["secret"].as_str().unwrap().to_string();
     assert_eq!(client.post(format!("{}/v1/chat/completions", first.base)).bearer_auth(&ws_token).json(&chat).send().await.unwrap().status(), 200);
     let mut secrets = vec![

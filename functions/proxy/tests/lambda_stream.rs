@@ -94,8 +94,17 @@ async fn streamed_chunks_reach_the_runtime_api_as_they_are_produced() {
         let state = tollgate::AppState::open(config, false).await.unwrap();
         let now = chrono::Utc::now();
         let model = tollgate::catalog::Model {
-            id: "mock-stream".into(), provider: "mock".into(), base_url: None, input_price_micros: 0, output_price_micros: 1_000_000,
-            context_window: 1000, capabilities: vec![], has_api_key: false, secret_id: uuid::Uuid::new_v4(), created_at: now, updated_at: now,
+            id: "mock-stream".into(),
+            provider: "mock".into(),
+            base_url: None,
+            input_price_micros: 0,
+            output_price_micros: 1_000_000,
+            context_window: 1000,
+            capabilities: vec![],
+            has_api_key: false,
+            secret_id: uuid::Uuid::new_v4(),
+            created_at: now,
+            updated_at: now,
         };
         tollgate::catalog::create(state.store.as_ref(), state.secrets.as_ref(), model, None).await.unwrap();
         let owner = tollgate::keys::Owner::User { user_id: uuid::Uuid::new_v4() };

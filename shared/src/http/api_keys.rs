@@ -18,10 +18,7 @@ use crate::pagination::{Direction, Pagination, check_limit};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_keys, create_key))
-        .routes(routes!(get_key, revoke_key))
-        .routes(routes!(rotate_key))
+    OpenApiRouter::new().routes(routes!(list_keys, create_key)).routes(routes!(get_key, revoke_key)).routes(routes!(rotate_key))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -174,16 +171,21 @@ pub struct RotateKey {
 /// A new key with every setting of the old one; the old one works until `rotation_grace_until`.
 #[utoipa::path(post, path = "/admin/v1/me/api-keys/{key_id}/rotate", tag = "me", params(("key_id" = Uuid, Path)), request_body = RotateKey,
     responses((status = 201, body = KeyView), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
-async fn rotate_key(State(state): State<AppState>, me: Me, Path(key_id): Path<String>, ApiJsonOrEmpty(body): ApiJsonOrEmpty<RotateKey>) -> ApiResult<(StatusCode, Json<KeyView>)> {
+async fn rotate_key(
+    State(state): State<AppState>,
+    me: Me,
+    Path(key_id): Path<String>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<RotateKey>,
+) -> ApiResult<(StatusCode, Json<KeyView>)> {
     me.require_key_scope("*")?;
     let owner = Owner::User { user_id: me.user_id };
     let grace = body.grace_period_seconds.unwrap_or(keys::DEFAULT_GRACE_SECS);
     let issued = keys::rotate(state.store.as_ref(), &owner, parse_uuid(&key_id, "key_id")?, grace).await?;
     // The old key's cached copy lacks its grace deadline.
-    if let Some(old) = issued.key.rotated_from_key_id {
-        if let Ok(old) = keys::get(state.store.as_ref(), &owner, old).await {
-            state.hot.keys.remove(&old.key_hash);
-        }
+    if let Some(old) = issued.key.rotated_from_key_id
+        && let Ok(old) = keys::get(state.store.as_ref(), &owner, old).await
+    {
+        state.hot.keys.remove(&old.key_hash);
     }
     Ok((StatusCode::CREATED, Json(KeyView::of(issued.key, Some(issued.secret)))))
 }

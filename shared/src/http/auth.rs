@@ -136,8 +136,7 @@ async fn login(
     let now = Utc::now().timestamp();
     throttle::check(store, &email, ip_text.as_deref(), now).await?;
     let user = users::find_by_email(store, &email).await?;
-    let ok = body.password.len() <= password::MAX_LEN
-        && password::verify(&body.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+    let ok = body.password.len() <= password::MAX_LEN && password::verify(&body.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
     let Some(user) = user.filter(|_| ok) else {
         throttle::record_failure(store, &email, ip_text.as_deref(), now).await?;
         return Err(ApiError::unauthorized("invalid email or password"));
@@ -275,12 +274,7 @@ pub struct UpdateUser {
 /// A new password signs the user out everywhere.
 #[utoipa::path(put, path = "/api/users/{id}", tag = "users", params(("id" = Uuid, Path)), request_body = UpdateUser,
     responses((status = 200, body = UserView), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
-async fn update_user(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<UpdateUser>,
-) -> ApiResult<Json<UserView>> {
+async fn update_user(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<UpdateUser>) -> ApiResult<Json<UserView>> {
     caller.require(Permission::UserWrite)?;
     let store = state.store.as_ref();
     let before = users::require(store, parse_uuid(&id, "id")?).await?;
@@ -372,12 +366,7 @@ pub struct UpdateRole {
 
 #[utoipa::path(put, path = "/api/roles/{name}", tag = "roles", params(("name" = String, Path)), request_body = UpdateRole,
     responses((status = 200, body = RoleView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-async fn update_role(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-    ApiJson(body): ApiJson<UpdateRole>,
-) -> ApiResult<Json<RoleView>> {
+async fn update_role(State(state): State<AppState>, caller: Caller, Path(name): Path<String>, ApiJson(body): ApiJson<UpdateRole>) -> ApiResult<Json<RoleView>> {
     caller.require(Permission::UserWrite)?;
     let permissions = roles::parse_permissions(&body.permissions)?;
     Ok(Json(roles::update(state.store.as_ref(), &name, permissions).await?.into()))

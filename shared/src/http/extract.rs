@@ -189,7 +189,11 @@ impl Me {
         match &self.key {
             Some(key) if !key.grants(scope) => Err(ApiError::forbidden(
                 "insufficient_scope",
-                if scope == "*" { "only a session or an API key with full access (scopes null or [\"*\"]) can manage API keys".to_string() } else { format!("this API key lacks the {scope} scope") },
+                if scope == "*" {
+                    "only a session or an API key with full access (scopes null or [\"*\"]) can manage API keys".to_string()
+                } else {
+                    format!("this API key lacks the {scope} scope")
+                },
             )),
             _ => Ok(()),
         }
@@ -227,11 +231,7 @@ impl FromRequestParts<AppState> for ClientIp {
 }
 
 pub fn client_ip(parts: &Parts, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .or_else(|| lambda_source_ip(parts))?;
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).or_else(|| lambda_source_ip(parts))?;
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return Some(peer);

@@ -16,16 +16,12 @@ use crate::identity::sessions::{self, Session};
 use crate::identity::users;
 use crate::keys::{self, Owner};
 use crate::projects;
+use crate::state::AppState;
 use crate::usage;
 use crate::workspaces;
-use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_sessions))
-        .routes(routes!(revoke_session))
-        .routes(routes!(export_me))
-        .routes(routes!(delete_me))
+    OpenApiRouter::new().routes(routes!(list_sessions)).routes(routes!(revoke_session)).routes(routes!(export_me)).routes(routes!(delete_me))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -70,7 +70,10 @@ impl Group {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Tollgate", description = "LLM gateway: admin API and OpenAI-compatible proxy. Every error is {\"error\": {code, message, param, request_id, type}}."),
+    info(
+        title = "Tollgate",
+        description = "LLM gateway: admin API and OpenAI-compatible proxy. Every error is {\"error\": {code, message, param, request_id, type}}."
+    ),
     components(schemas(crate::error::ErrorEnvelope))
 )]
 struct ApiDoc;
@@ -101,9 +104,7 @@ pub fn app(state: AppState, groups: &[Group]) -> Router {
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            ApiError::internal("a handler panicked").into_response()
-        }))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| ApiError::internal("a handler panicked").into_response()))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }

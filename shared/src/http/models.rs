@@ -18,10 +18,7 @@ use crate::money::{dollars_to_micros, micros_to_dollars};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_models, create_model))
-        .routes(routes!(get_model, update_model, delete_model))
-        .routes(routes!(rotate_model_key))
+    OpenApiRouter::new().routes(routes!(list_models, create_model)).routes(routes!(get_model, update_model, delete_model)).routes(routes!(rotate_model_key))
 }
 
 /// A catalog model. Prices are dollars per million tokens; the key itself is never returned.
@@ -126,7 +123,12 @@ pub struct UpdateModel {
 
 #[utoipa::path(put, path = "/api/models/{id}", tag = "models", params(("id" = String, Path)), request_body = UpdateModel,
     responses((status = 200, body = ModelView), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-async fn update_model(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<UpdateModel>) -> ApiResult<Json<ModelView>> {
+async fn update_model(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateModel>,
+) -> ApiResult<Json<ModelView>> {
     caller.require(Permission::ModelWrite)?;
     let mut model = catalog::require(state.store.as_ref(), &id).await?;
     if let Some(p) = body.provider {
@@ -184,7 +186,12 @@ pub struct RotateModelKey {
 /// Replaces the model's provider key in the secret store.
 #[utoipa::path(post, path = "/api/models/{id}/apikey", tag = "models", params(("id" = String, Path)), request_body = RotateModelKey,
     responses((status = 200, body = ModelView), (status = 404, body = ErrorEnvelope)))]
-async fn rotate_model_key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<RotateModelKey>) -> ApiResult<Json<ModelView>> {
+async fn rotate_model_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RotateModelKey>,
+) -> ApiResult<Json<ModelView>> {
     caller.require(Permission::ModelWrite)?;
     let model = catalog::set_api_key(state.store.as_ref(), state.secrets.as_ref(), &id, body.api_key).await?;
     forget(&state, &model);

@@ -77,7 +77,12 @@ pub struct CreateProjectToken {
 /// Creates a project token; the answer holds the token, once. Editors and admins.
 #[utoipa::path(post, path = "/api/projects/{slug}/tokens", tag = "projects", params(("slug" = String, Path)), request_body = CreateProjectToken,
     responses((status = 201, body = ProjectTokenView), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-async fn create_token(State(state): State<AppState>, caller: Caller, Path(slug): Path<String>, ApiJson(body): ApiJson<CreateProjectToken>) -> ApiResult<(StatusCode, Json<ProjectTokenView>)> {
+async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<CreateProjectToken>,
+) -> ApiResult<(StatusCode, Json<ProjectTokenView>)> {
     let store = state.store.as_ref();
     let (project, _) = projects::require(store, &slug, &viewer(&caller), Role::Editor).await?;
     let settings = KeySettings { name: body.name, limits: limits::from_specs(&body.limits)?, expires_at: body.expires_at, ..KeySettings::default() };

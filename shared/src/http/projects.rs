@@ -154,7 +154,12 @@ pub struct UpdateProject {
 /// Changes a project: editors and admins.
 #[utoipa::path(put, path = "/api/projects/{slug}", tag = "projects", params(("slug" = String, Path)), request_body = UpdateProject,
     responses((status = 200, body = ProjectView), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-async fn update_project(State(state): State<AppState>, caller: Caller, Path(slug): Path<String>, ApiJson(body): ApiJson<UpdateProject>) -> ApiResult<Json<ProjectView>> {
+async fn update_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<UpdateProject>,
+) -> ApiResult<Json<ProjectView>> {
     let store = state.store.as_ref();
     let (mut project, role) = projects::require(store, &slug, &viewer(&caller), Role::Editor).await?;
     if body.slug.as_ref().is_some_and(|s| *s != project.slug) {
@@ -230,7 +235,12 @@ pub struct AddMember {
 /// workspace's members can join.
 #[utoipa::path(post, path = "/api/projects/{slug}/members", tag = "projects", params(("slug" = String, Path)), request_body = AddMember,
     responses((status = 201, body = MemberView), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-async fn add_member(State(state): State<AppState>, caller: Caller, Path(slug): Path<String>, ApiJson(body): ApiJson<AddMember>) -> ApiResult<(StatusCode, Json<MemberView>)> {
+async fn add_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<AddMember>,
+) -> ApiResult<(StatusCode, Json<MemberView>)> {
     let store = state.store.as_ref();
     let (project, _) = projects::require(store, &slug, &viewer(&caller), Role::Admin).await?;
     let user_id = parse_uuid(&body.user_id, "userId")?;
@@ -253,7 +263,12 @@ pub struct UpdateMember {
 
 #[utoipa::path(put, path = "/api/projects/{slug}/members/{userId}", tag = "projects", params(("slug" = String, Path), ("userId" = Uuid, Path)), request_body = UpdateMember,
     responses((status = 200, body = MemberView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-async fn update_member(State(state): State<AppState>, caller: Caller, Path((slug, user_id)): Path<(String, String)>, ApiJson(body): ApiJson<UpdateMember>) -> ApiResult<Json<MemberView>> {
+async fn update_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((slug, user_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<UpdateMember>,
+) -> ApiResult<Json<MemberView>> {
     let store = state.store.as_ref();
     let (project, _) = projects::require(store, &slug, &viewer(&caller), Role::Admin).await?;
     let user_id = parse_uuid(&user_id, "userId")?;

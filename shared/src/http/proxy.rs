@@ -32,11 +32,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
 }
 
 fn caller(headers: &HeaderMap, ip: ClientIp) -> Caller {
-    Caller {
-        secret: presented_key(headers),
-        ip: ip.0,
-        referer: headers.get("referer").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect()),
-    }
+    Caller { secret: presented_key(headers), ip: ip.0, referer: headers.get("referer").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect()) }
 }
 
 async fn forward(state: AppState, endpoint: Endpoint, headers: HeaderMap, ip: ClientIp, body: Bytes) -> Response {
@@ -71,4 +67,3 @@ async fn models(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp)
     let key = proxy::authenticate(&state, presented_key(&headers).as_deref(), ip.0).await?;
     Ok(axum::Json(proxy::list_models(&state, &key).await?))
 }
-

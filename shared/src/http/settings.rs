@@ -77,7 +77,9 @@ pub struct ChannelInput {
 
 impl ChannelInput {
     fn into_parts(self) -> ApiResult<(Channel, Option<SecretString>)> {
-        let need = |v: Option<String>, field: &str| v.ok_or_else(|| ApiError::invalid_param(&format!("notifications.{field}"), format!("channel {:?} needs {field}", self.name)));
+        let need = |v: Option<String>, field: &str| {
+            v.ok_or_else(|| ApiError::invalid_param(&format!("notifications.{field}"), format!("channel {:?} needs {field}", self.name)))
+        };
         let (kind, secret) = match self.r#type.as_str() {
             "smtp" => (
                 ChannelKind::Smtp {

@@ -72,7 +72,11 @@ pub struct CreateWorkspace {
 /// Creates a workspace; the caller becomes its owner.
 #[utoipa::path(post, path = "/api/workspaces", tag = "workspaces", request_body = CreateWorkspace,
     responses((status = 201, body = WorkspaceView), (status = 400, body = ErrorEnvelope)))]
-async fn create_workspace(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateWorkspace>) -> ApiResult<(StatusCode, Json<WorkspaceView>)> {
+async fn create_workspace(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateWorkspace>,
+) -> ApiResult<(StatusCode, Json<WorkspaceView>)> {
     let limits = limits::from_specs(&body.limits)?;
     let workspace = workspaces::create(state.store.as_ref(), &body.name, limits, caller.user.id).await?;
     let owner = Member { workspace_id: workspace.id, user_id: caller.user.id, role: Role::Owner, joined_at: workspace.created_at };
@@ -98,7 +102,12 @@ pub struct UpdateWorkspace {
 /// Renames a workspace or changes its limits: owners and admins.
 #[utoipa::path(put, path = "/api/workspaces/{id}", tag = "workspaces", params(("id" = Uuid, Path)), request_body = UpdateWorkspace,
     responses((status = 200, body = WorkspaceView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-async fn update_workspace(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<UpdateWorkspace>) -> ApiResult<Json<WorkspaceView>> {
+async fn update_workspace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateWorkspace>,
+) -> ApiResult<Json<WorkspaceView>> {
     let store = state.store.as_ref();
     let (mut workspace, member) = workspaces::require_manager(store, parse_uuid(&id, "id")?, caller.user.id).await?;
     if let Some(name) = body.name {
@@ -220,7 +229,13 @@ async fn invite_user(State(state): State<AppState>, caller: Caller, ApiJson(body
     let message = crate::notify::Message {
         event: "invite.created",
         subject: format!("You are invited to {} on Tollgate", workspace.name),
-        text: format!("{} invited you to the workspace {} as {}. Accept within {} days: {url}", caller.user.email, workspace.name, role.as_str(), invites::VALID_FOR_DAYS),
+        text: format!(
+            "{} invited you to the workspace {} as {}. Accept within {} days: {url}",
+            caller.user.email,
+            workspace.name,
+            role.as_str(),
+            invites::VALID_FOR_DAYS
+        ),
         data: serde_json::json!({"business_id": workspace.id, "workspace": workspace.name, "email": issued.invite.email, "role": role, "invite_url": url, "expires_at": issued.invite.expires_at}),
         to: Some(issued.invite.email.clone()),
     };

@@ -50,10 +50,7 @@ impl JwtKeys {
         getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
         let fresh = SecretString::from(base64::engine::general_purpose::STANDARD.encode(bytes));
         secrets.create(SIGNING_KEY_SECRET, &fresh).await?;
-        let stored = secrets
-            .get(SIGNING_KEY_SECRET)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("the JWT signing key vanished right after it was created"))?;
+        let stored = secrets.get(SIGNING_KEY_SECRET).await?.ok_or_else(|| anyhow::anyhow!("the JWT signing key vanished right after it was created"))?;
         Self::decode_key(&stored)
     }
 

@@ -31,11 +31,7 @@ pub fn normalize_email(raw: &str, param: &str) -> Result<String, ApiError> {
     let valid = email.len() <= 254
         && !email.chars().any(char::is_whitespace)
         && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@'));
-    if valid {
-        Ok(email)
-    } else {
-        Err(ApiError::invalid_param(param, format!("{param} must be an email address such as name@example.com")))
-    }
+    if valid { Ok(email) } else { Err(ApiError::invalid_param(param, format!("{param} must be an email address such as name@example.com"))) }
 }
 
 #[cfg(test)]

@@ -31,8 +31,7 @@ pub enum Permission {
 use Permission::*;
 
 impl Permission {
-    pub const ALL: [Permission; 9] =
-        [ProjectRead, ProjectWrite, ModelRead, ModelWrite, UserRead, UserWrite, ReportRead, SettingsRead, SettingsWrite];
+    pub const ALL: [Permission; 9] = [ProjectRead, ProjectWrite, ModelRead, ModelWrite, UserRead, UserWrite, ReportRead, SettingsRead, SettingsWrite];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -78,11 +77,7 @@ pub fn validate_name(name: &str) -> ApiResult<()> {
     let ok = (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_param("name", "name must be 1-64 characters: lowercase letters, digits, _ and -, starting with a letter"))
-    }
+    if ok { Ok(()) } else { Err(ApiError::invalid_param("name", "name must be 1-64 characters: lowercase letters, digits, _ and -, starting with a letter")) }
 }
 
 /// Parses permission strings, naming the valid ones when one is not.
@@ -120,8 +115,7 @@ pub async fn get(store: &dyn Store, name: &str) -> ApiResult<Option<Role>> {
 }
 
 pub async fn list(store: &dyn Store) -> ApiResult<Vec<Role>> {
-    let mut roles: Vec<Role> =
-        BUILT_IN.iter().map(|(n, p)| Role { name: (*n).into(), permissions: p.to_vec(), built_in: true }).collect();
+    let mut roles: Vec<Role> = BUILT_IN.iter().map(|(n, p)| Role { name: (*n).into(), permissions: p.to_vec(), built_in: true }).collect();
     for item in query_all(store, Query::new(Index::Gsi1, "ROLES").limit(100)).await? {
         roles.push(from_item(item)?);
     }

@@ -69,15 +69,8 @@ async fn access_token(state: &AppState, user_id: Uuid, session_id: Uuid) -> ApiR
 /// Starts a session for a user who has just proved who they are.
 pub async fn start(state: &AppState, user: &User, ip: Option<String>, user_agent: Option<String>) -> ApiResult<Tokens> {
     let now = Utc::now();
-    let session = Session {
-        id: Uuid::new_v4(),
-        user_id: user.id,
-        created_at: now,
-        last_activity: now,
-        expires_at: now + SESSION_TTL,
-        ip_address: ip,
-        user_agent,
-    };
+    let session =
+        Session { id: Uuid::new_v4(), user_id: user.id, created_at: now, last_activity: now, expires_at: now + SESSION_TTL, ip_address: ip, user_agent };
     let refresh_token = random_secret("rt_");
     state
         .store
@@ -162,7 +155,7 @@ pub async fn authenticate(state: &AppState, bearer: &str) -> ApiResult<(User, Se
 pub async fn list(store: &dyn Store, user_id: Uuid) -> ApiResult<Vec<Session>> {
     let query = Query::new(crate::store::Index::Primary, format!("USER#{user_id}")).prefix("SESSION#").limit(100);
     let mut sessions = query_all(store, query).await?.into_iter().map(from_item::<Session>).collect::<Result<Vec<_>, _>>()?;
-    sessions.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    sessions.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     Ok(sessions)
 }
 

@@ -110,10 +110,7 @@ pub async fn save(store: &dyn Store, before: &User, after: &User) -> ApiResult<(
 
 /// Deletes the user, the email lock and every session.
 pub async fn delete(store: &dyn Store, user: &User) -> ApiResult<usize> {
-    let ops = vec![
-        TxOp::Delete { key: key(user.id), cond: Some(Cond::Exists) },
-        TxOp::Delete { key: email_key(&user.email), cond: None },
-    ];
+    let ops = vec![TxOp::Delete { key: key(user.id), cond: Some(Cond::Exists) }, TxOp::Delete { key: email_key(&user.email), cond: None }];
     match store.transact(ops).await {
         Ok(()) => {}
         Err(StoreError::TransactionCancelled { .. }) => return Err(ApiError::not_found(format!("no user with id {}", user.id))),

@@ -179,7 +179,8 @@ impl ApiKey {
     pub fn grants(&self, scope: &str) -> bool {
         let Some(scopes) = &self.settings.scopes else { return true };
         scopes.iter().any(|s| {
-            s == "*" || (s == scope && scope != "*")
+            s == "*"
+                || (s == scope && scope != "*")
                 || (s == "leaderboards:inference" && matches!(scope, "chat" | "completions" | "embeddings"))
                 || (s == "leaderboards:read" && scope == "models")
         })
@@ -263,9 +264,7 @@ pub async fn create(store: &dyn Store, owner: Owner, settings: KeySettings) -> A
     settings.validate(now)?;
     let issued = mint(owner, settings, now);
     let (record, lookup) = items(&issued.key)?;
-    store
-        .transact(vec![TxOp::Put { item: record, cond: Some(Cond::NotExists) }, TxOp::Put { item: lookup, cond: Some(Cond::NotExists) }])
-        .await?;
+    store.transact(vec![TxOp::Put { item: record, cond: Some(Cond::NotExists) }, TxOp::Put { item: lookup, cond: Some(Cond::NotExists) }]).await?;
     Ok(issued)
 }
 

@@ -66,4 +66,3 @@ pub(super) fn with_headers(mut response: Response, headers: Vec<(HeaderName, Str
     }
     response
 }
-

@@ -41,11 +41,11 @@ pub fn answer(req: &Inspected) -> Answer {
         None => PREAMBLE.split_whitespace().map(str::to_string).chain(clean).collect(),
     };
     let mut finish_reason = "stop";
-    if let Some(max) = req.max_output {
-        if words.len() as i64 > max {
-            words.truncate(max as usize);
-            finish_reason = "length";
-        }
+    if let Some(max) = req.max_output
+        && words.len() as i64 > max
+    {
+        words.truncate(max as usize);
+        finish_reason = "length";
     }
     Answer {
         words,
@@ -89,7 +89,8 @@ impl Answer {
             }),
             Endpoint::Embeddings => {
                 let dims = req.body.get("dimensions").and_then(Value::as_u64).unwrap_or(8).clamp(1, 4096) as usize;
-                let data: Vec<Value> = req.texts.iter().enumerate().map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embed(t, dims)})).collect();
+                let data: Vec<Value> =
+                    req.texts.iter().enumerate().map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embed(t, dims)})).collect();
                 json!({
                     "object": "list", "model": req.model, "data": data,
                     "usage": {"prompt_tokens": self.input_tokens, "total_tokens": self.input_tokens},

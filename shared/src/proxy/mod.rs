@@ -24,8 +24,8 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-pub use request::{Endpoint, Inspected};
 use headers::{standing, with_headers};
+pub use request::{Endpoint, Inspected};
 use routing::{resolve_model, route};
 use upstream::{Event, Events, Failure};
 
@@ -53,9 +53,8 @@ fn status_error(status: StatusCode, code: &'static str, message: impl Into<Strin
 /// The key behind a presented secret, refusing unknown, revoked, expired and rotated-out keys
 /// and source addresses outside its allowlist.
 pub async fn authenticate(state: &AppState, secret: Option<&str>, ip: Option<IpAddr>) -> ApiResult<ApiKey> {
-    let secret = secret.ok_or_else(|| {
-        status_error(StatusCode::UNAUTHORIZED, "missing_api_key", "send your API key as Authorization: Bearer tg_... or X-API-Key")
-    })?;
+    let secret =
+        secret.ok_or_else(|| status_error(StatusCode::UNAUTHORIZED, "missing_api_key", "send your API key as Authorization: Bearer tg_... or X-API-Key"))?;
     let hash = sha256_hex(secret);
     let key = match state.hot.keys.get(&hash) {
         Some(key) => key,
@@ -76,11 +75,7 @@ pub async fn authenticate(state: &AppState, secret: Option<&str>, ip: Option<IpA
 }
 
 pub fn require_scope(key: &ApiKey, scope: &str) -> ApiResult<()> {
-    if key.grants(scope) {
-        Ok(())
-    } else {
-        Err(status_error(StatusCode::FORBIDDEN, "insufficient_scope", format!("this API key lacks the {scope} scope")))
-    }
+    if key.grants(scope) { Ok(()) } else { Err(status_error(StatusCode::FORBIDDEN, "insufficient_scope", format!("this API key lacks the {scope} scope"))) }
 }
 
 async fn model_secret(state: &AppState, model: &Model) -> ApiResult<Option<Arc<SecretString>>> {
@@ -287,7 +282,8 @@ impl Flight {
     async fn call_upstream<T>(&self, body: &serde_json::Map<String, Value>, go: impl AsyncFnOnce(upstream::Call<'_>) -> T) -> ApiResult<T> {
         let secret = model_secret(&self.state, &self.model).await?;
         let base = self.model.endpoint().unwrap_or_default();
-        let call = upstream::Call { client: &self.state.http, base_url: &base, api_key: secret.as_deref(), endpoint: self.req.endpoint, body, timeout: self.timeout };
+        let call =
+            upstream::Call { client: &self.state.http, base_url: &base, api_key: secret.as_deref(), endpoint: self.req.endpoint, body, timeout: self.timeout };
         Ok(go(call).await)
     }
 
@@ -324,7 +320,12 @@ impl Flight {
     fn charge(&self, seen: &Observed) -> Charge {
         let input = seen.input.unwrap_or_else(|| self.req.estimated_input_tokens());
         let output = seen.output.unwrap_or(seen.delivered_chunks);
-        Charge { calls: 1, input_tokens: input, output_tokens: output, cost_micros: cost_micros(input, output, self.model.input_price_micros, self.model.output_price_micros) }
+        Charge {
+            calls: 1,
+            input_tokens: input,
+            output_tokens: output,
+            cost_micros: cost_micros(input, output, self.model.input_price_micros, self.model.output_price_micros),
+        }
     }
 
     /// Settles the reservation and writes the usage record, in one transaction.
@@ -333,7 +334,16 @@ impl Flight {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn record_full(&self, actual: Charge, seen: &Observed, outcome: Outcome, status: u16, streamed: bool, cancelled: bool, error: Option<String>) -> ApiResult<()> {
+    async fn record_full(
+        &self,
+        actual: Charge,
+        seen: &Observed,
+        outcome: Outcome,
+        status: u16,
+        streamed: bool,
+        cancelled: bool,
+        error: Option<String>,
+    ) -> ApiResult<()> {
         let now = Utc::now();
         let mut ops = Vec::new();
         for reservation in &self.reservations {
@@ -539,7 +549,8 @@ impl Flight {
         }
         if !cancelled {
             if let Some(f) = failure {
-                let envelope = json!({"error": {"code": "upstream_error", "message": f.describe(), "param": null, "request_id": self.request_id, "type": "api_error"}});
+                let envelope =
+                    json!({"error": {"code": "upstream_error", "message": f.describe(), "param": null, "request_id": self.request_id, "type": "api_error"}});
                 let _ = tx.send(sse(&envelope)).await;
             }
             let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;

@@ -44,4 +44,3 @@ pub(super) async fn route(state: &AppState, project: &crate::projects::Project, 
     }
     Ok(out)
 }
-

@@ -40,13 +40,7 @@ impl SecretStore for SecretsManagerStore {
     }
 
     async fn create(&self, name: &str, value: &SecretString) -> SecretResult<bool> {
-        let result = self
-            .client
-            .create_secret()
-            .name(self.id(name)?)
-            .secret_string(value.expose_secret())
-            .send()
-            .await;
+        let result = self.client.create_secret().name(self.id(name)?).secret_string(value.expose_secret()).send().await;
         match result {
             Ok(_) => Ok(true),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_exists_exception()) => Ok(false),
@@ -58,24 +52,12 @@ impl SecretStore for SecretsManagerStore {
         if self.create(name, value).await? {
             return Ok(());
         }
-        self.client
-            .put_secret_value()
-            .secret_id(self.id(name)?)
-            .secret_string(value.expose_secret())
-            .send()
-            .await
-            .map_err(backend)?;
+        self.client.put_secret_value().secret_id(self.id(name)?).secret_string(value.expose_secret()).send().await.map_err(backend)?;
         Ok(())
     }
 
     async fn delete(&self, name: &str) -> SecretResult<()> {
-        let result = self
-            .client
-            .delete_secret()
-            .secret_id(self.id(name)?)
-            .force_delete_without_recovery(true)
-            .send()
-            .await;
+        let result = self.client.delete_secret().secret_id(self.id(name)?).force_delete_without_recovery(true).send().await;
         match result {
             Ok(_) => Ok(()),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(()),

@@ -35,8 +35,6 @@ pub trait SecretStore: Send + Sync + 'static {
 
 /// Secret names are the same on both backends: Secrets Manager's alphabet.
 pub(crate) fn check_name(name: &str) -> SecretResult<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 512
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
+    let ok = !name.is_empty() && name.len() <= 512 && name.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
     if ok { Ok(()) } else { Err(SecretError::InvalidName(name.to_string())) }
 }

@@ -8,14 +8,12 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TimeToLiveSpecification,
-    TransactWriteItem, Update as DdbUpdate,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, Put,
+    ReturnValue, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update as DdbUpdate,
 };
 
 use super::{
-    Attr, Cond, Index, Item, Key, PK, Page, Query, SK, SkCond, Store, StoreError, StoreResult, TTL, TxOp, Update,
-    decode_cursor, holds, is_expired, now_epoch,
+    Attr, Cond, Index, Item, Key, PK, Page, Query, SK, SkCond, Store, StoreError, StoreResult, TTL, TxOp, Update, decode_cursor, holds, is_expired, now_epoch,
 };
 
 #[derive(Clone)]
@@ -137,11 +135,7 @@ impl Expr {
         let inner = self.nested(cond);
         let ttl = self.name(TTL);
         let now = self.value(AttributeValue::N(now_epoch().to_string()));
-        if holds(cond, None) {
-            format!("{ttl} <= {now} OR {inner}")
-        } else {
-            format!("(attribute_not_exists({ttl}) OR {ttl} > {now}) AND {inner}")
-        }
+        if holds(cond, None) { format!("{ttl} <= {now} OR {inner}") } else { format!("(attribute_not_exists({ttl}) OR {ttl} > {now}) AND {inner}") }
     }
 
     fn names(&self) -> Option<HashMap<String, String>> {
@@ -185,11 +179,7 @@ fn update_expression(e: &mut Expr, update: &Update) -> String {
         parts.push(format!("SET {}", sets.join(", ")));
     }
     if !update.add.is_empty() {
-        let adds: Vec<String> = update
-            .add
-            .iter()
-            .map(|(n, d)| format!("{} {}", e.name(n), e.value(AttributeValue::N(d.to_string()))))
-            .collect();
+        let adds: Vec<String> = update.add.iter().map(|(n, d)| format!("{} {}", e.name(n), e.value(AttributeValue::N(d.to_string())))).collect();
         parts.push(format!("ADD {}", adds.join(", ")));
     }
     if !update.remove.is_empty() {
@@ -207,9 +197,7 @@ impl DynamoStore {
     /// Creates the table with its keys, GSIs and TTL when it does not exist yet (local use and
     /// tests; in AWS the SAM template owns the table).
     pub async fn create_table_if_missing(&self) -> StoreResult<()> {
-        let attr = |name: &str| {
-            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().map_err(backend)
-        };
+        let attr = |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().map_err(backend);
         let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(backend);
         let mut request = self
             .client
@@ -315,15 +303,7 @@ impl DynamoStore {
 #[async_trait]
 impl Store for DynamoStore {
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(backend)?;
+        let out = self.client.get_item().table_name(&self.table).set_key(Some(key_map(key))).consistent_read(true).send().await.map_err(backend)?;
         match out.item {
             Some(map) => {
                 let item = from_map(map)?;
@@ -414,12 +394,7 @@ impl Store for DynamoStore {
             match &q.sk {
                 Some(SkCond::Prefix(p)) => key_cond += &format!(" AND begins_with({}, {})", e.name(isk), e.value(AttributeValue::S(p.clone()))),
                 Some(SkCond::Between(a, b)) => {
-                    key_cond += &format!(
-                        " AND {} BETWEEN {} AND {}",
-                        e.name(isk),
-                        e.value(AttributeValue::S(a.clone())),
-                        e.value(AttributeValue::S(b.clone()))
-                    )
+                    key_cond += &format!(" AND {} BETWEEN {} AND {}", e.name(isk), e.value(AttributeValue::S(a.clone())), e.value(AttributeValue::S(b.clone())))
                 }
                 None => {}
             }
@@ -492,4 +467,3 @@ fn conflict_backoff(attempt: u32) -> std::time::Duration {
     let _ = getrandom::fill(&mut jitter);
     std::time::Duration::from_millis(base + u64::from(jitter[0]) % base.max(1))
 }
-

@@ -314,9 +314,7 @@ pub fn cursor_of(item: &Item, index: Index) -> String {
 }
 
 pub(crate) fn decode_cursor(cursor: &str, index: Index) -> StoreResult<BTreeMap<String, String>> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| StoreError::InvalidCursor)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
     let keys: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| StoreError::InvalidCursor)?;
     let (ipk, isk) = index.key_names();
     for name in [PK, SK, ipk, isk] {
@@ -365,9 +363,7 @@ pub(crate) fn apply_update(key: &Key, current: Option<Item>, update: &Update) ->
             Some(Attr::N(n)) => *n,
             Some(_) => return Err(StoreError::Backend(format!("ADD to non-numeric attribute {name}"))),
         };
-        let next = current
-            .checked_add(*delta)
-            .ok_or_else(|| StoreError::Backend(format!("counter {name} overflowed")))?;
+        let next = current.checked_add(*delta).ok_or_else(|| StoreError::Backend(format!("counter {name} overflowed")))?;
         item.insert(name.clone(), Attr::N(next));
     }
     for name in &update.remove {

@@ -97,7 +97,8 @@ pub async fn revoke(store: &dyn Store, workspace_id: Uuid, invite_id: Uuid) -> A
     let missing = || ApiError::not_found(format!("no pending invite {invite_id} in this workspace"));
     let item = store.get(&key(workspace_id, invite_id)).await?.ok_or_else(missing)?;
     let invite: Invite = from_item(item)?;
-    let ops = vec![TxOp::Delete { key: key(workspace_id, invite_id), cond: Some(Cond::Exists) }, TxOp::Delete { key: token_key(&invite.token_hash), cond: None }];
+    let ops =
+        vec![TxOp::Delete { key: key(workspace_id, invite_id), cond: Some(Cond::Exists) }, TxOp::Delete { key: token_key(&invite.token_hash), cond: None }];
     match store.transact(ops).await {
         Ok(()) => Ok(()),
         Err(StoreError::TransactionCancelled { .. }) => Err(missing()),
@@ -148,8 +149,8 @@ pub async fn accept(store: &dyn Store, token: &str, password: Option<&str>) -> A
             }
         }
         None => {
-            let password = password
-                .ok_or_else(|| ApiError::invalid_param("password", format!("{} has no account yet: send a password to create it", invite.email)))?;
+            let password =
+                password.ok_or_else(|| ApiError::invalid_param("password", format!("{} has no account yet: send a password to create it", invite.email)))?;
             crate::identity::password::validate(password, "password")?;
             // New accounts get the least global role; the workspace role is what matters here.
             let user = users::new_user(invite.email.clone(), crate::identity::password::hash(password).await?, "viewer".into());

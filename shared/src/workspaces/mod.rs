@@ -101,9 +101,7 @@ pub async fn create(store: &dyn Store, name: &str, limits: Vec<Limit>, creator: 
     let now = Utc::now();
     let workspace = Workspace { id: Uuid::new_v4(), name: validate_name(name)?, limits, created_by: creator, created_at: now, updated_at: now };
     let owner = Member { workspace_id: workspace.id, user_id: creator, role: Role::Owner, joined_at: now };
-    store
-        .transact(vec![TxOp::Put { item: keyed_item(&workspace, &key(workspace.id))?, cond: Some(Cond::NotExists) }, member_put(&owner)?])
-        .await?;
+    store.transact(vec![TxOp::Put { item: keyed_item(&workspace, &key(workspace.id))?, cond: Some(Cond::NotExists) }, member_put(&owner)?]).await?;
     Ok(workspace)
 }
 
@@ -138,7 +136,10 @@ pub fn require_manages(member: &Member) -> ApiResult<()> {
     if member.role.manages() {
         Ok(())
     } else {
-        Err(ApiError::forbidden("workspace_admin_required", format!("only the workspace's owners and admins may do this; your role is {}", member.role.as_str())))
+        Err(ApiError::forbidden(
+            "workspace_admin_required",
+            format!("only the workspace's owners and admins may do this; your role is {}", member.role.as_str()),
+        ))
     }
 }
 

@@ -86,7 +86,10 @@ impl EmbeddedStore {
         let writes = Arc::new(Writes::new(Arc::new(db), durable, flush_every));
         let (logger, committer) = (writes.clone(), writes.clone());
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name.into()).spawn(run).map_err(backend);
-        let threads = vec![spawn("tollgate-store-log", Box::new(move || logger.run_log(wal)))?, spawn("tollgate-store-commit", Box::new(move || committer.run_commit()))?];
+        let threads = vec![
+            spawn("tollgate-store-log", Box::new(move || logger.run_log(wal)))?,
+            spawn("tollgate-store-commit", Box::new(move || committer.run_commit()))?,
+        ];
         Ok(Self { writes: writes.clone(), _writer: Arc::new(Writer { writes, threads }) })
     }
 

@@ -79,7 +79,15 @@ impl Writes {
     pub fn new(db: Arc<Database>, durable: u64, flush_every: Duration) -> Self {
         let overlay = Overlay { applied: durable, wanted: durable, ..Overlay::default() };
         let progress = Progress { done: durable, failed: None };
-        Self { db, overlay: Mutex::new(overlay), log_wake: Condvar::new(), commit_wake: Condvar::new(), disk: Mutex::new(()), progress: tokio::sync::watch::Sender::new(progress), flush_every }
+        Self {
+            db,
+            overlay: Mutex::new(overlay),
+            log_wake: Condvar::new(),
+            commit_wake: Condvar::new(),
+            disk: Mutex::new(()),
+            progress: tokio::sync::watch::Sender::new(progress),
+            flush_every,
+        }
     }
 
     pub fn overlay(&self) -> MutexGuard<'_, Overlay> {
@@ -193,8 +201,7 @@ impl Writes {
                 continue;
             }
             let (upto, round) = (overlay.applied, overlay.round);
-            let fresh: Vec<(Key, Option<Arc<Item>>)> =
-                overlay.dirty.iter().filter(|(_, p)| p.seq > done).map(|(k, p)| (k.clone(), p.item.clone())).collect();
+            let fresh: Vec<(Key, Option<Arc<Item>>)> = overlay.dirty.iter().filter(|(_, p)| p.seq > done).map(|(k, p)| (k.clone(), p.item.clone())).collect();
             drop(overlay);
             let entries: Vec<(&Key, Option<&Item>)> = fresh.iter().map(|(k, item)| (k, item.as_deref())).collect();
             let disk = self.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
