@@ -43,8 +43,7 @@ pub struct Delivery {
 pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(body);
-    let hex = format!("{:x}", mac.finalize().into_bytes());
-    format!("sha256={hex}")
+    format!("sha256={:x}", mac.finalize().into_bytes())
 }
 
 /// Delivers through one channel; the error says what the channel itself answered.
