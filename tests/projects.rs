@@ -260,6 +260,11 @@ backend_tests! {
         assert!(record.routing[1].error.as_deref().unwrap().contains("in time"));
         assert!(record.routing[1].latency_ms >= 300);
         assert_eq!(record.model, "mock-1");
+        // Each upstream is asked for its own model, not the name the client sent.
+        for (upstream, id) in [(&broken, "broken"), (&slow, "slow")] {
+            let asked: Vec<Value> = upstream.requests().into_iter().map(|(_, body)| body["model"].clone()).collect();
+            assert_eq!(asked, vec![json!(id)]);
+        }
 
         // Streamed, the fallback happens before the first byte.
         let streamed = app.post("/v1/chat/completions", Some(&key), json!({"model": "broken", "stream": true, "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);

@@ -42,6 +42,8 @@ pub struct HotCaches {
     pub events: TtlCache<String, ()>,
     /// The settings' budget alert threshold (percent).
     pub alert_threshold: TtlCache<(), i64>,
+    /// Upstream URLs parsed once (a pure function of their text, so not bound by the key TTL).
+    pub upstream_urls: TtlCache<String, reqwest::Url>,
 }
 
 #[derive(Clone)]
@@ -116,6 +118,7 @@ impl AppState {
             owners: TtlCache::new(ttl, 10_000),
             events: TtlCache::new(std::time::Duration::from_secs(3600), 100_000),
             alert_threshold: TtlCache::new(ttl, 1),
+            upstream_urls: TtlCache::new(std::time::Duration::from_secs(3600), 10_000),
         };
         let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
         Ok(Self(Arc::new(Inner { store, secrets, jwt, config, started: Instant::now(), hot, http })))

@@ -116,6 +116,8 @@ struct Flight {
     state: AppState,
     key: ApiKey,
     req: Inspected,
+    /// The request body as the client sent it.
+    raw: Bytes,
     /// The model being tried now: the first of `candidates`, then the next after a failure.
     model: Model,
     /// The models this request may be served by, in routing order (a project's models for a
@@ -160,6 +162,7 @@ async fn admit(state: AppState, endpoint: Endpoint, caller: Caller, body: Bytes)
         state,
         key,
         req,
+        raw: body,
         model,
         candidates,
         reservations: vec![],
@@ -268,22 +271,42 @@ fn sse(value: &Value) -> Bytes {
 }
 
 impl Flight {
-    fn upstream_body(&self) -> serde_json::Map<String, Value> {
-        let mut body = self.req.body.clone();
-        if self.req.stream {
-            // Ask for the usage chunk so the cost is exact; it is dropped again for clients that
-            // did not ask for it.
-            body.insert("stream_options".into(), json!({"include_usage": true}));
+    /// What goes upstream: the client's own bytes, unless the request was routed to another
+    /// model than it named, or is a stream that must ask for its usage chunk.
+    fn upstream_body(&self) -> Bytes {
+        let ask_usage = self.req.stream && !self.req.client_wants_usage;
+        if !ask_usage && self.model.id == self.req.model {
+            return self.raw.clone();
         }
-        body
+        let mut body = self.req.body.clone();
+        body.insert("model".into(), Value::String(self.model.id.clone()));
+        if ask_usage {
+            // The usage chunk makes the cost exact; it is dropped again before the client sees it.
+            match body.get_mut("stream_options").and_then(Value::as_object_mut) {
+                Some(options) => {
+                    options.insert("include_usage".into(), Value::Bool(true));
+                }
+                None => {
+                    body.insert("stream_options".into(), json!({"include_usage": true}));
+                }
+            }
+        }
+        Bytes::from(Value::Object(body).to_string())
     }
 
-    /// Calls the current model's upstream with the request; `body` is `upstream_body()`.
-    async fn call_upstream<T>(&self, body: &serde_json::Map<String, Value>, go: impl AsyncFnOnce(upstream::Call<'_>) -> T) -> ApiResult<T> {
+    /// Calls the current model's upstream with the request.
+    async fn call_upstream<T>(&self, go: impl AsyncFnOnce(upstream::Call<'_>) -> T) -> ApiResult<T> {
         let secret = model_secret(&self.state, &self.model).await?;
         let base = self.model.endpoint().unwrap_or_default();
-        let call =
-            upstream::Call { client: &self.state.http, base_url: &base, api_key: secret.as_deref(), endpoint: self.req.endpoint, body, timeout: self.timeout };
+        let call = upstream::Call {
+            client: &self.state.http,
+            base_url: &base,
+            api_key: secret.as_deref(),
+            endpoint: self.req.endpoint,
+            urls: &self.state.hot.upstream_urls,
+            body: self.upstream_body(),
+            timeout: self.timeout,
+        };
         Ok(go(call).await)
     }
 
@@ -419,7 +442,7 @@ impl Flight {
     /// One whole answer from the current model.
     async fn answer_once(&self, id: &str, created: i64) -> ApiResult<Result<Value, Failure>> {
         if self.model.provider != "mock" {
-            return self.call_upstream(&self.upstream_body(), async |call| call.complete().await).await;
+            return self.call_upstream(async |call| call.complete().await).await;
         }
         let answer = mock::answer(&self.req);
         if answer.delay_ms > 0 {
@@ -465,7 +488,7 @@ impl Flight {
     /// Opens a stream from the current model.
     async fn open_once(&self, id: &str, created: i64) -> ApiResult<Result<Source, Failure>> {
         if self.model.provider != "mock" {
-            return self.call_upstream(&self.upstream_body(), async |call| call.stream().await.map(Source::Upstream)).await;
+            return self.call_upstream(async |call| call.stream().await.map(Source::Upstream)).await;
         }
         let answer = mock::answer(&self.req);
         Ok(match answer.fail_status {
