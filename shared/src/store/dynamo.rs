@@ -467,3 +467,83 @@ fn conflict_backoff(attempt: u32) -> std::time::Duration {
     let _ = getrandom::fill(&mut jitter);
     std::time::Duration::from_millis(base + u64::from(jitter[0]) % base.max(1))
 }
+
+/// DynamoDB answers transactions that collide with `TransactionConflict`, which no emulator
+/// reproduces on demand; a local HTTP endpoint speaking DynamoDB's JSON protocol stands in for
+/// AWS here, answering the SDK as the service documents.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    use axum::http::{HeaderMap, StatusCode};
+
+    use super::*;
+
+    /// Answers every TransactWriteItems with the cancellation reasons `answers[n]` for the
+    /// n-th call (`None`: success; past the end, the last answer again); counts the calls.
+    async fn fake_dynamodb(answers: Vec<Option<&'static str>>) -> (DynamoStore, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            let answer = answers[n.min(answers.len() - 1)];
+            async move {
+                let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                assert_eq!(target, "DynamoDB_20120810.TransactWriteItems");
+                let json = [(axum::http::header::CONTENT_TYPE, "application/x-amz-json-1.0")];
+                match answer {
+                    None => (StatusCode::OK, json, "{}".to_string()),
+                    Some(code) => (
+                        StatusCode::BAD_REQUEST,
+                        json,
+                        serde_json::json!({
+                            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                            "Message": format!("Transaction cancelled, please refer cancellation reasons for specific reasons [None, {code}]"),
+                            "CancellationReasons": [{"Code": "None"}, {"Code": code, "Message": "from the fake"}],
+                        })
+                        .to_string(),
+                    ),
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("t", "t", None, None, "test"))
+            .endpoint_url(url)
+            .build();
+        (DynamoStore::new(Client::from_conf(config), "t"), calls)
+    }
+
+    fn two_ops() -> Vec<TxOp> {
+        let item = |sk: &str| Item::from([(PK.to_string(), Attr::S("P".into())), (SK.to_string(), Attr::S(sk.into()))]);
+        vec![TxOp::Put { item: item("a"), cond: None }, TxOp::Put { item: item("b"), cond: Some(Cond::NotExists) }]
+    }
+
+    #[tokio::test]
+    async fn a_conflicting_transaction_is_tried_again_until_it_goes_through() {
+        let (store, calls) = fake_dynamodb(vec![Some("TransactionConflict"), Some("TransactionConflict"), None]).await;
+        store.transact(two_ops()).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_condition_is_not_tried_again_and_names_its_operation() {
+        let (store, calls) = fake_dynamodb(vec![Some("ConditionalCheckFailed")]).await;
+        assert!(matches!(store.transact(two_ops()).await, Err(StoreError::TransactionCancelled { index: 1 })));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn conflicts_that_never_end_fail_after_a_bounded_number_of_tries() {
+        let (store, calls) = fake_dynamodb(vec![Some("TransactionConflict")]).await;
+        let error = store.transact(two_ops()).await.unwrap_err();
+        assert!(matches!(error, StoreError::Backend(_)), "{error}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1 + MAX_CONFLICT_RETRIES as usize);
+    }
+}
