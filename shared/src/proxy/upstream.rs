@@ -47,8 +47,10 @@ pub enum Event {
 
 pub type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Failure>> + Send>>;
 
+/// The message leaves out the upstream's URL (reqwest adds it): API key holders see these
+/// messages, and a model's base URL is the admin's, credentials and internal hosts included.
 fn classify(err: reqwest::Error) -> Failure {
-    if err.is_timeout() { Failure::Timeout } else { Failure::Transport(err.to_string()) }
+    if err.is_timeout() { Failure::Timeout } else { Failure::Transport(err.without_url().to_string()) }
 }
 
 /// The upstream's own error message, if it sent an OpenAI-style envelope.
@@ -79,7 +81,10 @@ impl Call<'_> {
         if let Some(url) = self.urls.get(&text) {
             return Ok(url);
         }
-        let url = Url::parse(&text).map_err(|e| Failure::Transport(format!("the model's base URL gives {text:?}, which is not a URL: {e}")))?;
+        // Without the URL, as in `classify`.
+        let url = Url::parse(&text).map_err(|e| {
+            Failure::Transport(format!("the model's base URL does not make a valid URL ({e}); an admin can fix it with PUT /api/models/{{id}}"))
+        })?;
         self.urls.insert(text, url.clone());
         Ok(url)
     }
@@ -108,7 +113,7 @@ impl Call<'_> {
     /// A streamed answer, as parsed events.
     pub async fn stream(&self) -> Result<Events, Failure> {
         let response = self.send().await?;
-        let events = response.bytes_stream().eventsource().filter_map(|event| async move {
+        let events = response.bytes_stream().map(|chunk| chunk.map_err(reqwest::Error::without_url)).eventsource().filter_map(|event| async move {
             match event {
                 Ok(e) if e.data.trim() == "[DONE]" => Some(Ok(Event::Done)),
                 Ok(e) if e.data.trim().is_empty() => None,
