@@ -75,9 +75,10 @@ backend_tests! {
         let app = TestApp::start(backend).await;
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 0.0, 0.0, None).await;
-        let (key_id, key) = app.api_key(&admin, json!({"rate_limit_tpm": 100})).await;
-        // Worst case: 2 bytes + 4 + 3 framing = 9 input, 11 output = 20 tokens; real: 1 + 11.
+        let (key_id, key) = app.api_key(&admin, json!({"rate_limit_tpm": 400})).await;
         let body = json!({"model": "mock-1", "max_tokens": 11, "messages": [{"role": "user", "content": "hi"}]});
+        // Worst case: the body's bytes + 4 + 3 framing input, 11 output; real: 1 + 11.
+        let worst = serde_json::to_vec(&body).unwrap().len() as i64 + 4 + 3 + 11;
         let first = app.chat(&key, body.clone()).await.expect(200);
         let real = first.body["usage"]["total_tokens"].as_i64().unwrap();
         assert_eq!(used(&counters(&app, &admin, &key_id).await, "tpm"), real, "settlement returned the unused reservation");
@@ -93,8 +94,27 @@ backend_tests! {
             assert!(served < 100, "the tpm limit never refused");
         }
         let total = used(&counters(&app, &admin, &key_id).await, "tpm");
-        assert!(total <= 100 && total + 20 > 100, "refused only when the worst case would pass the limit: used {total}");
+        assert!(total <= 400 && total + worst > 400, "refused only when the worst case would pass the limit: used {total}, worst {worst}");
         assert_eq!(total, served * real);
+    }
+
+    async fn every_answer_of_n_is_reserved_and_charged(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        // Output only is priced: 5 tokens x $2000/M = 1 cent per answer.
+        app.model(&admin, "mock-1", 0.0, 2000.0, None).await;
+        let (key_id, key) = app.api_key(&admin, json!({"budget_limit_cents": 4})).await;
+        let ask = |n: i64| json!({"model": "mock-1", "n": n, "max_tokens": 5, "messages": [{"role": "user", "content": "go [mock:words=50]"}]});
+        // Three answers of up to 5 tokens cost up to 3 cents.
+        let three = app.chat(&key, ask(3)).await.expect(200);
+        assert_eq!(three.body["choices"].as_array().unwrap().len(), 3);
+        assert_eq!(three.body["usage"]["completion_tokens"], 15);
+        assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 30_000);
+        // One cent is left: two answers' worst case does not fit, one answer's does.
+        app.chat(&key, ask(2)).await.expect_error(402, "budget_exceeded");
+        app.chat(&key, ask(1)).await.expect(200);
+        assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 40_000, "exactly the budget");
+        app.chat(&key, ask(0)).await.expect_error(400, "invalid_value");
     }
 
     async fn settlement_returns_unused_reservation(backend) {
@@ -103,7 +123,7 @@ backend_tests! {
         app.model(&admin, "mock-1", 10.0, 20.0, None).await;
         let (key_id, key) = app.api_key(&admin, json!({"budget_limit_cents": 1000})).await;
         let r = app.chat(&key, json!({"model": "mock-1", "messages": [{"role": "user", "content": "a b c [mock:words=7]"}]})).await.expect(200);
-        // Reserved: (10 bytes + 7) x $10/M + 4096 (context window) x $20/M; spent: 4 x $10/M + 7 x $20/M.
+        // Reserved: (the body's bytes + 7) x $10/M + 4096 (context window) x $20/M; spent: 4 x $10/M + 7 x $20/M.
         let spent = 4 * 10 + 7 * 20;
         assert_eq!(r.headers["x-tollgate-cost-usd"], format!("0.{spent:06}").as_str());
         assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), spent);

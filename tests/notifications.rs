@@ -122,10 +122,11 @@ backend_tests! {
         assert!(mail.data.replace("=\n", "").contains("invite_token"), "{}", mail.data);
         assert_eq!(events(&hook, "invite.created")[0]["data"]["invite_url"], url);
 
-        // A $0.05 budget at $1000 per million tokens: the 80% threshold, then exhaustion.
+        // A $0.20 budget at $1000 per million tokens, each request reserving ~90 tokens (its body's
+        // bytes and framing, 5 out) and spending 6: the 80% threshold, then exhaustion.
         app.model(&admin, "mock-1", 1000.0, 1000.0, None).await;
         app.post("/api/projects", Some(&admin), json!({"name": "App", "slug": "app", "models": ["mock-1"]})).await.expect(201);
-        let token = app.post("/api/projects/app/tokens", Some(&admin), json!({"name": "t", "limits": [{"metric": "cost", "limit": 0.05, "window": "monthly"}]})).await.expect(201);
+        let token = app.post("/api/projects/app/tokens", Some(&admin), json!({"name": "t", "limits": [{"metric": "cost", "limit": 0.2, "window": "monthly"}]})).await.expect(201);
         let key = token.body["token"].as_str().unwrap().to_string();
         let body = json!({"model": "mock-1", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
         let mut refused = 0;
@@ -143,7 +144,7 @@ backend_tests! {
         let threshold = events(&hook, "budget.threshold");
         assert_eq!(threshold.len(), 1, "once per limit and period: {threshold:?}");
         assert_eq!(events(&hook, "budget.exhausted").len(), 1, "three refusals, one event");
-        assert_eq!(threshold[0]["data"]["limit_usd"], "0.050000");
+        assert_eq!(threshold[0]["data"]["limit_usd"], "0.200000");
         assert!(threshold[0]["data"]["level"].as_str().unwrap().starts_with("token:"));
         let mails: Vec<_> = smtp.mails().into_iter().filter(|m| m.data.contains("Budget")).collect();
         assert_eq!(mails.len(), 2, "{mails:?}");

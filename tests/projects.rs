@@ -132,9 +132,10 @@ backend_tests! {
         for (metric, limit, status, code) in [
             ("cost", json!(0.01), 402, "budget_exceeded"),
             ("calls", json!(3), 429, "rate_limit_exceeded"),
-            ("input_tokens", json!(40), 429, "rate_limit_exceeded"),
+            // A request's worst case is ~85 input tokens (its body's bytes) and 5 output.
+            ("input_tokens", json!(100), 429, "rate_limit_exceeded"),
             ("output_tokens", json!(22), 429, "rate_limit_exceeded"),
-            ("total_tokens", json!(60), 429, "rate_limit_exceeded"),
+            ("total_tokens", json!(120), 429, "rate_limit_exceeded"),
         ] {
             for level in ["workspace", "project", "token"] {
                 // A fresh workspace, project and token, with the one limit at one level.

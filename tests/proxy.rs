@@ -117,6 +117,16 @@ backend_tests! {
         let ids: Vec<&str> = models.body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["mock-1"], "only the models this key may use");
         app.post("/v1/embeddings", Some(&key), json!({"model": "mock-1", "input": "x", "stream": true})).await.expect_error(400, "invalid_value");
+        let tokens = app.post("/v1/embeddings", Some(&key), json!({"model": "mock-1", "input": [[1, 2], [3]]})).await.expect(200);
+        assert_eq!(tokens.body["data"].as_array().unwrap().len(), 2, "one embedding per list of token ids");
+        app.post("/v1/embeddings", Some(&key), json!({"model": "mock-1", "input": ""})).await.expect_error(400, "invalid_value");
+        let streamed = app.post("/v1/chat/completions", Some(&key), json!({"model": "mock-1", "n": 2, "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "x [mock:words=3]"}]})).await.expect(200);
+        let (events, _) = sse_events(&streamed.text);
+        for index in 0..2 {
+            let content: String = events.iter().filter(|e| e["choices"][0]["index"] == index).filter_map(|e| e["choices"][0]["delta"]["content"].as_str()).collect();
+            assert_eq!(content, "alpha bravo charlie", "answer {index}");
+        }
+        assert_eq!(events.last().unwrap()["usage"]["completion_tokens"], 6);
     }
 
     async fn a_real_openai_compatible_upstream_gets_the_model_key(backend) {

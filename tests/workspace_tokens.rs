@@ -128,8 +128,9 @@ backend_tests! {
         // Not a personal key: the self-service family refuses it.
         app.get("/admin/v1/me/api-keys", Some(&inference)).await.expect_error(403, "not_a_personal_key");
 
-        // A budget of 5 cents, lifetime: requests pass until the next worst case would not fit.
-        let budgeted = token(&app, &owner, &ws, json!({"budget_limit": 0.05, "budget_reset_interval": "never"})).await;
+        // A budget of 50 cents, lifetime: requests pass until the next worst case (~100 tokens,
+        // 10 cents) would not fit.
+        let budgeted = token(&app, &owner, &ws, json!({"budget_limit": 0.5, "budget_reset_interval": "never"})).await;
         let key = secret(&budgeted);
         let mut served = 0;
         let refused = loop {
@@ -137,7 +138,7 @@ backend_tests! {
             if r.status != 200 {
                 break r;
             }
-            assert_eq!(r.headers["x-budget-limit-usd"], "0.050000", "{:?}", r.headers);
+            assert_eq!(r.headers["x-budget-limit-usd"], "0.500000", "{:?}", r.headers);
             served += 1;
             assert!(served < 50, "the budget never ran out");
         };
@@ -148,7 +149,7 @@ backend_tests! {
         let (records, _) = tollgate::usage::logs(app.state.store.as_ref(), &format!("workspace#{ws}"), &filter, 100, None, Default::default()).await.unwrap();
         assert_eq!(records.len(), served + 1, "every request is recorded, the refused one too");
         let spent: i64 = records.iter().map(|r| r.cost_micros).sum();
-        assert!(spent > 0 && spent <= 50_000, "recorded {spent} micro-dollars against a 50 000 budget");
+        assert!(spent > 0 && spent <= 500_000, "recorded {spent} micro-dollars against a 500 000 budget");
 
         // Revoked: refused at once.
         let revoked = token(&app, &owner, &ws, json!({})).await;

@@ -24,7 +24,12 @@ fn directive(text: &str, name: &str) -> Option<i64> {
 
 /// The mock's answer to one request.
 pub struct Answer {
+    /// Each answer's words (every one of the `n` answers is the same).
     pub words: Vec<String>,
+    /// The answers returned (`n`).
+    pub returned: i64,
+    /// The answers generated and billed (`best_of`, when larger).
+    pub generated: i64,
     pub input_tokens: i64,
     pub cached_tokens: i64,
     pub reasoning_tokens: i64,
@@ -47,8 +52,11 @@ pub fn answer(req: &Inspected) -> Answer {
         words.truncate(max as usize);
         finish_reason = "length";
     }
+    let returned = req.body.get("n").and_then(Value::as_i64).unwrap_or(1).max(1);
     Answer {
         words,
+        returned,
+        generated: req.choices.max(returned),
         input_tokens: req.input_words,
         cached_tokens: directive(&last, "cached").unwrap_or(0).clamp(0, req.input_words),
         reasoning_tokens: directive(&last, "reasoning").unwrap_or(0).max(0),
@@ -60,7 +68,7 @@ pub fn answer(req: &Inspected) -> Answer {
 
 impl Answer {
     pub fn output_tokens(&self) -> i64 {
-        self.words.len() as i64 + self.reasoning_tokens
+        self.words.len() as i64 * self.generated + self.reasoning_tokens
     }
 
     pub fn usage(&self) -> Value {
@@ -76,21 +84,25 @@ impl Answer {
     /// The whole answer, as the OpenAI API shapes it for `endpoint`.
     pub fn body(&self, req: &Inspected, id: &str, created: i64) -> Value {
         let text = self.words.join(" ");
+        let choices = |choice: &dyn Fn(i64) -> Value| (0..self.returned).map(choice).collect::<Vec<_>>();
         match req.endpoint {
             Endpoint::Chat => json!({
                 "id": id, "object": "chat.completion", "created": created, "model": req.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": self.finish_reason, "logprobs": null}],
+                "choices": choices(&|i| json!({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": self.finish_reason, "logprobs": null})),
                 "usage": self.usage(),
             }),
             Endpoint::Completions => json!({
                 "id": id, "object": "text_completion", "created": created, "model": req.model,
-                "choices": [{"index": 0, "text": text, "finish_reason": self.finish_reason, "logprobs": null}],
+                "choices": choices(&|i| json!({"index": i, "text": text, "finish_reason": self.finish_reason, "logprobs": null})),
                 "usage": self.usage(),
             }),
             Endpoint::Embeddings => {
                 let dims = req.body.get("dimensions").and_then(Value::as_u64).unwrap_or(8).clamp(1, 4096) as usize;
-                let data: Vec<Value> =
-                    req.texts.iter().enumerate().map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embed(t, dims)})).collect();
+                let data: Vec<Value> = embedding_inputs(req.body.get("input"))
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embed(t, dims)}))
+                    .collect();
                 json!({
                     "object": "list", "model": req.model, "data": data,
                     "usage": {"prompt_tokens": self.input_tokens, "total_tokens": self.input_tokens},
@@ -99,29 +111,42 @@ impl Answer {
         }
     }
 
-    /// The streamed answer: a role chunk, one chunk per word, the finishing chunk and the usage
-    /// chunk, as OpenAI streams them.
+    /// The streamed answer: for each of the `n` answers a role chunk, one chunk per word and
+    /// the finishing chunk; then the usage chunk, as OpenAI streams them.
     pub fn chunks(&self, req: &Inspected, id: &str, created: i64) -> Vec<Value> {
         let chat = req.endpoint == Endpoint::Chat;
         let object = if chat { "chat.completion.chunk" } else { "text_completion" };
         let chunk = |choice: Value| json!({"id": id, "object": object, "created": created, "model": req.model, "choices": [choice]});
-        let piece = |text: String, finish: Option<&str>| {
+        let piece = |index: i64, text: String, finish: Option<&str>| {
             if chat {
-                json!({"index": 0, "delta": if finish.is_some() { json!({}) } else { json!({"content": text}) }, "finish_reason": finish})
+                json!({"index": index, "delta": if finish.is_some() { json!({}) } else { json!({"content": text}) }, "finish_reason": finish})
             } else {
-                json!({"index": 0, "text": text, "finish_reason": finish})
+                json!({"index": index, "text": text, "finish_reason": finish})
             }
         };
-        let mut out = Vec::with_capacity(self.words.len() + 3);
-        if chat {
-            out.push(chunk(json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})));
+        let mut out = Vec::with_capacity((self.words.len() + 2) * self.returned as usize + 1);
+        for index in 0..self.returned {
+            if chat {
+                out.push(chunk(json!({"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})));
+            }
+            for (i, word) in self.words.iter().enumerate() {
+                out.push(chunk(piece(index, if i == 0 { word.clone() } else { format!(" {word}") }, None)));
+            }
+            out.push(chunk(piece(index, String::new(), Some(self.finish_reason))));
         }
-        for (i, word) in self.words.iter().enumerate() {
-            out.push(chunk(piece(if i == 0 { word.clone() } else { format!(" {word}") }, None)));
-        }
-        out.push(chunk(piece(String::new(), Some(self.finish_reason))));
         out.push(json!({"id": id, "object": object, "created": created, "model": req.model, "choices": [], "usage": self.usage()}));
         out
+    }
+}
+
+/// The texts an embeddings request embeds, one per input: a string, each string of a list, a
+/// list of token ids, or each list of a list of them (token ids embed as their JSON text).
+fn embedding_inputs(input: Option<&Value>) -> Vec<String> {
+    match input {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) if items.iter().all(Value::is_number) => vec![Value::Array(items.clone()).to_string()],
+        Some(Value::Array(items)) => items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string)).collect(),
+        _ => Vec::new(),
     }
 }
 

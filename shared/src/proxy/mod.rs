@@ -149,12 +149,12 @@ async fn admit(state: AppState, endpoint: Endpoint, caller: Caller, body: Bytes)
     };
     let timeout = context.project.as_ref().map_or(state.config.upstream_timeout, |p| Duration::from_millis(p.default_timeout_ms.max(1) as u64));
     // The worst case over every candidate the request may fall back to.
-    let worst_input = req.worst_input_tokens();
-    let mut worst = Charge { calls: 1, input_tokens: worst_input, ..Charge::default() };
+    let mut worst = Charge { calls: 1, ..Charge::default() };
     for model in &candidates {
-        let output = if endpoint == Endpoint::Embeddings { 0 } else { req.max_output.unwrap_or(model.context_window).min(model.context_window) };
+        let (input, output) = (req.worst_input_tokens(model.context_window), req.worst_output_tokens(model.context_window));
+        worst.input_tokens = worst.input_tokens.max(input);
         worst.output_tokens = worst.output_tokens.max(output);
-        worst.cost_micros = worst.cost_micros.max(cost_micros(worst_input, output, model.input_price_micros, model.output_price_micros));
+        worst.cost_micros = worst.cost_micros.max(cost_micros(input, output, model.input_price_micros, model.output_price_micros));
     }
     let request_id = current_request_id();
     let model = candidates[0].clone();

@@ -40,6 +40,16 @@ pub struct Inspected {
     /// Whether the client asked for the usage chunk at the end of a stream.
     pub client_wants_usage: bool,
     pub max_output: Option<i64>,
+    /// How many answers the upstream may generate, each up to `max_output`: `n`, or for
+    /// completions `best_of` when larger (the upstream bills every candidate it generates).
+    pub choices: i64,
+    /// The request body's size. Every input token comes from some of these bytes (a token is
+    /// at least one byte), tools, names and schemas included, except what images and files
+    /// stand for: their tokens their bytes do not bound.
+    pub body_bytes: i64,
+    /// Image and file parts, and the bytes they take in the body.
+    pub media_parts: i64,
+    pub media_bytes: i64,
     /// UTF-8 bytes of every text input, plus the length of token-id inputs.
     pub input_bytes: i64,
     pub input_words: i64,
@@ -48,11 +58,31 @@ pub struct Inspected {
     pub texts: Vec<String>,
 }
 
+/// What one image or file part is reserved as, in place of its bytes: more than OpenAI (gpt-4o,
+/// gpt-4.1 and o-series at full detail), Anthropic and Google models count for one image.
+/// Models that count images as more tokens (gpt-4o-mini: up to ~48,000) and long files can
+/// exceed it; their real cost is still charged at settlement.
+pub const MEDIA_PART_TOKENS: i64 = 5_000;
+
+/// The most answers (`n`, `best_of`) one request may ask for, as OpenAI allows.
+const MAX_CHOICES: i64 = 128;
+
 impl Inspected {
-    /// An upper bound on the input tokens: no tokenizer makes more tokens than bytes, plus the
-    /// per-message framing chat formats add.
-    pub fn worst_input_tokens(&self) -> i64 {
-        self.input_bytes + 4 * self.messages + 3
+    /// An upper bound on the input tokens a model with this context window can take: no
+    /// tokenizer makes more tokens than bytes, plus the per-message framing chat formats add
+    /// and an allowance per image or file; and no model takes more than its context window.
+    pub fn worst_input_tokens(&self, context_window: i64) -> i64 {
+        let bound = self.body_bytes - self.media_bytes + 4 * self.messages + 3 + self.media_parts * MEDIA_PART_TOKENS;
+        bound.min(context_window.max(1))
+    }
+
+    /// An upper bound on the output tokens from a model with this context window: every answer
+    /// at its cap.
+    pub fn worst_output_tokens(&self, context_window: i64) -> i64 {
+        if self.endpoint == Endpoint::Embeddings {
+            return 0;
+        }
+        self.max_output.unwrap_or(context_window).min(context_window) * self.choices
     }
 
     /// A fair guess at the input tokens when the upstream reports none (a cancelled stream).
@@ -61,19 +91,57 @@ impl Inspected {
     }
 }
 
-fn collect(value: &Value, texts: &mut Vec<String>, token_ids: &mut i64) {
+/// What the inputs hold: their texts, token ids and media parts.
+#[derive(Default)]
+struct Inputs {
+    texts: Vec<String>,
+    token_ids: i64,
+    media_parts: i64,
+    media_bytes: i64,
+}
+
+fn collect(value: &Value, inputs: &mut Inputs) {
     match value {
-        Value::String(s) => texts.push(s.clone()),
-        Value::Number(_) => *token_ids += 1,
-        Value::Array(items) => items.iter().for_each(|v| collect(v, texts, token_ids)),
-        // Content parts: {"type": "text", "text": "..."}; images and audio are not counted.
-        Value::Object(part) => {
-            if let Some(text) = part.get("text") {
-                collect(text, texts, token_ids);
+        Value::String(s) => inputs.texts.push(s.clone()),
+        Value::Number(_) => inputs.token_ids += 1,
+        Value::Array(items) => items.iter().for_each(|v| collect(v, inputs)),
+        // Content parts: {"type": "text", "text": "..."}, images, audio (inline, so bounded by
+        // the body's bytes) and files.
+        Value::Object(part) => match part.get("type").and_then(Value::as_str) {
+            Some(kind @ ("image_url" | "file")) => {
+                inputs.media_parts += 1;
+                // An image's URL (often a base64 data URL) and a file's inline data.
+                let data = part.get(kind).and_then(|m| m.get(if kind == "file" { "file_data" } else { "url" })).and_then(Value::as_str);
+                inputs.media_bytes += data.map_or(0, |d| d.len() as i64);
             }
-        }
+            _ => {
+                if let Some(text) = part.get("text") {
+                    collect(text, inputs);
+                }
+            }
+        },
         _ => {}
     }
+}
+
+/// `n` and, for completions, `best_of`: how many answers the request may make.
+fn choices(endpoint: Endpoint, body: &Map<String, Value>) -> ApiResult<i64> {
+    let names: &[&str] = match endpoint {
+        Endpoint::Chat => &["n"],
+        Endpoint::Completions => &["n", "best_of"],
+        Endpoint::Embeddings => &[],
+    };
+    let mut choices = 1;
+    for name in names {
+        match body.get(*name) {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_i64() {
+                Some(n) if (1..=MAX_CHOICES).contains(&n) => choices = choices.max(n),
+                _ => return Err(ApiError::invalid_param(name, format!("{name} must be a whole number from 1 to {MAX_CHOICES}"))),
+            },
+        }
+    }
+    Ok(choices)
 }
 
 pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
@@ -106,7 +174,8 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
             },
         }
     }
-    let (mut texts, mut token_ids, mut messages) = (Vec::new(), 0i64, 0i64);
+    let choices = choices(endpoint, &body)?;
+    let (mut inputs, mut messages) = (Inputs::default(), 0i64);
     match endpoint {
         Endpoint::Chat => {
             let Some(Value::Array(list)) = body.get("messages") else {
@@ -121,20 +190,102 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
                 };
                 messages += 1;
                 if let Some(content) = m.get("content") {
-                    collect(content, &mut texts, &mut token_ids);
+                    collect(content, &mut inputs);
                 }
             }
         }
         Endpoint::Completions => match body.get("prompt") {
-            Some(p @ (Value::String(_) | Value::Array(_))) => collect(p, &mut texts, &mut token_ids),
+            Some(p @ (Value::String(_) | Value::Array(_))) => collect(p, &mut inputs),
             _ => return Err(ApiError::invalid_param("prompt", "prompt is required: a string or a list of strings")),
         },
         Endpoint::Embeddings => match body.get("input") {
-            Some(i @ (Value::String(_) | Value::Array(_))) => collect(i, &mut texts, &mut token_ids),
+            Some(Value::String(t)) if t.is_empty() => return Err(ApiError::invalid_param("input", "input must not be empty")),
+            Some(Value::Array(list)) if list.is_empty() => return Err(ApiError::invalid_param("input", "input must not be an empty list")),
+            Some(i @ (Value::String(_) | Value::Array(_))) => collect(i, &mut inputs),
             _ => return Err(ApiError::invalid_param("input", "input is required: a string or a list of strings")),
         },
     }
+    let Inputs { texts, token_ids, media_parts, media_bytes } = inputs;
     let input_bytes = texts.iter().map(|t| t.len() as i64).sum::<i64>() + token_ids;
     let input_words = texts.iter().map(|t| t.split_whitespace().count() as i64).sum::<i64>() + token_ids;
-    Ok(Inspected { endpoint, body, model, stream, client_wants_usage, max_output, input_bytes, input_words, messages, texts })
+    Ok(Inspected {
+        endpoint,
+        body,
+        model,
+        stream,
+        client_wants_usage,
+        max_output,
+        choices,
+        body_bytes: bytes.len() as i64,
+        media_parts,
+        media_bytes,
+        input_bytes,
+        input_words,
+        messages,
+        texts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::{Endpoint, MEDIA_PART_TOKENS, inspect};
+    use crate::error::ApiError;
+
+    fn bytes(v: &Value) -> Vec<u8> {
+        serde_json::to_vec(v).unwrap()
+    }
+
+    fn refused(endpoint: Endpoint, body: Value) -> String {
+        match inspect(endpoint, &bytes(&body)) {
+            Err(ApiError::BadRequest { param: Some(param), .. }) => param,
+            Err(other) => panic!("not a parameter error: {other:?}"),
+            Ok(_) => panic!("accepted {body}"),
+        }
+    }
+
+    #[test]
+    fn every_answer_asked_for_is_in_the_worst_case() {
+        let chat = |extra: Value| {
+            let mut body = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            inspect(Endpoint::Chat, &bytes(&body)).unwrap()
+        };
+        assert_eq!(chat(json!({})).worst_output_tokens(4096), 10);
+        assert_eq!(chat(json!({"n": 3})).worst_output_tokens(4096), 30);
+        assert_eq!(chat(json!({"n": 3, "max_tokens": null})).worst_output_tokens(4096), 3 * 4096, "no cap: the context window, per answer");
+        let completion = inspect(Endpoint::Completions, &bytes(&json!({"model": "m", "prompt": "p", "max_tokens": 10, "n": 2, "best_of": 5}))).unwrap();
+        assert_eq!(completion.worst_output_tokens(4096), 50, "best_of answers are generated and billed");
+        for n in [json!(0), json!(129), json!("2"), json!(1.5)] {
+            assert_eq!(refused(Endpoint::Chat, json!({"model": "m", "n": n, "messages": [{"role": "user", "content": "hi"}]})), "n");
+        }
+        assert_eq!(refused(Endpoint::Completions, json!({"model": "m", "prompt": "p", "best_of": 0})), "best_of");
+    }
+
+    #[test]
+    fn the_worst_input_covers_the_whole_body_and_each_image() {
+        let tools = json!([{"type": "function", "function": {"name": "lookup", "description": "x".repeat(3000), "parameters": {"type": "object"}}}]);
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": tools});
+        let req = inspect(Endpoint::Chat, &bytes(&body)).unwrap();
+        assert!(req.worst_input_tokens(1_000_000) > 3000, "tool definitions are input tokens");
+        assert_eq!(req.worst_input_tokens(100), 100, "no model takes more than its context window");
+
+        let image = format!("data:image/png;base64,{}", "A".repeat(100_000));
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": image}},
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "high"}},
+        ]}]});
+        let req = inspect(Endpoint::Chat, &bytes(&body)).unwrap();
+        let worst = req.worst_input_tokens(1_000_000);
+        assert!((2 * MEDIA_PART_TOKENS..2 * MEDIA_PART_TOKENS + 1000).contains(&worst), "an image counts its allowance, not its bytes: {worst}");
+    }
+
+    #[test]
+    fn embeddings_need_something_to_embed() {
+        assert_eq!(refused(Endpoint::Embeddings, json!({"model": "m", "input": ""})), "input");
+        assert_eq!(refused(Endpoint::Embeddings, json!({"model": "m", "input": []})), "input");
+        assert_eq!(inspect(Endpoint::Embeddings, &bytes(&json!({"model": "m", "input": [[1, 2], [3]]}))).unwrap().input_words, 3);
+    }
 }
