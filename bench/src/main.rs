@@ -1,10 +1,12 @@
 //! Measures what the proxy adds: the same OpenAI-shaped upstream (local, instant) called
-//! directly and through a `tollgate` server (a separate process, embedded store, with
-//! authentication, limits and usage recording all on), at 1, 16 and 64 concurrent
-//! connections, unstreamed and streamed. Prints p50/p99 latency of each path, the added
-//! latency, and the throughput of each; then the gateway's CPU time per proxied request (from
-//! /proc, so Linux only) and the share of the machine's time the hypervisor stole meanwhile,
-//! which says how far to trust that row on a shared virtual machine.
+//! directly, through a bare forwarder (`tollgate-forwarder`: the gateway's own HTTP parts and
+//! nothing else, the floor of any proxy built from them) and through a `tollgate` server (a
+//! separate process, embedded store, with authentication, limits and usage recording all on),
+//! at 1, 16 and 64 concurrent connections, unstreamed and streamed. Prints p50/p99 latency and
+//! throughput of each path, the latency the gateway adds over the direct path, each
+//! process's CPU time per request (from /proc, so Linux only) and the share of the machine's
+//! time the hypervisor stole meanwhile, which says how far to trust that row on a shared
+//! virtual machine.
 //!
 //!   scripts/bench                      # builds with the perf profile and runs
 //!   TOLLGATE_DURABILITY=relaxed scripts/bench   # the same, records synced within 50 ms
@@ -121,27 +123,49 @@ fn machine_ticks() -> Option<(u64, u64)> {
     Some((ticks.iter().take(8).sum(), *ticks.get(7)?))
 }
 
-/// What the gateway and the machine did during one run: CPU µs per request and steal %.
-struct Cost {
-    gateway: Option<u64>,
-    machine: Option<(u64, u64)>,
+/// The CPU µs per request a process spent over one run.
+struct CpuMeter {
+    pid: u32,
+    start: Option<u64>,
 }
 
-impl Cost {
+impl CpuMeter {
     fn start(pid: u32) -> Self {
-        Self { gateway: cpu_ticks(pid), machine: machine_ticks() }
+        Self { pid, start: cpu_ticks(pid) }
     }
 
-    fn describe(&self, pid: u32, requests: usize) -> String {
-        let per_request = match (self.gateway, cpu_ticks(pid)) {
+    fn per_request(&self, requests: usize) -> String {
+        match (self.start, cpu_ticks(self.pid)) {
             (Some(a), Some(b)) if requests > 0 => format!("{:.0}", (b - a) as f64 * 10_000.0 / requests as f64),
             _ => "-".into(),
-        };
-        let steal = match (self.machine, machine_ticks()) {
-            (Some((all_a, st_a)), Some((all_b, st_b))) if all_b > all_a => format!("{:.0}%", (st_b - st_a) as f64 * 100.0 / (all_b - all_a) as f64),
-            _ => "-".into(),
-        };
-        format!("{per_request:>8} {steal:>6}")
+        }
+    }
+}
+
+/// The share of the machine's time the hypervisor stole since `start`.
+fn steal_since(start: Option<(u64, u64)>) -> String {
+    match (start, machine_ticks()) {
+        (Some((all_a, st_a)), Some((all_b, st_b))) if all_b > all_a => format!("{:.0}%", (st_b - st_a) as f64 * 100.0 / (all_b - all_a) as f64),
+        _ => "-".into(),
+    }
+}
+
+/// A child process, killed when dropped (also when the benchmark fails half-way).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_listening(client: &reqwest::Client, url: &str) {
+    for _ in 0..200 {
+        if client.get(url).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -171,22 +195,29 @@ async fn main() -> anyhow::Result<()> {
 
     let data = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut gateway = std::process::Command::new(&gateway_bin)
-        .arg("serve")
-        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TOLLGATE_DATA_DIR", data.path())
-        .env("TOLLGATE_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start {gateway_bin}: {e} (build it: cargo build --profile perf -p tollgate-local)"))?;
+    let gateway = Child(
+        std::process::Command::new(&gateway_bin)
+            .arg("serve")
+            .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TOLLGATE_DATA_DIR", data.path())
+            .env("TOLLGATE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {gateway_bin}: {e} (build it: cargo build --profile perf -p tollgate-local)"))?,
+    );
+    let forwarder_bin = std::env::current_exe()?.with_file_name("tollgate-forwarder");
+    let forwarder_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let forwarder = Child(
+        std::process::Command::new(&forwarder_bin)
+            .arg(format!("127.0.0.1:{forwarder_port}"))
+            .arg(format!("http://{upstream_addr}/v1/chat/completions"))
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {}: {e} (build it: cargo build --profile perf -p tollgate-bench)", forwarder_bin.display()))?,
+    );
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
-    for _ in 0..200 {
-        if client.get(format!("{base}/api/setup/status")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listening(&client, &format!("{base}/api/setup/status")).await;
+    wait_listening(&client, &format!("http://127.0.0.1:{forwarder_port}/")).await;
     let admin = admin_call(&client, &base, "/api/setup/first-admin", None, json!({"email": "bench@example.com", "password": "bench password"})).await?;
     let admin = admin["token"].as_str().unwrap_or_default().to_string();
     admin_call(
@@ -214,43 +245,73 @@ async fn main() -> anyhow::Result<()> {
     let key = key["key"].as_str().unwrap_or_default().to_string();
 
     let direct = Target { url: format!("http://{upstream_addr}/v1/chat/completions"), key: None };
+    let bare = Target { url: format!("http://127.0.0.1:{forwarder_port}/v1/chat/completions"), key: None };
     let proxied = Target { url: format!("{base}/v1/chat/completions"), key: Some(key) };
     let durability = std::env::var("TOLLGATE_DURABILITY").unwrap_or_else(|_| "strict".into());
     println!(
         "tollgate-bench: {seconds} s per run; upstream answers at once; gateway {gateway_bin} (embedded store, TOLLGATE_DURABILITY={durability}, auth + limits + usage on)"
     );
     println!(
-        "{:>4} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} {:>6} | {:>8} {:>6}",
-        "conc", "mode", "direct50", "direct99", "proxy50", "proxy99", "added50", "added99", "direct/s", "proxy/s", "ratio", "gw us/req", "steal"
+        "{:>4} {:>8} | {:>8} {:>8} {:>6} | {:>8} {:>8} {:>6} {:>5} | {:>8} {:>8} {:>6} {:>5} | {:>8} {:>8} | {:>6} {:>6} {:>5}",
+        "conc",
+        "mode",
+        "direct50",
+        "direct99",
+        "/s",
+        "bare50",
+        "bare99",
+        "/s",
+        "ratio",
+        "proxy50",
+        "proxy99",
+        "/s",
+        "ratio",
+        "added50",
+        "added99",
+        "bare",
+        "gw",
+        "steal"
     );
+    println!("  bare: tollgate-forwarder, the floor; ratio: throughput over the direct path's; added: proxy minus direct; bare, gw: CPU us per request");
+    let ms = |v: f64| format!("{v:.3}ms");
     for streamed in [false, true] {
         let body =
             json!({"model": "bench", "stream": streamed, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark prompt of a few words"}]});
         for &concurrency in &levels {
             let _ = load(&client, &proxied, &body, concurrency, Duration::from_millis(500)).await; // warm-up
+            let _ = load(&client, &bare, &body, concurrency, Duration::from_millis(200)).await;
+            let machine = machine_ticks();
             let d = load(&client, &direct, &body, concurrency, Duration::from_secs(seconds)).await;
-            let cost = Cost::start(gateway.id());
+            let meter = CpuMeter::start(forwarder.0.id());
+            let b = load(&client, &bare, &body, concurrency, Duration::from_secs(seconds)).await;
+            let bare_cpu = meter.per_request(b.latencies_us.len());
+            let meter = CpuMeter::start(gateway.0.id());
             let p = load(&client, &proxied, &body, concurrency, Duration::from_secs(seconds)).await;
-            let cost = cost.describe(gateway.id(), p.latencies_us.len());
+            let gateway_cpu = meter.per_request(p.latencies_us.len());
+            let errors = d.errors + b.errors + p.errors;
             println!(
-                "{:>4} {:>9} | {:>7.3}ms {:>7.3}ms | {:>7.3}ms {:>7.3}ms | {:>7.3}ms {:>7.3}ms | {:>9.0} {:>9.0} {:>6.2} | {}{}",
+                "{:>4} {:>8} | {:>8} {:>8} {:>6.0} | {:>8} {:>8} {:>6.0} {:>5.2} | {:>8} {:>8} {:>6.0} {:>5.2} | {:>8} {:>8} | {:>6} {:>6} {:>5}{}",
                 concurrency,
                 if streamed { "streamed" } else { "whole" },
-                d.pct(0.5),
-                d.pct(0.99),
-                p.pct(0.5),
-                p.pct(0.99),
-                p.pct(0.5) - d.pct(0.5),
-                p.pct(0.99) - d.pct(0.99),
+                ms(d.pct(0.5)),
+                ms(d.pct(0.99)),
                 d.rps(),
+                ms(b.pct(0.5)),
+                ms(b.pct(0.99)),
+                b.rps(),
+                b.rps() / d.rps(),
+                ms(p.pct(0.5)),
+                ms(p.pct(0.99)),
                 p.rps(),
                 p.rps() / d.rps(),
-                cost,
-                if d.errors + p.errors > 0 { format!("  errors: direct {} proxy {}", d.errors, p.errors) } else { String::new() }
+                ms(p.pct(0.5) - d.pct(0.5)),
+                ms(p.pct(0.99) - d.pct(0.99)),
+                bare_cpu,
+                gateway_cpu,
+                steal_since(machine),
+                if errors > 0 { format!("  errors: direct {} bare {} proxy {}", d.errors, b.errors, p.errors) } else { String::new() }
             );
         }
     }
-    let _ = gateway.kill();
-    let _ = gateway.wait();
     Ok(())
 }
