@@ -63,11 +63,10 @@ impl EmbeddedStore {
     /// Opens (or creates) the store file and its write-ahead log (`<file>.wal-0`, `-1`), creating their
     /// folder as needed, and first replays into redb whatever the log holds that redb does not.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        Self::open_with(path, writes::FLUSH_EVERY, writes::SYNC_EVERY)
+        Self::open_with(path, writes::FLUSH_EVERY)
     }
 
-    /// `open`, with redb taking the overlay every `flush_every` and syncing every `sync_every`.
-    fn open_with(path: &Path, flush_every: std::time::Duration, sync_every: std::time::Duration) -> StoreResult<Self> {
+    fn open_with(path: &Path, flush_every: std::time::Duration) -> StoreResult<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(backend)?;
         }
@@ -84,12 +83,12 @@ impl EmbeddedStore {
         let durable = match replay.last() {
             Some((last, _)) => {
                 let entries = replay.iter().flat_map(|(_, entries)| entries.iter().map(|(k, item)| (k, item.as_ref())));
-                writes::commit(&db, entries, *last, redb::Durability::Immediate)?;
+                writes::commit(&db, entries, *last, &std::sync::Mutex::new(()))?;
                 *last
             }
             None => durable,
         };
-        let writes = Arc::new(Writes::new(Arc::new(db), durable, flush_every, sync_every));
+        let writes = Arc::new(Writes::new(Arc::new(db), durable, flush_every));
         let (logger, committer) = (writes.clone(), writes.clone());
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name.into()).spawn(run).map_err(backend);
         let threads = vec![

@@ -1,13 +1,13 @@
 //! The embedded store's write-ahead log. A write someone waits on is durable once its record
 //! is in the log: one small write and one `fdatasync`, about a fifth of what a redb commit
 //! (a dozen scattered pages, then a sync) costs here. redb still takes every write, in the
-//! background, mostly in commits it does not sync (see `writes`).
+//! background.
 //!
 //! The log is two files used in turn, one per round: a round starts when the committer takes a
-//! batch for a synced redb commit, and its file is written from the beginning again. By then
-//! the records there are two rounds old, so redb has them all: the synced commit that ended the
-//! round after theirs is durable before the next batch is taken. The files are written ahead
-//! of use (zeros), so a sync has no file size or block map to update.
+//! batch for redb, and its file is written from the beginning again. By then the records there
+//! are two rounds old, so redb has them all: the commit that ended the round after theirs is
+//! durable before the next batch is taken. The files are written ahead of use (zeros), so a
+//! sync has no file size or block map to update.
 //!
 //! A record is `magic, length, crc32, seq, payload`, where `seq` is the last transaction the
 //! record covers and the payload the items written since the previous record (newest version
@@ -27,7 +27,7 @@ const MAGIC: u32 = 0x5447_574c; // "TGWL"
 const HEADER: usize = 4 + 4 + 4 + 8;
 /// Written ahead at creation: room for a second or so of records at full speed before the log
 /// grows by appending (which is correct, only slower to sync).
-pub(super) const PREPARED: u64 = 8 << 20;
+const PREPARED: u64 = 8 << 20;
 
 pub(super) struct Wal {
     files: [File; 2],
@@ -67,9 +67,8 @@ impl Wal {
         Ok((Self { files, ends: [0, 0], round: None }, records))
     }
 
-    /// Appends a record of `round` covering transactions up to `seq`; returns once it is on disk,
-    /// with the bytes the round's file now holds.
-    pub fn append(&mut self, round: u64, seq: u64, entries: &[(&Key, Option<&Item>)]) -> StoreResult<u64> {
+    /// Appends a record of `round` covering transactions up to `seq`; returns once it is on disk.
+    pub fn append(&mut self, round: u64, seq: u64, entries: &[(&Key, Option<&Item>)]) -> StoreResult<()> {
         let n = (round % 2) as usize;
         if self.round != Some(round) {
             // A new round overwrites the file's records of two rounds ago, which redb holds.
@@ -87,7 +86,7 @@ impl Wal {
         self.files[n].write_all_at(&record, self.ends[n]).map_err(backend)?;
         self.files[n].sync_data().map_err(backend)?;
         self.ends[n] += record.len() as u64;
-        Ok(self.ends[n])
+        Ok(())
     }
 }
 

@@ -3,24 +3,16 @@
 //! later operation the moment the lock is released, with no thread hop and no disk write on the
 //! caller's path. Two threads make writes durable. The logger, when someone waits for durability,
 //! appends what is new to the write-ahead log (group commit: everyone who arrived meanwhile
-//! shares the sync). The committer moves the overlay into redb within `FLUSH_EVERY`, off the
-//! waiters' path, and then drops what redb took from the overlay. Those commits are redb's
-//! non-durable ones (no sync): the log already holds what they take, since the committer has it
-//! logged first. Only every `SYNC_EVERY`, or when the log's round grows past `ROUND_BYTES`, does
-//! a commit sync, which lets the log reuse its older file: a synced redb commit writes a dozen
-//! scattered pages and takes a millisecond or two here, and 20 of them a second were a share of
-//! the gateway's CPU (measured with `scripts/bench`). The log's syncs do not wait for redb's: a
-//! synced commit takes what up to two seconds of unsynced ones gathered, too long to hold them up.
-//! Each transaction is all-or-nothing in memory, and every log
-//! record and commit takes the overlay as it stood between two transactions, so no half of one
-//! ever reaches the disk.
+//! shares the sync). The committer commits the overlay to redb within `FLUSH_EVERY`, off the
+//! waiters' path, and then drops what redb took from the overlay. Each transaction
+//! is all-or-nothing in memory, and every log record and commit takes the overlay as it stood
+//! between two transactions, so no half of one ever reaches the disk.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, Table};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, Table};
 
 use super::wal::Wal;
 use super::{GSI1, GSI2, ITEMS, META, backend, index_key, raw_get};
@@ -29,11 +21,6 @@ use crate::store::{Index, Item, Key, StoreError, StoreResult, TxOp, apply_update
 /// How long a write stays in the overlay (and the log) before redb takes it. Nobody waits for
 /// this; it bounds the overlay's size and, for writes nobody waits on, what a crash can lose.
 pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(50);
-/// How often redb's commit syncs, ending a round of the log (see `wal`).
-pub(super) const SYNC_EVERY: Duration = Duration::from_secs(2);
-/// A round of the log this long ends with the next commit: the log's files are written ahead to
-/// `wal::PREPARED` bytes, and a sync past that also updates the file's size.
-const ROUND_BYTES: u64 = super::wal::PREPARED / 2;
 
 /// What one transaction came to: the item its last operation wrote (None for a delete or a
 /// transaction of checks), or the index of the operation whose condition failed (and then
@@ -82,18 +69,18 @@ pub(super) struct Writes {
     overlay: Mutex<Overlay>,
     /// Wakes the logger: someone waits for durability, or the store closes.
     log_wake: Condvar,
-    /// Wakes the committer: the store closes, or the logger logged what it waits for.
+    /// Wakes the committer when the store closes.
     commit_wake: Condvar,
-    /// The bytes logged in the current round.
-    round_bytes: AtomicU64,
+    /// Held while syncing: concurrent syncs (the log's and redb's) were slower here than one
+    /// after the other, and the log's wait behind a redb sync sets the tail latency.
+    disk: Mutex<()>,
     progress: tokio::sync::watch::Sender<Progress>,
     flush_every: Duration,
-    sync_every: Duration,
 }
 
 impl Writes {
     /// The write path over `db`, which holds every transaction up to `durable`.
-    pub fn new(db: Arc<Database>, durable: u64, flush_every: Duration, sync_every: Duration) -> Self {
+    pub fn new(db: Arc<Database>, durable: u64, flush_every: Duration) -> Self {
         let overlay = Overlay { applied: durable, wanted: durable, ..Overlay::default() };
         let progress = Progress { done: durable, failed: None };
         Self {
@@ -101,10 +88,9 @@ impl Writes {
             overlay: Mutex::new(overlay),
             log_wake: Condvar::new(),
             commit_wake: Condvar::new(),
-            round_bytes: AtomicU64::new(0),
+            disk: Mutex::new(()),
             progress: tokio::sync::watch::Sender::new(progress),
             flush_every,
-            sync_every,
         }
     }
 
@@ -224,26 +210,22 @@ impl Writes {
             let fresh: Vec<(Key, Option<Arc<Item>>)> = overlay.dirty.iter().filter(|(_, p)| p.seq > done).map(|(k, p)| (k.clone(), p.item.clone())).collect();
             drop(overlay);
             let entries: Vec<(&Key, Option<&Item>)> = fresh.iter().map(|(k, item)| (k, item.as_deref())).collect();
+            let disk = self.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let logged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wal.append(round, upto, &entries)))
                 .unwrap_or_else(|_| Err(StoreError::Backend("the write-ahead log panicked".into())));
+            drop(disk);
             overlay = self.overlay();
             match logged {
-                Ok(bytes) => {
-                    self.round_bytes.store(bytes, Ordering::Relaxed);
-                    self.progress.send_modify(|p| p.done = p.done.max(upto));
-                }
+                Ok(()) => self.progress.send_modify(|p| p.done = p.done.max(upto)),
                 Err(e) => self.fail(&mut overlay, &e),
             }
-            self.commit_wake.notify_one();
         }
     }
 
     /// The committer thread: commits the overlay to redb when its oldest write is `flush_every`
-    /// old, and when the store closes; syncs redb every `sync_every` and when the log's round
-    /// is long.
+    /// old, and when the store closes.
     pub fn run_commit(&self) {
         let mut overlay = self.overlay();
-        let mut synced = Instant::now();
         loop {
             let due = overlay.dirty_since.is_some_and(|since| since.elapsed() >= self.flush_every);
             if overlay.failed.is_some() || overlay.dirty.is_empty() || !(due || overlay.closing) {
@@ -256,29 +238,13 @@ impl Writes {
             }
             let upto = overlay.applied;
             let batch: Vec<(Key, Pending)> = overlay.dirty.iter().map(|(k, p)| (k.clone(), p.clone())).collect();
-            let sync = overlay.closing || synced.elapsed() >= self.sync_every || self.round_bytes.load(Ordering::Relaxed) >= ROUND_BYTES;
-            if sync {
-                // Records logged from now on may hold writes this commit lacks; they start a new
-                // round, which the log keeps apart from the records this commit makes redundant.
-                overlay.round += 1;
-                self.round_bytes.store(0, Ordering::Relaxed);
-            } else {
-                // An unsynced commit is lost in a crash, so what it takes must be in the log
-                // first (buffered writes nobody waited for included).
-                overlay.wanted = overlay.wanted.max(upto);
-                self.log_wake.notify_one();
-                while self.progress.borrow().done < upto && overlay.failed.is_none() {
-                    overlay = self.wait(&self.commit_wake, overlay, self.flush_every);
-                }
-                if overlay.failed.is_some() {
-                    continue;
-                }
-            }
+            // Records logged from now on may hold writes this commit lacks; they start a new
+            // round, which the log keeps apart from the records this commit makes redundant.
+            overlay.round += 1;
             drop(overlay);
-            let durability = if sync { Durability::Immediate } else { Durability::None };
             // A panic in redb must fail the waiting writers, not leave them waiting forever.
             let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                commit(&self.db, batch.iter().map(|(k, p)| (k, p.item.as_deref())), upto, durability)
+                commit(&self.db, batch.iter().map(|(k, p)| (k, p.item.as_deref())), upto, &self.disk)
             }))
             .unwrap_or_else(|_| Err(StoreError::Backend("redb panicked while committing".into())));
             overlay = self.overlay();
@@ -292,10 +258,7 @@ impl Writes {
                         }
                     }
                     overlay.dirty_since = (!overlay.dirty.is_empty()).then(Instant::now);
-                    if sync {
-                        synced = Instant::now();
-                        self.progress.send_modify(|p| p.done = p.done.max(upto));
-                    }
+                    self.progress.send_modify(|p| p.done = p.done.max(upto));
                 }
                 Err(e) => self.fail(&mut overlay, &e),
             }
@@ -347,11 +310,10 @@ impl Tables<'_> {
     }
 }
 
-/// Writes a batch of items in one redb commit, noting `upto` as the last transaction redb
-/// holds.
-pub(super) fn commit<'a>(db: &Database, batch: impl Iterator<Item = (&'a Key, Option<&'a Item>)>, upto: u64, durability: Durability) -> StoreResult<()> {
-    let mut txn = db.begin_write().map_err(backend)?;
-    txn.set_durability(durability).map_err(backend)?;
+/// Writes a batch of items in one durable redb commit, noting `upto` as the last transaction
+/// redb holds. The tables are built while the logger may sync; the commit's own sync holds `disk`.
+pub(super) fn commit<'a>(db: &Database, batch: impl Iterator<Item = (&'a Key, Option<&'a Item>)>, upto: u64, disk: &Mutex<()>) -> StoreResult<()> {
+    let txn = db.begin_write().map_err(backend)?;
     {
         let mut tables = Tables {
             items: txn.open_table(ITEMS).map_err(backend)?,
@@ -363,6 +325,7 @@ pub(super) fn commit<'a>(db: &Database, batch: impl Iterator<Item = (&'a Key, Op
         }
         txn.open_table(META).map_err(backend)?.insert(APPLIED, upto).map_err(backend)?;
     }
+    let _disk = disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     txn.commit().map_err(backend)
 }
 
