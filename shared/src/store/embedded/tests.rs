@@ -20,7 +20,11 @@ fn crash_copy(from: &Path, to: &Path, with_log: bool) {
 }
 
 async fn counter(store: &EmbeddedStore) -> Option<i64> {
-    let item = store.get(&Key::new("C", "c")).await.unwrap()?;
+    count(store, "c").await
+}
+
+async fn count(store: &EmbeddedStore, name: &str) -> Option<i64> {
+    let item = store.get(&Key::new("C", name)).await.unwrap()?;
     match item.get("n") {
         Some(Attr::N(n)) => Some(*n),
         _ => None,
@@ -56,4 +60,30 @@ async fn durable_writes_survive_a_crash_before_redb_takes_them_and_replay_once()
     assert_eq!(counter(&EmbeddedStore::open(&crashed_again.join("db")).unwrap()).await, Some(15));
     // A clean close leaves everything in redb.
     assert_eq!(counter(&EmbeddedStore::open(&crashed.join("db")).unwrap()).await, Some(15));
+}
+
+#[tokio::test]
+async fn a_crash_amid_many_rounds_of_the_log_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    // redb commits every 2 ms, so the log's files take turns many times over.
+    let store = EmbeddedStore::open_with(&live.join("db"), Duration::from_millis(2)).unwrap();
+    let key = Key::new("C", "c");
+    for i in 0..200 {
+        if i % 2 == 1 {
+            store.update_buffered(&Key::new("C", format!("b{i}")), Update::default().add("n", 1), None).await.unwrap();
+        }
+        store.update(&key, Update::default().add("n", 1), None).await.unwrap();
+        if i % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(7)).await;
+        }
+    }
+    let crashed = dir.path().join("crashed");
+    crash_copy(&live, &crashed, true);
+    drop(store);
+    let restarted = EmbeddedStore::open(&crashed.join("db")).unwrap();
+    assert_eq!(counter(&restarted).await, Some(200));
+    for i in (1..200).step_by(2) {
+        assert_eq!(count(&restarted, &format!("b{i}")).await, Some(1), "buffered write b{i}, made durable by the durable one after it");
+    }
 }
