@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tollgate::Group;
-use tollgate_tests::upstream::{Behaviour, FakeUpstream, USAGE};
+use tollgate_tests::upstream::{Behaviour, FakeUpstream, USAGE, whole_answer};
 use tollgate_tests::{Resp, TestApp, backend_tests};
 
 fn chat(model: &str, text: &str) -> Value {
@@ -137,6 +137,7 @@ backend_tests! {
         let (_, key) = app.api_key(&admin, json!({})).await;
         let r = app.chat(&key, chat("up-model", "hi")).await.expect(200);
         assert_eq!(r.body["choices"][0]["message"]["content"], "upstream says hello");
+        assert_eq!(r.text, whole_answer(true, &json!("up-model")), "the answer as the upstream sent it, not reformatted");
         assert_eq!(header(&r, "x-tollgate-cost-usd"), format!("0.{:06}", USAGE.0 + USAGE.1));
         let (headers, body) = upstream.requests().pop().unwrap();
         assert_eq!(headers["authorization"], "Bearer sk-upstream-key", "the model's key from the secret store");

@@ -111,11 +111,18 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, uri: axum::http::Uri, 
         let stream = futures::stream::iter(events.into_iter().map(|e| Ok::<_, std::convert::Infallible>(Bytes::from(e))));
         return Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap();
     }
+    ([("content-type", "application/json")], whole_answer(chat, &model)).into_response()
+}
+
+/// The fake's whole answer, pretty-printed: a layout the proxy would lose if it reformatted
+/// answers instead of passing them on.
+pub fn whole_answer(chat: bool, model: &Value) -> String {
     let choice = if chat {
         json!({"index": 0, "message": {"role": "assistant", "content": "upstream says hello"}, "finish_reason": "stop"})
     } else {
         json!({"index": 0, "text": "upstream says hello", "finish_reason": "stop"})
     };
-    axum::Json(json!({"id": "up-1", "object": if chat { "chat.completion" } else { "text_completion" }, "model": model, "choices": [choice], "usage": usage()}))
-        .into_response()
+    let answer =
+        json!({"id": "up-1", "object": if chat { "chat.completion" } else { "text_completion" }, "model": model, "choices": [choice], "usage": usage()});
+    serde_json::to_string_pretty(&answer).expect("JSON")
 }

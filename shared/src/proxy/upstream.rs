@@ -103,11 +103,12 @@ impl Call<'_> {
         Ok(response)
     }
 
-    /// A whole (non-streamed) answer.
-    pub async fn complete(&self) -> Result<Value, Failure> {
+    /// A whole (non-streamed) answer: its bytes, as they go to the client, and their JSON.
+    pub async fn complete(&self) -> Result<(Bytes, Value), Failure> {
         let response = self.send().await?;
         let bytes = tokio::time::timeout(self.timeout, response.bytes()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
-        serde_json::from_slice(&bytes).map_err(|e| Failure::Transport(format!("the upstream's answer is not JSON: {e}")))
+        let value = serde_json::from_slice(&bytes).map_err(|e| Failure::Transport(format!("the upstream's answer is not JSON: {e}")))?;
+        Ok((bytes, value))
     }
 
     /// A streamed answer, as parsed events.
