@@ -5,11 +5,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::attr_ser::to_attr;
 use super::{Attr, Item, StoreError};
 
 pub fn to_item<T: Serialize>(entity: &T) -> Result<Item, StoreError> {
-    match serde_json::to_value(entity).map_err(|e| StoreError::Backend(e.to_string()))? {
-        Value::Object(map) => map.into_iter().map(|(k, v)| Ok((k, to_attr(v)?))).collect(),
+    match to_attr(entity)? {
+        Attr::M(map) => Ok(map),
         _ => Err(StoreError::Backend("entity must serialize to an object".into())),
     }
 }
@@ -17,17 +18,6 @@ pub fn to_item<T: Serialize>(entity: &T) -> Result<Item, StoreError> {
 pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     let map = item.into_iter().map(|(k, v)| (k, from_attr(v))).collect();
     serde_json::from_value(Value::Object(map)).map_err(|e| StoreError::Backend(format!("stored item does not decode: {e}")))
-}
-
-fn to_attr(value: Value) -> Result<Attr, StoreError> {
-    Ok(match value {
-        Value::Null => Attr::Null,
-        Value::Bool(b) => Attr::Bool(b),
-        Value::Number(n) => Attr::N(n.as_i64().ok_or_else(|| StoreError::Backend(format!("non-integer number {n} in entity")))?),
-        Value::String(s) => Attr::S(s),
-        Value::Array(a) => Attr::L(a.into_iter().map(to_attr).collect::<Result<_, _>>()?),
-        Value::Object(m) => Attr::M(m.into_iter().map(|(k, v)| Ok((k, to_attr(v)?))).collect::<Result<_, StoreError>>()?),
-    })
 }
 
 fn from_attr(attr: Attr) -> Value {
@@ -58,5 +48,5 @@ pub fn set_index(item: &mut Item, index: super::Index, pk: impl Into<String>, sk
 
 /// Any serialisable value as one attribute (for SET in updates).
 pub fn attr_of<T: Serialize>(value: &T) -> Result<Attr, StoreError> {
-    to_attr(serde_json::to_value(value).map_err(|e| StoreError::Backend(e.to_string()))?)
+    to_attr(value)
 }

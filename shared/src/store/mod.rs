@@ -3,6 +3,7 @@
 //! every item type kept here. The conformance suite in `tests/store_conformance.rs` holds both
 //! implementations to the same semantics.
 
+mod attr_ser;
 mod dynamo;
 mod embedded;
 mod item;
