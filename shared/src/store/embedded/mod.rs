@@ -82,8 +82,10 @@ impl EmbeddedStore {
         let (wal, replay) = wal::Wal::open(Path::new(&log_base), durable)?;
         let durable = match replay.last() {
             Some((last, _)) => {
-                let entries = replay.iter().flat_map(|(_, entries)| entries.iter().map(|(k, item)| (k, item.as_ref())));
-                writes::commit(&db, entries, *last, &std::sync::Mutex::new(()))?;
+                let entries: Vec<&(Key, Option<Item>)> = replay.iter().flat_map(|(_, entries)| entries).collect();
+                let encoded: Vec<Option<Vec<u8>>> = entries.iter().map(|(_, item)| item.as_ref().map(writes::encode)).collect();
+                let batch = entries.iter().zip(&encoded).map(|((key, item), bytes)| (key, item.as_ref().zip(bytes.as_deref())));
+                writes::commit(&db, batch, *last, &std::sync::Mutex::new(()))?;
                 *last
             }
             None => durable,

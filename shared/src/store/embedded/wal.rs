@@ -68,15 +68,15 @@ impl Wal {
     }
 
     /// Appends a record of `round` covering transactions up to `seq`; returns once it is on disk.
-    pub fn append(&mut self, round: u64, seq: u64, entries: &[(&Key, Option<&Item>)]) -> StoreResult<()> {
+    /// Each entry is an item's key and its encoding (`writes::encode`; None for a deletion).
+    pub fn append(&mut self, round: u64, seq: u64, entries: &[(&Key, Option<&[u8]>)]) -> StoreResult<()> {
         let n = (round % 2) as usize;
         if self.round != Some(round) {
             // A new round overwrites the file's records of two rounds ago, which redb holds.
             self.round = Some(round);
             self.ends[n] = 0;
         }
-        let body: Vec<(&str, &str, Option<&Item>)> = entries.iter().map(|(k, item)| (k.pk.as_str(), k.sk.as_str(), *item)).collect();
-        let payload = serde_json::to_vec(&body).map_err(backend)?;
+        let payload = payload(entries)?;
         let mut record = Vec::with_capacity(HEADER + payload.len());
         record.extend_from_slice(&MAGIC.to_le_bytes());
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -88,6 +88,27 @@ impl Wal {
         self.ends[n] += record.len() as u64;
         Ok(())
     }
+}
+
+/// The JSON of `[[pk, sk, item or null], ...]`, the items spliced in as already encoded.
+fn payload(entries: &[(&Key, Option<&[u8]>)]) -> StoreResult<Vec<u8>> {
+    let size: usize = entries.iter().map(|(k, item)| k.pk.len() + k.sk.len() + item.map_or(4, <[u8]>::len) + 12).sum();
+    let mut out = Vec::with_capacity(size + 2);
+    out.push(b'[');
+    for (i, (key, item)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        serde_json::to_writer(&mut out, &key.pk).map_err(backend)?;
+        out.push(b',');
+        serde_json::to_writer(&mut out, &key.sk).map_err(backend)?;
+        out.push(b',');
+        out.extend_from_slice(item.unwrap_or(b"null"));
+        out.push(b']');
+    }
+    out.push(b']');
+    Ok(out)
 }
 
 fn checksum(seq: u64, payload: &[u8]) -> u32 {
@@ -127,8 +148,20 @@ mod tests {
         Item::from([("PK".to_string(), Attr::S("P".into())), ("SK".to_string(), Attr::S(format!("S{n:03}"))), ("n".to_string(), Attr::S(format!("{n:03}")))])
     }
 
+    fn bytes(n: i64) -> Vec<u8> {
+        super::super::writes::encode(&item(n))
+    }
+
     fn seqs(replay: &[Record]) -> Vec<u64> {
         replay.iter().map(|(s, _)| *s).collect()
+    }
+
+    #[test]
+    fn a_record_is_the_json_of_its_entries() {
+        let (k1, k2) = (Key::new("P\"q", "S1\n"), Key::new("P", "S2"));
+        let spliced = payload(&[(&k1, Some(&bytes(1))), (&k2, None)]).unwrap();
+        let whole = serde_json::to_vec(&[(k1.pk.as_str(), k1.sk.as_str(), Some(item(1))), (k2.pk.as_str(), k2.sk.as_str(), None)]).unwrap();
+        assert_eq!(String::from_utf8(spliced).unwrap(), String::from_utf8(whole).unwrap());
     }
 
     #[test]
@@ -138,11 +171,11 @@ mod tests {
         let (mut wal, replay) = Wal::open(&base, 0).unwrap();
         assert!(replay.is_empty());
         let (k1, k2) = (Key::new("P", "S1"), Key::new("P", "S2"));
-        wal.append(0, 3, &[(&k1, Some(&item(1)))]).unwrap();
-        wal.append(0, 5, &[(&k2, Some(&item(2))), (&k1, None)]).unwrap();
+        wal.append(0, 3, &[(&k1, Some(&bytes(1)))]).unwrap();
+        wal.append(0, 5, &[(&k2, Some(&bytes(2))), (&k1, None)]).unwrap();
         // A third record torn half-way.
         let end = wal.ends[0];
-        wal.append(0, 9, &[(&k2, Some(&item(9)))]).unwrap();
+        wal.append(0, 9, &[(&k2, Some(&bytes(9)))]).unwrap();
         wal.files[0].write_all_at(&[0xff; 8], end + HEADER as u64 + 2).unwrap();
         drop(wal);
 
@@ -165,7 +198,7 @@ mod tests {
         for (round, records) in [(0, 4), (1, 4), (2, 2)] {
             for _ in 0..records {
                 seq += 1;
-                wal.append(round, seq, &[(&k, Some(&item(seq as i64)))]).unwrap();
+                wal.append(round, seq, &[(&k, Some(&bytes(seq as i64)))]).unwrap();
             }
         }
         // Round 2 overwrote the first two of round 0's records in file 0; the other two are left

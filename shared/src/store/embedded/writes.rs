@@ -9,7 +9,7 @@
 //! between two transactions, so no half of one ever reaches the disk.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, Table};
@@ -33,6 +33,22 @@ pub(super) type TxOutcome = Result<Option<Arc<Item>>, usize>;
 pub(super) struct Pending {
     pub item: Option<Arc<Item>>,
     seq: u64,
+    /// The item's stored form, made once for the log and for redb, whichever needs it first.
+    encoded: Arc<OnceLock<Vec<u8>>>,
+}
+
+impl Pending {
+    /// The item's stored form (None for a deletion).
+    fn encoded(&self) -> Option<&[u8]> {
+        let item = self.item.as_deref()?;
+        Some(self.encoded.get_or_init(|| encode(item)))
+    }
+}
+
+/// An item as redb and the log store it: its JSON.
+pub(super) fn encode(item: &Item) -> Vec<u8> {
+    // An item is a map of string keys to plain values: serde_json has nothing to refuse in it.
+    serde_json::to_vec(item).expect("an item always serialises")
 }
 
 #[derive(Default)]
@@ -169,7 +185,7 @@ impl Writes {
         let seq = overlay.applied;
         let last = writes.last().and_then(|(_, item)| item.clone());
         for (key, item) in writes {
-            overlay.dirty.insert(key, Pending { item, seq });
+            overlay.dirty.insert(key, Pending { item, seq, encoded: Arc::default() });
         }
         overlay.dirty_since.get_or_insert_with(Instant::now);
         if durable {
@@ -207,9 +223,9 @@ impl Writes {
                 continue;
             }
             let (upto, round) = (overlay.applied, overlay.round);
-            let fresh: Vec<(Key, Option<Arc<Item>>)> = overlay.dirty.iter().filter(|(_, p)| p.seq > done).map(|(k, p)| (k.clone(), p.item.clone())).collect();
+            let fresh: Vec<(Key, Pending)> = overlay.dirty.iter().filter(|(_, p)| p.seq > done).map(|(k, p)| (k.clone(), p.clone())).collect();
             drop(overlay);
-            let entries: Vec<(&Key, Option<&Item>)> = fresh.iter().map(|(k, item)| (k, item.as_deref())).collect();
+            let entries: Vec<(&Key, Option<&[u8]>)> = fresh.iter().map(|(k, p)| (k, p.encoded())).collect();
             let disk = self.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let logged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wal.append(round, upto, &entries)))
                 .unwrap_or_else(|_| Err(StoreError::Backend("the write-ahead log panicked".into())));
@@ -244,7 +260,7 @@ impl Writes {
             drop(overlay);
             // A panic in redb must fail the waiting writers, not leave them waiting forever.
             let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                commit(&self.db, batch.iter().map(|(k, p)| (k, p.item.as_deref())), upto, &self.disk)
+                commit(&self.db, batch.iter().map(|(k, p)| (k, p.item.as_deref().zip(p.encoded()))), upto, &self.disk)
             }))
             .unwrap_or_else(|_| Err(StoreError::Backend("redb panicked while committing".into())));
             overlay = self.overlay();
@@ -282,9 +298,11 @@ struct Tables<'txn> {
 }
 
 impl Tables<'_> {
-    /// Replaces what is stored at `key` with `new`, keeping the indexes in step.
-    fn write(&mut self, key: &Key, new: Option<&Item>) -> StoreResult<()> {
+    /// Replaces what is stored at `key` with `new` (an item and its encoding), keeping the
+    /// indexes in step.
+    fn write(&mut self, key: &Key, new: Option<(&Item, &[u8])>) -> StoreResult<()> {
         let old = raw_get(&self.items, key)?;
+        let (new, bytes) = (new.map(|(item, _)| item), new.map(|(_, bytes)| bytes));
         for (index, table) in [(Index::Gsi1, &mut self.gsi1), (Index::Gsi2, &mut self.gsi2)] {
             let (old_entry, new_entry) = (old.as_ref().and_then(|o| index_key(o, index)), new.and_then(|n| index_key(n, index)));
             if old_entry == new_entry {
@@ -297,10 +315,9 @@ impl Tables<'_> {
                 table.insert((gpk.as_str(), gsk.as_str(), key.pk.as_str(), key.sk.as_str()), ()).map_err(backend)?;
             }
         }
-        match new {
-            Some(item) => {
-                let bytes = serde_json::to_vec(item).map_err(backend)?;
-                self.items.insert((key.pk.as_str(), key.sk.as_str()), bytes.as_slice()).map_err(backend)?;
+        match bytes {
+            Some(bytes) => {
+                self.items.insert((key.pk.as_str(), key.sk.as_str()), bytes).map_err(backend)?;
             }
             None => {
                 self.items.remove((key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
@@ -312,7 +329,7 @@ impl Tables<'_> {
 
 /// Writes a batch of items in one durable redb commit, noting `upto` as the last transaction
 /// redb holds. The tables are built while the logger may sync; the commit's own sync holds `disk`.
-pub(super) fn commit<'a>(db: &Database, batch: impl Iterator<Item = (&'a Key, Option<&'a Item>)>, upto: u64, disk: &Mutex<()>) -> StoreResult<()> {
+pub(super) fn commit<'a>(db: &Database, batch: impl Iterator<Item = (&'a Key, Option<(&'a Item, &'a [u8])>)>, upto: u64, disk: &Mutex<()>) -> StoreResult<()> {
     let txn = db.begin_write().map_err(backend)?;
     {
         let mut tables = Tables {
