@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tollgate::Group;
-use tollgate_tests::upstream::{Behaviour, FakeUpstream, USAGE, whole_answer};
+use tollgate_tests::upstream::{Behaviour, FakeUpstream, USAGE, stop_event, whole_answer};
 use tollgate_tests::{Resp, TestApp, backend_tests};
 
 fn chat(model: &str, text: &str) -> Value {
@@ -145,6 +145,7 @@ backend_tests! {
         let s = app.post("/v1/chat/completions", Some(&key), json!({"model": "up-model", "stream": true, "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
         let (events, done) = sse_events(&s.text);
         assert!(done);
+        assert!(s.text.contains(&stop_event(&json!("up-model"))), "chunks as the upstream sent them, not rewritten: {}", s.text);
         assert!(events.iter().all(|e| e.get("usage").is_none()), "the usage chunk we asked the upstream for is not passed on");
         assert_eq!(upstream.requests().last().unwrap().1["stream_options"]["include_usage"], true);
         let records = logs(&app, &admin).await;

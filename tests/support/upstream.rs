@@ -100,10 +100,7 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, uri: axum::http::Uri, 
                 format!("data: {}\n\n", json!({"id": "up-1", "object": "chunk", "model": model, "choices": [choice]}))
             })
             .collect();
-        events.push(format!(
-            "data: {}\n\n",
-            json!({"id": "up-1", "object": "chunk", "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        ));
+        events.push(stop_event(&model));
         if include_usage {
             events.push(format!("data: {}\n\n", json!({"id": "up-1", "object": "chunk", "model": model, "choices": [], "usage": usage()})));
         }
@@ -112,6 +109,14 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, uri: axum::http::Uri, 
         return Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap();
     }
     ([("content-type", "application/json")], whole_answer(chat, &model)).into_response()
+}
+
+/// The fake's last chunk of a stream, laid out as serde_json would not (spaces, fields out of
+/// order), so a proxy that rewrote chunks instead of passing them on would show.
+pub fn stop_event(model: &Value) -> String {
+    format!(
+        "data: {{\"object\": \"chunk\", \"id\": \"up-1\", \"model\": {model}, \"choices\": [{{\"index\": 0, \"delta\": {{}}, \"finish_reason\": \"stop\"}}]}}\n\n"
+    )
 }
 
 /// The fake's whole answer, pretty-printed: a layout the proxy would lose if it reformatted

@@ -259,15 +259,11 @@ impl Source {
                 if !delay.is_zero() {
                     tokio::time::sleep(*delay).await;
                 }
-                Some(Ok(Event::Data(chunk)))
+                Some(Ok(Event::ours(chunk)))
             }
             Source::Upstream(events) => futures::StreamExt::next(events).await,
         }
     }
-}
-
-fn sse(value: &Value) -> Bytes {
-    Bytes::from(format!("data: {value}\n\n"))
 }
 
 impl Flight {
@@ -550,13 +546,13 @@ impl Flight {
             };
             match next {
                 None | Some(Ok(Event::Done)) => break,
-                Some(Ok(Event::Data(value))) => {
+                Some(Ok(Event::Data(value, frame))) => {
                     seen.absorb(&value, self.started);
                     let usage_only = value.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty) && value.get("usage").is_some();
                     if usage_only && !self.req.client_wants_usage {
                         continue;
                     }
-                    if tx.send(sse(&value)).await.is_err() {
+                    if tx.send(frame).await.is_err() {
                         cancelled = true;
                         break;
                     }
@@ -580,7 +576,7 @@ impl Flight {
             if let Some(f) = failure {
                 let envelope =
                     json!({"error": {"code": "upstream_error", "message": f.describe(), "param": null, "request_id": self.request_id, "type": "api_error"}});
-                let _ = tx.send(sse(&envelope)).await;
+                let _ = tx.send(upstream::sse(&envelope)).await;
             }
             let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
         }

@@ -41,8 +41,22 @@ impl Failure {
 
 /// One server-sent event from an upstream stream.
 pub enum Event {
-    Data(Value),
+    /// A chunk: its JSON, and the event as it goes to the client.
+    Data(Value, Bytes),
     Done,
+}
+
+impl Event {
+    /// A chunk of ours (the mock's) as an event.
+    pub fn ours(value: Value) -> Self {
+        let frame = sse(&value);
+        Event::Data(value, frame)
+    }
+}
+
+/// A JSON value as a server-sent event.
+pub fn sse(value: &Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
 }
 
 pub type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Failure>> + Send>>;
@@ -118,7 +132,11 @@ impl Call<'_> {
             match event {
                 Ok(e) if e.data.trim() == "[DONE]" => Some(Ok(Event::Done)),
                 Ok(e) if e.data.trim().is_empty() => None,
-                Ok(e) => Some(serde_json::from_str(&e.data).map(Event::Data).map_err(|err| Failure::Transport(format!("bad event from upstream: {err}")))),
+                // The chunk goes on as the upstream sent it: parsed for its usage, not rewritten.
+                Ok(e) => Some(match serde_json::from_str(&e.data) {
+                    Ok(value) => Ok(Event::Data(value, Bytes::from(format!("data: {}\n\n", e.data)))),
+                    Err(err) => Err(Failure::Transport(format!("bad event from upstream: {err}"))),
+                }),
                 Err(err) => Some(Err(Failure::Transport(err.to_string()))),
             }
         });
