@@ -162,49 +162,23 @@ impl Seq {
     }
 }
 
-impl ser::SerializeSeq for Seq {
-    type Ok = Attr;
-    type Error = StoreError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), StoreError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Attr, StoreError> {
-        self.finish()
-    }
+/// serde's four sequence traits differ only in their names: each pushes an element.
+macro_rules! sequence {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Seq {
+            type Ok = Attr;
+            type Error = StoreError;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), StoreError> {
+                self.push(value)
+            }
+            fn end(self) -> Result<Attr, StoreError> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Seq {
-    type Ok = Attr;
-    type Error = StoreError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), StoreError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Attr, StoreError> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleStruct for Seq {
-    type Ok = Attr;
-    type Error = StoreError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), StoreError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Attr, StoreError> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for Seq {
-    type Ok = Attr;
-    type Error = StoreError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), StoreError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Attr, StoreError> {
-        self.finish()
-    }
-}
+sequence!(SerializeSeq::serialize_element, SerializeTuple::serialize_element, SerializeTupleStruct::serialize_field, SerializeTupleVariant::serialize_field);
 
 impl Map {
     fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), StoreError> {
@@ -239,27 +213,23 @@ impl ser::SerializeMap for Map {
     }
 }
 
-impl ser::SerializeStruct for Map {
-    type Ok = Attr;
-    type Error = StoreError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), StoreError> {
-        self.field(key, value)
-    }
-    fn end(self) -> Result<Attr, StoreError> {
-        self.finish()
-    }
+/// serde's two struct traits differ only in their names: each sets a field.
+macro_rules! fields {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Map {
+            type Ok = Attr;
+            type Error = StoreError;
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), StoreError> {
+                self.field(key, value)
+            }
+            fn end(self) -> Result<Attr, StoreError> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Map {
-    type Ok = Attr;
-    type Error = StoreError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), StoreError> {
-        self.field(key, value)
-    }
-    fn end(self) -> Result<Attr, StoreError> {
-        self.finish()
-    }
-}
+fields!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {
