@@ -13,10 +13,16 @@ fn chat(model: &str, text: &str) -> Value {
 }
 
 /// The data events of an SSE body, and whether it ended with [DONE].
+/// The events as an SSE client reads them: an event's data is its `data:` lines, joined by
+/// newlines; any other line is not data.
 fn sse_events(text: &str) -> (Vec<Value>, bool) {
-    let datas: Vec<&str> = text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).collect();
-    let done = datas.last() == Some(&"[DONE]");
-    (datas.iter().filter(|d| **d != "[DONE]").map(|d| serde_json::from_str(d).unwrap()).collect(), done)
+    let datas: Vec<String> = text
+        .split("\n\n")
+        .map(|e| e.lines().filter_map(|l| l.strip_prefix("data:").map(|d| d.strip_prefix(' ').unwrap_or(d))).collect::<Vec<_>>().join("\n"))
+        .filter(|d| !d.is_empty())
+        .collect();
+    let done = datas.last().is_some_and(|d| d == "[DONE]");
+    (datas.iter().filter(|d| *d != "[DONE]").map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("event {d:?}: {e}"))).collect(), done)
 }
 
 async fn logs(app: &TestApp, token: &str) -> Vec<Value> {

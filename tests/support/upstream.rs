@@ -100,6 +100,8 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, uri: axum::http::Uri, 
                 format!("data: {}\n\n", json!({"id": "up-1", "object": "chunk", "model": model, "choices": [choice]}))
             })
             .collect();
+        // SSE lets an event's data run over several `data:` lines; a proxy must not break it.
+        events[0] = events[0].replacen(",", ",\ndata: ", 1);
         events.push(stop_event(&model));
         if include_usage {
             events.push(format!("data: {}\n\n", json!({"id": "up-1", "object": "chunk", "model": model, "choices": [], "usage": usage()})));

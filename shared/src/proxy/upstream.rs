@@ -47,7 +47,7 @@ pub enum Event {
 }
 
 impl Event {
-    /// A chunk of ours (the mock's) as an event.
+    /// A chunk of ours (the mock's, or one to lay out again) as an event.
     pub fn ours(value: Value) -> Self {
         let frame = sse(&value);
         Event::Data(value, frame)
@@ -132,8 +132,10 @@ impl Call<'_> {
             match event {
                 Ok(e) if e.data.trim() == "[DONE]" => Some(Ok(Event::Done)),
                 Ok(e) if e.data.trim().is_empty() => None,
-                // The chunk goes on as the upstream sent it: parsed for its usage, not rewritten.
+                // The chunk goes on as the upstream sent it: parsed for its usage, not rewritten,
+                // unless it came on several `data:` lines (joined by newlines here).
                 Ok(e) => Some(match serde_json::from_str(&e.data) {
+                    Ok(value) if e.data.contains('\n') => Ok(Event::ours(value)),
                     Ok(value) => Ok(Event::Data(value, Bytes::from(format!("data: {}\n\n", e.data)))),
                     Err(err) => Err(Failure::Transport(format!("bad event from upstream: {err}"))),
                 }),
