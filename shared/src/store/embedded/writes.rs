@@ -302,7 +302,7 @@ impl Tables<'_> {
     /// indexes in step.
     fn write(&mut self, key: &Key, new: Option<(&Item, &[u8])>) -> StoreResult<()> {
         let old = raw_get(&self.items, key)?;
-        let (new, bytes) = (new.map(|(item, _)| item), new.map(|(_, bytes)| bytes));
+        let (new, bytes) = new.unzip();
         for (index, table) in [(Index::Gsi1, &mut self.gsi1), (Index::Gsi2, &mut self.gsi2)] {
             let (old_entry, new_entry) = (old.as_ref().and_then(|o| index_key(o, index)), new.and_then(|n| index_key(n, index)));
             if old_entry == new_entry {
