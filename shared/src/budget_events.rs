@@ -80,7 +80,7 @@ pub fn after_refusal(state: &AppState, levels: Vec<Level>, worst: Charge) {
             for limit in level.limits.iter().filter(|l| l.metric == Metric::Cost) {
                 let (attr, end) = limits::current_counter(limit, now);
                 let used = item.get(&attr).and_then(Attr::as_i64).unwrap_or(0);
-                if used + worst.cost_micros > limit.limit {
+                if used.saturating_add(worst.cost_micros) > limit.limit {
                     emit(&state, Kind::Exhausted, &level.counters, &attr, limit, used, end).await;
                 }
             }

@@ -19,6 +19,11 @@ pub const PROVIDERS: [(&str, Option<&str>); 5] = [
     ("openai-compatible", None),
 ];
 
+/// The largest context window a model may declare (today's largest are ~10 million tokens).
+/// With it, and prices of at most $1e9 per million tokens, a request's worst case stays far
+/// inside i64/i128 arithmetic.
+pub const MAX_CONTEXT_WINDOW: i64 = 100_000_000;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Model {
     pub id: String,
@@ -75,8 +80,8 @@ pub fn validate(model: &Model) -> ApiResult<()> {
             return Err(ApiError::invalid_param("baseUrl", "baseUrl must be an http(s) URL such as https://api.example.com/v1"));
         }
     }
-    if model.context_window < 1 {
-        return Err(ApiError::invalid_param("contextWindow", "contextWindow must be at least 1"));
+    if !(1..=MAX_CONTEXT_WINDOW).contains(&model.context_window) {
+        return Err(ApiError::invalid_param("contextWindow", format!("contextWindow must be from 1 to {MAX_CONTEXT_WINDOW} tokens")));
     }
     Ok(())
 }

@@ -264,7 +264,7 @@ fn plan(level: &Level, charge: &Charge, now: DateTime<Utc>) -> ApiResult<(Update
             return Err(refusal(limit, end, now));
         }
         let attr = attr_name(limit, &window_key);
-        conds.push(Cond::Or(vec![Cond::AttrNotExists(attr.clone()), Cond::Le(attr.clone(), limit.limit - amount)]));
+        conds.push(Cond::Or(vec![Cond::AttrNotExists(attr.clone()), Cond::Le(attr.clone(), limit.limit.saturating_sub(amount))]));
         update = update.add(&attr, amount);
         plan.push(Planned { limit: limit.clone(), attr, amount, end });
     }
@@ -292,7 +292,7 @@ async fn refused(store: &dyn Store, counters: &Key, plan: &[Planned], now: DateT
     };
     for p in plan {
         let used = item.get(&p.attr).and_then(Attr::as_i64).unwrap_or(0);
-        if used + p.amount > p.limit.limit {
+        if used.saturating_add(p.amount) > p.limit.limit {
             return refusal(&p.limit, p.end, now);
         }
     }
@@ -364,7 +364,7 @@ pub fn settlement(reservation: &Reservation, actual: &Charge) -> Option<(Key, Up
     }
     let mut update = Update::default();
     for entry in &reservation.entries {
-        update = update.add(&entry.attr, actual.amount(entry.limit.metric) - entry.amount);
+        update = update.add(&entry.attr, actual.amount(entry.limit.metric).saturating_sub(entry.amount));
     }
     for stale in &reservation.stale {
         update = update.remove(stale);
@@ -389,8 +389,8 @@ impl LimitSpec {
     pub fn to_limit(&self, id: String) -> ApiResult<Limit> {
         let limit = match self.metric {
             Metric::Cost => crate::money::dollars_to_micros(self.limit, "limits.limit")?,
-            _ if self.limit.fract() != 0.0 || !(0.0..=9.0e15).contains(&self.limit) => {
-                return Err(ApiError::invalid_param("limits.limit", "a count limit must be a whole number, 0 or more"));
+            _ if self.limit.fract() != 0.0 || !(0.0..=MAX_COUNT as f64).contains(&self.limit) => {
+                return Err(ApiError::invalid_param("limits.limit", format!("a count limit must be a whole number from 0 to {MAX_COUNT}")));
             }
             _ => self.limit as i64,
         };
@@ -424,10 +424,21 @@ pub fn from_specs(specs: &[LimitSpec]) -> ApiResult<Vec<Limit>> {
     Ok(out)
 }
 
-/// Refuses limits the proxy could not enforce: negative amounts, empty rolling windows.
+/// The largest cost limit: $1,000,000,000, in micro-dollars.
+pub const MAX_COST_MICROS: i64 = 1_000_000_000 * crate::money::MICROS_PER_DOLLAR;
+/// The largest count limit (requests or tokens).
+pub const MAX_COUNT: i64 = 1_000_000_000_000_000;
+
+/// Refuses limits the proxy could not enforce: negative or absurd amounts, empty rolling
+/// windows.
 pub fn validate(limit: &Limit) -> ApiResult<()> {
     if limit.limit < 0 {
         return Err(ApiError::invalid_param("limit", "a limit cannot be negative"));
+    }
+    let max = if limit.metric == Metric::Cost { MAX_COST_MICROS } else { MAX_COUNT };
+    if limit.limit > max {
+        let shown = if limit.metric == Metric::Cost { format!("${}", crate::money::format_dollars(max)) } else { max.to_string() };
+        return Err(ApiError::invalid_param("limit", format!("a {} limit can be at most {shown}", limit.metric.describe())));
     }
     if let Window::Rolling { every, .. } = limit.window
         && every == 0
@@ -459,6 +470,26 @@ mod tests {
         let rolling = Window::Rolling { every: 5, unit: Unit::Minute };
         assert_eq!(rolling.span(now).1.unwrap().to_rfc3339(), "2026-11-25T13:50:00+00:00");
         assert_ne!(rolling.span(now).0, rolling.span(at("2026-11-25T13:50:00Z")).0);
+    }
+
+    /// Run with the release profile's arithmetic too (see request.rs).
+    #[test]
+    fn reservations_and_settlements_saturate() {
+        let limit = Limit { id: "budget".into(), metric: Metric::Cost, limit: MAX_COST_MICROS, window: Window::Monthly, mode: Mode::Replace };
+        let level = Level { counters: Key::new("LIMITS#t", "COUNTERS"), limits: vec![limit.clone()] };
+        let huge = Charge { calls: 1, input_tokens: i64::MAX, output_tokens: i64::MAX, cost_micros: i64::MAX };
+        let now = at("2026-11-25T13:45:10Z");
+        let refused = plan(&level, &huge, now).err().expect("a worst case past the limit is refused");
+        assert_eq!(refused.status(), axum::http::StatusCode::PAYMENT_REQUIRED);
+        let (attr, end) = current_counter(&limit, now);
+        let reservation = Reservation {
+            counters: level.counters.clone(),
+            entries: vec![Reserved { limit, attr, amount: i64::MAX, used: i64::MAX, window_end: end }],
+            stale: vec![],
+        };
+        let (_, update) = settlement(&reservation, &Charge { cost_micros: i64::MIN, ..Charge::default() }).unwrap();
+        assert!(update.add.iter().all(|(_, delta)| *delta == i64::MIN), "saturated, not wrapped to a positive number");
+        assert!(validate(&Limit { id: "x".into(), metric: Metric::Calls, limit: i64::MAX, window: Window::Daily, mode: Mode::Replace }).is_err());
     }
 
     #[test]

@@ -210,8 +210,8 @@ pub async fn summary(store: &dyn Store, owner: &str) -> ApiResult<Summary> {
     for item in items {
         let record: UsageRecord = from_item(item)?;
         sum.request_count += 1;
-        sum.total_tokens += record.input_tokens + record.output_tokens;
-        sum.cost_micros += record.cost_micros;
+        sum.total_tokens = sum.total_tokens.saturating_add(record.input_tokens.saturating_add(record.output_tokens));
+        sum.cost_micros = sum.cost_micros.saturating_add(record.cost_micros);
         sum.first_request_at = Some(sum.first_request_at.map_or(record.recorded_at, |f| f.min(record.recorded_at)));
         sum.last_request_at = Some(sum.last_request_at.map_or(record.recorded_at, |l| l.max(record.recorded_at)));
     }

@@ -124,15 +124,16 @@ impl KeySettings {
         for entry in self.ip_allowlist.iter().flatten() {
             parse_net(entry).ok_or_else(|| ApiError::invalid_param("ip_allowlist", format!("{entry:?} is not an IP address or CIDR such as 10.0.0.0/8")))?;
         }
-        if self.budget_limit_cents.is_some_and(|c| c < 0) {
-            return Err(ApiError::invalid_param("budget_limit_cents", "budget_limit_cents cannot be negative"));
+        let max_cents = crate::limits::MAX_COST_MICROS / MICROS_PER_CENT;
+        if self.budget_limit_cents.is_some_and(|c| !(0..=max_cents).contains(&c)) {
+            return Err(ApiError::invalid_param("budget_limit_cents", format!("budget_limit_cents must be from 0 to {max_cents} ($1,000,000,000)")));
         }
         if self.budget_period.is_some() && self.budget_limit_cents.is_none() {
             return Err(ApiError::invalid_param("budget_period", "budget_period needs budget_limit_cents"));
         }
         for (value, name) in [(self.rate_limit_rpm, "rate_limit_rpm"), (self.rate_limit_tpm, "rate_limit_tpm")] {
-            if value.is_some_and(|v| v < 1) {
-                return Err(ApiError::invalid_param(name, format!("{name} must be at least 1")));
+            if value.is_some_and(|v| !(1..=crate::limits::MAX_COUNT).contains(&v)) {
+                return Err(ApiError::invalid_param(name, format!("{name} must be from 1 to {}", crate::limits::MAX_COUNT)));
             }
         }
         if self.expires_at.is_some_and(|e| e <= now) {

@@ -24,8 +24,8 @@ pub(super) fn standing(reservations: &[Reservation], actual: Option<&Charge>, no
     // kind -> (remaining, limit, window end)
     let mut tightest: Vec<(&'static str, i64, i64, Option<DateTime<Utc>>)> = Vec::new();
     for entry in reservations.iter().flat_map(|r| &r.entries) {
-        let returned = actual.map_or(0, |a| entry.amount - a.amount(entry.limit.metric));
-        let remaining = (entry.limit.limit - (entry.used - returned)).max(0);
+        let returned = actual.map_or(0, |a| entry.amount.saturating_sub(a.amount(entry.limit.metric)));
+        let remaining = entry.limit.limit.saturating_sub(entry.used.saturating_sub(returned)).max(0);
         let kind = match entry.limit.metric {
             Metric::Calls => "requests",
             Metric::TotalTokens => "tokens",

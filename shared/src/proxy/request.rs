@@ -72,7 +72,11 @@ impl Inspected {
     /// tokenizer makes more tokens than bytes, plus the per-message framing chat formats add
     /// and an allowance per image or file; and no model takes more than its context window.
     pub fn worst_input_tokens(&self, context_window: i64) -> i64 {
-        let bound = self.body_bytes - self.media_bytes + 4 * self.messages + 3 + self.media_parts * MEDIA_PART_TOKENS;
+        // Saturating: every term comes from the request, and a wrapped sum would reserve less.
+        let bound = (self.body_bytes.saturating_sub(self.media_bytes))
+            .saturating_add(self.messages.saturating_mul(4))
+            .saturating_add(3)
+            .saturating_add(self.media_parts.saturating_mul(MEDIA_PART_TOKENS));
         bound.min(context_window.max(1))
     }
 
@@ -82,7 +86,7 @@ impl Inspected {
         if self.endpoint == Endpoint::Embeddings {
             return 0;
         }
-        self.max_output.unwrap_or(context_window).min(context_window) * self.choices
+        self.max_output.unwrap_or(context_window).min(context_window).saturating_mul(self.choices)
     }
 
     /// A fair guess at the input tokens when the upstream reports none (a cancelled stream).
@@ -206,8 +210,8 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
         },
     }
     let Inputs { texts, token_ids, media_parts, media_bytes } = inputs;
-    let input_bytes = texts.iter().map(|t| t.len() as i64).sum::<i64>() + token_ids;
-    let input_words = texts.iter().map(|t| t.split_whitespace().count() as i64).sum::<i64>() + token_ids;
+    let input_bytes = texts.iter().fold(token_ids, |sum, t| sum.saturating_add(t.len() as i64));
+    let input_words = texts.iter().fold(token_ids, |sum, t| sum.saturating_add(t.split_whitespace().count() as i64));
     Ok(Inspected {
         endpoint,
         body,
@@ -280,6 +284,22 @@ mod tests {
         let req = inspect(Endpoint::Chat, &bytes(&body)).unwrap();
         let worst = req.worst_input_tokens(1_000_000);
         assert!((2 * MEDIA_PART_TOKENS..2 * MEDIA_PART_TOKENS + 1000).contains(&worst), "an image counts its allowance, not its bytes: {worst}");
+    }
+
+    /// Run in CI with the release profile's arithmetic too (`scripts/test`), where an overflow
+    /// would wrap silently instead of panicking.
+    #[test]
+    fn huge_requests_saturate_instead_of_overflowing() {
+        let body = json!({"model": "m", "n": 128, "max_tokens": 1_i64 << 62, "messages": [{"role": "user", "content": "hi"}]});
+        let req = inspect(Endpoint::Chat, &bytes(&body)).unwrap();
+        let window = crate::catalog::MAX_CONTEXT_WINDOW;
+        assert_eq!(req.worst_output_tokens(window), window * 128);
+        assert_eq!(req.worst_output_tokens(i64::MAX), i64::MAX, "saturates, never wraps below zero");
+        assert!(req.worst_input_tokens(i64::MAX) > 0);
+        let cost = crate::money::cost_micros(req.worst_input_tokens(i64::MAX), req.worst_output_tokens(i64::MAX), i64::MAX, i64::MAX);
+        assert_eq!(cost, i64::MAX);
+        let charge = crate::limits::Charge { calls: 1, input_tokens: i64::MAX, output_tokens: i64::MAX, cost_micros: cost };
+        assert_eq!(charge.amount(crate::limits::Metric::TotalTokens), i64::MAX);
     }
 
     #[test]
