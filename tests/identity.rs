@@ -3,6 +3,7 @@
 
 use futures::future::join_all;
 use serde_json::json;
+use tollgate::Group;
 use tollgate_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, backend_tests};
 
 backend_tests! {
@@ -49,26 +50,42 @@ backend_tests! {
         assert_eq!(wrong.body["error"]["type"], "authentication_error");
     }
 
-    async fn repeated_failed_logins_are_throttled_per_account_and_per_address(backend) {
-        let app = TestApp::start(backend).await;
+    async fn failed_logins_slow_the_failing_address_and_never_lock_the_owner_out(backend) {
+        // Behind a trusted proxy, so each request can come from an address of its own.
+        let app = TestApp::start_with(backend, &Group::ALL, |c| c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()], None).await;
         let (admin, _) = app.admin().await;
         app.user(&admin, "other@example.com", "viewer").await;
+        let login_from = |ip: &'static str, email: String, password: &'static str| {
+            let req = app.client.post(format!("{}/api/auth/login", app.base)).header("x-forwarded-for", ip).json(&json!({"email": email, "password": password}));
+            async move { TestApp::read(req.send().await.unwrap()).await }
+        };
+        const ATTACKER: &str = "203.0.113.9";
+        const OWNER: &str = "198.51.100.7";
         for _ in 0..5 {
-            app.post("/api/auth/login", None, json!({"email": ADMIN_EMAIL, "password": "guess guess"})).await.expect(401);
+            login_from(ATTACKER, ADMIN_EMAIL.into(), "guess guess").await.expect(401);
         }
-        // Locked even with the right password, so guessing gains nothing from a lucky hit.
-        let refused = app.post("/api/auth/login", None, json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})).await.expect_error(429, "too_many_login_attempts");
+        // The attacker's address is locked on this account, even with the right password, so
+        // guessing gains nothing from a lucky hit...
+        let refused = login_from(ATTACKER, ADMIN_EMAIL.into(), ADMIN_PASSWORD).await.expect_error(429, "too_many_login_attempts");
         let retry: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=900).contains(&retry), "retry-after {retry}");
-        assert!(refused.body["error"]["message"].as_str().unwrap().contains("account"));
-        // Another account is not locked by this one's failures...
-        app.login("other@example.com", "user password 1").await;
-        // ...until this address has failed too often, whatever the accounts.
+        assert!(refused.body["error"]["message"].as_str().unwrap().contains("account from your address"));
+        // ...while the owner, from their own address, still gets in.
+        login_from(OWNER, ADMIN_EMAIL.into(), ADMIN_PASSWORD).await.expect(200);
+        // Many more failures from the attacker change nothing for the owner.
         for i in 0..15 {
-            app.post("/api/auth/login", None, json!({"email": format!("guess{i}@example.com"), "password": "guess guess"})).await.expect(401);
+            login_from(ATTACKER, format!("guess{i}@example.com"), "guess guess").await.expect(401);
         }
-        let by_address = app.post("/api/auth/login", None, json!({"email": "other@example.com", "password": "user password 1"})).await.expect_error(429, "too_many_login_attempts");
+        login_from(OWNER, ADMIN_EMAIL.into(), ADMIN_PASSWORD).await.expect(200);
+        // The attacker's address has now failed too often across accounts: refused for any.
+        let by_address = login_from(ATTACKER, "other@example.com".into(), "user password 1").await.expect_error(429, "too_many_login_attempts");
         assert!(by_address.body["error"]["message"].as_str().unwrap().contains("address"));
+        login_from(OWNER, "other@example.com".into(), "user password 1").await.expect(200);
+        // Without a proxy header everything comes from one address, throttled the same way.
+        for _ in 0..5 {
+            app.post("/api/auth/login", None, json!({"email": "other@example.com", "password": "guess guess"})).await.expect(401);
+        }
+        app.post("/api/auth/login", None, json!({"email": "other@example.com", "password": "user password 1"})).await.expect_error(429, "too_many_login_attempts");
     }
 
     async fn refresh_rotates_and_reuse_revokes_the_whole_session(backend) {

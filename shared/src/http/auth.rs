@@ -141,7 +141,7 @@ async fn login(
         throttle::record_failure(store, &email, ip_text.as_deref(), now).await?;
         return Err(ApiError::unauthorized("invalid email or password"));
     };
-    throttle::record_success(store, &email, now).await?;
+    throttle::record_success(store, &email, ip_text.as_deref(), now).await?;
     let tokens = sessions::start(&state, &user, ip_text, agent).await?;
     Ok(Json(session_response(&state, tokens, &user).await?))
 }
