@@ -252,7 +252,8 @@ backend_tests! {
         let (admin, _) = app.admin().await;
         let listed = app.get("/api/roles", Some(&admin)).await.expect(200);
         let names: Vec<&str> = listed.body.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["admin", "operator", "viewer"]);
+        assert_eq!(names, ["admin", "operator", "viewer", "none"]);
+        assert_eq!(listed.body[3]["permissions"], json!([]), "the role of accounts made by invites grants nothing");
         assert_eq!(listed.body[1]["permissions"], json!(["project:read", "project:write", "model:read", "model:write", "user:read", "report:read"]));
 
         let created = app.post("/api/roles", Some(&admin), json!({"name": "billing_reviewer", "permissions": ["report:read", "project:read"]})).await.expect(201);

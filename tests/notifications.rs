@@ -116,11 +116,16 @@ backend_tests! {
         let ws = app.post("/api/workspaces", Some(&admin), json!({"name": "Acme"})).await.expect(201).body["id"].as_str().unwrap().to_string();
         let sent = app.post("/api/invite-user", Some(&admin), json!({"email": "new@example.com", "role": "member", "business_id": ws, "redirect_to": "https://app.example.com/join"})).await.expect(201);
         assert_eq!(sent.body["delivery"], json!([{"channel": "ops-mail", "ok": true, "error": null}, {"channel": "hook", "ok": true, "error": null}]));
-        let url = sent.body["invite_url"].as_str().unwrap();
+        assert_eq!(sent.body["delivered"], true);
+        assert!(!sent.text.contains("invite_token") && !sent.text.contains("tgi_"), "the inviter never sees the token: {}", sent.text);
         let mail = smtp.mails().pop().expect("the invite mail");
         assert_eq!(mail.to, vec!["new@example.com"]);
-        assert!(mail.data.replace("=\n", "").contains("invite_token"), "{}", mail.data);
-        assert_eq!(events(&hook, "invite.created")[0]["data"]["invite_url"], url);
+        let mail_text = mail.data.replace("=\n", "");
+        let url = events(&hook, "invite.created")[0]["data"]["invite_url"].as_str().unwrap().to_string();
+        assert!(url.contains("invite_token=tgi_") && mail_text.contains("invite_token"), "the mail carries the link: {mail_text}");
+        // Delivered, so no link is held for an admin to read.
+        let invite_id = sent.body["invite"]["id"].as_str().unwrap();
+        app.post("/api/invite-user/link", Some(&admin), json!({"business_id": ws, "invite_id": invite_id})).await.expect_error(404, "not_found");
 
         // A $0.20 budget at $1000 per million tokens, each request reserving ~90 tokens (its body's
         // bytes and framing, 5 out) and spending 6: the 80% threshold, then exhaustion.

@@ -63,6 +63,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/api/invite-user"),
     ("DELETE", "/api/invite-user"),
     ("POST", "/api/invite-user/accept"),
+    ("POST", "/api/invite-user/link"),
     ("GET", "/api/tokens"),
     ("POST", "/api/tokens"),
     ("POST", "/api/tokens/{id}/revoke"),

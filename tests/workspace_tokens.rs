@@ -81,9 +81,7 @@ backend_tests! {
         let created = token(&app, &owner, &ws, json!({})).await;
         let id = created["id"].as_str().unwrap();
         let (_, outsider) = app.user(&owner, "outsider@example.com", "admin").await;
-        let invite = app.post("/api/invite-user", Some(&owner), json!({"email": "member@example.com", "role": "member", "business_id": ws, "redirect_to": "https://app.example.com/"})).await.expect(201);
-        let url = reqwest::Url::parse(invite.body["invite_url"].as_str().unwrap()).unwrap();
-        let invite_token = url.query_pairs().find(|(k, _)| k == "invite_token").unwrap().1.to_string();
+        let (_, invite_token) = app.invite(&owner, &ws, "member@example.com", "member", "https://app.example.com/").await;
         app.post("/api/invite-user/accept", None, json!({"token": invite_token, "password": "member password"})).await.expect(200);
         let member = app.login("member@example.com", "member password").await;
 

@@ -17,13 +17,10 @@ async fn workspace_named(app: &TestApp, token: &str, name: &str) -> String {
     r.body["id"].as_str().unwrap().to_string()
 }
 
-/// Invites `email` as `role`; returns (invite id, invite token from the link).
 async fn invite(app: &TestApp, token: &str, ws: &str, email: &str, role: &str) -> (String, String) {
-    let r = app.post("/api/invite-user", Some(token), json!({"email": email, "role": role, "business_id": ws, "redirect_to": REDIRECT})).await.expect(201);
-    let url = reqwest::Url::parse(r.body["invite_url"].as_str().unwrap()).unwrap();
-    assert!(url.as_str().starts_with("https://app.example.com/signin?from=mail&invite_token=tgi_"), "{url}");
-    let token = url.query_pairs().find(|(k, _)| k == "invite_token").unwrap().1.to_string();
-    (r.body["invite"]["id"].as_str().unwrap().to_string(), token)
+    let (id, token) = app.invite(token, ws, email, role, REDIRECT).await;
+    assert!(token.starts_with("tgi_"));
+    (id, token)
 }
 
 async fn remove(app: &TestApp, token: &str, body: Value) -> tollgate_tests::Resp {
@@ -84,7 +81,10 @@ backend_tests! {
         // Someone with an account joins without a password; as admin they manage invites.
         let (carol_id, carol) = app.user(&owner, "carol@example.com", "viewer").await;
         let (_, carol_token) = invite(&app, &owner, &ws, "carol@example.com", "admin").await;
-        let joined = app.post("/api/invite-user/accept", None, json!({"token": carol_token})).await.expect(200);
+        // Carol has an account: the token alone, or someone else's session, does not get in.
+        app.post("/api/invite-user/accept", None, json!({"token": carol_token})).await.expect_error(401, "unauthorized");
+        app.post("/api/invite-user/accept", Some(&owner), json!({"token": carol_token})).await.expect_error(403, "invite_for_another_account");
+        let joined = app.post("/api/invite-user/accept", Some(&carol), json!({"token": carol_token})).await.expect(200);
         assert_eq!(joined.body["created_account"], false);
         assert_eq!(joined.body["user_id"], carol_id.as_str());
         app.post("/api/invite-user", Some(&carol), json!({"email": "carol@example.com", "role": "member", "business_id": ws, "redirect_to": REDIRECT}))

@@ -252,6 +252,26 @@ impl TestApp {
         self.post("/v1/chat/completions", Some(key), body).await
     }
 
+    /// Invites `email` into workspace `ws` as `role`; returns (invite id, invite token). No
+    /// channel is configured, so the link is read once by the global admin, as a local
+    /// install without mail would; the inviter's answer never holds it.
+    pub async fn invite(&self, inviter: &str, ws: &str, email: &str, role: &str, redirect_to: &str) -> (String, String) {
+        let r = self
+            .post("/api/invite-user", Some(inviter), json!({"email": email, "role": role, "business_id": ws, "redirect_to": redirect_to}))
+            .await
+            .expect(201);
+        assert!(!r.text.contains("tgi_") && !r.text.contains("invite_token"), "the inviter must never see the invite's token: {}", r.text);
+        assert_eq!(r.body["delivered"], false, "{}", r.text);
+        let invite_id = r.body["invite"]["id"].as_str().unwrap().to_string();
+        let admin = self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        let link = self.post("/api/invite-user/link", Some(&admin), json!({"business_id": ws, "invite_id": invite_id})).await.expect(200);
+        self.post("/api/invite-user/link", Some(&admin), json!({"business_id": ws, "invite_id": invite_id})).await.expect_error(404, "not_found");
+        let url = reqwest::Url::parse(link.body["invite_url"].as_str().unwrap()).unwrap();
+        assert!(url.as_str().starts_with(redirect_to), "{url}");
+        let token = url.query_pairs().find(|(k, _)| k == "invite_token").unwrap().1.to_string();
+        (invite_id, token)
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> String {
         let r = self.post("/api/auth/login", None, json!({"email": email, "password": password})).await.expect(200);
         r.body["token"].as_str().unwrap().to_string()

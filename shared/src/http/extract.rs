@@ -174,6 +174,20 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A session when the request brings one (an `Authorization` header), none otherwise; a
+/// header that does not authenticate is still a 401.
+impl axum::extract::OptionalFromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, ApiError> {
+        if parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+            <Caller as FromRequestParts<AppState>>::from_request_parts(parts, state).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
 /// The user behind an `/admin/v1/me*` request: a session access token, or one of their own
 /// API keys (as the self-service family allows).
 pub struct Me {

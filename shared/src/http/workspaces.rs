@@ -23,6 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_workspace, update_workspace))
         .routes(routes!(list_members, invite_user, remove_from_workspace))
         .routes(routes!(accept_invite))
+        .routes(routes!(invite_link))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -187,14 +188,18 @@ pub struct InviteUser {
     redirect_to: String,
 }
 
+/// The answer to the inviter. It never holds the invite's link or token: those go only to the
+/// invitee, through the notification channels.
 #[derive(Serialize, ToSchema)]
 pub struct InviteSent {
     invite: InviteView,
-    /// The link that accepts the invite (the page at `redirect_to` with `invite_token`).
-    invite_url: String,
-    /// How delivery through each configured notification channel went (mail goes to the
-    /// invitee; a webhook gets the invite as an event).
+    /// Whether any notification channel took the invite (mail goes to the invitee; a webhook
+    /// gets the invite as an event).
+    delivered: bool,
+    /// How delivery through each configured notification channel went.
     delivery: Vec<crate::notify::Delivery>,
+    /// What happens next, in words.
+    delivery_note: String,
 }
 
 fn parse_invite_role(raw: &str) -> ApiResult<Role> {
@@ -240,7 +245,57 @@ async fn invite_user(State(state): State<AppState>, caller: Caller, ApiJson(body
         to: Some(issued.invite.email.clone()),
     };
     let delivery = crate::notify::broadcast(&state, &message).await;
-    Ok((StatusCode::CREATED, Json(InviteSent { invite: issued.invite.into(), invite_url: url, delivery })))
+    let delivered = delivery.iter().any(|d| d.ok);
+    let delivery_note = if delivered {
+        format!("the invite link was sent to {} through the notification channels", issued.invite.email)
+    } else {
+        // Kept for a global admin to read once (POST /api/invite-user/link), never for the
+        // inviter: whoever holds the link could accept it as the invitee.
+        let link = secrecy::SecretString::from(url);
+        state.secrets.put(&invites::link_secret_name(issued.invite.id), &link).await.map_err(ApiError::internal)?;
+        "no notification channel delivered the invite; a global admin can read its link once with POST /api/invite-user/link and pass it on".to_string()
+    };
+    Ok((StatusCode::CREATED, Json(InviteSent { invite: issued.invite.into(), delivered, delivery, delivery_note })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteLinkRequest {
+    business_id: String,
+    invite_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InviteLink {
+    invite_id: Uuid,
+    email: String,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    /// The link that accepts the invite; shown this once.
+    invite_url: String,
+}
+
+/// Reads, once, the link of an invite that no notification channel delivered (a local install
+/// without mail): global admins only (`user:write`), who pass it on to the invitee.
+#[utoipa::path(post, path = "/api/invite-user/link", tag = "workspaces", request_body = InviteLinkRequest,
+    responses((status = 200, body = InviteLink), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn invite_link(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<InviteLinkRequest>) -> ApiResult<Json<InviteLink>> {
+    caller.require(crate::identity::roles::Permission::UserWrite)?;
+    let invite = invites::get(state.store.as_ref(), parse_uuid(&body.business_id, "business_id")?, parse_uuid(&body.invite_id, "invite_id")?).await?;
+    let name = invites::link_secret_name(invite.id);
+    let link = state.secrets.get(&name).await.map_err(ApiError::internal)?.ok_or_else(|| {
+        ApiError::not_found("this invite's link was delivered through a notification channel or has already been read; revoke the invite and send a new one")
+    })?;
+    state.secrets.delete(&name).await.map_err(ApiError::internal)?;
+    use secrecy::ExposeSecret;
+    Ok(Json(InviteLink { invite_id: invite.id, email: invite.email, expires_at: invite.expires_at, invite_url: link.expose_secret().to_string() }))
+}
+
+/// Drops an invite's held link once the invite is gone (a leftover would be harmless, since
+/// reading it needs the pending invite, but secrets should not outlive their use).
+async fn forget_link(state: &AppState, invite_id: Uuid) {
+    if let Err(e) = state.secrets.delete(&invites::link_secret_name(invite_id)).await {
+        tracing::warn!(error = %e, %invite_id, "could not delete an invite's held link");
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -272,7 +327,9 @@ async fn remove_from_workspace(State(state): State<AppState>, caller: Caller, Ap
     }
     let (workspace, _) = workspaces::require_manager(store, workspace_id, caller.user.id).await?;
     if let Some(invite_id) = &body.invite_id {
-        invites::revoke(store, workspace.id, parse_uuid(invite_id, "invite_id")?).await?;
+        let invite_id = parse_uuid(invite_id, "invite_id")?;
+        invites::revoke(store, workspace.id, invite_id).await?;
+        forget_link(&state, invite_id).await;
     }
     if let Some(user_id) = &body.user_id {
         workspaces::remove_member(store, workspace.id, caller.user.id, parse_uuid(user_id, "user_id")?).await?;
@@ -299,11 +356,13 @@ pub struct InviteAccepted {
     created_account: bool,
 }
 
-/// Accepts an invite. The token is the credential: no session is needed.
+/// Accepts an invite. For an email without an account, the token and a password create it;
+/// for an email with an account, that account's session must come with the token.
 #[utoipa::path(post, path = "/api/invite-user/accept", tag = "workspaces", request_body = AcceptInvite,
-    responses((status = 200, body = InviteAccepted), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
-async fn accept_invite(State(state): State<AppState>, ApiJson(body): ApiJson<AcceptInvite>) -> ApiResult<Json<InviteAccepted>> {
-    let accepted = invites::accept(state.store.as_ref(), &body.token, body.password.as_deref()).await?;
+    responses((status = 200, body = InviteAccepted), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+async fn accept_invite(State(state): State<AppState>, caller: Option<Caller>, ApiJson(body): ApiJson<AcceptInvite>) -> ApiResult<Json<InviteAccepted>> {
+    let accepted = invites::accept(state.store.as_ref(), &body.token, body.password.as_deref(), caller.map(|c| c.user.id)).await?;
+    forget_link(&state, accepted.invite_id).await;
     Ok(Json(InviteAccepted {
         business_id: accepted.member.workspace_id,
         role: accepted.member.role,

@@ -52,11 +52,17 @@ impl Permission {
     }
 }
 
-pub const BUILT_IN: [(&str, &[Permission]); 3] = [
+/// `none` grants nothing: the role of accounts made by accepting a workspace invite, whose
+/// access comes only from their memberships until a global admin gives them another role.
+pub const BUILT_IN: [(&str, &[Permission]); 4] = [
     ("admin", &Permission::ALL),
     ("operator", &[ProjectRead, ProjectWrite, ModelRead, ModelWrite, UserRead, ReportRead]),
     ("viewer", &[ProjectRead, ModelRead, ReportRead]),
+    (NO_ROLE, &[]),
 ];
+
+/// The built-in role without permissions.
+pub const NO_ROLE: &str = "none";
 
 pub fn built_in(name: &str) -> Option<&'static [Permission]> {
     BUILT_IN.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)

@@ -108,6 +108,7 @@ pub async fn revoke(store: &dyn Store, workspace_id: Uuid, invite_id: Uuid) -> A
 
 /// What accepting an invite came to.
 pub struct Accepted {
+    pub invite_id: Uuid,
     pub member: Member,
     pub user: User,
     pub created_account: bool,
@@ -117,9 +118,22 @@ fn unusable() -> ApiError {
     ApiError::not_found("this invite does not exist, has expired, was revoked or was already accepted; ask for a new one")
 }
 
+/// Where an undelivered invite's link waits for a global admin to read it once.
+pub fn link_secret_name(invite_id: Uuid) -> String {
+    format!("invites/{invite_id}/link")
+}
+
+/// The pending invite, or 404.
+pub async fn get(store: &dyn Store, workspace_id: Uuid, invite_id: Uuid) -> ApiResult<Invite> {
+    let item =
+        store.get(&key(workspace_id, invite_id)).await?.ok_or_else(|| ApiError::not_found(format!("no pending invite {invite_id} in this workspace")))?;
+    Ok(from_item(item)?)
+}
+
 /// Accepts an invite by its token. When the invited email has no account, `password` creates
-/// it (and is then required).
-pub async fn accept(store: &dyn Store, token: &str, password: Option<&str>) -> ApiResult<Accepted> {
+/// it (and is then required); when it has one, only that account may accept, with its session
+/// (`signed_in`): a token that leaked must not let anyone else into the account's seat.
+pub async fn accept(store: &dyn Store, token: &str, password: Option<&str>, signed_in: Option<Uuid>) -> ApiResult<Accepted> {
     let lookup = store.get(&token_key(&sha256_hex(token))).await?.ok_or_else(unusable)?;
     let (Some(workspace_id), Some(invite_id)) = (
         lookup.get("workspace_id").and_then(Attr::as_str).and_then(|s| s.parse::<Uuid>().ok()),
@@ -139,11 +153,26 @@ pub async fn accept(store: &dyn Store, token: &str, password: Option<&str>) -> A
     let failed = |i: usize| if i < 2 { unusable() } else { ApiError::conflict("already_member", "you are already a member of this workspace") };
     match existing {
         Some(user) => {
+            match signed_in {
+                None => {
+                    return Err(ApiError::unauthorized(format!(
+                        "{} already has an account: sign in as it and send this request with its session (Authorization: Bearer <token>)",
+                        invite.email
+                    )));
+                }
+                Some(id) if id != user.id => {
+                    return Err(ApiError::forbidden(
+                        "invite_for_another_account",
+                        format!("this invite is for {}; sign in as that account to accept it", invite.email),
+                    ));
+                }
+                Some(_) => {}
+            }
             let member = Member { user_id: user.id, ..member };
             let mut ops = consume;
             ops.push(super::member_put(&member)?);
             match store.transact(ops).await {
-                Ok(()) => Ok(Accepted { member, user, created_account: false }),
+                Ok(()) => Ok(Accepted { invite_id, member, user, created_account: false }),
                 Err(StoreError::TransactionCancelled { index }) => Err(failed(index)),
                 Err(e) => Err(e.into()),
             }
@@ -152,13 +181,15 @@ pub async fn accept(store: &dyn Store, token: &str, password: Option<&str>) -> A
             let password =
                 password.ok_or_else(|| ApiError::invalid_param("password", format!("{} has no account yet: send a password to create it", invite.email)))?;
             crate::identity::password::validate(password, "password")?;
-            // New accounts get the least global role; the workspace role is what matters here.
-            let user = users::new_user(invite.email.clone(), crate::identity::password::hash(password).await?, "viewer".into());
+            // No global permissions: a workspace admin must not be able to mint accounts that
+            // read the whole server. Membership grants this workspace's resources; global
+            // roles are given by global admins alone.
+            let user = users::new_user(invite.email.clone(), crate::identity::password::hash(password).await?, crate::identity::roles::NO_ROLE.into());
             let member = Member { user_id: user.id, ..member };
             let mut ops = consume;
             ops.push(super::member_put(&member)?);
             users::insert(store, &user, ops, failed).await?;
-            Ok(Accepted { member, user, created_account: true })
+            Ok(Accepted { invite_id, member, user, created_account: true })
         }
     }
 }
