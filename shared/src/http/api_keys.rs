@@ -41,6 +41,9 @@ pub struct KeyView {
     revoked_at: Option<DateTime<Utc>>,
     rotated_from_key_id: Option<Uuid>,
     rotation_grace_until: Option<DateTime<Utc>>,
+    /// The API key that made this one (it counts against that key's limits too), when a key
+    /// rather than a session made it.
+    parent_key_id: Option<Uuid>,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
     /// The secret: present once, in the answer to a creation or rotation.
@@ -68,6 +71,7 @@ impl KeyView {
             revoked_at: k.revoked_at,
             rotated_from_key_id: k.rotated_from_key_id,
             rotation_grace_until: k.rotation_grace_until,
+            parent_key_id: k.parent_key_id,
             created_at: k.created_at,
             last_used_at: k.last_used_at,
             key: secret,
@@ -94,7 +98,7 @@ pub struct ListParams {
 #[utoipa::path(get, path = "/admin/v1/me/api-keys", tag = "me", params(ListParams),
     responses((status = 200, body = KeyList), (status = 401, body = ErrorEnvelope)))]
 async fn list_keys(State(state): State<AppState>, me: Me, ApiQuery(q): ApiQuery<ListParams>) -> ApiResult<Json<KeyList>> {
-    me.require_key_scope("*")?;
+    me.require_key_read()?;
     let limit = check_limit(q.limit)?;
     let owner = Owner::User { user_id: me.user_id };
     let (keys, pagination) =
@@ -121,11 +125,12 @@ pub struct CreateKey {
     sovereignty_requirements: Option<Value>,
 }
 
-/// Creates a key; its secret is in `key`, shown this once.
+/// Creates a key; its secret is in `key`, shown this once. An API key (with `keys:write`) may
+/// create keys no wider than itself, which also count against its limits.
 #[utoipa::path(post, path = "/admin/v1/me/api-keys", tag = "me", request_body = CreateKey,
     responses((status = 201, body = KeyView), (status = 400, body = ErrorEnvelope)))]
 async fn create_key(State(state): State<AppState>, me: Me, ApiJson(body): ApiJson<CreateKey>) -> ApiResult<(StatusCode, Json<KeyView>)> {
-    me.require_key_scope("*")?;
+    me.require_key_scope(keys::lineage::KEYS_WRITE)?;
     let settings = KeySettings {
         name: body.name,
         scopes: body.scopes,
@@ -139,25 +144,30 @@ async fn create_key(State(state): State<AppState>, me: Me, ApiJson(body): ApiJso
         sovereignty_requirements: body.sovereignty_requirements.filter(|v| !v.is_null()).map(|v| v.to_string()),
         expires_at: body.expires_at,
     };
-    let issued = keys::create(state.store.as_ref(), Owner::User { user_id: me.user_id }, settings).await?;
+    let issued = keys::create(state.store.as_ref(), Owner::User { user_id: me.user_id }, settings, me.key()).await?;
     Ok((StatusCode::CREATED, Json(KeyView::of(issued.key, Some(issued.secret)))))
 }
 
 #[utoipa::path(get, path = "/admin/v1/me/api-keys/{key_id}", tag = "me", params(("key_id" = Uuid, Path)),
     responses((status = 200, body = KeyView), (status = 404, body = ErrorEnvelope)))]
 async fn get_key(State(state): State<AppState>, me: Me, Path(key_id): Path<String>) -> ApiResult<Json<KeyView>> {
-    me.require_key_scope("*")?;
+    me.require_key_read()?;
     let key = keys::get(state.store.as_ref(), &Owner::User { user_id: me.user_id }, parse_uuid(&key_id, "key_id")?).await?;
     Ok(Json(KeyView::of(key, None)))
 }
 
-/// Revokes the key at once (within the key-cache bound in other warm processes).
+/// Revokes the key at once (within the key-cache bound in other warm processes), and the keys
+/// made from it by keys. An API key may revoke only itself and the keys descended from it.
 #[utoipa::path(delete, path = "/admin/v1/me/api-keys/{key_id}", tag = "me", params(("key_id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorEnvelope)))]
 async fn revoke_key(State(state): State<AppState>, me: Me, Path(key_id): Path<String>) -> ApiResult<StatusCode> {
-    me.require_key_scope("*")?;
-    let key = keys::revoke(state.store.as_ref(), &Owner::User { user_id: me.user_id }, parse_uuid(&key_id, "key_id")?).await?;
-    state.hot.keys.remove(&key.key_hash);
+    me.require_key_scope(keys::lineage::KEYS_WRITE)?;
+    let owner = Owner::User { user_id: me.user_id };
+    let id = parse_uuid(&key_id, "key_id")?;
+    me.require_may_manage(&keys::get(state.store.as_ref(), &owner, id).await?)?;
+    for key in keys::revoke(state.store.as_ref(), &owner, id).await? {
+        state.hot.keys.remove(&key.key_hash);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -169,6 +179,7 @@ pub struct RotateKey {
 }
 
 /// A new key with every setting of the old one; the old one works until `rotation_grace_until`.
+/// An API key may rotate only itself and the keys descended from it.
 #[utoipa::path(post, path = "/admin/v1/me/api-keys/{key_id}/rotate", tag = "me", params(("key_id" = Uuid, Path)), request_body = RotateKey,
     responses((status = 201, body = KeyView), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 async fn rotate_key(
@@ -177,10 +188,12 @@ async fn rotate_key(
     Path(key_id): Path<String>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<RotateKey>,
 ) -> ApiResult<(StatusCode, Json<KeyView>)> {
-    me.require_key_scope("*")?;
+    me.require_key_scope(keys::lineage::KEYS_WRITE)?;
     let owner = Owner::User { user_id: me.user_id };
+    let id = parse_uuid(&key_id, "key_id")?;
+    me.require_may_manage(&keys::get(state.store.as_ref(), &owner, id).await?)?;
     let grace = body.grace_period_seconds.unwrap_or(keys::DEFAULT_GRACE_SECS);
-    let issued = keys::rotate(state.store.as_ref(), &owner, parse_uuid(&key_id, "key_id")?, grace).await?;
+    let issued = keys::rotate(state.store.as_ref(), &owner, id, grace).await?;
     // The old key's cached copy lacks its grace deadline.
     if let Some(old) = issued.key.rotated_from_key_id
         && let Ok(old) = keys::get(state.store.as_ref(), &owner, old).await

@@ -197,17 +197,35 @@ pub struct Me {
 }
 
 impl Me {
-    /// A key must hold `scope` to act here (sessions may do anything their user may). `*` asks
-    /// for full access: a restricted key must not mint itself an unrestricted one.
+    /// A key must hold `scope` to act here (sessions may do anything their user may).
     pub fn require_key_scope(&self, scope: &str) -> ApiResult<()> {
         match &self.key {
-            Some(key) if !key.grants(scope) => Err(ApiError::forbidden(
-                "insufficient_scope",
-                if scope == "*" {
-                    "only a session or an API key with full access (scopes null or [\"*\"]) can manage API keys".to_string()
-                } else {
-                    format!("this API key lacks the {scope} scope")
-                },
+            Some(key) if !key.grants(scope) => Err(ApiError::forbidden("insufficient_scope", format!("this API key lacks the {scope} scope"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reading the user's keys: `usage:read` or `keys:write`.
+    pub fn require_key_read(&self) -> ApiResult<()> {
+        match &self.key {
+            Some(key) if !key.grants("usage:read") && !key.grants(crate::keys::lineage::KEYS_WRITE) => {
+                Err(ApiError::forbidden("insufficient_scope", "reading API keys needs the usage:read or keys:write scope"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The API key acting, when a key (not a session) made the request.
+    pub fn key(&self) -> Option<&crate::keys::ApiKey> {
+        self.key.as_ref()
+    }
+
+    /// An API key may rotate or revoke only itself and the keys descended from it.
+    pub fn require_may_manage(&self, target: &crate::keys::ApiKey) -> ApiResult<()> {
+        match &self.key {
+            Some(actor) if !crate::keys::lineage::may_manage(actor, target) => Err(ApiError::forbidden(
+                "not_your_key_lineage",
+                "an API key may rotate or revoke only itself and the keys made from it; use a session for the others",
             )),
             _ => Ok(()),
         }

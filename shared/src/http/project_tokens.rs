@@ -86,7 +86,7 @@ async fn create_token(
     let store = state.store.as_ref();
     let (project, _) = projects::require(store, &slug, &viewer(&caller), Role::Editor).await?;
     let settings = KeySettings { name: body.name, limits: limits::from_specs(&body.limits)?, expires_at: body.expires_at, ..KeySettings::default() };
-    let issued = keys::create(store, Owner::Project { project_id: project.id }, settings).await?;
+    let issued = keys::create(store, Owner::Project { project_id: project.id }, settings, None).await?;
     Ok((StatusCode::CREATED, Json(view(issued.key, project.id, Some(issued.secret)))))
 }
 

@@ -101,7 +101,7 @@ async fn create_token(State(state): State<AppState>, caller: Caller, ApiJson(bod
     let workspace_id = parse_uuid(&body.business_id, "business_id")?;
     let settings = workspace_tokens::settings(body.name, body.scopes, body.expires_in.as_deref(), body.budget_limit, body.budget_reset_interval, Utc::now())?;
     let (workspace, _) = workspaces::require_manager(store, workspace_id, caller.user.id).await?;
-    let issued = keys::create(store, Owner::Workspace { workspace_id: workspace.id }, settings).await?;
+    let issued = keys::create(store, Owner::Workspace { workspace_id: workspace.id }, settings, None).await?;
     Ok((StatusCode::CREATED, Json(view(issued.key, workspace.id, Some(issued.secret)))))
 }
 

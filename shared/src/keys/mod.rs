@@ -3,6 +3,7 @@
 //! and a copy under the SHA-256 of its secret, so the proxy authenticates with one read. The
 //! secret itself (`tg_` + 32 random bytes) is returned once and never stored.
 
+pub mod lineage;
 pub mod workspace_tokens;
 
 use std::net::IpAddr;
@@ -79,6 +80,12 @@ pub struct ApiKey {
     /// The first key of the rotation chain: every key of a chain shares its limit counters,
     /// so rotating a key does not reset its budget.
     pub counters_id: Option<Uuid>,
+    /// The key that made this one, when an API key did (not a session).
+    #[serde(default)]
+    pub parent_key_id: Option<Uuid>,
+    /// The keys above one made by a key: it counts against their limits too.
+    #[serde(default)]
+    pub ancestors: Vec<lineage::Ancestor>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
 }
@@ -103,7 +110,7 @@ pub struct KeySettings {
 }
 
 /// Every scope a token may hold.
-pub const SCOPES: [&str; 8] = ["chat", "completions", "embeddings", "models", "usage:read", "*", "leaderboards:inference", "leaderboards:read"];
+pub const SCOPES: [&str; 9] = ["chat", "completions", "embeddings", "models", "usage:read", "keys:write", "*", "leaderboards:inference", "leaderboards:read"];
 
 impl KeySettings {
     pub fn validate(&self, now: DateTime<Utc>) -> ApiResult<()> {
@@ -254,16 +261,29 @@ fn mint(owner: Owner, settings: KeySettings, now: DateTime<Utc>) -> Issued {
         rotated_from_key_id: None,
         rotation_grace_until: None,
         counters_id: None,
+        parent_key_id: None,
+        ancestors: vec![],
         created_at: now,
         last_used_at: None,
     };
     Issued { key, secret }
 }
 
-pub async fn create(store: &dyn Store, owner: Owner, settings: KeySettings) -> ApiResult<Issued> {
+/// Creates a token; `parent` is the API key creating it, when a key (not a session) asks: the
+/// new key must then fit within it and counts against its limits too (see `lineage`).
+pub async fn create(store: &dyn Store, owner: Owner, settings: KeySettings, parent: Option<&ApiKey>) -> ApiResult<Issued> {
     let now = Utc::now();
     settings.validate(now)?;
-    let issued = mint(owner, settings, now);
+    let ancestors = match parent {
+        Some(parent) => {
+            lineage::check_within(&settings, parent)?;
+            lineage::ancestors_under(parent)?
+        }
+        None => vec![],
+    };
+    let mut issued = mint(owner, settings, now);
+    issued.key.parent_key_id = parent.map(|p| p.id);
+    issued.key.ancestors = ancestors;
     let (record, lookup) = items(&issued.key)?;
     store.transact(vec![TxOp::Put { item: record, cond: Some(Cond::NotExists) }, TxOp::Put { item: lookup, cond: Some(Cond::NotExists) }]).await?;
     Ok(issued)
@@ -338,9 +358,21 @@ async fn save(store: &dyn Store, before: &ApiKey, after: &ApiKey, extra: Vec<TxO
 }
 
 /// Revokes (and soft-deletes) a token: it stops working at once, and leaves listings unless
-/// `include_deleted` is asked for.
-pub async fn revoke(store: &dyn Store, owner: &Owner, id: Uuid) -> ApiResult<ApiKey> {
-    retire(store, owner, id, false).await
+/// `include_deleted` is asked for. When it is the live key of its chain (not an old key in its
+/// rotation grace), the keys made from it by keys go with it. Returns every key revoked.
+pub async fn revoke(store: &dyn Store, owner: &Owner, id: Uuid) -> ApiResult<Vec<ApiKey>> {
+    let key = retire(store, owner, id, false).await?;
+    let mut out = vec![];
+    if matches!(owner, Owner::User { .. }) && key.rotation_grace_until.is_none() {
+        let chain = key.counters_key_id();
+        for child in all_of(store, owner).await? {
+            if child.revoked_at.is_none() && child.ancestors.iter().any(|a| a.counters_id == chain) {
+                out.push(retire(store, owner, child.id, false).await?);
+            }
+        }
+    }
+    out.insert(0, key);
+    Ok(out)
 }
 
 /// Revokes a token (it stops working at once); with `keep_listed`, it stays in listings as
@@ -389,6 +421,8 @@ pub async fn rotate(store: &dyn Store, owner: &Owner, id: Uuid, grace_secs: i64)
     let mut issued = mint(before.owner.clone(), before.settings.clone(), now);
     issued.key.rotated_from_key_id = Some(before.id);
     issued.key.counters_id = Some(before.counters_key_id());
+    issued.key.parent_key_id = before.parent_key_id;
+    issued.key.ancestors = before.ancestors.clone();
     let after = ApiKey { rotation_grace_until: Some(now + Duration::seconds(grace_secs)), ..before.clone() };
     let (record, lookup) = items(&issued.key)?;
     let extra = vec![TxOp::Put { item: record, cond: Some(Cond::NotExists) }, TxOp::Put { item: lookup, cond: Some(Cond::NotExists) }];

@@ -61,5 +61,9 @@ pub fn levels(key: &ApiKey, context: &OwnerContext) -> Vec<Level> {
         levels.push(Level { counters: project.counters(), limits: project.limits.clone() });
     }
     levels.push(Level { counters: key.counters(), limits: key.all_limits() });
-    limits::effective(levels)
+    // A key made by a key answers to its ancestors' limits as they are: they are not a level
+    // whose limits the key's own may replace.
+    let mut out: Vec<Level> = key.ancestors.iter().map(|a| a.level()).filter(|l| !l.limits.is_empty()).collect();
+    out.extend(limits::effective(levels));
+    out
 }
