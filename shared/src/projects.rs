@@ -1,11 +1,18 @@
-//! Projects (management family): a unique slug, the models a project token routes over (in
-//! order), a default upstream timeout and limits for the project as a whole, optionally inside
-//! a workspace. Project members have roles viewer, editor or admin.
+//! Projects (management family): a slug unique within its workspace, the models a project
+//! token routes over (in order), a default upstream timeout and limits for the project as a
+//! whole, optionally inside a workspace. Project members have roles viewer, editor or admin.
 //!
 //! Who may do what: a global `admin` everything; a project in a workspace is otherwise governed
 //! by its workspace (owners and admins act as project admins, members as viewers) and by its
 //! own members; a project outside any workspace also by the global `project:read` /
 //! `project:write` permissions. Anyone else gets 404: a project's existence is not shared.
+//!
+//! Slugs are unique per namespace: a workspace, or the global space of projects outside any
+//! workspace. Were they unique server-wide, creating `acme` in your workspace would answer 409
+//! when another tenant had one, telling you so. Whoever may create in a namespace may see all
+//! of its projects, so a 409 there reveals nothing. A path names a project by its slug when the
+//! caller sees one project of that slug, or as `<workspace id>:<slug>` (`global:<slug>`) to
+//! choose among several.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -61,8 +68,9 @@ pub fn key(id: Uuid) -> Key {
     Key::new(format!("PROJECT#{id}"), "PROJECT")
 }
 
-fn slug_key(slug: &str) -> Key {
-    Key::new(format!("SLUG#{slug}"), "SLUG")
+/// The slug's lock in its namespace. Global projects keep the sort key they always had.
+fn slug_key(slug: &str, workspace_id: Option<Uuid>) -> Key {
+    Key::new(format!("SLUG#{slug}"), workspace_id.map_or_else(|| "SLUG".to_string(), |ws| format!("WS#{ws}")))
 }
 
 fn member_key(project_id: Uuid, user_id: Uuid) -> Key {
@@ -102,7 +110,7 @@ pub fn validate(project: &Project) -> ApiResult<()> {
 /// racing creations of one slug make one project.
 pub async fn create(store: &dyn Store, project: &Project, creator: Uuid) -> ApiResult<()> {
     validate(project)?;
-    let lock = slug_key(&project.slug);
+    let lock = slug_key(&project.slug, project.workspace_id);
     let lock = Item::from([("PK".into(), Attr::S(lock.pk)), ("SK".into(), Attr::S(lock.sk)), ("project_id".into(), Attr::S(project.id.to_string()))]);
     let admin = Member { project_id: project.id, user_id: creator, role: Role::Admin, joined_at: project.created_at };
     let ops = vec![
@@ -113,7 +121,8 @@ pub async fn create(store: &dyn Store, project: &Project, creator: Uuid) -> ApiR
     match store.transact(ops).await {
         Ok(()) => Ok(()),
         Err(StoreError::TransactionCancelled { index: 0 }) => {
-            Err(ApiError::conflict("slug_taken", format!("a project with slug {:?} already exists", project.slug)))
+            let place = if project.workspace_id.is_some() { "this workspace" } else { "the projects outside workspaces" };
+            Err(ApiError::conflict("slug_taken", format!("a project with slug {:?} already exists in {place}", project.slug)))
         }
         Err(e) => Err(e.into()),
     }
@@ -129,10 +138,17 @@ pub async fn get(store: &dyn Store, id: Uuid) -> ApiResult<Option<Project>> {
     Ok(store.get(&key(id)).await?.map(from_item).transpose()?)
 }
 
-pub async fn by_slug(store: &dyn Store, slug: &str) -> ApiResult<Option<Project>> {
-    let Some(lock) = store.get(&slug_key(slug)).await? else { return Ok(None) };
-    let Some(id) = lock.get("project_id").and_then(Attr::as_str).and_then(|s| s.parse().ok()) else { return Ok(None) };
-    get(store, id).await
+/// Every project with this slug, in any namespace.
+async fn by_slug(store: &dyn Store, slug: &str) -> ApiResult<Vec<Project>> {
+    let mut out = Vec::new();
+    for lock in query_all(store, Query::new(Index::Primary, format!("SLUG#{slug}"))).await? {
+        if let Some(id) = lock.get("project_id").and_then(Attr::as_str).and_then(|s| s.parse().ok())
+            && let Some(project) = get(store, id).await?
+        {
+            out.push(project);
+        }
+    }
+    Ok(out)
 }
 
 pub async fn save(store: &dyn Store, project: &mut Project) -> ApiResult<()> {
@@ -149,7 +165,8 @@ pub async fn delete(store: &dyn Store, project: &Project) -> ApiResult<()> {
     for member in members(store, project.id).await? {
         store.delete(&member_key(project.id, member.user_id), None).await?;
     }
-    store.transact(vec![TxOp::Delete { key: key(project.id), cond: Some(Cond::Exists) }, TxOp::Delete { key: slug_key(&project.slug), cond: None }]).await?;
+    let lock = slug_key(&project.slug, project.workspace_id);
+    store.transact(vec![TxOp::Delete { key: key(project.id), cond: Some(Cond::Exists) }, TxOp::Delete { key: lock, cond: None }]).await?;
     Ok(())
 }
 
@@ -232,11 +249,31 @@ pub async fn role_of(store: &dyn Store, project: &Project, who: &Viewer<'_>) -> 
     Ok(role)
 }
 
-/// The project by slug with the caller's role, requiring at least `needed`: 404 when the
-/// caller may not see it at all, 403 when they may see but not do this.
-pub async fn require(store: &dyn Store, slug: &str, who: &Viewer<'_>, needed: Role) -> ApiResult<(Project, Role)> {
-    let project = by_slug(store, slug).await?.ok_or_else(|| not_found(slug))?;
-    let role = role_of(store, &project, who).await?.ok_or_else(|| not_found(slug))?;
+/// The project a path names (`slug`, or `<workspace id>:<slug>` / `global:<slug>`) with the
+/// caller's role, requiring at least `needed`: 404 when the caller may not see it at all (the
+/// same answer as for a slug nobody has), 403 when they may see but not do this, 409 when the
+/// caller sees several projects of that slug and must say which.
+pub async fn require(store: &dyn Store, name: &str, who: &Viewer<'_>, needed: Role) -> ApiResult<(Project, Role)> {
+    let (namespace, slug) = match name.split_once(':') {
+        Some(("global", slug)) => (Some(None), slug),
+        Some((ws, slug)) => (Some(Some(ws.parse::<Uuid>().map_err(|_| not_found(name))?)), slug),
+        None => (None, name),
+    };
+    let mut visible = Vec::new();
+    for project in by_slug(store, slug).await? {
+        if namespace.is_some_and(|ns| ns != project.workspace_id) {
+            continue;
+        }
+        if let Some(role) = role_of(store, &project, who).await? {
+            visible.push((project, role));
+        }
+    }
+    if visible.len() > 1 {
+        let names: Vec<String> =
+            visible.iter().map(|(p, _)| format!("{}:{slug}", p.workspace_id.map_or_else(|| "global".to_string(), |w| w.to_string()))).collect();
+        return Err(ApiError::conflict("ambiguous_slug", format!("you see {} projects with slug {slug:?}; name one as {}", visible.len(), names.join(" or "))));
+    }
+    let (project, role) = visible.pop().ok_or_else(|| not_found(name))?;
     if role < needed {
         return Err(ApiError::forbidden(
             "project_role_required",
