@@ -37,16 +37,14 @@ pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener>
     tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))
 }
 
-/// Serves until `shutdown` completes, letting requests in flight finish. Nagle's algorithm is
-/// off: a streamed chunk must leave at once, not wait ~40 ms for the previous one's ACK.
+/// Serves until `shutdown` completes, letting requests in flight finish, on connections with
+/// Nagle's algorithm off and hyper's own error answers enveloped (`http::wire`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await?;
+    let listener = http::wire::EnvelopedListener(listener);
+    axum::serve(listener, app.into_make_service_with_connect_info::<http::wire::Peer>()).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

@@ -263,7 +263,12 @@ impl FromRequestParts<AppState> for ClientIp {
 }
 
 pub fn client_ip(parts: &Parts, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).or_else(|| lambda_source_ip(parts))?;
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<super::wire::Peer>>()
+        .map(|c| c.0.0.ip())
+        .or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+        .or_else(|| lambda_source_ip(parts))?;
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return Some(peer);

@@ -1,8 +1,10 @@
 //! The HTTP surface: one Router per resource group, the path -> group map, and the layers
-//! every group shares (request ids, error envelopes for unknown routes, body limits, panics).
+//! every group shares (`edge`: request ids, envelopes for every error, connections closed
+//! after unread bodies; envelopes for unknown routes, body limits, panics).
 
 pub mod api_keys;
 pub mod auth;
+pub mod edge;
 pub mod extract;
 pub mod me;
 pub mod models;
@@ -13,18 +15,19 @@ pub mod settings;
 pub mod tokens;
 pub mod usage;
 pub mod usage_records;
+pub mod wire;
 pub mod workspaces;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, Method, Uri};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::middleware;
+use axum::response::IntoResponse;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, REQUEST_ID};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The resource groups; each is one Lambda function in AWS. This enum and `Group::routes` are
@@ -105,7 +108,7 @@ pub fn app(state: AppState, groups: &[Group]) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| ApiError::internal("a handler panicked").into_response()))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn(edge::edge))
         .with_state(state)
 }
 
@@ -123,17 +126,4 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         code: "method_not_allowed",
         message: format!("{} does not accept {method}; GET /openapi.json lists the methods of every route", uri.path()),
     }
-}
-
-/// Gives every request an id, visible to errors built below (through `REQUEST_ID`) and
-/// returned as `x-request-id`.
-async fn request_id(request: Request, next: Next) -> Response {
-    // Time-ordered (v7): keys made from request ids sort by time, so they land next to each
-    // other in the store's B-tree instead of touching a random page each.
-    let id = uuid::Uuid::now_v7().to_string();
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
-    }
-    response
 }

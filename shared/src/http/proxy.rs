@@ -1,28 +1,27 @@
 //! Proxy group: the OpenAI-compatible data plane. The three POST endpoints share one handler,
 //! parameterised by endpoint; the rules live in `crate::proxy`.
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::ClientIp;
-use crate::error::{ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::proxy::{self, Caller, Endpoint};
 use crate::state::AppState;
 
-/// Prompts can be long; the admin API's 1 MiB would refuse real ones.
-pub const MAX_PROXY_BODY_BYTES: usize = 16 << 20;
+/// The largest request body the proxy reads: Anthropic's limit for one request (32 MB), room
+/// for several full-size images or PDFs as base64. The admin API's 1 MiB would refuse real
+/// prompts. Read only once the key is known to be good.
+pub const MAX_PROXY_BODY_BYTES: usize = 32 << 20;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(chat_completions))
-        .routes(routes!(completions))
-        .routes(routes!(embeddings))
-        .routes(routes!(models))
-        .layer(DefaultBodyLimit::max(MAX_PROXY_BODY_BYTES))
+    OpenApiRouter::new().routes(routes!(chat_completions)).routes(routes!(completions)).routes(routes!(embeddings)).routes(routes!(models))
 }
 
 /// The API key, from `Authorization: Bearer` or `X-API-Key`.
@@ -35,29 +34,54 @@ fn caller(headers: &HeaderMap, ip: ClientIp) -> Caller {
     Caller { secret: presented_key(headers), ip: ip.0, referer: headers.get("referer").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect()) }
 }
 
-async fn forward(state: AppState, endpoint: Endpoint, headers: HeaderMap, ip: ClientIp, body: Bytes) -> Response {
-    proxy::handle(state, endpoint, caller(&headers, ip), body).await
+/// Reads a proxied request's body, up to `MAX_PROXY_BODY_BYTES`.
+async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
+    axum::body::to_bytes(body, MAX_PROXY_BODY_BYTES).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::Status {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "payload_too_large",
+                message: format!("the body is larger than the proxy's {MAX_PROXY_BODY_BYTES}-byte limit; send images and files by URL, or fewer at a time"),
+            }
+        } else {
+            ApiError::bad_request("invalid_body", format!("the body could not be read: {e}"))
+        }
+    })
+}
+
+async fn forward(state: AppState, endpoint: Endpoint, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
+    let started = Instant::now();
+    let caller = caller(&headers, ip);
+    let key = match proxy::admit_key(&state, endpoint, &caller).await {
+        Ok(key) => key,
+        Err(error) => return error.into_response(),
+    };
+    match read_body(body).await {
+        Ok(body) => proxy::handle(state, endpoint, key, caller, body, started).await,
+        Err(error) => error.into_response(),
+    }
 }
 
 /// OpenAI chat completions, streamed (SSE) or not. The answer carries the key's standing
 /// (`x-ratelimit-*`, `x-budget-*`), `x-request-id` and, unstreamed, `x-tollgate-cost-usd`.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "proxy", request_body = Object,
     responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope), (status = 502, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)))]
-async fn chat_completions(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Bytes) -> Response {
+async fn chat_completions(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
     forward(state, Endpoint::Chat, headers, ip, body).await
 }
 
 /// OpenAI (legacy) text completions, streamed or not.
 #[utoipa::path(post, path = "/v1/completions", tag = "proxy", request_body = Object,
     responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope)))]
-async fn completions(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Bytes) -> Response {
+async fn completions(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
     forward(state, Endpoint::Completions, headers, ip, body).await
 }
 
 /// OpenAI embeddings.
 #[utoipa::path(post, path = "/v1/embeddings", tag = "proxy", request_body = Object,
     responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope)))]
-async fn embeddings(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Bytes) -> Response {
+async fn embeddings(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
     forward(state, Endpoint::Embeddings, headers, ip, body).await
 }
 

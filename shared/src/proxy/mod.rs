@@ -93,9 +93,17 @@ async fn model_secret(state: &AppState, model: &Model) -> ApiResult<Option<Arc<S
     Ok(secret)
 }
 
-/// Serves one POST to the proxy.
-pub async fn handle(state: AppState, endpoint: Endpoint, caller: Caller, body: Bytes) -> Response {
-    match admit(state, endpoint, caller, body).await {
+/// The key behind a request to `endpoint`, with the scope it needs: checked from the headers
+/// alone, before the body is read, so nobody without a key makes the proxy hold a body.
+pub async fn admit_key(state: &AppState, endpoint: Endpoint, caller: &Caller) -> ApiResult<ApiKey> {
+    let key = authenticate(state, caller.secret.as_deref(), caller.ip).await?;
+    require_scope(&key, endpoint.scope())?;
+    Ok(key)
+}
+
+/// Serves one POST to the proxy, whose key `admit_key` accepted at `started`.
+pub async fn handle(state: AppState, endpoint: Endpoint, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> Response {
+    match admit(state, endpoint, key, caller, body, started).await {
         Ok(flight) => {
             // The flight runs on its own task, so a client that goes away cannot cut its
             // settlement and record short.
@@ -134,10 +142,7 @@ struct Flight {
     referer: Option<String>,
 }
 
-async fn admit(state: AppState, endpoint: Endpoint, caller: Caller, body: Bytes) -> ApiResult<Flight> {
-    let started = Instant::now();
-    let key = authenticate(&state, caller.secret.as_deref(), caller.ip).await?;
-    require_scope(&key, endpoint.scope())?;
+async fn admit(state: AppState, endpoint: Endpoint, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> ApiResult<Flight> {
     let req = request::inspect(endpoint, &body)?;
     if !key.allows_model(&req.model) {
         return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)));
