@@ -17,6 +17,7 @@ pub mod notify;
 pub mod pagination;
 pub mod projects;
 pub mod proxy;
+pub mod readiness;
 pub mod runtime;
 pub mod secrets;
 pub mod settings;

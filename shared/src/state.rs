@@ -63,18 +63,38 @@ pub async fn aws_sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).region(region).load().await
 }
 
+async fn dynamo_store(config: &Config) -> DynamoStore {
+    let sdk = aws_sdk_config().await;
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(&sdk);
+    if let Some(endpoint) = &config.dynamodb_endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(builder.build()), &config.table)
+}
+
+async fn secrets_manager(config: &Config) -> SecretsManagerStore {
+    let sdk = aws_sdk_config().await;
+    let mut builder = aws_sdk_secretsmanager::config::Builder::from(&sdk);
+    if let Some(endpoint) = &config.secrets_endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    SecretsManagerStore::new(aws_sdk_secretsmanager::Client::from_conf(builder.build()), &config.secrets_prefix)
+}
+
+fn data_dir_problem(config: &Config, what: &str, err: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("cannot open {what} in {} ({err}): TOLLGATE_DATA_DIR must be a directory this user can read and write", config.data_dir.display())
+}
+
 pub async fn open_store(config: &Config, create_table: bool) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match config.store {
-        StoreKind::Embedded => Arc::new(EmbeddedStore::open(&config.data_dir.join("tollgate.redb"))?),
+        StoreKind::Embedded => {
+            Arc::new(EmbeddedStore::open(&config.data_dir.join("tollgate.redb")).map_err(|e| data_dir_problem(config, "the embedded store", e))?)
+        }
         StoreKind::DynamoDb => {
-            let sdk = aws_sdk_config().await;
-            let mut builder = aws_sdk_dynamodb::config::Builder::from(&sdk);
-            if let Some(endpoint) = &config.dynamodb_endpoint {
-                builder = builder.endpoint_url(endpoint);
-            }
-            let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(builder.build()), &config.table);
-            if create_table {
-                store.create_table_if_missing().await?;
+            let store = dynamo_store(config).await;
+            if create_table && let Err(e) = store.create_table_if_missing().await {
+                let endpoint = config.dynamodb_endpoint.as_deref().unwrap_or("AWS");
+                anyhow::bail!("could not create the DynamoDB table {} at {endpoint}: {e}", config.table);
             }
             Arc::new(store)
         }
@@ -83,16 +103,35 @@ pub async fn open_store(config: &Config, create_table: bool) -> anyhow::Result<A
 
 pub async fn open_secrets(config: &Config) -> anyhow::Result<Arc<dyn SecretStore>> {
     Ok(match config.secrets {
-        SecretsKind::Embedded => Arc::new(EmbeddedSecrets::open(&config.data_dir)?),
-        SecretsKind::SecretsManager => {
-            let sdk = aws_sdk_config().await;
-            let mut builder = aws_sdk_secretsmanager::config::Builder::from(&sdk);
-            if let Some(endpoint) = &config.secrets_endpoint {
-                builder = builder.endpoint_url(endpoint);
-            }
-            Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::from_conf(builder.build()), &config.secrets_prefix))
-        }
+        SecretsKind::Embedded => Arc::new(EmbeddedSecrets::open(&config.data_dir).map_err(|e| match e {
+            // The master key's own message says what to do.
+            crate::secrets::SecretError::Backend(m) if m.contains("master key") => anyhow::anyhow!(m),
+            e => data_dir_problem(config, "the embedded secret store", e),
+        })?),
+        SecretsKind::SecretsManager => Arc::new(secrets_manager(config).await),
     })
+}
+
+/// For the local server at start: whether the AWS backends it is configured for exist and
+/// answer, as one line naming the problem and its fix. (Lambda functions skip this: their
+/// table and secrets come with the stack, and a cold start should not pay for the check.)
+pub async fn check_ready(config: &Config) -> anyhow::Result<()> {
+    use crate::readiness::explain;
+    if config.store == StoreKind::DynamoDb {
+        let endpoint = config.dynamodb_endpoint.clone().unwrap_or_else(|| "AWS".into());
+        if let Err(unready) = dynamo_store(config).await.ready().await {
+            let what = format!("the DynamoDB table {:?}", config.table);
+            let fix = "start with `tollgate serve --create-table` to create it, or deploy infra/template.yaml (and set TOLLGATE_TABLE to its table)";
+            anyhow::bail!(explain(&unready, &what, &endpoint, "TOLLGATE_DYNAMODB_ENDPOINT", fix));
+        }
+    }
+    if config.secrets == SecretsKind::SecretsManager {
+        let endpoint = config.secrets_endpoint.clone().unwrap_or_else(|| "AWS".into());
+        if let Err(unready) = secrets_manager(config).await.ready().await {
+            anyhow::bail!(explain(&unready, "Secrets Manager", &endpoint, "TOLLGATE_SECRETS_ENDPOINT", "check TOLLGATE_SECRETS_ENDPOINT"));
+        }
+    }
+    Ok(())
 }
 
 impl AppState {

@@ -1,5 +1,7 @@
 //! `tollgate`: every group's routes in one local HTTP server, on the embedded store by default.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use tollgate::{AppState, Config, Group};
 
@@ -31,14 +33,19 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tollgate::runtime::init_tracing();
-    match Cli::parse().command.unwrap_or(Command::Serve { create_table: false }) {
-        Command::Openapi => {
-            println!("{}", serde_json::to_string_pretty(&tollgate::http::openapi())?);
-            Ok(())
-        }
+    let result = match Cli::parse().command.unwrap_or(Command::Serve { create_table: false }) {
+        Command::Openapi => serde_json::to_string_pretty(&tollgate::http::openapi()).map(|doc| println!("{doc}")).map_err(anyhow::Error::from),
         Command::Serve { create_table } => serve(create_table).await,
+    };
+    // One line that names the problem and its fix; no stack trace.
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tollgate: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -46,6 +53,7 @@ async fn serve(create_table: bool) -> anyhow::Result<()> {
     let config = Config::from_env().map_err(anyhow::Error::msg)?;
     let listen = config.listen;
     let state = AppState::open(config.clone(), create_table).await?;
+    tollgate::state::check_ready(&config).await?;
     let configured = state.store.get(&tollgate::store::Key::new("SYSTEM", "SETUP")).await?.is_some();
     let app = tollgate::http::app(state, &Group::ALL);
     // Bound before we say so: whoever reads "listening" can connect at once.

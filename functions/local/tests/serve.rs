@@ -186,3 +186,75 @@ async fn dynamodb_and_secrets_manager_through_the_environment() {
     assert!(!dir.path().join("tollgate.redb").exists());
     assert!(!dir.path().join("secrets.redb").exists());
 }
+
+/// Runs `tollgate serve` expecting it to refuse to start; returns what it printed.
+fn refuses_to_start(envs: &[(&str, String)]) -> String {
+    refuses_to_start_with(envs, true)
+}
+
+fn refuses_to_start_with(envs: &[(&str, String)], credentials: bool) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    command.arg("serve").env("TOLLGATE_LISTEN", format!("127.0.0.1:{}", free_port())).env("AWS_REGION", "us-east-1").env("AWS_EC2_METADATA_DISABLED", "true");
+    if credentials {
+        command.env("AWS_ACCESS_KEY_ID", "testing").env("AWS_SECRET_ACCESS_KEY", "testing");
+    } else {
+        let home = tempfile::tempdir().unwrap();
+        for name in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        ] {
+            command.env_remove(name);
+        }
+        // No shared config or credentials files either.
+        command.env("HOME", home.path()).env("AWS_CONFIG_FILE", home.path().join("none")).env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("none"));
+    }
+    let output = command.envs(envs.iter().map(|(k, v)| (*k, v.as_str()))).output().expect("run tollgate");
+    assert!(!output.status.success(), "it started anyway");
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(!stderr.contains("Stack backtrace") && !stderr.contains("panicked"), "a stack trace instead of a message:\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("tollgate: ")).collect();
+    assert_eq!(lines.len(), 1, "one line naming the problem:\n{stderr}");
+    lines[0].to_string()
+}
+
+#[test]
+fn start_up_failures_say_what_to_do_in_one_line() {
+    // A DynamoDB table that does not exist (moto's server, as the tests run it).
+    if let Ok(endpoint) = std::env::var("TOLLGATE_TEST_DYNAMODB_ENDPOINT") {
+        let line = refuses_to_start(&[
+            ("TOLLGATE_STORE", "dynamodb".into()),
+            ("TOLLGATE_DYNAMODB_ENDPOINT", endpoint.clone()),
+            ("TOLLGATE_TABLE", "no-such-table-for-tollgate".into()),
+        ]);
+        assert!(line.contains("no-such-table-for-tollgate") && line.contains(&endpoint) && line.contains("--create-table"), "{line}");
+    }
+    // An endpoint nothing listens on.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let line = refuses_to_start(&[("TOLLGATE_STORE", "dynamodb".into()), ("TOLLGATE_DYNAMODB_ENDPOINT", closed.clone())]);
+    assert!(line.contains("cannot reach") && line.contains(&closed) && line.contains("TOLLGATE_DYNAMODB_ENDPOINT"), "{line}");
+    let line = refuses_to_start(&[("TOLLGATE_SECRETS", "secretsmanager".into()), ("TOLLGATE_SECRETS_ENDPOINT", closed.clone())]);
+    assert!(line.contains("cannot reach") && line.contains("TOLLGATE_SECRETS_ENDPOINT"), "{line}");
+
+    // No AWS credentials anywhere.
+    let line = refuses_to_start_with(&[("TOLLGATE_STORE", "dynamodb".into()), ("TOLLGATE_DYNAMODB_ENDPOINT", closed.clone())], false);
+    assert!(line.contains("no AWS credentials") && line.contains("AWS_ACCESS_KEY_ID"), "{line}");
+
+    // A data directory that is a file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let line = refuses_to_start(&[("TOLLGATE_DATA_DIR", file.display().to_string())]);
+    assert!(line.contains("TOLLGATE_DATA_DIR") && line.contains("not-a-dir"), "{line}");
+
+    // A master key of the wrong size.
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("master.key"), [7u8; 20]).unwrap();
+    let line = refuses_to_start(&[("TOLLGATE_DATA_DIR", data.display().to_string())]);
+    assert!(line.contains("master.key") && line.contains("20 bytes") && line.contains("32-byte"), "{line}");
+}

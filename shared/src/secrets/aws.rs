@@ -23,6 +23,17 @@ impl SecretsManagerStore {
         Self { client, prefix: prefix.into() }
     }
 
+    /// Whether Secrets Manager answers with these credentials: a read of the JWT signing
+    /// key, which may not exist yet (asked by the local server at start).
+    pub async fn ready(&self) -> Result<(), crate::readiness::Unready> {
+        let id = self.id("jwt-signing-key").map_err(|e| crate::readiness::Unready::Other(e.to_string()))?;
+        match self.client.describe_secret().secret_id(id).send().await {
+            Ok(_) => Ok(()),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(()),
+            Err(err) => Err(crate::readiness::classify(&err)),
+        }
+    }
+
     fn id(&self, name: &str) -> SecretResult<String> {
         check_name(name)?;
         Ok(format!("{}{}", self.prefix, name))

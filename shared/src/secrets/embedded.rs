@@ -27,7 +27,13 @@ fn backend<E: std::fmt::Display>(err: E) -> SecretError {
 
 fn load_or_create_master_key(path: &Path) -> SecretResult<[u8; 32]> {
     if let Ok(bytes) = std::fs::read(path) {
-        return bytes.try_into().map_err(|_| SecretError::Backend(format!("{} is not a 32-byte key", path.display())));
+        let len = bytes.len();
+        return bytes.try_into().map_err(|_| {
+            SecretError::Backend(format!(
+                "{} holds {len} bytes, not a 32-byte master key: put the right master.key back, or move this one away to start with a new key (the secrets sealed under the old one then cannot be read)",
+                path.display()
+            ))
+        });
     }
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(backend)?;

@@ -236,6 +236,16 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Whether the table exists and answers (one DescribeTable; asked by the local server at
+    /// start, never on Lambda's cold-start path).
+    pub async fn ready(&self) -> Result<(), crate::readiness::Unready> {
+        self.client.describe_table().table_name(&self.table).send().await.map(|_| ()).map_err(|e| crate::readiness::classify(&e))
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
     /// Deletes the table (tests clean up after themselves).
     pub async fn delete_table(&self) -> StoreResult<()> {
         self.client.delete_table().table_name(&self.table).send().await.map_err(backend)?;
