@@ -189,3 +189,35 @@ async fn every_contract_route_is_documented_and_served() {
         assert!(code != "unknown_route" && code != "method_not_allowed", "{method} {path} is documented but not served: {}", resp.text);
     }
 }
+
+/// Generated clients and fuzzers drop parameters declared where they are not: a path parameter
+/// must appear in its path, and every schema name must stand for one type (two structs of one
+/// name would share, and so misdescribe, one schema).
+#[test]
+fn parameters_are_declared_where_they_are_sent() {
+    let doc = serde_json::to_value(tollgate::http::openapi()).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                let name = param["name"].as_str().unwrap();
+                if param["in"] == "path" {
+                    assert!(path.contains(&format!("{{{name}}}")), "{method} {path}: {name} is declared in: path but is not in the path");
+                }
+            }
+        }
+    }
+    // The query parameters the handlers read are documented as such.
+    let query = |method: &str, path: &str| -> BTreeSet<String> {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(query("get", "/api/usage").is_superset(&["from", "to", "project", "model", "outcome", "limit", "offset"].map(String::from).into()));
+    assert!(query("get", "/admin/v1/me/api-keys").is_superset(&["limit", "cursor", "direction", "include_deleted"].map(String::from).into()));
+    assert!(query("get", "/api/tokens").contains("business_id"));
+    assert!(doc["components"]["schemas"]["ProjectMemberView"]["required"].as_array().unwrap().contains(&serde_json::json!("userId")));
+}

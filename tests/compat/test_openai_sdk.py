@@ -2,58 +2,18 @@
 streamed), completions, embeddings and models.list work, and a revoked key and an exceeded
 budget surface as the SDK's own errors. Run by scripts/test after `cargo test`."""
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import tempfile
-import time
-import urllib.request
-from pathlib import Path
-
 import openai
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BINARY = os.environ.get("TOLLGATE_BIN", str(ROOT / "target" / "debug" / "tollgate"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(base, method, path, body=None, token=None):
-    request = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode())
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request) as response:
-        text = response.read()
-        return json.loads(text) if text else None
+from conftest import call, running_gateway
 
 
 @pytest.fixture(scope="module")
 def gateway():
-    port = free_port()
-    data = tempfile.mkdtemp()
-    env = {**os.environ, "TOLLGATE_LISTEN": f"127.0.0.1:{port}", "TOLLGATE_DATA_DIR": data}
-    proc = subprocess.Popen([BINARY, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            call(base, "GET", "/api/setup/status")
-            break
-        except OSError:
-            time.sleep(0.05)
-    admin = call(base, "POST", "/api/setup/first-admin", {"email": "sdk@example.com", "password": "sdk test password"})["token"]
-    # Output at $2000 per million tokens: 5 tokens cost exactly one cent.
-    call(base, "POST", "/api/models", {"id": "mock-chat", "provider": "mock", "inputPrice": 0, "outputPrice": 2000, "contextWindow": 4096}, admin)
-    yield base, admin
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=10) == 0
+    with running_gateway("sdk@example.com") as (base, admin):
+        # Output at $2000 per million tokens: 5 tokens cost exactly one cent.
+        call(base, "POST", "/api/models", {"id": "mock-chat", "provider": "mock", "inputPrice": 0, "outputPrice": 2000, "contextWindow": 4096}, admin)
+        yield base, admin
 
 
 def new_key(gateway, **settings):

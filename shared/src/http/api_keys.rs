@@ -86,6 +86,7 @@ pub struct KeyList {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     limit: Option<i64>,

@@ -201,6 +201,8 @@ async fn delete_project(State(state): State<AppState>, caller: Caller, Path(slug
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+// The workspace family has a MemberView of its own; one name would make one schema of both.
+#[schema(as = ProjectMemberView)]
 pub struct MemberView {
     user_id: Uuid,
     email: String,

@@ -110,6 +110,7 @@ pub struct LogPage {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogParams {
     org_id: Option<Uuid>,

@@ -134,6 +134,7 @@ impl Visibility {
 }
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// Start of the range: an RFC 3339 time or a date (its start, UTC).

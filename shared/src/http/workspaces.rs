@@ -123,6 +123,7 @@ async fn update_workspace(
 }
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BusinessQuery {
     pub business_id: String,

@@ -1,0 +1,54 @@
+"""What the tests against the local `tollgate` binary share: starting it on a free port with
+a fresh data directory, creating the first admin, and calling its JSON API."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = os.environ.get("TOLLGATE_BIN", str(ROOT / "target" / "debug" / "tollgate"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(base, method, path, body=None, token=None):
+    request = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode())
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request) as response:
+        text = response.read()
+        return json.loads(text) if text else None
+
+
+@contextmanager
+def running_gateway(admin_email):
+    """A `tollgate serve` of its own; yields (base URL, the first admin's session token)."""
+    port = free_port()
+    data = tempfile.mkdtemp()
+    env = {**os.environ, "TOLLGATE_LISTEN": f"127.0.0.1:{port}", "TOLLGATE_DATA_DIR": data}
+    proc = subprocess.Popen([BINARY, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            call(base, "GET", "/api/setup/status")
+            break
+        except OSError:
+            time.sleep(0.05)
+    admin = call(base, "POST", "/api/setup/first-admin", {"email": admin_email, "password": "compat test password"})["token"]
+    try:
+        yield base, admin
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
