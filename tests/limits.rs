@@ -117,6 +117,53 @@ backend_tests! {
         app.chat(&key, ask(0)).await.expect_error(400, "invalid_value");
     }
 
+    async fn a_dead_requests_reservation_is_released_when_its_lease_lapses(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-1", 0.0, 2000.0, None).await;
+        // A 10-cent budget; each request below costs exactly 1 cent (5 output tokens).
+        let (key_id, key) = app.api_key(&admin, json!({"budget_limit_cents": 10, "budget_period": "monthly"})).await;
+        let body = json!({"model": "mock-1", "max_tokens": 5, "messages": [{"role": "user", "content": "go [mock:words=50]"}]});
+        app.chat(&key, body.clone()).await.expect(200);
+        // Two requests reserved 4 cents each and died (a kill -9 mid-flight): one whose lease
+        // lapsed, one whose lease still runs.
+        let owner = tollgate::keys::Owner::User { user_id: app.get("/api/me", Some(&admin)).await.body["id"].as_str().unwrap().parse().unwrap() };
+        let stored = tollgate::keys::get(app.state.store.as_ref(), &owner, key_id.parse().unwrap()).await.unwrap();
+        let levels = tollgate::proxy::levels::levels(&stored, &Default::default());
+        let worst = tollgate::limits::Charge { calls: 1, input_tokens: 10, output_tokens: 20, cost_micros: 40_000 };
+        let now = chrono::Utc::now();
+        let dead = |id: &str, expires_at: i64| {
+            let mut record = std::collections::BTreeMap::new();
+            record.insert("request_id".to_string(), tollgate::store::Attr::S(id.to_string()));
+            record.insert("owner".to_string(), tollgate::store::Attr::S(owner.tag()));
+            record.insert("model".to_string(), tollgate::store::Attr::S("mock-1".into()));
+            tollgate::limits::LeaseSpec { id: id.to_string(), expires_at, record }
+        };
+        tollgate::limits::reserve_levels(app.state.store.as_ref(), &levels, &worst, now, &dead("dead-lapsed", now.timestamp() - 1)).await.unwrap();
+        tollgate::limits::reserve_levels(app.state.store.as_ref(), &levels, &worst, now, &dead("dead-running", now.timestamp() + 3600)).await.unwrap();
+        assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 90_000, "1 cent spent + 2 x 4 held");
+
+        // The next request releases the lapsed one in its settlement, and records it.
+        app.chat(&key, body.clone()).await.expect(200);
+        assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 60_000, "2 cents spent + the running lease's 4");
+        let lost = tollgate::usage::by_request_id(app.state.store.as_ref(), "dead-lapsed").await.unwrap().expect("the lost request is recorded");
+        assert!(lost.cancelled && lost.cost_micros == 0 && lost.error.unwrap().contains("never settled"));
+        assert!(tollgate::usage::by_request_id(app.state.store.as_ref(), "dead-running").await.unwrap().is_none());
+        // Released once: the next request finds nothing more to release.
+        app.chat(&key, body.clone()).await.expect(200);
+        assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 70_000);
+
+        // A request refused only because of lapsed holds gets them released and is served:
+        // 3 cents spent + 4 held by a running lease + 2.5 by a lapsed one leave no room for
+        // this request's 1-cent worst case.
+        let small = tollgate::limits::Charge { cost_micros: 25_000, ..worst };
+        tollgate::limits::reserve_levels(app.state.store.as_ref(), &levels, &small, now, &dead("dead-lapsed-2", now.timestamp() - 1)).await.unwrap();
+        assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 95_000);
+        app.chat(&key, body.clone()).await.expect(200);
+        assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 80_000, "4 cents spent + the running lease's 4");
+        assert!(tollgate::usage::by_request_id(app.state.store.as_ref(), "dead-lapsed-2").await.unwrap().is_some(), "recorded as it was released");
+    }
+
     async fn settlement_returns_unused_reservation(backend) {
         let app = TestApp::start(backend).await;
         let (admin, _) = app.admin().await;
@@ -132,8 +179,8 @@ backend_tests! {
 }
 
 /// Two store round trips per request with a warm key cache: the reservation (one conditional
-/// update) and the settlement with the usage record (one transaction). Counters change only by
-/// atomic ADD: never a put, never a SET.
+/// update, writing the request's lease too) and the settlement with the usage record (one
+/// transaction). Counters change only by atomic ADD: never a put, never a SET.
 async fn hot_path_round_trips(backend: tollgate_tests::Backend) {
     let counting: Arc<std::sync::OnceLock<Arc<CountingStore>>> = Arc::new(std::sync::OnceLock::new());
     let slot = counting.clone();
@@ -160,13 +207,17 @@ async fn hot_path_round_trips(backend: tollgate_tests::Backend) {
         let ops = store.take();
         assert_eq!(ops.len(), 2, "streamed={streamed}: {ops:#?}");
         let Op::Update(reserve_key, reserve) = &ops[0] else { panic!("first a reservation: {ops:#?}") };
-        assert!(reserve_key.pk.starts_with("LIMITS#") && reserve.set.is_empty() && !reserve.add.is_empty());
+        // Counters change by ADD only; the one SET is the request's lease beside them.
+        assert!(reserve_key.pk.starts_with("LIMITS#") && !reserve.add.is_empty());
+        assert!(reserve.set.len() == 1 && reserve.set[0].0.starts_with("lease_"), "{:?}", reserve.set);
         let Op::Transact(settle) = &ops[1] else { panic!("then one transaction: {ops:#?}") };
         let mut counter_updates = 0;
         for op in settle {
             match op {
-                tollgate::store::TxOp::Update { key, update, .. } if key.pk.starts_with("LIMITS#") => {
+                tollgate::store::TxOp::Update { key, update, cond } if key.pk.starts_with("LIMITS#") => {
                     assert!(update.set.is_empty(), "counters change by ADD only");
+                    assert!(update.remove.iter().any(|r| r.starts_with("lease_")), "the settlement drops its lease");
+                    assert!(cond.is_some(), "only while the lease is still there");
                     counter_updates += 1;
                 }
                 tollgate::store::TxOp::Put { item, .. } => assert!(!item["PK"].as_str().unwrap().starts_with("LIMITS#")),

@@ -44,6 +44,10 @@ pub struct Config {
     pub key_cache: std::time::Duration,
     /// `TOLLGATE_UPSTREAM_TIMEOUT_MS`, default 60000: the wait for an upstream's answer to begin.
     pub upstream_timeout: std::time::Duration,
+    /// `TOLLGATE_LEASE_MARGIN_SECS`, default 600: how long past its upstream timeout a request's
+    /// reservation is held before anyone may release it as abandoned (its process died). A
+    /// stream that outlives it still settles, charging its full cost then.
+    pub lease_margin: std::time::Duration,
     /// `TOLLGATE_DURABILITY` (embedded store only): `strict` (default) syncs every usage record
     /// to disk before its request is over; `relaxed` lets records and settlements reach the
     /// disk within 50 ms instead, trading that window of loss on a crash for latency.
@@ -64,6 +68,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             key_cache: std::time::Duration::from_secs(10),
             upstream_timeout: std::time::Duration::from_secs(60),
+            lease_margin: std::time::Duration::from_secs(600),
             relaxed_durability: false,
         }
     }
@@ -123,6 +128,10 @@ impl Config {
             let ms: u64 =
                 v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| format!("TOLLGATE_UPSTREAM_TIMEOUT_MS={v:?}: use a positive number of milliseconds"))?;
             config.upstream_timeout = std::time::Duration::from_millis(ms);
+        }
+        if let Some(v) = lookup("TOLLGATE_LEASE_MARGIN_SECS") {
+            config.lease_margin =
+                std::time::Duration::from_secs(v.parse().map_err(|_| format!("TOLLGATE_LEASE_MARGIN_SECS={v:?}: use a whole number of seconds"))?);
         }
         if let Some(v) = lookup("TOLLGATE_DURABILITY") {
             config.relaxed_durability = match v.as_str() {

@@ -89,6 +89,25 @@ pub async fn write(store: &dyn Store, record: &UsageRecord, extra: Vec<TxOp>) ->
 }
 
 pub async fn write_with(store: &dyn Store, record: &UsageRecord, extra: Vec<TxOp>, buffered: bool) -> ApiResult<bool> {
+    transact_record(store, record, extra, buffered).await.map_err(Into::into)
+}
+
+/// `write_with`, the store's own error kept: a cancellation at an index of `extra` (offset by
+/// the two operations of the record) tells the caller which of its operations failed.
+pub async fn transact_record(store: &dyn Store, record: &UsageRecord, extra: Vec<TxOp>, buffered: bool) -> Result<bool, StoreError> {
+    let mut ops = record_ops(record).map_err(|e| StoreError::Backend(e.to_string()))?;
+    ops.extend(extra);
+    let written = if buffered { store.transact_buffered(ops).await } else { store.transact(ops).await };
+    match written {
+        Ok(()) => Ok(true),
+        Err(StoreError::TransactionCancelled { index: 0 }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The operations that write a record: its idempotency marker (first, conditioned on not
+/// existing) and the record itself.
+pub fn record_ops(record: &UsageRecord) -> ApiResult<Vec<TxOp>> {
     let sk = format!("{}#{}", time_key(record.recorded_at), record.request_id);
     let mut item = keyed_item(record, &Key::new(partition(&record.owner), sk.clone()))?;
     set_index(&mut item, Index::Gsi1, "USAGE", sk.clone());
@@ -102,14 +121,68 @@ pub async fn write_with(store: &dyn Store, record: &UsageRecord, extra: Vec<TxOp
         ("usage_pk".into(), Attr::S(partition(&record.owner))),
         ("usage_sk".into(), Attr::S(sk)),
     ]);
-    let mut ops = vec![TxOp::Put { item: marker, cond: Some(Cond::NotExists) }, TxOp::Put { item, cond: None }];
-    ops.extend(extra);
-    let written = if buffered { store.transact_buffered(ops).await } else { store.transact(ops).await };
-    match written {
-        Ok(()) => Ok(true),
-        Err(StoreError::TransactionCancelled { index: 0 }) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    Ok(vec![TxOp::Put { item: marker, cond: Some(Cond::NotExists) }, TxOp::Put { item, cond: None }])
+}
+
+/// What a reservation's lease keeps of its request, so that the request can be recorded if it
+/// never settles.
+pub fn lease_fields(record: &UsageRecord) -> std::collections::BTreeMap<String, Attr> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut put = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            out.insert(name.to_string(), Attr::S(v));
+        }
+    };
+    put("request_id", Some(record.request_id.clone()));
+    put("owner", Some(record.owner.clone()));
+    put("api_key_id", record.api_key_id.map(|id| id.to_string()));
+    put("user_id", record.user_id.map(|id| id.to_string()));
+    put("org_id", record.org_id.map(|id| id.to_string()));
+    put("project_id", record.project_id.map(|id| id.to_string()));
+    put("endpoint", Some(record.endpoint.clone()));
+    put("model", Some(record.model.clone()));
+    put("provider", Some(record.provider.clone()));
+    out
+}
+
+/// The record of a request whose lease lapsed unsettled (the process serving it died): what it
+/// was, charged nothing, with what happened in `error`.
+pub fn lost(fields: &std::collections::BTreeMap<String, Attr>, released_at: DateTime<Utc>) -> Option<UsageRecord> {
+    let text = |name: &str| fields.get(name).and_then(Attr::as_str).map(str::to_string);
+    let id = |name: &str| text(name).and_then(|s| s.parse::<Uuid>().ok());
+    Some(UsageRecord {
+        id: Uuid::new_v4(),
+        request_id: text("request_id")?,
+        owner: text("owner")?,
+        api_key_id: id("api_key_id"),
+        user_id: id("user_id"),
+        org_id: id("org_id"),
+        project_id: id("project_id"),
+        endpoint: text("endpoint").unwrap_or_default(),
+        model: text("model").unwrap_or_default(),
+        provider: text("provider").unwrap_or_default(),
+        provider_source: "catalog".into(),
+        input_tokens: 0,
+        output_tokens: 0,
+        cached_tokens: 0,
+        reasoning_tokens: 0,
+        cost_micros: 0,
+        input_price_micros: 0,
+        output_price_micros: 0,
+        pricing_source: "catalog".into(),
+        latency_ms: 0,
+        ttft_ms: None,
+        status_code: 0,
+        outcome: Outcome::Error,
+        streamed: false,
+        cancelled: true,
+        finish_reason: None,
+        http_referer: None,
+        error: Some("the request never settled (the process serving it stopped); its reservation lapsed and was released, and nothing was charged".into()),
+        candidates: vec![],
+        routing: vec![],
+        recorded_at: released_at,
+    })
 }
 
 /// The record of a request id, wherever it is filed.

@@ -2,70 +2,15 @@
 //! stops cleanly on Ctrl-C, keeps its data across restarts, honours the documented
 //! environment names, and never writes a password or token to its output, even at debug level.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "a-very-distinct-password-9";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+mod common;
 
-struct Server {
-    child: Child,
-    output: std::sync::Arc<std::sync::Mutex<String>>,
-    base: String,
-}
-
-/// Starts `tollgate serve` and waits for its "listening" line.
-fn start(envs: &[(&str, String)], args: &[&str]) -> Server {
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(args)
-        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TOLLGATE_LOG", "debug")
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tollgate");
-    let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
-        let output = output.clone();
-        let ready = ready_tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if line.contains("Press Ctrl-C") {
-                    let _ = ready.send(());
-                }
-                output.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-    }
-    if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
-        let _ = child.kill();
-        panic!("tollgate did not start:\n{}", output.lock().unwrap());
-    }
-    Server { child, output, base: format!("http://127.0.0.1:{port}") }
-}
-
-impl Server {
-    /// Sends SIGINT (Ctrl-C) and waits for a clean exit; returns everything it printed.
-    fn stop(mut self) -> String {
-        let status = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        let output = self.output.lock().unwrap().clone();
-        assert!(exit.success(), "tollgate exited with {exit:?}:\n{output}");
-        assert!(output.contains("Tollgate stopped."), "{output}");
-        output
-    }
-}
+use common::{free_port, start};
 
 async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
     let resp = reqwest::Client::new().post(format!("{base}{path}")).json(&body).send().await.unwrap();

@@ -8,6 +8,7 @@ pub mod levels;
 pub mod mock;
 pub mod request;
 pub mod routing;
+mod settle;
 pub mod upstream;
 
 use std::collections::VecDeque;
@@ -36,7 +37,6 @@ use crate::keys::{self, ApiKey, Owner};
 use crate::limits::{self, Charge, Reservation};
 use crate::money::{cost_micros, format_dollars};
 use crate::state::AppState;
-use crate::store::TxOp;
 use crate::usage::{self, Outcome, UsageRecord};
 
 /// Who is calling, as the HTTP layer saw it.
@@ -179,7 +179,15 @@ async fn admit(state: AppState, endpoint: Endpoint, key: ApiKey, caller: Caller,
         referer: caller.referer,
     };
     let levels = levels::levels(&flight.key, &context);
-    match limits::reserve_levels(flight.state.store.as_ref(), &levels, &worst, Utc::now()).await {
+    let now = Utc::now();
+    // Held until the upstream's timeout plus a margin: past that, the request is taken for
+    // dead and the next request on these counters releases its reservation.
+    let lease = limits::LeaseSpec {
+        id: flight.request_id.clone(),
+        expires_at: now.timestamp().saturating_add((flight.timeout + flight.state.config.lease_margin).as_secs() as i64).saturating_add(1),
+        record: usage::lease_fields(&flight.usage_record(&Charge::default(), &Observed::default(), Outcome::Error, 0, false, false, None, now)),
+    };
+    match limits::reserve_levels(flight.state.store.as_ref(), &levels, &worst, now, &lease).await {
         Ok(reservations) => {
             crate::budget_events::after_reservation(&flight.state, &reservations);
             flight.reservations = reservations;
@@ -369,22 +377,37 @@ impl Flight {
         error: Option<String>,
     ) -> ApiResult<()> {
         let now = Utc::now();
-        let mut ops = Vec::new();
-        for reservation in &self.reservations {
-            if let Some((key, update)) = limits::settlement(reservation, &actual) {
-                ops.push(TxOp::Update { key, update, cond: None });
-            }
-        }
         let touch = self.key.last_used_at.is_none_or(|t| (now - t).num_seconds() >= 60);
+        let touch_ops = if touch { keys::touch_ops(&self.key, now)? } else { vec![] };
+        let record = self.usage_record(&actual, seen, outcome, status, streamed, cancelled, error, now);
+        settle::settle(self.state.store.as_ref(), &record, &self.reservations, &actual, touch_ops, self.state.config.relaxed_durability).await?;
         if touch {
-            ops.extend(keys::touch_ops(&self.key, now)?);
+            let mut touched = self.key.clone();
+            touched.last_used_at = Some(now);
+            self.state.hot.keys.insert(touched.key_hash.clone(), touched);
         }
+        Ok(())
+    }
+
+    /// The usage record of this request, as it stands.
+    #[allow(clippy::too_many_arguments)]
+    fn usage_record(
+        &self,
+        actual: &Charge,
+        seen: &Observed,
+        outcome: Outcome,
+        status: u16,
+        streamed: bool,
+        cancelled: bool,
+        error: Option<String>,
+        now: chrono::DateTime<Utc>,
+    ) -> UsageRecord {
         let (user_id, org_id, project_id) = match &self.key.owner {
             Owner::User { user_id } => (Some(*user_id), None, None),
             Owner::Workspace { workspace_id } => (None, Some(*workspace_id), None),
             Owner::Project { project_id } => (None, self.context.project.as_ref().and_then(|p| p.workspace_id), Some(*project_id)),
         };
-        let record = UsageRecord {
+        UsageRecord {
             id: Uuid::new_v4(),
             request_id: self.request_id.clone(),
             owner: self.key.owner.tag(),
@@ -416,14 +439,7 @@ impl Flight {
             candidates: self.candidates.iter().map(|m| m.id.clone()).collect(),
             routing: self.attempts.clone(),
             recorded_at: now,
-        };
-        usage::write_with(self.state.store.as_ref(), &record, ops, self.state.config.relaxed_durability).await?;
-        if touch {
-            let mut touched = self.key.clone();
-            touched.last_used_at = Some(now);
-            self.state.hot.keys.insert(touched.key_hash.clone(), touched);
         }
-        Ok(())
     }
 
     /// The id of the answer we hand back (the mock's; an upstream's answer keeps its own).

@@ -8,8 +8,13 @@
 use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod lease;
+
+use std::collections::BTreeMap;
+
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Attr, Cond, Item, Key, Store, StoreError, TxOp, Update};
+pub use lease::{Lapsed, LeaseSpec};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -172,6 +177,10 @@ pub struct Reservation {
     pub entries: Vec<Reserved>,
     /// Counter attributes of past windows, removed at settlement.
     pub stale: Vec<String>,
+    /// This reservation's lease attribute (none when nothing was reserved).
+    pub lease: Option<String>,
+    /// Leases of other requests on this item that lapsed: released at settlement.
+    pub lapsed: Vec<Lapsed>,
 }
 
 fn attr_name(limit: &Limit, window_key: &str) -> String {
@@ -251,9 +260,9 @@ struct Planned {
     end: Option<DateTime<Utc>>,
 }
 
-/// The conditional update reserving `charge` against one level: refuses at once a request
-/// whose worst case alone exceeds a limit.
-fn plan(level: &Level, charge: &Charge, now: DateTime<Utc>) -> ApiResult<(Update, Cond, Vec<Planned>)> {
+/// The conditional update reserving `charge` against one level, with its lease: refuses at
+/// once a request whose worst case alone exceeds a limit.
+fn plan(level: &Level, charge: &Charge, now: DateTime<Utc>, lease: &LeaseSpec, record: bool) -> ApiResult<(Update, Cond, Vec<Planned>)> {
     let mut update = Update::default();
     let mut conds = Vec::new();
     let mut plan = Vec::new();
@@ -268,11 +277,13 @@ fn plan(level: &Level, charge: &Charge, now: DateTime<Utc>) -> ApiResult<(Update
         update = update.add(&attr, amount);
         plan.push(Planned { limit: limit.clone(), attr, amount, end });
     }
+    let amounts: Vec<(String, i64)> = plan.iter().map(|p| (p.attr.clone(), p.amount)).collect();
+    update = update.set(&lease.attr(), lease.value(&amounts, record));
     Ok((update, Cond::And(conds), plan))
 }
 
 /// The reservation a level's counters item shows once `plan` is applied.
-fn reserved(counters: Key, item: &Item, plan: Vec<Planned>) -> Reservation {
+fn reserved(counters: Key, item: &Item, plan: Vec<Planned>, lease: &LeaseSpec, now: DateTime<Utc>) -> Reservation {
     let entries: Vec<Reserved> = plan
         .into_iter()
         .map(|p| {
@@ -281,7 +292,36 @@ fn reserved(counters: Key, item: &Item, plan: Vec<Planned>) -> Reservation {
         })
         .collect();
     let stale = stale_attrs(item, &entries);
-    Reservation { counters, entries, stale }
+    let own = lease.attr();
+    let lapsed = lease::lapsed(item, now.timestamp(), Some(&own));
+    Reservation { counters, entries, stale, lease: Some(own), lapsed }
+}
+
+/// Releases the lapsed leases on a counters item (each only if still there, with its lost
+/// request's record in the same transaction): what the dead requests reserved goes back.
+/// Returns whether anything was released.
+async fn release_lapsed(store: &dyn Store, counters: &Key, now: DateTime<Utc>) -> ApiResult<bool> {
+    let Some(item) = store.get(counters).await? else { return Ok(false) };
+    let mut released = false;
+    for lease in lease::lapsed(&item, now.timestamp(), None) {
+        let mut update = Update::default().remove(&lease.attr);
+        for (attr, amount) in &lease.amounts {
+            if item.contains_key(attr) {
+                update = update.add(attr, amount.saturating_neg());
+            }
+        }
+        let mut ops = vec![TxOp::Update { key: counters.clone(), update, cond: Some(Cond::AttrExists(lease.attr.clone())) }];
+        if let Some(lost) = lease.record.as_ref().and_then(|fields| crate::usage::lost(fields, now)) {
+            ops.extend(crate::usage::record_ops(&lost)?);
+        }
+        match store.transact(ops).await {
+            Ok(()) => released = true,
+            // Another request released it (or recorded it) first.
+            Err(StoreError::TransactionCancelled { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(released)
 }
 
 /// Names the limit that refused a reservation (read on the refusal path only).
@@ -300,52 +340,69 @@ async fn refused(store: &dyn Store, counters: &Key, plan: &[Planned], now: DateT
     refusal(&plan[0].limit, plan[0].end, now)
 }
 
-/// Reserves `charge` against every limit of one level in one atomic step; refuses with
-/// 402/429 when any would pass its limit. With no limits, touches nothing.
-pub async fn reserve(store: &dyn Store, counters: Key, limits: &[Limit], charge: &Charge, now: DateTime<Utc>) -> ApiResult<Reservation> {
-    let level = Level { counters, limits: limits.iter().filter(|l| l.mode != Mode::Disable).cloned().collect() };
-    if level.limits.is_empty() {
-        return Ok(Reservation { counters: level.counters, entries: vec![], stale: vec![] });
-    }
-    let (update, cond, plan) = plan(&level, charge, now)?;
-    match store.update_buffered(&level.counters, update, Some(cond)).await {
-        Ok(item) => Ok(reserved(level.counters, &item, plan)),
-        Err(StoreError::ConditionFailed) => Err(refused(store, &level.counters, &plan, now).await),
-        Err(e) => Err(e.into()),
+/// Reserves `charge` against every level at once, under `lease`: one conditional update per
+/// level (a single update for one level, a transaction for several), so either every level
+/// counts the request or none does; with several, the counters are read back afterwards for
+/// the rate-limit headers. A request refused while lapsed leases hold part of a limit has
+/// them released and is tried once more.
+pub async fn reserve_levels(store: &dyn Store, levels: &[Level], charge: &Charge, now: DateTime<Utc>, lease: &LeaseSpec) -> ApiResult<Vec<Reservation>> {
+    let levels: Vec<Level> =
+        levels.iter().map(|l| Level { counters: l.counters.clone(), limits: l.limits.iter().filter(|l| l.mode != Mode::Disable).cloned().collect() }).collect();
+    let levels: Vec<&Level> = levels.iter().filter(|l| !l.limits.is_empty()).collect();
+    let mut retried = false;
+    loop {
+        let (refusal, blocked) = match try_reserve(store, &levels, charge, now, lease).await {
+            Ok(reservations) => return Ok(reservations),
+            Err(refused) => refused,
+        };
+        match blocked {
+            Some(counters) if !retried && release_lapsed(store, &counters, now).await? => retried = true,
+            _ => return Err(refusal),
+        }
     }
 }
 
-/// Reserves `charge` against every level at once: one conditional update per level, in one
-/// transaction, so either every level counts the request or none does. One level is the
-/// single update of `reserve`; with several, the counters are read back afterwards for the
-/// rate-limit headers.
-pub async fn reserve_levels(store: &dyn Store, levels: &[Level], charge: &Charge, now: DateTime<Utc>) -> ApiResult<Vec<Reservation>> {
-    match levels {
-        [] => Ok(vec![]),
-        [level] => Ok(vec![reserve(store, level.counters.clone(), &level.limits, charge, now).await?]),
-        levels => {
-            let mut ops = Vec::with_capacity(levels.len());
-            let mut plans = Vec::with_capacity(levels.len());
-            for level in levels {
-                let (update, cond, plan) = plan(level, charge, now)?;
-                ops.push(TxOp::Update { key: level.counters.clone(), update, cond: Some(cond) });
-                plans.push(plan);
-            }
-            match store.transact_buffered(ops).await {
-                Ok(()) => {}
-                Err(StoreError::TransactionCancelled { index }) if index < levels.len() => {
-                    return Err(refused(store, &levels[index].counters, &plans[index], now).await);
-                }
-                Err(e) => return Err(e.into()),
-            }
-            let mut out = Vec::with_capacity(levels.len());
-            for (level, plan) in levels.iter().zip(plans) {
-                let item = store.get(&level.counters).await?.unwrap_or_default();
-                out.push(reserved(level.counters.clone(), &item, plan));
-            }
-            Ok(out)
-        }
+/// One attempt of `reserve_levels`; a refusal names the counters item that refused.
+async fn try_reserve(
+    store: &dyn Store,
+    levels: &[&Level],
+    charge: &Charge,
+    now: DateTime<Utc>,
+    lease: &LeaseSpec,
+) -> Result<Vec<Reservation>, (ApiError, Option<Key>)> {
+    let mut plans = Vec::with_capacity(levels.len());
+    let mut ops = Vec::with_capacity(levels.len());
+    for (i, level) in levels.iter().enumerate() {
+        // The lowest level carries the lost request's record.
+        let (update, cond, plan) = plan(level, charge, now, lease, i + 1 == levels.len()).map_err(|e| (e, None))?;
+        ops.push(TxOp::Update { key: level.counters.clone(), update, cond: Some(cond) });
+        plans.push(plan);
     }
+    if let [TxOp::Update { key, update, cond }] = &mut ops[..] {
+        let plan = plans.pop().unwrap_or_default();
+        return match store.update_buffered(key, std::mem::take(update), cond.take()).await {
+            Ok(item) => Ok(vec![reserved(key.clone(), &item, plan, lease, now)]),
+            Err(StoreError::ConditionFailed) => Err((refused(store, key, &plan, now).await, Some(key.clone()))),
+            Err(e) => Err((e.into(), None)),
+        };
+    }
+    if ops.is_empty() {
+        return Ok(vec![]);
+    }
+    match store.transact_buffered(ops).await {
+        Ok(()) => {}
+        Err(StoreError::TransactionCancelled { index }) if index < levels.len() => {
+            let counters = levels[index].counters.clone();
+            return Err((refused(store, &counters, &plans[index], now).await, Some(counters)));
+        }
+        Err(e) => return Err((e.into(), None)),
+    }
+    let mut out = Vec::with_capacity(levels.len());
+    for (level, plan) in levels.iter().zip(plans) {
+        let item = store.get(&level.counters).await.map_err(|e| (e.into(), None))?.unwrap_or_default();
+        out.push(reserved(level.counters.clone(), &item, plan, lease, now));
+    }
+    Ok(out)
 }
 
 fn stale_attrs(item: &Item, entries: &[Reserved]) -> Vec<String> {
@@ -357,19 +414,60 @@ fn stale_attrs(item: &Item, entries: &[Reserved]) -> Vec<String> {
 }
 
 /// The settlement of a reservation: give back what the worst case over-counted (or add what
-/// the real charge exceeded it by), and drop counters of past windows.
-pub fn settlement(reservation: &Reservation, actual: &Charge) -> Option<(Key, Update)> {
-    if reservation.entries.is_empty() {
-        return None;
-    }
-    let mut update = Update::default();
+/// the real charge exceeded it by), drop counters of past windows and the lease, and release
+/// the lapsed leases found beside it. It holds only while the lease (and each lapsed one) is
+/// still there; when that fails, `settlement_alone` is the fallback.
+pub fn settlement(reservation: &Reservation, actual: &Charge) -> Option<TxOp> {
+    let lease = reservation.lease.as_ref()?;
+    let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
     for entry in &reservation.entries {
-        update = update.add(&entry.attr, actual.amount(entry.limit.metric).saturating_sub(entry.amount));
+        let delta = deltas.entry(&entry.attr).or_default();
+        *delta = delta.saturating_add(actual.amount(entry.limit.metric).saturating_sub(entry.amount));
     }
-    for stale in &reservation.stale {
-        update = update.remove(stale);
+    let mut conds = vec![Cond::AttrExists(lease.clone())];
+    for lapsed in &reservation.lapsed {
+        for (attr, amount) in &lapsed.amounts {
+            // Counters of past windows are dropped whole below.
+            if !reservation.stale.contains(attr) {
+                let delta = deltas.entry(attr).or_default();
+                *delta = delta.saturating_sub(*amount);
+            }
+        }
+        conds.push(Cond::AttrExists(lapsed.attr.clone()));
     }
-    Some((reservation.counters.clone(), update))
+    let mut update = Update::default().remove(lease);
+    for (attr, delta) in deltas {
+        update = update.add(attr, delta);
+    }
+    for name in reservation.stale.iter().chain(reservation.lapsed.iter().map(|l| &l.attr)) {
+        update = update.remove(name);
+    }
+    Some(TxOp::Update { key: reservation.counters.clone(), update, cond: Some(Cond::And(conds)) })
+}
+
+/// The settlement of a reservation alone, for when `settlement`'s conditions failed: with
+/// `lease_held` (read back from the item), the correction as usual; without (the lease lapsed
+/// and another request released it), the whole real charge, since nothing is reserved any
+/// more. Lapsed leases of others are left to whoever finds them next.
+pub fn settlement_alone(reservation: &Reservation, actual: &Charge, lease_held: bool) -> Option<TxOp> {
+    let lease = reservation.lease.as_ref()?;
+    let mut update = Update::default();
+    let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
+    for entry in &reservation.entries {
+        let real = actual.amount(entry.limit.metric);
+        let delta = deltas.entry(&entry.attr).or_default();
+        *delta = delta.saturating_add(if lease_held { real.saturating_sub(entry.amount) } else { real });
+    }
+    for (attr, delta) in deltas {
+        update = update.add(attr, delta);
+    }
+    let cond = if lease_held {
+        update = update.remove(lease);
+        Some(Cond::AttrExists(lease.clone()))
+    } else {
+        Some(Cond::AttrNotExists(lease.clone()))
+    };
+    Some(TxOp::Update { key: reservation.counters.clone(), update, cond })
 }
 
 /// A limit as the API writes it: `{metric, limit, window, mode}`, the limit in dollars for
@@ -472,6 +570,10 @@ mod tests {
         assert_ne!(rolling.span(now).0, rolling.span(at("2026-11-25T13:50:00Z")).0);
     }
 
+    fn reservation_attr(level: &Level) -> String {
+        current_counter(&level.limits[0], at("2026-11-25T13:45:10Z")).0
+    }
+
     /// Run with the release profile's arithmetic too (see request.rs).
     #[test]
     fn reservations_and_settlements_saturate() {
@@ -479,16 +581,21 @@ mod tests {
         let level = Level { counters: Key::new("LIMITS#t", "COUNTERS"), limits: vec![limit.clone()] };
         let huge = Charge { calls: 1, input_tokens: i64::MAX, output_tokens: i64::MAX, cost_micros: i64::MAX };
         let now = at("2026-11-25T13:45:10Z");
-        let refused = plan(&level, &huge, now).err().expect("a worst case past the limit is refused");
+        let refused = plan(&level, &huge, now, &LeaseSpec::default(), true).err().expect("a worst case past the limit is refused");
         assert_eq!(refused.status(), axum::http::StatusCode::PAYMENT_REQUIRED);
         let (attr, end) = current_counter(&limit, now);
         let reservation = Reservation {
             counters: level.counters.clone(),
             entries: vec![Reserved { limit, attr, amount: i64::MAX, used: i64::MAX, window_end: end }],
             stale: vec![],
+            lease: Some("lease_r".into()),
+            lapsed: vec![Lapsed { attr: "lease_dead".into(), amounts: vec![(reservation_attr(&level), i64::MAX)], record: None }],
         };
-        let (_, update) = settlement(&reservation, &Charge { cost_micros: i64::MIN, ..Charge::default() }).unwrap();
+        let Some(TxOp::Update { update, .. }) = settlement(&reservation, &Charge { cost_micros: i64::MIN, ..Charge::default() }) else {
+            panic!("no settlement")
+        };
         assert!(update.add.iter().all(|(_, delta)| *delta == i64::MIN), "saturated, not wrapped to a positive number");
+        assert_eq!(update.add.len(), 1, "one ADD per counter: the correction and the lapsed lease's release merged");
         assert!(validate(&Limit { id: "x".into(), metric: Metric::Calls, limit: i64::MAX, window: Window::Daily, mode: Mode::Replace }).is_err());
     }
 
