@@ -19,7 +19,7 @@ fn channels(smtp: &SmtpSink, hook: &WebhookSink) -> Value {
 
 /// Waits until `check` holds (deliveries run off the request's path).
 async fn eventually(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..100 {
+    for _ in 0..300 {
         if check() {
             return;
         }
@@ -166,5 +166,44 @@ backend_tests! {
         eventually("the reset event", || !events(&hook, "budget.reset").is_empty()).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(events(&hook, "budget.reset").len(), 1);
+    }
+
+    async fn a_budget_event_waits_in_the_outbox_until_a_channel_takes_it(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        let hook = WebhookSink::start().await;
+        *hook.status.lock().unwrap() = 503;
+        app.put("/api/settings", Some(&admin), json!({"notifications": [{"name": "hook", "type": "webhook", "url": hook.url, "secret": "whsec-1"}]})).await.expect(200);
+        // A $0.01 budget: the first request's worst case alone passes the 80% threshold.
+        app.model(&admin, "mock-1", 0.0, 1600.0, None).await;
+        let (_, key) = app.api_key(&admin, json!({"budget_limit_cents": 1, "budget_period": "monthly"})).await;
+        app.chat(&key, json!({"model": "mock-1", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
+        // The webhook refuses: the event was written with the settlement and stays pending.
+        eventually("a delivery attempt", || !events(&hook, "budget.threshold").is_empty()).await;
+        let pending = |prefix: &'static str| {
+            let store = app.state.store.clone();
+            async move {
+                let mut found = 0;
+                for shard in 0..8 {
+                    let query = tollgate::store::Query::new(tollgate::store::Index::Gsi2, format!("OUTBOX#{shard}")).prefix(prefix);
+                    found += store.query(query).await.unwrap().items.len();
+                }
+                found
+            }
+        };
+        assert_eq!(pending("p#").await, 1, "pending while no channel has taken it");
+        // Once the channel answers again it is delivered, once, and leaves the pending set.
+        *hook.status.lock().unwrap() = 200;
+        for _ in 0..100 {
+            if pending("s#").await == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!((pending("p#").await, pending("s#").await), (0, 1));
+        let attempts = events(&hook, "budget.threshold").len();
+        assert!(attempts >= 2, "{attempts}");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(events(&hook, "budget.threshold").len(), attempts, "nothing is sent again once a channel took it");
     }
 }

@@ -99,6 +99,20 @@ backend_tests! {
         assert_eq!(store.get(&Key::new("C", "none")).await.unwrap(), None, "a refused update must not create the item");
     }
 
+    async fn set_if_absent_writes_once_even_inside_a_transaction(backend) {
+        let (store, _dir) = store_for(backend).await;
+        let k = Key::new("OUT#1", "threshold");
+        let first = Update::default().set_if_absent("state", "pending").set_if_absent("used", Attr::N(80)).add("seen", 1);
+        let item = store.update(&k, first, None).await.unwrap();
+        assert_eq!((item["state"].as_str(), item["used"].as_i64(), item["seen"].as_i64()), (Some("pending"), Some(80), Some(1)));
+        store.update(&k, Update::default().set("state", "sent"), None).await.unwrap();
+        // Written again, as a later request would: what is there stays, in a transaction too.
+        let again = Update::default().set_if_absent("state", "pending").set_if_absent("used", Attr::N(95)).add("seen", 1);
+        store.transact(vec![TxOp::Update { key: k.clone(), update: again, cond: None }]).await.unwrap();
+        let item = store.get(&k).await.unwrap().unwrap();
+        assert_eq!((item["state"].as_str(), item["used"].as_i64(), item["seen"].as_i64()), (Some("sent"), Some(80), Some(2)));
+    }
+
     async fn concurrent_conditional_adds_never_pass_the_limit(backend) {
         let (store, _dir) = store_for(backend).await;
         let store: Arc<dyn Store> = store;

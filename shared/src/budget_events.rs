@@ -1,17 +1,23 @@
 //! Budget events: a cost limit's threshold crossed (default 80%), its budget exhausted (a
 //! request refused for it), its period reset (the first request of a new window after a window
-//! that spent something). Each is delivered through the notification channels once per limit
-//! and period: a marker item written with a not-exists condition decides, so concurrent
-//! requests and several processes agree. All of it runs off the request's path.
+//! that spent something). Decided from what the request's reservation (or refusal) saw, and
+//! written as outbox items in the same transaction as that request's settlement and usage
+//! record, so none is lost to a process that stops after answering; `outbox` delivers each
+//! once per limit and period.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use crate::error::ApiResult;
 use crate::limits::{self, Charge, Level, Limit, Metric, Reservation};
 use crate::money::format_dollars;
-use crate::notify::{self, Message};
+use crate::notify::Message;
+use crate::outbox::{self, Event};
 use crate::state::AppState;
-use crate::store::{Attr, Cond, Item, Key, TTL};
+use crate::store::{Attr, Key, TxOp};
+
+/// The alert threshold used until the settings have been read once.
+const DEFAULT_THRESHOLD: i64 = 80;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -30,82 +36,111 @@ impl Kind {
     }
 }
 
-/// Checks a fresh reservation for threshold and reset events.
-pub fn after_reservation(state: &AppState, reservations: &[Reservation]) {
-    let mut candidates = Vec::new();
+/// The settings' alert threshold, from the warm cache; on a miss, the default for this request
+/// while the cache is filled off the request's path (no store round trip is added to it).
+fn threshold(state: &AppState) -> i64 {
+    if let Some(t) = state.hot.alert_threshold.get(&()) {
+        return t;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let Ok(settings) = crate::settings::get(state.store.as_ref()).await {
+            state.hot.alert_threshold.insert((), settings.budget_alert_threshold);
+        }
+    });
+    DEFAULT_THRESHOLD
+}
+
+/// The outbox writes a request's settlement carries.
+#[derive(Default)]
+pub struct Events {
+    pub ops: Vec<TxOp>,
+    /// Their items, remembered once the settlement has written them (not before: a failed
+    /// write must not pass for a sent event).
+    seen: Vec<String>,
+}
+
+impl Events {
+    fn push(&mut self, event: Option<(TxOp, String)>) {
+        if let Some((op, seen)) = event {
+            self.ops.push(op);
+            self.seen.push(seen);
+        }
+    }
+
+    /// After the settlement carrying them succeeded: this process need not write them again
+    /// this period, and they are delivered now. Without new events, a process still looks for
+    /// pending ones once a minute (on Lambda, where no deliverer runs between invocations,
+    /// that is what retries an event whose first delivery was cut short).
+    pub fn written(&self, state: &AppState) {
+        for seen in &self.seen {
+            state.hot.events.insert(seen.clone(), ());
+        }
+        let now = Utc::now().timestamp();
+        let last = state.hot.outbox_polled.load(std::sync::atomic::Ordering::Relaxed);
+        if !self.ops.is_empty() || now - last >= 60 {
+            state.hot.outbox_polled.store(now, std::sync::atomic::Ordering::Relaxed);
+            outbox::kick(state);
+        }
+    }
+}
+
+/// The outbox writes for the threshold and reset events a fresh reservation shows, to go in
+/// the request's settlement.
+pub fn after_reservation(state: &AppState, reservations: &[Reservation], now: DateTime<Utc>) -> Events {
+    let mut ops = Events::default();
+    let threshold = threshold(state);
     for reservation in reservations {
         for entry in reservation.entries.iter().filter(|e| e.limit.metric == Metric::Cost) {
             let new_window = reservation.stale.iter().any(|s| s.starts_with(&format!("u_{}_", entry.limit.id)));
-            candidates.push((reservation.counters.clone(), entry.attr.clone(), entry.limit.clone(), entry.used, entry.window_end, new_window));
-        }
-    }
-    // With the threshold known (it is cached), most requests are done here, off no path at all.
-    let known = state.hot.alert_threshold.get(&());
-    if let Some(threshold) = known {
-        candidates.retain(|(_, _, limit, used, _, new_window)| *new_window || used.saturating_mul(100) >= limit.limit.saturating_mul(threshold));
-    }
-    if candidates.is_empty() {
-        return;
-    }
-    let state = state.clone();
-    tokio::spawn(async move {
-        let threshold = match known {
-            Some(t) => t,
-            None => {
-                let t = crate::settings::get(state.store.as_ref()).await.map_or(80, |s| s.budget_alert_threshold);
-                state.hot.alert_threshold.insert((), t);
-                t
-            }
-        };
-        for (counters, attr, limit, used, end, new_window) in candidates {
             if new_window {
-                emit(&state, Kind::Reset, &counters, &attr, &limit, used, end).await;
+                ops.push(event(state, Kind::Reset, &reservation.counters, &entry.attr, &entry.limit, entry.used, entry.window_end, now));
             }
-            if used.saturating_mul(100) >= limit.limit.saturating_mul(threshold) {
-                emit(&state, Kind::Threshold, &counters, &attr, &limit, used, end).await;
-            }
-        }
-    });
-}
-
-/// After a request was refused for a budget: an exhausted event for each cost limit the
-/// request's worst case no longer fits in.
-pub fn after_refusal(state: &AppState, levels: Vec<Level>, worst: Charge) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let now = Utc::now();
-        for level in levels {
-            let Ok(item) = state.store.get(&level.counters).await else { continue };
-            let item = item.unwrap_or_default();
-            for limit in level.limits.iter().filter(|l| l.metric == Metric::Cost) {
-                let (attr, end) = limits::current_counter(limit, now);
-                let used = item.get(&attr).and_then(Attr::as_i64).unwrap_or(0);
-                if used.saturating_add(worst.cost_micros) > limit.limit {
-                    emit(&state, Kind::Exhausted, &level.counters, &attr, limit, used, end).await;
-                }
+            if entry.used.saturating_mul(100) >= entry.limit.limit.saturating_mul(threshold) {
+                ops.push(event(state, Kind::Threshold, &reservation.counters, &entry.attr, &entry.limit, entry.used, entry.window_end, now));
             }
         }
-    });
+    }
+    ops
 }
 
-async fn emit(state: &AppState, kind: Kind, counters: &Key, attr: &str, limit: &Limit, used: i64, end: Option<DateTime<Utc>>) {
-    let marker = Key::new(format!("EVENT#{}#{attr}", counters.pk), kind.name());
-    let seen = format!("{}|{}", marker.pk, marker.sk);
+/// The outbox writes for a request refused for a budget: an exhausted event for each cost
+/// limit its worst case no longer fits in (read from the counters: the refusal path only).
+pub async fn after_refusal(state: &AppState, levels: &[Level], worst: &Charge, now: DateTime<Utc>) -> ApiResult<Events> {
+    let mut ops = Events::default();
+    for level in levels {
+        if !level.limits.iter().any(|l| l.metric == Metric::Cost) {
+            continue;
+        }
+        let item = state.store.get(&level.counters).await?.unwrap_or_default();
+        for limit in level.limits.iter().filter(|l| l.metric == Metric::Cost) {
+            let (attr, end) = limits::current_counter(limit, now);
+            let used = item.get(&attr).and_then(Attr::as_i64).unwrap_or(0);
+            if used.saturating_add(worst.cost_micros) > limit.limit {
+                ops.push(event(state, Kind::Exhausted, &level.counters, &attr, limit, used, end, now));
+            }
+        }
+    }
+    Ok(ops)
+}
+
+/// The outbox write of one event (and the name it is remembered by), unless this process
+/// already wrote it this period.
+#[allow(clippy::too_many_arguments)]
+fn event(
+    state: &AppState,
+    kind: Kind,
+    counters: &Key,
+    attr: &str,
+    limit: &Limit,
+    used: i64,
+    end: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<(TxOp, String)> {
+    let key = Key::new(format!("EVENT#{}#{attr}", counters.pk), kind.name());
+    let seen = format!("{}|{}", key.pk, key.sk);
     if state.hot.events.get(&seen).is_some() {
-        return;
-    }
-    let mut item = Item::from([
-        ("PK".into(), Attr::S(marker.pk.clone())),
-        ("SK".into(), Attr::S(marker.sk.clone())),
-        ("sent_at".into(), Attr::S(Utc::now().to_rfc3339())),
-    ]);
-    if let Some(end) = end {
-        item.insert(TTL.into(), Attr::N((end + Duration::days(1)).timestamp()));
-    }
-    let first = state.store.put(item, Some(Cond::NotExists)).await.is_ok();
-    state.hot.events.insert(seen, ());
-    if !first {
-        return;
+        return None;
     }
     let level = counters.pk.trim_start_matches("LIMITS#").replacen('#', ":", 1);
     let window = limit.window.describe();
@@ -133,5 +168,5 @@ async fn emit(state: &AppState, kind: Kind, counters: &Key, attr: &str, limit: &
         data: json!({"level": level, "limit_usd": format_dollars(limit.limit), "used_usd": format_dollars(used), "window": window, "window_end": end}),
         to: None,
     };
-    notify::broadcast(state, &message).await;
+    Some((outbox::enqueue(&Event { key, message, period_end: end }, now), seen))
 }

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod limits;
 pub mod money;
 pub mod notify;
+pub mod outbox;
 pub mod pagination;
 pub mod projects;
 pub mod proxy;

@@ -18,13 +18,15 @@ pub async fn run(groups: &[Group]) -> anyhow::Result<()> {
     let config = Config::from_env().map_err(anyhow::Error::msg)?;
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     let state = AppState::open(config.clone(), false).await?;
-    let app = http::app(state, groups);
+    let app = http::app(state.clone(), groups);
     if in_lambda && groups.contains(&Group::Proxy) {
         // Behind a Function URL in RESPONSE_STREAM mode: chunks reach the client as produced.
         lambda_http::run_with_streaming_response(app).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
     } else if in_lambda {
         lambda_http::run(app).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
     } else {
+        // Served as a plain process (one group alone, locally): it delivers budget events too.
+        crate::outbox::spawn_deliverer(state.clone());
         let listener = bind(config.listen).await?;
         serve(listener, app, async {
             let _ = tokio::signal::ctrl_c().await;

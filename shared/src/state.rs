@@ -44,6 +44,8 @@ pub struct HotCaches {
     pub alert_threshold: TtlCache<(), i64>,
     /// Upstream URLs parsed once (a pure function of their text, so not bound by the key TTL).
     pub upstream_urls: TtlCache<String, reqwest::Url>,
+    /// When this process last looked for pending budget events (epoch seconds).
+    pub outbox_polled: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Clone)]
@@ -158,6 +160,7 @@ impl AppState {
             events: TtlCache::new(std::time::Duration::from_secs(3600), 100_000),
             alert_threshold: TtlCache::new(ttl, 1),
             upstream_urls: TtlCache::new(std::time::Duration::from_secs(3600), 10_000),
+            outbox_polled: std::sync::atomic::AtomicI64::new(0),
         };
         let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
         Ok(Self(Arc::new(Inner { store, secrets, jwt, config, started: Instant::now(), hot, http })))

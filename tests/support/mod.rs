@@ -161,6 +161,8 @@ impl TestApp {
         let secrets = tollgate::state::open_secrets(&config).await.expect("open secrets");
         let state = AppState::with_backends(config, store, secrets).await.expect("app state");
         let app = tollgate::http::app(state.clone(), groups);
+        // As the local server does: budget events wait in the outbox until delivered.
+        let deliverer = tollgate::outbox::spawn_deliverer(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -169,6 +171,7 @@ impl TestApp {
                 let _ = rx.await;
             };
             tollgate::runtime::serve(listener, app, shutdown).await.expect("serve");
+            deliverer.abort();
         });
         TestApp {
             base: format!("http://{addr}"),

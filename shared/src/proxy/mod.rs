@@ -30,6 +30,7 @@ pub use request::{Endpoint, Inspected};
 use routing::{resolve_model, route};
 use upstream::{Event, Events, Failure};
 
+use crate::budget_events;
 use crate::catalog::{self, Model};
 use crate::error::{ApiError, ApiResult, current_request_id};
 use crate::identity::sha256_hex;
@@ -132,6 +133,8 @@ struct Flight {
     /// project token; the requested model otherwise).
     candidates: Vec<Model>,
     reservations: Vec<Reservation>,
+    /// Budget events this request's settlement writes to the outbox.
+    events: budget_events::Events,
     /// How long an upstream may take to answer (a project's `defaultTimeoutMs`).
     timeout: Duration,
     /// Every upstream attempt so far, for the routing trace.
@@ -171,6 +174,7 @@ async fn admit(state: AppState, endpoint: Endpoint, key: ApiKey, caller: Caller,
         model,
         candidates,
         reservations: vec![],
+        events: Default::default(),
         timeout,
         attempts: vec![],
         context: context.clone(),
@@ -189,13 +193,13 @@ async fn admit(state: AppState, endpoint: Endpoint, key: ApiKey, caller: Caller,
     };
     match limits::reserve_levels(flight.state.store.as_ref(), &levels, &worst, now, &lease).await {
         Ok(reservations) => {
-            crate::budget_events::after_reservation(&flight.state, &reservations);
+            flight.events = budget_events::after_reservation(&flight.state, &reservations, now);
             flight.reservations = reservations;
             Ok(flight)
         }
         Err(refusal) => {
             let outcome = if refusal.status() == StatusCode::PAYMENT_REQUIRED {
-                crate::budget_events::after_refusal(&flight.state, levels, worst);
+                flight.events = budget_events::after_refusal(&flight.state, &levels, &worst, now).await?;
                 Outcome::BudgetExceeded
             } else {
                 Outcome::Error
@@ -380,7 +384,9 @@ impl Flight {
         let touch = self.key.last_used_at.is_none_or(|t| (now - t).num_seconds() >= 60);
         let touch_ops = if touch { keys::touch_ops(&self.key, now)? } else { vec![] };
         let record = self.usage_record(&actual, seen, outcome, status, streamed, cancelled, error, now);
-        settle::settle(self.state.store.as_ref(), &record, &self.reservations, &actual, touch_ops, self.state.config.relaxed_durability).await?;
+        settle::settle(self.state.store.as_ref(), &record, &self.reservations, &actual, touch_ops, &self.events.ops, self.state.config.relaxed_durability)
+            .await?;
+        self.events.written(&self.state);
         if touch {
             let mut touched = self.key.clone();
             touched.last_used_at = Some(now);

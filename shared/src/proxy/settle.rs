@@ -1,7 +1,7 @@
 //! Settling a request: one transaction writes its usage record, corrects every level's
 //! counters from the worst case to the real charge, drops its leases, releases the lapsed
-//! leases of dead requests found beside them (with their records), and stamps the key's last
-//! use. When a lease it counted on is gone (its own lapsed and was released by another request,
+//! leases of dead requests found beside them (with their records), writes its budget events
+//! to the outbox, and stamps the key's last use. When a lease it counted on is gone (its own lapsed and was released by another request,
 //! or another request released a lapsed one first), it settles again on what the counters
 //! items say now.
 
@@ -19,10 +19,12 @@ pub(super) async fn settle(
     reservations: &[Reservation],
     actual: &Charge,
     touch: Vec<TxOp>,
+    events: &[TxOp],
     relaxed: bool,
 ) -> ApiResult<()> {
     let mut ops: Vec<TxOp> = reservations.iter().filter_map(|r| limits::settlement(r, actual)).collect();
     ops.extend(touch);
+    ops.extend(events.iter().cloned());
     for lapsed in reservations.iter().flat_map(|r| &r.lapsed) {
         if let Some(lost) = lapsed.record.as_ref().and_then(|fields| usage::lost(fields, record.recorded_at)) {
             ops.extend(usage::record_ops(&lost)?);
@@ -42,6 +44,7 @@ pub(super) async fn settle(
             };
             ops.extend(limits::settlement_alone(reservation, actual, held));
         }
+        ops.extend(events.iter().cloned());
         match usage::transact_record(store, record, ops, relaxed).await {
             Ok(_) => return Ok(()),
             Err(StoreError::TransactionCancelled { .. }) => continue,

@@ -174,8 +174,12 @@ fn simplify(cond: &Cond) -> Cond {
 
 fn update_expression(e: &mut Expr, update: &Update) -> String {
     let mut parts = Vec::new();
-    if !update.set.is_empty() {
-        let sets: Vec<String> = update.set.iter().map(|(n, v)| format!("{} = {}", e.name(n), e.value(to_av(v)))).collect();
+    if !update.set.is_empty() || !update.set_if_absent.is_empty() {
+        let mut sets: Vec<String> = update.set.iter().map(|(n, v)| format!("{} = {}", e.name(n), e.value(to_av(v)))).collect();
+        for (n, v) in &update.set_if_absent {
+            let name = e.name(n);
+            sets.push(format!("{name} = if_not_exists({name}, {})", e.value(to_av(v))));
+        }
         parts.push(format!("SET {}", sets.join(", ")));
     }
     if !update.add.is_empty() {

@@ -120,6 +120,10 @@ impl Cond {
 #[derive(Clone, Debug, Default)]
 pub struct Update {
     pub set: Vec<(String, Attr)>,
+    /// Set only where the attribute is absent (DynamoDB's `SET a = if_not_exists(a, :v)`):
+    /// writes that must happen once, inside a transaction where a failed condition would
+    /// cancel everything else.
+    pub set_if_absent: Vec<(String, Attr)>,
     pub add: Vec<(String, i64)>,
     pub remove: Vec<String>,
 }
@@ -127,6 +131,10 @@ pub struct Update {
 impl Update {
     pub fn set(mut self, name: &str, value: impl Into<Attr>) -> Self {
         self.set.push((name.to_string(), value.into()));
+        self
+    }
+    pub fn set_if_absent(mut self, name: &str, value: impl Into<Attr>) -> Self {
+        self.set_if_absent.push((name.to_string(), value.into()));
         self
     }
     pub fn add(mut self, name: &str, delta: i64) -> Self {
@@ -357,6 +365,9 @@ pub(crate) fn apply_update(key: &Key, current: Option<Item>, update: &Update) ->
     });
     for (name, value) in &update.set {
         item.insert(name.clone(), value.clone());
+    }
+    for (name, value) in &update.set_if_absent {
+        item.entry(name.clone()).or_insert_with(|| value.clone());
     }
     for (name, delta) in &update.add {
         let current = match item.get(name) {
