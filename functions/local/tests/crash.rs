@@ -114,17 +114,7 @@ async fn a_kill_under_load_holds_no_budget_once_the_leases_lapse_embedded() {
 
 #[tokio::test]
 async fn a_kill_under_load_holds_no_budget_once_the_leases_lapse_dynamodb() {
-    let endpoint = std::env::var("TOLLGATE_TEST_DYNAMODB_ENDPOINT").expect("TOLLGATE_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test");
     let dir = tempfile::tempdir().unwrap();
-    let unique = format!("crash-{}", std::process::id());
-    let envs = [
-        ("TOLLGATE_DATA_DIR", dir.path().display().to_string()),
-        ("TOLLGATE_STORE", "dynamodb".to_string()),
-        ("TOLLGATE_DYNAMODB_ENDPOINT", endpoint.clone()),
-        ("TOLLGATE_TABLE", unique.clone()),
-        ("TOLLGATE_SECRETS", "secretsmanager".to_string()),
-        ("TOLLGATE_SECRETS_ENDPOINT", endpoint),
-        ("TOLLGATE_SECRETS_PREFIX", format!("{unique}/")),
-    ];
+    let envs = common::dynamo_envs(dir.path(), "crash");
     kill_under_load(&envs, &["serve", "--create-table"]).await;
 }

@@ -113,19 +113,8 @@ async fn embedded_store_serves_stops_and_keeps_its_data() {
 
 #[tokio::test]
 async fn dynamodb_and_secrets_manager_through_the_environment() {
-    let endpoint = std::env::var("TOLLGATE_TEST_DYNAMODB_ENDPOINT")
-        .expect("TOLLGATE_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto's server and sets it");
     let dir = tempfile::tempdir().unwrap();
-    let unique = format!("serve-{}", std::process::id());
-    let envs = [
-        ("TOLLGATE_DATA_DIR", dir.path().display().to_string()),
-        ("TOLLGATE_STORE", "dynamodb".to_string()),
-        ("TOLLGATE_DYNAMODB_ENDPOINT", endpoint.clone()),
-        ("TOLLGATE_TABLE", unique.clone()),
-        ("TOLLGATE_SECRETS", "secretsmanager".to_string()),
-        ("TOLLGATE_SECRETS_ENDPOINT", endpoint),
-        ("TOLLGATE_SECRETS_PREFIX", format!("{unique}/")),
-    ];
+    let envs = common::dynamo_envs(dir.path(), "serve");
     round_trip(&envs, &["serve", "--create-table"]).await;
     // Nothing was written locally: both stores were remote.
     assert!(!dir.path().join("tollgate.redb").exists());

@@ -61,3 +61,20 @@ impl Server {
         output
     }
 }
+
+/// The environment that points the binary at DynamoDB and Secrets Manager on the test endpoint
+/// (moto's server under scripts/test), with a table and secret prefix of its own.
+pub fn dynamo_envs(data_dir: &std::path::Path, name: &str) -> Vec<(&'static str, String)> {
+    let endpoint = std::env::var("TOLLGATE_TEST_DYNAMODB_ENDPOINT")
+        .expect("TOLLGATE_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto's server and sets it");
+    let unique = format!("{name}-{}", std::process::id());
+    vec![
+        ("TOLLGATE_DATA_DIR", data_dir.display().to_string()),
+        ("TOLLGATE_STORE", "dynamodb".to_string()),
+        ("TOLLGATE_DYNAMODB_ENDPOINT", endpoint.clone()),
+        ("TOLLGATE_TABLE", unique.clone()),
+        ("TOLLGATE_SECRETS", "secretsmanager".to_string()),
+        ("TOLLGATE_SECRETS_ENDPOINT", endpoint),
+        ("TOLLGATE_SECRETS_PREFIX", format!("{unique}/")),
+    ]
+}
