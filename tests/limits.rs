@@ -133,10 +133,7 @@ backend_tests! {
         let worst = tollgate::limits::Charge { calls: 1, input_tokens: 10, output_tokens: 20, cost_micros: 40_000 };
         let now = chrono::Utc::now();
         let dead = |id: &str, expires_at: i64| {
-            let mut record = std::collections::BTreeMap::new();
-            record.insert("request_id".to_string(), tollgate::store::Attr::S(id.to_string()));
-            record.insert("owner".to_string(), tollgate::store::Attr::S(owner.tag()));
-            record.insert("model".to_string(), tollgate::store::Attr::S("mock-1".into()));
+            let record = tollgate::usage::lease_record(&owner.tag(), stored.id, "mock-1", "chat/completions");
             tollgate::limits::LeaseSpec { id: id.to_string(), expires_at, record }
         };
         tollgate::limits::reserve_levels(app.state.store.as_ref(), &levels, &worst, now, &dead("dead-lapsed", now.timestamp() - 1)).await.unwrap();

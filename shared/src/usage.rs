@@ -124,43 +124,29 @@ pub fn record_ops(record: &UsageRecord) -> ApiResult<Vec<TxOp>> {
     Ok(vec![TxOp::Put { item: marker, cond: Some(Cond::NotExists) }, TxOp::Put { item, cond: None }])
 }
 
-/// What a reservation's lease keeps of its request, so that the request can be recorded if it
-/// never settles.
-pub fn lease_fields(record: &UsageRecord) -> std::collections::BTreeMap<String, Attr> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut put = |name: &str, value: Option<String>| {
-        if let Some(v) = value {
-            out.insert(name.to_string(), Attr::S(v));
-        }
-    };
-    put("request_id", Some(record.request_id.clone()));
-    put("owner", Some(record.owner.clone()));
-    put("api_key_id", record.api_key_id.map(|id| id.to_string()));
-    put("user_id", record.user_id.map(|id| id.to_string()));
-    put("org_id", record.org_id.map(|id| id.to_string()));
-    put("project_id", record.project_id.map(|id| id.to_string()));
-    put("endpoint", Some(record.endpoint.clone()));
-    put("model", Some(record.model.clone()));
-    put("provider", Some(record.provider.clone()));
-    out
+/// What a reservation's lease keeps of its request, to record it by should it never settle:
+/// `owner`, key id, model and endpoint on one short line.
+pub fn lease_record(owner: &str, api_key_id: Uuid, model: &str, endpoint: &str) -> String {
+    format!("{owner}\t{api_key_id}\t{model}\t{endpoint}")
 }
 
 /// The record of a request whose lease lapsed unsettled (the process serving it died): what it
 /// was, charged nothing, with what happened in `error`.
-pub fn lost(fields: &std::collections::BTreeMap<String, Attr>, released_at: DateTime<Utc>) -> Option<UsageRecord> {
-    let text = |name: &str| fields.get(name).and_then(Attr::as_str).map(str::to_string);
-    let id = |name: &str| text(name).and_then(|s| s.parse::<Uuid>().ok());
+pub fn lost(request_id: &str, lease_record: &str, released_at: DateTime<Utc>) -> Option<UsageRecord> {
+    let mut parts = lease_record.split('\t');
+    let (owner, key, model, endpoint) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let owner_id = |kind: &str| owner.strip_prefix(kind).and_then(|id| id.parse::<Uuid>().ok());
     Some(UsageRecord {
         id: Uuid::new_v4(),
-        request_id: text("request_id")?,
-        owner: text("owner")?,
-        api_key_id: id("api_key_id"),
-        user_id: id("user_id"),
-        org_id: id("org_id"),
-        project_id: id("project_id"),
-        endpoint: text("endpoint").unwrap_or_default(),
-        model: text("model").unwrap_or_default(),
-        provider: text("provider").unwrap_or_default(),
+        request_id: request_id.to_string(),
+        owner: owner.to_string(),
+        api_key_id: key.parse().ok(),
+        user_id: owner_id("user#"),
+        org_id: owner_id("workspace#"),
+        project_id: owner_id("project#"),
+        endpoint: endpoint.to_string(),
+        model: model.to_string(),
+        provider: String::new(),
         provider_source: "catalog".into(),
         input_tokens: 0,
         output_tokens: 0,

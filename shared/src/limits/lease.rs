@@ -9,19 +9,18 @@
 //! trip is made: the release rides on a settlement that happens anyway. A request refused
 //! because of lapsed leases releases them first and tries once more.
 
-use std::collections::BTreeMap;
-
 use crate::store::{Attr, Item};
 
 const PREFIX: &str = "lease_";
 
 /// What a reservation leases: the request's id (unique), when the lease lapses (epoch
-/// seconds), and what to record about the request should it never settle.
+/// seconds), and what to record about the request should it never settle (kept short: every
+/// lease in flight on a counters item is rewritten with each of its updates).
 #[derive(Clone, Debug, Default)]
 pub struct LeaseSpec {
     pub id: String,
     pub expires_at: i64,
-    pub record: BTreeMap<String, Attr>,
+    pub record: String,
 }
 
 impl LeaseSpec {
@@ -29,27 +28,39 @@ impl LeaseSpec {
         format!("{PREFIX}{}", self.id)
     }
 
-    /// The lease attribute's value: `{exp, n: {counter: amount}, rec?}`. Only the lowest level
-    /// of a request carries `rec`, so a lost request is recorded once however many levels
-    /// release it.
+    /// The lease attribute's value, one short string: `<exp>;<counter>=<amount>,...;<rec>`.
+    /// Only the lowest level of a request carries `rec`, so a lost request is recorded once
+    /// however many levels release it. (A string rather than a map: every update of the item
+    /// re-encodes all the leases on it, and nested maps cost several times the CPU.)
     pub fn value(&self, amounts: &[(String, i64)], with_record: bool) -> Attr {
-        let mut value = BTreeMap::from([
-            ("exp".to_string(), Attr::N(self.expires_at)),
-            ("n".to_string(), Attr::M(amounts.iter().map(|(a, n)| (a.clone(), Attr::N(*n))).collect())),
-        ]);
-        if with_record {
-            value.insert("rec".into(), Attr::M(self.record.clone()));
+        let mut value = format!("{};", self.expires_at);
+        for (i, (attr, amount)) in amounts.iter().enumerate() {
+            if i > 0 {
+                value.push(',');
+            }
+            value.push_str(&format!("{attr}={amount}"));
         }
-        Attr::M(value)
+        value.push(';');
+        if with_record {
+            value.push_str(&self.record);
+        }
+        Attr::S(value)
     }
 }
 
-/// A lapsed lease found on a counters item: what it holds, and its request's record fields.
+/// A lapsed lease found on a counters item: what it holds, and what its request is recorded by.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lapsed {
     pub attr: String,
     pub amounts: Vec<(String, i64)>,
-    pub record: Option<BTreeMap<String, Attr>>,
+    pub record: Option<String>,
+}
+
+impl Lapsed {
+    /// The id of the request that held it.
+    pub fn request_id(&self) -> &str {
+        self.attr.trim_start_matches(PREFIX)
+    }
 }
 
 /// The leases on `item` that lapsed before `now`, other than `own`.
@@ -57,27 +68,21 @@ pub fn lapsed(item: &Item, now: i64, own: Option<&str>) -> Vec<Lapsed> {
     item.iter()
         .filter(|(name, _)| name.starts_with(PREFIX) && Some(name.as_str()) != own)
         .filter_map(|(name, value)| {
-            let Attr::M(lease) = value else { return None };
-            let expires = lease.get("exp").and_then(Attr::as_i64)?;
+            let mut parts = value.as_str()?.splitn(3, ';');
+            let expires: i64 = parts.next()?.parse().ok()?;
             if expires > now {
                 return None;
             }
-            let amounts = match lease.get("n") {
-                Some(Attr::M(n)) => n.iter().filter_map(|(a, v)| Some((a.clone(), v.as_i64()?))).collect(),
-                _ => vec![],
-            };
-            let record = match lease.get("rec") {
-                Some(Attr::M(rec)) => Some(rec.clone()),
-                _ => None,
-            };
+            let amounts = parts
+                .next()?
+                .split(',')
+                .filter(|a| !a.is_empty())
+                .filter_map(|a| a.split_once('=').and_then(|(attr, n)| Some((attr.to_string(), n.parse().ok()?))))
+                .collect();
+            let record = parts.next().filter(|r| !r.is_empty()).map(str::to_string);
             Some(Lapsed { attr: name.clone(), amounts, record })
         })
         .collect()
-}
-
-/// A string field of a lapsed lease's record.
-pub fn field<'a>(record: &'a BTreeMap<String, Attr>, name: &str) -> Option<&'a str> {
-    record.get(name).and_then(Attr::as_str)
 }
 
 #[cfg(test)]
@@ -86,7 +91,7 @@ mod tests {
 
     #[test]
     fn only_lapsed_leases_of_others_are_found() {
-        let spec = |id: &str, exp| LeaseSpec { id: id.into(), expires_at: exp, record: BTreeMap::from([("owner".into(), Attr::S("user#1".into()))]) };
+        let spec = |id: &str, exp| LeaseSpec { id: id.into(), expires_at: exp, record: "user#1".into() };
         let mut item = Item::new();
         item.insert(spec("old", 100).attr(), spec("old", 100).value(&[("u_budget_1".into(), 500)], true));
         item.insert(spec("live", 300).attr(), spec("live", 300).value(&[("u_budget_1".into(), 7)], false));
@@ -96,6 +101,7 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].attr, "lease_old");
         assert_eq!(found[0].amounts, vec![("u_budget_1".to_string(), 500)]);
-        assert_eq!(found[0].record.as_ref().and_then(|r| field(r, "owner")), Some("user#1"));
+        assert_eq!(found[0].record.as_deref(), Some("user#1"));
+        assert_eq!(found[0].request_id(), "old");
     }
 }

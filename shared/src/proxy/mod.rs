@@ -189,7 +189,7 @@ async fn admit(state: AppState, endpoint: Endpoint, key: ApiKey, caller: Caller,
     let lease = limits::LeaseSpec {
         id: flight.request_id.clone(),
         expires_at: now.timestamp().saturating_add((flight.timeout + flight.state.config.lease_margin).as_secs() as i64).saturating_add(1),
-        record: usage::lease_fields(&flight.usage_record(&Charge::default(), &Observed::default(), Outcome::Error, 0, false, false, None, now)),
+        record: usage::lease_record(&flight.key.owner.tag(), flight.key.id, &flight.model.id, flight.req.endpoint.path()),
     };
     match limits::reserve_levels(flight.state.store.as_ref(), &levels, &worst, now, &lease).await {
         Ok(reservations) => {

@@ -26,7 +26,7 @@ pub(super) async fn settle(
     ops.extend(touch);
     ops.extend(events.iter().cloned());
     for lapsed in reservations.iter().flat_map(|r| &r.lapsed) {
-        if let Some(lost) = lapsed.record.as_ref().and_then(|fields| usage::lost(fields, record.recorded_at)) {
+        if let Some(lost) = lapsed.record.as_deref().and_then(|fields| usage::lost(lapsed.request_id(), fields, record.recorded_at)) {
             ops.extend(usage::record_ops(&lost)?);
         }
     }
