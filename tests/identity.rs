@@ -1,9 +1,13 @@
 //! The auth group over HTTP, on both backends: setup, login, refresh rotation, sessions, me,
 //! users, roles and permissions, export and account deletion.
 
+use std::sync::{Arc, OnceLock};
+
 use futures::future::join_all;
 use serde_json::json;
 use tollgate::Group;
+use tollgate::store::Store;
+use tollgate_tests::crashing::CrashingStore;
 use tollgate_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, backend_tests};
 
 backend_tests! {
@@ -314,5 +318,79 @@ backend_tests! {
         app.chat(&key, json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]})).await.expect_error(401, "invalid_api_key");
         app.get("/api/me", Some(&viewer)).await.expect_error(401, "unauthorized");
         app.post("/api/auth/login", None, json!({"email": "leaving@example.com", "password": "user password 1"})).await.expect(401);
+    }
+
+    async fn sessions_and_access_tokens_expire_by_the_clock(backend) {
+        let app = TestApp::start(backend).await;
+        let (token, refresh) = app.admin().await;
+        // An access token lives an hour.
+        app.clock.advance(chrono::Duration::minutes(59));
+        app.get("/api/me", Some(&token)).await.expect(200);
+        app.clock.advance(chrono::Duration::minutes(1) + chrono::Duration::seconds(1));
+        app.get("/api/me", Some(&token)).await.expect_error(401, "unauthorized");
+        // A session lives 30 days from its last refresh, whatever the store's TTL sweep does.
+        let renewed = app.post("/api/auth/refresh", None, json!({"refreshToken": refresh})).await.expect(200);
+        let refresh = renewed.body["refreshToken"].as_str().unwrap().to_string();
+        app.clock.advance(chrono::Duration::days(29));
+        let renewed = app.post("/api/auth/refresh", None, json!({"refreshToken": refresh})).await.expect(200);
+        let (token, refresh) = (renewed.body["token"].as_str().unwrap().to_string(), renewed.body["refreshToken"].as_str().unwrap().to_string());
+        app.get("/api/me", Some(&token)).await.expect(200);
+        app.clock.advance(chrono::Duration::days(30));
+        app.post("/api/auth/refresh", None, json!({"refreshToken": refresh})).await.expect_error(401, "unauthorized");
+    }
+
+    async fn an_account_deletion_cut_short_never_leaves_a_usable_account_and_is_finished(backend) {
+        // The store dies right after the account is marked for deletion.
+        let slot: Arc<OnceLock<Arc<CrashingStore>>> = Default::default();
+        let wrap = {
+            let slot = slot.clone();
+            move |inner: Arc<dyn Store>| -> Arc<dyn Store> {
+                let store = Arc::new(CrashingStore::after_update(inner, |_, update| update.set_if_absent.iter().any(|(name, _)| name == "deleting_since")));
+                let _ = slot.set(store.clone());
+                store
+            }
+        };
+        let app = TestApp::start_with(backend, &Group::ALL, |_| {}, Some(&wrap)).await;
+        let crash = slot.get().unwrap().clone();
+        let store = app.state.store.clone();
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-1", 0.0, 0.0, None).await;
+        let hi = json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]});
+        let (leaving_id, leaving) = app.user(&admin, "leaving@example.com", "viewer").await;
+        let refresh = app.post("/api/auth/login", None, json!({"email": "leaving@example.com", "password": "user password 1"})).await.expect(200).body["refreshToken"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (_, key) = app.api_key(&leaving, json!({})).await;
+        app.chat(&key, hi.clone()).await.expect(200);
+
+        app.delete("/admin/v1/me", Some(&leaving)).await.expect(500);
+        assert!(crash.crashed(), "the deletion was cut where the test meant it to be");
+        crash.recover();
+        // Half done, and none of it works: no session, no refresh, no login, no key.
+        app.get("/api/me", Some(&leaving)).await.expect_error(401, "unauthorized");
+        app.post("/api/auth/refresh", None, json!({"refreshToken": refresh})).await.expect_error(401, "unauthorized");
+        app.post("/api/auth/login", None, json!({"email": "leaving@example.com", "password": "user password 1"})).await.expect_error(401, "unauthorized");
+        app.chat(&key, hi.clone()).await.expect_error(401, "invalid_api_key");
+        // The next pass (the local server runs one every 30 s; every deletion runs one) finishes it.
+        let user_id: uuid::Uuid = leaving_id.parse().unwrap();
+        assert_eq!(tollgate::identity::accounts::resume_deletions(store.as_ref(), app.clock.now(), &|_| {}).await.unwrap(), 1);
+        app.get(&format!("/api/users/{leaving_id}"), Some(&admin)).await.expect_error(404, "not_found");
+        assert!(tollgate::identity::sessions::list(store.as_ref(), user_id).await.unwrap().is_empty());
+        let owner = tollgate::keys::Owner::User { user_id }.tag();
+        assert_eq!(tollgate::usage::summary(store.as_ref(), &owner).await.unwrap().request_count, 0, "its usage records are erased");
+        assert_eq!(tollgate::identity::accounts::resume_deletions(store.as_ref(), app.clock.now(), &|_| {}).await.unwrap(), 0, "and it is done");
+        // Its email is free again.
+        app.user(&admin, "leaving@example.com", "viewer").await;
+
+        // Cut short again; this time an admin's delete of that user finishes it (on Lambda,
+        // where no background pass runs, so does the next deletion of anyone).
+        crash.arm();
+        let (second_id, second) = app.user(&admin, "second@example.com", "viewer").await;
+        app.delete("/admin/v1/me", Some(&second)).await.expect(500);
+        crash.recover();
+        app.delete(&format!("/api/users/{second_id}"), Some(&admin)).await.expect(204);
+        app.get(&format!("/api/users/{second_id}"), Some(&admin)).await.expect_error(404, "not_found");
+        app.user(&admin, "second@example.com", "viewer").await;
     }
 }

@@ -5,16 +5,19 @@
 //! record, so none is lost to a process that stops after answering; `outbox` delivers each
 //! once per limit and period.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use crate::cache::TtlCache;
 use crate::error::ApiResult;
 use crate::limits::{self, Charge, Level, Limit, Metric, Reservation};
 use crate::money::format_dollars;
 use crate::notify::Message;
-use crate::outbox::{self, Event};
-use crate::state::AppState;
-use crate::store::{Attr, Key, TxOp};
+use crate::outbox::{self, Event, Outbox};
+use crate::store::{Attr, Key, Store, TxOp};
 
 /// The alert threshold used until the settings have been read once.
 const DEFAULT_THRESHOLD: i64 = 80;
@@ -36,19 +39,41 @@ impl Kind {
     }
 }
 
-/// The settings' alert threshold, from the warm cache; on a miss, the default for this request
-/// while the cache is filled off the request's path (no store round trip is added to it).
-fn threshold(state: &AppState) -> i64 {
-    if let Some(t) = state.hot.alert_threshold.get(&()) {
-        return t;
+/// What decides and remembers budget events in a warm process.
+pub struct Alerts {
+    store: Arc<dyn Store>,
+    outbox: Outbox,
+    /// Events this process already saw written, so it does not write them again.
+    seen: TtlCache<String, ()>,
+    /// The settings' budget alert threshold (percent).
+    threshold: Arc<TtlCache<(), i64>>,
+}
+
+impl Alerts {
+    /// `ttl` bounds how long a changed alert threshold takes to reach this process.
+    pub fn new(store: Arc<dyn Store>, outbox: Outbox, ttl: Duration) -> Self {
+        Self { store, outbox, seen: TtlCache::new(Duration::from_secs(3600), 100_000), threshold: Arc::new(TtlCache::new(ttl, 1)) }
     }
-    let state = state.clone();
-    tokio::spawn(async move {
-        if let Ok(settings) = crate::settings::get(state.store.as_ref()).await {
-            state.hot.alert_threshold.insert((), settings.budget_alert_threshold);
+
+    /// After the settings changed here: the next request reads the threshold again.
+    pub fn forget_threshold(&self) {
+        self.threshold.clear();
+    }
+
+    /// The settings' alert threshold, from the warm cache; on a miss, the default for this
+    /// request while the cache is filled off the request's path (no store round trip is added).
+    fn threshold(&self) -> i64 {
+        if let Some(t) = self.threshold.get(&()) {
+            return t;
         }
-    });
-    DEFAULT_THRESHOLD
+        let (store, cache) = (self.store.clone(), self.threshold.clone());
+        tokio::spawn(async move {
+            if let Ok(settings) = crate::settings::get(store.as_ref()).await {
+                cache.insert((), settings.budget_alert_threshold);
+            }
+        });
+        DEFAULT_THRESHOLD
+    }
 }
 
 /// The outbox writes a request's settlement carries.
@@ -69,35 +94,29 @@ impl Events {
     }
 
     /// After the settlement carrying them succeeded: this process need not write them again
-    /// this period, and they are delivered now. Without new events, a process still looks for
-    /// pending ones once a minute (on Lambda, where no deliverer runs between invocations,
-    /// that is what retries an event whose first delivery was cut short).
-    pub fn written(&self, state: &AppState) {
+    /// this period, and they are delivered now (without new events, the outbox still looks for
+    /// pending ones once a minute).
+    pub fn written(&self, alerts: &Alerts) {
         for seen in &self.seen {
-            state.hot.events.insert(seen.clone(), ());
+            alerts.seen.insert(seen.clone(), ());
         }
-        let now = Utc::now().timestamp();
-        let last = state.hot.outbox_polled.load(std::sync::atomic::Ordering::Relaxed);
-        if !self.ops.is_empty() || now - last >= 60 {
-            state.hot.outbox_polled.store(now, std::sync::atomic::Ordering::Relaxed);
-            outbox::kick(state);
-        }
+        alerts.outbox.kick(!self.ops.is_empty());
     }
 }
 
 /// The outbox writes for the threshold and reset events a fresh reservation shows, to go in
 /// the request's settlement.
-pub fn after_reservation(state: &AppState, reservations: &[Reservation], now: DateTime<Utc>) -> Events {
+pub fn after_reservation(alerts: &Alerts, reservations: &[Reservation], now: DateTime<Utc>) -> Events {
     let mut ops = Events::default();
-    let threshold = threshold(state);
+    let threshold = alerts.threshold();
     for reservation in reservations {
         for entry in reservation.entries.iter().filter(|e| e.limit.metric == Metric::Cost) {
             let new_window = reservation.stale.iter().any(|s| s.starts_with(&format!("u_{}_", entry.limit.id)));
             if new_window {
-                ops.push(event(state, Kind::Reset, &reservation.counters, &entry.attr, &entry.limit, entry.used, entry.window_end, now));
+                ops.push(event(alerts, Kind::Reset, &reservation.counters, &entry.attr, &entry.limit, entry.used, entry.window_end, now));
             }
             if entry.used.saturating_mul(100) >= entry.limit.limit.saturating_mul(threshold) {
-                ops.push(event(state, Kind::Threshold, &reservation.counters, &entry.attr, &entry.limit, entry.used, entry.window_end, now));
+                ops.push(event(alerts, Kind::Threshold, &reservation.counters, &entry.attr, &entry.limit, entry.used, entry.window_end, now));
             }
         }
     }
@@ -106,18 +125,18 @@ pub fn after_reservation(state: &AppState, reservations: &[Reservation], now: Da
 
 /// The outbox writes for a request refused for a budget: an exhausted event for each cost
 /// limit its worst case no longer fits in (read from the counters: the refusal path only).
-pub async fn after_refusal(state: &AppState, levels: &[Level], worst: &Charge, now: DateTime<Utc>) -> ApiResult<Events> {
+pub async fn after_refusal(alerts: &Alerts, levels: &[Level], worst: &Charge, now: DateTime<Utc>) -> ApiResult<Events> {
     let mut ops = Events::default();
     for level in levels {
         if !level.limits.iter().any(|l| l.metric == Metric::Cost) {
             continue;
         }
-        let item = state.store.get(&level.counters).await?.unwrap_or_default();
+        let item = alerts.store.get(&level.counters).await?.unwrap_or_default();
         for limit in level.limits.iter().filter(|l| l.metric == Metric::Cost) {
             let (attr, end) = limits::current_counter(limit, now);
             let used = item.get(&attr).and_then(Attr::as_i64).unwrap_or(0);
             if used.saturating_add(worst.cost_micros) > limit.limit {
-                ops.push(event(state, Kind::Exhausted, &level.counters, &attr, limit, used, end, now));
+                ops.push(event(alerts, Kind::Exhausted, &level.counters, &attr, limit, used, end, now));
             }
         }
     }
@@ -128,7 +147,7 @@ pub async fn after_refusal(state: &AppState, levels: &[Level], worst: &Charge, n
 /// already wrote it this period.
 #[allow(clippy::too_many_arguments)]
 fn event(
-    state: &AppState,
+    alerts: &Alerts,
     kind: Kind,
     counters: &Key,
     attr: &str,
@@ -139,7 +158,7 @@ fn event(
 ) -> Option<(TxOp, String)> {
     let key = Key::new(format!("EVENT#{}#{attr}", counters.pk), kind.name());
     let seen = format!("{}|{}", key.pk, key.sk);
-    if state.hot.events.get(&seen).is_some() {
+    if alerts.seen.get(&seen).is_some() {
         return None;
     }
     let level = counters.pk.trim_start_matches("LIMITS#").replacen('#', ":", 1);

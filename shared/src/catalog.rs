@@ -134,12 +134,12 @@ pub async fn save(store: &dyn Store, model: &Model) -> ApiResult<()> {
     }
 }
 
-pub async fn set_api_key(store: &dyn Store, secrets: &dyn SecretStore, id: &str, api_key: SecretString) -> ApiResult<Model> {
+pub async fn set_api_key(store: &dyn Store, secrets: &dyn SecretStore, id: &str, api_key: SecretString, now: DateTime<Utc>) -> ApiResult<Model> {
     let mut model = require(store, id).await?;
     secrets.put(&model.secret_name(), &api_key).await.map_err(ApiError::internal)?;
     if !model.has_api_key {
         model.has_api_key = true;
-        model.updated_at = Utc::now();
+        model.updated_at = now;
         save(store, &model).await?;
     }
     Ok(model)

@@ -6,6 +6,7 @@
 pub mod budget_events;
 pub mod cache;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -3,9 +3,9 @@
 //! channel's secret: `x-tollgate-signature: sha256=<hex>`, so a receiver can check the
 //! delivery came from us and was not altered.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use hmac::{Hmac, Mac};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
@@ -14,8 +14,10 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::clock::SharedClock;
+use crate::secrets::SecretStore;
 use crate::settings::{self, Channel, ChannelKind, SmtpTls};
-use crate::state::AppState;
+use crate::store::Store;
 
 /// Bounds each delivery, so a dead channel cannot hold anything up for long.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,76 +48,88 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={:x}", mac.finalize().into_bytes())
 }
 
-/// Delivers through one channel; the error says what the channel itself answered.
-pub async fn deliver(state: &AppState, channel: &Channel, message: &Message) -> Result<(), String> {
-    let secret = match channel.has_secret {
-        true => state.secrets.get(&settings::secret_name(&channel.name)).await.map_err(|e| format!("cannot read the channel's secret: {e}"))?,
-        false => None,
-    };
-    let work = async {
-        match &channel.kind {
-            ChannelKind::Webhook { url } => {
-                let secret = secret.ok_or("the webhook has no signing secret")?;
-                let body = serde_json::to_vec(&json!({
-                    "event": message.event, "subject": message.subject, "text": message.text, "data": message.data, "sent_at": Utc::now(),
-                }))
-                .map_err(|e| e.to_string())?;
-                let response = state
-                    .http
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .header("x-tollgate-event", message.event)
-                    .header("x-tollgate-signature", signature(secret.expose_secret(), &body))
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| format!("the webhook could not be reached: {e}"))?;
-                if response.status().is_success() { Ok(()) } else { Err(format!("the webhook answered {}", response.status())) }
-            }
-            ChannelKind::Smtp { host, port, tls, username, from, to } => {
-                let builder = match tls {
-                    SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-                    SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(|e| e.to_string())?,
-                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| e.to_string())?,
-                };
-                let mut builder = builder.port(*port).timeout(Some(DELIVERY_TIMEOUT));
-                if let (Some(user), Some(password)) = (username, &secret) {
-                    builder = builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_string()));
-                }
-                let recipients: Vec<&String> = match &message.to {
-                    Some(one) => vec![one],
-                    None => to.iter().collect(),
-                };
-                let mut mail = lettre::Message::builder().from(from.parse::<Mailbox>().map_err(|e| e.to_string())?).subject(message.subject.clone());
-                for recipient in recipients {
-                    mail = mail.to(recipient.parse::<Mailbox>().map_err(|e| e.to_string())?);
-                }
-                let mail = mail.body(message.text.clone()).map_err(|e| e.to_string())?;
-                builder.build().send(mail).await.map(|_| ()).map_err(|e| format!("the SMTP server refused the mail: {e}"))
-            }
-        }
-    };
-    tokio::time::timeout(DELIVERY_TIMEOUT, work).await.unwrap_or_else(|_| Err("the channel did not answer in time".into()))
+/// What sends notifications: the configured channels (from the store), their secrets, the
+/// HTTP client for webhooks and the clock that stamps them.
+#[derive(Clone)]
+pub struct Notifier {
+    pub store: Arc<dyn Store>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub http: reqwest::Client,
+    pub clock: SharedClock,
 }
 
-/// Delivers through every configured channel; a failing channel does not stop the others.
-pub async fn broadcast(state: &AppState, message: &Message) -> Vec<Delivery> {
-    let channels = match settings::get(state.store.as_ref()).await {
-        Ok(s) => s.channels,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the notification channels");
-            return vec![];
-        }
-    };
-    let mut out = Vec::with_capacity(channels.len());
-    for channel in &channels {
-        let result = deliver(state, channel, message).await;
-        if let Err(e) = &result {
-            tracing::warn!(channel = %channel.name, event = message.event, error = %e, "a notification was not delivered");
-        }
-        out.push(Delivery { channel: channel.name.clone(), ok: result.is_ok(), error: result.err() });
+impl Notifier {
+    /// Delivers through one channel; the error says what the channel itself answered.
+    pub async fn deliver(&self, channel: &Channel, message: &Message) -> Result<(), String> {
+        let secret = match channel.has_secret {
+            true => self.secrets.get(&settings::secret_name(&channel.name)).await.map_err(|e| format!("cannot read the channel's secret: {e}"))?,
+            false => None,
+        };
+        let work = async {
+            match &channel.kind {
+                ChannelKind::Webhook { url } => {
+                    let secret = secret.ok_or("the webhook has no signing secret")?;
+                    let body = serde_json::to_vec(&json!({
+                        "event": message.event, "subject": message.subject, "text": message.text, "data": message.data, "sent_at": self.clock.now(),
+                    }))
+                    .map_err(|e| e.to_string())?;
+                    let response = self
+                        .http
+                        .post(url)
+                        .header("content-type", "application/json")
+                        .header("x-tollgate-event", message.event)
+                        .header("x-tollgate-signature", signature(secret.expose_secret(), &body))
+                        .body(body)
+                        .send()
+                        .await
+                        .map_err(|e| format!("the webhook could not be reached: {e}"))?;
+                    if response.status().is_success() { Ok(()) } else { Err(format!("the webhook answered {}", response.status())) }
+                }
+                ChannelKind::Smtp { host, port, tls, username, from, to } => {
+                    let builder = match tls {
+                        SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+                        SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(|e| e.to_string())?,
+                        SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| e.to_string())?,
+                    };
+                    let mut builder = builder.port(*port).timeout(Some(DELIVERY_TIMEOUT));
+                    if let (Some(user), Some(password)) = (username, &secret) {
+                        builder = builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_string()));
+                    }
+                    let recipients: Vec<&String> = match &message.to {
+                        Some(one) => vec![one],
+                        None => to.iter().collect(),
+                    };
+                    let mut mail = lettre::Message::builder().from(from.parse::<Mailbox>().map_err(|e| e.to_string())?).subject(message.subject.clone());
+                    for recipient in recipients {
+                        mail = mail.to(recipient.parse::<Mailbox>().map_err(|e| e.to_string())?);
+                    }
+                    let mail = mail.body(message.text.clone()).map_err(|e| e.to_string())?;
+                    builder.build().send(mail).await.map(|_| ()).map_err(|e| format!("the SMTP server refused the mail: {e}"))
+                }
+            }
+        };
+        tokio::time::timeout(DELIVERY_TIMEOUT, work).await.unwrap_or_else(|_| Err("the channel did not answer in time".into()))
     }
-    out
+
+    /// Delivers through every configured channel; a failing channel does not stop the others.
+    pub async fn broadcast(&self, message: &Message) -> Vec<Delivery> {
+        let channels = match settings::get(self.store.as_ref()).await {
+            Ok(s) => s.channels,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the notification channels");
+                return vec![];
+            }
+        };
+        let mut out = Vec::with_capacity(channels.len());
+        for channel in &channels {
+            let result = self.deliver(channel, message).await;
+            if let Err(e) = &result {
+                tracing::warn!(channel = %channel.name, event = message.event, error = %e, "a notification was not delivered");
+            }
+            out.push(Delivery { channel: channel.name.clone(), ok: result.is_ok(), error: result.err() });
+        }
+        out
+    }
 }
 
 #[cfg(test)]

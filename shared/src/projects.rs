@@ -151,9 +151,9 @@ async fn by_slug(store: &dyn Store, slug: &str) -> ApiResult<Vec<Project>> {
     Ok(out)
 }
 
-pub async fn save(store: &dyn Store, project: &mut Project) -> ApiResult<()> {
+pub async fn save(store: &dyn Store, project: &mut Project, now: DateTime<Utc>) -> ApiResult<()> {
     validate(project)?;
-    project.updated_at = Utc::now();
+    project.updated_at = now;
     store.put(project_item(project)?, Some(Cond::Exists)).await.map_err(|e| match e {
         StoreError::ConditionFailed => not_found(&project.slug),
         e => e.into(),

@@ -26,7 +26,7 @@ pub async fn run(groups: &[Group]) -> anyhow::Result<()> {
         lambda_http::run(app).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
     } else {
         // Served as a plain process (one group alone, locally): it delivers budget events too.
-        crate::outbox::spawn_deliverer(state.clone());
+        state.spawn_background();
         let listener = bind(config.listen).await?;
         serve(listener, app, async {
             let _ = tokio::signal::ctrl_c().await;

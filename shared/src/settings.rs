@@ -139,7 +139,13 @@ fn check_url(url: &str, param: &str) -> ApiResult<()> {
 
 /// Saves settings; `secrets` are the channels' new secrets by name (channels not named keep
 /// theirs). Secrets of channels that are gone are deleted.
-pub async fn save(store: &dyn Store, secret_store: &dyn SecretStore, mut settings: Settings, secrets: Vec<(String, SecretString)>) -> ApiResult<Settings> {
+pub async fn save(
+    store: &dyn Store,
+    secret_store: &dyn SecretStore,
+    mut settings: Settings,
+    secrets: Vec<(String, SecretString)>,
+    now: DateTime<Utc>,
+) -> ApiResult<Settings> {
     let before = get(store).await?;
     for channel in &mut settings.channels {
         let kept = before.channels.iter().any(|c| c.name == channel.name && c.has_secret);
@@ -152,7 +158,7 @@ pub async fn save(store: &dyn Store, secret_store: &dyn SecretStore, mut setting
     for gone in before.channels.iter().filter(|c| !settings.channels.iter().any(|n| n.name == c.name)) {
         secret_store.delete(&secret_name(&gone.name)).await.map_err(ApiError::internal)?;
     }
-    settings.updated_at = Some(Utc::now());
+    settings.updated_at = Some(now);
     store.put(keyed_item(&settings, &key())?, None).await?;
     Ok(settings)
 }

@@ -8,46 +8,35 @@ use std::time::Instant;
 use aws_config::BehaviorVersion;
 use aws_config::meta::region::RegionProviderChain;
 
-use secrecy::SecretString;
-
-use crate::cache::TtlCache;
-use crate::catalog::Model;
+use crate::budget_events::Alerts;
+use crate::clock::SharedClock;
 use crate::config::{Config, SecretsKind, StoreKind};
 use crate::identity::jwt::JwtKeys;
-use crate::keys::ApiKey;
+use crate::notify::Notifier;
+use crate::outbox::Outbox;
+use crate::proxy::{Gateway, Hot, Tuning};
 use crate::secrets::{EmbeddedSecrets, SecretStore, SecretsManagerStore};
 use crate::store::{DynamoStore, EmbeddedStore, Store};
 
 pub struct Inner {
     pub store: Arc<dyn Store>,
     pub secrets: Arc<dyn SecretStore>,
+    /// The time every rule is decided by (tests move it).
+    pub clock: SharedClock,
     /// Loaded on first use: the proxy group never needs it, and so needs no access to it.
     jwt: tokio::sync::OnceCell<JwtKeys>,
     pub config: Config,
     pub started: Instant,
-    pub hot: HotCaches,
-    /// One pooled client for every upstream call.
-    pub http: reqwest::Client,
+    /// The proxy, with its warm caches (`hot`, shared here so admin changes clear them).
+    pub gateway: Arc<Gateway>,
+    pub hot: Arc<Hot>,
+    pub alerts: Arc<Alerts>,
+    pub notifier: Notifier,
+    pub outbox: Outbox,
 }
 
-/// The proxy's warm-process caches, all bounded by `config.key_cache`.
-pub struct HotCaches {
-    pub keys: TtlCache<String, ApiKey>,
-    pub models: TtlCache<String, Model>,
-    pub secrets: TtlCache<String, Arc<SecretString>>,
-    /// What a workspace or project token needs beyond itself (its project, its workspace),
-    /// by owner tag.
-    pub owners: TtlCache<String, Arc<crate::proxy::levels::OwnerContext>>,
-    /// Budget events this process already saw sent, so it does not ask the store again.
-    pub events: TtlCache<String, ()>,
-    /// The settings' budget alert threshold (percent).
-    pub alert_threshold: TtlCache<(), i64>,
-    /// Upstream URLs parsed once (a pure function of their text, so not bound by the key TTL).
-    pub upstream_urls: TtlCache<String, reqwest::Url>,
-    /// When this process last looked for pending budget events (epoch seconds).
-    pub outbox_polled: std::sync::atomic::AtomicI64,
-}
-
+/// What every handler is given: the services wired together once per process. The domain
+/// never sees it; handlers pass each service what it uses.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
@@ -150,19 +139,42 @@ impl AppState {
     }
 
     pub async fn with_backends(config: Config, store: Arc<dyn Store>, secrets: Arc<dyn SecretStore>) -> anyhow::Result<Self> {
-        let jwt = tokio::sync::OnceCell::new();
-        let ttl = config.key_cache;
-        let hot = HotCaches {
-            keys: TtlCache::new(ttl, 100_000),
-            models: TtlCache::new(ttl, 10_000),
-            secrets: TtlCache::new(ttl, 10_000),
-            owners: TtlCache::new(ttl, 10_000),
-            events: TtlCache::new(std::time::Duration::from_secs(3600), 100_000),
-            alert_threshold: TtlCache::new(ttl, 1),
-            upstream_urls: TtlCache::new(std::time::Duration::from_secs(3600), 10_000),
-            outbox_polled: std::sync::atomic::AtomicI64::new(0),
-        };
+        Self::wire(config, store, secrets, crate::clock::system())
+    }
+
+    /// Wires every service over the given backends and clock.
+    pub fn wire(config: Config, store: Arc<dyn Store>, secrets: Arc<dyn SecretStore>, clock: SharedClock) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
-        Ok(Self(Arc::new(Inner { store, secrets, jwt, config, started: Instant::now(), hot, http })))
+        let notifier = Notifier { store: store.clone(), secrets: secrets.clone(), http: http.clone(), clock: clock.clone() };
+        let outbox = Outbox::new(notifier.clone());
+        let alerts = Arc::new(Alerts::new(store.clone(), outbox.clone(), config.key_cache));
+        let hot = Arc::new(Hot::new(config.key_cache));
+        let tuning = Tuning { upstream_timeout: config.upstream_timeout, lease_margin: config.lease_margin, relaxed_durability: config.relaxed_durability };
+        let gateway =
+            Arc::new(Gateway { store: store.clone(), secrets: secrets.clone(), clock: clock.clone(), http, hot: hot.clone(), alerts: alerts.clone(), tuning });
+        let jwt = tokio::sync::OnceCell::new();
+        Ok(Self(Arc::new(Inner { store, secrets, clock, jwt, config, started: Instant::now(), gateway, hot, alerts, notifier, outbox })))
+    }
+
+    /// A long-running process's background work, for the life of the process: a pass over
+    /// the outbox every second, and every 30 seconds the account deletions a crash cut short.
+    /// (Lambda functions run neither between invocations; see `outbox` and `accounts`.)
+    pub fn spawn_background(&self) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            for pass in 0u64.. {
+                tick.tick().await;
+                if let Err(e) = state.outbox.deliver_pending().await {
+                    tracing::warn!(error = %e, "delivering budget events failed; they stay pending");
+                }
+                if pass % 30 == 0
+                    && let Err(e) =
+                        crate::identity::accounts::resume_deletions(state.store.as_ref(), state.clock.now(), &|key| state.hot.keys.remove(&key.key_hash)).await
+                {
+                    tracing::warn!(error = %e, "finishing interrupted account deletions failed; the next pass tries again");
+                }
+            }
+        })
     }
 }

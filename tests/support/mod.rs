@@ -6,6 +6,7 @@
 //! `TOLLGATE_TEST_SECRETS_ENDPOINT` says otherwise). `scripts/test` starts moto and sets it.
 
 pub mod counting;
+pub mod crashing;
 pub mod sinks;
 pub mod upstream;
 
@@ -129,6 +130,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub state: AppState,
+    /// The clock the app decides by: tests move it instead of sleeping.
+    pub clock: Arc<tollgate::clock::ShiftedClock>,
     pub backend: Backend,
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
@@ -159,10 +162,11 @@ impl TestApp {
             None => store,
         };
         let secrets = tollgate::state::open_secrets(&config).await.expect("open secrets");
-        let state = AppState::with_backends(config, store, secrets).await.expect("app state");
+        let clock = tollgate::clock::ShiftedClock::new();
+        let state = AppState::wire(config, store, secrets, clock.clone()).expect("app state");
         let app = tollgate::http::app(state.clone(), groups);
         // As the local server does: budget events wait in the outbox until delivered.
-        let deliverer = tollgate::outbox::spawn_deliverer(state.clone());
+        let deliverer = state.spawn_background();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -178,6 +182,7 @@ impl TestApp {
             addr,
             client: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client"),
             state,
+            clock,
             backend,
             _dir: dir,
             _shutdown: tx,

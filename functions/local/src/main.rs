@@ -54,9 +54,9 @@ async fn serve(create_table: bool) -> anyhow::Result<()> {
     let listen = config.listen;
     let state = AppState::open(config.clone(), create_table).await?;
     tollgate::state::check_ready(&config).await?;
-    let configured = state.store.get(&tollgate::store::Key::new("SYSTEM", "SETUP")).await?.is_some();
+    let configured = tollgate::identity::accounts::is_configured(state.store.as_ref()).await?;
     // Budget events wait in the store's outbox until delivered; this process delivers them.
-    tollgate::outbox::spawn_deliverer(state.clone());
+    state.spawn_background();
     let app = tollgate::http::app(state, &Group::ALL);
     // Bound before we say so: whoever reads "listening" can connect at once.
     let listener = tollgate::runtime::bind(listen).await?;

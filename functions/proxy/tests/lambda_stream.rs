@@ -109,7 +109,7 @@ async fn streamed_chunks_reach_the_runtime_api_as_they_are_produced() {
         tollgate::catalog::create(state.store.as_ref(), state.secrets.as_ref(), model, None).await.unwrap();
         let owner = tollgate::keys::Owner::User { user_id: uuid::Uuid::new_v4() };
         let settings = tollgate::keys::KeySettings { name: "lambda".into(), ..Default::default() };
-        tollgate::keys::create(state.store.as_ref(), owner, settings, None).await.unwrap().secret
+        tollgate::keys::create(state.store.as_ref(), owner, settings, None, chrono::Utc::now()).await.unwrap().secret
     };
 
     let shared: Shared = Arc::new(Mutex::new(Emulator { event: function_url_event(&key), ..Default::default() }));

@@ -145,7 +145,7 @@ async fn create_key(State(state): State<AppState>, me: Me, ApiJson(body): ApiJso
         sovereignty_requirements: body.sovereignty_requirements.filter(|v| !v.is_null()).map(|v| v.to_string()),
         expires_at: body.expires_at,
     };
-    let issued = keys::create(state.store.as_ref(), Owner::User { user_id: me.user_id }, settings, me.key()).await?;
+    let issued = keys::create(state.store.as_ref(), Owner::User { user_id: me.user_id }, settings, me.key(), state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(KeyView::of(issued.key, Some(issued.secret)))))
 }
 
@@ -166,7 +166,7 @@ async fn revoke_key(State(state): State<AppState>, me: Me, Path(key_id): Path<St
     let owner = Owner::User { user_id: me.user_id };
     let id = parse_uuid(&key_id, "key_id")?;
     me.require_may_manage(&keys::get(state.store.as_ref(), &owner, id).await?)?;
-    for key in keys::revoke(state.store.as_ref(), &owner, id).await? {
+    for key in keys::revoke(state.store.as_ref(), &owner, id, state.clock.now()).await? {
         state.hot.keys.remove(&key.key_hash);
     }
     Ok(StatusCode::NO_CONTENT)
@@ -194,7 +194,7 @@ async fn rotate_key(
     let id = parse_uuid(&key_id, "key_id")?;
     me.require_may_manage(&keys::get(state.store.as_ref(), &owner, id).await?)?;
     let grace = body.grace_period_seconds.unwrap_or(keys::DEFAULT_GRACE_SECS);
-    let issued = keys::rotate(state.store.as_ref(), &owner, id, grace).await?;
+    let issued = keys::rotate(state.store.as_ref(), &owner, id, grace, state.clock.now()).await?;
     // The old key's cached copy lacks its grace deadline.
     if let Some(old) = issued.key.rotated_from_key_id
         && let Ok(old) = keys::get(state.store.as_ref(), &owner, old).await

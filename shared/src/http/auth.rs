@@ -15,9 +15,8 @@ use super::extract::{ApiJson, Caller, ClientIp, UserAgent, parse_uuid};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::identity::roles::{self, Permission};
 use crate::identity::users::{self, User};
-use crate::identity::{normalize_email, password, sessions, throttle};
+use crate::identity::{accounts, normalize_email, sessions};
 use crate::state::AppState;
-use crate::store::{Attr, Cond, Item, Key, TxOp};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -77,13 +76,9 @@ pub struct SetupStatus {
     configured: bool,
 }
 
-fn setup_key() -> Key {
-    Key::new("SYSTEM", "SETUP")
-}
-
 #[utoipa::path(get, path = "/api/setup/status", tag = "setup", responses((status = 200, body = SetupStatus)))]
 async fn setup_status(State(state): State<AppState>) -> ApiResult<Json<SetupStatus>> {
-    Ok(Json(SetupStatus { configured: state.store.get(&setup_key()).await?.is_some() }))
+    Ok(Json(SetupStatus { configured: accounts::is_configured(state.store.as_ref()).await? }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -103,22 +98,8 @@ async fn first_admin(
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
     let email = normalize_email(&body.email, "email")?;
-    password::validate(&body.password, "password")?;
-    let already = || ApiError::conflict("already_configured", "setup is complete: an admin exists; log in at POST /api/auth/login");
-    if state.store.get(&setup_key()).await?.is_some() {
-        return Err(already());
-    }
-    let user = users::new_user(email, password::hash(&body.password).await?, "admin".into());
-    let k = setup_key();
-    let marker = Item::from([
-        ("PK".into(), Attr::S(k.pk)),
-        ("SK".into(), Attr::S(k.sk)),
-        ("admin_id".into(), Attr::S(user.id.to_string())),
-        ("configured_at".into(), Attr::S(Utc::now().to_rfc3339())),
-    ]);
-    // The marker is written with the admin, so two racing setups cannot both win.
-    users::insert(state.store.as_ref(), &user, vec![TxOp::Put { item: marker, cond: Some(Cond::NotExists) }], |_| already()).await?;
-    let tokens = sessions::start(&state, &user, ip.map(|i| i.to_string()), agent).await?;
+    let user = accounts::setup_first_admin(state.store.as_ref(), email, &body.password, state.clock.now()).await?;
+    let tokens = sessions::start(state.store.as_ref(), state.jwt().await?, state.clock.now(), &user, ip.map(|i| i.to_string()), agent).await?;
     Ok((StatusCode::CREATED, Json(session_response(&state, tokens, &user).await?)))
 }
 
@@ -130,19 +111,10 @@ async fn login(
     UserAgent(agent): UserAgent,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<Json<SessionResponse>> {
-    let store = state.store.as_ref();
     let email = normalize_email(&body.email, "email")?;
     let ip_text = ip.map(|i| i.to_string());
-    let now = Utc::now().timestamp();
-    throttle::check(store, &email, ip_text.as_deref(), now).await?;
-    let user = users::find_by_email(store, &email).await?;
-    let ok = body.password.len() <= password::MAX_LEN && password::verify(&body.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
-    let Some(user) = user.filter(|_| ok) else {
-        throttle::record_failure(store, &email, ip_text.as_deref(), now).await?;
-        return Err(ApiError::unauthorized("invalid email or password"));
-    };
-    throttle::record_success(store, &email, ip_text.as_deref(), now).await?;
-    let tokens = sessions::start(&state, &user, ip_text, agent).await?;
+    let user = accounts::login(state.store.as_ref(), &email, &body.password, ip_text.as_deref(), state.clock.now()).await?;
+    let tokens = sessions::start(state.store.as_ref(), state.jwt().await?, state.clock.now(), &user, ip_text, agent).await?;
     Ok(Json(session_response(&state, tokens, &user).await?))
 }
 
@@ -156,7 +128,7 @@ pub struct RefreshRequest {
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = SessionResponse), (status = 401, body = ErrorEnvelope)))]
 async fn refresh(State(state): State<AppState>, ApiJson(body): ApiJson<RefreshRequest>) -> ApiResult<Json<SessionResponse>> {
-    let (tokens, user) = sessions::refresh(&state, &body.refresh_token).await?;
+    let (tokens, user) = sessions::refresh(state.store.as_ref(), state.jwt().await?, state.clock.now(), &body.refresh_token).await?;
     Ok(Json(session_response(&state, tokens, &user).await?))
 }
 
@@ -179,39 +151,13 @@ pub struct UpdateMe {
 #[utoipa::path(put, path = "/api/me", tag = "me", request_body = UpdateMe,
     responses((status = 200, body = UserView), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 async fn update_me(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<UpdateMe>) -> ApiResult<Json<UserView>> {
-    let mut after = caller.user.clone();
-    let sensitive = body.email.is_some() || body.new_password.is_some();
-    if sensitive {
-        let Some(current) = &body.current_password else {
-            return Err(ApiError::BadRequest {
-                code: "current_password_required",
-                param: Some("currentPassword".into()),
-                message: "changing the email or password needs currentPassword".into(),
-            });
-        };
-        if !password::verify(current, Some(&caller.user.password_hash)).await? {
-            return Err(ApiError::BadRequest {
-                code: "invalid_current_password",
-                param: Some("currentPassword".into()),
-                message: "currentPassword is not your current password".into(),
-            });
-        }
-    }
-    if let Some(email) = &body.email {
-        after.email = normalize_email(email, "email")?;
-    }
-    if let Some(name) = body.name {
-        after.name = Some(name);
-    }
-    if let Some(new_password) = &body.new_password {
-        password::validate(new_password, "newPassword")?;
-        after.password_hash = password::hash(new_password).await?;
-    }
-    after.updated_at = Utc::now();
-    users::save(state.store.as_ref(), &caller.user, &after).await?;
-    if body.new_password.is_some() {
-        sessions::revoke_all(state.store.as_ref(), after.id, Some(caller.session.id)).await?;
-    }
+    let change = accounts::OwnChange {
+        email: body.email.as_deref().map(|e| normalize_email(e, "email")).transpose()?,
+        name: body.name,
+        current_password: body.current_password,
+        new_password: body.new_password,
+    };
+    let after = accounts::change_own(state.store.as_ref(), &caller.user, caller.session.id, change, state.clock.now()).await?;
     Ok(Json(view(&state, &after).await?))
 }
 
@@ -234,23 +180,12 @@ pub struct CreateUser {
     name: Option<String>,
 }
 
-async fn check_role_exists(state: &AppState, role: &str) -> ApiResult<()> {
-    if roles::permissions_of(state.store.as_ref(), role).await?.is_none() {
-        return Err(ApiError::invalid_param("role", format!("no role named {role:?}; see GET /api/roles")));
-    }
-    Ok(())
-}
-
 #[utoipa::path(post, path = "/api/users", tag = "users", request_body = CreateUser,
     responses((status = 201, body = UserView), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 async fn create_user(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateUser>) -> ApiResult<(StatusCode, Json<UserView>)> {
     caller.require(Permission::UserWrite)?;
     let email = normalize_email(&body.email, "email")?;
-    password::validate(&body.password, "password")?;
-    check_role_exists(&state, &body.role).await?;
-    let mut user = users::new_user(email, password::hash(&body.password).await?, body.role);
-    user.name = body.name;
-    users::create(state.store.as_ref(), &user).await?;
+    let user = accounts::create_user(state.store.as_ref(), email, &body.password, body.role, body.name, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(view(&state, &user).await?)))
 }
 
@@ -276,32 +211,14 @@ pub struct UpdateUser {
     responses((status = 200, body = UserView), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 async fn update_user(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<UpdateUser>) -> ApiResult<Json<UserView>> {
     caller.require(Permission::UserWrite)?;
-    let store = state.store.as_ref();
-    let before = users::require(store, parse_uuid(&id, "id")?).await?;
-    let mut after = before.clone();
-    if let Some(email) = &body.email {
-        after.email = normalize_email(email, "email")?;
-    }
-    if let Some(role) = body.role {
-        check_role_exists(&state, &role).await?;
-        if before.role == "admin" && role != "admin" {
-            users::ensure_other_admin(store, before.id).await?;
-        }
-        after.role = role;
-    }
-    if let Some(name) = body.name {
-        after.name = Some(name);
-    }
-    if let Some(new_password) = &body.password {
-        password::validate(new_password, "password")?;
-        after.password_hash = password::hash(new_password).await?;
-    }
-    after.updated_at = Utc::now();
-    users::save(store, &before, &after).await?;
-    if body.password.is_some() {
-        let keep = (after.id == caller.user.id).then_some(caller.session.id);
-        sessions::revoke_all(store, after.id, keep).await?;
-    }
+    let change = accounts::UserChange {
+        email: body.email.as_deref().map(|e| normalize_email(e, "email")).transpose()?,
+        password: body.password,
+        role: body.role,
+        name: body.name,
+    };
+    let actor = (caller.user.id, caller.session.id);
+    let after = accounts::change_user(state.store.as_ref(), actor, parse_uuid(&id, "id")?, change, state.clock.now()).await?;
     Ok(Json(view(&state, &after).await?))
 }
 
@@ -309,16 +226,13 @@ async fn update_user(State(state): State<AppState>, caller: Caller, Path(id): Pa
     responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 async fn delete_user(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     caller.require(Permission::UserWrite)?;
-    let store = state.store.as_ref();
     let id = parse_uuid(&id, "id")?;
     if id == caller.user.id {
         return Err(ApiError::bad_request("cannot_delete_self", "you cannot delete yourself here; use DELETE /admin/v1/me"));
     }
-    let user = users::require(store, id).await?;
-    if user.role == "admin" {
-        users::ensure_other_admin(store, user.id).await?;
-    }
-    users::delete(store, &user).await?;
+    let user = users::require(state.store.as_ref(), id).await?;
+    let forget = |key: &crate::keys::ApiKey| state.hot.keys.remove(&key.key_hash);
+    accounts::delete(state.store.as_ref(), &user, Some(caller.user.id), state.clock.now(), &forget).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -168,7 +168,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        let (user, session) = sessions::authenticate(state, token).await?;
+        let (user, session) = sessions::authenticate(state.store.as_ref(), state.jwt().await?, state.clock.now(), token).await?;
         let permissions = roles::permissions_of(state.store.as_ref(), &user.role).await?.unwrap_or_default();
         Ok(Caller { user, session, permissions })
     }
@@ -239,13 +239,13 @@ impl FromRequestParts<AppState> for Me {
         let token = bearer(parts)?;
         if token.starts_with(crate::keys::SECRET_PREFIX) {
             let ip = client_ip(parts, &state.config.trusted_proxies);
-            let key = crate::proxy::authenticate(state, Some(token), ip).await?;
+            let key = crate::proxy::authenticate(&state.gateway, Some(token), ip).await?;
             return match key.owner {
                 crate::keys::Owner::User { user_id } => Ok(Me { user_id, key: Some(key) }),
                 _ => Err(ApiError::forbidden("not_a_personal_key", "only a personal API key (or a session) can act on /admin/v1/me")),
             };
         }
-        let (user, _) = sessions::authenticate(state, token).await?;
+        let (user, _) = sessions::authenticate(state.store.as_ref(), state.jwt().await?, state.clock.now(), token).await?;
         Ok(Me { user_id: user.id, key: None })
     }
 }

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::extract::{Caller, parse_uuid};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::identity::accounts;
 use crate::identity::sessions::{self, Session};
-use crate::identity::users;
 use crate::keys::{self, Owner};
 use crate::projects;
 use crate::state::AppState;
@@ -123,7 +123,7 @@ async fn export_me(State(state): State<AppState>, caller: Caller) -> ApiResult<J
         "api_keys": api_keys,
         "audit_logs": [],
         "conversations": [],
-        "exported_at": Utc::now(),
+        "exported_at": state.clock.now(),
         "memberships": { "organizations": organizations, "projects": project_memberships, "teams": [] },
         "sessions": sessions,
         "usage_summary": {
@@ -151,38 +151,14 @@ pub struct Deleted {
 /// Deletes the caller and everything of theirs (GDPR Article 17). The only admin cannot leave.
 #[utoipa::path(delete, path = "/admin/v1/me", tag = "me", responses((status = 200, body = Deleted), (status = 409, body = ErrorEnvelope)))]
 async fn delete_me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Deleted>> {
-    let store = state.store.as_ref();
-    if caller.user.role == "admin" {
-        users::ensure_other_admin(store, caller.user.id).await?;
-    }
-    let orphaned = workspaces::solely_owned_by(store, caller.user.id).await?;
-    if !orphaned.is_empty() {
-        let names: Vec<String> = orphaned.iter().map(|w| format!("{:?} ({})", w.name, w.id)).collect();
-        return Err(ApiError::conflict(
-            "sole_owner",
-            format!("you are the only owner of {}: deleting your account would leave it without an owner, so it is kept", names.join(", ")),
-        ));
-    }
-    // Keys first: once the account is gone, nothing may still spend in its name.
-    let owner = Owner::User { user_id: caller.user.id };
-    let mut api_keys_deleted = 0;
-    for key in keys::all_of(store, &owner).await? {
-        if key.revoked_at.is_none() {
-            keys::revoke(store, &owner, key.id).await?;
-        }
-        state.hot.keys.remove(&key.key_hash);
-        api_keys_deleted += 1;
-    }
-    let usage_records_deleted = usage::erase(store, &owner.tag()).await?;
-    workspaces::leave_all(store, caller.user.id).await?;
-    projects::leave_all(store, caller.user.id).await?;
-    users::delete(store, &caller.user).await?;
+    let forget = |key: &keys::ApiKey| state.hot.keys.remove(&key.key_hash);
+    let deleted = accounts::delete(state.store.as_ref(), &caller.user, None, state.clock.now(), &forget).await?;
     Ok(Json(Deleted {
-        api_keys_deleted,
+        api_keys_deleted: deleted.keys,
         conversations_deleted: 0,
         deleted: true,
         dynamic_providers_deleted: 0,
-        usage_records_deleted,
-        user_id: caller.user.id,
+        usage_records_deleted: deleted.usage_records,
+        user_id: deleted.user_id,
     }))
 }

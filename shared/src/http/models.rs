@@ -83,7 +83,7 @@ pub struct CreateModel {
     responses((status = 201, body = ModelView), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 async fn create_model(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateModel>) -> ApiResult<(StatusCode, Json<ModelView>)> {
     caller.require(Permission::ModelWrite)?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let model = Model {
         id: body.id,
         provider: body.provider,
@@ -154,7 +154,7 @@ async fn update_model(
         state.secrets.put(&model.secret_name(), &key).await.map_err(ApiError::internal)?;
         model.has_api_key = true;
     }
-    model.updated_at = Utc::now();
+    model.updated_at = state.clock.now();
     catalog::save(state.store.as_ref(), &model).await?;
     forget(&state, &model);
     Ok(Json(model.into()))
@@ -193,7 +193,7 @@ async fn rotate_model_key(
     ApiJson(body): ApiJson<RotateModelKey>,
 ) -> ApiResult<Json<ModelView>> {
     caller.require(Permission::ModelWrite)?;
-    let model = catalog::set_api_key(state.store.as_ref(), state.secrets.as_ref(), &id, body.api_key).await?;
+    let model = catalog::set_api_key(state.store.as_ref(), state.secrets.as_ref(), &id, body.api_key, state.clock.now()).await?;
     forget(&state, &model);
     Ok(Json(model.into()))
 }

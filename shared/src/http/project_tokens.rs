@@ -86,7 +86,7 @@ async fn create_token(
     let store = state.store.as_ref();
     let (project, _) = projects::require(store, &slug, &viewer(&caller), Role::Editor).await?;
     let settings = KeySettings { name: body.name, limits: limits::from_specs(&body.limits)?, expires_at: body.expires_at, ..KeySettings::default() };
-    let issued = keys::create(store, Owner::Project { project_id: project.id }, settings, None).await?;
+    let issued = keys::create(store, Owner::Project { project_id: project.id }, settings, None, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(view(issued.key, project.id, Some(issued.secret)))))
 }
 
@@ -110,7 +110,7 @@ async fn update_token(
     let (project, _) = projects::require(store, &slug, &viewer(&caller), Role::Editor).await?;
     let limits = body.limits.as_deref().map(limits::from_specs).transpose()?;
     let owner = Owner::Project { project_id: project.id };
-    let key = keys::update(store, &owner, parse_uuid(&token_id, "tokenId")?, |settings| {
+    let key = keys::update(store, &owner, parse_uuid(&token_id, "tokenId")?, state.clock.now(), |settings| {
         if let Some(name) = body.name {
             settings.name = name;
         }
@@ -136,7 +136,7 @@ async fn delete_token(State(state): State<AppState>, caller: Caller, Path((slug,
     if key.revoked_at.is_some() {
         return Err(crate::error::ApiError::not_found(format!("no API key with id {id}")));
     }
-    keys::revoke(store, &owner, id).await?;
+    keys::revoke(store, &owner, id, state.clock.now()).await?;
     state.hot.keys.remove(&key.key_hash);
     Ok(StatusCode::NO_CONTENT)
 }

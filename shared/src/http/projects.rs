@@ -115,7 +115,7 @@ async fn create_project(State(state): State<AppState>, caller: Caller, ApiJson(b
         }
         None => caller.require(Permission::ProjectWrite)?,
     }
-    let now = Utc::now();
+    let now = state.clock.now();
     let project = Project {
         id: Uuid::new_v4(),
         name: body.name.trim().to_string(),
@@ -178,7 +178,7 @@ async fn update_project(
     if let Some(specs) = body.limits {
         project.limits = limits::from_specs(&specs)?;
     }
-    projects::save(store, &mut project).await?;
+    projects::save(store, &mut project, state.clock.now()).await?;
     state.hot.owners.clear();
     Ok(Json(view(project, role)))
 }
@@ -191,7 +191,7 @@ async fn delete_project(State(state): State<AppState>, caller: Caller, Path(slug
     let (project, _) = projects::require(store, &slug, &viewer(&caller), Role::Admin).await?;
     let owner = Owner::Project { project_id: project.id };
     for key in keys::all_of(store, &owner).await? {
-        keys::revoke(store, &owner, key.id).await?;
+        keys::revoke(store, &owner, key.id, state.clock.now()).await?;
         state.hot.keys.remove(&key.key_hash);
     }
     projects::delete(store, &project).await?;
@@ -252,7 +252,7 @@ async fn add_member(
     {
         return Err(ApiError::invalid_param("userId", "this user is not a member of the project's workspace; invite them there first"));
     }
-    let member = Member { project_id: project.id, user_id, role: body.role, joined_at: Utc::now() };
+    let member = Member { project_id: project.id, user_id, role: body.role, joined_at: state.clock.now() };
     projects::set_member(store, &member).await?;
     Ok((StatusCode::CREATED, Json(MemberView { user_id, email: user.email, role: member.role, joined_at: member.joined_at })))
 }

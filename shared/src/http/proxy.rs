@@ -53,12 +53,12 @@ async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
 async fn forward(state: AppState, endpoint: Endpoint, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
     let started = Instant::now();
     let caller = caller(&headers, ip);
-    let key = match proxy::admit_key(&state, endpoint, &caller).await {
+    let key = match proxy::admit_key(&state.gateway, endpoint, &caller).await {
         Ok(key) => key,
         Err(error) => return error.into_response(),
     };
     match read_body(body).await {
-        Ok(body) => proxy::handle(state, endpoint, key, caller, body, started).await,
+        Ok(body) => proxy::handle(state.gateway.clone(), endpoint, key, caller, body, started).await,
         Err(error) => error.into_response(),
     }
 }
@@ -88,6 +88,6 @@ async fn embeddings(State(state): State<AppState>, headers: HeaderMap, ip: Clien
 /// The models this key may use.
 #[utoipa::path(get, path = "/v1/models", tag = "proxy", responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope)))]
 async fn models(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp) -> ApiResult<axum::Json<serde_json::Value>> {
-    let key = proxy::authenticate(&state, presented_key(&headers).as_deref(), ip.0).await?;
-    Ok(axum::Json(proxy::list_models(&state, &key).await?))
+    let key = proxy::authenticate(&state.gateway, presented_key(&headers).as_deref(), ip.0).await?;
+    Ok(axum::Json(proxy::list_models(&state.gateway, &key).await?))
 }

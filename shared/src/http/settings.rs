@@ -132,8 +132,8 @@ async fn put_settings(State(state): State<AppState>, caller: Caller, ApiJson(bod
             settings.channels.push(channel);
         }
     }
-    let saved = settings::save(state.store.as_ref(), state.secrets.as_ref(), settings, secrets).await?;
-    state.hot.alert_threshold.clear();
+    let saved = settings::save(state.store.as_ref(), state.secrets.as_ref(), settings, secrets, state.clock.now()).await?;
+    state.alerts.forget_threshold();
     Ok(Json(view(saved)))
 }
 
@@ -168,7 +168,7 @@ async fn test_notification(State(state): State<AppState>, caller: Caller, ApiJso
         data: json!({"channel": channel.name}),
         to: None,
     };
-    notify::deliver(&state, channel, &message).await.map_err(|e| ApiError::Status {
+    state.notifier.deliver(channel, &message).await.map_err(|e| ApiError::Status {
         status: StatusCode::BAD_GATEWAY,
         code: "notification_failed",
         message: format!("channel {:?} failed: {e}", channel.name),

@@ -99,9 +99,10 @@ pub struct CreateToken {
 async fn create_token(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateToken>) -> ApiResult<(StatusCode, Json<TokenView>)> {
     let store = state.store.as_ref();
     let workspace_id = parse_uuid(&body.business_id, "business_id")?;
-    let settings = workspace_tokens::settings(body.name, body.scopes, body.expires_in.as_deref(), body.budget_limit, body.budget_reset_interval, Utc::now())?;
+    let settings =
+        workspace_tokens::settings(body.name, body.scopes, body.expires_in.as_deref(), body.budget_limit, body.budget_reset_interval, state.clock.now())?;
     let (workspace, _) = workspaces::require_manager(store, workspace_id, caller.user.id).await?;
-    let issued = keys::create(store, Owner::Workspace { workspace_id: workspace.id }, settings, None).await?;
+    let issued = keys::create(store, Owner::Workspace { workspace_id: workspace.id }, settings, None, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(view(issued.key, workspace.id, Some(issued.secret)))))
 }
 
@@ -135,7 +136,7 @@ async fn delete_token(State(state): State<AppState>, caller: Caller, Path(id): P
 /// Revokes a managed token at once (dropping this process's cached copy), keeping it listed or not.
 async fn retire(state: &AppState, caller: &Caller, id: &str, keep_listed: bool) -> ApiResult<Json<TokenView>> {
     let (workspace_id, id) = managed_token(state, caller, id).await?;
-    let key = keys::retire(state.store.as_ref(), &Owner::Workspace { workspace_id }, id, keep_listed).await?;
+    let key = keys::retire(state.store.as_ref(), &Owner::Workspace { workspace_id }, id, keep_listed, state.clock.now()).await?;
     state.hot.keys.remove(&key.key_hash);
     Ok(Json(view(key, workspace_id, None)))
 }

@@ -79,7 +79,7 @@ async fn create_workspace(
     ApiJson(body): ApiJson<CreateWorkspace>,
 ) -> ApiResult<(StatusCode, Json<WorkspaceView>)> {
     let limits = limits::from_specs(&body.limits)?;
-    let workspace = workspaces::create(state.store.as_ref(), &body.name, limits, caller.user.id).await?;
+    let workspace = workspaces::create(state.store.as_ref(), &body.name, limits, caller.user.id, state.clock.now()).await?;
     let owner = Member { workspace_id: workspace.id, user_id: caller.user.id, role: Role::Owner, joined_at: workspace.created_at };
     Ok((StatusCode::CREATED, Json(view(workspace, &owner))))
 }
@@ -117,7 +117,7 @@ async fn update_workspace(
     if let Some(specs) = body.limits {
         workspace.limits = limits::from_specs(&specs)?;
     }
-    workspaces::update(store, &mut workspace).await?;
+    workspaces::update(store, &mut workspace, state.clock.now()).await?;
     state.hot.owners.clear();
     Ok(Json(view(workspace, &member)))
 }
@@ -174,7 +174,7 @@ async fn list_members(State(state): State<AppState>, caller: Caller, ApiQuery(q)
         }
     }
     members.sort_by_key(|m| m.joined_at);
-    let invites = invites::pending(store, workspace.id).await?.into_iter().map(InviteView::from).collect();
+    let invites = invites::pending(store, workspace.id, state.clock.now()).await?.into_iter().map(InviteView::from).collect();
     Ok(Json(MembersAndInvites { business_id: workspace.id, members, invites }))
 }
 
@@ -230,7 +230,7 @@ async fn invite_user(State(state): State<AppState>, caller: Caller, ApiJson(body
     // Checked before anything is written, so a bad link leaves no invite behind.
     invite_url(&body.redirect_to, "")?;
     let (workspace, _) = workspaces::require_manager(store, parse_uuid(&body.business_id, "business_id")?, caller.user.id).await?;
-    let issued = invites::create(store, &workspace, email, role, caller.user.id).await?;
+    let issued = invites::create(store, &workspace, email, role, caller.user.id, state.clock.now()).await?;
     let url = invite_url(&body.redirect_to, &issued.token)?;
     let message = crate::notify::Message {
         event: "invite.created",
@@ -245,7 +245,7 @@ async fn invite_user(State(state): State<AppState>, caller: Caller, ApiJson(body
         data: serde_json::json!({"business_id": workspace.id, "workspace": workspace.name, "email": issued.invite.email, "role": role, "invite_url": url, "expires_at": issued.invite.expires_at}),
         to: Some(issued.invite.email.clone()),
     };
-    let delivery = crate::notify::broadcast(&state, &message).await;
+    let delivery = state.notifier.broadcast(&message).await;
     let delivered = delivery.iter().any(|d| d.ok);
     let delivery_note = if delivered {
         format!("the invite link was sent to {} through the notification channels", issued.invite.email)
@@ -362,7 +362,7 @@ pub struct InviteAccepted {
 #[utoipa::path(post, path = "/api/invite-user/accept", tag = "workspaces", request_body = AcceptInvite,
     responses((status = 200, body = InviteAccepted), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 async fn accept_invite(State(state): State<AppState>, caller: Option<Caller>, ApiJson(body): ApiJson<AcceptInvite>) -> ApiResult<Json<InviteAccepted>> {
-    let accepted = invites::accept(state.store.as_ref(), &body.token, body.password.as_deref(), caller.map(|c| c.user.id)).await?;
+    let accepted = invites::accept(state.store.as_ref(), &body.token, body.password.as_deref(), caller.map(|c| c.user.id), state.clock.now()).await?;
     forget_link(&state, accepted.invite_id).await;
     Ok(Json(InviteAccepted {
         business_id: accepted.member.workspace_id,

@@ -1,6 +1,7 @@
 //! Identity: users, roles and permissions, passwords, sessions with rotating refresh tokens,
 //! JWT access tokens and login throttling. Handlers in `http::auth` only call into these.
 
+pub mod accounts;
 pub mod jwt;
 pub mod password;
 pub mod roles;

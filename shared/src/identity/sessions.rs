@@ -7,10 +7,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::jwt::JwtKeys;
 use super::users::{self, User};
 use super::{random_secret, sha256_hex};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use crate::store::{Attr, Cond, Item, Key, Query, Store, StoreError, TTL, TxOp, Update, from_item, keyed_item, query_all};
 
 /// How long a session (and so its refresh token) lives without being refreshed.
@@ -62,24 +62,22 @@ fn session_item(session: &Session) -> ApiResult<Item> {
     Ok(item)
 }
 
-async fn access_token(state: &AppState, user_id: Uuid, session_id: Uuid) -> ApiResult<String> {
-    state.jwt().await?.issue(user_id, session_id, Utc::now().timestamp()).map_err(ApiError::internal)
+fn access_token(jwt: &JwtKeys, user_id: Uuid, session_id: Uuid, now: DateTime<Utc>) -> ApiResult<String> {
+    jwt.issue(user_id, session_id, now.timestamp()).map_err(ApiError::internal)
 }
 
 /// Starts a session for a user who has just proved who they are.
-pub async fn start(state: &AppState, user: &User, ip: Option<String>, user_agent: Option<String>) -> ApiResult<Tokens> {
-    let now = Utc::now();
+pub async fn start(store: &dyn Store, jwt: &JwtKeys, now: DateTime<Utc>, user: &User, ip: Option<String>, user_agent: Option<String>) -> ApiResult<Tokens> {
     let session =
         Session { id: Uuid::new_v4(), user_id: user.id, created_at: now, last_activity: now, expires_at: now + SESSION_TTL, ip_address: ip, user_agent };
     let refresh_token = random_secret("rt_");
-    state
-        .store
+    store
         .transact(vec![
             TxOp::Put { item: session_item(&session)?, cond: Some(Cond::NotExists) },
             TxOp::Put { item: refresh_item(&refresh_token, &session), cond: Some(Cond::NotExists) },
         ])
         .await?;
-    Ok(Tokens { access_token: access_token(state, user.id, session.id).await?, refresh_token, session_id: session.id })
+    Ok(Tokens { access_token: access_token(jwt, user.id, session.id, now)?, refresh_token, session_id: session.id })
 }
 
 fn invalid_refresh() -> ApiError {
@@ -91,8 +89,7 @@ fn reused_refresh() -> ApiError {
 }
 
 /// Rotates a refresh token: the old one is spent, a new one and a new access token are issued.
-pub async fn refresh(state: &AppState, presented: &str) -> ApiResult<(Tokens, User)> {
-    let store = state.store.as_ref();
+pub async fn refresh(store: &dyn Store, jwt: &JwtKeys, now: DateTime<Utc>, presented: &str) -> ApiResult<(Tokens, User)> {
     let old_key = refresh_key(presented);
     let Some(old) = store.get(&old_key).await? else { return Err(invalid_refresh()) };
     let ids = |name: &str| old.get(name).and_then(Attr::as_str).and_then(|s| s.parse::<Uuid>().ok());
@@ -104,7 +101,9 @@ pub async fn refresh(state: &AppState, presented: &str) -> ApiResult<(Tokens, Us
     let Some(session) = store.get(&key(user_id, session_id)).await?.map(from_item::<Session>).transpose()? else {
         return Err(invalid_refresh());
     };
-    let now = Utc::now();
+    if session.expires_at <= now {
+        return Err(invalid_refresh());
+    }
     let renewed = Session { last_activity: now, expires_at: now + SESSION_TTL, ..session };
     let new_token = random_secret("rt_");
     let result = store
@@ -124,22 +123,26 @@ pub async fn refresh(state: &AppState, presented: &str) -> ApiResult<(Tokens, Us
         Err(StoreError::TransactionCancelled { .. }) => return Err(invalid_refresh()),
         Err(e) => return Err(e.into()),
     }
-    let user = users::get(store, user_id).await?.ok_or_else(invalid_refresh)?;
-    Ok((Tokens { access_token: access_token(state, user_id, session_id).await?, refresh_token: new_token, session_id }, user))
+    let user = users::get(store, user_id).await?.filter(|u| u.deleting_since.is_none()).ok_or_else(invalid_refresh)?;
+    Ok((Tokens { access_token: access_token(jwt, user_id, session_id, now)?, refresh_token: new_token, session_id }, user))
 }
 
 /// The user and session behind an access token, refusing revoked sessions and deleted users.
-pub async fn authenticate(state: &AppState, bearer: &str) -> ApiResult<(User, Session)> {
-    let claims = state.jwt().await?.verify(bearer).ok_or_else(|| ApiError::unauthorized("access token is invalid or expired; log in or refresh"))?;
-    let store = state.store.as_ref();
+pub async fn authenticate(store: &dyn Store, jwt: &JwtKeys, now: DateTime<Utc>, bearer: &str) -> ApiResult<(User, Session)> {
+    let claims = jwt.verify(bearer, now.timestamp()).ok_or_else(|| ApiError::unauthorized("access token is invalid or expired; log in or refresh"))?;
     let session: Session = store
         .get(&key(claims.sub, claims.sid))
         .await?
         .map(from_item)
         .transpose()?
         .ok_or_else(|| ApiError::unauthorized("this session has been revoked or has expired; log in again"))?;
-    let user = users::get(store, claims.sub).await?.ok_or_else(|| ApiError::unauthorized("this user no longer exists"))?;
-    let now = Utc::now();
+    if session.expires_at <= now {
+        return Err(ApiError::unauthorized("this session has expired; log in again"));
+    }
+    let user = users::get(store, claims.sub)
+        .await?
+        .filter(|u| u.deleting_since.is_none())
+        .ok_or_else(|| ApiError::unauthorized("this user no longer exists (or is being deleted)"))?;
     if (now - session.last_activity).num_seconds() >= ACTIVITY_GRANULARITY_SECS {
         let update = Update::default().set("last_activity", now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
         // A session revoked meanwhile stays revoked: the condition keeps this from recreating it.

@@ -18,6 +18,9 @@ pub struct User {
     pub name: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set when the account's deletion began (`accounts::delete`): it no longer signs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleting_since: Option<DateTime<Utc>>,
 }
 
 pub fn key(id: Uuid) -> Key {
@@ -47,9 +50,8 @@ fn email_taken(email: &str) -> ApiError {
     ApiError::conflict("email_taken", format!("a user with email {email} already exists"))
 }
 
-pub fn new_user(email: String, password_hash: String, role: String) -> User {
-    let now = Utc::now();
-    User { id: Uuid::new_v4(), email, password_hash, role, name: None, created_at: now, updated_at: now }
+pub fn new_user(email: String, password_hash: String, role: String, now: DateTime<Utc>) -> User {
+    User { id: Uuid::new_v4(), email, password_hash, role, name: None, created_at: now, updated_at: now, deleting_since: None }
 }
 
 /// Writes a new user with its email lock, plus `extra` operations in the same transaction;
@@ -108,22 +110,13 @@ pub async fn save(store: &dyn Store, before: &User, after: &User) -> ApiResult<(
     }
 }
 
-/// Deletes the user, the email lock and every session.
-pub async fn delete(store: &dyn Store, user: &User) -> ApiResult<usize> {
+/// Deletes the user and the email lock (`accounts::delete` removes the rest first).
+pub async fn delete(store: &dyn Store, user: &User) -> ApiResult<()> {
     let ops = vec![TxOp::Delete { key: key(user.id), cond: Some(Cond::Exists) }, TxOp::Delete { key: email_key(&user.email), cond: None }];
     match store.transact(ops).await {
         Ok(()) => {}
         Err(StoreError::TransactionCancelled { .. }) => return Err(ApiError::not_found(format!("no user with id {}", user.id))),
         Err(e) => return Err(e.into()),
-    }
-    super::sessions::revoke_all(store, user.id, None).await
-}
-
-/// Refuses a change that would leave no admin (nobody could manage users any more).
-pub async fn ensure_other_admin(store: &dyn Store, leaving: Uuid) -> ApiResult<()> {
-    let others = list(store).await?.into_iter().filter(|u| u.role == "admin" && u.id != leaving).count();
-    if others == 0 {
-        return Err(ApiError::conflict("last_admin", "this is the only admin; make another user admin first"));
     }
     Ok(())
 }

@@ -271,8 +271,7 @@ fn mint(owner: Owner, settings: KeySettings, now: DateTime<Utc>) -> Issued {
 
 /// Creates a token; `parent` is the API key creating it, when a key (not a session) asks: the
 /// new key must then fit within it and counts against its limits too (see `lineage`).
-pub async fn create(store: &dyn Store, owner: Owner, settings: KeySettings, parent: Option<&ApiKey>) -> ApiResult<Issued> {
-    let now = Utc::now();
+pub async fn create(store: &dyn Store, owner: Owner, settings: KeySettings, parent: Option<&ApiKey>, now: DateTime<Utc>) -> ApiResult<Issued> {
     settings.validate(now)?;
     let ancestors = match parent {
         Some(parent) => {
@@ -360,14 +359,14 @@ async fn save(store: &dyn Store, before: &ApiKey, after: &ApiKey, extra: Vec<TxO
 /// Revokes (and soft-deletes) a token: it stops working at once, and leaves listings unless
 /// `include_deleted` is asked for. When it is the live key of its chain (not an old key in its
 /// rotation grace), the keys made from it by keys go with it. Returns every key revoked.
-pub async fn revoke(store: &dyn Store, owner: &Owner, id: Uuid) -> ApiResult<Vec<ApiKey>> {
-    let key = retire(store, owner, id, false).await?;
+pub async fn revoke(store: &dyn Store, owner: &Owner, id: Uuid, now: DateTime<Utc>) -> ApiResult<Vec<ApiKey>> {
+    let key = retire(store, owner, id, false, now).await?;
     let mut out = vec![];
     if matches!(owner, Owner::User { .. }) && key.rotation_grace_until.is_none() {
         let chain = key.counters_key_id();
         for child in all_of(store, owner).await? {
             if child.revoked_at.is_none() && child.ancestors.iter().any(|a| a.counters_id == chain) {
-                out.push(retire(store, owner, child.id, false).await?);
+                out.push(retire(store, owner, child.id, false, now).await?);
             }
         }
     }
@@ -377,9 +376,8 @@ pub async fn revoke(store: &dyn Store, owner: &Owner, id: Uuid) -> ApiResult<Vec
 
 /// Revokes a token (it stops working at once); with `keep_listed`, it stays in listings as
 /// revoked, otherwise it is soft-deleted too. Retiring a retired token changes nothing.
-pub async fn retire(store: &dyn Store, owner: &Owner, id: Uuid, keep_listed: bool) -> ApiResult<ApiKey> {
+pub async fn retire(store: &dyn Store, owner: &Owner, id: Uuid, keep_listed: bool, now: DateTime<Utc>) -> ApiResult<ApiKey> {
     let before = get(store, owner, id).await?;
-    let now = Utc::now();
     let deleted_at = if keep_listed { before.deleted_at } else { before.deleted_at.or(Some(now)) };
     let after = ApiKey { revoked_at: before.revoked_at.or(Some(now)), deleted_at, ..before.clone() };
     if after.revoked_at == before.revoked_at && after.deleted_at == before.deleted_at {
@@ -391,26 +389,31 @@ pub async fn retire(store: &dyn Store, owner: &Owner, id: Uuid, keep_listed: boo
 
 /// Changes a token's settings (name, limits, ...): both copies change together, and the
 /// proxy sees the change when its key cache is next refreshed (the caller drops its own).
-pub async fn update(store: &dyn Store, owner: &Owner, id: Uuid, change: impl FnOnce(&mut KeySettings) -> ApiResult<()>) -> ApiResult<ApiKey> {
+pub async fn update(
+    store: &dyn Store,
+    owner: &Owner,
+    id: Uuid,
+    now: DateTime<Utc>,
+    change: impl FnOnce(&mut KeySettings) -> ApiResult<()>,
+) -> ApiResult<ApiKey> {
     let before = get(store, owner, id).await?;
     if before.revoked_at.is_some() {
         return Err(ApiError::conflict("key_revoked", "a revoked token cannot be changed"));
     }
     let mut after = before.clone();
     change(&mut after.settings)?;
-    after.settings.validate(Utc::now() - Duration::seconds(1))?;
+    after.settings.validate(now - Duration::seconds(1))?;
     save(store, &before, &after, vec![]).await?;
     Ok(after)
 }
 
 /// Replaces a token with a new secret that copies every setting. The old secret keeps working
 /// for `grace_secs`.
-pub async fn rotate(store: &dyn Store, owner: &Owner, id: Uuid, grace_secs: i64) -> ApiResult<Issued> {
+pub async fn rotate(store: &dyn Store, owner: &Owner, id: Uuid, grace_secs: i64, now: DateTime<Utc>) -> ApiResult<Issued> {
     if !(1..=MAX_GRACE_SECS).contains(&grace_secs) {
         return Err(ApiError::invalid_param("grace_period_seconds", format!("grace_period_seconds must be between 1 and {MAX_GRACE_SECS}")));
     }
     let before = get(store, owner, id).await?;
-    let now = Utc::now();
     if before.revoked_at.is_some() {
         return Err(ApiError::conflict("key_revoked", "a revoked API key cannot be rotated"));
     }

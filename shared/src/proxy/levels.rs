@@ -7,7 +7,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::keys::{ApiKey, Owner};
 use crate::limits::{self, Level};
 use crate::projects::{self, Project};
-use crate::state::AppState;
 use crate::workspaces::{self, Workspace};
 
 /// A token's owner as the proxy needs it.
@@ -18,15 +17,15 @@ pub struct OwnerContext {
 }
 
 /// The project and workspace above a token (cached for the key cache's lifetime).
-pub async fn owner_context(state: &AppState, key: &ApiKey) -> ApiResult<Arc<OwnerContext>> {
+pub async fn owner_context(gw: &super::Gateway, key: &ApiKey) -> ApiResult<Arc<OwnerContext>> {
     if matches!(key.owner, Owner::User { .. }) {
         return Ok(Arc::new(OwnerContext::default()));
     }
     let tag = key.owner.tag();
-    if let Some(context) = state.hot.owners.get(&tag) {
+    if let Some(context) = gw.hot.owners.get(&tag) {
         return Ok(context);
     }
-    let store = state.store.as_ref();
+    let store = gw.store.as_ref();
     let gone = |what: &str| ApiError::Status {
         status: axum::http::StatusCode::UNAUTHORIZED,
         code: "invalid_api_key",
@@ -47,7 +46,7 @@ pub async fn owner_context(state: &AppState, key: &ApiKey) -> ApiResult<Arc<Owne
         }
     };
     let context = Arc::new(context);
-    state.hot.owners.insert(tag, context.clone());
+    gw.hot.owners.insert(tag, context.clone());
     Ok(context)
 }
 

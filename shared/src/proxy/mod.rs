@@ -3,6 +3,7 @@
 //! update); forward; settle the real cost and write the usage record (one transaction). With a
 //! warm key cache that is two store round trips per request.
 
+mod gateway;
 mod headers;
 pub mod levels;
 pub mod mock;
@@ -20,11 +21,11 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+pub use gateway::{Gateway, Hot, Tuning};
 use headers::{standing, with_headers};
 pub use request::{Endpoint, Inspected};
 use routing::{resolve_model, route};
@@ -37,7 +38,6 @@ use crate::identity::sha256_hex;
 use crate::keys::{self, ApiKey, Owner};
 use crate::limits::{self, Charge, Reservation};
 use crate::money::{cost_micros, format_dollars};
-use crate::state::AppState;
 use crate::usage::{self, Outcome, UsageRecord};
 
 /// Who is calling, as the HTTP layer saw it.
@@ -53,21 +53,21 @@ fn status_error(status: StatusCode, code: &'static str, message: impl Into<Strin
 
 /// The key behind a presented secret, refusing unknown, revoked, expired and rotated-out keys
 /// and source addresses outside its allowlist.
-pub async fn authenticate(state: &AppState, secret: Option<&str>, ip: Option<IpAddr>) -> ApiResult<ApiKey> {
+pub async fn authenticate(gw: &Gateway, secret: Option<&str>, ip: Option<IpAddr>) -> ApiResult<ApiKey> {
     let secret =
         secret.ok_or_else(|| status_error(StatusCode::UNAUTHORIZED, "missing_api_key", "send your API key as Authorization: Bearer tg_... or X-API-Key"))?;
     let hash = sha256_hex(secret);
-    let key = match state.hot.keys.get(&hash) {
+    let key = match gw.hot.keys.get(&hash) {
         Some(key) => key,
         None => {
-            let key = keys::by_hash(state.store.as_ref(), &hash)
+            let key = keys::by_hash(gw.store.as_ref(), &hash)
                 .await?
                 .ok_or_else(|| status_error(StatusCode::UNAUTHORIZED, "invalid_api_key", "this API key does not exist"))?;
-            state.hot.keys.insert(hash, key.clone());
+            gw.hot.keys.insert(hash, key.clone());
             key
         }
     };
-    key.check_usable(Utc::now())?;
+    key.check_usable(gw.clock.now())?;
     if !key.allows_ip(ip) {
         let from = ip.map_or_else(|| "an unknown address".to_string(), |i| i.to_string());
         return Err(status_error(StatusCode::FORBIDDEN, "ip_not_allowed", format!("requests from {from} are not in this API key's ip_allowlist")));
@@ -79,32 +79,32 @@ pub fn require_scope(key: &ApiKey, scope: &str) -> ApiResult<()> {
     if key.grants(scope) { Ok(()) } else { Err(status_error(StatusCode::FORBIDDEN, "insufficient_scope", format!("this API key lacks the {scope} scope"))) }
 }
 
-async fn model_secret(state: &AppState, model: &Model) -> ApiResult<Option<Arc<SecretString>>> {
+async fn model_secret(gw: &Gateway, model: &Model) -> ApiResult<Option<Arc<SecretString>>> {
     if !model.has_api_key {
         return Ok(None);
     }
     let name = model.secret_name();
-    if let Some(secret) = state.hot.secrets.get(&name) {
+    if let Some(secret) = gw.hot.secrets.get(&name) {
         return Ok(Some(secret));
     }
-    let secret = state.secrets.get(&name).await.map_err(ApiError::internal)?.map(Arc::new);
+    let secret = gw.secrets.get(&name).await.map_err(ApiError::internal)?.map(Arc::new);
     if let Some(s) = &secret {
-        state.hot.secrets.insert(name, s.clone());
+        gw.hot.secrets.insert(name, s.clone());
     }
     Ok(secret)
 }
 
 /// The key behind a request to `endpoint`, with the scope it needs: checked from the headers
 /// alone, before the body is read, so nobody without a key makes the proxy hold a body.
-pub async fn admit_key(state: &AppState, endpoint: Endpoint, caller: &Caller) -> ApiResult<ApiKey> {
-    let key = authenticate(state, caller.secret.as_deref(), caller.ip).await?;
+pub async fn admit_key(gw: &Gateway, endpoint: Endpoint, caller: &Caller) -> ApiResult<ApiKey> {
+    let key = authenticate(gw, caller.secret.as_deref(), caller.ip).await?;
     require_scope(&key, endpoint.scope())?;
     Ok(key)
 }
 
 /// Serves one POST to the proxy, whose key `admit_key` accepted at `started`.
-pub async fn handle(state: AppState, endpoint: Endpoint, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> Response {
-    match admit(state, endpoint, key, caller, body, started).await {
+pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> Response {
+    match admit(gw, endpoint, key, caller, body, started).await {
         Ok(flight) => {
             // The flight runs on its own task, so a client that goes away cannot cut its
             // settlement and record short.
@@ -122,7 +122,7 @@ pub async fn handle(state: AppState, endpoint: Endpoint, key: ApiKey, caller: Ca
 
 /// Everything about one admitted request on its way through.
 struct Flight {
-    state: AppState,
+    gw: Arc<Gateway>,
     key: ApiKey,
     req: Inspected,
     /// The request body as the client sent it.
@@ -145,17 +145,17 @@ struct Flight {
     referer: Option<String>,
 }
 
-async fn admit(state: AppState, endpoint: Endpoint, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> ApiResult<Flight> {
+async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> ApiResult<Flight> {
     let req = request::inspect(endpoint, &body)?;
     if !key.allows_model(&req.model) {
         return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)));
     }
-    let context = levels::owner_context(&state, &key).await?;
+    let context = levels::owner_context(&gw, &key).await?;
     let candidates = match &context.project {
-        Some(project) => route(&state, project, &req.model).await?,
-        None => vec![resolve_model(&state, &req.model).await?],
+        Some(project) => route(&gw, project, &req.model).await?,
+        None => vec![resolve_model(&gw, &req.model).await?],
     };
-    let timeout = context.project.as_ref().map_or(state.config.upstream_timeout, |p| Duration::from_millis(p.default_timeout_ms.max(1) as u64));
+    let timeout = context.project.as_ref().map_or(gw.tuning.upstream_timeout, |p| Duration::from_millis(p.default_timeout_ms.max(1) as u64));
     // The worst case over every candidate the request may fall back to.
     let mut worst = Charge { calls: 1, ..Charge::default() };
     for model in &candidates {
@@ -167,7 +167,7 @@ async fn admit(state: AppState, endpoint: Endpoint, key: ApiKey, caller: Caller,
     let request_id = current_request_id();
     let model = candidates[0].clone();
     let mut flight = Flight {
-        state,
+        gw,
         key,
         req,
         raw: body,
@@ -183,23 +183,23 @@ async fn admit(state: AppState, endpoint: Endpoint, key: ApiKey, caller: Caller,
         referer: caller.referer,
     };
     let levels = levels::levels(&flight.key, &context);
-    let now = Utc::now();
+    let now = flight.gw.clock.now();
     // Held until the upstream's timeout plus a margin: past that, the request is taken for
     // dead and the next request on these counters releases its reservation.
     let lease = limits::LeaseSpec {
         id: flight.request_id.clone(),
-        expires_at: now.timestamp().saturating_add((flight.timeout + flight.state.config.lease_margin).as_secs() as i64).saturating_add(1),
+        expires_at: now.timestamp().saturating_add((flight.timeout + flight.gw.tuning.lease_margin).as_secs() as i64).saturating_add(1),
         record: usage::lease_record(&flight.key.owner.tag(), flight.key.id, &flight.model.id, flight.req.endpoint.path()),
     };
-    match limits::reserve_levels(flight.state.store.as_ref(), &levels, &worst, now, &lease).await {
+    match limits::reserve_levels(flight.gw.store.as_ref(), &levels, &worst, now, &lease).await {
         Ok(reservations) => {
-            flight.events = budget_events::after_reservation(&flight.state, &reservations, now);
+            flight.events = budget_events::after_reservation(&flight.gw.alerts, &reservations, now);
             flight.reservations = reservations;
             Ok(flight)
         }
         Err(refusal) => {
             let outcome = if refusal.status() == StatusCode::PAYMENT_REQUIRED {
-                flight.events = budget_events::after_refusal(&flight.state, &levels, &worst, now).await?;
+                flight.events = budget_events::after_refusal(&flight.gw.alerts, &levels, &worst, now).await?;
                 Outcome::BudgetExceeded
             } else {
                 Outcome::Error
@@ -309,14 +309,14 @@ impl Flight {
 
     /// Calls the current model's upstream with the request.
     async fn call_upstream<T>(&self, go: impl AsyncFnOnce(upstream::Call<'_>) -> T) -> ApiResult<T> {
-        let secret = model_secret(&self.state, &self.model).await?;
+        let secret = model_secret(&self.gw, &self.model).await?;
         let base = self.model.endpoint().unwrap_or_default();
         let call = upstream::Call {
-            client: &self.state.http,
+            client: &self.gw.http,
             base_url: &base,
             api_key: secret.as_deref(),
             endpoint: self.req.endpoint,
-            urls: &self.state.hot.upstream_urls,
+            urls: &self.gw.hot.upstream_urls,
             body: self.upstream_body(),
             timeout: self.timeout,
         };
@@ -380,17 +380,16 @@ impl Flight {
         cancelled: bool,
         error: Option<String>,
     ) -> ApiResult<()> {
-        let now = Utc::now();
+        let now = self.gw.clock.now();
         let touch = self.key.last_used_at.is_none_or(|t| (now - t).num_seconds() >= 60);
         let touch_ops = if touch { keys::touch_ops(&self.key, now)? } else { vec![] };
         let record = self.usage_record(&actual, seen, outcome, status, streamed, cancelled, error, now);
-        settle::settle(self.state.store.as_ref(), &record, &self.reservations, &actual, touch_ops, &self.events.ops, self.state.config.relaxed_durability)
-            .await?;
-        self.events.written(&self.state);
+        settle::settle(self.gw.store.as_ref(), &record, &self.reservations, &actual, touch_ops, &self.events.ops, self.gw.tuning.relaxed_durability).await?;
+        self.events.written(&self.gw.alerts);
         if touch {
             let mut touched = self.key.clone();
             touched.last_used_at = Some(now);
-            self.state.hot.keys.insert(touched.key_hash.clone(), touched);
+            self.gw.hot.keys.insert(touched.key_hash.clone(), touched);
         }
         Ok(())
     }
@@ -406,7 +405,7 @@ impl Flight {
         streamed: bool,
         cancelled: bool,
         error: Option<String>,
-        now: chrono::DateTime<Utc>,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> UsageRecord {
         let (user_id, org_id, project_id) = match &self.key.owner {
             Owner::User { user_id } => (Some(*user_id), None, None),
@@ -489,7 +488,7 @@ impl Flight {
 
     async fn complete(mut self) -> ApiResult<Response> {
         let id = self.response_id();
-        let created = Utc::now().timestamp();
+        let created = self.gw.clock.now().timestamp();
         loop {
             let since = Instant::now();
             match self.answer_once(&id, created).await? {
@@ -499,7 +498,7 @@ impl Flight {
                     seen.absorb(&body, self.started);
                     let actual = self.charge(&seen);
                     self.record(actual, &seen, Outcome::Success, 200, false, None).await?;
-                    let mut headers = standing(&self.reservations, Some(&actual), Utc::now());
+                    let mut headers = standing(&self.reservations, Some(&actual), self.gw.clock.now());
                     headers.push((HeaderName::from_static("x-tollgate-cost-usd"), format_dollars(actual.cost_micros)));
                     let response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
                     return Ok(with_headers(response, headers));
@@ -528,7 +527,7 @@ impl Flight {
 
     async fn stream(mut self) -> ApiResult<Response> {
         let id = self.response_id();
-        let created = Utc::now().timestamp();
+        let created = self.gw.clock.now().timestamp();
         // Fallback happens while opening; once the first byte is sent, the stream is this model's.
         let source = loop {
             let since = Instant::now();
@@ -545,7 +544,7 @@ impl Flight {
                 }
             }
         };
-        let headers = standing(&self.reservations, None, Utc::now());
+        let headers = standing(&self.reservations, None, self.gw.clock.now());
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         tokio::spawn(self.relay(source, tx));
         let body = Body::from_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|b| b.map(Ok::<_, Infallible>))));
@@ -611,9 +610,9 @@ impl Flight {
 }
 
 /// `GET /v1/models`: the catalog models this key may use, as OpenAI lists them.
-pub async fn list_models(state: &AppState, key: &ApiKey) -> ApiResult<Value> {
+pub async fn list_models(gw: &Gateway, key: &ApiKey) -> ApiResult<Value> {
     require_scope(key, "models")?;
-    let data: Vec<Value> = catalog::list(state.store.as_ref())
+    let data: Vec<Value> = catalog::list(gw.store.as_ref())
         .await?
         .into_iter()
         .filter(|m| key.allows_model(&m.id))

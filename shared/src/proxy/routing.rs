@@ -6,22 +6,21 @@ use axum::http::StatusCode;
 use super::status_error;
 use crate::catalog::{self, Model};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
-pub(super) async fn resolve_model(state: &AppState, id: &str) -> ApiResult<Model> {
-    if let Some(model) = state.hot.models.get(&id.to_string()) {
+pub(super) async fn resolve_model(gw: &super::Gateway, id: &str) -> ApiResult<Model> {
+    if let Some(model) = gw.hot.models.get(&id.to_string()) {
         return Ok(model);
     }
-    let model = catalog::get(state.store.as_ref(), id).await?.ok_or_else(|| {
+    let model = catalog::get(gw.store.as_ref(), id).await?.ok_or_else(|| {
         status_error(StatusCode::NOT_FOUND, "model_not_found", format!("there is no model {id:?}; GET /v1/models lists the models this key may use"))
     })?;
-    state.hot.models.insert(id.to_string(), model.clone());
+    gw.hot.models.insert(id.to_string(), model.clone());
     Ok(model)
 }
 
 /// A project token's routing candidates: the project's models in order, the requested one
 /// first when it is among them. Models since removed from the catalog are skipped.
-pub(super) async fn route(state: &AppState, project: &crate::projects::Project, requested: &str) -> ApiResult<Vec<Model>> {
+pub(super) async fn route(gw: &super::Gateway, project: &crate::projects::Project, requested: &str) -> ApiResult<Vec<Model>> {
     let mut order: Vec<&String> = project.models.iter().collect();
     if let Some(i) = order.iter().position(|m| *m == requested) {
         let first = order.remove(i);
@@ -29,7 +28,7 @@ pub(super) async fn route(state: &AppState, project: &crate::projects::Project, 
     }
     let mut out = Vec::with_capacity(order.len());
     for id in order {
-        match resolve_model(state, id).await {
+        match resolve_model(gw, id).await {
             Ok(model) => out.push(model),
             Err(ApiError::Status { code: "model_not_found", .. }) => continue,
             Err(e) => return Err(e),

@@ -45,7 +45,7 @@ pub struct Issued {
 
 /// Creates a pending invite. `role` must be member or admin; the email must not already be a
 /// member or have a pending invite.
-pub async fn create(store: &dyn Store, workspace: &Workspace, email: String, role: Role, invited_by: Uuid) -> ApiResult<Issued> {
+pub async fn create(store: &dyn Store, workspace: &Workspace, email: String, role: Role, invited_by: Uuid, now: DateTime<Utc>) -> ApiResult<Issued> {
     if role == Role::Owner {
         return Err(ApiError::invalid_param("role", "role must be member or admin"));
     }
@@ -54,10 +54,9 @@ pub async fn create(store: &dyn Store, workspace: &Workspace, email: String, rol
     {
         return Err(ApiError::conflict("already_member", format!("{email} is already a member of this workspace")));
     }
-    if pending(store, workspace.id).await?.iter().any(|i| i.email == email) {
+    if pending(store, workspace.id, now).await?.iter().any(|i| i.email == email) {
         return Err(ApiError::conflict("already_invited", format!("{email} already has a pending invite; revoke it first to send a new one")));
     }
-    let now = Utc::now();
     let token = random_secret("tgi_");
     let invite = Invite {
         id: Uuid::new_v4(),
@@ -84,10 +83,12 @@ pub async fn create(store: &dyn Store, workspace: &Workspace, email: String, rol
     Ok(Issued { invite, token })
 }
 
-/// The workspace's pending invites, oldest first.
-pub async fn pending(store: &dyn Store, workspace_id: Uuid) -> ApiResult<Vec<Invite>> {
+/// The workspace's pending invites, oldest first. Expired ones are left out before the
+/// store's TTL removes them (which DynamoDB does only within days).
+pub async fn pending(store: &dyn Store, workspace_id: Uuid, now: DateTime<Utc>) -> ApiResult<Vec<Invite>> {
     let items = query_all(store, Query::new(crate::store::Index::Primary, format!("WS#{workspace_id}")).prefix("INVITE#")).await?;
-    let mut invites: Vec<Invite> = items.into_iter().map(from_item).collect::<Result<_, _>>()?;
+    let mut invites: Vec<Invite> = items.into_iter().map(from_item).collect::<Result<Vec<Invite>, _>>()?;
+    invites.retain(|i| i.expires_at > now);
     invites.sort_by_key(|i| i.created_at);
     Ok(invites)
 }
@@ -133,7 +134,7 @@ pub async fn get(store: &dyn Store, workspace_id: Uuid, invite_id: Uuid) -> ApiR
 /// Accepts an invite by its token. When the invited email has no account, `password` creates
 /// it (and is then required); when it has one, only that account may accept, with its session
 /// (`signed_in`): a token that leaked must not let anyone else into the account's seat.
-pub async fn accept(store: &dyn Store, token: &str, password: Option<&str>, signed_in: Option<Uuid>) -> ApiResult<Accepted> {
+pub async fn accept(store: &dyn Store, token: &str, password: Option<&str>, signed_in: Option<Uuid>, now: DateTime<Utc>) -> ApiResult<Accepted> {
     let lookup = store.get(&token_key(&sha256_hex(token))).await?.ok_or_else(unusable)?;
     let (Some(workspace_id), Some(invite_id)) = (
         lookup.get("workspace_id").and_then(Attr::as_str).and_then(|s| s.parse::<Uuid>().ok()),
@@ -142,8 +143,12 @@ pub async fn accept(store: &dyn Store, token: &str, password: Option<&str>, sign
         return Err(unusable());
     };
     let invite: Invite = from_item(store.get(&key(workspace_id, invite_id)).await?.ok_or_else(unusable)?)?;
+    // The store's TTL removes an expired invite only eventually (DynamoDB: within days).
+    if invite.expires_at <= now {
+        return Err(unusable());
+    }
     let existing = users::find_by_email(store, &invite.email).await?;
-    let member = Member { workspace_id, user_id: Uuid::nil(), role: invite.role, joined_at: Utc::now() };
+    let member = Member { workspace_id, user_id: Uuid::nil(), role: invite.role, joined_at: now };
     // The invite and its token go with the membership, each conditioned on existing: a token
     // accepted twice at once makes one member.
     let consume = vec![
@@ -184,7 +189,7 @@ pub async fn accept(store: &dyn Store, token: &str, password: Option<&str>, sign
             // No global permissions: a workspace admin must not be able to mint accounts that
             // read the whole server. Membership grants this workspace's resources; global
             // roles are given by global admins alone.
-            let user = users::new_user(invite.email.clone(), crate::identity::password::hash(password).await?, crate::identity::roles::NO_ROLE.into());
+            let user = users::new_user(invite.email.clone(), crate::identity::password::hash(password).await?, crate::identity::roles::NO_ROLE.into(), now);
             let member = Member { user_id: user.id, ..member };
             let mut ops = consume;
             ops.push(super::member_put(&member)?);

@@ -97,8 +97,7 @@ pub fn member_put(member: &Member) -> ApiResult<TxOp> {
 }
 
 /// Creates a workspace with its creator as owner, in one transaction.
-pub async fn create(store: &dyn Store, name: &str, limits: Vec<Limit>, creator: Uuid) -> ApiResult<Workspace> {
-    let now = Utc::now();
+pub async fn create(store: &dyn Store, name: &str, limits: Vec<Limit>, creator: Uuid, now: DateTime<Utc>) -> ApiResult<Workspace> {
     let workspace = Workspace { id: Uuid::new_v4(), name: validate_name(name)?, limits, created_by: creator, created_at: now, updated_at: now };
     let owner = Member { workspace_id: workspace.id, user_id: creator, role: Role::Owner, joined_at: now };
     store.transact(vec![TxOp::Put { item: keyed_item(&workspace, &key(workspace.id))?, cond: Some(Cond::NotExists) }, member_put(&owner)?]).await?;
@@ -163,8 +162,8 @@ pub async fn members(store: &dyn Store, workspace_id: Uuid) -> ApiResult<Vec<Mem
 }
 
 /// Saves a changed name or limits; the id and creation stay.
-pub async fn update(store: &dyn Store, workspace: &mut Workspace) -> ApiResult<()> {
-    workspace.updated_at = Utc::now();
+pub async fn update(store: &dyn Store, workspace: &mut Workspace, now: DateTime<Utc>) -> ApiResult<()> {
+    workspace.updated_at = now;
     store.put(keyed_item(workspace, &key(workspace.id))?, Some(Cond::Exists)).await.map_err(|e| match e {
         StoreError::ConditionFailed => not_found(workspace.id),
         e => e.into(),

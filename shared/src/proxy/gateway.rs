@@ -1,0 +1,66 @@
+//! What the proxy works with, wired once per process: the stores, the clock, the upstream
+//! client, the warm caches, and the budget alerts it writes with each settlement.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::levels::OwnerContext;
+use crate::budget_events::Alerts;
+use crate::cache::TtlCache;
+use crate::catalog::Model;
+use crate::clock::SharedClock;
+use crate::keys::ApiKey;
+use crate::secrets::SecretStore;
+use crate::store::Store;
+
+/// The proxy's warm-process caches, each bounded by the key cache's TTL: what another process
+/// changes reaches this one within it. (Changes made here clear them at once.)
+pub struct Hot {
+    /// Keys by the hash of their secret.
+    pub keys: TtlCache<String, ApiKey>,
+    pub models: TtlCache<String, Model>,
+    /// Provider keys, by secret name.
+    pub secrets: TtlCache<String, Arc<SecretString>>,
+    /// What a workspace or project token needs beyond itself (its project, its workspace),
+    /// by owner tag.
+    pub owners: TtlCache<String, Arc<OwnerContext>>,
+    /// Upstream URLs parsed once (a pure function of their text, so not bound by the key TTL).
+    pub upstream_urls: TtlCache<String, reqwest::Url>,
+}
+
+impl Hot {
+    pub fn new(ttl: Duration) -> Self {
+        Hot {
+            keys: TtlCache::new(ttl, 100_000),
+            models: TtlCache::new(ttl, 10_000),
+            secrets: TtlCache::new(ttl, 10_000),
+            owners: TtlCache::new(ttl, 10_000),
+            upstream_urls: TtlCache::new(Duration::from_secs(3600), 10_000),
+        }
+    }
+}
+
+/// How the proxy's bookkeeping is tuned (from `Config`).
+#[derive(Clone, Copy, Debug)]
+pub struct Tuning {
+    /// How long an upstream may take when the token's project does not say.
+    pub upstream_timeout: Duration,
+    /// How long past its upstream timeout a request's reservation is held before it is taken
+    /// for dead and released.
+    pub lease_margin: Duration,
+    /// Settlements written without waiting for durability (the embedded store only).
+    pub relaxed_durability: bool,
+}
+
+pub struct Gateway {
+    pub store: Arc<dyn Store>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub clock: SharedClock,
+    /// One pooled client for every upstream call.
+    pub http: reqwest::Client,
+    pub hot: Arc<Hot>,
+    pub alerts: Arc<Alerts>,
+    pub tuning: Tuning,
+}

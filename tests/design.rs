@@ -1,0 +1,201 @@
+//! The library's shape, checked from its source: no module imports another that (through any
+//! path) imports it back, and the domain never reaches for the HTTP layer or the wiring. A
+//! module is a file; a child using its parent's items (`super::X`) counts as part of it.
+//! `AppState` is where services are put together; a domain module takes what it uses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The modules allowed to know the HTTP layer and `AppState`: the wiring and the serving.
+const WIRING: &[&str] = &["state", "runtime", "lib"];
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// `identity/sessions.rs` -> `identity::sessions`; `proxy/mod.rs` -> `proxy`; `lib.rs` -> `lib`.
+fn module_of(root: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(root).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    if parts.len() > 1 && parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    parts.join("::")
+}
+
+/// The source without its unit tests (they may use anything).
+fn without_tests(source: &str) -> &str {
+    source.find("#[cfg(test)]\nmod tests").map_or(source, |i| &source[..i])
+}
+
+/// Every `crate::a::b...` path a source names, and `super::x` resolved against `module`.
+fn referenced_paths(module: &str, is_mod_rs: bool, source: &str) -> Vec<String> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut out = Vec::new();
+    for (prefix, base) in [
+        ("crate::", String::new()),
+        ("super::", {
+            let mut parts: Vec<&str> = module.split("::").collect();
+            if !is_mod_rs {
+                parts.pop();
+            }
+            parts.join("::")
+        }),
+    ] {
+        let mut rest = source;
+        while let Some(i) = rest.find(prefix) {
+            let preceded_by_ident = rest[..i].chars().last().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            let after = &rest[i + prefix.len()..];
+            let end = after.find(|c: char| !ident(c)).unwrap_or(after.len());
+            let path = after[..end].trim_end_matches(':');
+            let full = [base.as_str(), path].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("::");
+            if !preceded_by_ident {
+                if !path.is_empty() {
+                    out.push(full.clone());
+                }
+                // `crate::a::{b, c::d}`: each branch is a path of its own.
+                if after[end..].starts_with('{') {
+                    let close = after[end..].find('}').map_or(after.len(), |c| end + c);
+                    for branch in after[end + 1..close].split(',') {
+                        let branch = branch.trim().split(|c: char| !ident(c)).next().unwrap_or("");
+                        if !branch.is_empty() && branch != "self" {
+                            out.push([full.as_str(), branch].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("::"));
+                        }
+                    }
+                }
+            }
+            rest = &after[end..];
+        }
+    }
+    // A module's own children, named without a prefix (`mod levels;` ... `levels::f()`).
+    for line in source.lines() {
+        let line = line.trim();
+        let Some(child) = line.strip_prefix("pub mod ").or_else(|| line.strip_prefix("mod ")).and_then(|r| r.strip_suffix(';')) else { continue };
+        let used =
+            source.match_indices(&format!("{child}::")).any(|(i, _)| !source[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':'));
+        if used {
+            out.push(if module == "lib" { child.to_string() } else { format!("{module}::{child}") });
+        }
+    }
+    out
+}
+
+/// The longest known module a path starts with.
+fn resolve<'a>(modules: &'a BTreeSet<String>, path: &str) -> Option<&'a String> {
+    let parts: Vec<&str> = path.split("::").collect();
+    (1..=parts.len()).rev().find_map(|n| modules.get(&parts[..n].join("::")))
+}
+
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src");
+    let mut files = Vec::new();
+    sources(&root, &mut files);
+    let modules: BTreeSet<String> = files.iter().map(|f| module_of(&root, f)).collect();
+    let mut graph = BTreeMap::new();
+    for file in &files {
+        let module = module_of(&root, file);
+        let source = std::fs::read_to_string(file).unwrap();
+        let is_mod_rs = file.file_name().is_some_and(|n| n == "mod.rs");
+        let uses: BTreeSet<String> = referenced_paths(&module, is_mod_rs, without_tests(&source))
+            .iter()
+            .filter_map(|p| resolve(&modules, p))
+            .filter(|m| **m != module)
+            // A child naming its parent's items is part of the parent; parent to child and
+            // between siblings are what can go round.
+            .filter(|m| !module.starts_with(&format!("{m}::")) && *m != "lib")
+            .cloned()
+            .collect();
+        graph.insert(module, uses);
+    }
+    graph
+}
+
+/// Strongly connected components of more than one module (Tarjan's algorithm).
+fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    struct Walk<'a> {
+        graph: &'a BTreeMap<String, BTreeSet<String>>,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        found: Vec<Vec<String>>,
+    }
+    fn visit<'a>(w: &mut Walk<'a>, v: &'a str) {
+        let n = w.index.len();
+        w.index.insert(v, n);
+        w.low.insert(v, n);
+        w.stack.push(v);
+        for next in w.graph.get(v).into_iter().flatten() {
+            let next = next.as_str();
+            if !w.index.contains_key(next) {
+                visit(w, next);
+                let low = w.low[v].min(w.low[next]);
+                w.low.insert(v, low);
+            } else if w.stack.contains(&next) {
+                let low = w.low[v].min(w.index[next]);
+                w.low.insert(v, low);
+            }
+        }
+        if w.low[v] == w.index[v] {
+            let mut component = Vec::new();
+            while let Some(top) = w.stack.pop() {
+                component.push(top.to_string());
+                if top == v {
+                    break;
+                }
+            }
+            if component.len() > 1 {
+                component.sort();
+                w.found.push(component);
+            }
+        }
+    }
+    let mut walk = Walk { graph, index: BTreeMap::new(), low: BTreeMap::new(), stack: vec![], found: vec![] };
+    for v in graph.keys() {
+        if !walk.index.contains_key(v.as_str()) {
+            visit(&mut walk, v);
+        }
+    }
+    walk.found
+}
+
+#[test]
+fn the_library_has_no_import_cycles() {
+    let graph = graph();
+    assert!(graph.len() > 40, "the source was found: {} modules", graph.len());
+    assert!(graph["proxy"].contains("limits"), "imports are read: {:?}", graph["proxy"]);
+    assert_eq!(cycles(&graph), Vec::<Vec<String>>::new(), "modules that import each other, through any path");
+}
+
+#[test]
+fn the_domain_knows_neither_the_http_layer_nor_the_wiring() {
+    let mut offenders = Vec::new();
+    for (module, uses) in graph() {
+        if module.starts_with("http") || WIRING.contains(&module.as_str()) {
+            continue;
+        }
+        for used in uses.iter().filter(|u| u.starts_with("http") || *u == "state" || *u == "runtime") {
+            offenders.push(format!("{module} uses {used}"));
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:#?}");
+}
+
+#[test]
+fn a_cycle_is_found_when_there_is_one() {
+    let graph: BTreeMap<String, BTreeSet<String>> = [("a", vec!["b"]), ("b", vec!["c"]), ("c", vec!["a"]), ("d", vec!["a"])]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+        .collect();
+    assert_eq!(cycles(&graph), vec![vec!["a".to_string(), "b".into(), "c".into()]]);
+    let paths = referenced_paths("identity::users", false, "use super::{sessions, jwt::JwtKeys};\nuse crate::store::{Key, Store};");
+    assert!(paths.contains(&"identity::sessions".to_string()) && paths.contains(&"store::Key".to_string()), "{paths:?}");
+    let paths = referenced_paths("proxy", true, "mod gateway;\npub mod levels;\nfn f() { levels::owner_context(); }");
+    assert_eq!(paths, vec!["proxy::levels".to_string()]);
+}
