@@ -164,7 +164,7 @@ backend_tests! {
         app.chat(&old, msg.clone()).await.expect(200);
         app.chat(&new, msg.clone()).await.expect(200);
         app.post(&format!("/admin/v1/me/api-keys/{id}/rotate"), Some(&admin), json!({})).await.expect_error(409, "key_rotating");
-        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        app.clock.advance(chrono::Duration::seconds(3));
         app.chat(&old, msg.clone()).await.expect_error(401, "invalid_api_key");
         app.chat(&new, msg.clone()).await.expect(200);
 

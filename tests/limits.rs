@@ -11,12 +11,12 @@ use tollgate::store::Store;
 use tollgate_tests::counting::{CountingStore, Op};
 use tollgate_tests::{TestApp, backend_tests};
 
-/// Waits, if needed, so that the next few seconds stay inside one UTC minute.
-async fn away_from_minute_edge() {
-    let second = chrono::Timelike::second(&chrono::Utc::now());
-    if second > 50 {
-        tokio::time::sleep(std::time::Duration::from_secs(u64::from(61 - second))).await;
-    }
+/// Sets the app's clock to the first second of a minute (a day ahead), so that the test's
+/// requests share one rate window however long they take, and the test moves to the next one.
+fn at_the_start_of_a_minute(app: &TestApp) {
+    use chrono::DurationRound;
+    let minute = (chrono::Utc::now() + chrono::Duration::days(1)).duration_trunc(chrono::Duration::minutes(1)).unwrap();
+    app.clock.set(minute + chrono::Duration::seconds(1));
 }
 
 async fn counters(app: &TestApp, admin: &str, key_id: &str) -> tollgate::store::Item {
@@ -53,8 +53,8 @@ backend_tests! {
     }
 
     async fn rpm_holds_within_the_window(backend) {
-        away_from_minute_edge().await;
         let app = TestApp::start(backend).await;
+        at_the_start_of_a_minute(&app);
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 0.0, 0.0, None).await;
         let (_, key) = app.api_key(&admin, json!({"rate_limit_rpm": 5})).await;
@@ -68,11 +68,16 @@ backend_tests! {
             let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
             assert!((1..=60).contains(&retry));
         }
+        // Still refused at the minute's last second; served in the next minute.
+        app.clock.advance(chrono::Duration::seconds(57));
+        app.chat(&key, body.clone()).await.expect_error(429, "rate_limit_exceeded");
+        app.clock.advance(chrono::Duration::seconds(2));
+        app.chat(&key, body.clone()).await.expect(200);
     }
 
     async fn tpm_counts_worst_cases_then_settles_to_real_tokens(backend) {
-        away_from_minute_edge().await;
         let app = TestApp::start(backend).await;
+        at_the_start_of_a_minute(&app);
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 0.0, 0.0, None).await;
         let (key_id, key) = app.api_key(&admin, json!({"rate_limit_tpm": 400})).await;
@@ -119,6 +124,8 @@ backend_tests! {
 
     async fn a_dead_requests_reservation_is_released_when_its_lease_lapses(backend) {
         let app = TestApp::start(backend).await;
+        // Mid-month, so that the hour the test moves the clock by stays in one budget period.
+        app.clock.set("2031-03-15T12:00:00Z".parse().unwrap());
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 0.0, 2000.0, None).await;
         // A 10-cent budget; each request below costs exactly 1 cent (5 output tokens).
@@ -131,7 +138,7 @@ backend_tests! {
         let stored = tollgate::keys::get(app.state.store.as_ref(), &owner, key_id.parse().unwrap()).await.unwrap();
         let levels = tollgate::proxy::levels::levels(&stored, &Default::default());
         let worst = tollgate::limits::Charge { calls: 1, input_tokens: 10, output_tokens: 20, cost_micros: 40_000 };
-        let now = chrono::Utc::now();
+        let now = app.clock.now();
         let dead = |id: &str, expires_at: i64| {
             let record = tollgate::usage::lease_record(&owner.tag(), stored.id, "mock-1", "chat/completions");
             tollgate::limits::LeaseSpec { id: id.to_string(), expires_at, record }
@@ -159,6 +166,16 @@ backend_tests! {
         app.chat(&key, body.clone()).await.expect(200);
         assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 80_000, "4 cents spent + the running lease's 4");
         assert!(tollgate::usage::by_request_id(app.state.store.as_ref(), "dead-lapsed-2").await.unwrap().is_some(), "recorded as it was released");
+
+        // An hour on, the other dead request's lease lapses too: the next request releases it,
+        // and the counter holds exactly what the records say was spent.
+        app.clock.advance(chrono::Duration::seconds(3601));
+        let admin = app.login(tollgate_tests::ADMIN_EMAIL, tollgate_tests::ADMIN_PASSWORD).await;
+        app.chat(&key, body.clone()).await.expect(200);
+        assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 50_000, "5 cents spent, nothing held");
+        assert!(tollgate::usage::by_request_id(app.state.store.as_ref(), "dead-running").await.unwrap().is_some(), "recorded as it was released");
+        let logs = app.get("/admin/v1/me/usage/logs?limit=100", Some(&admin)).await.expect(200).body["data"].as_array().unwrap().clone();
+        assert_eq!(logs.iter().map(|r| r["cost_micros"].as_i64().unwrap()).sum::<i64>(), 50_000);
     }
 
     async fn settlement_returns_unused_reservation(backend) {

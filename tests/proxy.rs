@@ -224,10 +224,12 @@ backend_tests! {
         let via_header = app.client.post(format!("{}/v1/chat/completions", app.base)).header("x-api-key", &any).json(&msg).send().await.unwrap();
         TestApp::read(via_header).await.expect(200);
         // Expired keys stop.
-        let expires = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
+        let expires = (app.clock.now() + chrono::Duration::minutes(5)).to_rfc3339();
         let (_, short) = app.api_key(&admin, json!({"expires_at": expires})).await;
         app.chat(&short, msg.clone()).await.expect(200);
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        app.clock.advance(chrono::Duration::minutes(4));
+        app.chat(&short, msg.clone()).await.expect(200);
+        app.clock.advance(chrono::Duration::minutes(1) + chrono::Duration::seconds(1));
         app.chat(&short, msg.clone()).await.expect_error(401, "invalid_api_key");
     }
 
