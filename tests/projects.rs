@@ -132,10 +132,11 @@ backend_tests! {
         for (metric, limit, status, code) in [
             ("cost", json!(0.01), 402, "budget_exceeded"),
             ("calls", json!(3), 429, "rate_limit_exceeded"),
-            // A request's worst case is ~85 input tokens (its body's bytes) and 5 output.
-            ("input_tokens", json!(100), 429, "rate_limit_exceeded"),
+            // A request's worst case is 16 input tokens ("user" and "hello": 9 bytes of text,
+            // 4 framing for the message, 3 for the reply) and 5 output; it uses 1 and 5.
+            ("input_tokens", json!(30), 429, "rate_limit_exceeded"),
             ("output_tokens", json!(22), 429, "rate_limit_exceeded"),
-            ("total_tokens", json!(120), 429, "rate_limit_exceeded"),
+            ("total_tokens", json!(60), 429, "rate_limit_exceeded"),
         ] {
             for level in ["workspace", "project", "token"] {
                 // A fresh workspace, project and token, with the one limit at one level.

@@ -32,7 +32,17 @@ pub struct Model {
     /// Micro-dollars per million tokens.
     pub input_price_micros: i64,
     pub output_price_micros: i64,
+    /// Per million input tokens read from the provider's prompt cache (default: the input price).
+    #[serde(default)]
+    pub cached_input_price_micros: Option<i64>,
+    /// Per million input tokens written to the provider's prompt cache (default: the input price).
+    #[serde(default)]
+    pub cache_write_price_micros: Option<i64>,
     pub context_window: i64,
+    /// The most output tokens the model writes in one answer (default: its context window):
+    /// a request without `max_tokens` is reserved at this.
+    #[serde(default)]
+    pub max_output_tokens: Option<i64>,
     pub capabilities: Vec<String>,
     pub has_api_key: bool,
     /// Names the model's key in the secret store (ids may hold characters secret names cannot).
@@ -46,6 +56,20 @@ impl Model {
         format!("models/{}/api-key", self.secret_id)
     }
 
+    pub fn prices(&self) -> crate::money::Prices {
+        crate::money::Prices {
+            input: self.input_price_micros,
+            cached_input: self.cached_input_price_micros.unwrap_or(self.input_price_micros),
+            cache_write: self.cache_write_price_micros.unwrap_or(self.input_price_micros),
+            output: self.output_price_micros,
+        }
+    }
+
+    /// The most output tokens one answer can have.
+    pub fn output_cap(&self) -> i64 {
+        self.max_output_tokens.unwrap_or(self.context_window).min(self.context_window).max(1)
+    }
+
     /// Where requests for this model go (none for the built-in mock).
     pub fn endpoint(&self) -> Option<String> {
         self.base_url.clone().or_else(|| PROVIDERS.iter().find(|(p, _)| *p == self.provider).and_then(|(_, url)| url.map(str::to_string)))
@@ -56,13 +80,9 @@ fn key(id: &str) -> Key {
     Key::new(format!("MODEL#{id}"), "MODEL")
 }
 
+/// A model id follows the one name pattern (`names`).
 pub fn validate_id(id: &str) -> ApiResult<()> {
-    let ok = (1..=128).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || "._:@+=-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_param("id", "id must be 1-128 characters: letters, digits and . _ : @ + = - (a / is reserved for <provider>/<model> names)"))
-    }
+    crate::names::validate("id", id)
 }
 
 pub fn validate(model: &Model) -> ApiResult<()> {
@@ -82,6 +102,11 @@ pub fn validate(model: &Model) -> ApiResult<()> {
     }
     if !(1..=MAX_CONTEXT_WINDOW).contains(&model.context_window) {
         return Err(ApiError::invalid_param("contextWindow", format!("contextWindow must be from 1 to {MAX_CONTEXT_WINDOW} tokens")));
+    }
+    if let Some(max) = model.max_output_tokens
+        && !(1..=model.context_window).contains(&max)
+    {
+        return Err(ApiError::invalid_param("maxOutputTokens", format!("maxOutputTokens must be from 1 to the context window ({})", model.context_window)));
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod keys;
 pub mod limits;
 pub mod money;
+pub mod names;
 pub mod notify;
 pub mod outbox;
 pub mod pagination;

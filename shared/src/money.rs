@@ -28,12 +28,51 @@ pub fn format_dollars(micros: i64) -> String {
     format!("{sign}{}.{:06}", abs / 1_000_000, abs % 1_000_000)
 }
 
-/// The cost of a request: tokens times prices per million tokens, rounded up to the next
-/// micro-dollar so that Tollgate never under-charges.
-pub fn cost_micros(input_tokens: i64, output_tokens: i64, input_price_per_m: i64, output_price_per_m: i64) -> i64 {
-    let total = i128::from(input_tokens.max(0)) * i128::from(input_price_per_m) + i128::from(output_tokens.max(0)) * i128::from(output_price_per_m);
-    let micros = (total + 999_999) / 1_000_000;
+/// A model's prices: micro-dollars per million tokens of each class, as providers charge them.
+/// Reasoning tokens are output tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prices {
+    pub input: i64,
+    /// Input tokens read from the provider's prompt cache.
+    pub cached_input: i64,
+    /// Input tokens written to the provider's prompt cache.
+    pub cache_write: i64,
+    pub output: i64,
+}
+
+impl Prices {
+    /// The most any one input token can cost: an input token of unknown class is priced at it.
+    pub fn worst_input(&self) -> i64 {
+        self.input.max(self.cached_input).max(self.cache_write)
+    }
+}
+
+/// The tokens one request used, by class. `input` counts only the uncached input tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenClasses {
+    pub input: i64,
+    pub cached_input: i64,
+    pub cache_write: i64,
+    pub output: i64,
+}
+
+/// The cost of a request: each token class times its price per million tokens, summed exactly
+/// and rounded up once to the next micro-dollar, so that Tollgate never under-charges.
+pub fn cost(tokens: &TokenClasses, prices: &Prices) -> i64 {
+    // Saturating: four products of two i64s can pass i128::MAX; a wrapped sum would undercharge.
+    let term = |n: i64, price: i64| i128::from(n.max(0)).saturating_mul(i128::from(price.max(0)));
+    let total = term(tokens.input, prices.input)
+        .saturating_add(term(tokens.cached_input, prices.cached_input))
+        .saturating_add(term(tokens.cache_write, prices.cache_write))
+        .saturating_add(term(tokens.output, prices.output));
+    let micros = total.saturating_add(999_999) / 1_000_000;
     i64::try_from(micros).unwrap_or(i64::MAX)
+}
+
+/// The cost of `input_tokens` uncached input and `output_tokens` output tokens.
+pub fn cost_micros(input_tokens: i64, output_tokens: i64, input_price_per_m: i64, output_price_per_m: i64) -> i64 {
+    let prices = Prices { input: input_price_per_m, output: output_price_per_m, ..Prices::default() };
+    cost(&TokenClasses { input: input_tokens, output: output_tokens, ..TokenClasses::default() }, &prices)
 }
 
 #[cfg(test)]
@@ -57,6 +96,21 @@ mod tests {
         assert_eq!(cost_micros(1, 0, 10_000, 0), 1);
         assert_eq!(cost_micros(0, 0, 10_000, 10_000), 0);
         assert_eq!(cost_micros(i64::MAX, i64::MAX, i64::MAX, i64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn each_token_class_at_its_price_rounded_up_once_and_saturates() {
+        // Claude Sonnet-like: $3 in, $0.30 cache read, $3.75 cache write, $15 out (per million).
+        let prices = Prices { input: 3_000_000, cached_input: 300_000, cache_write: 3_750_000, output: 15_000_000 };
+        let tokens = TokenClasses { input: 1, cached_input: 1, cache_write: 1, output: 1 };
+        // 3 + 0.3 + 3.75 + 15 = 22.05 micro-dollars: rounded up once to 23, not per class (25).
+        assert_eq!(cost(&tokens, &prices), 23);
+        assert_eq!(prices.worst_input(), 3_750_000);
+        let none = TokenClasses { input: -5, ..TokenClasses::default() };
+        assert_eq!(cost(&none, &prices), 0, "negative counts never pay back");
+        let all = TokenClasses { input: i64::MAX, cached_input: i64::MAX, cache_write: i64::MAX, output: i64::MAX };
+        let top = Prices { input: i64::MAX, cached_input: i64::MAX, cache_write: i64::MAX, output: i64::MAX };
+        assert_eq!(cost(&all, &top), i64::MAX, "saturates");
     }
 
     #[test]

@@ -46,10 +46,18 @@ pub struct UsageRecord {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cached_tokens: i64,
+    /// Input tokens written to the provider's prompt cache.
+    #[serde(default)]
+    pub cache_write_tokens: i64,
     pub reasoning_tokens: i64,
     pub cost_micros: i64,
+    /// The prices the request was charged at (per million tokens of each class).
     pub input_price_micros: i64,
     pub output_price_micros: i64,
+    #[serde(default)]
+    pub cached_input_price_micros: i64,
+    #[serde(default)]
+    pub cache_write_price_micros: i64,
     pub pricing_source: String,
     pub latency_ms: i64,
     pub ttft_ms: Option<i64>,
@@ -151,10 +159,13 @@ pub fn lost(request_id: &str, lease_record: &str, released_at: DateTime<Utc>) ->
         input_tokens: 0,
         output_tokens: 0,
         cached_tokens: 0,
+        cache_write_tokens: 0,
         reasoning_tokens: 0,
         cost_micros: 0,
         input_price_micros: 0,
         output_price_micros: 0,
+        cached_input_price_micros: 0,
+        cache_write_price_micros: 0,
         pricing_source: "catalog".into(),
         latency_ms: 0,
         ttft_ms: None,

@@ -38,6 +38,7 @@ pub struct KeyView {
     #[schema(value_type = Option<Object>)]
     sovereignty_requirements: Option<Value>,
     expires_at: Option<DateTime<Utc>>,
+    fit_max_tokens: bool,
     revoked_at: Option<DateTime<Utc>>,
     rotated_from_key_id: Option<Uuid>,
     rotation_grace_until: Option<DateTime<Utc>>,
@@ -68,6 +69,7 @@ impl KeyView {
             rate_limit_tpm: s.rate_limit_tpm,
             sovereignty_requirements: s.sovereignty_requirements.and_then(|s| serde_json::from_str(&s).ok()),
             expires_at: s.expires_at,
+            fit_max_tokens: s.fit_max_tokens,
             revoked_at: k.revoked_at,
             rotated_from_key_id: k.rotated_from_key_id,
             rotation_grace_until: k.rotation_grace_until,
@@ -124,6 +126,11 @@ pub struct CreateKey {
     scopes: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     sovereignty_requirements: Option<Value>,
+    /// When a request's worst case does not fit what a budget has left, lower its max_tokens to
+    /// what the budget can still pay for (the answer's `x-tollgate-max-tokens-lowered` header
+    /// says to what) instead of refusing it with 402. Default false.
+    #[serde(default)]
+    fit_max_tokens: bool,
 }
 
 /// Creates a key; its secret is in `key`, shown this once. An API key (with `keys:write`) may
@@ -144,6 +151,7 @@ async fn create_key(State(state): State<AppState>, me: Me, ApiJson(body): ApiJso
         limits: vec![],
         sovereignty_requirements: body.sovereignty_requirements.filter(|v| !v.is_null()).map(|v| v.to_string()),
         expires_at: body.expires_at,
+        fit_max_tokens: body.fit_max_tokens,
     };
     let issued = keys::create(state.store.as_ref(), Owner::User { user_id: me.user_id }, settings, me.key(), state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(KeyView::of(issued.key, Some(issued.secret)))))

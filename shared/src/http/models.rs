@@ -30,7 +30,13 @@ pub struct ModelView {
     base_url: Option<String>,
     input_price: f64,
     output_price: f64,
+    /// Dollars per million input tokens read from the provider's cache.
+    cached_input_price: f64,
+    /// Dollars per million input tokens written to the provider's cache.
+    cache_write_price: f64,
     context_window: i64,
+    /// The most output tokens per answer; what a request without max_tokens is reserved at.
+    max_output_tokens: i64,
     capabilities: Vec<String>,
     has_api_key: bool,
     created_at: DateTime<Utc>,
@@ -39,13 +45,18 @@ pub struct ModelView {
 
 impl From<Model> for ModelView {
     fn from(m: Model) -> Self {
+        let prices = m.prices();
+        let max_output_tokens = m.output_cap();
         ModelView {
             id: m.id,
             provider: m.provider,
             base_url: m.base_url,
-            input_price: micros_to_dollars(m.input_price_micros),
-            output_price: micros_to_dollars(m.output_price_micros),
+            input_price: micros_to_dollars(prices.input),
+            output_price: micros_to_dollars(prices.output),
+            cached_input_price: micros_to_dollars(prices.cached_input),
+            cache_write_price: micros_to_dollars(prices.cache_write),
             context_window: m.context_window,
+            max_output_tokens,
             capabilities: m.capabilities,
             has_api_key: m.has_api_key,
             created_at: m.created_at,
@@ -70,9 +81,16 @@ pub struct CreateModel {
     api_key: Option<SecretString>,
     /// Dollars per million input tokens.
     input_price: f64,
-    /// Dollars per million output tokens.
+    /// Dollars per million output tokens (reasoning tokens included).
     output_price: f64,
+    /// Dollars per million input tokens read from the provider's prompt cache; default: inputPrice.
+    cached_input_price: Option<f64>,
+    /// Dollars per million input tokens written to the provider's prompt cache; default: inputPrice.
+    cache_write_price: Option<f64>,
     context_window: i64,
+    /// The most output tokens per answer; default: contextWindow. A request without max_tokens
+    /// is reserved at this.
+    max_output_tokens: Option<i64>,
     #[serde(default)]
     capabilities: Vec<String>,
     /// Any OpenAI-compatible endpoint (our addition to the seed).
@@ -90,7 +108,10 @@ async fn create_model(State(state): State<AppState>, caller: Caller, ApiJson(bod
         base_url: body.base_url,
         input_price_micros: dollars_to_micros(body.input_price, "inputPrice")?,
         output_price_micros: dollars_to_micros(body.output_price, "outputPrice")?,
+        cached_input_price_micros: body.cached_input_price.map(|p| dollars_to_micros(p, "cachedInputPrice")).transpose()?,
+        cache_write_price_micros: body.cache_write_price.map(|p| dollars_to_micros(p, "cacheWritePrice")).transpose()?,
         context_window: body.context_window,
+        max_output_tokens: body.max_output_tokens,
         capabilities: body.capabilities,
         has_api_key: false,
         secret_id: uuid::Uuid::new_v4(),
@@ -116,7 +137,10 @@ pub struct UpdateModel {
     api_key: Option<SecretString>,
     input_price: Option<f64>,
     output_price: Option<f64>,
+    cached_input_price: Option<f64>,
+    cache_write_price: Option<f64>,
     context_window: Option<i64>,
+    max_output_tokens: Option<i64>,
     capabilities: Option<Vec<String>>,
     base_url: Option<String>,
 }
@@ -140,8 +164,17 @@ async fn update_model(
     if let Some(p) = body.output_price {
         model.output_price_micros = dollars_to_micros(p, "outputPrice")?;
     }
+    if let Some(p) = body.cached_input_price {
+        model.cached_input_price_micros = Some(dollars_to_micros(p, "cachedInputPrice")?);
+    }
+    if let Some(p) = body.cache_write_price {
+        model.cache_write_price_micros = Some(dollars_to_micros(p, "cacheWritePrice")?);
+    }
     if let Some(c) = body.context_window {
         model.context_window = c;
+    }
+    if let Some(m) = body.max_output_tokens {
+        model.max_output_tokens = Some(m);
     }
     if let Some(c) = body.capabilities {
         model.capabilities = c;

@@ -32,6 +32,7 @@ pub struct ProjectTokenView {
     token_prefix: String,
     limits: Vec<LimitSpec>,
     expires_at: Option<DateTime<Utc>>,
+    fit_max_tokens: bool,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
     /// The token itself: present once, in the answer to its creation.
@@ -47,6 +48,7 @@ fn view(key: ApiKey, project_id: Uuid, secret: Option<String>) -> ProjectTokenVi
         token_prefix: key.key_prefix,
         limits: key.settings.limits.iter().map(LimitSpec::of).collect(),
         expires_at: key.settings.expires_at,
+        fit_max_tokens: key.settings.fit_max_tokens,
         created_at: key.created_at,
         last_used_at: key.last_used_at,
         token: secret,
@@ -72,6 +74,11 @@ pub struct CreateProjectToken {
     #[serde(default)]
     limits: Vec<LimitSpec>,
     expires_at: Option<DateTime<Utc>>,
+    /// When a request's worst case does not fit what a budget has left, lower its max_tokens to
+    /// what the budget can still pay for (the answer's `x-tollgate-max-tokens-lowered` header
+    /// says to what) instead of refusing it with 402. Default false.
+    #[serde(default)]
+    fit_max_tokens: bool,
 }
 
 /// Creates a project token; the answer holds the token, once. Editors and admins.
@@ -85,7 +92,13 @@ async fn create_token(
 ) -> ApiResult<(StatusCode, Json<ProjectTokenView>)> {
     let store = state.store.as_ref();
     let (project, _) = projects::require(store, &slug, &viewer(&caller), Role::Editor).await?;
-    let settings = KeySettings { name: body.name, limits: limits::from_specs(&body.limits)?, expires_at: body.expires_at, ..KeySettings::default() };
+    let settings = KeySettings {
+        name: body.name,
+        limits: limits::from_specs(&body.limits)?,
+        expires_at: body.expires_at,
+        fit_max_tokens: body.fit_max_tokens,
+        ..KeySettings::default()
+    };
     let issued = keys::create(store, Owner::Project { project_id: project.id }, settings, None, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(view(issued.key, project.id, Some(issued.secret)))))
 }
@@ -96,6 +109,8 @@ pub struct UpdateProjectToken {
     name: Option<String>,
     /// Replaces the token's limits; a limit kept on the same metric and window keeps its count.
     limits: Option<Vec<LimitSpec>>,
+    /// See the creation's fitMaxTokens.
+    fit_max_tokens: Option<bool>,
 }
 
 #[utoipa::path(put, path = "/api/projects/{slug}/tokens/{tokenId}", tag = "projects", params(("slug" = String, Path), ("tokenId" = Uuid, Path)), request_body = UpdateProjectToken,
@@ -116,6 +131,9 @@ async fn update_token(
         }
         if let Some(limits) = limits {
             settings.limits = limits;
+        }
+        if let Some(fit) = body.fit_max_tokens {
+            settings.fit_max_tokens = fit;
         }
         Ok(())
     })

@@ -47,9 +47,13 @@ pub struct RecordView {
     input_tokens: i64,
     output_tokens: i64,
     cached_tokens: i64,
+    cache_write_tokens: i64,
     reasoning_tokens: i64,
     /// Dollars.
     cost: f64,
+    /// What each token class was charged at: dollars per million tokens.
+    #[schema(value_type = Object)]
+    prices: serde_json::Value,
     latency_ms: i64,
     ttft_ms: Option<i64>,
     status_code: i64,
@@ -80,8 +84,13 @@ fn view(r: UsageRecord, with_trace: bool) -> RecordView {
         input_tokens: r.input_tokens,
         output_tokens: r.output_tokens,
         cached_tokens: r.cached_tokens,
+        cache_write_tokens: r.cache_write_tokens,
         reasoning_tokens: r.reasoning_tokens,
         cost: micros_to_dollars(r.cost_micros),
+        prices: serde_json::json!({
+            "input": micros_to_dollars(r.input_price_micros), "cachedInput": micros_to_dollars(r.cached_input_price_micros),
+            "cacheWrite": micros_to_dollars(r.cache_write_price_micros), "output": micros_to_dollars(r.output_price_micros),
+        }),
         latency_ms: r.latency_ms,
         ttft_ms: r.ttft_ms,
         status_code: r.status_code,

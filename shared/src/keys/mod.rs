@@ -107,6 +107,10 @@ pub struct KeySettings {
     /// Kept as JSON text: it is opaque to us and may hold non-integer numbers.
     pub sovereignty_requirements: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Opt-in: when a request's worst case does not fit what a budget has left, lower its
+    /// `max_tokens` to what the budget can still pay for (and say so) instead of refusing it.
+    #[serde(default)]
+    pub fit_max_tokens: bool,
 }
 
 /// Every scope a token may hold.

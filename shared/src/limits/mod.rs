@@ -260,19 +260,19 @@ struct Planned {
     end: Option<DateTime<Utc>>,
 }
 
-/// The conditional update reserving `charge` against one level, with its lease: refuses at
-/// once a request whose worst case alone exceeds a limit.
-fn plan(level: &Level, charge: &Charge, now: DateTime<Utc>, lease: &LeaseSpec, record: bool) -> ApiResult<(Update, Cond, Vec<Planned>)> {
+/// The conditional update reserving `charge` against one level, with its lease; or, for a
+/// request whose worst case alone exceeds a limit, that limit's share (refused without a write).
+fn plan(level: &Level, charge: &Charge, now: DateTime<Utc>, lease: &LeaseSpec, record: bool) -> Result<(Update, Cond, Vec<Planned>), Planned> {
     let mut update = Update::default();
     let mut conds = Vec::new();
     let mut plan = Vec::new();
     for limit in &level.limits {
         let (window_key, end) = limit.window.span(now);
         let amount = charge.amount(limit.metric);
-        if amount > limit.limit {
-            return Err(refusal(limit, end, now));
-        }
         let attr = attr_name(limit, &window_key);
+        if amount > limit.limit {
+            return Err(Planned { limit: limit.clone(), attr, amount, end });
+        }
         conds.push(Cond::Or(vec![Cond::AttrNotExists(attr.clone()), Cond::Le(attr.clone(), limit.limit.saturating_sub(amount))]));
         update = update.add(&attr, amount);
         plan.push(Planned { limit: limit.clone(), attr, amount, end });
@@ -324,20 +324,47 @@ async fn release_lapsed(store: &dyn Store, counters: &Key, now: DateTime<Utc>) -
     Ok(released)
 }
 
-/// Names the limit that refused a reservation (read on the refusal path only).
-async fn refused(store: &dyn Store, counters: &Key, plan: &[Planned], now: DateTime<Utc>) -> ApiError {
+/// A reservation refused.
+#[derive(Debug)]
+pub struct Refused {
+    /// What the client is told.
+    pub error: ApiError,
+    /// When a budget (a cost limit) refused it: what that budget has left, in micro-dollars.
+    pub budget_left: Option<i64>,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        Refused { error, budget_left: None }
+    }
+}
+
+impl From<StoreError> for Refused {
+    fn from(error: StoreError) -> Self {
+        Refused { error: error.into(), budget_left: None }
+    }
+}
+
+/// Names the limit that refused a reservation, and a budget's remainder (read on the refusal
+/// path only).
+async fn refused(store: &dyn Store, counters: &Key, plan: &[Planned], now: DateTime<Utc>) -> Refused {
     let item = match store.get(counters).await {
         Ok(item) => item.unwrap_or_default(),
         Err(e) => return e.into(),
     };
+    let refusing = |p: &Planned| {
+        let used = item.get(&p.attr).and_then(Attr::as_i64).unwrap_or(0);
+        let budget_left = (p.limit.metric == Metric::Cost).then(|| p.limit.limit.saturating_sub(used).max(0));
+        Refused { error: refusal(&p.limit, p.end, now), budget_left }
+    };
     for p in plan {
         let used = item.get(&p.attr).and_then(Attr::as_i64).unwrap_or(0);
         if used.saturating_add(p.amount) > p.limit.limit {
-            return refusal(&p.limit, p.end, now);
+            return refusing(p);
         }
     }
     // Another request settled in between; the caller may simply retry.
-    refusal(&plan[0].limit, plan[0].end, now)
+    refusing(&plan[0])
 }
 
 /// Reserves `charge` against every level at once, under `lease`: one conditional update per
@@ -345,7 +372,7 @@ async fn refused(store: &dyn Store, counters: &Key, plan: &[Planned], now: DateT
 /// counts the request or none does; with several, the counters are read back afterwards for
 /// the rate-limit headers. A request refused while lapsed leases hold part of a limit has
 /// them released and is tried once more.
-pub async fn reserve_levels(store: &dyn Store, levels: &[Level], charge: &Charge, now: DateTime<Utc>, lease: &LeaseSpec) -> ApiResult<Vec<Reservation>> {
+pub async fn reserve_levels(store: &dyn Store, levels: &[Level], charge: &Charge, now: DateTime<Utc>, lease: &LeaseSpec) -> Result<Vec<Reservation>, Refused> {
     let levels: Vec<Level> =
         levels.iter().map(|l| Level { counters: l.counters.clone(), limits: l.limits.iter().filter(|l| l.mode != Mode::Disable).cloned().collect() }).collect();
     let levels: Vec<&Level> = levels.iter().filter(|l| !l.limits.is_empty()).collect();
@@ -356,7 +383,7 @@ pub async fn reserve_levels(store: &dyn Store, levels: &[Level], charge: &Charge
             Err(refused) => refused,
         };
         match blocked {
-            Some(counters) if !retried && release_lapsed(store, &counters, now).await? => retried = true,
+            Some(counters) if !retried && release_lapsed(store, &counters, now).await.map_err(Refused::from)? => retried = true,
             _ => return Err(refusal),
         }
     }
@@ -369,12 +396,16 @@ async fn try_reserve(
     charge: &Charge,
     now: DateTime<Utc>,
     lease: &LeaseSpec,
-) -> Result<Vec<Reservation>, (ApiError, Option<Key>)> {
+) -> Result<Vec<Reservation>, (Refused, Option<Key>)> {
     let mut plans = Vec::with_capacity(levels.len());
     let mut ops = Vec::with_capacity(levels.len());
     for (i, level) in levels.iter().enumerate() {
         // The lowest level carries the lost request's record.
-        let (update, cond, plan) = plan(level, charge, now, lease, i + 1 == levels.len()).map_err(|e| (e, None))?;
+        let (update, cond, plan) = match plan(level, charge, now, lease, i + 1 == levels.len()) {
+            Ok(planned) => planned,
+            // Too big for the limit whatever it has used: no lapsed lease can make room.
+            Err(over) => return Err((refused(store, &level.counters, &[over], now).await, None)),
+        };
         ops.push(TxOp::Update { key: level.counters.clone(), update, cond: Some(cond) });
         plans.push(plan);
     }
@@ -582,7 +613,7 @@ mod tests {
         let huge = Charge { calls: 1, input_tokens: i64::MAX, output_tokens: i64::MAX, cost_micros: i64::MAX };
         let now = at("2026-11-25T13:45:10Z");
         let refused = plan(&level, &huge, now, &LeaseSpec::default(), true).err().expect("a worst case past the limit is refused");
-        assert_eq!(refused.status(), axum::http::StatusCode::PAYMENT_REQUIRED);
+        assert_eq!((refused.limit.metric, refused.amount), (Metric::Cost, i64::MAX), "refused for the budget, at the whole worst case");
         let (attr, end) = current_counter(&limit, now);
         let reservation = Reservation {
             counters: level.counters.clone(),

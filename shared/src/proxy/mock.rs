@@ -6,7 +6,8 @@
 //! - `[mock:words=N]`    answer with exactly N words (before `max_tokens` cuts it)
 //! - `[mock:delay_ms=N]` wait N ms before the answer and between streamed chunks
 //! - `[mock:status=N]`   fail with HTTP status N
-//! - `[mock:cached=N]`, `[mock:reasoning=N]` report N cached input / reasoning tokens
+//! - `[mock:cached=N]`, `[mock:cache_write=N]`, `[mock:reasoning=N]` report N input tokens read
+//!   from / written to the prompt cache (as OpenRouter reports them), or N reasoning tokens
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -32,6 +33,7 @@ pub struct Answer {
     pub generated: i64,
     pub input_tokens: i64,
     pub cached_tokens: i64,
+    pub cache_write_tokens: i64,
     pub reasoning_tokens: i64,
     pub finish_reason: &'static str,
     pub delay_ms: u64,
@@ -59,6 +61,7 @@ pub fn answer(req: &Inspected) -> Answer {
         generated: req.choices.max(returned),
         input_tokens: req.input_words,
         cached_tokens: directive(&last, "cached").unwrap_or(0).clamp(0, req.input_words),
+        cache_write_tokens: directive(&last, "cache_write").unwrap_or(0).clamp(0, req.input_words),
         reasoning_tokens: directive(&last, "reasoning").unwrap_or(0).max(0),
         finish_reason,
         delay_ms: directive(&last, "delay_ms").unwrap_or(0).clamp(0, 60_000) as u64,
@@ -72,13 +75,18 @@ impl Answer {
     }
 
     pub fn usage(&self) -> Value {
-        json!({
+        let mut usage = json!({
             "prompt_tokens": self.input_tokens,
             "completion_tokens": self.output_tokens(),
             "total_tokens": self.input_tokens + self.output_tokens(),
             "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
             "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
-        })
+        });
+        // OpenAI never reports cache writes; OpenRouter does, under this name.
+        if self.cache_write_tokens > 0 {
+            usage["prompt_tokens_details"]["cache_write_tokens"] = self.cache_write_tokens.into();
+        }
+        usage
     }
 
     /// The whole answer, as the OpenAI API shapes it for `endpoint`.

@@ -3,6 +3,7 @@
 //! update); forward; settle the real cost and write the usage record (one transaction). With a
 //! warm key cache that is two store round trips per request.
 
+mod fit;
 mod gateway;
 mod headers;
 pub mod levels;
@@ -37,7 +38,7 @@ use crate::error::{ApiError, ApiResult, current_request_id};
 use crate::identity::sha256_hex;
 use crate::keys::{self, ApiKey, Owner};
 use crate::limits::{self, Charge, Reservation};
-use crate::money::{cost_micros, format_dollars};
+use crate::money::{self, TokenClasses, format_dollars};
 use crate::usage::{self, Outcome, UsageRecord};
 
 /// Who is calling, as the HTTP layer saw it.
@@ -143,6 +144,8 @@ struct Flight {
     started: Instant,
     request_id: String,
     referer: Option<String>,
+    /// The `max_tokens` the request was lowered to so that a budget could pay for it.
+    lowered_max_tokens: Option<i64>,
 }
 
 async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> ApiResult<Flight> {
@@ -156,14 +159,6 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: Caller
         None => vec![resolve_model(&gw, &req.model).await?],
     };
     let timeout = context.project.as_ref().map_or(gw.tuning.upstream_timeout, |p| Duration::from_millis(p.default_timeout_ms.max(1) as u64));
-    // The worst case over every candidate the request may fall back to.
-    let mut worst = Charge { calls: 1, ..Charge::default() };
-    for model in &candidates {
-        let (input, output) = (req.worst_input_tokens(model.context_window), req.worst_output_tokens(model.context_window));
-        worst.input_tokens = worst.input_tokens.max(input);
-        worst.output_tokens = worst.output_tokens.max(output);
-        worst.cost_micros = worst.cost_micros.max(cost_micros(input, output, model.input_price_micros, model.output_price_micros));
-    }
     let request_id = current_request_id();
     let model = candidates[0].clone();
     let mut flight = Flight {
@@ -181,6 +176,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: Caller
         started,
         request_id,
         referer: caller.referer,
+        lowered_max_tokens: None,
     };
     let levels = levels::levels(&flight.key, &context);
     let now = flight.gw.clock.now();
@@ -191,23 +187,37 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: Caller
         expires_at: now.timestamp().saturating_add((flight.timeout + flight.gw.tuning.lease_margin).as_secs() as i64).saturating_add(1),
         record: usage::lease_record(&flight.key.owner.tag(), flight.key.id, &flight.model.id, flight.req.endpoint.path()),
     };
-    match limits::reserve_levels(flight.gw.store.as_ref(), &levels, &worst, now, &lease).await {
-        Ok(reservations) => {
-            flight.events = budget_events::after_reservation(&flight.gw.alerts, &reservations, now);
-            flight.reservations = reservations;
-            Ok(flight)
+    let mut worst = fit::worst_case(&flight.req, &flight.candidates);
+    // A key that opted in is lowered at most twice: to what the refusing budget has left, and
+    // again if another level's budget then refuses.
+    let mut lowerings = 0;
+    loop {
+        let refused = match limits::reserve_levels(flight.gw.store.as_ref(), &levels, &worst, now, &lease).await {
+            Ok(reservations) => {
+                flight.events = budget_events::after_reservation(&flight.gw.alerts, &reservations, now);
+                flight.reservations = reservations;
+                return Ok(flight);
+            }
+            Err(refused) => refused,
+        };
+        let fits = refused.budget_left.and_then(|left| fit::max_tokens_within(left, &flight.req, &flight.candidates));
+        if let Some(n) = fits.filter(|_| flight.key.settings.fit_max_tokens && lowerings < 2) {
+            flight.req.lower_max_tokens(n);
+            flight.lowered_max_tokens = Some(n);
+            worst = fit::worst_case(&flight.req, &flight.candidates);
+            lowerings += 1;
+            continue;
         }
-        Err(refusal) => {
-            let outcome = if refusal.status() == StatusCode::PAYMENT_REQUIRED {
-                flight.events = budget_events::after_refusal(&flight.gw.alerts, &levels, &worst, now).await?;
-                Outcome::BudgetExceeded
-            } else {
-                Outcome::Error
-            };
-            let seen = Observed::default();
-            flight.record(Charge::default(), &seen, outcome, refusal.status().as_u16(), false, Some(refusal.to_string())).await?;
-            Err(refusal)
-        }
+        let refusal = fit::explain(refused, &worst, fits);
+        let outcome = if refusal.status() == StatusCode::PAYMENT_REQUIRED {
+            flight.events = budget_events::after_refusal(&flight.gw.alerts, &levels, &worst, now).await?;
+            Outcome::BudgetExceeded
+        } else {
+            Outcome::Error
+        };
+        let seen = Observed::default();
+        flight.record(Charge::default(), &seen, outcome, refusal.status().as_u16(), false, Some(refusal.to_string())).await?;
+        return Err(refusal);
     }
 }
 
@@ -216,7 +226,9 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: Caller
 struct Observed {
     input: Option<i64>,
     output: Option<i64>,
+    /// Input tokens read from / written to the provider's prompt cache (part of `input`).
     cached: i64,
+    cache_write: i64,
     reasoning: i64,
     finish_reason: Option<String>,
     ttft_ms: Option<i64>,
@@ -230,6 +242,8 @@ impl Observed {
             self.input = n("/prompt_tokens").or(self.input);
             self.output = n("/completion_tokens").or(self.output);
             self.cached = n("/prompt_tokens_details/cached_tokens").unwrap_or(self.cached);
+            // OpenRouter's name for the tokens a request wrote to the prompt cache.
+            self.cache_write = n("/prompt_tokens_details/cache_write_tokens").unwrap_or(self.cache_write);
             self.reasoning = n("/completion_tokens_details/reasoning_tokens").unwrap_or(self.reasoning);
         }
         if let Some(choice) = answer.pointer("/choices/0") {
@@ -288,7 +302,7 @@ impl Flight {
     /// model than it named, or is a stream that must ask for its usage chunk.
     fn upstream_body(&self) -> Bytes {
         let ask_usage = self.req.stream && !self.req.client_wants_usage;
-        if !ask_usage && self.model.id == self.req.model {
+        if !ask_usage && self.model.id == self.req.model && self.lowered_max_tokens.is_none() {
             return self.raw.clone();
         }
         let mut body = self.req.body.clone();
@@ -356,12 +370,11 @@ impl Flight {
     fn charge(&self, seen: &Observed) -> Charge {
         let input = seen.input.unwrap_or_else(|| self.req.estimated_input_tokens());
         let output = seen.output.unwrap_or(seen.delivered_chunks);
-        Charge {
-            calls: 1,
-            input_tokens: input,
-            output_tokens: output,
-            cost_micros: cost_micros(input, output, self.model.input_price_micros, self.model.output_price_micros),
-        }
+        // OpenAI-shaped usage counts cached and cache-written tokens inside the prompt tokens.
+        let cached = seen.cached.clamp(0, input);
+        let cache_write = seen.cache_write.clamp(0, input - cached);
+        let classes = TokenClasses { input: input - cached - cache_write, cached_input: cached, cache_write, output };
+        Charge { calls: 1, input_tokens: input, output_tokens: output, cost_micros: money::cost(&classes, &self.model.prices()) }
     }
 
     /// Settles the reservation and writes the usage record, in one transaction.
@@ -427,10 +440,13 @@ impl Flight {
             input_tokens: actual.input_tokens,
             output_tokens: actual.output_tokens,
             cached_tokens: seen.cached,
+            cache_write_tokens: seen.cache_write,
             reasoning_tokens: seen.reasoning,
             cost_micros: actual.cost_micros,
             input_price_micros: self.model.input_price_micros,
             output_price_micros: self.model.output_price_micros,
+            cached_input_price_micros: self.model.prices().cached_input,
+            cache_write_price_micros: self.model.prices().cache_write,
             pricing_source: "catalog".into(),
             latency_ms: self.started.elapsed().as_millis() as i64,
             ttft_ms: seen.ttft_ms,
@@ -445,6 +461,11 @@ impl Flight {
             routing: self.attempts.clone(),
             recorded_at: now,
         }
+    }
+
+    /// Says that (and to what) the request's max_tokens was lowered to fit a budget.
+    fn lowered_header(&self) -> Option<(HeaderName, String)> {
+        self.lowered_max_tokens.map(|n| (HeaderName::from_static("x-tollgate-max-tokens-lowered"), n.to_string()))
     }
 
     /// The id of the answer we hand back (the mock's; an upstream's answer keeps its own).
@@ -500,6 +521,7 @@ impl Flight {
                     self.record(actual, &seen, Outcome::Success, 200, false, None).await?;
                     let mut headers = standing(&self.reservations, Some(&actual), self.gw.clock.now());
                     headers.push((HeaderName::from_static("x-tollgate-cost-usd"), format_dollars(actual.cost_micros)));
+                    headers.extend(self.lowered_header());
                     let response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
                     return Ok(with_headers(response, headers));
                 }
@@ -544,7 +566,8 @@ impl Flight {
                 }
             }
         };
-        let headers = standing(&self.reservations, None, self.gw.clock.now());
+        let mut headers = standing(&self.reservations, None, self.gw.clock.now());
+        headers.extend(self.lowered_header());
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         tokio::spawn(self.relay(source, tx));
         let body = Body::from_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|b| b.map(Ok::<_, Infallible>))));

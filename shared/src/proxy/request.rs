@@ -43,13 +43,15 @@ pub struct Inspected {
     /// How many answers the upstream may generate, each up to `max_output`: `n`, or for
     /// completions `best_of` when larger (the upstream bills every candidate it generates).
     pub choices: i64,
-    /// The request body's size. Every input token comes from some of these bytes (a token is
-    /// at least one byte), tools, names and schemas included, except what images and files
-    /// stand for: their tokens their bytes do not bound.
-    pub body_bytes: i64,
-    /// Image and file parts, and the bytes they take in the body.
+    /// The UTF-8 bytes of every text the prompt is made of: message contents, roles, names,
+    /// tool calls and their arguments, the prompt or input, and the definitions of tools and of
+    /// the response format. A token is at least one byte of the text it stands for, so these
+    /// bound the input tokens but for framing and media. JSON syntax is not counted.
+    pub prompt_bytes: i64,
+    /// Tools and functions offered (each rendered with some framing of its own).
+    pub tools: i64,
+    /// Image and file parts (each reserved as `MEDIA_PART_TOKENS`, whatever its bytes).
     pub media_parts: i64,
-    pub media_bytes: i64,
     /// UTF-8 bytes of every text input, plus the length of token-id inputs.
     pub input_bytes: i64,
     pub input_words: i64,
@@ -67,26 +69,52 @@ pub const MEDIA_PART_TOKENS: i64 = 5_000;
 /// The most answers (`n`, `best_of`) one request may ask for, as OpenAI allows.
 const MAX_CHOICES: i64 = 128;
 
+/// Framing tokens a chat format adds per message (role markers, separators; OpenAI documents
+/// 3, plus 1 for a name), per offered tool, and once to prime the reply.
+pub const MESSAGE_FRAMING_TOKENS: i64 = 4;
+pub const TOOL_FRAMING_TOKENS: i64 = 16;
+pub const REPLY_FRAMING_TOKENS: i64 = 3;
+
 impl Inspected {
     /// An upper bound on the input tokens a model with this context window can take: no
-    /// tokenizer makes more tokens than bytes, plus the per-message framing chat formats add
-    /// and an allowance per image or file; and no model takes more than its context window.
+    /// tokenizer makes more tokens than bytes of text, plus the framing chat formats add per
+    /// message and per tool, and an allowance per image or file; and no model takes more than
+    /// its context window.
     pub fn worst_input_tokens(&self, context_window: i64) -> i64 {
         // Saturating: every term comes from the request, and a wrapped sum would reserve less.
-        let bound = (self.body_bytes.saturating_sub(self.media_bytes))
-            .saturating_add(self.messages.saturating_mul(4))
-            .saturating_add(3)
+        let bound = self
+            .prompt_bytes
+            .saturating_add(self.messages.saturating_mul(MESSAGE_FRAMING_TOKENS))
+            .saturating_add(self.tools.saturating_mul(TOOL_FRAMING_TOKENS))
+            .saturating_add(REPLY_FRAMING_TOKENS)
             .saturating_add(self.media_parts.saturating_mul(MEDIA_PART_TOKENS));
         bound.min(context_window.max(1))
     }
 
-    /// An upper bound on the output tokens from a model with this context window: every answer
-    /// at its cap.
-    pub fn worst_output_tokens(&self, context_window: i64) -> i64 {
+    /// An upper bound on the output tokens from a model that writes at most `cap` tokens per
+    /// answer (its maxOutputTokens, else its context window): every answer at the request's
+    /// `max_tokens`, else at the model's cap.
+    pub fn worst_output_tokens(&self, cap: i64) -> i64 {
+        self.output_tokens_each(cap).saturating_mul(self.choices)
+    }
+
+    /// The output cap of one answer.
+    pub fn output_tokens_each(&self, cap: i64) -> i64 {
         if self.endpoint == Endpoint::Embeddings {
             return 0;
         }
-        self.max_output.unwrap_or(context_window).min(context_window).saturating_mul(self.choices)
+        let cap = cap.max(1);
+        self.max_output.map_or(cap, |m| m.min(cap))
+    }
+
+    /// Lowers the request's output cap to `max_tokens` (the body sent upstream says so too).
+    pub fn lower_max_tokens(&mut self, max_tokens: i64) {
+        self.max_output = Some(max_tokens);
+        let name = if self.body.contains_key("max_completion_tokens") { "max_completion_tokens" } else { "max_tokens" };
+        self.body.insert(name.into(), Value::from(max_tokens));
+        if name == "max_completion_tokens" && self.body.contains_key("max_tokens") {
+            self.body.insert("max_tokens".into(), Value::from(max_tokens));
+        }
     }
 
     /// A fair guess at the input tokens when the upstream reports none (a cancelled stream).
@@ -101,7 +129,6 @@ struct Inputs {
     texts: Vec<String>,
     token_ids: i64,
     media_parts: i64,
-    media_bytes: i64,
 }
 
 fn collect(value: &Value, inputs: &mut Inputs) {
@@ -112,12 +139,7 @@ fn collect(value: &Value, inputs: &mut Inputs) {
         // Content parts: {"type": "text", "text": "..."}, images, audio (inline, so bounded by
         // the body's bytes) and files.
         Value::Object(part) => match part.get("type").and_then(Value::as_str) {
-            Some(kind @ ("image_url" | "file")) => {
-                inputs.media_parts += 1;
-                // An image's URL (often a base64 data URL) and a file's inline data.
-                let data = part.get(kind).and_then(|m| m.get(if kind == "file" { "file_data" } else { "url" })).and_then(Value::as_str);
-                inputs.media_bytes += data.map_or(0, |d| d.len() as i64);
-            }
+            Some("image_url" | "file") => inputs.media_parts += 1,
             _ => {
                 if let Some(text) = part.get("text") {
                     collect(text, inputs);
@@ -126,6 +148,37 @@ fn collect(value: &Value, inputs: &mut Inputs) {
         },
         _ => {}
     }
+}
+
+/// The UTF-8 bytes of the text in a value: its strings, 1 per number (a token id) or boolean,
+/// nothing for JSON syntax and keys; image and file parts are left to the media allowance.
+fn text_bytes(value: &Value) -> i64 {
+    match value {
+        Value::String(s) => s.len() as i64,
+        Value::Number(_) | Value::Bool(_) => 1,
+        Value::Array(items) => items.iter().fold(0i64, |sum, v| sum.saturating_add(text_bytes(v))),
+        Value::Object(map) => match map.get("type").and_then(Value::as_str) {
+            Some("image_url" | "file") => 0,
+            _ => map.values().fold(0i64, |sum, v| sum.saturating_add(text_bytes(v))),
+        },
+        Value::Null => 0,
+    }
+}
+
+/// Definitions that are rendered into the prompt (tools, functions, the response format's
+/// schema): their whole JSON, keys included, since providers render the schema's names too.
+fn definition_bytes(body: &Map<String, Value>) -> (i64, i64) {
+    let mut bytes = 0i64;
+    let mut tools = 0i64;
+    for name in ["tools", "functions", "response_format", "tool_choice", "function_call"] {
+        if let Some(v) = body.get(name).filter(|v| !v.is_null()) {
+            bytes = bytes.saturating_add(serde_json::to_string(v).map_or(0, |s| s.len() as i64));
+            if matches!(name, "tools" | "functions") {
+                tools = tools.saturating_add(v.as_array().map_or(1, |a| a.len() as i64));
+            }
+        }
+    }
+    (bytes, tools)
 }
 
 /// `n` and, for completions, `best_of`: how many answers the request may make.
@@ -179,7 +232,7 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
         }
     }
     let choices = choices(endpoint, &body)?;
-    let (mut inputs, mut messages) = (Inputs::default(), 0i64);
+    let (mut inputs, mut messages, mut prompt_bytes) = (Inputs::default(), 0i64, 0i64);
     match endpoint {
         Endpoint::Chat => {
             let Some(Value::Array(list)) = body.get("messages") else {
@@ -193,23 +246,32 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
                     return Err(ApiError::invalid_param("messages", "each message must be an object with role and content"));
                 };
                 messages += 1;
+                prompt_bytes = prompt_bytes.saturating_add(text_bytes(message));
                 if let Some(content) = m.get("content") {
                     collect(content, &mut inputs);
                 }
             }
         }
         Endpoint::Completions => match body.get("prompt") {
-            Some(p @ (Value::String(_) | Value::Array(_))) => collect(p, &mut inputs),
+            Some(p @ (Value::String(_) | Value::Array(_))) => {
+                collect(p, &mut inputs);
+                prompt_bytes = text_bytes(p).saturating_add(body.get("suffix").map_or(0, text_bytes));
+            }
             _ => return Err(ApiError::invalid_param("prompt", "prompt is required: a string or a list of strings")),
         },
         Endpoint::Embeddings => match body.get("input") {
             Some(Value::String(t)) if t.is_empty() => return Err(ApiError::invalid_param("input", "input must not be empty")),
             Some(Value::Array(list)) if list.is_empty() => return Err(ApiError::invalid_param("input", "input must not be an empty list")),
-            Some(i @ (Value::String(_) | Value::Array(_))) => collect(i, &mut inputs),
+            Some(i @ (Value::String(_) | Value::Array(_))) => {
+                collect(i, &mut inputs);
+                prompt_bytes = text_bytes(i);
+            }
             _ => return Err(ApiError::invalid_param("input", "input is required: a string or a list of strings")),
         },
     }
-    let Inputs { texts, token_ids, media_parts, media_bytes } = inputs;
+    let Inputs { texts, token_ids, media_parts } = inputs;
+    let (definitions, tools) = definition_bytes(&body);
+    let prompt_bytes = prompt_bytes.saturating_add(definitions);
     let input_bytes = texts.iter().fold(token_ids, |sum, t| sum.saturating_add(t.len() as i64));
     let input_words = texts.iter().fold(token_ids, |sum, t| sum.saturating_add(t.split_whitespace().count() as i64));
     Ok(Inspected {
@@ -220,9 +282,9 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
         client_wants_usage,
         max_output,
         choices,
-        body_bytes: bytes.len() as i64,
+        prompt_bytes,
+        tools,
         media_parts,
-        media_bytes,
         input_bytes,
         input_words,
         messages,
@@ -300,6 +362,43 @@ mod tests {
         assert_eq!(cost, i64::MAX);
         let charge = crate::limits::Charge { calls: 1, input_tokens: i64::MAX, output_tokens: i64::MAX, cost_micros: cost };
         assert_eq!(charge.amount(crate::limits::Metric::TotalTokens), i64::MAX);
+    }
+
+    #[test]
+    fn lowering_max_tokens_rewrites_every_cap_the_body_has() {
+        let mut req = inspect(
+            Endpoint::Chat,
+            &bytes(&json!({"model": "m", "max_completion_tokens": 900, "max_tokens": 800, "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .unwrap();
+        req.lower_max_tokens(30);
+        assert_eq!((req.body["max_completion_tokens"].as_i64(), req.body["max_tokens"].as_i64(), req.max_output), (Some(30), Some(30), Some(30)));
+        let mut req = inspect(Endpoint::Chat, &bytes(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))).unwrap();
+        req.lower_max_tokens(7);
+        assert_eq!((req.body["max_tokens"].as_i64(), req.body.get("max_completion_tokens")), (Some(7), None));
+    }
+
+    #[test]
+    fn the_input_bound_is_the_text_not_the_json() {
+        let plain = inspect(Endpoint::Chat, &bytes(&json!({"model": "m", "messages": [{"role": "user", "content": "hello"}]}))).unwrap();
+        assert_eq!(plain.worst_input_tokens(1_000_000), 9 + 4 + 3);
+        // Parameters and metadata are not prompt text; escapes count as the text they decode to.
+        let padded = inspect(
+            Endpoint::Chat,
+            &bytes(&json!({"model": "m", "temperature": 0.5, "user": "u".repeat(500), "metadata": {"k": "v".repeat(500)},
+            "messages": [{"role": "user", "content": "hello"}]})),
+        )
+        .unwrap();
+        assert_eq!(padded.worst_input_tokens(1_000_000), 16);
+        // Tool calls and their results are prompt text.
+        let tools = inspect(
+            Endpoint::Chat,
+            &bytes(&json!({"model": "m", "messages": [
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "42"}]})),
+        )
+        .unwrap();
+        assert_eq!(tools.worst_input_tokens(1_000_000), (9 + 2 + 8 + 1 + 7) + (4 + 2 + 2) + 2 * 4 + 3);
     }
 
     #[test]
