@@ -17,6 +17,43 @@ async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
     (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
 }
 
+/// An upstream that refuses every request, echoing the key it was sent in its error (as some
+/// providers do, in part or whole). Returns its base URL.
+fn echoing_upstream() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut auth, mut length) = (String::new(), 0usize);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if lower.starts_with("authorization:") {
+                    auth = line["authorization:".len()..].trim().trim_start_matches("Bearer ").to_string();
+                }
+                if let Some(n) = lower.strip_prefix("content-length:") {
+                    length = n.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let answer = json!({"error": {"message": format!("Incorrect API key provided: {auth}"), "type": "invalid_request_error"}}).to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}/v1")
+}
+
 async fn get(base: &str, path: &str, token: &str) -> u16 {
     reqwest::Client::new().get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap().status().as_u16()
 }
@@ -39,6 +76,23 @@ async fn round_trip(envs: &[(&str, String)], args: &[&str]) {
     let api_key = key["key"].as_str().unwrap().to_string();
     let chat = json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]});
     assert_eq!(client.post(format!("{}/v1/chat/completions", first.base)).bearer_auth(&api_key).json(&chat).send().await.unwrap().status(), 200);
+    // A real upstream that refuses the provider key and echoes it back: neither the caller, nor
+    // the usage record, nor the log sees it.
+    let echoing = json!({"id": "echo-1", "provider": "openai-compatible", "baseUrl": echoing_upstream(), "apiKey": "sk-upstream-key-never-logged-0123456789",
+        "inputPrice": 1, "outputPrice": 1, "contextWindow": 100});
+    assert_eq!(client.post(format!("{}/api/models", first.base)).bearer_auth(&token).json(&echoing).send().await.unwrap().status(), 201);
+    let refused = client
+        .post(format!("{}/v1/chat/completions", first.base))
+        .bearer_auth(&api_key)
+        .json(&json!({"model": "echo-1", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let refused = refused.text().await.unwrap();
+    assert!(refused.contains("Incorrect API key provided: [redacted]"), "{refused}");
+    let logs = client.get(format!("{}/admin/v1/me/usage/logs", first.base)).bearer_auth(&token).send().await.unwrap().text().await.unwrap();
+    assert!(logs.contains("[redacted]") && !logs.contains("upstream-key-never"), "{logs}");
     // Notification channels with secrets, an invite whose delivery fails (and is logged), and
     // a workspace token used through the proxy.
     let settings = json!({"notifications": [
@@ -76,6 +130,7 @@ async fn round_trip(envs: &[(&str, String)], args: &[&str]) {
         invite_token,
         ws_token,
         "sk-provider-key-never-logged".to_string(),
+        "upstream-key-never".to_string(),
         api_key,
         token.clone(),
         login["refreshToken"].as_str().unwrap().to_string(),

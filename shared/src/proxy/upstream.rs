@@ -75,6 +75,26 @@ fn error_message(text: &str) -> String {
         .unwrap_or_else(|| text.chars().take(300).collect())
 }
 
+/// How long a piece of the provider key an upstream's message may not repeat.
+const KEY_FRAGMENT: usize = 12;
+
+/// An upstream's message without the provider key in it: some providers echo the key they
+/// were sent (whole or in part) when they refuse it, and the message reaches the caller, the
+/// usage record and the log. Any run of `KEY_FRAGMENT` characters of the key is cut out.
+pub fn redact(message: String, key: Option<&SecretString>) -> String {
+    let Some(key) = key.map(|k| k.expose_secret()).filter(|k| !k.is_empty()) else { return message };
+    let mut out = message.replace(key, "[redacted]");
+    if key.len() > KEY_FRAGMENT && key.is_ascii() {
+        for start in 0..=key.len() - KEY_FRAGMENT {
+            let fragment = &key[start..start + KEY_FRAGMENT];
+            if out.contains(fragment) {
+                out = out.replace(fragment, "[redacted]");
+            }
+        }
+    }
+    out
+}
+
 /// One call to an upstream.
 pub struct Call<'a> {
     pub client: &'a reqwest::Client,
@@ -112,7 +132,7 @@ impl Call<'_> {
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            return Err(Failure::Status(status.as_u16(), error_message(&text)));
+            return Err(Failure::Status(status.as_u16(), redact(error_message(&text), self.api_key)));
         }
         Ok(response)
     }
@@ -143,5 +163,23 @@ impl Call<'_> {
             }
         });
         Ok(Box::pin(events))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::redact;
+
+    #[test]
+    fn an_echoed_provider_key_is_cut_out_whole_or_in_part() {
+        let key = SecretString::from("sk-proj-abcdefghijklmnopqrstuvwxyz0123456789");
+        let whole = redact("Incorrect API key provided: sk-proj-abcdefghijklmnopqrstuvwxyz0123456789.".into(), Some(&key));
+        assert_eq!(whole, "Incorrect API key provided: [redacted].");
+        let part = redact("bad key sk-proj-abcdefghij****6789".into(), Some(&key));
+        assert!(!part.contains("abcdefghij") && part.contains("6789"), "{part}");
+        assert_eq!(redact("model not found".into(), Some(&key)), "model not found");
+        assert_eq!(redact("anything".into(), None), "anything");
     }
 }
