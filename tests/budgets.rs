@@ -144,4 +144,29 @@ backend_tests! {
             app.post("/api/models", Some(&admin), json!({"id": good, "provider": "mock", "inputPrice": 1, "outputPrice": 1, "contextWindow": 100})).await.expect(201);
         }
     }
+
+    async fn refusals_tell_the_keys_standing_like_served_answers(backend) {
+        let app = TestApp::start(backend).await;
+        // One window for the whole test, whatever the wall clock says.
+        app.clock.set("2031-03-15T12:00:01Z".parse().unwrap());
+        let (admin, _) = app.admin().await;
+        model(&app, &admin, json!({"id": "m", "inputPrice": 0.0, "outputPrice": 1000.0})).await;
+        let (_, key) = app.api_key(&admin, json!({"budget_limit_cents": 3, "budget_period": "monthly", "rate_limit_rpm": 2})).await;
+        app.chat(&key, ask("m", json!({"max_tokens": 10}))).await.expect(200);
+        let poor = app.chat(&key, ask("m", json!({"max_tokens": 50}))).await.expect_error(402, "budget_exceeded");
+        let header = |r: &tollgate_tests::Resp, name: &str| r.headers.get(name).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(header(&poor, "x-budget-limit-usd").as_deref(), Some("0.030000"));
+        assert_eq!(header(&poor, "x-budget-remaining-usd").as_deref(), Some("0.020000"));
+        assert_eq!(header(&poor, "x-budget-reset-at").as_deref(), Some("2031-04-01T00:00:00+00:00"));
+        assert_eq!(header(&poor, "x-ratelimit-limit-requests").as_deref(), Some("2"));
+        assert_eq!(header(&poor, "x-ratelimit-remaining-requests").as_deref(), Some("1"), "a refused request is not counted");
+        app.chat(&key, ask("m", json!({"max_tokens": 10}))).await.expect(200);
+        let busy = app.chat(&key, ask("m", json!({"max_tokens": 10}))).await.expect_error(429, "rate_limit_exceeded");
+        assert_eq!(header(&busy, "x-ratelimit-remaining-requests").as_deref(), Some("0"));
+        // The window's end: under a minute away, as the clock (moved by the test) says.
+        let reset = header(&busy, "x-ratelimit-reset-requests").unwrap();
+        let retry: i64 = header(&busy, "retry-after").unwrap().parse().unwrap();
+        assert!((50..=59).contains(&retry) && reset == format!("{retry}s"), "{reset} / {retry}");
+        assert_eq!(header(&busy, "x-budget-remaining-usd").as_deref(), Some("0.010000"));
+    }
 }

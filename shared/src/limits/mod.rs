@@ -367,6 +367,29 @@ async fn refused(store: &dyn Store, counters: &Key, plan: &[Planned], now: DateT
     refusing(&plan[0])
 }
 
+/// Where each level stands now, as reservations of nothing: for the headers of a refused
+/// request (read on the refusal path only).
+pub async fn standing(store: &dyn Store, levels: &[Level], now: DateTime<Utc>) -> ApiResult<Vec<Reservation>> {
+    let mut out = Vec::with_capacity(levels.len());
+    for level in levels {
+        let limits: Vec<&Limit> = level.limits.iter().filter(|l| l.mode != Mode::Disable).collect();
+        if limits.is_empty() {
+            continue;
+        }
+        let item = store.get(&level.counters).await?.unwrap_or_default();
+        let entries = limits
+            .into_iter()
+            .map(|limit| {
+                let (attr, window_end) = current_counter(limit, now);
+                let used = item.get(&attr).and_then(Attr::as_i64).unwrap_or(0);
+                Reserved { limit: limit.clone(), attr, amount: 0, used, window_end }
+            })
+            .collect();
+        out.push(Reservation { counters: level.counters.clone(), entries, stale: vec![], lease: None, lapsed: vec![] });
+    }
+    Ok(out)
+}
+
 /// Reserves `charge` against every level at once, under `lease`: one conditional update per
 /// level (a single update for one level, a transaction for several), so either every level
 /// counts the request or none does; with several, the counters are read back afterwards for

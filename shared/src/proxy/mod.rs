@@ -148,10 +148,32 @@ struct Flight {
     lowered_max_tokens: Option<i64>,
 }
 
-async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> ApiResult<Flight> {
+/// Why a request was not admitted: an error, or a refusal by a limit, which tells the key's
+/// standing in the same headers a served answer has.
+enum Rejected {
+    Error(ApiError),
+    Refused(ApiError, Vec<(HeaderName, String)>),
+}
+
+impl From<ApiError> for Rejected {
+    fn from(error: ApiError) -> Self {
+        Rejected::Error(error)
+    }
+}
+
+impl IntoResponse for Rejected {
+    fn into_response(self) -> Response {
+        match self {
+            Rejected::Error(error) => error.into_response(),
+            Rejected::Refused(error, headers) => with_headers(error.into_response(), headers),
+        }
+    }
+}
+
+async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> Result<Flight, Rejected> {
     let req = request::inspect(endpoint, &body)?;
     if !key.allows_model(&req.model) {
-        return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)));
+        return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)).into());
     }
     let context = levels::owner_context(&gw, &key).await?;
     let candidates = match &context.project {
@@ -217,7 +239,9 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: Caller
         };
         let seen = Observed::default();
         flight.record(Charge::default(), &seen, outcome, refusal.status().as_u16(), false, Some(refusal.to_string())).await?;
-        return Err(refusal);
+        // Where the key stands, as on a served answer (read on the refusal path only).
+        let standing = limits::standing(flight.gw.store.as_ref(), &levels, now).await?;
+        return Err(Rejected::Refused(refusal, headers::standing(&standing, None, now)));
     }
 }
 
