@@ -11,9 +11,10 @@ use crate::secrets::SecretStore;
 use crate::store::{Cond, Index, Key, Query, Store, StoreError, from_item, keyed_item, query_all, set_index};
 
 /// Provider types a catalog model may name, with the base URL used when the model sets none.
-pub const PROVIDERS: [(&str, Option<&str>); 5] = [
+pub const PROVIDERS: [(&str, Option<&str>); 6] = [
     ("mock", None),
     ("openai", Some("https://api.openai.com/v1")),
+    ("anthropic", Some("https://api.anthropic.com")),
     ("openrouter", Some("https://openrouter.ai/api/v1")),
     ("huggingface", Some("https://router.huggingface.co/v1")),
     ("openai-compatible", None),

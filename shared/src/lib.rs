@@ -19,6 +19,7 @@ pub mod notify;
 pub mod outbox;
 pub mod pagination;
 pub mod projects;
+pub mod providers;
 pub mod proxy;
 pub mod readiness;
 pub mod runtime;

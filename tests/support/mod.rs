@@ -5,6 +5,7 @@
 //! or AWS, and the same endpoint serves Secrets Manager unless
 //! `TOLLGATE_TEST_SECRETS_ENDPOINT` says otherwise). `scripts/test` starts moto and sets it.
 
+pub mod anthropic;
 pub mod counting;
 pub mod crashing;
 pub mod sinks;

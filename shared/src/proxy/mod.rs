@@ -8,12 +8,12 @@ mod gateway;
 mod headers;
 pub mod levels;
 pub mod mock;
+mod observed;
 pub mod request;
 pub mod routing;
 mod settle;
 pub mod upstream;
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -28,9 +28,10 @@ use uuid::Uuid;
 
 pub use gateway::{Gateway, Hot, Tuning};
 use headers::{standing, with_headers};
+use observed::{Observed, Source, failure_error, outcome_of};
 pub use request::{Endpoint, Inspected};
 use routing::{resolve_model, route};
-use upstream::{Event, Events, Failure};
+use upstream::{Event, Failure};
 
 use crate::budget_events;
 use crate::catalog::{self, Model};
@@ -39,6 +40,7 @@ use crate::identity::sha256_hex;
 use crate::keys::{self, ApiKey, Owner};
 use crate::limits::{self, Charge, Reservation};
 use crate::money::{self, TokenClasses, format_dollars};
+use crate::providers;
 use crate::usage::{self, Outcome, UsageRecord};
 
 /// Who is calling, as the HTTP layer saw it.
@@ -245,86 +247,14 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: Caller
     }
 }
 
-/// What the upstream reported (or what we saw delivered) about one answer.
-#[derive(Default)]
-struct Observed {
-    input: Option<i64>,
-    output: Option<i64>,
-    /// Input tokens read from / written to the provider's prompt cache (part of `input`).
-    cached: i64,
-    cache_write: i64,
-    reasoning: i64,
-    finish_reason: Option<String>,
-    ttft_ms: Option<i64>,
-    delivered_chunks: i64,
-}
-
-impl Observed {
-    fn absorb(&mut self, answer: &Value, started: Instant) {
-        if let Some(usage) = answer.get("usage").filter(|u| u.is_object()) {
-            let n = |p: &str| usage.pointer(p).and_then(Value::as_i64);
-            self.input = n("/prompt_tokens").or(self.input);
-            self.output = n("/completion_tokens").or(self.output);
-            self.cached = n("/prompt_tokens_details/cached_tokens").unwrap_or(self.cached);
-            // OpenRouter's name for the tokens a request wrote to the prompt cache.
-            self.cache_write = n("/prompt_tokens_details/cache_write_tokens").unwrap_or(self.cache_write);
-            self.reasoning = n("/completion_tokens_details/reasoning_tokens").unwrap_or(self.reasoning);
-        }
-        if let Some(choice) = answer.pointer("/choices/0") {
-            let text = choice.pointer("/delta/content").or_else(|| choice.get("text")).and_then(Value::as_str);
-            if text.is_some_and(|t| !t.is_empty()) {
-                self.delivered_chunks += 1;
-                self.ttft_ms.get_or_insert(started.elapsed().as_millis() as i64);
-            }
-            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-                self.finish_reason = Some(reason.to_string());
-            }
-        }
-    }
-}
-
-/// An upstream failure as the client sees it.
-fn failure_error(failure: &Failure) -> ApiError {
-    match failure {
-        Failure::Timeout => status_error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", failure.describe()),
-        Failure::Status(429, _) => status_error(StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited", failure.describe()),
-        Failure::Status(s, _) if (400..500).contains(s) => {
-            status_error(StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_REQUEST), "upstream_rejected", failure.describe())
-        }
-        _ => status_error(StatusCode::BAD_GATEWAY, "upstream_error", failure.describe()),
-    }
-}
-
-/// What an upstream failure counts as in the usage record.
-fn outcome_of(failure: &Failure) -> Outcome {
-    if matches!(failure, Failure::Timeout) { Outcome::Timeout } else { Outcome::Error }
-}
-
-/// The source of a streamed answer.
-enum Source {
-    Mock { chunks: VecDeque<Value>, delay: Duration },
-    Upstream(Events),
-}
-
-impl Source {
-    async fn next(&mut self) -> Option<Result<Event, Failure>> {
-        match self {
-            Source::Mock { chunks, delay } => {
-                let chunk = chunks.pop_front()?;
-                if !delay.is_zero() {
-                    tokio::time::sleep(*delay).await;
-                }
-                Some(Ok(Event::ours(chunk)))
-            }
-            Source::Upstream(events) => futures::StreamExt::next(events).await,
-        }
-    }
-}
-
 impl Flight {
     /// What goes upstream: the client's own bytes, unless the request was routed to another
     /// model than it named, or is a stream that must ask for its usage chunk.
-    fn upstream_body(&self) -> Bytes {
+    fn upstream_body(&self, provider: &dyn providers::Provider) -> Bytes {
+        let max_tokens = self.req.output_tokens_each(self.model.output_cap());
+        if let Some(wire) = provider.wire_body(&self.req.body, &self.model.id, max_tokens) {
+            return Bytes::from(wire.to_string());
+        }
         let ask_usage = self.req.stream && !self.req.client_wants_usage;
         if !ask_usage && self.model.id == self.req.model && self.lowered_max_tokens.is_none() {
             return self.raw.clone();
@@ -346,16 +276,20 @@ impl Flight {
     }
 
     /// Calls the current model's upstream with the request.
-    async fn call_upstream<T>(&self, go: impl AsyncFnOnce(upstream::Call<'_>) -> T) -> ApiResult<T> {
+    async fn call_upstream<T>(&self, created: i64, go: impl AsyncFnOnce(upstream::Call<'_>) -> T) -> ApiResult<T> {
         let secret = model_secret(&self.gw, &self.model).await?;
         let base = self.model.endpoint().unwrap_or_default();
+        let provider = providers::of(&self.model.provider);
         let call = upstream::Call {
+            provider,
+            model: &self.req.model,
+            created,
             client: &self.gw.http,
             base_url: &base,
             api_key: secret.as_deref(),
             endpoint: self.req.endpoint,
             urls: &self.gw.hot.upstream_urls,
-            body: self.upstream_body(),
+            body: self.upstream_body(provider),
             timeout: self.timeout,
         };
         Ok(go(call).await)
@@ -511,7 +445,7 @@ impl Flight {
     /// instructions, and a proxy has no business reformatting it).
     async fn answer_once(&self, id: &str, created: i64) -> ApiResult<Result<(Bytes, Value), Failure>> {
         if self.model.provider != "mock" {
-            return self.call_upstream(async |call| call.complete().await).await;
+            return self.call_upstream(created, async |call| call.complete().await).await;
         }
         let answer = mock::answer(&self.req);
         if answer.delay_ms > 0 {
@@ -562,7 +496,7 @@ impl Flight {
     /// Opens a stream from the current model.
     async fn open_once(&self, id: &str, created: i64) -> ApiResult<Result<Source, Failure>> {
         if self.model.provider != "mock" {
-            return self.call_upstream(async |call| call.stream().await.map(Source::Upstream)).await;
+            return self.call_upstream(created, async |call| call.stream().await.map(Source::Upstream)).await;
         }
         let answer = mock::answer(&self.req);
         Ok(match answer.fail_status {

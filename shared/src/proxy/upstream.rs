@@ -7,6 +7,8 @@ use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::providers::{Provider, StreamTranslator};
 use serde_json::Value;
 
 use super::request::Endpoint;
@@ -67,14 +69,6 @@ fn classify(err: reqwest::Error) -> Failure {
     if err.is_timeout() { Failure::Timeout } else { Failure::Transport(err.without_url().to_string()) }
 }
 
-/// The upstream's own error message, if it sent an OpenAI-style envelope.
-fn error_message(text: &str) -> String {
-    serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| text.chars().take(300).collect())
-}
-
 /// How long a piece of the provider key an upstream's message may not repeat.
 const KEY_FRAGMENT: usize = 12;
 
@@ -97,6 +91,11 @@ pub fn redact(message: String, key: Option<&SecretString>) -> String {
 
 /// One call to an upstream.
 pub struct Call<'a> {
+    /// The provider type: its wire, its authentication, its translation to the canonical shape.
+    pub provider: &'a dyn Provider,
+    /// The model and time a translated answer is stamped with.
+    pub model: &'a str,
+    pub created: i64,
     pub client: &'a reqwest::Client,
     pub base_url: &'a str,
     pub api_key: Option<&'a SecretString>,
@@ -111,7 +110,9 @@ pub struct Call<'a> {
 
 impl Call<'_> {
     fn url(&self) -> Result<Url, Failure> {
-        let text = format!("{}/{}", self.base_url.trim_end_matches('/'), self.endpoint.path());
+        let path =
+            self.provider.path(self.endpoint).ok_or_else(|| Failure::Status(400, format!("this model's provider has no {} endpoint", self.endpoint.path())))?;
+        let text = format!("{}/{}", self.base_url.trim_end_matches('/'), path);
         if let Some(url) = self.urls.get(&text) {
             return Ok(url);
         }
@@ -124,15 +125,13 @@ impl Call<'_> {
     }
 
     async fn send(&self) -> Result<reqwest::Response, Failure> {
-        let mut request = self.client.post(self.url()?).header(reqwest::header::CONTENT_TYPE, "application/json").body(self.body.clone());
-        if let Some(key) = self.api_key {
-            request = request.bearer_auth(key.expose_secret());
-        }
+        let request = self.client.post(self.url()?).header(reqwest::header::CONTENT_TYPE, "application/json").body(self.body.clone());
+        let request = self.provider.authenticate(request, self.api_key);
         let response = tokio::time::timeout(self.timeout, request.send()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            return Err(Failure::Status(status.as_u16(), redact(error_message(&text), self.api_key)));
+            return Err(Failure::Status(status.as_u16(), redact(self.provider.error_message(&text), self.api_key)));
         }
         Ok(response)
     }
@@ -142,12 +141,18 @@ impl Call<'_> {
         let response = self.send().await?;
         let bytes = tokio::time::timeout(self.timeout, response.bytes()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
         let value = serde_json::from_slice(&bytes).map_err(|e| Failure::Transport(format!("the upstream's answer is not JSON: {e}")))?;
-        Ok((bytes, value))
+        Ok(match self.provider.canonical_answer(&value, self.created) {
+            Some(canonical) => (Bytes::from(canonical.to_string()), canonical),
+            None => (bytes, value),
+        })
     }
 
     /// A streamed answer, as parsed events.
     pub async fn stream(&self) -> Result<Events, Failure> {
         let response = self.send().await?;
+        if let Some(translator) = self.provider.stream_translator(self.model, self.created) {
+            return Ok(translated(response, translator));
+        }
         let events = response.bytes_stream().map(|chunk| chunk.map_err(reqwest::Error::without_url)).eventsource().filter_map(|event| async move {
             match event {
                 Ok(e) if e.data.trim() == "[DONE]" => Some(Ok(Event::Done)),
@@ -164,6 +169,25 @@ impl Call<'_> {
         });
         Ok(Box::pin(events))
     }
+}
+
+/// A stream in a provider's own event format, as canonical chunks.
+fn translated(response: reqwest::Response, mut translator: Box<dyn StreamTranslator>) -> Events {
+    let events = response.bytes_stream().map(|chunk| chunk.map_err(reqwest::Error::without_url)).eventsource().map(move |event| {
+        let out: Vec<Result<Event, Failure>> = match event {
+            Ok(e) if e.data.trim().is_empty() => vec![],
+            Ok(e) => match serde_json::from_str::<Value>(&e.data) {
+                Ok(data) => match translator.translate(&e.event, &data) {
+                    Ok((chunks, done)) => chunks.into_iter().map(|c| Ok(Event::ours(c))).chain(done.then_some(Ok(Event::Done))).collect(),
+                    Err(message) => vec![Err(Failure::Transport(format!("the upstream's stream failed: {message}")))],
+                },
+                Err(err) => vec![Err(Failure::Transport(format!("bad event from upstream: {err}")))],
+            },
+            Err(err) => vec![Err(Failure::Transport(err.to_string()))],
+        };
+        futures::stream::iter(out)
+    });
+    Box::pin(events.flatten())
 }
 
 #[cfg(test)]

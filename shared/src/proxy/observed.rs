@@ -1,0 +1,89 @@
+//! What comes back from an upstream: the usage and progress observed in an answer or a
+//! stream, the source a stream is read from, and how a failure reaches the client and the record.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use super::status_error;
+use super::upstream::{Event, Events, Failure};
+use crate::error::ApiError;
+use crate::usage::Outcome;
+
+/// What the upstream reported (or what we saw delivered) about one answer.
+#[derive(Default)]
+pub(super) struct Observed {
+    pub(super) input: Option<i64>,
+    pub(super) output: Option<i64>,
+    /// Input tokens read from / written to the provider's prompt cache (part of `input`).
+    pub(super) cached: i64,
+    pub(super) cache_write: i64,
+    pub(super) reasoning: i64,
+    pub(super) finish_reason: Option<String>,
+    pub(super) ttft_ms: Option<i64>,
+    pub(super) delivered_chunks: i64,
+}
+
+impl Observed {
+    pub(super) fn absorb(&mut self, answer: &Value, started: Instant) {
+        if let Some(usage) = answer.get("usage").filter(|u| u.is_object()) {
+            let n = |p: &str| usage.pointer(p).and_then(Value::as_i64);
+            self.input = n("/prompt_tokens").or(self.input);
+            self.output = n("/completion_tokens").or(self.output);
+            self.cached = n("/prompt_tokens_details/cached_tokens").unwrap_or(self.cached);
+            // OpenRouter's name for the tokens a request wrote to the prompt cache.
+            self.cache_write = n("/prompt_tokens_details/cache_write_tokens").unwrap_or(self.cache_write);
+            self.reasoning = n("/completion_tokens_details/reasoning_tokens").unwrap_or(self.reasoning);
+        }
+        if let Some(choice) = answer.pointer("/choices/0") {
+            let text = choice.pointer("/delta/content").or_else(|| choice.get("text")).and_then(Value::as_str);
+            if text.is_some_and(|t| !t.is_empty()) {
+                self.delivered_chunks += 1;
+                self.ttft_ms.get_or_insert(started.elapsed().as_millis() as i64);
+            }
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                self.finish_reason = Some(reason.to_string());
+            }
+        }
+    }
+}
+
+/// An upstream failure as the client sees it.
+pub(super) fn failure_error(failure: &Failure) -> ApiError {
+    match failure {
+        Failure::Timeout => status_error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", failure.describe()),
+        Failure::Status(429, _) => status_error(StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited", failure.describe()),
+        Failure::Status(s, _) if (400..500).contains(s) => {
+            status_error(StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_REQUEST), "upstream_rejected", failure.describe())
+        }
+        _ => status_error(StatusCode::BAD_GATEWAY, "upstream_error", failure.describe()),
+    }
+}
+
+/// What an upstream failure counts as in the usage record.
+pub(super) fn outcome_of(failure: &Failure) -> Outcome {
+    if matches!(failure, Failure::Timeout) { Outcome::Timeout } else { Outcome::Error }
+}
+
+/// The source of a streamed answer.
+pub(super) enum Source {
+    Mock { chunks: VecDeque<Value>, delay: Duration },
+    Upstream(Events),
+}
+
+impl Source {
+    pub(super) async fn next(&mut self) -> Option<Result<Event, Failure>> {
+        match self {
+            Source::Mock { chunks, delay } => {
+                let chunk = chunks.pop_front()?;
+                if !delay.is_zero() {
+                    tokio::time::sleep(*delay).await;
+                }
+                Some(Ok(Event::ours(chunk)))
+            }
+            Source::Upstream(events) => futures::StreamExt::next(events).await,
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Provider types through the canonical (OpenAI) front door, against local fakes that speak
+//! each provider's own wire format, on both backends: Anthropic's Messages API here, whole and
+//! streamed, with tools, cache usage, errors, and the price of each token class.
+
+use serde_json::{Value, json};
+use tollgate_tests::anthropic::{ANSWER, API_KEY, FakeAnthropic, USAGE};
+use tollgate_tests::{TestApp, backend_tests};
+
+async fn claude(app: &TestApp, admin: &str, fake: &FakeAnthropic, api_key: &str) {
+    let model = json!({"id": "claude-test", "provider": "anthropic", "baseUrl": fake.base_url, "apiKey": api_key,
+        "inputPrice": 3.0, "cachedInputPrice": 0.3, "cacheWritePrice": 3.75, "outputPrice": 15.0, "contextWindow": 200_000, "maxOutputTokens": 1000});
+    app.post("/api/models", Some(admin), model).await.expect(201);
+}
+
+/// The JSON of every `data:` event of an SSE body, up to `[DONE]` (which must end it).
+fn events(text: &str) -> Vec<Value> {
+    let data: Vec<&str> = text.split("\n\n").filter_map(|e| e.trim().strip_prefix("data: ")).collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "the stream ends with [DONE]: {text}");
+    data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect()
+}
+
+async fn stream(app: &TestApp, key: &str, body: Value) -> Vec<Value> {
+    let resp = app.client.post(format!("{}/v1/chat/completions", app.base)).bearer_auth(key).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    events(&resp.text().await.unwrap())
+}
+
+fn weather_tool() -> Value {
+    json!([{"type": "function", "function": {"name": "weather", "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
+}
+
+backend_tests! {
+    async fn an_openai_request_is_served_by_claude(backend) {
+        let app = TestApp::start(backend).await;
+        let fake = FakeAnthropic::start().await;
+        let (admin, _) = app.admin().await;
+        claude(&app, &admin, &fake, API_KEY).await;
+        let (_, key) = app.api_key(&admin, json!({"budget_limit_cents": 100})).await;
+        let r = app.chat(&key, json!({"model": "claude-test", "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Weather?"},
+        ]})).await.expect(200);
+        assert_eq!(r.body["object"], "chat.completion");
+        assert_eq!(r.body["choices"][0]["message"]["content"], ANSWER.join(" "));
+        assert_eq!(r.body["choices"][0]["finish_reason"], "stop");
+        let (input, read, write) = USAGE;
+        assert_eq!(r.body["usage"]["prompt_tokens"], input + read + write);
+        assert_eq!(r.body["usage"]["completion_tokens"], 3);
+        assert_eq!(r.body["usage"]["prompt_tokens_details"], json!({"cached_tokens": read, "cache_write_tokens": write}));
+        // 12 x $3 + 3 x $0.30 + 2 x $3.75 + 3 x $15 per million = 89.4 micro-dollars: 90.
+        assert_eq!(r.headers["x-tollgate-cost-usd"], "0.000090");
+        // What Anthropic was sent: its own headers and shape, max_tokens from the model's cap.
+        let (headers, sent) = fake.requests().pop().unwrap();
+        assert_eq!(headers["x-api-key"], API_KEY);
+        assert_eq!(headers["anthropic-version"], "2023-06-01");
+        assert!(headers.get("authorization").is_none(), "no bearer token to Anthropic");
+        assert_eq!(sent["max_tokens"], 1000);
+        assert_eq!(sent["system"], json!([{"type": "text", "text": "Be brief."}]));
+        assert_eq!(sent["messages"], json!([{"role": "user", "content": [{"type": "text", "text": "Weather?"}]}]));
+        // The request's own max_tokens goes as sent; Anthropic's stop reason maps to OpenAI's.
+        let short = app.chat(&key, json!({"model": "claude-test", "max_tokens": 2, "messages": [{"role": "user", "content": "Weather?"}]})).await.expect(200);
+        assert_eq!(short.body["choices"][0]["finish_reason"], "length");
+        assert_eq!(fake.requests().pop().unwrap().1["max_tokens"], 2);
+    }
+
+    async fn tools_round_trip_through_claude_whole_and_streamed(backend) {
+        let app = TestApp::start(backend).await;
+        let fake = FakeAnthropic::start().await;
+        let (admin, _) = app.admin().await;
+        claude(&app, &admin, &fake, API_KEY).await;
+        let (_, key) = app.api_key(&admin, json!({})).await;
+        let ask = json!({"role": "user", "content": "Weather in Paris?"});
+        let r = app.chat(&key, json!({"model": "claude-test", "tools": weather_tool(), "tool_choice": "required", "messages": [ask]})).await.expect(200);
+        assert_eq!(r.body["choices"][0]["finish_reason"], "tool_calls");
+        let call = r.body["choices"][0]["message"]["tool_calls"][0].clone();
+        assert_eq!(call["function"]["name"], "weather");
+        assert_eq!(serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(), json!({"city": "Paris"}));
+        let sent = fake.requests().pop().unwrap().1;
+        assert_eq!(sent["tools"][0]["input_schema"]["required"], json!(["city"]));
+        assert_eq!(sent["tool_choice"], json!({"type": "any"}));
+        // The tool's result goes back as Anthropic wants it: a tool_result block of a user turn.
+        let answer = json!({"role": "tool", "tool_call_id": call["id"], "content": "18C and sunny"});
+        let assistant = r.body["choices"][0]["message"].clone();
+        let done = app.chat(&key, json!({"model": "claude-test", "tools": weather_tool(), "messages": [ask, assistant, answer]})).await.expect(200);
+        assert_eq!(done.body["choices"][0]["message"]["content"], ANSWER.join(" "));
+        let sent = fake.requests().pop().unwrap().1;
+        assert_eq!(sent["messages"][1]["content"][1], json!({"type": "tool_use", "id": "toolu_01", "name": "weather", "input": {"city": "Paris"}}));
+        assert_eq!(sent["messages"][2], json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "18C and sunny"}]}));
+
+        // Streamed: text deltas, then the tool call's arguments in pieces, then the stop.
+        let chunks = stream(&app, &key, json!({"model": "claude-test", "stream": true, "stream_options": {"include_usage": true}, "tools": weather_tool(), "messages": [ask]})).await;
+        assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+        assert_eq!(text, ANSWER.join(" "));
+        let arguments: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()).collect();
+        assert_eq!(serde_json::from_str::<Value>(&arguments).unwrap(), json!({"city": "Paris"}));
+        assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
+        let usage = &chunks.last().unwrap()["usage"];
+        assert_eq!((usage["prompt_tokens"].as_i64(), usage["completion_tokens"].as_i64()), (Some(17), Some(13)));
+        // Without include_usage, no usage chunk reaches the client, but the record has it.
+        let plain = stream(&app, &key, json!({"model": "claude-test", "stream": true, "messages": [{"role": "user", "content": "hi"}]})).await;
+        assert!(plain.iter().all(|c| c.get("usage").is_none_or(Value::is_null)), "{plain:?}");
+        let logs = app.get("/admin/v1/me/usage/logs?limit=1", Some(&admin)).await.expect(200);
+        let record = &logs.body["data"][0];
+        assert_eq!((record["input_tokens"].as_i64(), record["output_tokens"].as_i64()), (Some(17), Some(3)), "{record}");
+    }
+
+    async fn claudes_errors_reach_the_caller_in_the_envelope(backend) {
+        let app = TestApp::start(backend).await;
+        let fake = FakeAnthropic::start().await;
+        let (admin, _) = app.admin().await;
+        claude(&app, &admin, &fake, "sk-ant-wrong-key-abcdefghijkl").await;
+        let (_, key) = app.api_key(&admin, json!({})).await;
+        let refused = app.chat(&key, json!({"model": "claude-test", "messages": [{"role": "user", "content": "hi"}]})).await;
+        let refused = refused.expect_error(401, "upstream_rejected");
+        assert!(refused.body["error"]["message"].as_str().unwrap().contains("invalid x-api-key"), "{}", refused.text);
+        // Claude has no embeddings: said plainly, without calling it.
+        let before = fake.requests().len();
+        let r = app.post("/v1/embeddings", Some(&key), json!({"model": "claude-test", "input": "hi"})).await;
+        r.expect_error(400, "upstream_rejected");
+        assert_eq!(fake.requests().len(), before);
+    }
+}
