@@ -123,4 +123,102 @@ backend_tests! {
         r.expect_error(400, "upstream_rejected");
         assert_eq!(fake.requests().len(), before);
     }
+
+    async fn the_messages_api_reaches_any_provider(backend) {
+        let app = TestApp::start(backend).await;
+        let fake = FakeAnthropic::start().await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-1", 1.0, 2.0, None).await;
+        claude(&app, &admin, &fake, API_KEY).await;
+        let (_, key) = app.api_key(&admin, json!({"budget_limit_cents": 100})).await;
+        let messages = |body: Value| {
+            app.client.post(format!("{}/v1/messages", app.base)).header("x-api-key", &key).header("anthropic-version", "2023-06-01").json(&body).send()
+        };
+        // Through the mock (canonical behind the door).
+        let r = messages(json!({"model": "mock-1", "max_tokens": 50, "system": "Be brief.", "messages": [{"role": "user", "content": "hello [mock:words=3]"}]})).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().get("x-budget-remaining-usd").is_some(), "the standing headers come through this door too");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["type"], "message");
+        assert_eq!(body["role"], "assistant");
+        assert!(body["id"].as_str().unwrap().starts_with("msg_"));
+        assert_eq!(body["content"][0]["type"], "text");
+        assert_eq!(body["content"][0]["text"].as_str().unwrap().split_whitespace().count(), 3);
+        assert_eq!(body["stop_reason"], "end_turn");
+        assert_eq!(body["usage"]["output_tokens"], 3);
+        // Through Claude: both translations, the cache's tokens kept apart all the way.
+        let r = messages(json!({"model": "claude-test", "max_tokens": 50, "messages": [{"role": "user", "content": "Weather?"}]})).await.unwrap();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["content"], json!([{"type": "text", "text": ANSWER.join(" ")}]));
+        assert_eq!(body["usage"], json!({"input_tokens": USAGE.0, "output_tokens": 3, "cache_read_input_tokens": USAGE.1, "cache_creation_input_tokens": USAGE.2}));
+        assert_eq!(fake.requests().pop().unwrap().1["max_tokens"], 50);
+        // Tool use, whole and streamed.
+        let tools = json!([{"name": "weather", "description": "The weather in a city", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]);
+        let r = messages(json!({"model": "claude-test", "max_tokens": 50, "tools": tools, "messages": [{"role": "user", "content": "Paris?"}]})).await.unwrap();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["stop_reason"], "tool_use");
+        assert_eq!(body["content"][1], json!({"type": "tool_use", "id": "toolu_01", "name": "weather", "input": {"city": "Paris"}}));
+        let r = messages(json!({"model": "claude-test", "max_tokens": 50, "stream": true, "tools": tools, "messages": [{"role": "user", "content": "Paris?"}]})).await.unwrap();
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        let text = r.text().await.unwrap();
+        let frames: Vec<(String, Value)> = text
+            .split("\n\n")
+            .filter(|f| !f.trim().is_empty())
+            .map(|f| {
+                let mut lines = f.lines();
+                let name = lines.next().unwrap().trim_start_matches("event: ").to_string();
+                (name, serde_json::from_str(lines.next().unwrap().trim_start_matches("data: ")).unwrap())
+            })
+            .collect();
+        let names: Vec<&str> = frames.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.first(), Some(&"message_start"));
+        assert_eq!(&names[names.len() - 2..], ["message_delta", "message_stop"]);
+        assert!(frames.iter().all(|(n, d)| d["type"] == n.as_str()), "each event's data names its type");
+        let said: String = frames.iter().filter_map(|(_, d)| d["delta"]["text"].as_str()).collect();
+        assert_eq!(said, ANSWER.join(" "));
+        let json_input: String = frames.iter().filter_map(|(_, d)| d["delta"]["partial_json"].as_str()).collect();
+        assert_eq!(serde_json::from_str::<Value>(&json_input).unwrap(), json!({"city": "Paris"}));
+        let delta = &frames[frames.len() - 2].1;
+        assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+        assert_eq!(delta["usage"]["cache_read_input_tokens"], USAGE.1);
+        // count_tokens and the model itself.
+        let counted = app.client.post(format!("{}/v1/messages/count_tokens", app.base)).header("x-api-key", &key)
+            .json(&json!({"model": "mock-1", "messages": [{"role": "user", "content": "hello"}]})).send().await.unwrap();
+        assert_eq!(counted.json::<Value>().await.unwrap(), json!({"input_tokens": 16}), "user + hello: 9 bytes, 7 framing");
+        let shown = app.get("/v1/models/mock-1", Some(&key)).await.expect(200);
+        assert_eq!((shown.body["id"].as_str(), shown.body["object"].as_str()), (Some("mock-1"), Some("model")));
+        app.get("/v1/models/nope", Some(&key)).await.expect_error(404, "model_not_found");
+    }
+
+    async fn the_messages_api_answers_errors_in_anthropics_envelope(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-1", 0.0, 1000.0, None).await;
+        let post = |key: Option<&str>, body: Value| {
+            let mut r = app.client.post(format!("{}/v1/messages", app.base)).json(&body);
+            if let Some(k) = key {
+                r = r.header("x-api-key", k);
+            }
+            r.send()
+        };
+        let hi = json!({"model": "mock-1", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+        let check = |status: u16, kind: &'static str| move |r: reqwest::Response| async move {
+            assert_eq!(r.status(), status);
+            let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["type"], "error", "{body}");
+            assert_eq!(body["error"]["type"], kind, "{body}");
+            assert!(body["error"]["message"].as_str().is_some_and(|m| m.len() > 10), "{body}");
+            assert_eq!(body["request_id"], id.as_str());
+        };
+        check(401, "authentication_error")(post(None, hi.clone()).await.unwrap()).await;
+        let (key_id, key) = app.api_key(&admin, json!({"budget_limit_cents": 1})).await;
+        check(400, "invalid_request_error")(post(Some(&key), json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]})).await.unwrap()).await;
+        check(404, "not_found_error")(post(Some(&key), json!({"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})).await.unwrap()).await;
+        check(402, "billing_error")(post(Some(&key), json!({"model": "mock-1", "max_tokens": 500, "messages": [{"role": "user", "content": "hi"}]})).await.unwrap()).await;
+        let (_, no_chat) = app.api_key(&admin, json!({"scopes": ["models"]})).await;
+        check(403, "permission_error")(post(Some(&no_chat), hi.clone()).await.unwrap()).await;
+        app.delete(&format!("/admin/v1/me/api-keys/{key_id}"), Some(&admin)).await.expect(204);
+        check(401, "authentication_error")(post(Some(&key), hi).await.unwrap()).await;
+    }
 }

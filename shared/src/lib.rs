@@ -8,6 +8,7 @@ pub mod cache;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod doors;
 pub mod error;
 pub mod http;
 pub mod identity;

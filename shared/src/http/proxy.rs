@@ -1,5 +1,7 @@
-//! Proxy group: the OpenAI-compatible data plane. The three POST endpoints share one handler,
-//! parameterised by endpoint; the rules live in `crate::proxy`.
+//! Proxy group: the data plane, behind two front doors: OpenAI's (chat completions,
+//! completions, embeddings, models) and Anthropic's (messages, count_tokens). Every POST
+//! shares one handler, parameterised by endpoint and door; the rules live in `crate::proxy`,
+//! the doors' shapes in `crate::doors`.
 
 use std::time::Instant;
 
@@ -11,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::ClientIp;
+use crate::doors::{self, Door};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::proxy::{self, Caller, Endpoint};
 use crate::state::AppState;
@@ -21,7 +24,14 @@ use crate::state::AppState;
 pub const MAX_PROXY_BODY_BYTES: usize = 32 << 20;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(chat_completions)).routes(routes!(completions)).routes(routes!(embeddings)).routes(routes!(models))
+    OpenApiRouter::new()
+        .routes(routes!(chat_completions))
+        .routes(routes!(completions))
+        .routes(routes!(embeddings))
+        .routes(routes!(models))
+        .routes(routes!(model))
+        .routes(routes!(messages))
+        .routes(routes!(count_tokens))
 }
 
 /// The API key, from `Authorization: Bearer` or `X-API-Key`.
@@ -50,17 +60,65 @@ async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
     })
 }
 
-async fn forward(state: AppState, endpoint: Endpoint, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
+async fn forward(state: AppState, endpoint: Endpoint, door: Door, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
     let started = Instant::now();
     let caller = caller(&headers, ip);
     let key = match proxy::admit_key(&state.gateway, endpoint, &caller).await {
         Ok(key) => key,
         Err(error) => return error.into_response(),
     };
-    match read_body(body).await {
-        Ok(body) => proxy::handle(state.gateway.clone(), endpoint, key, caller, body, started).await,
-        Err(error) => error.into_response(),
+    let body = match (door, read_body(body).await) {
+        (_, Err(error)) => return error.into_response(),
+        (Door::OpenAi, Ok(body)) => body,
+        (Door::Anthropic, Ok(body)) => match doors::anthropic::canonical_request(&body) {
+            Ok(canonical) => canonical.into(),
+            Err(error) => return error.into_response(),
+        },
+    };
+    proxy::handle(state.gateway.clone(), endpoint, door, key, caller, body, started).await
+}
+
+/// An error answer in Anthropic's envelope (its error type, our message, code and request id).
+async fn in_anthropic_shape(response: Response) -> Response {
+    if response.status().is_success() {
+        return response;
     }
+    let (mut parts, body) = response.into_parts();
+    let ours: serde_json::Value = match axum::body::to_bytes(body, 1 << 20).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let theirs = doors::anthropic::error_body(parts.status, &ours);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::from(theirs.to_string()))
+}
+
+/// Anthropic's Messages API, streamed (Anthropic's event types) or not, routed to any model of
+/// any provider type. The key goes in `x-api-key` (or `Authorization: Bearer`); errors are
+/// Anthropic's envelope. The answer carries the same standing headers as chat completions.
+#[utoipa::path(post, path = "/v1/messages", tag = "proxy", request_body = Object,
+    responses((status = 200, body = Object), (status = 400, body = Object), (status = 401, body = Object), (status = 402, body = Object), (status = 403, body = Object), (status = 429, body = Object), (status = 502, body = Object)))]
+async fn messages(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
+    in_anthropic_shape(forward(state, Endpoint::Chat, Door::Anthropic, headers, ip, body).await).await
+}
+
+/// The input tokens a Messages request is reserved at on its model: an upper bound (the text's
+/// bytes plus framing), since no provider's tokenizer runs here.
+#[utoipa::path(post, path = "/v1/messages/count_tokens", tag = "proxy", request_body = Object,
+    responses((status = 200, body = Object), (status = 400, body = Object), (status = 401, body = Object), (status = 404, body = Object)))]
+async fn count_tokens(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
+    let counted = async {
+        let key = proxy::admit_key(&state.gateway, Endpoint::Chat, &caller(&headers, ip)).await?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&read_body(body).await?).map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))?;
+        let body = body.as_object().ok_or_else(|| ApiError::bad_request("invalid_body", "the body must be a JSON object"))?;
+        let model = body.get("model").and_then(serde_json::Value::as_str).ok_or_else(|| ApiError::invalid_param("model", "model is required"))?;
+        let canonical = doors::anthropic::canonical(body, model, None)?;
+        let tokens = proxy::count_input_tokens(&state.gateway, &key, &canonical).await?;
+        Ok::<_, ApiError>(axum::Json(serde_json::json!({"input_tokens": tokens})))
+    };
+    in_anthropic_shape(counted.await.into_response()).await
 }
 
 /// OpenAI chat completions, streamed (SSE) or not. The answer carries the key's standing
@@ -68,21 +126,21 @@ async fn forward(state: AppState, endpoint: Endpoint, headers: HeaderMap, ip: Cl
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "proxy", request_body = Object,
     responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope), (status = 502, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)))]
 async fn chat_completions(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
-    forward(state, Endpoint::Chat, headers, ip, body).await
+    forward(state, Endpoint::Chat, Door::OpenAi, headers, ip, body).await
 }
 
 /// OpenAI (legacy) text completions, streamed or not.
 #[utoipa::path(post, path = "/v1/completions", tag = "proxy", request_body = Object,
     responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope)))]
 async fn completions(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
-    forward(state, Endpoint::Completions, headers, ip, body).await
+    forward(state, Endpoint::Completions, Door::OpenAi, headers, ip, body).await
 }
 
 /// OpenAI embeddings.
 #[utoipa::path(post, path = "/v1/embeddings", tag = "proxy", request_body = Object,
     responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope)))]
 async fn embeddings(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
-    forward(state, Endpoint::Embeddings, headers, ip, body).await
+    forward(state, Endpoint::Embeddings, Door::OpenAi, headers, ip, body).await
 }
 
 /// The models this key may use.
@@ -90,4 +148,17 @@ async fn embeddings(State(state): State<AppState>, headers: HeaderMap, ip: Clien
 async fn models(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp) -> ApiResult<axum::Json<serde_json::Value>> {
     let key = proxy::authenticate(&state.gateway, presented_key(&headers).as_deref(), ip.0).await?;
     Ok(axum::Json(proxy::list_models(&state.gateway, &key).await?))
+}
+
+/// One model this key may use.
+#[utoipa::path(get, path = "/v1/models/{id}", tag = "proxy", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn model(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ip: ClientIp,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let key = proxy::authenticate(&state.gateway, presented_key(&headers).as_deref(), ip.0).await?;
+    Ok(axum::Json(proxy::get_model(&state.gateway, &key, &id).await?))
 }

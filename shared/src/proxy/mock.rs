@@ -8,6 +8,7 @@
 //! - `[mock:status=N]`   fail with HTTP status N
 //! - `[mock:cached=N]`, `[mock:cache_write=N]`, `[mock:reasoning=N]` report N input tokens read
 //!   from / written to the prompt cache (as OpenRouter reports them), or N reasoning tokens
+//! - `[mock:tool]`       also call the first tool the request offers (arguments `{}`)
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -36,6 +37,8 @@ pub struct Answer {
     pub cache_write_tokens: i64,
     pub reasoning_tokens: i64,
     pub finish_reason: &'static str,
+    /// The tool it calls, when asked to (`[mock:tool]`) and offered one.
+    pub tool: Option<String>,
     pub delay_ms: u64,
     pub fail_status: Option<u16>,
 }
@@ -55,6 +58,10 @@ pub fn answer(req: &Inspected) -> Answer {
         finish_reason = "length";
     }
     let returned = req.body.get("n").and_then(Value::as_i64).unwrap_or(1).max(1);
+    let tool = last.contains("[mock:tool]").then(|| req.body.get("tools")?.get(0)?.pointer("/function/name")?.as_str().map(str::to_string)).flatten();
+    if tool.is_some() && finish_reason == "stop" {
+        finish_reason = "tool_calls";
+    }
     Answer {
         words,
         returned,
@@ -64,6 +71,7 @@ pub fn answer(req: &Inspected) -> Answer {
         cache_write_tokens: directive(&last, "cache_write").unwrap_or(0).clamp(0, req.input_words),
         reasoning_tokens: directive(&last, "reasoning").unwrap_or(0).max(0),
         finish_reason,
+        tool,
         delay_ms: directive(&last, "delay_ms").unwrap_or(0).clamp(0, 60_000) as u64,
         fail_status: directive(&last, "status").and_then(|s| u16::try_from(s).ok()).filter(|s| (400..=599).contains(s)),
     }
@@ -96,7 +104,13 @@ impl Answer {
         match req.endpoint {
             Endpoint::Chat => json!({
                 "id": id, "object": "chat.completion", "created": created, "model": req.model,
-                "choices": choices(&|i| json!({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": self.finish_reason, "logprobs": null})),
+                "choices": choices(&|i| {
+                    let mut message = json!({"role": "assistant", "content": text});
+                    if let Some(name) = &self.tool {
+                        message["tool_calls"] = json!([{"id": "call_mock", "type": "function", "function": {"name": name, "arguments": "{}"}}]);
+                    }
+                    json!({"index": i, "message": message, "finish_reason": self.finish_reason, "logprobs": null})
+                }),
                 "usage": self.usage(),
             }),
             Endpoint::Completions => json!({
@@ -139,6 +153,10 @@ impl Answer {
             }
             for (i, word) in self.words.iter().enumerate() {
                 out.push(chunk(piece(index, if i == 0 { word.clone() } else { format!(" {word}") }, None)));
+            }
+            if let Some(name) = self.tool.as_ref().filter(|_| chat) {
+                let call = json!({"index": 0, "id": "call_mock", "type": "function", "function": {"name": name, "arguments": "{}"}});
+                out.push(chunk(json!({"index": index, "delta": {"tool_calls": [call]}, "finish_reason": null})));
             }
             out.push(chunk(piece(index, String::new(), Some(self.finish_reason))));
         }

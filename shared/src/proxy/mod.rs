@@ -30,11 +30,13 @@ pub use gateway::{Gateway, Hot, Tuning};
 use headers::{standing, with_headers};
 use observed::{Observed, Source, failure_error, outcome_of};
 pub use request::{Endpoint, Inspected};
+pub use routing::{count_input_tokens, get_model, list_models};
 use routing::{resolve_model, route};
 use upstream::{Event, Failure};
 
 use crate::budget_events;
-use crate::catalog::{self, Model};
+use crate::catalog::Model;
+use crate::doors::Door;
 use crate::error::{ApiError, ApiResult, current_request_id};
 use crate::identity::sha256_hex;
 use crate::keys::{self, ApiKey, Owner};
@@ -106,8 +108,10 @@ pub async fn admit_key(gw: &Gateway, endpoint: Endpoint, caller: &Caller) -> Api
 }
 
 /// Serves one POST to the proxy, whose key `admit_key` accepted at `started`.
-pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> Response {
-    match admit(gw, endpoint, key, caller, body, started).await {
+/// The body is canonical (a door other than OpenAI's has translated it); the answer goes back
+/// through `door`.
+pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> Response {
+    match admit(gw, endpoint, door, key, caller, body, started).await {
         Ok(flight) => {
             // The flight runs on its own task, so a client that goes away cannot cut its
             // settlement and record short.
@@ -126,6 +130,8 @@ pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: C
 /// Everything about one admitted request on its way through.
 struct Flight {
     gw: Arc<Gateway>,
+    /// The shape the caller speaks.
+    door: Door,
     key: ApiKey,
     req: Inspected,
     /// The request body as the client sent it.
@@ -172,7 +178,7 @@ impl IntoResponse for Rejected {
     }
 }
 
-async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> Result<Flight, Rejected> {
+async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> Result<Flight, Rejected> {
     let req = request::inspect(endpoint, &body)?;
     if !key.allows_model(&req.model) {
         return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)).into());
@@ -187,6 +193,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, key: ApiKey, caller: Caller
     let model = candidates[0].clone();
     let mut flight = Flight {
         gw,
+        door,
         key,
         req,
         raw: body,
@@ -480,7 +487,7 @@ impl Flight {
                     let mut headers = standing(&self.reservations, Some(&actual), self.gw.clock.now());
                     headers.push((HeaderName::from_static("x-tollgate-cost-usd"), format_dollars(actual.cost_micros)));
                     headers.extend(self.lowered_header());
-                    let response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
+                    let response = ([(header::CONTENT_TYPE, "application/json")], self.door.answer(bytes, &body)).into_response();
                     return Ok(with_headers(response, headers));
                 }
                 Err(failure) => {
@@ -545,6 +552,7 @@ impl Flight {
         let mut seen = Observed::default();
         let mut cancelled = false;
         let mut failure = None;
+        let mut writer = self.door.writer(self.req.client_wants_usage);
         loop {
             let next = tokio::select! {
                 biased;
@@ -555,12 +563,12 @@ impl Flight {
                 None | Some(Ok(Event::Done)) => break,
                 Some(Ok(Event::Data(value, frame))) => {
                     seen.absorb(&value, self.started);
-                    let usage_only = value.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty) && value.get("usage").is_some();
-                    if usage_only && !self.req.client_wants_usage {
-                        continue;
+                    for frame in writer.chunk(&value, frame) {
+                        if tx.send(frame).await.is_err() {
+                            cancelled = true;
+                        }
                     }
-                    if tx.send(frame).await.is_err() {
-                        cancelled = true;
+                    if cancelled {
                         break;
                     }
                 }
@@ -580,24 +588,10 @@ impl Flight {
             tracing::error!(request_id = %self.request_id, error = %e, "could not record a streamed request");
         }
         if !cancelled {
-            if let Some(f) = failure {
-                let envelope =
-                    json!({"error": {"code": "upstream_error", "message": f.describe(), "param": null, "request_id": self.request_id, "type": "api_error"}});
-                let _ = tx.send(upstream::sse(&envelope)).await;
+            let described = failure.as_ref().map(Failure::describe);
+            for frame in writer.finish(described.as_deref().map(|m| ("upstream_error", m)), &self.request_id) {
+                let _ = tx.send(frame).await;
             }
-            let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
         }
     }
-}
-
-/// `GET /v1/models`: the catalog models this key may use, as OpenAI lists them.
-pub async fn list_models(gw: &Gateway, key: &ApiKey) -> ApiResult<Value> {
-    require_scope(key, "models")?;
-    let data: Vec<Value> = catalog::list(gw.store.as_ref())
-        .await?
-        .into_iter()
-        .filter(|m| key.allows_model(&m.id))
-        .map(|m| json!({"id": m.id, "object": "model", "created": m.created_at.timestamp(), "owned_by": m.provider}))
-        .collect();
-    Ok(json!({"object": "list", "data": data}))
 }

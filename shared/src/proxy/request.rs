@@ -151,7 +151,8 @@ fn collect(value: &Value, inputs: &mut Inputs) {
 }
 
 /// The UTF-8 bytes of the text in a value: its strings, 1 per number (a token id) or boolean,
-/// nothing for JSON syntax and keys; image and file parts are left to the media allowance.
+/// nothing for JSON syntax, keys and the `type` tags of parts and tool calls; image and file
+/// parts are left to the media allowance.
 fn text_bytes(value: &Value) -> i64 {
     match value {
         Value::String(s) => s.len() as i64,
@@ -159,7 +160,7 @@ fn text_bytes(value: &Value) -> i64 {
         Value::Array(items) => items.iter().fold(0i64, |sum, v| sum.saturating_add(text_bytes(v))),
         Value::Object(map) => match map.get("type").and_then(Value::as_str) {
             Some("image_url" | "file") => 0,
-            _ => map.values().fold(0i64, |sum, v| sum.saturating_add(text_bytes(v))),
+            _ => map.iter().filter(|(k, _)| *k != "type").fold(0i64, |sum, (_, v)| sum.saturating_add(text_bytes(v))),
         },
         Value::Null => 0,
     }
@@ -398,7 +399,11 @@ mod tests {
             {"role": "tool", "tool_call_id": "c1", "content": "42"}]})),
         )
         .unwrap();
-        assert_eq!(tools.worst_input_tokens(1_000_000), (9 + 2 + 8 + 1 + 7) + (4 + 2 + 2) + 2 * 4 + 3);
+        assert_eq!(tools.worst_input_tokens(1_000_000), (9 + 2 + 1 + 7) + (4 + 2 + 2) + 2 * 4 + 3);
+        // Content parts count their text, not their tags.
+        let parts =
+            inspect(Endpoint::Chat, &bytes(&json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]}))).unwrap();
+        assert_eq!(parts.worst_input_tokens(1_000_000), 16);
     }
 
     #[test]

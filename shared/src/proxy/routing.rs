@@ -1,11 +1,14 @@
 //! Which catalog models may serve a request: the requested one, or for a project token the
-//! project's models in routing order.
+//! project's models in routing order; and the models a key may use, as the doors list them.
 
 use axum::http::StatusCode;
+use serde_json::{Value, json};
 
-use super::status_error;
+use super::request::Endpoint;
+use super::{Gateway, status_error};
 use crate::catalog::{self, Model};
 use crate::error::{ApiError, ApiResult};
+use crate::keys::ApiKey;
 
 pub(super) async fn resolve_model(gw: &super::Gateway, id: &str) -> ApiResult<Model> {
     if let Some(model) = gw.hot.models.get(&id.to_string()) {
@@ -42,4 +45,40 @@ pub(super) async fn route(gw: &super::Gateway, project: &crate::projects::Projec
         ));
     }
     Ok(out)
+}
+
+/// `GET /v1/models/{id}`: one model this key may use, as OpenAI shows it (with the fields
+/// Anthropic's models API has, too).
+pub async fn get_model(gw: &Gateway, key: &ApiKey, id: &str) -> ApiResult<Value> {
+    super::require_scope(key, "models")?;
+    let missing = || status_error(StatusCode::NOT_FOUND, "model_not_found", format!("there is no model {id:?} this key may use; GET /v1/models lists them"));
+    if !key.allows_model(id) {
+        return Err(missing());
+    }
+    let m = catalog::get(gw.store.as_ref(), id).await?.ok_or_else(missing)?;
+    Ok(json!({"id": m.id, "object": "model", "created": m.created_at.timestamp(), "owned_by": m.provider,
+              "type": "model", "display_name": m.id, "created_at": m.created_at.to_rfc3339()}))
+}
+
+/// `POST /v1/messages/count_tokens`: the input tokens a canonical request is reserved at on
+/// its model: an upper bound (bytes of text plus framing), not a tokenizer's count.
+pub async fn count_input_tokens(gw: &Gateway, key: &ApiKey, canonical: &[u8]) -> ApiResult<i64> {
+    let req = super::request::inspect(Endpoint::Chat, canonical)?;
+    if !key.allows_model(&req.model) {
+        return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)));
+    }
+    let model = resolve_model(gw, &req.model).await?;
+    Ok(req.worst_input_tokens(model.context_window))
+}
+
+/// `GET /v1/models`: the catalog models this key may use, as OpenAI lists them.
+pub async fn list_models(gw: &Gateway, key: &ApiKey) -> ApiResult<Value> {
+    super::require_scope(key, "models")?;
+    let data: Vec<Value> = catalog::list(gw.store.as_ref())
+        .await?
+        .into_iter()
+        .filter(|m| key.allows_model(&m.id))
+        .map(|m| json!({"id": m.id, "object": "model", "created": m.created_at.timestamp(), "owned_by": m.provider}))
+        .collect();
+    Ok(json!({"object": "list", "data": data}))
 }
