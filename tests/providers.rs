@@ -221,4 +221,42 @@ backend_tests! {
         app.delete(&format!("/admin/v1/me/api-keys/{key_id}"), Some(&admin)).await.expect(204);
         check(401, "authentication_error")(post(Some(&key), hi).await.unwrap()).await;
     }
+
+    async fn azure_deployments_serve_openai_requests(backend) {
+        use tollgate_tests::azure::{self, FakeAzure};
+        let app = TestApp::start(backend).await;
+        let fake = FakeAzure::start().await;
+        let (admin, _) = app.admin().await;
+        let deployment = |name: &str, key: &str| json!({"id": format!("az-{name}"), "provider": "azure", "apiKey": key,
+            "baseUrl": format!("{}/openai/deployments/{name}", fake.endpoint), "inputPrice": 2.5, "outputPrice": 10.0, "contextWindow": 128_000});
+        app.post("/api/models", Some(&admin), deployment(azure::DEPLOYMENT, azure::API_KEY)).await.expect(201);
+        app.post("/api/models", Some(&admin), deployment("missing", azure::API_KEY)).await.expect(201);
+        app.post("/api/models", Some(&admin), json!({"id": "az-nourl", "provider": "azure", "inputPrice": 1, "outputPrice": 1, "contextWindow": 100}))
+            .await
+            .expect_error(400, "invalid_value");
+        let (_, key) = app.api_key(&admin, json!({})).await;
+        let model = format!("az-{}", azure::DEPLOYMENT);
+        let r = app.chat(&key, json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
+        assert_eq!(r.body["choices"][0]["message"]["content"], "Azure says hello there");
+        assert!(r.body["prompt_filter_results"].is_array(), "Azure's own fields pass through");
+        // 9 x $2.50 + 4 x $10 per million = 62.5 micro-dollars: 63.
+        assert_eq!(r.headers["x-tollgate-cost-usd"], "0.000063");
+        let (headers, query, _) = fake.requests().pop().unwrap();
+        assert_eq!(headers["api-key"], azure::API_KEY);
+        assert!(headers.get("authorization").is_none());
+        assert_eq!(query["api-version"], tollgate::providers::azure::API_VERSION);
+        // Streamed, with Azure's first chunk (no choices, only filter results) passed on.
+        let resp = app.client.post(format!("{}/v1/chat/completions", app.base)).bearer_auth(&key)
+            .json(&json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hi"}]})).send().await.unwrap();
+        let chunks = events(&resp.text().await.unwrap());
+        let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+        assert_eq!(text, "Azure says hello there");
+        assert!(chunks.iter().all(|c| c.get("usage").is_none_or(Value::is_null)), "the usage chunk Tollgate asked for stays with Tollgate");
+        let logs = app.get("/admin/v1/me/usage/logs?limit=1", Some(&admin)).await.expect(200);
+        assert_eq!((logs.body["data"][0]["input_tokens"].as_i64(), logs.body["data"][0]["output_tokens"].as_i64()), (Some(9), Some(4)));
+        // Embeddings at the same deployment shape; Azure's own errors reach the caller.
+        app.post("/v1/embeddings", Some(&key), json!({"model": model, "input": "hi"})).await.expect(200);
+        let missing = app.chat(&key, json!({"model": "az-missing", "messages": [{"role": "user", "content": "hi"}]})).await.expect_error(404, "upstream_rejected");
+        assert!(missing.body["error"]["message"].as_str().unwrap().contains("deployment for this resource does not exist"), "{}", missing.text);
+    }
 }

@@ -11,13 +11,15 @@ use crate::secrets::SecretStore;
 use crate::store::{Cond, Index, Key, Query, Store, StoreError, from_item, keyed_item, query_all, set_index};
 
 /// Provider types a catalog model may name, with the base URL used when the model sets none.
-pub const PROVIDERS: [(&str, Option<&str>); 6] = [
+pub const PROVIDERS: [(&str, Option<&str>); 7] = [
     ("mock", None),
     ("openai", Some("https://api.openai.com/v1")),
     ("anthropic", Some("https://api.anthropic.com")),
     ("openrouter", Some("https://openrouter.ai/api/v1")),
     ("huggingface", Some("https://router.huggingface.co/v1")),
     ("openai-compatible", None),
+    // Azure OpenAI: the base URL is the deployment's, https://<resource>.openai.azure.com/openai/deployments/<name>.
+    ("azure", None),
 ];
 
 /// The largest context window a model may declare (today's largest are ~10 million tokens).
@@ -94,6 +96,12 @@ pub fn validate(model: &Model) -> ApiResult<()> {
     }
     if model.provider == "openai-compatible" && model.base_url.is_none() {
         return Err(ApiError::invalid_param("baseUrl", "an openai-compatible model needs baseUrl"));
+    }
+    if model.provider == "azure" && model.base_url.is_none() {
+        return Err(ApiError::invalid_param(
+            "baseUrl",
+            "an azure model needs baseUrl: its deployment's URL, https://<resource>.openai.azure.com/openai/deployments/<deployment>",
+        ));
     }
     if let Some(url) = &model.base_url {
         let parsed = url.parse::<axum::http::Uri>().ok().filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());

@@ -6,6 +6,7 @@
 //! `TOLLGATE_TEST_SECRETS_ENDPOINT` says otherwise). `scripts/test` starts moto and sets it.
 
 pub mod anthropic;
+pub mod azure;
 pub mod counting;
 pub mod crashing;
 pub mod sinks;

@@ -9,6 +9,7 @@
 //! `stream_translator` return `None`. See docs/providers.md.
 
 pub mod anthropic;
+pub mod azure;
 pub mod openai;
 
 use secrecy::SecretString;
@@ -21,6 +22,12 @@ pub trait Provider: Send + Sync {
     /// Where an endpoint's requests go, under the model's base URL; `None` when the provider
     /// has no such endpoint.
     fn path(&self, endpoint: Endpoint) -> Option<&'static str>;
+
+    /// The whole URL for an endpoint under the model's base URL (the base, a slash, the path,
+    /// unless the type says otherwise).
+    fn url(&self, base: &str, endpoint: Endpoint) -> Option<String> {
+        Some(format!("{}/{}", base.trim_end_matches('/'), self.path(endpoint)?))
+    }
 
     /// Adds the provider's authentication (and version) headers.
     fn authenticate(&self, request: reqwest::RequestBuilder, key: Option<&SecretString>) -> reqwest::RequestBuilder;
@@ -52,6 +59,7 @@ pub trait StreamTranslator: Send {
 pub fn of(provider: &str) -> &'static dyn Provider {
     match provider {
         "anthropic" => &anthropic::Anthropic,
+        "azure" => &azure::Azure,
         // openai, openrouter, huggingface, openai-compatible: the canonical wire.
         _ => &openai::OpenAi,
     }

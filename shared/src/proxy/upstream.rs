@@ -110,9 +110,10 @@ pub struct Call<'a> {
 
 impl Call<'_> {
     fn url(&self) -> Result<Url, Failure> {
-        let path =
-            self.provider.path(self.endpoint).ok_or_else(|| Failure::Status(400, format!("this model's provider has no {} endpoint", self.endpoint.path())))?;
-        let text = format!("{}/{}", self.base_url.trim_end_matches('/'), path);
+        let text = self
+            .provider
+            .url(self.base_url, self.endpoint)
+            .ok_or_else(|| Failure::Status(400, format!("this model's provider has no {} endpoint", self.endpoint.path())))?;
         if let Some(url) = self.urls.get(&text) {
             return Ok(url);
         }
