@@ -374,12 +374,12 @@ backend_tests! {
         app.chat(&key, hi.clone()).await.expect_error(401, "invalid_api_key");
         // The next pass (the local server runs one every 30 s; every deletion runs one) finishes it.
         let user_id: uuid::Uuid = leaving_id.parse().unwrap();
-        assert_eq!(tollgate::identity::accounts::resume_deletions(store.as_ref(), app.clock.now(), &|_| {}).await.unwrap(), 1);
+        assert_eq!(tollgate::identity::accounts::resume_deletions(store.as_ref(), app.state.secrets.as_ref(), app.clock.now(), &|_| {}).await.unwrap(), 1);
         app.get(&format!("/api/users/{leaving_id}"), Some(&admin)).await.expect_error(404, "not_found");
         assert!(tollgate::identity::sessions::list(store.as_ref(), user_id).await.unwrap().is_empty());
         let owner = tollgate::keys::Owner::User { user_id }.tag();
         assert_eq!(tollgate::usage::summary(store.as_ref(), &owner).await.unwrap().request_count, 0, "its usage records are erased");
-        assert_eq!(tollgate::identity::accounts::resume_deletions(store.as_ref(), app.clock.now(), &|_| {}).await.unwrap(), 0, "and it is done");
+        assert_eq!(tollgate::identity::accounts::resume_deletions(store.as_ref(), app.state.secrets.as_ref(), app.clock.now(), &|_| {}).await.unwrap(), 0, "and it is done");
         // Its email is free again.
         app.user(&admin, "leaving@example.com", "viewer").await;
 

@@ -259,4 +259,85 @@ backend_tests! {
         let missing = app.chat(&key, json!({"model": "az-missing", "messages": [{"role": "user", "content": "hi"}]})).await.expect_error(404, "upstream_rejected");
         assert!(missing.body["error"]["message"].as_str().unwrap().contains("deployment for this resource does not exist"), "{}", missing.text);
     }
+
+    async fn a_users_own_provider_serves_their_keys_and_nobody_elses(backend) {
+        let app = TestApp::start(backend).await;
+        let fake = FakeAnthropic::start().await;
+        let (admin, _) = app.admin().await;
+        let (_, alice) = app.user(&admin, "alice@example.com", "viewer").await;
+        let (_, bob) = app.user(&admin, "bob@example.com", "viewer").await;
+        let mine = json!({"name": "my-claude", "provider_type": "anthropic", "base_url": fake.base_url, "api_key": API_KEY,
+            "models": ["claude-upstream"], "config": {"note": "team account"}});
+        // Credentials are tested for real before anything is saved.
+        let ok = app.post("/admin/v1/me/providers/test-credentials", Some(&alice), mine.clone()).await.expect(200);
+        assert_eq!(ok.body["status"], "ok", "{}", ok.text);
+        assert!(ok.body["latency_ms"].as_i64().is_some());
+        let mut wrong = mine.clone();
+        wrong["api_key"] = json!("sk-ant-wrong-0123456789abcdef");
+        let bad = app.post("/admin/v1/me/providers/test-credentials", Some(&alice), wrong).await.expect(200);
+        assert_eq!(bad.body["status"], "error");
+        assert!(bad.body["message"].as_str().unwrap().contains("invalid x-api-key"), "{}", bad.text);
+        let mut away = mine.clone();
+        away["base_url"] = json!("http://127.0.0.1:9");
+        let unreachable = app.post("/admin/v1/me/providers/test-credentials", Some(&alice), away).await.expect(200);
+        assert!(unreachable.body["message"].as_str().unwrap().contains("could not be reached"), "{}", unreachable.text);
+
+        let created = app.post("/admin/v1/me/providers", Some(&alice), mine.clone()).await.expect(201);
+        assert_eq!(created.body["has_api_key"], true);
+        assert!(!created.text.contains(API_KEY), "the key never comes back");
+        assert_eq!(created.body["config"], json!({"note": "team account"}));
+        let id = created.body["id"].as_str().unwrap().to_string();
+        app.post("/admin/v1/me/providers", Some(&alice), mine.clone()).await.expect_error(409, "provider_exists");
+        let mut dotted = mine.clone();
+        dotted["name"] = json!("..");
+        app.post("/admin/v1/me/providers", Some(&alice), dotted).await.expect_error(400, "invalid_value");
+        assert_eq!(app.post(&format!("/admin/v1/me/providers/{id}/test"), Some(&alice), json!({})).await.expect(200).body["status"], "ok");
+        app.get(&format!("/admin/v1/me/providers/{id}"), Some(&bob)).await.expect_error(404, "not_found");
+
+        // Alice's keys reach it as my-claude/<model>; the upstream is asked for <model>.
+        let (_, alice_key) = app.api_key(&alice, json!({})).await;
+        let ask = |model: &str| json!({"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]});
+        let r = app.chat(&alice_key, ask("my-claude/claude-upstream")).await.expect(200);
+        assert_eq!(r.body["choices"][0]["message"]["content"], ANSWER.join(" "));
+        let (headers, sent) = fake.requests().pop().unwrap();
+        assert_eq!((headers["x-api-key"].to_str().unwrap(), sent["model"].as_str().unwrap()), (API_KEY, "claude-upstream"));
+        let request_id = r.headers["x-request-id"].to_str().unwrap();
+        let record = tollgate::usage::by_request_id(app.state.store.as_ref(), request_id).await.unwrap().unwrap();
+        assert_eq!((record.model.as_str(), record.provider_source.as_str(), record.provider.as_str()), ("my-claude/claude-upstream", "dynamic", "anthropic"));
+        app.chat(&alice_key, ask("my-claude/other-model")).await.expect_error(404, "model_not_found");
+        // Nobody else's key can use it, whatever it asks for.
+        let (_, bob_key) = app.api_key(&bob, json!({})).await;
+        app.chat(&bob_key, ask("my-claude/claude-upstream")).await.expect_error(404, "model_not_found");
+        let (_, admin_key) = app.api_key(&admin, json!({})).await;
+        app.chat(&admin_key, ask("my-claude/claude-upstream")).await.expect_error(404, "model_not_found");
+
+        // Disabled, it stops serving at once; listing, paging and deleting.
+        app.call(reqwest::Method::PATCH, &format!("/admin/v1/me/providers/{id}"), Some(&alice), Some(json!({"is_enabled": false}))).await.expect(200);
+        app.chat(&alice_key, ask("my-claude/claude-upstream")).await.expect_error(404, "model_not_found");
+        for name in ["second", "third"] {
+            let mut other = mine.clone();
+            other["name"] = json!(name);
+            app.post("/admin/v1/me/providers", Some(&alice), other).await.expect(201);
+        }
+        let first = app.get("/admin/v1/me/providers?limit=2", Some(&alice)).await.expect(200);
+        assert_eq!(first.body["data"].as_array().unwrap().len(), 2);
+        assert_eq!(first.body["pagination"]["has_more"], true);
+        let cursor = first.body["pagination"]["next_cursor"].as_str().unwrap();
+        let second = app.get(&format!("/admin/v1/me/providers?limit=2&cursor={cursor}"), Some(&alice)).await.expect(200);
+        assert_eq!(second.body["data"][0]["name"], "my-claude", "oldest last");
+        app.delete(&format!("/admin/v1/me/providers/{id}"), Some(&alice)).await.expect(204);
+        assert_eq!(app.get("/admin/v1/me/providers", Some(&alice)).await.expect(200).body["data"].as_array().unwrap().len(), 2);
+        let all = app.get("/admin/v1/me/providers?include_deleted=true", Some(&alice)).await.expect(200);
+        assert!(all.body["data"].as_array().unwrap().iter().any(|p| p["id"] == id.as_str() && p["deleted_at"].is_string()));
+        assert!(app.state.secrets.get(&tollgate::dynamic_providers::secret_name(id.parse().unwrap())).await.unwrap().is_none(), "its key is destroyed");
+        app.post("/admin/v1/me/providers", Some(&alice), mine.clone()).await.expect(201);
+
+        // The deployment's own providers, listed without keys; an account's own go with it.
+        app.post("/api/models", Some(&admin), json!({"id": "claude-test", "provider": "anthropic", "baseUrl": fake.base_url, "apiKey": API_KEY,
+            "inputPrice": 3, "outputPrice": 15, "contextWindow": 200_000})).await.expect(201);
+        let built_in = app.get("/admin/v1/me/built-in-providers", Some(&alice)).await.expect(200);
+        assert_eq!(built_in.body["data"], json!([{"name": "anthropic", "provider_type": "anthropic", "base_url": fake.base_url}]));
+        let gone = app.delete("/admin/v1/me", Some(&alice)).await.expect(200);
+        assert_eq!(gone.body["dynamic_providers_deleted"], 3);
+    }
 }

@@ -358,7 +358,8 @@ backend_tests! {
         assert_eq!(count(&app.get("/admin/v1/me/usage/logs", Some(&admin)).await.expect(200)), 5);
         assert_eq!(count(&app.get("/admin/v1/me/usage/logs?model=mock-b", Some(&admin)).await.expect(200)), 2);
         assert_eq!(count(&app.get(&format!("/admin/v1/me/usage/logs?api_key_id={key_a}"), Some(&admin)).await.expect(200)), 3);
-        assert_eq!(count(&app.get("/admin/v1/me/usage/logs?provider=mock&provider_source=catalog", Some(&admin)).await.expect(200)), 5);
+        assert_eq!(count(&app.get("/admin/v1/me/usage/logs?provider=mock&provider_source=built-in", Some(&admin)).await.expect(200)), 5);
+        assert_eq!(count(&app.get("/admin/v1/me/usage/logs?provider_source=dynamic", Some(&admin)).await.expect(200)), 0);
         let enc = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).replace('+', "%2B");
         assert_eq!(count(&app.get(&format!("/admin/v1/me/usage/logs?from={}", enc(middle)), Some(&admin)).await.expect(200)), 2);
         assert_eq!(count(&app.get(&format!("/admin/v1/me/usage/logs?from={}&to={}", enc(before), enc(middle)), Some(&admin)).await.expect(200)), 3);

@@ -50,13 +50,43 @@ pub struct Model {
     pub has_api_key: bool,
     /// Names the model's key in the secret store (ids may hold characters secret names cannot).
     pub secret_id: Uuid,
+    /// Set when the model is `<provider name>/<model>` on a caller's own (dynamic) provider:
+    /// never stored, made per request from the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicRef>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+/// Where a caller's own provider's key is kept.
+pub fn provider_secret_name(provider_id: Uuid) -> String {
+    format!("providers/{provider_id}/api-key")
+}
+
+/// A model served by a caller's own provider.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DynamicRef {
+    pub provider_id: Uuid,
+    /// The model's name at the provider.
+    pub model: String,
+}
+
 impl Model {
     pub fn secret_name(&self) -> String {
-        format!("models/{}/api-key", self.secret_id)
+        match &self.dynamic {
+            Some(d) => provider_secret_name(d.provider_id),
+            None => format!("models/{}/api-key", self.secret_id),
+        }
+    }
+
+    /// The model's name at its provider.
+    pub fn upstream_id(&self) -> &str {
+        self.dynamic.as_ref().map_or(&self.id, |d| &d.model)
+    }
+
+    /// `built-in` (the catalog's) or `dynamic` (a caller's own provider).
+    pub fn provider_source(&self) -> &'static str {
+        if self.dynamic.is_some() { "dynamic" } else { "built-in" }
     }
 
     pub fn prices(&self) -> crate::money::Prices {

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod doors;
+pub mod dynamic_providers;
 pub mod error;
 pub mod http;
 pub mod identity;

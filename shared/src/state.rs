@@ -169,8 +169,10 @@ impl AppState {
                     tracing::warn!(error = %e, "delivering budget events failed; they stay pending");
                 }
                 if pass % 30 == 0
-                    && let Err(e) =
-                        crate::identity::accounts::resume_deletions(state.store.as_ref(), state.clock.now(), &|key| state.hot.keys.remove(&key.key_hash)).await
+                    && let Err(e) = crate::identity::accounts::resume_deletions(state.store.as_ref(), state.secrets.as_ref(), state.clock.now(), &|key| {
+                        state.hot.keys.remove(&key.key_hash)
+                    })
+                    .await
                 {
                     tracing::warn!(error = %e, "finishing interrupted account deletions failed; the next pass tries again");
                 }

@@ -155,7 +155,7 @@ pub fn lost(request_id: &str, lease_record: &str, released_at: DateTime<Utc>) ->
         endpoint: endpoint.to_string(),
         model: model.to_string(),
         provider: String::new(),
-        provider_source: "catalog".into(),
+        provider_source: String::new(),
         input_tokens: 0,
         output_tokens: 0,
         cached_tokens: 0,

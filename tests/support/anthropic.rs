@@ -32,7 +32,7 @@ pub struct FakeAnthropic {
 impl FakeAnthropic {
     pub async fn start() -> Self {
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let app = axum::Router::new().route("/v1/messages", post(messages)).with_state(requests.clone());
+        let app = axum::Router::new().route("/v1/messages", post(messages)).route("/v1/models", axum::routing::get(models)).with_state(requests.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -43,6 +43,16 @@ impl FakeAnthropic {
     pub fn requests(&self) -> Vec<(HeaderMap, Value)> {
         self.requests.lock().unwrap().clone()
     }
+}
+
+/// `GET /v1/models`: what a credentials test calls.
+async fn models(headers: HeaderMap) -> Response {
+    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(API_KEY) {
+        return error(StatusCode::UNAUTHORIZED, "authentication_error", "invalid x-api-key");
+    }
+    axum::Json(json!({"data": [{"type": "model", "id": "claude-upstream", "display_name": "Claude", "created_at": "2025-01-01T00:00:00Z"}],
+        "has_more": false, "first_id": "claude-upstream", "last_id": "claude-upstream"}))
+    .into_response()
 }
 
 fn error(status: StatusCode, kind: &str, message: &str) -> Response {

@@ -106,6 +106,7 @@ async fn streamed_chunks_reach_the_runtime_api_as_they_are_produced() {
             capabilities: vec![],
             has_api_key: false,
             secret_id: uuid::Uuid::new_v4(),
+            dynamic: None,
             created_at: now,
             updated_at: now,
         };

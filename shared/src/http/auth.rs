@@ -232,7 +232,7 @@ async fn delete_user(State(state): State<AppState>, caller: Caller, Path(id): Pa
     }
     let user = users::require(state.store.as_ref(), id).await?;
     let forget = |key: &crate::keys::ApiKey| state.hot.keys.remove(&key.key_hash);
-    accounts::delete(state.store.as_ref(), &user, Some(caller.user.id), state.clock.now(), &forget).await?;
+    accounts::delete(state.store.as_ref(), state.secrets.as_ref(), &user, Some(caller.user.id), state.clock.now(), &forget).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

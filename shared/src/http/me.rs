@@ -152,12 +152,12 @@ pub struct Deleted {
 #[utoipa::path(delete, path = "/admin/v1/me", tag = "me", responses((status = 200, body = Deleted), (status = 409, body = ErrorEnvelope)))]
 async fn delete_me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Deleted>> {
     let forget = |key: &keys::ApiKey| state.hot.keys.remove(&key.key_hash);
-    let deleted = accounts::delete(state.store.as_ref(), &caller.user, None, state.clock.now(), &forget).await?;
+    let deleted = accounts::delete(state.store.as_ref(), state.secrets.as_ref(), &caller.user, None, state.clock.now(), &forget).await?;
     Ok(Json(Deleted {
         api_keys_deleted: deleted.keys,
         conversations_deleted: 0,
         deleted: true,
-        dynamic_providers_deleted: 0,
+        dynamic_providers_deleted: deleted.providers,
         usage_records_deleted: deleted.usage_records,
         user_id: deleted.user_id,
     }))

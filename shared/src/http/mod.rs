@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod dynamic_providers;
 pub mod edge;
 pub mod extract;
 pub mod me;
@@ -63,7 +64,7 @@ impl Group {
         match self {
             Group::Auth => auth::routes().merge(me::routes()).merge(settings::routes()).routes(routes!(openapi_json)),
             Group::Tokens => api_keys::routes().merge(tokens::routes()).merge(project_tokens::routes()),
-            Group::Providers => models::routes(),
+            Group::Providers => models::routes().merge(dynamic_providers::routes()),
             Group::Usage => usage::routes().merge(usage_records::routes()),
             Group::Proxy => proxy::routes(),
             Group::Members => workspaces::routes().merge(projects::routes()),

@@ -115,6 +115,7 @@ async fn create_model(State(state): State<AppState>, caller: Caller, ApiJson(bod
         capabilities: body.capabilities,
         has_api_key: false,
         secret_id: uuid::Uuid::new_v4(),
+        dynamic: None,
         created_at: now,
         updated_at: now,
     };

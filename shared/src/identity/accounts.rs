@@ -6,8 +6,8 @@
 //! Deletion, in order: the checks (last admin, sole owner); the user's keys revoked (nothing
 //! may spend in the name of an account being deleted); the account marked `deleting_since`
 //! (from then on no session, refresh or login works, and it waits in the `DELETING` partition
-//! of GSI2); then, each step idempotent, usage records erased, memberships left, sessions
-//! revoked, the user and its email lock deleted. `resume_deletions` finishes marked accounts
+//! of GSI2); then, each step idempotent, usage records erased, its own providers deleted (their
+//! keys destroyed), memberships left, sessions revoked, the user and its email lock deleted. `resume_deletions` finishes marked accounts
 //! (the local server runs it every 30 seconds; every deletion request runs it first, which is
 //! what finishes one cut short on Lambda).
 
@@ -18,6 +18,7 @@ use super::users::{self, User};
 use super::{password, roles, sessions, throttle};
 use crate::error::{ApiError, ApiResult};
 use crate::keys::{self, ApiKey, Owner};
+use crate::secrets::SecretStore;
 use crate::store::{Attr, Cond, Index, Item, Key, Query, Store, StoreError, TxOp, Update};
 use crate::{projects, usage, workspaces};
 
@@ -183,6 +184,8 @@ pub struct Deleted {
     pub user_id: Uuid,
     pub keys: usize,
     pub usage_records: usize,
+    /// Dynamic providers deleted (their keys destroyed).
+    pub providers: usize,
 }
 
 /// Told of each key as it is revoked, so this process's warm caches drop it at once (even
@@ -192,7 +195,14 @@ pub type OnRevoked<'a> = &'a (dyn Fn(&ApiKey) + Send + Sync);
 /// Deletes an account and everything of it. `by_admin` is an admin deleting another user
 /// (who may not be the admin themselves); otherwise the user deletes themselves, and may not
 /// while they are the sole owner of a workspace.
-pub async fn delete(store: &dyn Store, user: &User, by_admin: Option<Uuid>, now: DateTime<Utc>, on_revoked: OnRevoked<'_>) -> ApiResult<Deleted> {
+pub async fn delete(
+    store: &dyn Store,
+    secrets: &dyn SecretStore,
+    user: &User,
+    by_admin: Option<Uuid>,
+    now: DateTime<Utc>,
+    on_revoked: OnRevoked<'_>,
+) -> ApiResult<Deleted> {
     if by_admin == Some(user.id) {
         return Err(ApiError::bad_request("cannot_delete_self", "you cannot delete yourself here; use DELETE /admin/v1/me"));
     }
@@ -213,10 +223,10 @@ pub async fn delete(store: &dyn Store, user: &User, by_admin: Option<Uuid>, now:
     }
     let keys = revoke_keys(store, user.id, now, on_revoked).await?;
     mark(store, user.id, now).await?;
-    let usage_records = finish(store, user.id).await?;
+    let (usage_records, providers) = finish(store, secrets, user.id, now).await?;
     // And any other deletion a crash cut short: on Lambda nothing else would finish it.
-    resume_deletions(store, now, on_revoked).await?;
-    Ok(Deleted { user_id: user.id, keys, usage_records })
+    resume_deletions(store, secrets, now, on_revoked).await?;
+    Ok(Deleted { user_id: user.id, keys, usage_records, providers })
 }
 
 /// Revokes every key of the user; returns how many they had.
@@ -242,27 +252,29 @@ async fn mark(store: &dyn Store, user_id: Uuid, now: DateTime<Utc>) -> ApiResult
     }
 }
 
-/// The steps after the mark, each safe to run again. Returns the usage records erased.
-async fn finish(store: &dyn Store, user_id: Uuid) -> ApiResult<usize> {
+/// The steps after the mark, each safe to run again. Returns the usage records erased and
+/// the providers deleted.
+async fn finish(store: &dyn Store, secrets: &dyn SecretStore, user_id: Uuid, now: DateTime<Utc>) -> ApiResult<(usize, usize)> {
     let erased = usage::erase(store, &Owner::User { user_id }.tag()).await?;
+    let providers = crate::dynamic_providers::delete_all(store, secrets, user_id, now).await?;
     workspaces::leave_all(store, user_id).await?;
     projects::leave_all(store, user_id).await?;
     sessions::revoke_all(store, user_id, None).await?;
     if let Some(user) = users::get(store, user_id).await? {
         users::delete(store, &user).await?;
     }
-    Ok(erased)
+    Ok((erased, providers))
 }
 
 /// Finishes every deletion a crash cut short; returns how many.
-pub async fn resume_deletions(store: &dyn Store, now: DateTime<Utc>, on_revoked: OnRevoked<'_>) -> ApiResult<usize> {
+pub async fn resume_deletions(store: &dyn Store, secrets: &dyn SecretStore, now: DateTime<Utc>, on_revoked: OnRevoked<'_>) -> ApiResult<usize> {
     let page = store.query(Query::new(Index::Gsi2, "DELETING").limit(25)).await?;
     let mut finished = 0;
     for item in page.items {
         let Some(user_id) = item.get("id").and_then(Attr::as_str).and_then(|s| s.parse::<Uuid>().ok()) else { continue };
         // Keys again: the crash may have come between revoking some and marking.
         revoke_keys(store, user_id, now, on_revoked).await?;
-        finish(store, user_id).await?;
+        finish(store, secrets, user_id, now).await?;
         finished += 1;
     }
     Ok(finished)

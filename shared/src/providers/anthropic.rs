@@ -33,6 +33,10 @@ impl Provider for Anthropic {
         (endpoint == Endpoint::Chat).then_some("v1/messages")
     }
 
+    fn probe_url(&self, base: &str) -> String {
+        format!("{}/v1/models", base.trim_end_matches('/'))
+    }
+
     fn authenticate(&self, request: reqwest::RequestBuilder, key: Option<&SecretString>) -> reqwest::RequestBuilder {
         let request = request.header("anthropic-version", VERSION);
         match key {

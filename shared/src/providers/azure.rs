@@ -26,6 +26,13 @@ impl Provider for Azure {
         Some(format!("{}/{}?api-version={version}", deployment.trim_end_matches('/'), self.path(endpoint)?))
     }
 
+    /// The resource's model list (a deployment's URL names its resource before `/openai/`).
+    fn probe_url(&self, base: &str) -> String {
+        let base = base.split_once('?').map_or(base, |(b, _)| b);
+        let resource = base.find("/openai/").map_or(base.trim_end_matches('/'), |i| &base[..i]);
+        format!("{resource}/openai/models?api-version={API_VERSION}")
+    }
+
     fn authenticate(&self, request: reqwest::RequestBuilder, key: Option<&SecretString>) -> reqwest::RequestBuilder {
         match key {
             Some(key) => request.header("api-key", key.expose_secret()),

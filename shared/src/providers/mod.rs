@@ -12,7 +12,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod openai;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use crate::proxy::request::Endpoint;
@@ -27,6 +27,11 @@ pub trait Provider: Send + Sync {
     /// unless the type says otherwise).
     fn url(&self, base: &str, endpoint: Endpoint) -> Option<String> {
         Some(format!("{}/{}", base.trim_end_matches('/'), self.path(endpoint)?))
+    }
+
+    /// A cheap authenticated read that shows whether a key works (the model list).
+    fn probe_url(&self, base: &str) -> String {
+        format!("{}/models", base.trim_end_matches('/'))
     }
 
     /// Adds the provider's authentication (and version) headers.
@@ -63,6 +68,58 @@ pub fn of(provider: &str) -> &'static dyn Provider {
         // openai, openrouter, huggingface, openai-compatible: the canonical wire.
         _ => &openai::OpenAi,
     }
+}
+
+/// What a test of a provider's credentials found.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Probe {
+    /// `ok`, or `error` with the provider's own reason in `message`.
+    pub status: &'static str,
+    pub message: String,
+    pub latency_ms: i64,
+}
+
+/// Calls the provider with the key (its model list: nothing is generated or billed) and says
+/// whether it answered, with its own reason when it did not (unreachable, bad key, ...).
+pub async fn probe(http: &reqwest::Client, provider_type: &str, base: &str, key: Option<&SecretString>) -> Probe {
+    let provider = of(provider_type);
+    let started = std::time::Instant::now();
+    let request = provider.authenticate(http.get(provider.probe_url(base)), key).timeout(std::time::Duration::from_secs(10));
+    let outcome = match request.send().await {
+        Err(e) if e.is_timeout() => Err("the provider did not answer within 10 s".to_string()),
+        Err(e) => Err(format!("the provider could not be reached: {}", e.without_url())),
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            Err(format!("the provider answered {status}: {}", provider.error_message(&body)))
+        }
+    };
+    let latency_ms = started.elapsed().as_millis() as i64;
+    match outcome {
+        Ok(()) => Probe { status: "ok", message: "the provider accepted the credentials".into(), latency_ms },
+        Err(message) => Probe { status: "error", message: redact(message, key), latency_ms },
+    }
+}
+
+/// How long a piece of the provider key an upstream's message may not repeat.
+const KEY_FRAGMENT: usize = 12;
+
+/// An upstream's message without the provider key in it: some providers echo the key they
+/// were sent (whole or in part) when they refuse it, and the message reaches the caller, the
+/// usage record and the log. Any run of `KEY_FRAGMENT` characters of the key is cut out.
+pub fn redact(message: String, key: Option<&SecretString>) -> String {
+    let Some(key) = key.map(|k| k.expose_secret()).filter(|k| !k.is_empty()) else { return message };
+    let mut out = message.replace(key, "[redacted]");
+    if key.len() > KEY_FRAGMENT && key.is_ascii() {
+        for start in 0..=key.len() - KEY_FRAGMENT {
+            let fragment = &key[start..start + KEY_FRAGMENT];
+            if out.contains(fragment) {
+                out = out.replace(fragment, "[redacted]");
+            }
+        }
+    }
+    out
 }
 
 /// The canonical error envelope's message, or the body's start.

@@ -100,6 +100,7 @@ mod tests {
             capabilities: vec![],
             has_api_key: false,
             secret_id: uuid::Uuid::nil(),
+            dynamic: None,
             created_at: now,
             updated_at: now,
         }

@@ -11,6 +11,7 @@ use crate::budget_events::Alerts;
 use crate::cache::TtlCache;
 use crate::catalog::Model;
 use crate::clock::SharedClock;
+use crate::dynamic_providers::DynamicProvider;
 use crate::keys::ApiKey;
 use crate::secrets::SecretStore;
 use crate::store::Store;
@@ -28,6 +29,8 @@ pub struct Hot {
     pub owners: TtlCache<String, Arc<OwnerContext>>,
     /// Upstream URLs parsed once (a pure function of their text, so not bound by the key TTL).
     pub upstream_urls: TtlCache<String, reqwest::Url>,
+    /// Callers' own providers, by (user, provider name).
+    pub dynamic: TtlCache<(uuid::Uuid, String), Arc<DynamicProvider>>,
 }
 
 impl Hot {
@@ -38,6 +41,7 @@ impl Hot {
             secrets: TtlCache::new(ttl, 10_000),
             owners: TtlCache::new(ttl, 10_000),
             upstream_urls: TtlCache::new(Duration::from_secs(3600), 10_000),
+            dynamic: TtlCache::new(ttl, 10_000),
         }
     }
 }

@@ -30,8 +30,8 @@ pub use gateway::{Gateway, Hot, Tuning};
 use headers::{standing, with_headers};
 use observed::{Observed, Source, failure_error, outcome_of};
 pub use request::{Endpoint, Inspected};
+use routing::route;
 pub use routing::{count_input_tokens, get_model, list_models};
-use routing::{resolve_model, route};
 use upstream::{Event, Failure};
 
 use crate::budget_events;
@@ -186,7 +186,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
     let context = levels::owner_context(&gw, &key).await?;
     let candidates = match &context.project {
         Some(project) => route(&gw, project, &req.model).await?,
-        None => vec![resolve_model(&gw, &req.model).await?],
+        None => vec![routing::resolve_for(&gw, &key, &req.model).await?],
     };
     let timeout = context.project.as_ref().map_or(gw.tuning.upstream_timeout, |p| Duration::from_millis(p.default_timeout_ms.max(1) as u64));
     let request_id = current_request_id();
@@ -259,15 +259,15 @@ impl Flight {
     /// model than it named, or is a stream that must ask for its usage chunk.
     fn upstream_body(&self, provider: &dyn providers::Provider) -> Bytes {
         let max_tokens = self.req.output_tokens_each(self.model.output_cap());
-        if let Some(wire) = provider.wire_body(&self.req.body, &self.model.id, max_tokens) {
+        if let Some(wire) = provider.wire_body(&self.req.body, self.model.upstream_id(), max_tokens) {
             return Bytes::from(wire.to_string());
         }
         let ask_usage = self.req.stream && !self.req.client_wants_usage;
-        if !ask_usage && self.model.id == self.req.model && self.lowered_max_tokens.is_none() {
+        if !ask_usage && self.model.upstream_id() == self.req.model && self.lowered_max_tokens.is_none() {
             return self.raw.clone();
         }
         let mut body = self.req.body.clone();
-        body.insert("model".into(), Value::String(self.model.id.clone()));
+        body.insert("model".into(), Value::String(self.model.upstream_id().to_string()));
         if ask_usage {
             // The usage chunk makes the cost exact; it is dropped again before the client sees it.
             match body.get_mut("stream_options").and_then(Value::as_object_mut) {
@@ -401,7 +401,7 @@ impl Flight {
             endpoint: self.req.endpoint.path().to_string(),
             model: self.model.id.clone(),
             provider: self.model.provider.clone(),
-            provider_source: "catalog".into(),
+            provider_source: self.model.provider_source().into(),
             input_tokens: actual.input_tokens,
             output_tokens: actual.output_tokens,
             cached_tokens: seen.cached,

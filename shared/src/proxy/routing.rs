@@ -10,6 +10,68 @@ use crate::catalog::{self, Model};
 use crate::error::{ApiError, ApiResult};
 use crate::keys::ApiKey;
 
+/// The default context window of a model on a caller's own provider that the catalog does not
+/// know (it bounds the worst case of a request without max_tokens).
+pub const DYNAMIC_CONTEXT_WINDOW: i64 = 128_000;
+
+/// The model a key asks for: `<provider name>/<model>` on the key's user's own provider (a
+/// personal key's, and only its), else a catalog model.
+pub(super) async fn resolve_for(gw: &Gateway, key: &ApiKey, id: &str) -> ApiResult<Model> {
+    if let (Some((name, model)), crate::keys::Owner::User { user_id }) = (id.split_once('/'), &key.owner)
+        && let Some(model) = dynamic_model(gw, *user_id, name, model, id).await?
+    {
+        return Ok(model);
+    }
+    resolve_model(gw, id).await
+}
+
+/// `model` on the user's provider `name`, priced as the catalog's model of the same id (free,
+/// with a default window, when the catalog has none); `None` when the user has no such provider.
+async fn dynamic_model(gw: &Gateway, user_id: uuid::Uuid, name: &str, model: &str, id: &str) -> ApiResult<Option<Model>> {
+    let cache_key = (user_id, name.to_string());
+    let provider = match gw.hot.dynamic.get(&cache_key) {
+        Some(p) => p,
+        None => match crate::dynamic_providers::by_name(gw.store.as_ref(), user_id, name).await? {
+            Some(p) => {
+                let p = std::sync::Arc::new(p);
+                gw.hot.dynamic.insert(cache_key, p.clone());
+                p
+            }
+            None => return Ok(None),
+        },
+    };
+    if !provider.serves(model) {
+        return Err(status_error(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!("your provider {name:?} does not serve {model:?} (it is disabled, or the model is not among its models)"),
+        ));
+    }
+    let priced = match resolve_model(gw, model).await {
+        Ok(m) => Some(m),
+        Err(ApiError::Status { code: "model_not_found", .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let now = provider.updated_at;
+    Ok(Some(Model {
+        id: id.to_string(),
+        provider: provider.provider_type.clone(),
+        base_url: provider.endpoint(),
+        input_price_micros: priced.as_ref().map_or(0, |m| m.input_price_micros),
+        output_price_micros: priced.as_ref().map_or(0, |m| m.output_price_micros),
+        cached_input_price_micros: priced.as_ref().and_then(|m| m.cached_input_price_micros),
+        cache_write_price_micros: priced.as_ref().and_then(|m| m.cache_write_price_micros),
+        context_window: priced.as_ref().map_or(DYNAMIC_CONTEXT_WINDOW, |m| m.context_window),
+        max_output_tokens: priced.as_ref().and_then(|m| m.max_output_tokens),
+        capabilities: vec![],
+        has_api_key: provider.has_api_key,
+        secret_id: provider.id,
+        dynamic: Some(catalog::DynamicRef { provider_id: provider.id, model: model.to_string() }),
+        created_at: now,
+        updated_at: now,
+    }))
+}
+
 pub(super) async fn resolve_model(gw: &super::Gateway, id: &str) -> ApiResult<Model> {
     if let Some(model) = gw.hot.models.get(&id.to_string()) {
         return Ok(model);

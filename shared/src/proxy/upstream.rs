@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
 use reqwest::Url;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use crate::providers::{Provider, StreamTranslator};
 use serde_json::Value;
@@ -69,26 +69,6 @@ fn classify(err: reqwest::Error) -> Failure {
     if err.is_timeout() { Failure::Timeout } else { Failure::Transport(err.without_url().to_string()) }
 }
 
-/// How long a piece of the provider key an upstream's message may not repeat.
-const KEY_FRAGMENT: usize = 12;
-
-/// An upstream's message without the provider key in it: some providers echo the key they
-/// were sent (whole or in part) when they refuse it, and the message reaches the caller, the
-/// usage record and the log. Any run of `KEY_FRAGMENT` characters of the key is cut out.
-pub fn redact(message: String, key: Option<&SecretString>) -> String {
-    let Some(key) = key.map(|k| k.expose_secret()).filter(|k| !k.is_empty()) else { return message };
-    let mut out = message.replace(key, "[redacted]");
-    if key.len() > KEY_FRAGMENT && key.is_ascii() {
-        for start in 0..=key.len() - KEY_FRAGMENT {
-            let fragment = &key[start..start + KEY_FRAGMENT];
-            if out.contains(fragment) {
-                out = out.replace(fragment, "[redacted]");
-            }
-        }
-    }
-    out
-}
-
 /// One call to an upstream.
 pub struct Call<'a> {
     /// The provider type: its wire, its authentication, its translation to the canonical shape.
@@ -132,7 +112,7 @@ impl Call<'_> {
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            return Err(Failure::Status(status.as_u16(), redact(self.provider.error_message(&text), self.api_key)));
+            return Err(Failure::Status(status.as_u16(), crate::providers::redact(self.provider.error_message(&text), self.api_key)));
         }
         Ok(response)
     }
@@ -195,7 +175,7 @@ fn translated(response: reqwest::Response, mut translator: Box<dyn StreamTransla
 mod tests {
     use secrecy::SecretString;
 
-    use super::redact;
+    use crate::providers::redact;
 
     #[test]
     fn an_echoed_provider_key_is_cut_out_whole_or_in_part() {
