@@ -56,14 +56,14 @@ backend_tests! {
         let created = app.post("/admin/v1/me/api-keys", Some(&admin), json!({
             "name": "server", "allowed_models": ["gpt-*", "mock-1"], "budget_limit_cents": 2500, "budget_period": "monthly",
             "expires_at": "2099-01-01T00:00:00Z", "ip_allowlist": ["127.0.0.1", "10.0.0.0/8"], "rate_limit_rpm": 60,
-            "rate_limit_tpm": 100000, "scopes": ["chat", "models"], "sovereignty_requirements": {"regions": ["eu"], "score": 0.5}
+            "rate_limit_tpm": 100000, "scopes": ["chat", "models"], "sovereignty_requirements": {"regions": ["eu-west-1"], "zero_data_retention": true}
         })).await.expect(201);
         let secret = created.body["key"].as_str().unwrap().to_string();
         let id = created.body["id"].as_str().unwrap().to_string();
         assert!(secret.starts_with("tg_") && secret.len() >= 40, "{secret}");
         assert!(secret.starts_with(created.body["key_prefix"].as_str().unwrap()));
         assert_eq!(created.body["owner"]["type"], "user");
-        assert_eq!(created.body["sovereignty_requirements"]["score"], 0.5);
+        assert_eq!(created.body["sovereignty_requirements"]["regions"], json!(["eu-west-1"]));
         for field in ["allowed_models", "budget_limit_cents", "budget_period", "expires_at", "ip_allowlist", "rate_limit_rpm", "rate_limit_tpm", "scopes", "last_used_at", "revoked_at", "rotated_from_key_id", "rotation_grace_until"] {
             assert!(created.body.get(field).is_some(), "missing {field}");
         }

@@ -340,4 +340,36 @@ backend_tests! {
         let gone = app.delete("/admin/v1/me", Some(&alice)).await.expect(200);
         assert_eq!(gone.body["dynamic_providers_deleted"], 3);
     }
+
+    async fn sovereignty_requirements_decide_which_providers_may_serve_a_key(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        let model = |id: &str, sovereignty: Value| json!({"id": id, "provider": "mock", "inputPrice": 0, "outputPrice": 0, "contextWindow": 4096, "sovereignty": sovereignty});
+        app.post("/api/models", Some(&admin), model("eu-model", json!({"region": "eu-west-1", "zero_data_retention": true, "certifications": ["iso27001"]}))).await.expect(201);
+        app.post("/api/models", Some(&admin), model("us-model", json!({"region": "us-east-1", "zero_data_retention": true}))).await.expect(201);
+        app.post("/api/models", Some(&admin), model("plain", Value::Null)).await.expect(201);
+        app.post("/api/models", Some(&admin), model("typo", json!({"regoin": "eu"}))).await.expect_error(400, "invalid_value");
+        let strict = json!({"sovereignty_requirements": {"regions": ["eu-west-1", "eu-central-1"], "zero_data_retention": true}});
+        let (_, key) = app.api_key(&admin, strict).await;
+        let hi = |m: &str| json!({"model": m, "messages": [{"role": "user", "content": "hi"}]});
+        app.chat(&key, hi("eu-model")).await.expect(200);
+        let us = app.chat(&key, hi("us-model")).await.expect_error(403, "sovereignty_unmet");
+        assert!(us.body["error"]["message"].as_str().unwrap().contains("region us-east-1 is not one of eu-west-1, eu-central-1"), "{}", us.text);
+        let plain = app.chat(&key, hi("plain")).await.expect_error(403, "sovereignty_unmet");
+        assert!(plain.body["error"]["message"].as_str().unwrap().contains("no region declared"), "{}", plain.text);
+        // Through the Messages door too.
+        let r = app.client.post(format!("{}/v1/messages", app.base)).header("x-api-key", &key)
+            .json(&json!({"model": "us-model", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        // A certification required and not held; a key without requirements goes anywhere.
+        let (_, certified) = app.api_key(&admin, json!({"sovereignty_requirements": {"certifications": ["soc2"]}})).await;
+        let refused = app.chat(&certified, hi("eu-model")).await.expect_error(403, "sovereignty_unmet");
+        assert!(refused.body["error"]["message"].as_str().unwrap().contains("certification soc2"), "{}", refused.text);
+        let (_, open) = app.api_key(&admin, json!({})).await;
+        for m in ["eu-model", "us-model", "plain"] {
+            app.chat(&open, hi(m)).await.expect(200);
+        }
+        // A misspelled requirement is refused, never silently ignored.
+        app.post("/admin/v1/me/api-keys", Some(&admin), json!({"name": "k", "sovereignty_requirements": {"region": "eu"}})).await.expect_error(400, "invalid_value");
+    }
 }

@@ -47,6 +47,9 @@ pub struct Model {
     #[serde(default)]
     pub max_output_tokens: Option<i64>,
     pub capabilities: Vec<String>,
+    /// What its provider offers in data sovereignty (`sovereignty::Offer`, as JSON text).
+    #[serde(default)]
+    pub sovereignty: Option<String>,
     pub has_api_key: bool,
     /// Names the model's key in the secret store (ids may hold characters secret names cannot).
     pub secret_id: Uuid,
@@ -141,6 +144,9 @@ pub fn validate(model: &Model) -> ApiResult<()> {
     }
     if !(1..=MAX_CONTEXT_WINDOW).contains(&model.context_window) {
         return Err(ApiError::invalid_param("contextWindow", format!("contextWindow must be from 1 to {MAX_CONTEXT_WINDOW} tokens")));
+    }
+    if let Some(offer) = &model.sovereignty {
+        crate::sovereignty::offer(offer, "sovereignty")?;
     }
     if let Some(max) = model.max_output_tokens
         && !(1..=model.context_window).contains(&max)

@@ -96,6 +96,9 @@ pub fn validate(provider: &DynamicProvider) -> ApiResult<()> {
     } else if provider.endpoint().is_none() {
         return Err(ApiError::invalid_param("base_url", format!("a {} provider needs base_url", provider.provider_type)));
     }
+    if let Some(offer) = &provider.sovereignty {
+        crate::sovereignty::offer(offer, "sovereignty")?;
+    }
     if provider.models.len() > 1000 || provider.models.iter().any(|m| m.is_empty() || m.len() > 256 || m.chars().any(char::is_whitespace)) {
         return Err(ApiError::invalid_param("models", "models must be at most 1000 model names of 1-256 characters without spaces"));
     }

@@ -27,6 +27,7 @@ pub mod readiness;
 pub mod runtime;
 pub mod secrets;
 pub mod settings;
+pub mod sovereignty;
 pub mod state;
 pub mod store;
 pub mod usage;

@@ -104,6 +104,7 @@ async fn streamed_chunks_reach_the_runtime_api_as_they_are_produced() {
             context_window: 1000,
             max_output_tokens: None,
             capabilities: vec![],
+            sovereignty: None,
             has_api_key: false,
             secret_id: uuid::Uuid::new_v4(),
             dynamic: None,

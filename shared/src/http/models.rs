@@ -38,6 +38,9 @@ pub struct ModelView {
     /// The most output tokens per answer; what a request without max_tokens is reserved at.
     max_output_tokens: i64,
     capabilities: Vec<String>,
+    /// What its provider offers in data sovereignty: {region, zero_data_retention, no_training, certifications}.
+    #[schema(value_type = Option<Object>)]
+    sovereignty: Option<serde_json::Value>,
     has_api_key: bool,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -58,6 +61,7 @@ impl From<Model> for ModelView {
             context_window: m.context_window,
             max_output_tokens,
             capabilities: m.capabilities,
+            sovereignty: m.sovereignty.as_deref().and_then(|s| serde_json::from_str(s).ok()),
             has_api_key: m.has_api_key,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -93,6 +97,10 @@ pub struct CreateModel {
     max_output_tokens: Option<i64>,
     #[serde(default)]
     capabilities: Vec<String>,
+    /// What its provider offers in data sovereignty, matched against keys' requirements:
+    /// {region, zero_data_retention, no_training, certifications}, each optional.
+    #[schema(value_type = Option<Object>)]
+    sovereignty: Option<serde_json::Value>,
     /// Any OpenAI-compatible endpoint (our addition to the seed).
     base_url: Option<String>,
 }
@@ -113,6 +121,7 @@ async fn create_model(State(state): State<AppState>, caller: Caller, ApiJson(bod
         context_window: body.context_window,
         max_output_tokens: body.max_output_tokens,
         capabilities: body.capabilities,
+        sovereignty: body.sovereignty.filter(|v| !v.is_null()).map(|v| v.to_string()),
         has_api_key: false,
         secret_id: uuid::Uuid::new_v4(),
         dynamic: None,
@@ -143,6 +152,8 @@ pub struct UpdateModel {
     context_window: Option<i64>,
     max_output_tokens: Option<i64>,
     capabilities: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    sovereignty: Option<serde_json::Value>,
     base_url: Option<String>,
 }
 
@@ -179,6 +190,9 @@ async fn update_model(
     }
     if let Some(c) = body.capabilities {
         model.capabilities = c;
+    }
+    if let Some(s) = body.sovereignty {
+        model.sovereignty = Some(s).filter(|v| !v.is_null()).map(|v| v.to_string());
     }
     if let Some(u) = body.base_url {
         model.base_url = Some(u);

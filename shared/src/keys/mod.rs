@@ -104,7 +104,8 @@ pub struct KeySettings {
     /// Limits beyond the personal-key fields (workspace and project tokens).
     #[serde(default)]
     pub limits: Vec<Limit>,
-    /// Kept as JSON text: it is opaque to us and may hold non-integer numbers.
+    /// What the providers serving this key must offer (`sovereignty::Requirements`, as JSON
+    /// text); enforced at routing.
     pub sovereignty_requirements: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
     /// Opt-in: when a request's worst case does not fit what a budget has left, lower its
@@ -149,6 +150,9 @@ impl KeySettings {
         }
         if self.expires_at.is_some_and(|e| e <= now) {
             return Err(ApiError::invalid_param("expires_at", "expires_at must be in the future"));
+        }
+        if let Some(required) = &self.sovereignty_requirements {
+            crate::sovereignty::requirements(required, "sovereignty_requirements")?;
         }
         self.limits.iter().try_for_each(crate::limits::validate)
     }

@@ -98,6 +98,7 @@ mod tests {
             context_window: window,
             max_output_tokens: max_output,
             capabilities: vec![],
+            sovereignty: None,
             has_api_key: false,
             secret_id: uuid::Uuid::nil(),
             dynamic: None,

@@ -188,6 +188,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
         Some(project) => route(&gw, project, &req.model).await?,
         None => vec![routing::resolve_for(&gw, &key, &req.model).await?],
     };
+    let candidates = routing::sovereign(&key, candidates)?;
     let timeout = context.project.as_ref().map_or(gw.tuning.upstream_timeout, |p| Duration::from_millis(p.default_timeout_ms.max(1) as u64));
     let request_id = current_request_id();
     let model = candidates[0].clone();

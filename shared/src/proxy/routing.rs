@@ -64,6 +64,7 @@ async fn dynamic_model(gw: &Gateway, user_id: uuid::Uuid, name: &str, model: &st
         context_window: priced.as_ref().map_or(DYNAMIC_CONTEXT_WINDOW, |m| m.context_window),
         max_output_tokens: priced.as_ref().and_then(|m| m.max_output_tokens),
         capabilities: vec![],
+        sovereignty: provider.sovereignty.clone(),
         has_api_key: provider.has_api_key,
         secret_id: provider.id,
         dynamic: Some(catalog::DynamicRef { provider_id: provider.id, model: model.to_string() }),
@@ -143,4 +144,30 @@ pub async fn list_models(gw: &Gateway, key: &ApiKey) -> ApiResult<Value> {
         .map(|m| json!({"id": m.id, "object": "model", "created": m.created_at.timestamp(), "owned_by": m.provider}))
         .collect();
     Ok(json!({"object": "list", "data": data}))
+}
+
+/// The candidates whose provider meets every sovereignty requirement of the key, in order;
+/// 403 `sovereignty_unmet`, naming what the first candidate lacks, when none does.
+pub(super) fn sovereign(key: &ApiKey, candidates: Vec<Model>) -> ApiResult<Vec<Model>> {
+    let Some(required) = key.settings.sovereignty_requirements.as_deref() else { return Ok(candidates) };
+    let required = crate::sovereignty::requirements(required, "sovereignty_requirements")?;
+    let mut first_unmet = None;
+    let mut kept = Vec::with_capacity(candidates.len());
+    for model in candidates {
+        let offer = model.sovereignty.as_deref().and_then(|o| crate::sovereignty::offer(o, "sovereignty").ok());
+        let unmet = crate::sovereignty::unmet(&required, offer.as_ref());
+        if unmet.is_empty() {
+            kept.push(model);
+        } else if first_unmet.is_none() {
+            first_unmet = Some(format!("{}: {}", model.id, unmet.join("; ")));
+        }
+    }
+    match (kept.is_empty(), first_unmet) {
+        (true, Some(why)) => Err(ApiError::Status {
+            status: StatusCode::FORBIDDEN,
+            code: "sovereignty_unmet",
+            message: format!("no model this request may use meets this key's sovereignty_requirements ({why})"),
+        }),
+        _ => Ok(kept),
+    }
 }
