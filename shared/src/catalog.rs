@@ -66,10 +66,11 @@ pub fn provider_secret_name(provider_id: Uuid) -> String {
     format!("providers/{provider_id}/api-key")
 }
 
-/// A model served by a caller's own provider.
+/// A model served by a caller's own provider (or their workspace's integration).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DynamicRef {
-    pub provider_id: Uuid,
+    /// Where the account's key is kept.
+    pub secret_name: String,
     /// The model's name at the provider.
     pub model: String,
 }
@@ -77,7 +78,7 @@ pub struct DynamicRef {
 impl Model {
     pub fn secret_name(&self) -> String {
         match &self.dynamic {
-            Some(d) => provider_secret_name(d.provider_id),
+            Some(d) => d.secret_name.clone(),
             None => format!("models/{}/api-key", self.secret_id),
         }
     }

@@ -52,6 +52,15 @@ pub struct Config {
     /// to disk before its request is over; `relaxed` lets records and settlements reach the
     /// disk within 50 ms instead, trading that window of loss on a crash for latency.
     pub relaxed_durability: bool,
+    /// `TOLLGATE_OPENROUTER_URL`, default https://openrouter.ai/api/v1: where workspace
+    /// OpenRouter tokens are checked and used.
+    pub openrouter_url: String,
+    /// `TOLLGATE_HUGGINGFACE_URL`, default https://router.huggingface.co/v1: Hugging Face's
+    /// inference router, for workspace Hugging Face tokens.
+    pub huggingface_url: String,
+    /// `TOLLGATE_HUGGINGFACE_HUB_URL`, default https://huggingface.co: where Hugging Face tokens
+    /// are checked and dataset URLs resolved.
+    pub huggingface_hub_url: String,
 }
 
 impl Default for Config {
@@ -70,6 +79,9 @@ impl Default for Config {
             upstream_timeout: std::time::Duration::from_secs(60),
             lease_margin: std::time::Duration::from_secs(600),
             relaxed_durability: false,
+            openrouter_url: "https://openrouter.ai/api/v1".into(),
+            huggingface_url: "https://router.huggingface.co/v1".into(),
+            huggingface_hub_url: "https://huggingface.co".into(),
         }
     }
 }
@@ -132,6 +144,18 @@ impl Config {
         if let Some(v) = lookup("TOLLGATE_LEASE_MARGIN_SECS") {
             config.lease_margin =
                 std::time::Duration::from_secs(v.parse().map_err(|_| format!("TOLLGATE_LEASE_MARGIN_SECS={v:?}: use a whole number of seconds"))?);
+        }
+        for (name, field) in [
+            ("TOLLGATE_OPENROUTER_URL", &mut config.openrouter_url),
+            ("TOLLGATE_HUGGINGFACE_URL", &mut config.huggingface_url),
+            ("TOLLGATE_HUGGINGFACE_HUB_URL", &mut config.huggingface_hub_url),
+        ] {
+            if let Some(v) = lookup(name) {
+                if !(v.starts_with("http://") || v.starts_with("https://")) {
+                    return Err(format!("{name}={v:?}: use an http(s) URL"));
+                }
+                *field = v;
+            }
         }
         if let Some(v) = lookup("TOLLGATE_DURABILITY") {
             config.relaxed_durability = match v.as_str() {

@@ -13,6 +13,7 @@ pub mod dynamic_providers;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod integrations;
 pub mod keys;
 pub mod limits;
 pub mod money;

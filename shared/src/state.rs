@@ -150,8 +150,21 @@ impl AppState {
         let alerts = Arc::new(Alerts::new(store.clone(), outbox.clone(), config.key_cache));
         let hot = Arc::new(Hot::new(config.key_cache));
         let tuning = Tuning { upstream_timeout: config.upstream_timeout, lease_margin: config.lease_margin, relaxed_durability: config.relaxed_durability };
-        let gateway =
-            Arc::new(Gateway { store: store.clone(), secrets: secrets.clone(), clock: clock.clone(), http, hot: hot.clone(), alerts: alerts.clone(), tuning });
+        let integrations = crate::integrations::Endpoints {
+            openrouter: config.openrouter_url.clone(),
+            huggingface: config.huggingface_url.clone(),
+            huggingface_hub: config.huggingface_hub_url.clone(),
+        };
+        let gateway = Arc::new(Gateway {
+            store: store.clone(),
+            secrets: secrets.clone(),
+            clock: clock.clone(),
+            http,
+            hot: hot.clone(),
+            alerts: alerts.clone(),
+            tuning,
+            integrations,
+        });
         let jwt = tokio::sync::OnceCell::new();
         Ok(Self(Arc::new(Inner { store, secrets, clock, jwt, config, started: Instant::now(), gateway, hot, alerts, notifier, outbox })))
     }

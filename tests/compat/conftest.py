@@ -37,7 +37,17 @@ def running_gateway(admin_email):
     """A `tollgate serve` of its own; yields (base URL, the first admin's session token)."""
     port = free_port()
     data = tempfile.mkdtemp()
-    env = {**os.environ, "TOLLGATE_LISTEN": f"127.0.0.1:{port}", "TOLLGATE_DATA_DIR": data}
+    # The services integrations talk to point at a closed local port: fuzzed tokens and
+    # dataset URLs are checked against nothing outside the machine.
+    nowhere = "http://127.0.0.1:9"
+    env = {
+        **os.environ,
+        "TOLLGATE_LISTEN": f"127.0.0.1:{port}",
+        "TOLLGATE_DATA_DIR": data,
+        "TOLLGATE_OPENROUTER_URL": f"{nowhere}/api/v1",
+        "TOLLGATE_HUGGINGFACE_URL": f"{nowhere}/v1",
+        "TOLLGATE_HUGGINGFACE_HUB_URL": nowhere,
+    }
     proc = subprocess.Popen([BINARY, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):

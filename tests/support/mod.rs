@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod counting;
 pub mod crashing;
+pub mod services;
 pub mod sinks;
 pub mod upstream;
 

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod dynamic_providers;
 pub mod edge;
 pub mod extract;
+pub mod integrations;
 pub mod me;
 pub mod models;
 pub mod project_tokens;
@@ -64,7 +65,7 @@ impl Group {
         match self {
             Group::Auth => auth::routes().merge(me::routes()).merge(settings::routes()).routes(routes!(openapi_json)),
             Group::Tokens => api_keys::routes().merge(tokens::routes()).merge(project_tokens::routes()),
-            Group::Providers => models::routes().merge(dynamic_providers::routes()),
+            Group::Providers => models::routes().merge(dynamic_providers::routes()).merge(integrations::routes()),
             Group::Usage => usage::routes().merge(usage_records::routes()),
             Group::Proxy => proxy::routes(),
             Group::Members => workspaces::routes().merge(projects::routes()),

@@ -31,6 +31,8 @@ pub struct Hot {
     pub upstream_urls: TtlCache<String, reqwest::Url>,
     /// Callers' own providers, by (user, provider name).
     pub dynamic: TtlCache<(uuid::Uuid, String), Arc<DynamicProvider>>,
+    /// Workspaces' integrations, by (workspace, service name).
+    pub integrations: TtlCache<(uuid::Uuid, &'static str), Arc<crate::integrations::Integration>>,
 }
 
 impl Hot {
@@ -42,6 +44,7 @@ impl Hot {
             owners: TtlCache::new(ttl, 10_000),
             upstream_urls: TtlCache::new(Duration::from_secs(3600), 10_000),
             dynamic: TtlCache::new(ttl, 10_000),
+            integrations: TtlCache::new(ttl, 10_000),
         }
     }
 }
@@ -67,4 +70,6 @@ pub struct Gateway {
     pub hot: Arc<Hot>,
     pub alerts: Arc<Alerts>,
     pub tuning: Tuning,
+    /// Where workspaces' integrations (OpenRouter, Hugging Face) are served.
+    pub integrations: crate::integrations::Endpoints,
 }

@@ -15,14 +15,80 @@ use crate::keys::ApiKey;
 pub const DYNAMIC_CONTEXT_WINDOW: i64 = 128_000;
 
 /// The model a key asks for: `<provider name>/<model>` on the key's user's own provider (a
-/// personal key's, and only its), else a catalog model.
+/// personal key's, and only its), `openrouter/<model>` or `huggingface/<model>` through the
+/// workspace's saved integration (a workspace token's), else a catalog model.
 pub(super) async fn resolve_for(gw: &Gateway, key: &ApiKey, id: &str) -> ApiResult<Model> {
-    if let (Some((name, model)), crate::keys::Owner::User { user_id }) = (id.split_once('/'), &key.owner)
-        && let Some(model) = dynamic_model(gw, *user_id, name, model, id).await?
-    {
-        return Ok(model);
+    let own = match (id.split_once('/'), &key.owner) {
+        (Some((name, model)), crate::keys::Owner::User { user_id }) => dynamic_model(gw, *user_id, name, model, id).await?,
+        (Some((service, model)), crate::keys::Owner::Workspace { workspace_id }) => integration_model(gw, *workspace_id, service, model, id).await?,
+        _ => None,
+    };
+    match own {
+        Some(model) => Ok(model),
+        None => resolve_model(gw, id).await,
     }
-    resolve_model(gw, id).await
+}
+
+/// `model` through the workspace's `service` integration, if it has one; priced as the
+/// catalog's `service/model` or `model` (free otherwise, as for users' own providers).
+async fn integration_model(gw: &Gateway, workspace_id: uuid::Uuid, service: &str, model: &str, id: &str) -> ApiResult<Option<Model>> {
+    use crate::integrations::{self, Service};
+    let Some(service) = Service::parse(service) else { return Ok(None) };
+    let cache_key = (workspace_id, service.name());
+    let integration = match gw.hot.integrations.get(&cache_key) {
+        Some(i) => i,
+        None => match integrations::get(gw.store.as_ref(), workspace_id, service).await? {
+            Some(i) => {
+                let i = std::sync::Arc::new(i);
+                gw.hot.integrations.insert(cache_key, i.clone());
+                i
+            }
+            None => return Ok(None),
+        },
+    };
+    let base_url = match service {
+        Service::OpenRouter => gw.integrations.openrouter.clone(),
+        Service::HuggingFace => gw.integrations.huggingface.clone(),
+    };
+    let priced = match resolve_model(gw, model).await {
+        Ok(m) => Some(m),
+        Err(ApiError::Status { code: "model_not_found", .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let dynamic = catalog::DynamicRef { secret_name: integrations::secret_name(workspace_id, service), model: model.to_string() };
+    Ok(Some(own_model(id, service.name(), Some(base_url), priced, None, true, dynamic, integration.saved_at)))
+}
+
+/// A model on an account of the caller's own, priced as the catalog's `priced` when known.
+#[allow(clippy::too_many_arguments)]
+fn own_model(
+    id: &str,
+    provider: &str,
+    base_url: Option<String>,
+    priced: Option<Model>,
+    sovereignty: Option<String>,
+    has_api_key: bool,
+    dynamic: catalog::DynamicRef,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Model {
+    Model {
+        id: id.to_string(),
+        provider: provider.to_string(),
+        base_url,
+        input_price_micros: priced.as_ref().map_or(0, |m| m.input_price_micros),
+        output_price_micros: priced.as_ref().map_or(0, |m| m.output_price_micros),
+        cached_input_price_micros: priced.as_ref().and_then(|m| m.cached_input_price_micros),
+        cache_write_price_micros: priced.as_ref().and_then(|m| m.cache_write_price_micros),
+        context_window: priced.as_ref().map_or(DYNAMIC_CONTEXT_WINDOW, |m| m.context_window),
+        max_output_tokens: priced.as_ref().and_then(|m| m.max_output_tokens),
+        capabilities: vec![],
+        sovereignty,
+        has_api_key,
+        secret_id: uuid::Uuid::nil(),
+        dynamic: Some(dynamic),
+        created_at: at,
+        updated_at: at,
+    }
 }
 
 /// `model` on the user's provider `name`, priced as the catalog's model of the same id (free,
@@ -52,25 +118,9 @@ async fn dynamic_model(gw: &Gateway, user_id: uuid::Uuid, name: &str, model: &st
         Err(ApiError::Status { code: "model_not_found", .. }) => None,
         Err(e) => return Err(e),
     };
-    let now = provider.updated_at;
-    Ok(Some(Model {
-        id: id.to_string(),
-        provider: provider.provider_type.clone(),
-        base_url: provider.endpoint(),
-        input_price_micros: priced.as_ref().map_or(0, |m| m.input_price_micros),
-        output_price_micros: priced.as_ref().map_or(0, |m| m.output_price_micros),
-        cached_input_price_micros: priced.as_ref().and_then(|m| m.cached_input_price_micros),
-        cache_write_price_micros: priced.as_ref().and_then(|m| m.cache_write_price_micros),
-        context_window: priced.as_ref().map_or(DYNAMIC_CONTEXT_WINDOW, |m| m.context_window),
-        max_output_tokens: priced.as_ref().and_then(|m| m.max_output_tokens),
-        capabilities: vec![],
-        sovereignty: provider.sovereignty.clone(),
-        has_api_key: provider.has_api_key,
-        secret_id: provider.id,
-        dynamic: Some(catalog::DynamicRef { provider_id: provider.id, model: model.to_string() }),
-        created_at: now,
-        updated_at: now,
-    }))
+    let dynamic = catalog::DynamicRef { secret_name: provider.secret_name(), model: model.to_string() };
+    let (endpoint, sovereignty) = (provider.endpoint(), provider.sovereignty.clone());
+    Ok(Some(own_model(id, &provider.provider_type, endpoint, priced, sovereignty, provider.has_api_key, dynamic, provider.updated_at)))
 }
 
 pub(super) async fn resolve_model(gw: &super::Gateway, id: &str) -> ApiResult<Model> {

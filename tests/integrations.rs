@@ -1,0 +1,84 @@
+//! Workspace integrations (OpenRouter, Hugging Face) and dataset checks, against local
+//! stand-ins for those services, on both backends.
+
+use serde_json::json;
+use tollgate::Group;
+use tollgate_tests::services::{DATASET, FakeServices, HF_TOKEN, OPENROUTER_TOKEN};
+use tollgate_tests::{TestApp, backend_tests};
+
+async fn app_with(backend: tollgate_tests::Backend, fake: &FakeServices) -> TestApp {
+    let base = fake.base.clone();
+    TestApp::start_with(
+        backend,
+        &Group::ALL,
+        move |c| {
+            c.openrouter_url = format!("{base}/api/v1");
+            c.huggingface_url = format!("{base}/v1");
+            c.huggingface_hub_url = base;
+        },
+        None,
+    )
+    .await
+}
+
+backend_tests! {
+    async fn a_checked_token_saved_on_a_workspace_serves_its_tokens(backend) {
+        let fake = FakeServices::start().await;
+        let app = app_with(backend, &fake).await;
+        let (admin, _) = app.admin().await;
+        let ws = app.post("/api/workspaces", Some(&admin), json!({"name": "Acme"})).await.expect(201).body["id"].as_str().unwrap().to_string();
+        // Checked only.
+        let ok = app.post("/api/integrations/validate", Some(&admin), json!({"provider": "openrouter", "token": OPENROUTER_TOKEN})).await.expect(200);
+        assert_eq!((ok.body["valid"].as_bool(), ok.body["saved"].as_bool()), (Some(true), Some(false)));
+        assert_eq!(ok.body["account"], "sk-or-v1-acm...def");
+        let bad = app.post("/api/integrations/validate", Some(&admin), json!({"provider": "openrouter", "token": "sk-or-v1-bad-token-000000"})).await.expect(200);
+        assert_eq!(bad.body["valid"], false);
+        assert!(bad.body["message"].as_str().unwrap().contains("No auth credentials found"), "{}", bad.text);
+        let hf = app.post("/api/integrations/validate", Some(&admin), json!({"provider": "huggingface", "token": HF_TOKEN})).await.expect(200);
+        assert_eq!((hf.body["valid"].as_bool(), hf.body["account"].as_str()), (Some(true), Some("acme-ml")));
+        app.post("/api/integrations/validate", Some(&admin), json!({"provider": "anthropic", "token": "x"})).await.expect_error(400, "invalid_value");
+
+        // A workspace token cannot use openrouter/... until the token is saved on its workspace.
+        let token = app.post("/api/tokens", Some(&admin), json!({"name": "w", "business_id": ws})).await.expect(201).body["secret"].as_str().unwrap().to_string();
+        let ask = json!({"model": "openrouter/anthropic/claude-sonnet-4", "messages": [{"role": "user", "content": "hi"}]});
+        app.chat(&token, ask.clone()).await.expect_error(404, "model_not_found");
+        // Only a manager of the workspace may save on it.
+        let (_, member) = app.user(&admin, "someone@example.com", "viewer").await;
+        let other = app.post("/api/integrations/validate", Some(&member), json!({"provider": "openrouter", "token": OPENROUTER_TOKEN, "business_id": ws})).await;
+        assert!(other.status == 403 || other.status == 404, "{}", other.text);
+        let saved = app.post("/api/integrations/validate", Some(&admin), json!({"provider": "openrouter", "token": OPENROUTER_TOKEN, "business_id": ws})).await.expect(200);
+        assert_eq!(saved.body["saved"], true);
+        assert!(!saved.text.contains(OPENROUTER_TOKEN));
+        let r = app.chat(&token, ask).await.expect(200);
+        assert_eq!(r.body["choices"][0]["message"]["content"], "served through your own account");
+        let (path, headers, sent) = fake.requests().pop().unwrap();
+        assert_eq!(path, "/api/v1/chat/completions");
+        assert_eq!(headers["authorization"], format!("Bearer {OPENROUTER_TOKEN}").as_str());
+        assert_eq!(sent["model"], "anthropic/claude-sonnet-4", "the service is asked for its own model name");
+        // Hugging Face the same way, through the inference router.
+        app.post("/api/integrations/validate", Some(&admin), json!({"provider": "huggingface", "token": HF_TOKEN, "business_id": ws})).await.expect(200);
+        app.chat(&token, json!({"model": "huggingface/meta-llama/Llama-3.1-8B-Instruct", "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
+        assert_eq!(fake.requests().pop().unwrap().0, "/v1/chat/completions");
+        // A personal key does not reach the workspace's account.
+        let (_, personal) = app.api_key(&admin, json!({})).await;
+        app.chat(&personal, json!({"model": "openrouter/anthropic/claude-sonnet-4", "messages": [{"role": "user", "content": "hi"}]})).await.expect_error(404, "model_not_found");
+    }
+
+    async fn dataset_urls_are_checked_for_form_and_on_the_hub(backend) {
+        let fake = FakeServices::start().await;
+        let app = app_with(backend, &fake).await;
+        let (admin, _) = app.admin().await;
+        let url = |path: &str| format!("https://huggingface.co{path}");
+        let found = app.post("/api/datasets/huggingface/check", Some(&admin), json!({"dataset_url": url(DATASET)})).await.expect(200);
+        assert_eq!(found.body["valid"], true);
+        assert_eq!(found.body["dataset"], json!({"repo": "acme/support-evals", "revision": "main", "path": "eval.jsonl"}));
+        let missing = app.post("/api/datasets/huggingface/check", Some(&admin), json!({"dataset_url": url("/datasets/acme/support-evals/resolve/main/nope.jsonl")})).await.expect(200);
+        assert_eq!(missing.body["valid"], false);
+        assert!(missing.body["message"].as_str().unwrap().contains("404"), "{}", missing.text);
+        app.post("/api/datasets/huggingface/check", Some(&admin), json!({"dataset_url": "https://huggingface.co/acme/model"})).await.expect_error(400, "invalid_value");
+        // An API key works as well as a session; nothing works without either.
+        let (_, key) = app.api_key(&admin, json!({})).await;
+        app.post("/api/datasets/huggingface/check", Some(&key), json!({"dataset_url": url(DATASET)})).await.expect(200);
+        app.post("/api/datasets/huggingface/check", None, json!({"dataset_url": url(DATASET)})).await.expect_error(401, "unauthorized");
+    }
+}
