@@ -21,6 +21,18 @@ pub enum Direction {
     Backward,
 }
 
+/// The seed's listing parameters, for every listing that pages this way.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub direction: Option<Direction>,
+    pub include_deleted: Option<bool>,
+}
+
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Pagination {
     pub has_more: bool,

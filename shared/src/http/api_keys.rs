@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery, Me, parse_uuid};
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::keys::{self, ApiKey, BudgetPeriod, KeySettings, Owner};
-use crate::pagination::{Direction, Pagination, check_limit};
+use crate::pagination::{ListParams, Pagination, check_limit};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -85,17 +85,6 @@ impl KeyView {
 pub struct KeyList {
     data: Vec<KeyView>,
     pagination: Pagination,
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    limit: Option<i64>,
-    cursor: Option<String>,
-    #[param(value_type = Option<String>)]
-    direction: Option<Direction>,
-    include_deleted: Option<bool>,
 }
 
 #[utoipa::path(get, path = "/admin/v1/me/api-keys", tag = "me", params(ListParams),

@@ -19,7 +19,7 @@ use super::extract::{ApiJson, ApiQuery, Me, parse_uuid};
 use crate::dynamic_providers::{self, DynamicProvider};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::keys::lineage::KEYS_WRITE;
-use crate::pagination::{Direction, Pagination, check_limit};
+use crate::pagination::{ListParams, Pagination, check_limit};
 use crate::providers::{self, Probe};
 use crate::state::AppState;
 
@@ -80,17 +80,6 @@ impl From<DynamicProvider> for ProviderView {
 pub struct ProviderList {
     data: Vec<ProviderView>,
     pagination: Pagination,
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    limit: Option<i64>,
-    cursor: Option<String>,
-    #[param(value_type = Option<String>)]
-    direction: Option<Direction>,
-    include_deleted: Option<bool>,
 }
 
 /// The caller's own providers, newest first.

@@ -5,9 +5,8 @@
 //! Bodies, answers and stream chunks are OpenAI's, so they pass through.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Map, Value};
 
-use super::{Provider, StreamTranslator};
+use super::Provider;
 use crate::proxy::request::Endpoint;
 
 /// The data-plane API version used when the base URL names none (Azure's latest GA version).
@@ -38,22 +37,6 @@ impl Provider for Azure {
             Some(key) => request.header("api-key", key.expose_secret()),
             None => request,
         }
-    }
-
-    fn wire_body(&self, _: &Map<String, Value>, _: &str, _: i64) -> Option<Value> {
-        None
-    }
-
-    fn canonical_answer(&self, _: &Value, _: i64) -> Option<Value> {
-        None
-    }
-
-    fn error_message(&self, body: &str) -> String {
-        super::openai_error_message(body)
-    }
-
-    fn stream_translator(&self, _: &str, _: i64) -> Option<Box<dyn StreamTranslator>> {
-        None
     }
 }
 

@@ -38,18 +38,28 @@ pub trait Provider: Send + Sync {
     fn authenticate(&self, request: reqwest::RequestBuilder, key: Option<&SecretString>) -> reqwest::RequestBuilder;
 
     /// The wire body for a canonical request to `model` whose answers may have up to
-    /// `max_tokens` tokens each; `None` to send the canonical body as it is.
-    fn wire_body(&self, canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> Option<Value>;
+    /// `max_tokens` tokens each; `None` (the default) to send the canonical body as it is.
+    fn wire_body(&self, _canonical: &Map<String, Value>, _model: &str, _max_tokens: i64) -> Option<Value> {
+        None
+    }
 
-    /// A whole answer in the canonical shape (`created`: its timestamp); `None` when it is in
-    /// it already.
-    fn canonical_answer(&self, wire: &Value, created: i64) -> Option<Value>;
+    /// A whole answer in the canonical shape (`created`: its timestamp); `None` (the default)
+    /// when it is in it already.
+    fn canonical_answer(&self, _wire: &Value, _created: i64) -> Option<Value> {
+        None
+    }
 
-    /// What the provider said went wrong, from an error answer's body.
-    fn error_message(&self, body: &str) -> String;
+    /// What the provider said went wrong, from an error answer's body (by default the
+    /// canonical error envelope's message).
+    fn error_message(&self, body: &str) -> String {
+        openai_error_message(body)
+    }
 
-    /// Turns the provider's stream events into canonical chunks; `None` when they are already.
-    fn stream_translator(&self, model: &str, created: i64) -> Option<Box<dyn StreamTranslator>>;
+    /// Turns the provider's stream events into canonical chunks; `None` (the default) when
+    /// they are already.
+    fn stream_translator(&self, _model: &str, _created: i64) -> Option<Box<dyn StreamTranslator>> {
+        None
+    }
 }
 
 /// A stream's translation, event by event.

@@ -2,9 +2,8 @@
 //! Together, DeepSeek, Mistral): the canonical wire, so everything passes through as sent.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Map, Value};
 
-use super::{Provider, StreamTranslator};
+use super::Provider;
 use crate::proxy::request::Endpoint;
 
 pub struct OpenAi;
@@ -19,21 +18,5 @@ impl Provider for OpenAi {
             Some(key) => request.bearer_auth(key.expose_secret()),
             None => request,
         }
-    }
-
-    fn wire_body(&self, _: &Map<String, Value>, _: &str, _: i64) -> Option<Value> {
-        None
-    }
-
-    fn canonical_answer(&self, _: &Value, _: i64) -> Option<Value> {
-        None
-    }
-
-    fn error_message(&self, body: &str) -> String {
-        super::openai_error_message(body)
-    }
-
-    fn stream_translator(&self, _: &str, _: i64) -> Option<Box<dyn StreamTranslator>> {
-        None
     }
 }
