@@ -372,4 +372,25 @@ backend_tests! {
         // A misspelled requirement is refused, never silently ignored.
         app.post("/admin/v1/me/api-keys", Some(&admin), json!({"name": "k", "sovereignty_requirements": {"region": "eu"}})).await.expect_error(400, "invalid_value");
     }
+
+    async fn a_budget_never_rides_on_an_unpriced_model_of_your_own(backend) {
+        let app = TestApp::start(backend).await;
+        let fake = FakeAnthropic::start().await;
+        let (admin, _) = app.admin().await;
+        let mine = json!({"name": "mine", "provider_type": "anthropic", "base_url": fake.base_url, "api_key": API_KEY});
+        app.post("/admin/v1/me/providers", Some(&admin), mine).await.expect(201);
+        let ask = json!({"model": "mine/claude-upstream", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]});
+        // Without a budget it is served (and costs $0: nothing prices it).
+        let (_, free) = app.api_key(&admin, json!({})).await;
+        assert_eq!(app.chat(&free, ask.clone()).await.expect(200).headers["x-tollgate-cost-usd"], "0.000000");
+        // A budget cannot hold a model nothing prices: refused, saying how to fix it.
+        let (_, budgeted) = app.api_key(&admin, json!({"budget_limit_cents": 100})).await;
+        let refused = app.chat(&budgeted, ask.clone()).await.expect_error(403, "model_unpriced");
+        assert!(refused.body["error"]["message"].as_str().unwrap().contains("\"claude-upstream\""), "{}", refused.text);
+        // Priced in the catalog, it is reserved and charged at those prices.
+        app.post("/api/models", Some(&admin), json!({"id": "claude-upstream", "provider": "anthropic", "inputPrice": 3.0, "outputPrice": 15.0,
+            "cachedInputPrice": 0.3, "cacheWritePrice": 3.75, "contextWindow": 200_000})).await.expect(201);
+        let served = app.chat(&budgeted, ask).await.expect(200);
+        assert_eq!(served.headers["x-tollgate-cost-usd"], "0.000090", "12 x $3 + 3 x $0.30 + 2 x $3.75 + 3 x $15 per million, rounded up");
+    }
 }

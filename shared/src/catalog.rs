@@ -73,6 +73,10 @@ pub struct DynamicRef {
     pub secret_name: String,
     /// The model's name at the provider.
     pub model: String,
+    /// Whether the catalog prices it (a model of the same id); unpriced, it costs $0 and no
+    /// budget could hold it.
+    #[serde(default)]
+    pub priced: bool,
 }
 
 impl Model {

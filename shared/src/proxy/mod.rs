@@ -211,6 +211,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
         lowered_max_tokens: None,
     };
     let levels = levels::levels(&flight.key, &context);
+    routing::budgets_can_hold(&levels, &flight.candidates)?;
     let now = flight.gw.clock.now();
     // Held until the upstream's timeout plus a margin: past that, the request is taken for
     // dead and the next request on these counters releases its reservation.

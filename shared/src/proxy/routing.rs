@@ -55,7 +55,7 @@ async fn integration_model(gw: &Gateway, workspace_id: uuid::Uuid, service: &str
         Err(ApiError::Status { code: "model_not_found", .. }) => None,
         Err(e) => return Err(e),
     };
-    let dynamic = catalog::DynamicRef { secret_name: integrations::secret_name(workspace_id, service), model: model.to_string() };
+    let dynamic = catalog::DynamicRef { secret_name: integrations::secret_name(workspace_id, service), model: model.to_string(), priced: priced.is_some() };
     Ok(Some(own_model(id, service.name(), Some(base_url), priced, None, true, dynamic, integration.saved_at)))
 }
 
@@ -118,7 +118,7 @@ async fn dynamic_model(gw: &Gateway, user_id: uuid::Uuid, name: &str, model: &st
         Err(ApiError::Status { code: "model_not_found", .. }) => None,
         Err(e) => return Err(e),
     };
-    let dynamic = catalog::DynamicRef { secret_name: provider.secret_name(), model: model.to_string() };
+    let dynamic = catalog::DynamicRef { secret_name: provider.secret_name(), model: model.to_string(), priced: priced.is_some() };
     let (endpoint, sovereignty) = (provider.endpoint(), provider.sovereignty.clone());
     Ok(Some(own_model(id, &provider.provider_type, endpoint, priced, sovereignty, provider.has_api_key, dynamic, provider.updated_at)))
 }
@@ -219,5 +219,24 @@ pub(super) fn sovereign(key: &ApiKey, candidates: Vec<Model>) -> ApiResult<Vec<M
             message: format!("no model this request may use meets this key's sovereignty_requirements ({why})"),
         }),
         _ => Ok(kept),
+    }
+}
+
+/// Refuses a request that a budget would have to hold on a model of the caller's own account
+/// that the catalog does not price: its cost would count as $0, and the budget would not hold.
+pub(super) fn budgets_can_hold(levels: &[crate::limits::Level], candidates: &[Model]) -> ApiResult<()> {
+    let budgeted =
+        levels.iter().any(|l| l.limits.iter().any(|limit| limit.metric == crate::limits::Metric::Cost && limit.mode != crate::limits::Mode::Disable));
+    match candidates.iter().find(|m| m.dynamic.as_ref().is_some_and(|d| !d.priced)) {
+        Some(model) if budgeted => Err(ApiError::Status {
+            status: StatusCode::FORBIDDEN,
+            code: "model_unpriced",
+            message: format!(
+                "{} has no price in the catalog, so this key's budget could not hold it; an admin can add a model named {:?} with its prices (POST /api/models), or use a key without a budget",
+                model.id,
+                model.upstream_id()
+            ),
+        }),
+        _ => Ok(()),
     }
 }
