@@ -389,6 +389,8 @@ backend_tests! {
         let (second_id, second) = app.user(&admin, "second@example.com", "viewer").await;
         app.delete("/admin/v1/me", Some(&second)).await.expect(500);
         crash.recover();
+        // Changing it midway would drop it from the deletions to finish: refused.
+        app.put(&format!("/api/users/{second_id}"), Some(&admin), json!({"name": "x"})).await.expect_error(409, "user_being_deleted");
         app.delete(&format!("/api/users/{second_id}"), Some(&admin)).await.expect(204);
         app.get(&format!("/api/users/{second_id}"), Some(&admin)).await.expect_error(404, "not_found");
         app.user(&admin, "second@example.com", "viewer").await;

@@ -380,8 +380,11 @@ backend_tests! {
         let mine = json!({"name": "mine", "provider_type": "anthropic", "base_url": fake.base_url, "api_key": API_KEY});
         app.post("/admin/v1/me/providers", Some(&admin), mine).await.expect(201);
         let ask = json!({"model": "mine/claude-upstream", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]});
-        // Without a budget it is served (and costs $0: nothing prices it).
+        // Without a budget it is served (and costs $0: nothing prices it); count_tokens knows it.
         let (_, free) = app.api_key(&admin, json!({})).await;
+        let counted = app.client.post(format!("{}/v1/messages/count_tokens", app.base)).header("x-api-key", &free)
+            .json(&json!({"model": "mine/claude-upstream", "messages": [{"role": "user", "content": "hi"}]})).send().await.unwrap();
+        assert_eq!(counted.json::<Value>().await.unwrap(), json!({"input_tokens": 13}));
         assert_eq!(app.chat(&free, ask.clone()).await.expect(200).headers["x-tollgate-cost-usd"], "0.000000");
         // A budget cannot hold a model nothing prices: refused, saying how to fix it.
         let (_, budgeted) = app.api_key(&admin, json!({"budget_limit_cents": 100})).await;

@@ -143,6 +143,9 @@ pub async fn create_user(store: &dyn Store, email: String, password: &str, role:
 /// the user out everywhere (but the acting session, when they change their own).
 pub async fn change_user(store: &dyn Store, actor_session: (Uuid, Uuid), id: Uuid, change: UserChange, now: DateTime<Utc>) -> ApiResult<User> {
     let before = users::require(store, id).await?;
+    if before.deleting_since.is_some() {
+        return Err(ApiError::conflict("user_being_deleted", "this account is being deleted; DELETE /api/users/{id} finishes it"));
+    }
     let mut after = before.clone();
     if let Some(email) = change.email {
         after.email = email;

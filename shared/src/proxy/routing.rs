@@ -180,7 +180,7 @@ pub async fn count_input_tokens(gw: &Gateway, key: &ApiKey, canonical: &[u8]) ->
     if !key.allows_model(&req.model) {
         return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)));
     }
-    let model = resolve_model(gw, &req.model).await?;
+    let model = resolve_for(gw, key, &req.model).await?;
     Ok(req.worst_input_tokens(model.context_window))
 }
 
