@@ -305,9 +305,20 @@ backend_tests! {
         let record = tollgate::usage::by_request_id(app.state.store.as_ref(), request_id).await.unwrap().unwrap();
         assert_eq!((record.model.as_str(), record.provider_source.as_str(), record.provider.as_str()), ("my-claude/claude-upstream", "dynamic", "anthropic"));
         app.chat(&alice_key, ask("my-claude/other-model")).await.expect_error(404, "model_not_found");
+        // Alice's keys list her own models; nobody else's do.
+        let listed = |key: &str| {
+            let key = key.to_string();
+            let app = &app;
+            async move {
+                let r = app.get("/v1/models", Some(&key)).await.expect(200);
+                r.body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+            }
+        };
+        assert!(listed(&alice_key).await.contains(&"my-claude/claude-upstream".to_string()));
         // Nobody else's key can use it, whatever it asks for.
         let (_, bob_key) = app.api_key(&bob, json!({})).await;
         app.chat(&bob_key, ask("my-claude/claude-upstream")).await.expect_error(404, "model_not_found");
+        assert!(!listed(&bob_key).await.iter().any(|m| m.starts_with("my-claude/")));
         let (_, admin_key) = app.api_key(&admin, json!({})).await;
         app.chat(&admin_key, ask("my-claude/claude-upstream")).await.expect_error(404, "model_not_found");
 

@@ -187,12 +187,33 @@ pub async fn count_input_tokens(gw: &Gateway, key: &ApiKey, canonical: &[u8]) ->
 /// `GET /v1/models`: the catalog models this key may use, as OpenAI lists them.
 pub async fn list_models(gw: &Gateway, key: &ApiKey) -> ApiResult<Value> {
     super::require_scope(key, "models")?;
-    let data: Vec<Value> = catalog::list(gw.store.as_ref())
+    let mut data: Vec<Value> = catalog::list(gw.store.as_ref())
         .await?
         .into_iter()
         .filter(|m| key.allows_model(&m.id))
         .map(|m| json!({"id": m.id, "object": "model", "created": m.created_at.timestamp(), "owned_by": m.provider}))
         .collect();
+    // A personal key also sees the models its user's own providers list (as <name>/<model>).
+    if let crate::keys::Owner::User { user_id } = &key.owner {
+        let mut cursor = None;
+        loop {
+            let (page, pagination) =
+                crate::dynamic_providers::list(gw.store.as_ref(), *user_id, crate::pagination::MAX_LIMIT, cursor, crate::pagination::Direction::Forward, false)
+                    .await?;
+            for provider in page.iter().filter(|p| p.is_enabled) {
+                for model in &provider.models {
+                    let id = format!("{}/{model}", provider.name);
+                    if key.allows_model(&id) {
+                        data.push(json!({"id": id, "object": "model", "created": provider.created_at.timestamp(), "owned_by": provider.provider_type}));
+                    }
+                }
+            }
+            match pagination.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
     Ok(json!({"object": "list", "data": data}))
 }
 
