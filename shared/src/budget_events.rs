@@ -12,12 +12,11 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::cache::TtlCache;
-use crate::error::ApiResult;
-use crate::limits::{self, Charge, Level, Limit, Metric, Reservation};
+use crate::limits::{Charge, Limit, Metric, Reservation};
 use crate::money::format_dollars;
 use crate::notify::Message;
 use crate::outbox::{self, Event, Outbox};
-use crate::store::{Attr, Key, Store, TxOp};
+use crate::store::{Key, Store, TxOp};
 
 /// The alert threshold used until the settings have been read once.
 const DEFAULT_THRESHOLD: i64 = 80;
@@ -124,23 +123,17 @@ pub fn after_reservation(alerts: &Alerts, reservations: &[Reservation], now: Dat
 }
 
 /// The outbox writes for a request refused for a budget: an exhausted event for each cost
-/// limit its worst case no longer fits in (read from the counters: the refusal path only).
-pub async fn after_refusal(alerts: &Alerts, levels: &[Level], worst: &Charge, now: DateTime<Utc>) -> ApiResult<Events> {
+/// limit its worst case no longer fits in, as `standing` (`limits::standing`) shows the counters.
+pub fn after_refusal(alerts: &Alerts, standing: &[Reservation], worst: &Charge, now: DateTime<Utc>) -> Events {
     let mut ops = Events::default();
-    for level in levels {
-        if !level.limits.iter().any(|l| l.metric == Metric::Cost) {
-            continue;
-        }
-        let item = alerts.store.get(&level.counters).await?.unwrap_or_default();
-        for limit in level.limits.iter().filter(|l| l.metric == Metric::Cost) {
-            let (attr, end) = limits::current_counter(limit, now);
-            let used = item.get(&attr).and_then(Attr::as_i64).unwrap_or(0);
-            if used.saturating_add(worst.cost_micros) > limit.limit {
-                ops.push(event(alerts, Kind::Exhausted, &level.counters, &attr, limit, used, end, now));
+    for level in standing {
+        for entry in level.entries.iter().filter(|e| e.limit.metric == Metric::Cost) {
+            if entry.used.saturating_add(worst.cost_micros) > entry.limit.limit {
+                ops.push(event(alerts, Kind::Exhausted, &level.counters, &entry.attr, &entry.limit, entry.used, entry.window_end, now));
             }
         }
     }
-    Ok(ops)
+    ops
 }
 
 /// The outbox write of one event (and the name it is remembered by), unless this process

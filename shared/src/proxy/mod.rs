@@ -242,16 +242,17 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
             continue;
         }
         let refusal = fit::explain(refused, &worst, fits);
+        // Where the key stands (read once, on the refusal path only): which budgets the refusal
+        // exhausted, and the same headers a served answer has.
+        let standing = limits::standing(flight.gw.store.as_ref(), &levels, now).await?;
         let outcome = if refusal.status() == StatusCode::PAYMENT_REQUIRED {
-            flight.events = budget_events::after_refusal(&flight.gw.alerts, &levels, &worst, now).await?;
+            flight.events = budget_events::after_refusal(&flight.gw.alerts, &standing, &worst, now);
             Outcome::BudgetExceeded
         } else {
             Outcome::Error
         };
         let seen = Observed::default();
         flight.record(Charge::default(), &seen, outcome, refusal.status().as_u16(), false, Some(refusal.to_string())).await?;
-        // Where the key stands, as on a served answer (read on the refusal path only).
-        let standing = limits::standing(flight.gw.store.as_ref(), &levels, now).await?;
         return Err(Rejected::Refused(refusal, headers::standing(&standing, None, now)));
     }
 }
