@@ -72,21 +72,34 @@ fn parts(content: &Value) -> ApiResult<(Vec<Value>, Vec<Value>)> {
     Ok((out, results))
 }
 
-/// A Messages request as the canonical chat request.
-pub fn canonical_request(body: &[u8]) -> ApiResult<Vec<u8>> {
+/// A Messages body's object and its model (what `messages` and `count_tokens` both need).
+fn object_and_model(body: &[u8]) -> ApiResult<(Map<String, Value>, String)> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))?;
     let Value::Object(body) = value else { return Err(ApiError::bad_request("invalid_body", "the body must be a JSON object")) };
     let model = body.get("model").and_then(Value::as_str).filter(|m| !m.is_empty()).ok_or_else(|| invalid("model", "model is required"))?;
+    let model = model.to_string();
+    Ok((body, model))
+}
+
+/// A Messages request as the canonical chat request.
+pub fn canonical_request(body: &[u8]) -> ApiResult<Vec<u8>> {
+    let (body, model) = object_and_model(body)?;
     let max_tokens = body
         .get("max_tokens")
         .and_then(Value::as_i64)
         .filter(|n| *n >= 1)
         .ok_or_else(|| invalid("max_tokens", "max_tokens is required: a positive integer"))?;
-    canonical(&body, model, Some(max_tokens))
+    canonical(&body, &model, Some(max_tokens))
+}
+
+/// A `count_tokens` request (a Messages request without `max_tokens`) as the canonical one.
+pub fn canonical_count_request(body: &[u8]) -> ApiResult<Vec<u8>> {
+    let (body, model) = object_and_model(body)?;
+    canonical(&body, &model, None)
 }
 
 /// The canonical request for a Messages body (`max_tokens` absent for count_tokens).
-pub fn canonical(body: &Map<String, Value>, model: &str, max_tokens: Option<i64>) -> ApiResult<Vec<u8>> {
+fn canonical(body: &Map<String, Value>, model: &str, max_tokens: Option<i64>) -> ApiResult<Vec<u8>> {
     let mut messages = Vec::new();
     match body.get("system") {
         None | Some(Value::Null) => {}

@@ -110,11 +110,7 @@ async fn messages(State(state): State<AppState>, headers: HeaderMap, ip: ClientI
 async fn count_tokens(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
     let counted = async {
         let key = proxy::admit_key(&state.gateway, Endpoint::Chat, &caller(&headers, ip)).await?;
-        let body: serde_json::Value =
-            serde_json::from_slice(&read_body(body).await?).map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))?;
-        let body = body.as_object().ok_or_else(|| ApiError::bad_request("invalid_body", "the body must be a JSON object"))?;
-        let model = body.get("model").and_then(serde_json::Value::as_str).ok_or_else(|| ApiError::invalid_param("model", "model is required"))?;
-        let canonical = doors::anthropic::canonical(body, model, None)?;
+        let canonical = doors::anthropic::canonical_count_request(&read_body(body).await?)?;
         let tokens = proxy::count_input_tokens(&state.gateway, &key, &canonical).await?;
         Ok::<_, ApiError>(axum::Json(serde_json::json!({"input_tokens": tokens})))
     };

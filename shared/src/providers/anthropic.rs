@@ -16,6 +16,8 @@
 //!   -> `tool_calls`, `refusal` -> `content_filter`.
 //! - usage: `input_tokens` excludes the cache; the canonical prompt tokens are input + cache
 //!   read + cache creation, with `cached_tokens` (read) and `cache_write_tokens` (creation).
+//! - errors: `{"type": "error", "error": {"type", "message"}}` keeps its message at
+//!   `error.message`, where the canonical envelope does, so the trait's default reads it.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
@@ -51,13 +53,6 @@ impl Provider for Anthropic {
 
     fn canonical_answer(&self, wire: &Value, created: i64) -> Option<Value> {
         Some(answer(wire, created))
-    }
-
-    fn error_message(&self, body: &str) -> String {
-        serde_json::from_str::<Value>(body)
-            .ok()
-            .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_else(|| body.chars().take(300).collect())
     }
 
     fn stream_translator(&self, model: &str, created: i64) -> Option<Box<dyn StreamTranslator>> {
