@@ -191,17 +191,25 @@ pub async fn delete(store: &dyn Store, secrets: &dyn SecretStore, user_id: Uuid,
     Ok(provider)
 }
 
-/// Every provider of a user (account deletion); returns how many it deleted.
-pub async fn delete_all(store: &dyn Store, secrets: &dyn SecretStore, user_id: Uuid, now: DateTime<Utc>) -> ApiResult<usize> {
-    let mut deleted = 0;
+/// Every live (not deleted) provider of a user, newest first.
+pub async fn all_of(store: &dyn Store, user_id: Uuid) -> ApiResult<Vec<DynamicProvider>> {
+    let mut out = Vec::new();
+    let mut cursor = None;
     loop {
-        let (page, pagination) = list(store, user_id, pagination::MAX_LIMIT, None, Direction::Forward, false).await?;
-        for provider in &page {
-            delete(store, secrets, user_id, provider.id, now).await?;
-            deleted += 1;
-        }
-        if pagination.next_cursor.is_none() || page.is_empty() {
-            return Ok(deleted);
+        let (page, pagination) = list(store, user_id, pagination::MAX_LIMIT, cursor, Direction::Forward, false).await?;
+        out.extend(page);
+        match pagination.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(out),
         }
     }
+}
+
+/// Deletes every provider of a user (account deletion); returns how many.
+pub async fn delete_all(store: &dyn Store, secrets: &dyn SecretStore, user_id: Uuid, now: DateTime<Utc>) -> ApiResult<usize> {
+    let all = all_of(store, user_id).await?;
+    for provider in &all {
+        delete(store, secrets, user_id, provider.id, now).await?;
+    }
+    Ok(all.len())
 }

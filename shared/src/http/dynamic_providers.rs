@@ -205,8 +205,7 @@ async fn update_provider(
     }
     provider.updated_at = state.clock.now();
     let provider = dynamic_providers::save(state.store.as_ref(), state.secrets.as_ref(), provider, body.api_key).await?;
-    state.hot.dynamic.remove(&(provider.user_id, provider.name.clone()));
-    state.hot.secrets.remove(&provider.secret_name());
+    forget(&state, &provider);
     Ok(Json(provider.into()))
 }
 
@@ -217,9 +216,15 @@ async fn update_provider(
 async fn delete_provider(State(state): State<AppState>, me: Me, Path(id): Path<String>) -> ApiResult<StatusCode> {
     me.require_key_scope(KEYS_WRITE)?;
     let provider = dynamic_providers::delete(state.store.as_ref(), state.secrets.as_ref(), me.user_id, parse_uuid(&id, "id")?, state.clock.now()).await?;
+    forget(&state, &provider);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Drops this process's cached copies of a changed provider and its key; other warm
+/// processes follow within the cache bound.
+fn forget(state: &AppState, provider: &DynamicProvider) {
     state.hot.dynamic.remove(&(provider.user_id, provider.name.clone()));
     state.hot.secrets.remove(&provider.secret_name());
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Calls one of your providers with its stored key and reports how that went.

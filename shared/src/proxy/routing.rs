@@ -195,22 +195,12 @@ pub async fn list_models(gw: &Gateway, key: &ApiKey) -> ApiResult<Value> {
         .collect();
     // A personal key also sees the models its user's own providers list (as <name>/<model>).
     if let crate::keys::Owner::User { user_id } = &key.owner {
-        let mut cursor = None;
-        loop {
-            let (page, pagination) =
-                crate::dynamic_providers::list(gw.store.as_ref(), *user_id, crate::pagination::MAX_LIMIT, cursor, crate::pagination::Direction::Forward, false)
-                    .await?;
-            for provider in page.iter().filter(|p| p.is_enabled) {
-                for model in &provider.models {
-                    let id = format!("{}/{model}", provider.name);
-                    if key.allows_model(&id) {
-                        data.push(json!({"id": id, "object": "model", "created": provider.created_at.timestamp(), "owned_by": provider.provider_type}));
-                    }
+        for provider in crate::dynamic_providers::all_of(gw.store.as_ref(), *user_id).await?.iter().filter(|p| p.is_enabled) {
+            for model in &provider.models {
+                let id = format!("{}/{model}", provider.name);
+                if key.allows_model(&id) {
+                    data.push(json!({"id": id, "object": "model", "created": provider.created_at.timestamp(), "owned_by": provider.provider_type}));
                 }
-            }
-            match pagination.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
             }
         }
     }
