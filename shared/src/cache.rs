@@ -43,6 +43,19 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         entries.insert(key, (Instant::now(), value));
     }
 
+    /// The cached value, else what `load` finds (it runs only on a miss), cached when it
+    /// finds something (a miss is not remembered, so a value created later is found at once).
+    pub async fn get_or_load<E>(&self, key: K, load: impl std::future::Future<Output = Result<Option<V>, E>>) -> Result<Option<V>, E> {
+        if let Some(value) = self.get(&key) {
+            return Ok(Some(value));
+        }
+        let loaded = load.await?;
+        if let Some(value) = &loaded {
+            self.insert(key, value.clone());
+        }
+        Ok(loaded)
+    }
+
     pub fn remove(&self, key: &K) {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
@@ -76,5 +89,23 @@ mod tests {
         }
         assert!(cache.entries.lock().unwrap().len() <= 3);
         assert_eq!(cache.get(&9), Some(9));
+    }
+
+    #[tokio::test]
+    async fn a_load_runs_only_on_a_miss_and_a_miss_is_not_remembered() {
+        let cache = TtlCache::new(Duration::from_secs(60), 10);
+        let loads = std::sync::atomic::AtomicUsize::new(0);
+        // Counts the loads that run (a future does nothing until it is awaited).
+        let load = |found: Option<i32>| {
+            let loads = &loads;
+            async move {
+                loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, ()>(found)
+            }
+        };
+        assert_eq!(cache.get_or_load("a", load(None)).await, Ok(None));
+        assert_eq!(cache.get_or_load("a", load(Some(7))).await, Ok(Some(7)), "the earlier miss was not cached");
+        assert_eq!(cache.get_or_load("a", load(Some(8))).await, Ok(Some(7)), "a hit never runs the load");
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

@@ -34,18 +34,8 @@ pub(super) async fn resolve_for(gw: &Gateway, key: &ApiKey, id: &str) -> ApiResu
 async fn integration_model(gw: &Gateway, workspace_id: uuid::Uuid, service: &str, model: &str, id: &str) -> ApiResult<Option<Model>> {
     use crate::integrations::{self, Service};
     let Some(service) = Service::parse(service) else { return Ok(None) };
-    let cache_key = (workspace_id, service.name());
-    let integration = match gw.hot.integrations.get(&cache_key) {
-        Some(i) => i,
-        None => match integrations::get(gw.store.as_ref(), workspace_id, service).await? {
-            Some(i) => {
-                let i = std::sync::Arc::new(i);
-                gw.hot.integrations.insert(cache_key, i.clone());
-                i
-            }
-            None => return Ok(None),
-        },
-    };
+    let load = async { Ok::<_, ApiError>(integrations::get(gw.store.as_ref(), workspace_id, service).await?.map(std::sync::Arc::new)) };
+    let Some(integration) = gw.hot.integrations.get_or_load((workspace_id, service.name()), load).await? else { return Ok(None) };
     let base_url = match service {
         Service::OpenRouter => gw.integrations.openrouter.clone(),
         Service::HuggingFace => gw.integrations.huggingface.clone(),
@@ -94,18 +84,8 @@ fn own_model(
 /// `model` on the user's provider `name`, priced as the catalog's model of the same id (free,
 /// with a default window, when the catalog has none); `None` when the user has no such provider.
 async fn dynamic_model(gw: &Gateway, user_id: uuid::Uuid, name: &str, model: &str, id: &str) -> ApiResult<Option<Model>> {
-    let cache_key = (user_id, name.to_string());
-    let provider = match gw.hot.dynamic.get(&cache_key) {
-        Some(p) => p,
-        None => match crate::dynamic_providers::by_name(gw.store.as_ref(), user_id, name).await? {
-            Some(p) => {
-                let p = std::sync::Arc::new(p);
-                gw.hot.dynamic.insert(cache_key, p.clone());
-                p
-            }
-            None => return Ok(None),
-        },
-    };
+    let load = async { Ok::<_, ApiError>(crate::dynamic_providers::by_name(gw.store.as_ref(), user_id, name).await?.map(std::sync::Arc::new)) };
+    let Some(provider) = gw.hot.dynamic.get_or_load((user_id, name.to_string()), load).await? else { return Ok(None) };
     if !provider.serves(model) {
         return Err(status_error(
             StatusCode::NOT_FOUND,
