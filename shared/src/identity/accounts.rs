@@ -101,14 +101,29 @@ pub async fn change_own(store: &dyn Store, user: &User, current_session: Uuid, c
     if let Some(name) = change.name {
         after.name = Some(name);
     }
-    if let Some(new_password) = &change.new_password {
-        password::validate(new_password, "newPassword")?;
+    let new_password = change.new_password.as_deref().map(|p| (p, "newPassword"));
+    save_change(store, user, after, new_password, Some(current_session), now).await
+}
+
+/// Sets a new password (checked against the rules, then hashed) when one is given, stamps and
+/// saves the change, and when the password changed signs out every session of the user but
+/// `keep`: whoever had the old password must not stay signed in.
+async fn save_change(
+    store: &dyn Store,
+    before: &User,
+    mut after: User,
+    new_password: Option<(&str, &str)>,
+    keep: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> ApiResult<User> {
+    if let Some((new_password, param)) = new_password {
+        password::validate(new_password, param)?;
         after.password_hash = password::hash(new_password).await?;
     }
     after.updated_at = now;
-    users::save(store, user, &after).await?;
-    if change.new_password.is_some() {
-        sessions::revoke_all(store, after.id, Some(current_session)).await?;
+    users::save(store, before, &after).await?;
+    if new_password.is_some() {
+        sessions::revoke_all(store, after.id, keep).await?;
     }
     Ok(after)
 }
@@ -160,17 +175,9 @@ pub async fn change_user(store: &dyn Store, actor_session: (Uuid, Uuid), id: Uui
     if let Some(name) = change.name {
         after.name = Some(name);
     }
-    if let Some(new_password) = &change.password {
-        password::validate(new_password, "password")?;
-        after.password_hash = password::hash(new_password).await?;
-    }
-    after.updated_at = now;
-    users::save(store, &before, &after).await?;
-    if change.password.is_some() {
-        let (actor, session) = actor_session;
-        sessions::revoke_all(store, after.id, (after.id == actor).then_some(session)).await?;
-    }
-    Ok(after)
+    let (actor, session) = actor_session;
+    let keep = (before.id == actor).then_some(session);
+    save_change(store, &before, after, change.password.as_deref().map(|p| (p, "password")), keep, now).await
 }
 
 /// Refuses a change that would leave no admin (nobody could manage users any more).
