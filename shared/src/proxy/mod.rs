@@ -388,6 +388,7 @@ impl Flight {
         error: Option<String>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> UsageRecord {
+        let prices = self.model.prices();
         let (user_id, org_id, project_id) = match &self.key.owner {
             Owner::User { user_id } => (Some(*user_id), None, None),
             Owner::Workspace { workspace_id } => (None, Some(*workspace_id), None),
@@ -411,10 +412,10 @@ impl Flight {
             cache_write_tokens: seen.cache_write,
             reasoning_tokens: seen.reasoning,
             cost_micros: actual.cost_micros,
-            input_price_micros: self.model.input_price_micros,
-            output_price_micros: self.model.output_price_micros,
-            cached_input_price_micros: self.model.prices().cached_input,
-            cache_write_price_micros: self.model.prices().cache_write,
+            input_price_micros: prices.input,
+            output_price_micros: prices.output,
+            cached_input_price_micros: prices.cached_input,
+            cache_write_price_micros: prices.cache_write,
             pricing_source: "catalog".into(),
             latency_ms: self.started.elapsed().as_millis() as i64,
             ttft_ms: seen.ttft_ms,
