@@ -54,10 +54,11 @@ backend_tests! {
 
     async fn rpm_holds_within_the_window(backend) {
         let app = TestApp::start(backend).await;
-        at_the_start_of_a_minute(&app);
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 0.0, 0.0, None).await;
         let (_, key) = app.api_key(&admin, json!({"rate_limit_rpm": 5})).await;
+        // Set last, so setup's time does not move the requests below into another slice.
+        at_the_start_of_a_minute(&app);
         let body = json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]});
         let results = join_all((0..12).map(|_| app.chat(&key, body.clone()))).await;
         assert_eq!(results.iter().filter(|r| r.status == 200).count(), 5);
@@ -65,13 +66,52 @@ backend_tests! {
         assert_eq!(limited.len(), 7);
         for r in limited {
             assert_eq!(r.body["error"]["code"], "rate_limit_exceeded");
-            let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
-            assert!((1..=60).contains(&retry));
+            // The minute's 2-second slice leaves the window a minute after it ends: 61 s from now.
+            assert_eq!(r.headers["retry-after"], "61", "the time until the next request fits");
         }
-        // Still refused at the minute's last second; served in the next minute.
-        app.clock.advance(chrono::Duration::seconds(57));
+        // Still refused one second before retry-after; served when it says.
+        app.clock.advance(chrono::Duration::seconds(60));
         app.chat(&key, body.clone()).await.expect_error(429, "rate_limit_exceeded");
-        app.clock.advance(chrono::Duration::seconds(2));
+        app.clock.advance(chrono::Duration::seconds(1));
+        app.chat(&key, body.clone()).await.expect(200);
+    }
+
+    async fn rpm_counts_over_a_rolling_minute_not_the_calendar_minute(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-1", 0.0, 0.0, None).await;
+        let (_, key) = app.api_key(&admin, json!({"rate_limit_rpm": 5})).await;
+        // Set last, so setup's time does not move the requests below into another slice.
+        at_the_start_of_a_minute(&app);
+        let body = json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]});
+        // Three at second 1 of a minute, two at second 31.
+        for _ in 0..3 {
+            app.chat(&key, body.clone()).await.expect(200);
+        }
+        // Twelve at once: the window has room for two, and exactly two get in, however the
+        // store orders them (a reservation that took the window past 5 is taken back).
+        app.clock.advance(chrono::Duration::seconds(30));
+        let results = join_all((0..12).map(|_| app.chat(&key, body.clone()))).await;
+        assert_eq!(results.iter().filter(|r| r.status == 200).count(), 2, "{:?}", results.iter().map(|r| r.status.as_u16()).collect::<Vec<_>>());
+        for r in results.iter().filter(|r| r.status != 200) {
+            // Until the first three leave (later, while others' reservations are being taken back).
+            let retry: i64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((31..=61).contains(&retry), "{retry}: {:?}", r.body);
+        }
+        // Into the next calendar minute: a calendar count would start afresh; the rolling one
+        // still holds all five until the first slice leaves, at second 62.
+        app.clock.advance(chrono::Duration::seconds(30));
+        let refused = app.chat(&key, body.clone()).await.expect_error(429, "rate_limit_exceeded");
+        assert_eq!(refused.headers["retry-after"], "1");
+        assert_eq!(refused.headers["x-ratelimit-remaining-requests"], "0");
+        app.clock.advance(chrono::Duration::seconds(1));
+        for _ in 0..3 {
+            app.chat(&key, body.clone()).await.expect(200);
+        }
+        // The two of second 31 still count: the next fits when they leave, 30 s on.
+        let refused = app.chat(&key, body.clone()).await.expect_error(429, "rate_limit_exceeded");
+        assert_eq!(refused.headers["retry-after"], "30", "{:?}", refused.body);
+        app.clock.advance(chrono::Duration::seconds(30));
         app.chat(&key, body.clone()).await.expect(200);
     }
 

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::cache::TtlCache;
-use crate::limits::{Charge, Limit, Metric, Reservation};
+use crate::limits::{self, Charge, Limit, Metric, Reservation};
 use crate::money::format_dollars;
 use crate::notify::Message;
 use crate::outbox::{self, Event, Outbox};
@@ -110,12 +110,14 @@ pub fn after_reservation(alerts: &Alerts, reservations: &[Reservation], now: Dat
     let threshold = alerts.threshold();
     for reservation in reservations {
         for entry in reservation.entries.iter().filter(|e| e.limit.metric == Metric::Cost) {
-            let new_window = reservation.stale.iter().any(|s| s.starts_with(&format!("u_{}_", entry.limit.id)));
+            let period = limits::period_attr(&entry.limit, &entry.attr, now);
+            // A rolling budget never starts anew: its slices leave one by one.
+            let new_window = entry.limit.window.slices().is_none() && reservation.stale.iter().any(|s| s.starts_with(&format!("u_{}_", entry.limit.id)));
             if new_window {
-                ops.push(event(alerts, Kind::Reset, &reservation.counters, &entry.attr, &entry.limit, entry.used, entry.window_end, now));
+                ops.push(event(alerts, Kind::Reset, &reservation.counters, &period, &entry.limit, entry.used, entry.window_end, now));
             }
             if entry.used.saturating_mul(100) >= entry.limit.limit.saturating_mul(threshold) {
-                ops.push(event(alerts, Kind::Threshold, &reservation.counters, &entry.attr, &entry.limit, entry.used, entry.window_end, now));
+                ops.push(event(alerts, Kind::Threshold, &reservation.counters, &period, &entry.limit, entry.used, entry.window_end, now));
             }
         }
     }
@@ -129,7 +131,8 @@ pub fn after_refusal(alerts: &Alerts, standing: &[Reservation], worst: &Charge, 
     for level in standing {
         for entry in level.entries.iter().filter(|e| e.limit.metric == Metric::Cost) {
             if entry.used.saturating_add(worst.cost_micros) > entry.limit.limit {
-                ops.push(event(alerts, Kind::Exhausted, &level.counters, &entry.attr, &entry.limit, entry.used, entry.window_end, now));
+                let period = limits::period_attr(&entry.limit, &entry.attr, now);
+                ops.push(event(alerts, Kind::Exhausted, &level.counters, &period, &entry.limit, entry.used, entry.window_end, now));
             }
         }
     }

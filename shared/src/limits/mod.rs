@@ -9,12 +9,14 @@ use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 pub mod lease;
+pub mod sliding;
 
 use std::collections::BTreeMap;
 
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Attr, Cond, Item, Key, Store, StoreError, TxOp, Update};
 pub use lease::{Lapsed, LeaseSpec};
+use sliding::Slices;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -35,8 +37,8 @@ pub enum Unit {
     Day,
 }
 
-/// Calendar windows are UTC; a rolling window of N units is counted in buckets of that length
-/// aligned to the Unix epoch.
+/// Calendar windows are UTC; a rolling window of N units holds over every stretch of that
+/// length (see `sliding`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Window {
@@ -94,19 +96,24 @@ impl Window {
                 let start = Utc.with_ymd_and_hms(now.year(), 1, 1, 0, 0, 0).single().unwrap_or(day);
                 (start, Utc.with_ymd_and_hms(now.year() + 1, 1, 1, 0, 0, 0).single().unwrap_or(day))
             }
-            Window::Rolling { every, unit } => {
-                let unit_secs = match unit {
-                    Unit::Minute => 60,
-                    Unit::Hour => 3600,
-                    Unit::Day => 86_400,
-                };
-                let len = i64::from(every.max(1)) * unit_secs;
-                let start_secs = now.timestamp().div_euclid(len) * len;
-                let start = Utc.timestamp_opt(start_secs, 0).single().unwrap_or(now);
-                (start, start + Duration::seconds(len))
+            // The counter of the current slice; the window is empty again once it leaves.
+            Window::Rolling { .. } => {
+                let slices = self.slices().unwrap_or(Slices::new(60));
+                return (slices.current(now).to_string(), Some(slices.reset_at(now)));
             }
         };
         (start.timestamp().to_string(), Some(end))
+    }
+
+    /// A rolling window's slices; `None` for calendar windows.
+    pub fn slices(self) -> Option<Slices> {
+        let Window::Rolling { every, unit } = self else { return None };
+        let unit_secs = match unit {
+            Unit::Minute => 60,
+            Unit::Hour => 3600,
+            Unit::Day => 86_400,
+        };
+        Some(Slices::new(i64::from(every.max(1)) * unit_secs))
     }
 }
 
@@ -184,7 +191,40 @@ pub struct Reservation {
 }
 
 fn attr_name(limit: &Limit, window_key: &str) -> String {
-    format!("u_{}_{}", limit.id, window_key)
+    format!("{}{window_key}", counter_prefix(limit))
+}
+
+/// What every counter attribute of a limit starts with.
+fn counter_prefix(limit: &Limit) -> String {
+    format!("u_{}_", limit.id)
+}
+
+/// What a limit has used at `now`, as `item` says: its current counter, or for a rolling
+/// window the slices inside it.
+fn used_in(limit: &Limit, attr: &str, item: &Item, now: DateTime<Utc>) -> i64 {
+    match limit.window.slices() {
+        Some(slices) => slices.used(&counter_prefix(limit), item, now),
+        None => item.get(attr).and_then(Attr::as_i64).unwrap_or(0),
+    }
+}
+
+/// When a request refused by `limit` could be served: the end of a calendar window, or for a
+/// rolling one the moment enough of the window has passed for `amount` (less `own`, the
+/// request's own reservation being taken back) to fit.
+fn fits_at(limit: &Limit, item: &Item, amount: i64, own: i64, end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    match limit.window.slices() {
+        Some(slices) => Some(slices.fits_at(&counter_prefix(limit), item, now, limit.limit, amount, own)),
+        None => end,
+    }
+}
+
+/// The name under which a limit's window is one period (for budget events): its counter for a
+/// calendar window; for a rolling one, its length aligned to the epoch.
+pub fn period_attr(limit: &Limit, attr: &str, now: DateTime<Utc>) -> String {
+    match limit.window.slices() {
+        Some(slices) => attr_name(limit, &slices.period(now).to_string()),
+        None => attr.to_string(),
+    }
 }
 
 /// The counter attribute of a limit's current window, and when that window ends.
@@ -193,10 +233,22 @@ pub fn current_counter(limit: &Limit, now: DateTime<Utc>) -> (String, Option<Dat
     (attr_name(limit, &window_key), end)
 }
 
-/// A refused request: which limit, and when its window ends.
-fn refusal(limit: &Limit, end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> ApiError {
-    let retry_after_secs = end.map_or(0, |e| u64::try_from((e - now).num_seconds().max(1)).unwrap_or(1));
-    let when = end.map_or_else(|| "it never resets".to_string(), |e| format!("it resets at {}", e.to_rfc3339()));
+/// Whole seconds from `now` to `then`, rounded up: a client told to wait that long is never
+/// early.
+pub fn seconds_until(then: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    let ms = (then - now).num_milliseconds();
+    ms.saturating_add(999).div_euclid(1000)
+}
+
+/// A refused request: which limit, and when it could be served (`fits`: the end of a calendar
+/// window, or when a rolling window has room again).
+fn refusal(limit: &Limit, fits: Option<DateTime<Utc>>, now: DateTime<Utc>) -> ApiError {
+    let retry_after_secs = fits.map_or(0, |e| u64::try_from(seconds_until(e, now).max(1)).unwrap_or(1));
+    let when = match fits {
+        None => "it never resets".to_string(),
+        Some(e) if limit.window.slices().is_some() => format!("over the rolling window, the request fits again at {}", e.to_rfc3339()),
+        Some(e) => format!("it resets at {}", e.to_rfc3339()),
+    };
     match limit.metric {
         Metric::Cost => ApiError::Status {
             status: axum::http::StatusCode::PAYMENT_REQUIRED,
@@ -287,11 +339,11 @@ fn reserved(counters: Key, item: &Item, plan: Vec<Planned>, lease: &LeaseSpec, n
     let entries: Vec<Reserved> = plan
         .into_iter()
         .map(|p| {
-            let used = item.get(&p.attr).and_then(Attr::as_i64).unwrap_or(p.amount);
+            let used = used_in(&p.limit, &p.attr, item, now).max(p.amount);
             Reserved { limit: p.limit, attr: p.attr, amount: p.amount, used, window_end: p.end }
         })
         .collect();
-    let stale = stale_attrs(item, &entries);
+    let stale = stale_attrs(item, &entries, now);
     let own = lease.attr();
     let lapsed = lease::lapsed(item, now.timestamp(), Some(&own));
     Reservation { counters, entries, stale, lease: Some(own), lapsed }
@@ -352,13 +404,20 @@ async fn refused(store: &dyn Store, counters: &Key, plan: &[Planned], now: DateT
         Ok(item) => item.unwrap_or_default(),
         Err(e) => return e.into(),
     };
+    refused_by(&item, plan, false, now)
+}
+
+/// Names the limit in `plan` that `item` has no room for, and a budget's remainder.
+/// With `own_counted`, `item` still counts the request's own reservation, being taken back.
+fn refused_by(item: &Item, plan: &[Planned], own_counted: bool, now: DateTime<Utc>) -> Refused {
+    let own = |p: &Planned| if own_counted { p.amount } else { 0 };
     let refusing = |p: &Planned| {
-        let used = item.get(&p.attr).and_then(Attr::as_i64).unwrap_or(0);
+        let used = used_in(&p.limit, &p.attr, item, now).saturating_sub(own(p)).max(0);
         let budget_left = (p.limit.metric == Metric::Cost).then(|| p.limit.limit.saturating_sub(used).max(0));
-        Refused { error: refusal(&p.limit, p.end, now), budget_left }
+        Refused { error: refusal(&p.limit, fits_at(&p.limit, item, p.amount, own(p), p.end, now), now), budget_left }
     };
     for p in plan {
-        let used = item.get(&p.attr).and_then(Attr::as_i64).unwrap_or(0);
+        let used = used_in(&p.limit, &p.attr, item, now).saturating_sub(own(p)).max(0);
         if used.saturating_add(p.amount) > p.limit.limit {
             return refusing(p);
         }
@@ -381,7 +440,7 @@ pub async fn standing(store: &dyn Store, levels: &[Level], now: DateTime<Utc>) -
             .into_iter()
             .map(|limit| {
                 let (attr, window_end) = current_counter(limit, now);
-                let used = item.get(&attr).and_then(Attr::as_i64).unwrap_or(0);
+                let used = used_in(limit, &attr, &item, now);
                 Reserved { limit: limit.clone(), attr, amount: 0, used, window_end }
             })
             .collect();
@@ -432,39 +491,74 @@ async fn try_reserve(
         ops.push(TxOp::Update { key: level.counters.clone(), update, cond: Some(cond) });
         plans.push(plan);
     }
+    let mut items = Vec::with_capacity(levels.len());
     if let [TxOp::Update { key, update, cond }] = &mut ops[..] {
-        let plan = plans.pop().unwrap_or_default();
-        return match store.update_buffered(key, std::mem::take(update), cond.take()).await {
-            Ok(item) => Ok(vec![reserved(key.clone(), &item, plan, lease, now)]),
-            Err(StoreError::ConditionFailed) => Err((refused(store, key, &plan, now).await, Some(key.clone()))),
-            Err(e) => Err((e.into(), None)),
-        };
-    }
-    if ops.is_empty() {
-        return Ok(vec![]);
-    }
-    match store.transact_buffered(ops).await {
-        Ok(()) => {}
-        Err(StoreError::TransactionCancelled { index }) if index < levels.len() => {
-            let counters = levels[index].counters.clone();
-            return Err((refused(store, &counters, &plans[index], now).await, Some(counters)));
+        match store.update_buffered(key, std::mem::take(update), cond.take()).await {
+            Ok(item) => items.push(item),
+            Err(StoreError::ConditionFailed) => return Err((refused(store, key, &plans[0], now).await, Some(key.clone()))),
+            Err(e) => return Err((e.into(), None)),
         }
-        Err(e) => return Err((e.into(), None)),
+    } else if !ops.is_empty() {
+        match store.transact_buffered(ops).await {
+            Ok(()) => {}
+            Err(StoreError::TransactionCancelled { index }) if index < levels.len() => {
+                let counters = levels[index].counters.clone();
+                return Err((refused(store, &counters, &plans[index], now).await, Some(counters)));
+            }
+            Err(e) => return Err((e.into(), None)),
+        }
+        for level in levels {
+            items.push(store.get(&level.counters).await.map_err(|e| (e.into(), None))?.unwrap_or_default());
+        }
     }
-    let mut out = Vec::with_capacity(levels.len());
-    for (level, plan) in levels.iter().zip(plans) {
-        let item = store.get(&level.counters).await.map_err(|e| (e.into(), None))?.unwrap_or_default();
-        out.push(reserved(level.counters.clone(), &item, plan, lease, now));
+    // Rolling windows are summed now that the store has answered (see `sliding`): a reservation
+    // that took one past its limit is taken back and refused.
+    for ((level, item), plan) in levels.iter().zip(&items).zip(&plans) {
+        let over = plan.iter().any(|p| p.limit.window.slices().is_some() && used_in(&p.limit, &p.attr, item, now) > p.limit.limit);
+        if over {
+            take_back(store, levels, &plans, lease).await.map_err(|e| (e.into(), None))?;
+            return Err((refused_by(item, plan, true, now), Some(level.counters.clone())));
+        }
     }
-    Ok(out)
+    Ok(levels.iter().zip(items).zip(plans).map(|((level, item), plan)| reserved(level.counters.clone(), &item, plan, lease, now)).collect())
 }
 
-fn stale_attrs(item: &Item, entries: &[Reserved]) -> Vec<String> {
-    item.keys()
-        .filter(|name| name.starts_with("u_") && !entries.iter().any(|e| e.attr == **name))
-        .filter(|name| entries.iter().any(|e| name.starts_with(&format!("u_{}_", e.limit.id))))
-        .cloned()
-        .collect()
+/// Takes back a reservation just made on every level (while its lease is there: a lease gone
+/// was released, with what it held, by another request).
+async fn take_back(store: &dyn Store, levels: &[&Level], plans: &[Vec<Planned>], lease: &LeaseSpec) -> Result<(), StoreError> {
+    let ops: Vec<TxOp> = levels
+        .iter()
+        .zip(plans)
+        .map(|(level, plan)| {
+            let update = plan.iter().fold(Update::default().remove(&lease.attr()), |u, p| u.add(&p.attr, p.amount.saturating_neg()));
+            TxOp::Update { key: level.counters.clone(), update, cond: Some(Cond::AttrExists(lease.attr())) }
+        })
+        .collect();
+    let outcome = match <[TxOp; 1]>::try_from(ops) {
+        Ok([TxOp::Update { key, update, cond }]) => store.update(&key, update, cond).await.map(|_| ()),
+        Ok(_) => Ok(()),
+        Err(ops) => store.transact(ops).await,
+    };
+    match outcome {
+        Err(StoreError::ConditionFailed | StoreError::TransactionCancelled { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+/// Counters of windows that are over: past calendar windows, and slices that left a rolling
+/// window.
+fn stale_attrs(item: &Item, entries: &[Reserved], now: DateTime<Utc>) -> Vec<String> {
+    let mut stale = Vec::new();
+    for entry in entries {
+        let prefix = counter_prefix(&entry.limit);
+        match entry.limit.window.slices() {
+            Some(slices) => stale.extend(slices.stale(&prefix, item, now)),
+            None => stale.extend(item.keys().filter(|name| name.starts_with(&prefix) && **name != entry.attr).cloned()),
+        }
+    }
+    stale.sort_unstable();
+    stale.dedup();
+    stale
 }
 
 /// The settlement of a reservation: give back what the worst case over-counted (or add what
@@ -620,7 +714,8 @@ mod tests {
         assert_eq!(Window::Monthly.span(at("2026-12-31T23:59:59Z")).1.unwrap().to_rfc3339(), "2027-01-01T00:00:00+00:00");
         assert_eq!(Window::Never.span(now), ("all".to_string(), None));
         let rolling = Window::Rolling { every: 5, unit: Unit::Minute };
-        assert_eq!(rolling.span(now).1.unwrap().to_rfc3339(), "2026-11-25T13:50:00+00:00");
+        // Counted in 10-second slices; the current one leaves five minutes after it ends.
+        assert_eq!(rolling.span(now).1.unwrap().to_rfc3339(), "2026-11-25T13:50:20+00:00");
         assert_ne!(rolling.span(now).0, rolling.span(at("2026-11-25T13:50:00Z")).0);
     }
 

@@ -5,7 +5,7 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
-use crate::limits::{Charge, Metric, Reservation};
+use crate::limits::{self, Charge, Metric, Reservation};
 use crate::money::format_dollars;
 
 /// OpenAI's duration text for reset headers: "59s", "1m30s", "2h0m0s".
@@ -51,7 +51,7 @@ pub(super) fn standing(reservations: &[Reservation], actual: Option<&Charge>, no
             out.push((HeaderName::from_static(limit_name), limit.to_string()));
             out.push((HeaderName::from_static(remaining_name), remaining.to_string()));
             if let Some(end) = window_end {
-                out.push((HeaderName::from_static(reset_name), duration_text((end - now).num_seconds())));
+                out.push((HeaderName::from_static(reset_name), duration_text(limits::seconds_until(end, now))));
             }
         }
     }
