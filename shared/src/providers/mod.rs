@@ -10,12 +10,15 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod mock;
 pub mod openai;
+
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use crate::proxy::request::Endpoint;
+use crate::proxy::request::{Endpoint, Inspected};
 
 /// One provider type.
 pub trait Provider: Send + Sync {
@@ -60,6 +63,22 @@ pub trait Provider: Send + Sync {
     fn stream_translator(&self, _model: &str, _created: i64) -> Option<Box<dyn StreamTranslator>> {
         None
     }
+
+    /// The answer of a provider with no upstream, made in the gateway itself (the built-in
+    /// mock): the whole answer (`stream` false) or the stream's chunks, in the canonical shape
+    /// (`id` and `created` stamp it). `None` (the default) for every provider reached over HTTP.
+    fn local_answer(&self, _req: &Inspected, _id: &str, _created: i64, _stream: bool) -> Option<Local> {
+        None
+    }
+}
+
+/// An answer made in the gateway, by a provider with no upstream.
+pub struct Local {
+    /// How long it takes: before a whole answer, and before each streamed chunk.
+    pub delay: Duration,
+    /// The whole answer (one value) or the stream's chunks; or the HTTP status it fails with,
+    /// and why.
+    pub outcome: Result<Vec<Value>, (u16, String)>,
 }
 
 /// A stream's translation, event by event.
@@ -69,12 +88,12 @@ pub trait StreamTranslator: Send {
     fn translate(&mut self, name: &str, data: &Value) -> Result<(Vec<Value>, bool), String>;
 }
 
-/// The provider type a catalog model names: the registration of every type but the built-in
-/// mock (which answers in the proxy itself).
+/// The provider type a catalog model names: the registration of every type.
 pub fn of(provider: &str) -> &'static dyn Provider {
     match provider {
         "anthropic" => &anthropic::Anthropic,
         "azure" => &azure::Azure,
+        "mock" => &mock::Mock,
         // openai, openrouter, huggingface, openai-compatible: the canonical wire.
         _ => &openai::OpenAi,
     }

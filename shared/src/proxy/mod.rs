@@ -7,7 +7,6 @@ mod fit;
 mod gateway;
 mod headers;
 pub mod levels;
-pub mod mock;
 mod observed;
 pub mod request;
 pub mod routing;
@@ -28,11 +27,11 @@ use uuid::Uuid;
 
 pub use gateway::{Gateway, Hot, Tuning};
 use headers::{standing, with_headers};
-use observed::{Observed, Source, failure_error, outcome_of};
+use observed::{Observed, failure_error, outcome_of};
 pub use request::{Endpoint, Inspected};
 use routing::route;
 pub use routing::{count_input_tokens, get_model, list_models};
-use upstream::{Event, Failure};
+use upstream::{Event, Events, Failure};
 
 use crate::budget_events;
 use crate::catalog::Model;
@@ -285,13 +284,16 @@ impl Flight {
         Bytes::from(Value::Object(body).to_string())
     }
 
-    /// Calls the current model's upstream with the request.
-    async fn call_upstream<T>(&self, created: i64, go: impl AsyncFnOnce(upstream::Call<'_>) -> T) -> ApiResult<T> {
+    /// Calls the current model's provider with the request (`id`: what an answer made here is
+    /// called).
+    async fn call_upstream<T>(&self, id: &str, created: i64, go: impl AsyncFnOnce(upstream::Call<'_>) -> T) -> ApiResult<T> {
         let secret = model_secret(&self.gw, &self.model).await?;
         let base = self.model.endpoint().unwrap_or_default();
         let provider = providers::of(&self.model.provider);
         let call = upstream::Call {
             provider,
+            request: &self.req,
+            id,
             model: &self.req.model,
             created,
             client: &self.gw.http,
@@ -437,7 +439,7 @@ impl Flight {
         self.lowered_max_tokens.map(|n| (HeaderName::from_static("x-tollgate-max-tokens-lowered"), n.to_string()))
     }
 
-    /// The id of the answer we hand back (the mock's; an upstream's answer keeps its own).
+    /// The id of an answer made here (the mock's; an upstream's answer keeps its own).
     fn response_id(&self) -> String {
         format!("{}-{}", if self.req.endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }, Uuid::new_v4().simple())
     }
@@ -455,25 +457,7 @@ impl Flight {
     /// goes to the client as the upstream sent it (serialising it again was ~1.5% of a request's
     /// instructions, and a proxy has no business reformatting it).
     async fn answer_once(&self, id: &str, created: i64) -> ApiResult<Result<(Bytes, Value), Failure>> {
-        if self.model.provider != "mock" {
-            return self.call_upstream(created, async |call| call.complete().await).await;
-        }
-        let answer = mock::answer(&self.req);
-        if answer.delay_ms > 0 {
-            let delay = Duration::from_millis(answer.delay_ms);
-            if delay > self.timeout {
-                tokio::time::sleep(self.timeout).await;
-                return Ok(Err(Failure::Timeout));
-            }
-            tokio::time::sleep(delay).await;
-        }
-        Ok(match answer.fail_status {
-            Some(s) => Err(Failure::Status(s, "failure requested with [mock:status]".into())),
-            None => {
-                let body = answer.body(&self.req, id, created);
-                Ok((Bytes::from(body.to_string()), body))
-            }
-        })
+        self.call_upstream(id, created, async |call| call.complete().await).await
     }
 
     async fn complete(mut self) -> ApiResult<Response> {
@@ -505,15 +489,8 @@ impl Flight {
     }
 
     /// Opens a stream from the current model.
-    async fn open_once(&self, id: &str, created: i64) -> ApiResult<Result<Source, Failure>> {
-        if self.model.provider != "mock" {
-            return self.call_upstream(created, async |call| call.stream().await.map(Source::Upstream)).await;
-        }
-        let answer = mock::answer(&self.req);
-        Ok(match answer.fail_status {
-            Some(s) => Err(Failure::Status(s, "failure requested with [mock:status]".into())),
-            None => Ok(Source::Mock { chunks: answer.chunks(&self.req, id, created).into(), delay: Duration::from_millis(answer.delay_ms) }),
-        })
+    async fn open_once(&self, id: &str, created: i64) -> ApiResult<Result<Events, Failure>> {
+        self.call_upstream(id, created, async |call| call.stream().await).await
     }
 
     async fn stream(mut self) -> ApiResult<Response> {
@@ -552,7 +529,7 @@ impl Flight {
     /// Relays a stream to the client, then settles and records it before the final `[DONE]`, so
     /// the record is durable before the request is over. A client that goes away is recorded
     /// as cancelled and charged for what was delivered.
-    async fn relay(self, mut source: Source, tx: tokio::sync::mpsc::Sender<Bytes>) {
+    async fn relay(self, mut source: Events, tx: tokio::sync::mpsc::Sender<Bytes>) {
         let mut seen = Observed::default();
         let mut cancelled = false;
         let mut failure = None;
@@ -561,7 +538,7 @@ impl Flight {
             let next = tokio::select! {
                 biased;
                 _ = tx.closed() => { cancelled = true; break; }
-                next = source.next() => next,
+                next = futures::StreamExt::next(&mut source) => next,
             };
             match next {
                 None | Some(Ok(Event::Done)) => break,

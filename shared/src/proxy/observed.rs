@@ -1,14 +1,13 @@
 //! What comes back from an upstream: the usage and progress observed in an answer or a
 //! stream, the source a stream is read from, and how a failure reaches the client and the record.
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::status_error;
-use super::upstream::{Event, Events, Failure};
+use super::upstream::Failure;
 use crate::error::ApiError;
 use crate::usage::Outcome;
 
@@ -65,25 +64,4 @@ pub(super) fn failure_error(failure: &Failure) -> ApiError {
 /// What an upstream failure counts as in the usage record.
 pub(super) fn outcome_of(failure: &Failure) -> Outcome {
     if matches!(failure, Failure::Timeout) { Outcome::Timeout } else { Outcome::Error }
-}
-
-/// The source of a streamed answer.
-pub(super) enum Source {
-    Mock { chunks: VecDeque<Value>, delay: Duration },
-    Upstream(Events),
-}
-
-impl Source {
-    pub(super) async fn next(&mut self) -> Option<Result<Event, Failure>> {
-        match self {
-            Source::Mock { chunks, delay } => {
-                let chunk = chunks.pop_front()?;
-                if !delay.is_zero() {
-                    tokio::time::sleep(*delay).await;
-                }
-                Some(Ok(Event::ours(chunk)))
-            }
-            Source::Upstream(events) => futures::StreamExt::next(events).await,
-        }
-    }
 }

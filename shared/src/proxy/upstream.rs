@@ -1,4 +1,5 @@
-//! Forwarding to an OpenAI-compatible upstream over real HTTP, streaming included.
+//! Calling a model's provider: over real HTTP, streaming included, or in the gateway itself for
+//! a provider with no upstream (the mock).
 
 use std::time::Duration;
 
@@ -8,10 +9,10 @@ use futures::{Stream, StreamExt};
 use reqwest::Url;
 use secrecy::SecretString;
 
-use crate::providers::{Provider, StreamTranslator};
+use crate::providers::{Local, Provider, StreamTranslator};
 use serde_json::Value;
 
-use super::request::Endpoint;
+use super::request::{Endpoint, Inspected};
 use crate::cache::TtlCache;
 
 /// Why an upstream call failed.
@@ -73,6 +74,10 @@ fn classify(err: reqwest::Error) -> Failure {
 pub struct Call<'a> {
     /// The provider type: its wire, its authentication, its translation to the canonical shape.
     pub provider: &'a dyn Provider,
+    /// The request as the gateway read it (for a provider that answers it here), and the id
+    /// such an answer gets.
+    pub request: &'a Inspected,
+    pub id: &'a str,
     /// The model and time a translated answer is stamped with.
     pub model: &'a str,
     pub created: i64,
@@ -119,6 +124,9 @@ impl Call<'_> {
 
     /// A whole (non-streamed) answer: its bytes, as they go to the client, and their JSON.
     pub async fn complete(&self) -> Result<(Bytes, Value), Failure> {
+        if let Some(local) = self.provider.local_answer(self.request, self.id, self.created, false) {
+            return whole(local, self.timeout).await;
+        }
         let response = self.send().await?;
         let bytes = tokio::time::timeout(self.timeout, response.bytes()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
         let value = serde_json::from_slice(&bytes).map_err(|e| Failure::Transport(format!("the upstream's answer is not JSON: {e}")))?;
@@ -130,6 +138,9 @@ impl Call<'_> {
 
     /// A streamed answer, as parsed events.
     pub async fn stream(&self) -> Result<Events, Failure> {
+        if let Some(local) = self.provider.local_answer(self.request, self.id, self.created, true) {
+            return streamed(local);
+        }
         let response = self.send().await?;
         if let Some(translator) = self.provider.stream_translator(self.model, self.created) {
             return Ok(translated(response, translator));
@@ -150,6 +161,30 @@ impl Call<'_> {
         });
         Ok(Box::pin(events))
     }
+}
+
+/// A local answer, whole, after its delay (or a timeout, when the delay is longer than the
+/// wait for an upstream's answer may be).
+async fn whole(local: Local, timeout: Duration) -> Result<(Bytes, Value), Failure> {
+    if local.delay > timeout {
+        tokio::time::sleep(timeout).await;
+        return Err(Failure::Timeout);
+    }
+    tokio::time::sleep(local.delay).await;
+    let body = local.outcome.map_err(|(status, why)| Failure::Status(status, why))?.into_iter().next().unwrap_or_default();
+    Ok((Bytes::from(body.to_string()), body))
+}
+
+/// A local answer's chunks as a stream, each after the delay.
+fn streamed(local: Local) -> Result<Events, Failure> {
+    let chunks = local.outcome.map_err(|(status, why)| Failure::Status(status, why))?;
+    let delay = local.delay;
+    Ok(Box::pin(futures::stream::iter(chunks).then(move |chunk| async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(Event::ours(chunk))
+    })))
 }
 
 /// A stream in a provider's own event format, as canonical chunks.

@@ -10,10 +10,37 @@
 //!   from / written to the prompt cache (as OpenRouter reports them), or N reasoning tokens
 //! - `[mock:tool]`       also call the first tool the request offers (arguments `{}`)
 
+use std::time::Duration;
+
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::request::{Endpoint, Inspected};
+use super::{Local, Provider};
+use crate::proxy::request::{Endpoint, Inspected};
+
+/// The provider type: no upstream, no key; the answer is made here.
+pub struct Mock;
+
+impl Provider for Mock {
+    fn path(&self, endpoint: Endpoint) -> Option<&'static str> {
+        Some(endpoint.path())
+    }
+
+    fn authenticate(&self, request: reqwest::RequestBuilder, _key: Option<&SecretString>) -> reqwest::RequestBuilder {
+        request
+    }
+
+    fn local_answer(&self, req: &Inspected, id: &str, created: i64, stream: bool) -> Option<Local> {
+        let answer = answer(req);
+        let outcome = match answer.fail_status {
+            Some(status) => Err((status, "failure requested with [mock:status]".to_string())),
+            None if stream => Ok(answer.chunks(req, id, created)),
+            None => Ok(vec![answer.body(req, id, created)]),
+        };
+        Some(Local { delay: Duration::from_millis(answer.delay_ms), outcome })
+    }
+}
 
 const PREAMBLE: &str = "This is a deterministic reply from the Tollgate mock provider.";
 const FILLER: [&str; 8] = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"];
