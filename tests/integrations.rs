@@ -55,6 +55,27 @@ backend_tests! {
         assert_eq!(path, "/api/v1/chat/completions");
         assert_eq!(headers["authorization"], format!("Bearer {OPENROUTER_TOKEN}").as_str());
         assert_eq!(sent["model"], "anthropic/claude-sonnet-4", "the service is asked for its own model name");
+        assert!(headers.get("http-referer").is_none() && headers.get("x-openrouter-title").is_none(), "no attribution unless asked for");
+        // OpenRouter reports what it charged (usage.cost, $0.000042): the request is metered at that.
+        let request_id = r.headers["x-request-id"].to_str().unwrap();
+        let rec = tollgate::usage::by_request_id(app.state.store.as_ref(), request_id).await.unwrap().expect("recorded");
+        assert_eq!((rec.pricing_source.as_str(), rec.cost_micros, rec.provider_cost_micros), ("provider", 42, Some(42)));
+        assert_eq!(r.headers["x-tollgate-cost-usd"], "0.000042");
+        // The caller's app attribution goes on to OpenRouter, under its current name and the old one.
+        let attributed = app
+            .client
+            .post(format!("{}/v1/chat/completions", app.base))
+            .bearer_auth(&token)
+            .header("HTTP-Referer", "https://chat.acme.example")
+            .header("X-Title", "Acme Chat")
+            .json(&json!({"model": "openrouter/anthropic/claude-sonnet-4", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(attributed.status(), 200);
+        let (_, headers, _) = fake.requests().pop().unwrap();
+        assert_eq!((headers["http-referer"].to_str().unwrap(), headers["x-openrouter-title"].to_str().unwrap()), ("https://chat.acme.example", "Acme Chat"));
+        assert_eq!(headers["x-title"], "Acme Chat");
         // Hugging Face the same way, through the inference router.
         app.post("/api/integrations/validate", Some(&admin), json!({"provider": "huggingface", "token": HF_TOKEN, "business_id": ws})).await.expect(200);
         app.chat(&token, json!({"model": "huggingface/meta-llama/Llama-3.1-8B-Instruct", "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
@@ -62,6 +83,28 @@ backend_tests! {
         // A personal key does not reach the workspace's account.
         let (_, personal) = app.api_key(&admin, json!({})).await;
         app.chat(&personal, json!({"model": "openrouter/anthropic/claude-sonnet-4", "messages": [{"role": "user", "content": "hi"}]})).await.expect_error(404, "model_not_found");
+    }
+
+    async fn a_provider_reported_cost_is_charged_but_never_past_the_budgets_reservation(backend) {
+        let fake = FakeServices::start().await;
+        let app = app_with(backend, &fake).await;
+        let (admin, _) = app.admin().await;
+        // Catalog prices far below what the fake OpenRouter charges ($0.000042 a request).
+        let model = json!({"id": "or-cheap", "provider": "openrouter", "baseUrl": format!("{}/api/v1", fake.base), "apiKey": OPENROUTER_TOKEN,
+            "inputPrice": 0.5, "outputPrice": 0.5, "contextWindow": 4096});
+        app.post("/api/models", Some(&admin), model).await.expect(201);
+        let ask = json!({"model": "or-cheap", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+        // Without a budget the provider's figure is the charge.
+        let (_, free) = app.api_key(&admin, json!({})).await;
+        let r = app.chat(&free, ask.clone()).await.expect(200);
+        assert_eq!(r.headers["x-tollgate-cost-usd"], "0.000042");
+        // With one, the worst case reserved at catalog prices (a few micro-dollars) bounds it.
+        let (_, budgeted) = app.api_key(&admin, json!({"budget_limit_cents": 1})).await;
+        let r = app.chat(&budgeted, ask).await.expect(200);
+        let rec = tollgate::usage::by_request_id(app.state.store.as_ref(), r.headers["x-request-id"].to_str().unwrap()).await.unwrap().unwrap();
+        assert_eq!((rec.pricing_source.as_str(), rec.provider_cost_micros), ("provider", Some(42)));
+        assert!(rec.cost_micros < 42 && rec.cost_micros > 0, "charged {} micro-dollars, at most the reservation", rec.cost_micros);
+        assert_eq!(r.headers["x-budget-remaining-usd"], tollgate::money::format_dollars(10_000 - rec.cost_micros).as_str());
     }
 
     async fn dataset_urls_are_checked_for_form_and_on_the_hub(backend) {

@@ -61,6 +61,10 @@ pub struct Config {
     /// `TOLLGATE_HUGGINGFACE_HUB_URL`, default https://huggingface.co: where Hugging Face tokens
     /// are checked and dataset URLs resolved.
     pub huggingface_hub_url: String,
+    /// `TOLLGATE_APP_URL` and `TOLLGATE_APP_TITLE`, unset by default: the app OpenRouter
+    /// attributes requests to (`HTTP-Referer`, `X-OpenRouter-Title`) when the caller sends none.
+    pub app_url: Option<String>,
+    pub app_title: Option<String>,
 }
 
 impl Default for Config {
@@ -82,6 +86,8 @@ impl Default for Config {
             openrouter_url: "https://openrouter.ai/api/v1".into(),
             huggingface_url: "https://router.huggingface.co/v1".into(),
             huggingface_hub_url: "https://huggingface.co".into(),
+            app_url: None,
+            app_title: None,
         }
     }
 }
@@ -119,6 +125,8 @@ impl Config {
             };
         }
         config.secrets_endpoint = lookup("TOLLGATE_SECRETS_ENDPOINT");
+        config.app_url = lookup("TOLLGATE_APP_URL");
+        config.app_title = lookup("TOLLGATE_APP_TITLE");
         if let Some(v) = lookup("TOLLGATE_SECRETS_PREFIX") {
             config.secrets_prefix = v;
         }

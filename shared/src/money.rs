@@ -17,6 +17,19 @@ pub fn dollars_to_micros(dollars: f64, param: &str) -> ApiResult<i64> {
 }
 
 /// Micro-dollars as dollars, for API responses and headers.
+/// A cost a provider reported in dollars (a JSON number, so binary floating point), in
+/// micro-dollars: rounded up, after the float's own noise below a thousandth of a micro-dollar
+/// is taken off (0.000014 is 13.999999999999998 micro-dollars as a float, and costs 14).
+/// `None` for what is no cost (negative, not finite, or past any budget).
+pub fn reported_dollars_to_micros(dollars: f64) -> Option<i64> {
+    let micros = dollars * MICROS_PER_DOLLAR as f64;
+    if !micros.is_finite() || micros < 0.0 || micros > i64::MAX as f64 / 2.0 {
+        return None;
+    }
+    let nearest = micros.round();
+    Some(if (micros - nearest).abs() < 1e-3 { nearest } else { micros.ceil() } as i64)
+}
+
 pub fn micros_to_dollars(micros: i64) -> f64 {
     micros as f64 / MICROS_PER_DOLLAR as f64
 }
@@ -78,6 +91,18 @@ pub fn cost_micros(input_tokens: i64, output_tokens: i64, input_price_per_m: i64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reported_costs_round_up_past_the_floats_noise() {
+        assert_eq!(reported_dollars_to_micros(0.000042), Some(42));
+        assert_eq!(reported_dollars_to_micros(0.000014), Some(14), "13.999999999999998 as a float");
+        assert_eq!(reported_dollars_to_micros(0.1), Some(100_000), "100000.00000000001 as a float");
+        assert_eq!(reported_dollars_to_micros(0.0000001), Some(1), "a tenth of a micro-dollar costs one");
+        assert_eq!(reported_dollars_to_micros(0.95), Some(950_000));
+        assert_eq!(reported_dollars_to_micros(-1.0), None);
+        assert_eq!(reported_dollars_to_micros(f64::INFINITY), None);
+        assert_eq!(reported_dollars_to_micros(1e300), None);
+    }
 
     #[test]
     fn dollars_round_to_micros() {

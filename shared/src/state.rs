@@ -164,6 +164,7 @@ impl AppState {
             alerts: alerts.clone(),
             tuning,
             integrations,
+            app: crate::providers::App { referer: config.app_url.clone(), title: config.app_title.clone() },
         });
         let jwt = tokio::sync::OnceCell::new();
         Ok(Self(Arc::new(Inner { store, secrets, clock, jwt, config, started: Instant::now(), gateway, hot, alerts, notifier, outbox })))

@@ -58,7 +58,13 @@ pub struct UsageRecord {
     pub cached_input_price_micros: i64,
     #[serde(default)]
     pub cache_write_price_micros: i64,
+    /// `catalog` (each token class at the model's prices) or `provider` (what the provider
+    /// reported it charged, `provider_cost_micros`).
     pub pricing_source: String,
+    /// The cost the provider reported, where it reports one (OpenRouter), whether or not it
+    /// was charged: a budget is charged at most the request's reserved worst case.
+    #[serde(default)]
+    pub provider_cost_micros: Option<i64>,
     pub latency_ms: i64,
     pub ttft_ms: Option<i64>,
     pub status_code: i64,
@@ -167,6 +173,7 @@ pub fn lost(request_id: &str, lease_record: &str, released_at: DateTime<Utc>) ->
         cached_input_price_micros: 0,
         cache_write_price_micros: 0,
         pricing_source: "catalog".into(),
+        provider_cost_micros: None,
         latency_ms: 0,
         ttft_ms: None,
         status_code: 0,

@@ -41,7 +41,10 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
 }
 
 fn caller(headers: &HeaderMap, ip: ClientIp) -> Caller {
-    Caller { secret: presented_key(headers), ip: ip.0, referer: headers.get("referer").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect()) }
+    let text = |names: [&str; 2]| {
+        names.iter().find_map(|name| headers.get(*name)).and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).map(|s| s.chars().take(512).collect())
+    };
+    Caller { secret: presented_key(headers), ip: ip.0, referer: text(["http-referer", "referer"]), title: text(["x-openrouter-title", "x-title"]) }
 }
 
 /// Reads a proxied request's body, up to `MAX_PROXY_BODY_BYTES`.

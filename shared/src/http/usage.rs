@@ -49,6 +49,8 @@ pub struct LogView {
     input_price: f64,
     output_price: f64,
     pricing_source: String,
+    /// What the provider reported it charged, in dollars, where it reports it (OpenRouter).
+    provider_cost: Option<f64>,
     latency_ms: i64,
     ttft_ms: Option<i64>,
     status_code: i64,
@@ -88,6 +90,7 @@ impl From<UsageRecord> for LogView {
             input_price: micros_to_dollars(r.input_price_micros),
             output_price: micros_to_dollars(r.output_price_micros),
             pricing_source: r.pricing_source,
+            provider_cost: r.provider_cost_micros.map(micros_to_dollars),
             latency_ms: r.latency_ms,
             ttft_ms: r.ttft_ms,
             status_code: r.status_code,

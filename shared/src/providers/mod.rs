@@ -12,6 +12,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod mock;
 pub mod openai;
+pub mod openrouter;
 
 use std::time::Duration;
 
@@ -39,6 +40,18 @@ pub trait Provider: Send + Sync {
 
     /// Adds the provider's authentication (and version) headers.
     fn authenticate(&self, request: reqwest::RequestBuilder, key: Option<&SecretString>) -> reqwest::RequestBuilder;
+
+    /// Adds what the provider takes about the app calling it (OpenRouter's attribution
+    /// headers); nothing by default.
+    fn attribute(&self, request: reqwest::RequestBuilder, _app: &App) -> reqwest::RequestBuilder {
+        request
+    }
+
+    /// Whether the provider reports what it charged in the canonical usage's `cost` (dollars),
+    /// to be metered at instead of the catalog's prices.
+    fn reports_cost(&self) -> bool {
+        false
+    }
 
     /// The wire body for a canonical request to `model` whose answers may have up to
     /// `max_tokens` tokens each; `None` (the default) to send the canonical body as it is.
@@ -72,6 +85,15 @@ pub trait Provider: Send + Sync {
     }
 }
 
+/// The app a request comes from, as providers that attribute usage to apps are told: the
+/// caller's own `HTTP-Referer` (or `Referer`) and `X-OpenRouter-Title` (or `X-Title`), else the
+/// gateway's (`TOLLGATE_APP_URL`, `TOLLGATE_APP_TITLE`), else nothing.
+#[derive(Clone, Debug, Default)]
+pub struct App {
+    pub referer: Option<String>,
+    pub title: Option<String>,
+}
+
 /// An answer made in the gateway, by a provider with no upstream.
 pub struct Local {
     /// How long it takes: before a whole answer, and before each streamed chunk.
@@ -94,7 +116,8 @@ pub fn of(provider: &str) -> &'static dyn Provider {
         "anthropic" => &anthropic::Anthropic,
         "azure" => &azure::Azure,
         "mock" => &mock::Mock,
-        // openai, openrouter, huggingface, openai-compatible: the canonical wire.
+        "openrouter" => &openrouter::OpenRouter,
+        // openai, huggingface, openai-compatible: the canonical wire.
         _ => &openai::OpenAi,
     }
 }

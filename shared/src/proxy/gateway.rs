@@ -72,4 +72,6 @@ pub struct Gateway {
     pub tuning: Tuning,
     /// Where workspaces' integrations (OpenRouter, Hugging Face) are served.
     pub integrations: crate::integrations::Endpoints,
+    /// The app providers that attribute usage are told of when the caller names none.
+    pub app: crate::providers::App,
 }

@@ -48,7 +48,9 @@ use crate::usage::{self, Outcome, UsageRecord};
 pub struct Caller {
     pub secret: Option<String>,
     pub ip: Option<IpAddr>,
+    /// The calling app's URL and name, as it says them (OpenRouter's attribution headers).
     pub referer: Option<String>,
+    pub title: Option<String>,
 }
 
 fn status_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
@@ -151,6 +153,8 @@ struct Flight {
     started: Instant,
     request_id: String,
     referer: Option<String>,
+    /// The app providers that attribute usage are told of.
+    app: providers::App,
     /// The `max_tokens` the request was lowered to so that a budget could pay for it.
     lowered_max_tokens: Option<i64>,
 }
@@ -191,6 +195,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
     let timeout = context.project.as_ref().map_or(gw.tuning.upstream_timeout, |p| Duration::from_millis(p.default_timeout_ms.max(1) as u64));
     let request_id = current_request_id();
     let model = candidates[0].clone();
+    let app = providers::App { referer: caller.referer.clone().or_else(|| gw.app.referer.clone()), title: caller.title.or_else(|| gw.app.title.clone()) };
     let mut flight = Flight {
         gw,
         door,
@@ -206,6 +211,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
         context: context.clone(),
         started,
         request_id,
+        app,
         referer: caller.referer,
         lowered_max_tokens: None,
     };
@@ -294,6 +300,7 @@ impl Flight {
             provider,
             request: &self.req,
             id,
+            app: &self.app,
             model: &self.req.model,
             created,
             client: &self.gw.http,
@@ -344,7 +351,23 @@ impl Flight {
         let cached = seen.cached.clamp(0, input);
         let cache_write = seen.cache_write.clamp(0, input - cached);
         let classes = TokenClasses { input: input - cached - cache_write, cached_input: cached, cache_write, output };
-        Charge { calls: 1, input_tokens: input, output_tokens: output, cost_micros: money::cost(&classes, &self.model.prices()) }
+        let cost_micros = match self.provider_cost(seen) {
+            // Never past what a budget reserved for the request: a provider charging more than
+            // the catalog's prices allow for would otherwise overspend it (the record keeps both).
+            Some(reported) => reported.min(self.reserved_cost().unwrap_or(i64::MAX)),
+            None => money::cost(&classes, &self.model.prices()),
+        };
+        Charge { calls: 1, input_tokens: input, output_tokens: output, cost_micros }
+    }
+
+    /// What the provider reported it charged, when its type meters by that.
+    fn provider_cost(&self, seen: &Observed) -> Option<i64> {
+        seen.reported_cost.filter(|_| providers::of(&self.model.provider).reports_cost())
+    }
+
+    /// The smallest worst-case cost a budget reserved for this request, if one did.
+    fn reserved_cost(&self) -> Option<i64> {
+        self.reservations.iter().flat_map(|r| &r.entries).filter(|e| e.limit.metric == limits::Metric::Cost).map(|e| e.amount).min()
     }
 
     /// Settles the reservation and writes the usage record, in one transaction.
@@ -418,7 +441,8 @@ impl Flight {
             output_price_micros: prices.output,
             cached_input_price_micros: prices.cached_input,
             cache_write_price_micros: prices.cache_write,
-            pricing_source: "catalog".into(),
+            pricing_source: if self.provider_cost(seen).is_some() { "provider" } else { "catalog" }.into(),
+            provider_cost_micros: seen.reported_cost,
             latency_ms: self.started.elapsed().as_millis() as i64,
             ttft_ms: seen.ttft_ms,
             status_code: i64::from(status),

@@ -20,6 +20,8 @@ pub(super) struct Observed {
     pub(super) cached: i64,
     pub(super) cache_write: i64,
     pub(super) reasoning: i64,
+    /// What the provider says it charged (`usage.cost`, OpenRouter's), in micro-dollars.
+    pub(super) reported_cost: Option<i64>,
     pub(super) finish_reason: Option<String>,
     pub(super) ttft_ms: Option<i64>,
     pub(super) delivered_chunks: i64,
@@ -35,6 +37,9 @@ impl Observed {
             // OpenRouter's name for the tokens a request wrote to the prompt cache.
             self.cache_write = n("/prompt_tokens_details/cache_write_tokens").unwrap_or(self.cache_write);
             self.reasoning = n("/completion_tokens_details/reasoning_tokens").unwrap_or(self.reasoning);
+            if let Some(cost) = usage.get("cost").and_then(Value::as_f64) {
+                self.reported_cost = crate::money::reported_dollars_to_micros(cost);
+            }
         }
         if let Some(choice) = answer.pointer("/choices/0") {
             let text = choice.pointer("/delta/content").or_else(|| choice.get("text")).and_then(Value::as_str);

@@ -9,7 +9,7 @@ use futures::{Stream, StreamExt};
 use reqwest::Url;
 use secrecy::SecretString;
 
-use crate::providers::{Local, Provider, StreamTranslator};
+use crate::providers::{App, Local, Provider, StreamTranslator};
 use serde_json::Value;
 
 use super::request::{Endpoint, Inspected};
@@ -78,6 +78,8 @@ pub struct Call<'a> {
     /// such an answer gets.
     pub request: &'a Inspected,
     pub id: &'a str,
+    /// The calling app, for providers that attribute usage to apps.
+    pub app: &'a App,
     /// The model and time a translated answer is stamped with.
     pub model: &'a str,
     pub created: i64,
@@ -112,7 +114,7 @@ impl Call<'_> {
 
     async fn send(&self) -> Result<reqwest::Response, Failure> {
         let request = self.client.post(self.url()?).header(reqwest::header::CONTENT_TYPE, "application/json").body(self.body.clone());
-        let request = self.provider.authenticate(request, self.api_key);
+        let request = self.provider.attribute(self.provider.authenticate(request, self.api_key), self.app);
         let response = tokio::time::timeout(self.timeout, request.send()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
         let status = response.status();
         if !status.is_success() {
