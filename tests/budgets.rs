@@ -166,9 +166,9 @@ backend_tests! {
         let busy = app.chat(&key, ask("m", json!({"max_tokens": 10}))).await.expect_error(429, "rate_limit_exceeded");
         assert_eq!(header(&busy, "x-ratelimit-remaining-requests").as_deref(), Some("0"));
         // Over the rolling minute: both requests were in the slice from 12:00:00, which leaves the
-        // window at 12:01:02, when the next request fits and the window is empty again.
-        assert_eq!(header(&busy, "retry-after").as_deref(), Some("61"));
-        assert_eq!(header(&busy, "x-ratelimit-reset-requests").as_deref(), Some("1m1s"));
+        // window at 12:01:05, when the next request fits and the window is empty again.
+        assert_eq!(header(&busy, "retry-after").as_deref(), Some("64"));
+        assert_eq!(header(&busy, "x-ratelimit-reset-requests").as_deref(), Some("1m4s"));
         assert_eq!(header(&busy, "x-budget-remaining-usd").as_deref(), Some("0.010000"));
     }
 }

@@ -66,11 +66,11 @@ backend_tests! {
         assert_eq!(limited.len(), 7);
         for r in limited {
             assert_eq!(r.body["error"]["code"], "rate_limit_exceeded");
-            // The minute's 2-second slice leaves the window a minute after it ends: 61 s from now.
-            assert_eq!(r.headers["retry-after"], "61", "the time until the next request fits");
+            // The minute's 5-second slice leaves the window a minute after it ends: 64 s from now.
+            assert_eq!(r.headers["retry-after"], "64", "the time until the next request fits");
         }
         // Still refused one second before retry-after; served when it says.
-        app.clock.advance(chrono::Duration::seconds(60));
+        app.clock.advance(chrono::Duration::seconds(63));
         app.chat(&key, body.clone()).await.expect_error(429, "rate_limit_exceeded");
         app.clock.advance(chrono::Duration::seconds(1));
         app.chat(&key, body.clone()).await.expect(200);
@@ -96,15 +96,15 @@ backend_tests! {
         for r in results.iter().filter(|r| r.status != 200) {
             // Until the first three leave (later, while others' reservations are being taken back).
             let retry: i64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
-            assert!((31..=61).contains(&retry), "{retry}: {:?}", r.body);
+            assert!((34..=64).contains(&retry), "{retry}: {:?}", r.body);
         }
         // Into the next calendar minute: a calendar count would start afresh; the rolling one
-        // still holds all five until the first slice leaves, at second 62.
+        // still holds all five until the first slice leaves, at second 65.
         app.clock.advance(chrono::Duration::seconds(30));
         let refused = app.chat(&key, body.clone()).await.expect_error(429, "rate_limit_exceeded");
-        assert_eq!(refused.headers["retry-after"], "1");
+        assert_eq!(refused.headers["retry-after"], "4");
         assert_eq!(refused.headers["x-ratelimit-remaining-requests"], "0");
-        app.clock.advance(chrono::Duration::seconds(1));
+        app.clock.advance(chrono::Duration::seconds(4));
         for _ in 0..3 {
             app.chat(&key, body.clone()).await.expect(200);
         }

@@ -176,7 +176,7 @@ backend_tests! {
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 1.0, 1.0, None).await;
         project(&app, &admin, "app", json!({})).await;
-        for (window, max_reset_secs) in [(json!("hourly"), 3600), (json!({"rolling": {"every": 1, "unit": "minute"}}), 62)] {
+        for (window, max_reset_secs) in [(json!("hourly"), 3600), (json!({"rolling": {"every": 1, "unit": "minute"}}), 65)] {
             let key = project_token(&app, &admin, "app", json!([{"metric": "calls", "limit": 2, "window": window}])).await;
             let first = app.chat(&key, chat()).await.expect(200);
             assert_eq!(first.headers["x-ratelimit-limit-requests"], "2");

@@ -511,27 +511,29 @@ async fn try_reserve(
             items.push(store.get(&level.counters).await.map_err(|e| (e.into(), None))?.unwrap_or_default());
         }
     }
+    let reservations: Vec<Reservation> =
+        levels.iter().zip(&items).zip(plans).map(|((level, item), plan)| reserved(level.counters.clone(), item, plan, lease, now)).collect();
     // Rolling windows are summed now that the store has answered (see `sliding`): a reservation
     // that took one past its limit is taken back and refused.
-    for ((level, item), plan) in levels.iter().zip(&items).zip(&plans) {
-        let over = plan.iter().any(|p| p.limit.window.slices().is_some() && used_in(&p.limit, &p.attr, item, now) > p.limit.limit);
-        if over {
-            take_back(store, levels, &plans, lease).await.map_err(|e| (e.into(), None))?;
-            return Err((refused_by(item, plan, true, now), Some(level.counters.clone())));
+    for (reservation, item) in reservations.iter().zip(&items) {
+        if reservation.entries.iter().any(|e| e.limit.window.slices().is_some() && e.used > e.limit.limit) {
+            take_back(store, &reservations, lease).await.map_err(|e| (e.into(), None))?;
+            let plan: Vec<Planned> =
+                reservation.entries.iter().map(|e| Planned { limit: e.limit.clone(), attr: e.attr.clone(), amount: e.amount, end: e.window_end }).collect();
+            return Err((refused_by(item, &plan, true, now), Some(reservation.counters.clone())));
         }
     }
-    Ok(levels.iter().zip(items).zip(plans).map(|((level, item), plan)| reserved(level.counters.clone(), &item, plan, lease, now)).collect())
+    Ok(reservations)
 }
 
 /// Takes back a reservation just made on every level (while its lease is there: a lease gone
 /// was released, with what it held, by another request).
-async fn take_back(store: &dyn Store, levels: &[&Level], plans: &[Vec<Planned>], lease: &LeaseSpec) -> Result<(), StoreError> {
-    let ops: Vec<TxOp> = levels
+async fn take_back(store: &dyn Store, reservations: &[Reservation], lease: &LeaseSpec) -> Result<(), StoreError> {
+    let ops: Vec<TxOp> = reservations
         .iter()
-        .zip(plans)
-        .map(|(level, plan)| {
-            let update = plan.iter().fold(Update::default().remove(&lease.attr()), |u, p| u.add(&p.attr, p.amount.saturating_neg()));
-            TxOp::Update { key: level.counters.clone(), update, cond: Some(Cond::AttrExists(lease.attr())) }
+        .map(|r| {
+            let update = r.entries.iter().fold(Update::default().remove(&lease.attr()), |u, e| u.add(&e.attr, e.amount.saturating_neg()));
+            TxOp::Update { key: r.counters.clone(), update, cond: Some(Cond::AttrExists(lease.attr())) }
         })
         .collect();
     let outcome = match <[TxOp; 1]>::try_from(ops) {
@@ -714,8 +716,8 @@ mod tests {
         assert_eq!(Window::Monthly.span(at("2026-12-31T23:59:59Z")).1.unwrap().to_rfc3339(), "2027-01-01T00:00:00+00:00");
         assert_eq!(Window::Never.span(now), ("all".to_string(), None));
         let rolling = Window::Rolling { every: 5, unit: Unit::Minute };
-        // Counted in 10-second slices; the current one leaves five minutes after it ends.
-        assert_eq!(rolling.span(now).1.unwrap().to_rfc3339(), "2026-11-25T13:50:20+00:00");
+        // Counted in 25-second slices; the current one leaves five minutes after it ends.
+        assert_eq!(rolling.span(now).1.unwrap().to_rfc3339(), "2026-11-25T13:50:25+00:00");
         assert_ne!(rolling.span(now).0, rolling.span(at("2026-11-25T13:50:00Z")).0);
     }
 

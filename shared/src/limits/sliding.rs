@@ -1,6 +1,6 @@
 //! Rolling windows: a limit of N per rolling minute (or any `every × unit`) holds over every
 //! stretch of that length, not per calendar minute. The counters item keeps one counter per
-//! slice of the window (a thirtieth of it: 2 s for a minute), named by the slice's start, and
+//! slice of the window (a twelfth of it: 5 s for a minute), named by the slice's start, and
 //! a limit's use is the sum of the slices still inside the window.
 //!
 //! A store's conditional update cannot add attributes up, so a reservation is made in two
@@ -18,8 +18,11 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use crate::store::Item;
 
-/// How many slices a rolling window is counted in.
-const SLICES: i64 = 30;
+/// How many slices a rolling window is counted in. Every update of a counters item rewrites
+/// all of it, so each slice costs every request on the key: with rpm and tpm at 30 slices a
+/// proxied request took 11% more instructions than with calendar minutes, at 12 it takes 6%.
+/// The price is precision: a request counts for 60 to 65 s of a rolling minute.
+const SLICES: i64 = 12;
 
 /// A rolling window's length and slice, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,15 +77,23 @@ impl Slices {
         found.into_iter()
     }
 
+    /// The limit's slice counters in `item`: name, start and amount (in the item's order; on
+    /// every request, so without sorting or allocating).
+    fn counters<'a>(prefix: &'a str, item: &'a Item) -> impl Iterator<Item = (&'a String, i64, i64)> + 'a {
+        item.iter().filter_map(move |(name, value)| Some((name, name.strip_prefix(prefix)?.parse().ok()?, value.as_i64().unwrap_or(0))))
+    }
+
     /// What the limit has used over the window at `now`. A slice a late settlement left below
     /// zero counts as nothing, so no correction can make room the window does not have.
     pub fn used(&self, prefix: &str, item: &Item, now: DateTime<Utc>) -> i64 {
-        self.slices(prefix, item, now.timestamp()).filter(|s| s.2).fold(0i64, |sum, s| sum.saturating_add(s.1.max(0)))
+        let now = now.timestamp();
+        Self::counters(prefix, item).filter(|c| self.leaves(c.1) > now).fold(0i64, |sum, c| sum.saturating_add(c.2.max(0)))
     }
 
     /// The counters of slices that no longer count, to be removed.
     pub fn stale(&self, prefix: &str, item: &Item, now: DateTime<Utc>) -> Vec<String> {
-        self.slices(prefix, item, now.timestamp()).filter(|s| !s.2).map(|s| format!("{prefix}{}", s.0)).collect()
+        let now = now.timestamp();
+        Self::counters(prefix, item).filter(|c| self.leaves(c.1) <= now).map(|c| c.0.clone()).collect()
     }
 
     /// When `amount` more would fit under `limit`, as the slices in `item` stand (less `own`,
@@ -118,16 +129,16 @@ mod tests {
     }
 
     #[test]
-    fn a_minute_is_thirty_slices_and_each_counts_a_whole_minute_after_it() {
+    fn a_minute_is_twelve_slices_and_each_counts_a_whole_minute_after_it() {
         let minute = Slices::new(60);
-        assert_eq!(minute.current(t(5)), 1_800_000_004);
-        // 3 at 0-2 s, 2 at 30-32 s.
+        assert_eq!(minute.current(t(7)), 1_800_000_005);
+        // 3 at 0-5 s, 2 at 30-35 s.
         let counters = item(&[(0, 3), (30, 2)]);
         assert_eq!(minute.used("u_rpm_", &counters, t(59)), 5);
-        assert_eq!(minute.used("u_rpm_", &counters, t(61)), 5, "the first slice counts until 62 s");
-        assert_eq!(minute.used("u_rpm_", &counters, t(62)), 2);
-        assert_eq!(minute.stale("u_rpm_", &counters, t(62)), vec!["u_rpm_1800000000".to_string()]);
-        assert_eq!(minute.used("u_rpm_", &counters, t(92)), 0);
+        assert_eq!(minute.used("u_rpm_", &counters, t(64)), 5, "the first slice counts until 65 s");
+        assert_eq!(minute.used("u_rpm_", &counters, t(65)), 2);
+        assert_eq!(minute.stale("u_rpm_", &counters, t(65)), vec!["u_rpm_1800000000".to_string()]);
+        assert_eq!(minute.used("u_rpm_", &counters, t(95)), 0);
     }
 
     #[test]
@@ -135,8 +146,8 @@ mod tests {
         let minute = Slices::new(60);
         let counters = item(&[(0, 3), (30, 2)]);
         assert_eq!(minute.fits_at("u_rpm_", &counters, t(40), 6, 1, 0), t(40), "one more fits now");
-        assert_eq!(minute.fits_at("u_rpm_", &counters, t(40), 5, 1, 0), t(62), "when the first slice leaves");
-        assert_eq!(minute.fits_at("u_rpm_", &counters, t(40), 5, 4, 0), t(92), "four need both gone");
+        assert_eq!(minute.fits_at("u_rpm_", &counters, t(40), 5, 1, 0), t(65), "when the first slice leaves");
+        assert_eq!(minute.fits_at("u_rpm_", &counters, t(40), 5, 4, 0), t(95), "four need both gone");
         assert_eq!(minute.fits_at("u_rpm_", &counters, t(40), 5, 1, 1), t(40), "less the request's own reservation");
         let negative = item(&[(0, -4), (30, 5)]);
         assert_eq!(minute.used("u_rpm_", &negative, t(40)), 5, "a slice below zero makes no room");
