@@ -163,6 +163,8 @@ backend_tests! {
         assert_eq!(header(&poor, "x-ratelimit-limit-requests").as_deref(), Some("2"));
         assert_eq!(header(&poor, "x-ratelimit-remaining-requests").as_deref(), Some("1"), "a refused request is not counted");
         app.chat(&key, ask("m", json!({"max_tokens": 10}))).await.expect(200);
+        // (Set again: the seconds above must not shift what the refusal says below.)
+        app.clock.set("2031-03-15T12:00:01Z".parse().unwrap());
         let busy = app.chat(&key, ask("m", json!({"max_tokens": 10}))).await.expect_error(429, "rate_limit_exceeded");
         assert_eq!(header(&busy, "x-ratelimit-remaining-requests").as_deref(), Some("0"));
         // Over the rolling minute: both requests were in the slice from 12:00:00, which leaves the

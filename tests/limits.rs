@@ -13,10 +13,12 @@ use tollgate_tests::{TestApp, backend_tests};
 
 /// Sets the app's clock to the first second of a minute (a day ahead), so that the test's
 /// requests share one rate window however long they take, and the test moves to the next one.
-fn at_the_start_of_a_minute(app: &TestApp) {
+/// Returns the minute's start, for tests that set the clock to seconds after it.
+fn at_the_start_of_a_minute(app: &TestApp) -> chrono::DateTime<chrono::Utc> {
     use chrono::DurationRound;
     let minute = (chrono::Utc::now() + chrono::Duration::days(1)).duration_trunc(chrono::Duration::minutes(1)).unwrap();
     app.clock.set(minute + chrono::Duration::seconds(1));
+    minute
 }
 
 async fn counters(app: &TestApp, admin: &str, key_id: &str) -> tollgate::store::Item {
@@ -57,8 +59,10 @@ backend_tests! {
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 0.0, 0.0, None).await;
         let (_, key) = app.api_key(&admin, json!({"rate_limit_rpm": 5})).await;
-        // Set last, so setup's time does not move the requests below into another slice.
-        at_the_start_of_a_minute(&app);
+        // Set last, so setup's time does not move the requests below into another slice; each
+        // check below sets it again, so a slow machine's time cannot shift what it expects.
+        let t0 = at_the_start_of_a_minute(&app);
+        let at = |secs: i64| app.clock.set(t0 + chrono::Duration::seconds(secs));
         let body = json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]});
         let results = join_all((0..12).map(|_| app.chat(&key, body.clone()))).await;
         assert_eq!(results.iter().filter(|r| r.status == 200).count(), 5);
@@ -66,13 +70,16 @@ backend_tests! {
         assert_eq!(limited.len(), 7);
         for r in limited {
             assert_eq!(r.body["error"]["code"], "rate_limit_exceeded");
-            // The minute's 5-second slice leaves the window a minute after it ends: 64 s from now.
-            assert_eq!(r.headers["retry-after"], "64", "the time until the next request fits");
+            // The minute's first 5-second slice leaves the window a minute after it ends, at
+            // second 65: 64 s from second 1 (63 if the twelve took over a second).
+            let retry: i64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((63..=64).contains(&retry), "the time until the next request fits: {retry}");
         }
-        // Still refused one second before retry-after; served when it says.
-        app.clock.advance(chrono::Duration::seconds(63));
-        app.chat(&key, body.clone()).await.expect_error(429, "rate_limit_exceeded");
-        app.clock.advance(chrono::Duration::seconds(1));
+        // Still refused one second before; served then.
+        at(64);
+        let refused = app.chat(&key, body.clone()).await.expect_error(429, "rate_limit_exceeded");
+        assert_eq!(refused.headers["retry-after"], "1");
+        at(65);
         app.chat(&key, body.clone()).await.expect(200);
     }
 
@@ -81,8 +88,10 @@ backend_tests! {
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 0.0, 0.0, None).await;
         let (_, key) = app.api_key(&admin, json!({"rate_limit_rpm": 5})).await;
-        // Set last, so setup's time does not move the requests below into another slice.
-        at_the_start_of_a_minute(&app);
+        // Set last, so setup's time does not move the requests below into another slice; each
+        // step below sets it again, so a slow machine's time cannot shift what it expects.
+        let t0 = at_the_start_of_a_minute(&app);
+        let at = |secs: i64| app.clock.set(t0 + chrono::Duration::seconds(secs));
         let body = json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]});
         // Three at second 1 of a minute, two at second 31.
         for _ in 0..3 {
@@ -90,28 +99,29 @@ backend_tests! {
         }
         // Twelve at once: the window has room for two, and exactly two get in, however the
         // store orders them (a reservation that took the window past 5 is taken back).
-        app.clock.advance(chrono::Duration::seconds(30));
+        at(31);
         let results = join_all((0..12).map(|_| app.chat(&key, body.clone()))).await;
         assert_eq!(results.iter().filter(|r| r.status == 200).count(), 2, "{:?}", results.iter().map(|r| r.status.as_u16()).collect::<Vec<_>>());
         for r in results.iter().filter(|r| r.status != 200) {
             // Until the first three leave (later, while others' reservations are being taken back).
             let retry: i64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
-            assert!((34..=64).contains(&retry), "{retry}: {:?}", r.body);
+            assert!((33..=64).contains(&retry), "{retry}: {:?}", r.body);
         }
         // Into the next calendar minute: a calendar count would start afresh; the rolling one
         // still holds all five until the first slice leaves, at second 65.
-        app.clock.advance(chrono::Duration::seconds(30));
+        at(61);
         let refused = app.chat(&key, body.clone()).await.expect_error(429, "rate_limit_exceeded");
         assert_eq!(refused.headers["retry-after"], "4");
         assert_eq!(refused.headers["x-ratelimit-remaining-requests"], "0");
-        app.clock.advance(chrono::Duration::seconds(4));
+        at(65);
         for _ in 0..3 {
             app.chat(&key, body.clone()).await.expect(200);
         }
-        // The two of second 31 still count: the next fits when they leave, 30 s on.
+        // The two of second 31 still count: the next fits when they leave, at second 95.
+        at(66);
         let refused = app.chat(&key, body.clone()).await.expect_error(429, "rate_limit_exceeded");
-        assert_eq!(refused.headers["retry-after"], "30", "{:?}", refused.body);
-        app.clock.advance(chrono::Duration::seconds(30));
+        assert_eq!(refused.headers["retry-after"], "29", "{:?}", refused.body);
+        at(95);
         app.chat(&key, body.clone()).await.expect(200);
     }
 

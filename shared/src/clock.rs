@@ -34,7 +34,9 @@ pub fn system() -> SharedClock {
 /// instead of waiting for it. Never built by the servers.
 #[derive(Debug, Default)]
 pub struct ShiftedClock {
-    offset_ms: AtomicI64,
+    /// In nanoseconds: a clock set to an instant must never read a moment before it (in
+    /// milliseconds, the truncated remainder made it read up to 1 ms early).
+    offset_ns: AtomicI64,
 }
 
 impl ShiftedClock {
@@ -44,17 +46,17 @@ impl ShiftedClock {
 
     /// Moves the clock forward (or back, with a negative duration).
     pub fn advance(&self, by: Duration) {
-        self.offset_ms.fetch_add(by.num_milliseconds(), Ordering::SeqCst);
+        self.offset_ns.fetch_add(by.num_nanoseconds().unwrap_or(i64::MAX), Ordering::SeqCst);
     }
 
     /// What the clock reads (without the `Clock` trait in scope).
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + Duration::milliseconds(self.offset_ms.load(Ordering::SeqCst))
+        Utc::now() + Duration::nanoseconds(self.offset_ns.load(Ordering::SeqCst))
     }
 
     /// Sets the clock so that it reads `at` now.
     pub fn set(&self, at: DateTime<Utc>) {
-        self.offset_ms.store((at - Utc::now()).num_milliseconds(), Ordering::SeqCst);
+        self.offset_ns.store((at - Utc::now()).num_nanoseconds().unwrap_or(i64::MAX), Ordering::SeqCst);
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -40,11 +40,17 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
     bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok())).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
+/// The app attribution headers a caller may send (OpenRouter's, and their older or standard
+/// names), as constants: a header name given as text is parsed again on every lookup.
+const HTTP_REFERER: HeaderName = HeaderName::from_static("http-referer");
+const OPENROUTER_TITLE: HeaderName = HeaderName::from_static("x-openrouter-title");
+const X_TITLE: HeaderName = HeaderName::from_static("x-title");
+
 fn caller(headers: &HeaderMap, ip: ClientIp) -> Caller {
-    let text = |names: [&str; 2]| {
+    let text = |names: [&HeaderName; 2]| {
         names.iter().find_map(|name| headers.get(*name)).and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).map(|s| s.chars().take(512).collect())
     };
-    Caller { secret: presented_key(headers), ip: ip.0, referer: text(["http-referer", "referer"]), title: text(["x-openrouter-title", "x-title"]) }
+    Caller { secret: presented_key(headers), ip: ip.0, referer: text([&HTTP_REFERER, &header::REFERER]), title: text([&OPENROUTER_TITLE, &X_TITLE]) }
 }
 
 /// Reads a proxied request's body, up to `MAX_PROXY_BODY_BYTES`.
