@@ -171,7 +171,7 @@ impl AppState {
     }
 
     /// A long-running process's background work, for the life of the process: a pass over
-    /// the outbox every second, and every 30 seconds the account deletions a crash cut short.
+    /// the outbox and the usage records pending for their rollups every second, and every 30 seconds the account deletions a crash cut short.
     /// (Lambda functions run neither between invocations; see `outbox` and `accounts`.)
     pub fn spawn_background(&self) -> tokio::task::JoinHandle<()> {
         let state = self.clone();
@@ -181,6 +181,9 @@ impl AppState {
                 tick.tick().await;
                 if let Err(e) = state.outbox.deliver_pending().await {
                     tracing::warn!(error = %e, "delivering budget events failed; they stay pending");
+                }
+                if let Err(e) = crate::usage::rollups::roll_up(state.store.as_ref()).await {
+                    tracing::warn!(error = %e, "adding usage records to their rollups failed; they stay pending");
                 }
                 if pass % 30 == 0
                     && let Err(e) = crate::identity::accounts::resume_deletions(state.store.as_ref(), state.secrets.as_ref(), state.clock.now(), &|key| {

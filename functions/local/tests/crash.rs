@@ -103,6 +103,18 @@ async fn kill_under_load(envs: &[(&str, String)], args: &[&str]) {
     assert_eq!(records.len(), 25, "{logs}");
     assert_eq!(remaining, 1_000_000 - recorded, "the budget's counter agrees with the records");
     assert_eq!(recorded, 5 * 10_000, "five served requests of one cent each");
+    // The usage views agree with the records too, across the kill: records whose rollup was
+    // pending when it came are added by the restarted server's consumer, once.
+    let mut summary = Value::Null;
+    for _ in 0..50 {
+        summary = call(&client, reqwest::Method::GET, format!("{base}/admin/v1/me/usage"), &admin, None).await.json().await.unwrap();
+        if summary["request_count"] == 25 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(summary["request_count"], 25, "{summary}");
+    assert_eq!(summary["total_cost"].as_f64(), Some(recorded as f64 / 1e6), "{summary}");
     second.stop();
 }
 

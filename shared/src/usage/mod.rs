@@ -10,6 +10,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::pagination::{self, Direction, Pagination};
 use crate::store::{Attr, Cond, Index, Item, Key, SkCond, Store, StoreError, TxOp, from_item, keyed_item, set_index};
 
+pub mod rollups;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -106,8 +108,7 @@ pub async fn write_with(store: &dyn Store, record: &UsageRecord, extra: Vec<TxOp
     transact_record(store, record, extra, buffered).await.map_err(Into::into)
 }
 
-/// `write_with`, the store's own error kept: a cancellation at an index of `extra` (offset by
-/// the two operations of the record) tells the caller which of its operations failed.
+/// `write_with`, the store's own error kept (a cancellation at index 0: already recorded).
 pub async fn transact_record(store: &dyn Store, record: &UsageRecord, extra: Vec<TxOp>, buffered: bool) -> Result<bool, StoreError> {
     let mut ops = record_ops(record).map_err(|e| StoreError::Backend(e.to_string()))?;
     ops.extend(extra);
@@ -120,7 +121,7 @@ pub async fn transact_record(store: &dyn Store, record: &UsageRecord, extra: Vec
 }
 
 /// The operations that write a record: its idempotency marker (first, conditioned on not
-/// existing) and the record itself.
+/// existing), the record itself, and its pending item for the owner's rollups (see `rollups`).
 pub fn record_ops(record: &UsageRecord) -> ApiResult<Vec<TxOp>> {
     let sk = format!("{}#{}", time_key(record.recorded_at), record.request_id);
     let mut item = keyed_item(record, &Key::new(partition(&record.owner), sk.clone()))?;
@@ -133,9 +134,29 @@ pub fn record_ops(record: &UsageRecord) -> ApiResult<Vec<TxOp>> {
         ("PK".into(), Attr::S(marker_key.pk)),
         ("SK".into(), Attr::S(marker_key.sk)),
         ("usage_pk".into(), Attr::S(partition(&record.owner))),
-        ("usage_sk".into(), Attr::S(sk)),
+        ("usage_sk".into(), Attr::S(sk.clone())),
     ]);
-    Ok(vec![TxOp::Put { item: marker, cond: Some(Cond::NotExists) }, TxOp::Put { item, cond: None }])
+    let pending = rollups::pending_op(record, &sk);
+    Ok(vec![TxOp::Put { item: marker, cond: Some(Cond::NotExists) }, TxOp::Put { item, cond: None }, pending])
+}
+
+/// When an owner's first and last records between `from` and `to` were made (two reads of one
+/// record each, however many there are).
+pub async fn first_and_last(
+    store: &dyn Store,
+    owner: &str,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> ApiResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+    let lo = from.map_or_else(|| "0".to_string(), time_key);
+    let hi = to.map_or_else(|| "9".to_string(), |t| format!("{}~", time_key(t)));
+    let query = crate::store::Query::new(Index::Primary, partition(owner)).between(lo, hi).limit(1);
+    let at = |items: Vec<Item>| -> ApiResult<Option<DateTime<Utc>>> {
+        Ok(items.into_iter().next().map(from_item::<UsageRecord>).transpose()?.map(|r| r.recorded_at))
+    };
+    let first = at(store.query(query.clone()).await?.items)?;
+    let last = at(store.query(query.backward()).await?.items)?;
+    Ok((first, last))
 }
 
 /// What a reservation's lease keeps of its request, to record it by should it never settle:
@@ -198,12 +219,16 @@ pub async fn by_request_id(store: &dyn Store, request_id: &str) -> ApiResult<Opt
     Ok(store.get(&Key::new(pk, sk)).await?.map(from_item).transpose()?)
 }
 
-/// Deletes every record of an owner (and its idempotency marker); returns how many.
+/// Deletes every record of an owner (and its idempotency marker), then its rollups; returns
+/// how many records.
 pub async fn erase(store: &dyn Store, owner: &str) -> ApiResult<usize> {
     let mut erased = 0;
     loop {
         let page = store.query(crate::store::Query::new(Index::Primary, partition(owner)).limit(100)).await?;
         if page.items.is_empty() {
+            // Pending records first, so none makes a rollup of this owner again afterwards.
+            rollups::roll_up(store).await?;
+            rollups::erase(store, owner).await?;
             return Ok(erased);
         }
         for item in page.items {

@@ -1,0 +1,250 @@
+//! Usage rollups: per owner, UTC day and dimension (all, model, provider, pricing source), the
+//! sums of the owner's usage records. Every usage view reads rollups: its cost depends on the
+//! days and the dimension values asked for, never on how many records there are.
+//!
+//! Off the hot path, and exact. The transaction that writes a record also puts a small
+//! pending item (`pending_op`: the record's owner, day, dimensions and sums); a consumer
+//! (`roll_up`) adds pending items to their rollups and deletes them in one transaction, each
+//! delete conditioned on the item still being there, so a record is added once however often
+//! the consumer runs, retries or is replayed, and one the consumer has not reached yet waits
+//! durably, across crashes and restarts. Locally the consumer runs every second in process;
+//! it merges a batch's additions per rollup, so a busy owner's rollups are written once per
+//! batch, not once per request. On the proxy's path a record costs one more small put, in the
+//! transaction it already makes.
+//!
+//! Items: rollups at `ROLLUP#<owner>` / `<dimension>#<YYYY-MM-DD>#<value>`, one partition per
+//! owner; pending items at `ROLLUP_PENDING#<0-7>` / `<recorded at>#<request id>`, eight
+//! partitions picked by request id, so no partition is shared by all of the gateway's traffic.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+
+use super::UsageRecord;
+use crate::error::ApiResult;
+use crate::store::{Attr, Cond, Index, Item, Key, Query, Store, StoreError, TxOp, Update, query_all};
+
+/// What a rollup is grouped by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dimension {
+    /// Everything of the day.
+    All,
+    Model,
+    Provider,
+    PricingSource,
+}
+
+pub const DIMENSIONS: [Dimension; 4] = [Dimension::All, Dimension::Model, Dimension::Provider, Dimension::PricingSource];
+
+impl Dimension {
+    fn tag(self) -> &'static str {
+        match self {
+            Dimension::All => "all",
+            Dimension::Model => "model",
+            Dimension::Provider => "provider",
+            Dimension::PricingSource => "pricing",
+        }
+    }
+}
+
+/// The sums a rollup keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub request_count: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_micros: i64,
+}
+
+impl Totals {
+    pub fn of(record: &UsageRecord) -> Totals {
+        Totals { request_count: 1, input_tokens: record.input_tokens, output_tokens: record.output_tokens, cost_micros: record.cost_micros }
+    }
+
+    pub fn plus(self, other: Totals) -> Totals {
+        Totals {
+            request_count: self.request_count.saturating_add(other.request_count),
+            input_tokens: self.input_tokens.saturating_add(other.input_tokens),
+            output_tokens: self.output_tokens.saturating_add(other.output_tokens),
+            cost_micros: self.cost_micros.saturating_add(other.cost_micros),
+        }
+    }
+
+    fn from_item(item: &Item) -> Totals {
+        let n = |name: &str| item.get(name).and_then(Attr::as_i64).unwrap_or(0);
+        Totals { request_count: n("request_count"), input_tokens: n("input_tokens"), output_tokens: n("output_tokens"), cost_micros: n("cost_micros") }
+    }
+}
+
+pub fn partition(owner: &str) -> String {
+    format!("ROLLUP#{owner}")
+}
+
+/// How many partitions pending items are spread over.
+const PENDING_SHARDS: u64 = 8;
+/// Records per consumer transaction: a delete each and at most four rollup updates each must
+/// fit the store's transactions (16 for DynamoDB's 100 operations).
+fn batch_size(store: &dyn Store) -> usize {
+    (store.max_transaction_ops() / 5).clamp(1, 400)
+}
+
+fn pending_partition(shard: u64) -> String {
+    format!("ROLLUP_PENDING#{shard}")
+}
+
+/// The pending item of `record` (`sk`: the record's own sort key, time first), for the
+/// transaction that writes it.
+pub fn pending_op(record: &UsageRecord, sk: &str) -> TxOp {
+    let shard = record.request_id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % PENDING_SHARDS;
+    let t = Totals::of(record);
+    // One string, tab-separated: a pending item is written on every request, and one
+    // attribute encodes several times faster than eight. (A model named by a caller could hold
+    // a tab; it is counted under the name with a space there.)
+    let clean = |s: &str| if s.contains('\t') { s.replace('\t', " ") } else { s.to_string() };
+    let what = format!(
+        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+        record.owner,
+        record.recorded_at.date_naive(),
+        clean(&record.model),
+        clean(&record.provider),
+        record.pricing_source,
+        t.input_tokens,
+        t.output_tokens,
+        t.cost_micros
+    );
+    let item = Item::from([("PK".into(), Attr::S(pending_partition(shard))), ("SK".into(), Attr::S(sk.to_string())), ("r".into(), Attr::S(what))]);
+    TxOp::Put { item, cond: None }
+}
+
+/// The rollup keys a pending item adds to, and what it adds.
+fn additions(pending: &Item) -> Option<(Vec<Key>, Totals)> {
+    let mut parts = pending.get("r").and_then(Attr::as_str)?.split('\t');
+    let [owner, day, model, provider, pricing] = [(); 5].map(|_| parts.next().unwrap_or_default());
+    let mut n = || parts.next().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    let totals = Totals { request_count: 1, input_tokens: n(), output_tokens: n(), cost_micros: n() };
+    if owner.is_empty() || day.is_empty() {
+        return None;
+    }
+    let keys = DIMENSIONS
+        .iter()
+        .map(|dim| {
+            let value = match dim {
+                Dimension::All => "",
+                Dimension::Model => model,
+                Dimension::Provider => provider,
+                Dimension::PricingSource => pricing,
+            };
+            Key::new(partition(owner), format!("{}#{day}#{value}", dim.tag()))
+        })
+        .collect();
+    Some((keys, totals))
+}
+
+/// One transaction adding `batch` (pending items) to their rollups, merged per rollup, and
+/// deleting each while it is still there.
+fn batch_ops(batch: &[Item]) -> Vec<TxOp> {
+    let mut sums: BTreeMap<(String, String), Totals> = BTreeMap::new();
+    let mut ops = Vec::with_capacity(batch.len() * 2);
+    for pending in batch {
+        let Some(key) = Key::of(pending) else { continue };
+        ops.push(TxOp::Delete { key, cond: Some(Cond::Exists) });
+        if let Some((keys, t)) = additions(pending) {
+            for key in keys {
+                let sum = sums.entry((key.pk, key.sk)).or_default();
+                *sum = sum.plus(t);
+            }
+        }
+    }
+    ops.extend(sums.into_iter().map(|((pk, sk), t)| {
+        let update = Update::default()
+            .add("request_count", t.request_count)
+            .add("input_tokens", t.input_tokens)
+            .add("output_tokens", t.output_tokens)
+            .add("cost_micros", t.cost_micros);
+        TxOp::Update { key: Key::new(pk, sk), update, cond: None }
+    }));
+    ops
+}
+
+/// Adds every pending record to its rollups; returns how many it added. A batch another
+/// consumer got to first in part is done one record at a time, each once.
+pub async fn roll_up(store: &dyn Store) -> ApiResult<usize> {
+    let mut added = 0;
+    let batch = batch_size(store);
+    for shard in 0..PENDING_SHARDS {
+        loop {
+            let page = store.query(Query::new(Index::Primary, pending_partition(shard)).limit(batch)).await?;
+            if page.items.is_empty() {
+                break;
+            }
+            let more = page.cursor.is_some();
+            // Buffered: a batch a crash loses is lost whole, its pending items with it, and
+            // the next pass adds them again.
+            match store.transact_buffered(batch_ops(&page.items)).await {
+                Ok(()) => added += page.items.len(),
+                Err(StoreError::TransactionCancelled { .. }) => {
+                    for pending in &page.items {
+                        match store.transact(batch_ops(std::slice::from_ref(pending))).await {
+                            Ok(()) => added += 1,
+                            Err(StoreError::TransactionCancelled { .. }) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if !more {
+                break;
+            }
+        }
+    }
+    Ok(added)
+}
+
+/// One rollup as read: its day, its dimension's value (empty for `All`), its sums.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    pub day: NaiveDate,
+    pub value: String,
+    pub totals: Totals,
+}
+
+/// An owner's rollups of `dim` for the days from `start` to `end` (both included; either
+/// open), by day, then value.
+pub async fn read(store: &dyn Store, owner: &str, dim: Dimension, start: Option<NaiveDate>, end: Option<NaiveDate>) -> ApiResult<Vec<Row>> {
+    let tag = dim.tag();
+    let lo = start.map_or_else(|| format!("{tag}#"), |d| format!("{tag}#{d}#"));
+    // `$` sorts right after `#`: past every value of the end day, before the next day.
+    let hi = end.map_or_else(|| format!("{tag}$"), |d| format!("{tag}#{d}$"));
+    let items = query_all(store, Query::new(Index::Primary, partition(owner)).between(lo, hi)).await?;
+    Ok(items
+        .iter()
+        .filter_map(|item| {
+            let sk = item.get("SK").and_then(Attr::as_str)?;
+            let (_, rest) = sk.split_once('#')?;
+            let (day, value) = rest.split_once('#')?;
+            Some(Row { day: day.parse().ok()?, value: value.to_string(), totals: Totals::from_item(item) })
+        })
+        .collect())
+}
+
+/// Rows summed over their days, by value (the `by-model`, `by-provider`, ... views).
+pub fn by_value(rows: &[Row]) -> BTreeMap<String, Totals> {
+    let mut out: BTreeMap<String, Totals> = BTreeMap::new();
+    for row in rows {
+        let sum = out.entry(row.value.clone()).or_default();
+        *sum = sum.plus(row.totals);
+    }
+    out
+}
+
+/// Deletes every rollup of an owner; returns how many.
+pub async fn erase(store: &dyn Store, owner: &str) -> ApiResult<usize> {
+    let items = query_all(store, Query::new(Index::Primary, partition(owner))).await?;
+    for item in &items {
+        if let Some(key) = Key::of(item) {
+            store.delete(&key, None).await?;
+        }
+    }
+    Ok(items.len())
+}

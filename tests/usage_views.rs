@@ -1,0 +1,203 @@
+//! The self-service seed's usage views, read from rollups: each equals the sums of the records
+//! it covers, over randomized traffic (models, providers, pricing sources, outcomes, streamed
+//! or not, several keys, concurrent, two days), on both backends.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+use tollgate::Group;
+use tollgate::money::micros_to_dollars;
+use tollgate_tests::services::{FakeServices, OPENROUTER_TOKEN};
+use tollgate_tests::{TestApp, backend_tests};
+
+/// A small deterministic generator: the same traffic every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Every record of the caller, through the logs' cursor pages.
+async fn records(app: &TestApp, token: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/admin/v1/me/usage/logs?limit=100&cursor={c}"),
+            None => "/admin/v1/me/usage/logs?limit=100".to_string(),
+        };
+        let page = app.get(&path, Some(token)).await.expect(200).body;
+        out.extend(page["data"].as_array().unwrap().iter().cloned());
+        match page["pagination"]["next_cursor"].as_str() {
+            Some(c) if page["pagination"]["has_more"] == true => cursor = Some(c.to_string()),
+            _ => return out,
+        }
+    }
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct Sums {
+    request_count: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_micros: i64,
+}
+
+/// The records' sums, grouped by `key` (records for which it is `None` are left out).
+fn sums(records: &[Value], key: impl Fn(&Value) -> Option<String>) -> BTreeMap<String, Sums> {
+    let mut out: BTreeMap<String, Sums> = BTreeMap::new();
+    for r in records {
+        let Some(k) = key(r) else { continue };
+        let s = out.entry(k).or_default();
+        s.request_count += 1;
+        s.input_tokens += r["input_tokens"].as_i64().unwrap();
+        s.output_tokens += r["output_tokens"].as_i64().unwrap();
+        s.cost_micros += r["cost_micros"].as_i64().unwrap();
+    }
+    out
+}
+
+/// A view's rows, grouped by the same key.
+fn rows(view: &Value, key: impl Fn(&Value) -> String) -> BTreeMap<String, Sums> {
+    let mut out = BTreeMap::new();
+    for row in view.as_array().unwrap() {
+        for zero in ["image_count", "audio_seconds", "character_count"] {
+            assert_eq!(row[zero], 0, "{row}");
+        }
+        let (input, output) = (row["input_tokens"].as_i64().unwrap(), row["output_tokens"].as_i64().unwrap());
+        assert_eq!(row["total_tokens"].as_i64().unwrap(), input + output);
+        let cost = row["total_cost"].as_f64().unwrap();
+        // Dollars as the records' micro-dollars make them.
+        let cost_micros = (cost * 1e6).round() as i64;
+        assert_eq!(micros_to_dollars(cost_micros), cost);
+        let previous =
+            out.insert(key(row), Sums { request_count: row["request_count"].as_i64().unwrap(), input_tokens: input, output_tokens: output, cost_micros });
+        assert!(previous.is_none(), "one row per group: {view}");
+    }
+    out
+}
+
+fn day(r: &Value) -> String {
+    r["recorded_at"].as_str().unwrap()[..10].to_string()
+}
+
+backend_tests! {
+    async fn every_view_equals_the_sums_of_the_records_it_covers(backend) {
+        let fake = FakeServices::start().await;
+        let app = TestApp::start(backend).await;
+        let _ = Group::ALL;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-a", 1.0, 2.0, None).await;
+        app.model(&admin, "mock-b", 100.0, 200.0, None).await;
+        // OpenRouter reports its own cost: a second provider and pricing source.
+        let routed = json!({"id": "or-m", "provider": "openrouter", "baseUrl": format!("{}/api/v1", fake.base), "apiKey": OPENROUTER_TOKEN,
+            "inputPrice": 1.0, "outputPrice": 1.0, "contextWindow": 4096});
+        app.post("/api/models", Some(&admin), routed).await.expect(201);
+        let mut keys = Vec::new();
+        for settings in [json!({}), json!({"rate_limit_rpm": 1000}), json!({"budget_limit_cents": 1})] {
+            keys.push(app.api_key(&admin, settings).await.1);
+        }
+        let mut rng = Lcg(17);
+        let start: chrono::DateTime<chrono::Utc> = "2031-01-10T10:00:00Z".parse().unwrap();
+        for day_index in 0..2 {
+            app.clock.set(start + chrono::Duration::days(day_index));
+            for _batch in 0..5 {
+                let requests: Vec<_> = (0..8)
+                    .map(|_| {
+                        let model = ["mock-a", "mock-b", "or-m"][rng.below(3) as usize];
+                        let mut text = format!("hello [mock:words={}]", 1 + rng.below(40));
+                        if rng.below(6) == 0 {
+                            text.push_str(" [mock:status=503]");
+                        }
+                        let body = json!({"model": model, "stream": rng.below(2) == 0, "max_tokens": 1 + rng.below(60),
+                            "messages": [{"role": "user", "content": text}]});
+                        (keys[rng.below(3) as usize].clone(), body)
+                    })
+                    .collect();
+                let app = &app;
+                join_all(requests.into_iter().map(|(key, body)| async move { app.chat(&key, body).await })).await;
+            }
+        }
+        // The session from before the clock moved to 2031 has expired there.
+        let admin = app.login(tollgate_tests::ADMIN_EMAIL, tollgate_tests::ADMIN_PASSWORD).await;
+        // The records wait for their rollups durably; two consumers at once add each once.
+        let store = app.state.store.as_ref();
+        let (a, b) = futures::join!(tollgate::usage::rollups::roll_up(store), tollgate::usage::rollups::roll_up(store));
+        let records = records(&app, &admin).await;
+        assert!(a.unwrap() + b.unwrap() <= records.len(), "the background consumer may have taken some");
+        assert_eq!(tollgate::usage::rollups::roll_up(store).await.unwrap(), 0, "nothing left pending");
+        assert!(records.len() >= 70, "{} records", records.len());
+        let outcomes: std::collections::BTreeSet<&str> = records.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+        assert!(outcomes.contains("success") && outcomes.contains("error") && outcomes.contains("budget_exceeded"), "{outcomes:?}");
+
+        let text = |r: &Value, f: &str| r[f].as_str().unwrap().to_string();
+        let get = |path: String| { let app = &app; let admin = admin.clone(); async move { app.get(&path, Some(&admin)).await.expect(200).body } };
+        // The record's (and the row's) group: the day, and the view's field if any.
+        for (view, field) in [("by-date", None), ("by-date-model", Some("model")), ("by-date-provider", Some("provider")), ("by-date-pricing-source", Some("pricing_source"))] {
+            let got = get(format!("/admin/v1/me/usage/{view}")).await;
+            let group = |r: &Value, date: String| match field {
+                Some(f) => format!("{date}|{}", text(r, f)),
+                None => date,
+            };
+            assert_eq!(rows(&got, |row| group(row, text(row, "date"))), sums(&records, |r| Some(group(r, day(r)))), "{view}");
+        }
+        for (view, field) in [("by-model", "model"), ("by-provider", "provider"), ("by-pricing-source", "pricing_source")] {
+            // The second day alone, and both.
+            for (query, only) in [("?start_date=2031-01-11&end_date=2031-01-11", Some("2031-01-11")), ("", None)] {
+                let got = get(format!("/admin/v1/me/usage/{view}{query}")).await;
+                let want = sums(&records, |r| only.is_none_or(|d| day(r) == d).then(|| text(r, field)));
+                assert_eq!(rows(&got, |row| text(row, field)), want, "{view}{query}");
+            }
+        }
+        let summary = get("/admin/v1/me/usage?start_date=2031-01-10&end_date=2031-01-10".into()).await;
+        let want = sums(&records, |r| (day(r) == "2031-01-10").then(String::new));
+        let want = &want[""];
+        assert_eq!((summary["request_count"].as_i64(), summary["input_tokens"].as_i64(), summary["output_tokens"].as_i64()),
+            (Some(want.request_count), Some(want.input_tokens), Some(want.output_tokens)));
+        assert_eq!(summary["total_cost"].as_f64(), Some(micros_to_dollars(want.cost_micros)));
+        let first_day: Vec<&str> = records.iter().filter(|r| day(r) == "2031-01-10").map(|r| r["recorded_at"].as_str().unwrap()).collect();
+        let parse = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        assert_eq!(parse(summary["first_request_at"].as_str().unwrap()), first_day.iter().map(|s| parse(s)).min().unwrap());
+        assert_eq!(parse(summary["last_request_at"].as_str().unwrap()), first_day.iter().map(|s| parse(s)).max().unwrap());
+        let all = get("/admin/v1/me/usage".into()).await;
+        assert_eq!(all["request_count"].as_i64(), Some(records.len() as i64));
+    }
+
+    async fn dates_are_checked_and_an_empty_range_is_empty(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        let bad = app.get("/admin/v1/me/usage/by-date?start_date=2031-13-01", Some(&admin)).await.expect_error(400, "invalid_value");
+        assert!(bad.text.contains("YYYY-MM-DD"), "{}", bad.text);
+        let reversed = app.get("/admin/v1/me/usage?start_date=2031-02-02&end_date=2031-02-01", Some(&admin)).await.expect_error(400, "invalid_value");
+        assert!(reversed.text.contains("before start_date"), "{}", reversed.text);
+        let empty = app.get("/admin/v1/me/usage", Some(&admin)).await.expect(200).body;
+        assert_eq!((empty["request_count"].as_i64(), empty["first_request_at"].clone()), (Some(0), Value::Null));
+        assert_eq!(app.get("/admin/v1/me/usage/by-model", Some(&admin)).await.expect(200).body, json!([]));
+        // A key needs usage:read, as for the logs.
+        let (_, key) = app.api_key(&admin, json!({"scopes": ["chat"]})).await;
+        app.get("/admin/v1/me/usage/by-date", Some(&key)).await.expect_error(403, "insufficient_scope");
+    }
+
+    async fn a_record_written_twice_is_counted_once(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-a", 1.0, 2.0, None).await;
+        let (_, key) = app.api_key(&admin, json!({})).await;
+        let r = app.chat(&key, json!({"model": "mock-a", "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
+        let store = app.state.store.as_ref();
+        let record = tollgate::usage::by_request_id(store, r.headers["x-request-id"].to_str().unwrap()).await.unwrap().unwrap();
+        // A retried write (a replay) finds the record's marker and adds nothing, and the
+        // consumer adds a pending record once however often it runs.
+        assert!(!tollgate::usage::write(store, &record, vec![]).await.unwrap());
+        for _ in 0..3 {
+            tollgate::usage::rollups::roll_up(store).await.unwrap();
+        }
+        let summary = app.get("/admin/v1/me/usage", Some(&admin)).await.expect(200).body;
+        assert_eq!(summary["request_count"], 1);
+        assert_eq!(summary["output_tokens"].as_i64(), Some(record.output_tokens));
+    }
+}
