@@ -49,6 +49,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("DELETE", "/admin/v1/me/api-keys/{key_id}"),
     ("POST", "/admin/v1/me/api-keys/{key_id}/rotate"),
     ("GET", "/admin/v1/me/usage/logs"),
+    ("GET", "/admin/v1/me/usage/logs/export"),
     ("GET", "/admin/v1/me/usage"),
     ("GET", "/admin/v1/me/usage/by-date"),
     ("GET", "/admin/v1/me/usage/by-date-model"),

@@ -200,4 +200,71 @@ backend_tests! {
         assert_eq!(summary["request_count"], 1);
         assert_eq!(summary["output_tokens"].as_i64(), Some(record.output_tokens));
     }
+
+    async fn the_logs_export_streams_every_record_as_jsonl_or_csv(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-a", 1.0, 2.0, None).await;
+        let (_, key) = app.api_key(&admin, json!({})).await;
+        // A caller-controlled text a spreadsheet would run as a formula.
+        let served = app
+            .client
+            .post(format!("{}/v1/chat/completions", app.base))
+            .bearer_auth(&key)
+            .header("Referer", "=HYPERLINK(\"http://evil.example\")")
+            .json(&json!({"model": "mock-a", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(served.status(), 200);
+        let store = app.state.store.as_ref();
+        let template = tollgate::usage::by_request_id(store, served.headers()["x-request-id"].to_str().unwrap()).await.unwrap().unwrap();
+        // More records than one page of the export (500), written as the proxy writes them; on
+        // moto, whose transactions slow down as its table grows, fewer (the logs' cursors that
+        // the export pages with are tested on both backends by the logs' own tests).
+        let n: i64 = if backend == tollgate_tests::Backend::Embedded { 620 } else { 40 };
+        let start = template.recorded_at;
+        for i in 0..n {
+            let mut r = template.clone();
+            r.id = uuid::Uuid::new_v4();
+            r.request_id = format!("export-{i}");
+            r.model = if i % 2 == 0 { "mock-a".into() } else { "mock-b".into() };
+            r.recorded_at = start - chrono::Duration::seconds(i + 1);
+            assert!(tollgate::usage::write(store, &r, vec![]).await.unwrap());
+        }
+        let get = |query: &str| {
+            let url = format!("{}/admin/v1/me/usage/logs/export{query}", app.base);
+            let request = app.client.get(url).bearer_auth(&admin);
+            async move { request.send().await.unwrap() }
+        };
+        let jsonl = get("").await;
+        assert_eq!(jsonl.status(), 200);
+        assert_eq!(jsonl.headers()["content-type"], "application/x-ndjson");
+        assert!(jsonl.headers()["content-disposition"].to_str().unwrap().starts_with("attachment; filename=\"usage-logs-"));
+        let text = jsonl.text().await.unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len() as i64, n + 1);
+        assert_eq!(lines[0]["request_id"], template.request_id, "newest first");
+        let times: Vec<&str> = lines.iter().map(|l| l["recorded_at"].as_str().unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] >= w[1]), "in order across pages");
+
+        let csv = get("?format=csv&model=mock-b").await;
+        assert_eq!(csv.status(), 200);
+        assert!(csv.headers()["content-disposition"].to_str().unwrap().ends_with(".csv\""));
+        let text = csv.text().await.unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header = reader.headers().unwrap().clone();
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len() as i64, n / 2, "the filter applies");
+        let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+        assert!(rows.iter().all(|r| &r[column("model")] == "mock-b"));
+        let all = get("?format=csv").await.text().await.unwrap();
+        let mut reader = csv::Reader::from_reader(all.as_bytes());
+        let first = reader.records().next().unwrap().unwrap();
+        assert_eq!(&first[column("http_referer")], "'=HYPERLINK(\"http://evil.example\")", "neutralised, not a formula");
+        assert_eq!(&first[column("input_tokens")], template.input_tokens.to_string().as_str());
+
+        let bad = get("?format=xlsx").await;
+        assert_eq!(bad.status(), 400);
+    }
 }

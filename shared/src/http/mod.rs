@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod settings;
 pub mod tokens;
 pub mod usage;
+pub mod usage_export;
 pub mod usage_records;
 pub mod usage_views;
 pub mod wire;
@@ -67,7 +68,7 @@ impl Group {
             Group::Auth => auth::routes().merge(me::routes()).merge(settings::routes()).routes(routes!(openapi_json)),
             Group::Tokens => api_keys::routes().merge(tokens::routes()).merge(project_tokens::routes()),
             Group::Providers => models::routes().merge(dynamic_providers::routes()).merge(integrations::routes()),
-            Group::Usage => usage::routes().merge(usage_records::routes()).merge(usage_views::routes()),
+            Group::Usage => usage::routes().merge(usage_records::routes()).merge(usage_views::routes()).merge(usage_export::routes()),
             Group::Proxy => proxy::routes(),
             Group::Members => workspaces::routes().merge(projects::routes()),
         }
