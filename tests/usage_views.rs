@@ -266,5 +266,70 @@ backend_tests! {
 
         let bad = get("?format=xlsx").await;
         assert_eq!(bad.status(), 400);
+        // Hundreds pending at once: the consumer takes them in batches that fit a transaction.
+        tollgate::usage::rollups::roll_up(store).await.unwrap();
+        let summary = app.get("/admin/v1/me/usage", Some(&admin)).await.expect(200).body;
+        assert_eq!(summary["request_count"].as_i64(), Some(n + 1));
     }
+}
+
+/// The process's resident memory, in MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0.0);
+    kb / 1024.0
+}
+
+/// Exports TOLLGATE_EXPORT_RECORDS records (default 1,000,000) from the embedded store and
+/// prints the process's memory before and while the export streams: it stays flat, since the
+/// export holds one page at a time. Slow (it writes the records first), so run by hand:
+/// `cargo test -p tollgate-tests --test usage_views --release -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn an_export_of_a_million_records_holds_memory_flat() {
+    use futures::StreamExt;
+    let n: usize = std::env::var("TOLLGATE_EXPORT_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let app = TestApp::start(tollgate_tests::Backend::Embedded).await;
+    let (admin, _) = app.admin().await;
+    app.model(&admin, "mock-a", 1.0, 2.0, None).await;
+    let (_, key) = app.api_key(&admin, json!({})).await;
+    let served = app.chat(&key, json!({"model": "mock-a", "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
+    let store = app.state.store.clone();
+    let template = tollgate::usage::by_request_id(store.as_ref(), served.headers["x-request-id"].to_str().unwrap()).await.unwrap().unwrap();
+    let started = std::time::Instant::now();
+    for chunk in 0..n.div_ceil(1000) {
+        let writes = (chunk * 1000..((chunk + 1) * 1000).min(n)).map(|i| {
+            let mut r = template.clone();
+            r.request_id = format!("m-{i}");
+            r.recorded_at = template.recorded_at - chrono::Duration::milliseconds(i as i64 + 1);
+            let store = store.clone();
+            async move { tollgate::usage::write_with(store.as_ref(), &r, vec![], true).await.unwrap() }
+        });
+        join_all(writes).await;
+    }
+    println!("wrote {n} records in {:.1} s", started.elapsed().as_secs_f64());
+    // Their rollups first, so that the consumer's work is not counted as the export's.
+    tollgate::usage::rollups::roll_up(store.as_ref()).await.unwrap();
+    let before = rss_mib();
+    let response = app.client.get(format!("{}/admin/v1/me/usage/logs/export?format=csv", app.base)).bearer_auth(&admin).send().await.unwrap();
+    let started = std::time::Instant::now();
+    let mut first_byte = None;
+    let (mut bytes, mut lines, mut peak) = (0usize, 0usize, before);
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        first_byte.get_or_insert(started.elapsed());
+        bytes += chunk.len();
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+        peak = peak.max(rss_mib());
+    }
+    println!(
+        "exported {} rows ({:.0} MiB of CSV) in {:.1} s, first bytes after {:?}; resident memory {before:.0} MiB before, at most {peak:.0} MiB while streaming",
+        lines - 1,
+        bytes as f64 / 1048576.0,
+        started.elapsed().as_secs_f64(),
+        first_byte.unwrap_or_default()
+    );
+    assert_eq!(lines, n + 2, "a header, the served request and every record");
+    assert!(peak - before < 200.0, "memory grew by {:.0} MiB", peak - before);
 }

@@ -264,13 +264,9 @@ pub trait Store: Send + Sync + 'static {
     }
     async fn delete(&self, key: &Key, cond: Option<Cond>) -> StoreResult<()>;
     async fn query(&self, query: Query) -> StoreResult<Page>;
-    /// All or nothing. At most `max_transaction_ops` operations, no two on the same item.
+    /// All or nothing. At most 100 operations (DynamoDB's limit, which the embedded store
+    /// keeps too), no two on the same item.
     async fn transact(&self, ops: Vec<TxOp>) -> StoreResult<()>;
-    /// How many operations one transaction may hold: DynamoDB's 100, unless the store allows
-    /// more.
-    fn max_transaction_ops(&self) -> usize {
-        100
-    }
     /// `transact`, made durable by the store's next durable write or periodic flush rather
     /// than synced alone (see `update_buffered`). Only for the embedded store's opt-in
     /// relaxed durability; DynamoDB makes every write durable.

@@ -82,11 +82,9 @@ pub fn partition(owner: &str) -> String {
 
 /// How many partitions pending items are spread over.
 const PENDING_SHARDS: u64 = 8;
-/// Records per consumer transaction: a delete each and at most four rollup updates each must
-/// fit the store's transactions (16 for DynamoDB's 100 operations).
-fn batch_size(store: &dyn Store) -> usize {
-    (store.max_transaction_ops() / 5).clamp(1, 400)
-}
+/// Records per consumer transaction: a delete each and at most four rollup updates each fit
+/// a transaction's 100 operations.
+const BATCH: usize = 20;
 
 fn pending_partition(shard: u64) -> String {
     format!("ROLLUP_PENDING#{shard}")
@@ -170,10 +168,9 @@ fn batch_ops(batch: &[Item]) -> Vec<TxOp> {
 /// consumer got to first in part is done one record at a time, each once.
 pub async fn roll_up(store: &dyn Store) -> ApiResult<usize> {
     let mut added = 0;
-    let batch = batch_size(store);
     for shard in 0..PENDING_SHARDS {
         loop {
-            let page = store.query(Query::new(Index::Primary, pending_partition(shard)).limit(batch)).await?;
+            let page = store.query(Query::new(Index::Primary, pending_partition(shard)).limit(BATCH)).await?;
             if page.items.is_empty() {
                 break;
             }

@@ -267,12 +267,6 @@ fn bounds_ok<T: PartialOrd>(lower: &Bound<T>, upper: &Bound<T>) -> bool {
 
 #[async_trait]
 impl Store for EmbeddedStore {
-    /// One write-ahead log record and one redb commit, however large: batch work (the usage
-    /// rollups' consumer) goes faster in fewer, larger transactions.
-    fn max_transaction_ops(&self) -> usize {
-        2_000
-    }
-
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
         if let Some(pending) = self.writes.overlay().dirty.get(key) {
             return Ok(live(pending.item.as_deref().cloned(), now_epoch()));
