@@ -190,7 +190,7 @@ backend_tests! {
         let worst = tollgate::limits::Charge { calls: 1, input_tokens: 10, output_tokens: 20, cost_micros: 40_000 };
         let now = app.clock.now();
         let dead = |id: &str, expires_at: i64| {
-            let record = tollgate::usage::lease_record(&owner.tag(), stored.id, "mock-1", "chat/completions");
+            let record = tollgate::usage::lease_record(&owner.tag(), stored.id, "mock-1", "chat/completions", None);
             tollgate::limits::LeaseSpec { id: id.to_string(), expires_at, record }
         };
         tollgate::limits::reserve_levels(app.state.store.as_ref(), &levels, &worst, now, &dead("dead-lapsed", now.timestamp() - 1)).await.unwrap();

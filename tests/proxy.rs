@@ -325,7 +325,7 @@ backend_tests! {
             input_tokens: 1, output_tokens: 1, cached_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, cost_micros: 5, input_price_micros: 0,
             output_price_micros: 0, cached_input_price_micros: 0, cache_write_price_micros: 0,
             pricing_source: "catalog".into(), provider_cost_micros: None, latency_ms: 1, ttft_ms: None, status_code: 200, outcome: tollgate::usage::Outcome::Success,
-            streamed: false, cancelled: false, finish_reason: None, http_referer: None, error: None, candidates: vec![], routing: vec![], recorded_at: chrono::Utc::now(),
+            streamed: false, cancelled: false, finish_reason: None, http_referer: None, error: None, candidates: vec![], routing: vec![], recorded_at: chrono::Utc::now(), expires_at: None,
         };
         let settle = || vec![tollgate::store::TxOp::Update {
             key: tollgate::store::Key::new("LIMITS#token#x", "COUNTERS"), update: tollgate::store::Update::default().add("u_budget_all", 5), cond: None,

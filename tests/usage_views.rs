@@ -201,6 +201,27 @@ backend_tests! {
         assert_eq!(summary["output_tokens"].as_i64(), Some(record.output_tokens));
     }
 
+    async fn records_expire_after_the_retention_while_their_rollups_stay(backend) {
+        let app = TestApp::start_with(backend, &Group::ALL, |c| c.usage_retention_days = 30, None).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-a", 1.0, 2.0, None).await;
+        let (_, key) = app.api_key(&admin, json!({})).await;
+        let r = app.chat(&key, json!({"model": "mock-a", "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
+        let store = app.state.store.as_ref();
+        let mut record = tollgate::usage::by_request_id(store, r.headers["x-request-id"].to_str().unwrap()).await.unwrap().unwrap();
+        assert_eq!(record.expires_at, Some(record.recorded_at + chrono::Duration::days(30)), "TOLLGATE_USAGE_RETENTION_DAYS");
+        // One whose time is up (the store's TTL goes by the real clock): gone from the logs,
+        // still in the views.
+        record.request_id = "expired-one".into();
+        record.recorded_at -= chrono::Duration::days(31);
+        record.expires_at = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+        assert!(tollgate::usage::write(store, &record, vec![]).await.unwrap());
+        tollgate::usage::rollups::roll_up(store).await.unwrap();
+        let logs = app.get("/admin/v1/me/usage/logs?limit=100", Some(&admin)).await.expect(200).body;
+        assert_eq!(logs["data"].as_array().unwrap().len(), 1, "{logs}");
+        assert_eq!(app.get("/admin/v1/me/usage", Some(&admin)).await.expect(200).body["request_count"], 2);
+    }
+
     async fn the_logs_export_streams_every_record_as_jsonl_or_csv(backend) {
         let app = TestApp::start(backend).await;
         let (admin, _) = app.admin().await;

@@ -52,6 +52,9 @@ pub struct Config {
     /// to disk before its request is over; `relaxed` lets records and settlements reach the
     /// disk within 50 ms instead, trading that window of loss on a crash for latency.
     pub relaxed_durability: bool,
+    /// `TOLLGATE_USAGE_RETENTION_DAYS`, default 400 (0: forever): how long a usage record is
+    /// kept, through the table's TTL. Rollups (and so the usage views) are kept for good.
+    pub usage_retention_days: u32,
     /// `TOLLGATE_OPENROUTER_URL`, default https://openrouter.ai/api/v1: where workspace
     /// OpenRouter tokens are checked and used.
     pub openrouter_url: String,
@@ -83,6 +86,7 @@ impl Default for Config {
             upstream_timeout: std::time::Duration::from_secs(60),
             lease_margin: std::time::Duration::from_secs(600),
             relaxed_durability: false,
+            usage_retention_days: 400,
             openrouter_url: "https://openrouter.ai/api/v1".into(),
             huggingface_url: "https://router.huggingface.co/v1".into(),
             huggingface_hub_url: "https://huggingface.co".into(),
@@ -148,6 +152,13 @@ impl Config {
             let ms: u64 =
                 v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| format!("TOLLGATE_UPSTREAM_TIMEOUT_MS={v:?}: use a positive number of milliseconds"))?;
             config.upstream_timeout = std::time::Duration::from_millis(ms);
+        }
+        if let Some(v) = lookup("TOLLGATE_USAGE_RETENTION_DAYS") {
+            config.usage_retention_days = v
+                .parse()
+                .ok()
+                .filter(|d| *d <= 36_500)
+                .ok_or_else(|| format!("TOLLGATE_USAGE_RETENTION_DAYS={v:?}: use a whole number of days up to 36500 (0: keep records forever)"))?;
         }
         if let Some(v) = lookup("TOLLGATE_LEASE_MARGIN_SECS") {
             config.lease_margin =

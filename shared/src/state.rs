@@ -149,7 +149,12 @@ impl AppState {
         let outbox = Outbox::new(notifier.clone());
         let alerts = Arc::new(Alerts::new(store.clone(), outbox.clone(), config.key_cache));
         let hot = Arc::new(Hot::new(config.key_cache));
-        let tuning = Tuning { upstream_timeout: config.upstream_timeout, lease_margin: config.lease_margin, relaxed_durability: config.relaxed_durability };
+        let tuning = Tuning {
+            upstream_timeout: config.upstream_timeout,
+            lease_margin: config.lease_margin,
+            relaxed_durability: config.relaxed_durability,
+            usage_retention: (config.usage_retention_days > 0).then(|| chrono::Duration::days(i64::from(config.usage_retention_days))),
+        };
         let integrations = crate::integrations::Endpoints {
             openrouter: config.openrouter_url.clone(),
             huggingface: config.huggingface_url.clone(),

@@ -59,6 +59,8 @@ pub struct Tuning {
     pub lease_margin: Duration,
     /// Settlements written without waiting for durability (the embedded store only).
     pub relaxed_durability: bool,
+    /// How long usage records are kept (`None`: forever).
+    pub usage_retention: Option<chrono::Duration>,
 }
 
 pub struct Gateway {

@@ -223,7 +223,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
     let lease = limits::LeaseSpec {
         id: flight.request_id.clone(),
         expires_at: now.timestamp().saturating_add((flight.timeout + flight.gw.tuning.lease_margin).as_secs() as i64).saturating_add(1),
-        record: usage::lease_record(&flight.key.owner.tag(), flight.key.id, &flight.model.id, flight.req.endpoint.path()),
+        record: usage::lease_record(&flight.key.owner.tag(), flight.key.id, &flight.model.id, flight.req.endpoint.path(), flight.record_expiry(now)),
     };
     let mut worst = fit::worst_case(&flight.req, &flight.candidates);
     // A key that opted in is lowered at most twice: to what the refusing budget has left, and
@@ -455,7 +455,13 @@ impl Flight {
             candidates: self.candidates.iter().map(|m| m.id.clone()).collect(),
             routing: self.attempts.clone(),
             recorded_at: now,
+            expires_at: self.record_expiry(now),
         }
+    }
+
+    /// When a record made at `at` expires (`TOLLGATE_USAGE_RETENTION_DAYS`).
+    fn record_expiry(&self, at: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.gw.tuning.usage_retention.map(|keep| at + keep)
     }
 
     /// Says that (and to what) the request's max_tokens was lowered to fit a budget.

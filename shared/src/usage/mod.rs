@@ -82,6 +82,10 @@ pub struct UsageRecord {
     /// Every upstream attempt, in order: the last one served (or failed) the request.
     pub routing: Vec<Attempt>,
     pub recorded_at: DateTime<Utc>,
+    /// When the record expires (`TOLLGATE_USAGE_RETENTION_DAYS`): the store's TTL removes it,
+    /// and its idempotency marker, then; its rollups stay.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Sort keys must order as times do: a fixed-width UTC format.
@@ -130,12 +134,16 @@ pub fn record_ops(record: &UsageRecord) -> ApiResult<Vec<TxOp>> {
         set_index(&mut item, Index::Gsi2, format!("USAGEPROJECT#{project_id}"), sk.clone());
     }
     let marker_key = marker_key(&record.request_id);
-    let marker = Item::from([
+    let mut marker = Item::from([
         ("PK".into(), Attr::S(marker_key.pk)),
         ("SK".into(), Attr::S(marker_key.sk)),
         ("usage_pk".into(), Attr::S(partition(&record.owner))),
         ("usage_sk".into(), Attr::S(sk.clone())),
     ]);
+    if let Some(expires) = record.expires_at {
+        item.insert(crate::store::TTL.into(), Attr::N(expires.timestamp()));
+        marker.insert(crate::store::TTL.into(), Attr::N(expires.timestamp()));
+    }
     let pending = rollups::pending_op(record, &sk);
     Ok(vec![TxOp::Put { item: marker, cond: Some(Cond::NotExists) }, TxOp::Put { item, cond: None }, pending])
 }
@@ -160,9 +168,11 @@ pub async fn first_and_last(
 }
 
 /// What a reservation's lease keeps of its request, to record it by should it never settle:
-/// `owner`, key id, model and endpoint on one short line.
-pub fn lease_record(owner: &str, api_key_id: Uuid, model: &str, endpoint: &str) -> String {
-    format!("{owner}\t{api_key_id}\t{model}\t{endpoint}")
+/// `owner`, key id, model, endpoint and when its record expires (epoch seconds, or empty) on
+/// one short line.
+pub fn lease_record(owner: &str, api_key_id: Uuid, model: &str, endpoint: &str, expires_at: Option<DateTime<Utc>>) -> String {
+    let expires = expires_at.map(|t| t.timestamp().to_string()).unwrap_or_default();
+    format!("{owner}\t{api_key_id}\t{model}\t{endpoint}\t{expires}")
 }
 
 /// The record of a request whose lease lapsed unsettled (the process serving it died): what it
@@ -170,6 +180,7 @@ pub fn lease_record(owner: &str, api_key_id: Uuid, model: &str, endpoint: &str) 
 pub fn lost(request_id: &str, lease_record: &str, released_at: DateTime<Utc>) -> Option<UsageRecord> {
     let mut parts = lease_record.split('\t');
     let (owner, key, model, endpoint) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let expires_at = parts.next().and_then(|t| t.parse::<i64>().ok()).and_then(|t| DateTime::from_timestamp(t, 0));
     let owner_id = |kind: &str| owner.strip_prefix(kind).and_then(|id| id.parse::<Uuid>().ok());
     Some(UsageRecord {
         id: Uuid::new_v4(),
@@ -207,6 +218,7 @@ pub fn lost(request_id: &str, lease_record: &str, released_at: DateTime<Utc>) ->
         candidates: vec![],
         routing: vec![],
         recorded_at: released_at,
+        expires_at,
     })
 }
 
