@@ -97,8 +97,8 @@ impl Window {
                 (start, Utc.with_ymd_and_hms(now.year() + 1, 1, 1, 0, 0, 0).single().unwrap_or(day))
             }
             // The counter of the current slice; the window is empty again once it leaves.
-            Window::Rolling { .. } => {
-                let slices = self.slices().unwrap_or(Slices::new(60));
+            Window::Rolling { every, unit } => {
+                let slices = Slices::new(i64::from(every.max(1)) * unit.seconds());
                 return (slices.current(now).to_string(), Some(slices.reset_at(now)));
             }
         };
@@ -108,12 +108,17 @@ impl Window {
     /// A rolling window's slices; `None` for calendar windows.
     pub fn slices(self) -> Option<Slices> {
         let Window::Rolling { every, unit } = self else { return None };
-        let unit_secs = match unit {
+        Some(Slices::new(i64::from(every.max(1)) * unit.seconds()))
+    }
+}
+
+impl Unit {
+    fn seconds(self) -> i64 {
+        match self {
             Unit::Minute => 60,
             Unit::Hour => 3600,
             Unit::Day => 86_400,
-        };
-        Some(Slices::new(i64::from(every.max(1)) * unit_secs))
+        }
     }
 }
 

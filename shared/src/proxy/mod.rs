@@ -301,7 +301,6 @@ impl Flight {
             request: &self.req,
             id,
             app: &self.app,
-            model: &self.req.model,
             created,
             client: &self.gw.http,
             base_url: &base,

@@ -80,8 +80,7 @@ pub struct Call<'a> {
     pub id: &'a str,
     /// The calling app, for providers that attribute usage to apps.
     pub app: &'a App,
-    /// The model and time a translated answer is stamped with.
-    pub model: &'a str,
+    /// The time a translated answer is stamped with (with the model `request` names).
     pub created: i64,
     pub client: &'a reqwest::Client,
     pub base_url: &'a str,
@@ -144,7 +143,7 @@ impl Call<'_> {
             return streamed(local);
         }
         let response = self.send().await?;
-        if let Some(translator) = self.provider.stream_translator(self.model, self.created) {
+        if let Some(translator) = self.provider.stream_translator(&self.request.model, self.created) {
             return Ok(translated(response, translator));
         }
         let events = response.bytes_stream().map(|chunk| chunk.map_err(reqwest::Error::without_url)).eventsource().filter_map(|event| async move {
