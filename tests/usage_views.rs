@@ -201,6 +201,51 @@ backend_tests! {
         assert_eq!(summary["output_tokens"].as_i64(), Some(record.output_tokens));
     }
 
+    async fn the_stream_consumer_adds_each_pending_record_once_however_often_replayed(backend) {
+        // The store alone, as the rollups function on AWS sees it: no in-process consumer.
+        let dir = tempfile::tempdir().unwrap();
+        let store = tollgate::state::open_store(&tollgate_tests::test_config(backend, dir.path()), true).await.unwrap();
+        let store = store.as_ref();
+        let mut record = stored_record();
+        let mut batch = Vec::new();
+        for i in 0..30i64 {
+            record.request_id = format!("streamed-{i}");
+            record.model = ["m-1", "m-2", "m-3"][i as usize % 3].into();
+            record.api_key_id = Some(uuid::Uuid::from_u128(1 + (i % 2) as u128));
+            record.output_tokens = i;
+            record.cost_micros = 10 * i;
+            assert!(tollgate::usage::write(store, &record, vec![]).await.unwrap());
+            let sk = format!("{}#{}", record.recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), record.request_id);
+            let tollgate::store::TxOp::Put { item, .. } = tollgate::usage::rollups::pending_op(&record, &sk) else { unreachable!() };
+            let s = |name: &str| item[name].as_str().unwrap().to_string();
+            // A stream record as Lambda delivers it (the DynamoDB Streams record format).
+            batch.push(json!({"eventID": format!("e{i}"), "eventName": "INSERT", "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                "dynamodb": {"Keys": {"PK": {"S": s("PK")}, "SK": {"S": s("SK")}},
+                    "NewImage": {"PK": {"S": s("PK")}, "SK": {"S": s("SK")}, "r": {"S": s("r")}},
+                    "SequenceNumber": format!("{}", 100 + i), "SizeBytes": 120, "StreamViewType": "NEW_IMAGE"}}));
+        }
+        // Removals (the consumer's own deletes) and other items pass by.
+        batch.push(json!({"eventName": "REMOVE", "dynamodb": {"Keys": {"PK": {"S": "ROLLUP_PENDING#0"}, "SK": {"S": "x"}}}}));
+        batch.push(json!({"eventName": "INSERT", "dynamodb": {"NewImage": {"PK": {"S": "USER#1"}, "SK": {"S": "PROFILE"}, "r": {"S": "x"}}}}));
+        let event = json!({"Records": batch});
+        use tollgate::usage::stream::handle;
+        // Delivered twice at once, then replayed whole: each record is added once.
+        let (a, b) = futures::join!(handle(store, event.clone()), handle(store, event.clone()));
+        assert_eq!(a.unwrap() + b.unwrap(), 30);
+        assert_eq!(handle(store, event).await.unwrap(), 0, "a replay adds nothing");
+        assert_eq!(handle(store, json!({"source": "aws.events", "detail-type": "Scheduled Event"})).await.unwrap(), 0, "nothing left pending");
+        let rows = tollgate::usage::rollups::read(store, &record.owner, tollgate::usage::rollups::Dimension::Model, None, None).await.unwrap();
+        let by_model = tollgate::usage::rollups::by_value(&rows);
+        assert_eq!(by_model.values().map(|t| t.request_count).sum::<i64>(), 30);
+        assert_eq!(by_model["m-1"].output_tokens, (0..30).step_by(3).sum::<i64>());
+        assert_eq!(by_model["m-2"].cost_micros, 10 * (1..30).step_by(3).sum::<i64>());
+        let rows = tollgate::usage::rollups::read(store, &record.owner, tollgate::usage::rollups::Dimension::Token, None, None).await.unwrap();
+        let by_token = tollgate::usage::rollups::by_value(&rows);
+        assert_eq!(by_token[&uuid::Uuid::from_u128(2).to_string()].request_count, 15);
+        // Not a stream batch at all: a 4xx-style error, nothing added.
+        assert!(handle(store, json!({"Records": "nope"})).await.is_err());
+    }
+
     async fn records_expire_after_the_retention_while_their_rollups_stay(backend) {
         let app = TestApp::start_with(backend, &Group::ALL, |c| c.usage_retention_days = 30, None).await;
         let (admin, _) = app.admin().await;
@@ -292,6 +337,19 @@ backend_tests! {
         let summary = app.get("/admin/v1/me/usage", Some(&admin)).await.expect(200).body;
         assert_eq!(summary["request_count"].as_i64(), Some(n + 1));
     }
+}
+
+/// A usage record as the proxy writes one, for tests that write records directly.
+fn stored_record() -> tollgate::usage::UsageRecord {
+    serde_json::from_value(json!({
+        "id": uuid::Uuid::new_v4(), "request_id": "r", "owner": format!("user#{}", uuid::Uuid::new_v4()), "api_key_id": null,
+        "user_id": null, "org_id": null, "project_id": null, "endpoint": "/v1/chat/completions", "model": "m", "provider": "mock",
+        "provider_source": "catalog", "input_tokens": 3, "output_tokens": 5, "cached_tokens": 0, "reasoning_tokens": 0, "cost_micros": 7,
+        "input_price_micros": 1, "output_price_micros": 2, "pricing_source": "catalog", "latency_ms": 1, "ttft_ms": null, "status_code": 200,
+        "outcome": "success", "streamed": false, "cancelled": false, "finish_reason": "stop", "http_referer": null, "error": null,
+        "routing": [], "recorded_at": "2031-03-04T05:06:07Z"
+    }))
+    .unwrap()
 }
 
 /// The process's resident memory, in MiB.

@@ -35,6 +35,28 @@ pub async fn run(groups: &[Group]) -> anyhow::Result<()> {
     }
 }
 
+/// The usage group's rollups function: inside Lambda, invoked by the table's stream (and a
+/// schedule); run by hand, it adds whatever is pending once and says how many.
+pub async fn run_rollups() -> anyhow::Result<()> {
+    init_tracing();
+    let config = Config::from_env().map_err(anyhow::Error::msg)?;
+    let state = AppState::open(config, false).await?;
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
+        let added = crate::usage::rollups::roll_up(state.store.as_ref()).await?;
+        println!("added {added} pending usage records to their rollups");
+        return Ok(());
+    }
+    let handler = lambda_http::service_fn(move |event: lambda_http::LambdaEvent<serde_json::Value>| {
+        let state = state.clone();
+        async move {
+            let added = crate::usage::stream::handle(state.store.as_ref(), event.payload).await.map_err(|e| e.to_string())?;
+            tracing::info!(added, "usage records added to their rollups");
+            Ok::<_, String>(serde_json::json!({ "added": added }))
+        }
+    });
+    lambda_http::lambda_runtime::run(handler).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
+}
+
 pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))
 }

@@ -11,6 +11,7 @@ use crate::pagination::{self, Direction, Pagination};
 use crate::store::{Attr, Cond, Index, Item, Key, SkCond, Store, StoreError, TxOp, from_item, keyed_item, set_index};
 
 pub mod rollups;
+pub mod stream;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

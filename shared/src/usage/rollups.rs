@@ -1,4 +1,4 @@
-//! Usage rollups: per owner, UTC day and dimension (all, model, provider, pricing source), the
+//! Usage rollups: per owner, UTC day and dimension (all, model, provider, pricing source, token), the
 //! sums of the owner's usage records. Every usage view reads rollups: its cost depends on the
 //! days and the dimension values asked for, never on how many records there are.
 //!
@@ -7,7 +7,10 @@
 //! (`roll_up`) adds pending items to their rollups and deletes them in one transaction, each
 //! delete conditioned on the item still being there, so a record is added once however often
 //! the consumer runs, retries or is replayed, and one the consumer has not reached yet waits
-//! durably, across crashes and restarts. Locally the consumer runs every second in process;
+//! durably, across crashes and restarts. Locally the consumer (`roll_up`) runs every second in
+//! process; on AWS the table's stream hands each new pending item to the usage group's
+//! rollups function (`stream`), which adds it with the same `apply`, and a scheduled
+//! `roll_up` there picks up whatever the stream could not deliver;
 //! it merges a batch's additions per rollup, so a busy owner's rollups are written once per
 //! batch, not once per request. On the proxy's path a record costs one more small put, in the
 //! transaction it already makes.
@@ -32,9 +35,11 @@ pub enum Dimension {
     Model,
     Provider,
     PricingSource,
+    /// The API key (token) that made the request.
+    Token,
 }
 
-pub const DIMENSIONS: [Dimension; 4] = [Dimension::All, Dimension::Model, Dimension::Provider, Dimension::PricingSource];
+pub const DIMENSIONS: [Dimension; 5] = [Dimension::All, Dimension::Model, Dimension::Provider, Dimension::PricingSource, Dimension::Token];
 
 impl Dimension {
     fn tag(self) -> &'static str {
@@ -43,6 +48,7 @@ impl Dimension {
             Dimension::Model => "model",
             Dimension::Provider => "provider",
             Dimension::PricingSource => "pricing",
+            Dimension::Token => "token",
         }
     }
 }
@@ -82,15 +88,17 @@ pub fn partition(owner: &str) -> String {
 
 /// How many partitions pending items are spread over.
 const PENDING_SHARDS: u64 = 8;
+/// What every pending item's partition starts with (the stream's filter matches it).
+pub const PENDING_PREFIX: &str = "ROLLUP_PENDING#";
 /// The operations of one transaction (DynamoDB's limit, which the embedded store keeps).
 const MAX_OPS: usize = 100;
 /// Pending records read at a time: a batch is as many of them as fit one transaction with a
-/// delete each and their rollups' updates (merged: 96 records of one owner and model need 4).
+/// delete each and their rollups' updates (merged: 96 records of one owner and model need 5).
 /// Fewer, fuller transactions made the consumer several times cheaper per record.
 const READ: usize = 96;
 
 fn pending_partition(shard: u64) -> String {
-    format!("ROLLUP_PENDING#{shard}")
+    format!("{PENDING_PREFIX}{shard}")
 }
 
 /// The pending item of `record` (`sk`: the record's own sort key, time first), for the
@@ -99,11 +107,13 @@ pub fn pending_op(record: &UsageRecord, sk: &str) -> TxOp {
     let shard = record.request_id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % PENDING_SHARDS;
     let t = Totals::of(record);
     // One string, tab-separated: a pending item is written on every request, and one
-    // attribute encodes several times faster than eight. (A model named by a caller could hold
-    // a tab; it is counted under the name with a space there.)
+    // attribute encodes several times faster than nine. (A model named by a caller could hold
+    // a tab; it is counted under the name with a space there.) The key comes last, so that an
+    // item written before it was kept still reads.
     let clean = |s: &str| if s.contains('\t') { s.replace('\t', " ") } else { s.to_string() };
+    let key = record.api_key_id.map(|k| k.to_string()).unwrap_or_default();
     let what = format!(
-        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{key}",
         record.owner,
         record.recorded_at.date_naive(),
         clean(&record.model),
@@ -123,6 +133,7 @@ fn additions(pending: &Item) -> Option<(Vec<Key>, Totals)> {
     let [owner, day, model, provider, pricing] = [(); 5].map(|_| parts.next().unwrap_or_default());
     let mut n = || parts.next().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
     let totals = Totals { request_count: 1, input_tokens: n(), output_tokens: n(), cost_micros: n() };
+    let token = parts.next().unwrap_or_default();
     if owner.is_empty() || day.is_empty() {
         return None;
     }
@@ -134,6 +145,7 @@ fn additions(pending: &Item) -> Option<(Vec<Key>, Totals)> {
                 Dimension::Model => model,
                 Dimension::Provider => provider,
                 Dimension::PricingSource => pricing,
+                Dimension::Token => token,
             };
             Key::new(partition(owner), format!("{}#{day}#{value}", dim.tag()))
         })
@@ -177,36 +189,57 @@ pub async fn roll_up(store: &dyn Store) -> ApiResult<usize> {
             if page.items.is_empty() {
                 break;
             }
-            // As many as fit one transaction (each adds at most four updates: 20 always fit).
-            let mut take = page.items.len();
-            let mut ops = batch_ops(&page.items[..take]);
-            while ops.len() > MAX_OPS {
-                take = (take * 2 / 3).max(1);
-                ops = batch_ops(&page.items[..take]);
-            }
-            let batch = &page.items[..take];
-            let more = page.cursor.is_some() || take < page.items.len();
-            // Buffered: a batch a crash loses is lost whole, its pending items with it, and
-            // the next pass adds them again.
-            match store.transact_buffered(ops).await {
-                Ok(()) => added += batch.len(),
-                Err(StoreError::TransactionCancelled { .. }) => {
-                    for pending in batch {
-                        match store.transact(batch_ops(std::slice::from_ref(pending))).await {
-                            Ok(()) => added += 1,
-                            Err(StoreError::TransactionCancelled { .. }) => {}
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-            if !more {
+            let (done, taken) = apply_some(store, &page.items).await?;
+            added += done;
+            if page.cursor.is_none() && taken == page.items.len() {
                 break;
             }
         }
     }
     Ok(added)
+}
+
+/// Adds `pending` items (as read, or as a stream delivered them) to their rollups and deletes
+/// them, each at most once: an item already gone (added before, by this consumer or another,
+/// or a replayed stream record) adds nothing. Returns how many it added.
+pub async fn apply(store: &dyn Store, pending: &[Item]) -> ApiResult<usize> {
+    let (mut added, mut at) = (0, 0);
+    while at < pending.len() {
+        let (done, taken) = apply_some(store, &pending[at..]).await?;
+        added += done;
+        at += taken;
+    }
+    Ok(added)
+}
+
+/// Applies as many of `pending` (from the first) as fit one transaction; returns how many it
+/// added and how many it took.
+async fn apply_some(store: &dyn Store, pending: &[Item]) -> ApiResult<(usize, usize)> {
+    // Each record adds at most five updates: 16 always fit.
+    let mut take = pending.len().min(READ);
+    let mut ops = batch_ops(&pending[..take]);
+    while ops.len() > MAX_OPS {
+        take = (take * 2 / 3).max(1);
+        ops = batch_ops(&pending[..take]);
+    }
+    let batch = &pending[..take];
+    // Buffered: a batch a crash loses is lost whole, its pending items with it, and the next
+    // pass adds them again.
+    match store.transact_buffered(ops).await {
+        Ok(()) => Ok((batch.len(), take)),
+        Err(StoreError::TransactionCancelled { .. }) => {
+            let mut added = 0;
+            for one in batch {
+                match store.transact(batch_ops(std::slice::from_ref(one))).await {
+                    Ok(()) => added += 1,
+                    Err(StoreError::TransactionCancelled { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok((added, take))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One rollup as read: its day, its dimension's value (empty for `All`), its sums.
