@@ -340,5 +340,64 @@ backend_tests! {
         app.get(&format!("/api/usage/{}", alpha_ids[0]), Some(&boss)).await.expect_error(404, "not_found");
         app.get(&format!("/api/usage/{beta_id}"), Some(&boss)).await.expect(200);
         app.get("/api/usage?project=alpha", Some(&boss)).await.expect_error(404, "not_found");
+
+        // Our cursor pages the same records, each page read below the last.
+        let mut paged = Vec::new();
+        let mut next = "/api/usage?limit=2".to_string();
+        loop {
+            let page = app.get(&next, Some(&admin)).await.expect(200);
+            paged.extend(ids(&page));
+            match page.body["nextCursor"].as_str() {
+                Some(cursor) => next = format!("/api/usage?limit=2&cursor={cursor}"),
+                None => break,
+            }
+        }
+        assert_eq!(paged, ids(&all));
+        let by_cursor = app.get("/api/usage?project=alpha&model=mock-2&limit=1", Some(&admin)).await.expect(200);
+        let cursor = by_cursor.body["nextCursor"].as_str().unwrap().to_string();
+        let second = app.get(&format!("/api/usage?project=alpha&model=mock-2&limit=1&cursor={cursor}"), Some(&admin)).await.expect(200);
+        assert_eq!(ids(&second), vec![alpha_ids[1].clone()]);
+        assert_eq!(second.body["hasMore"], false);
+        app.get("/api/usage?cursor=not-ours", Some(&admin)).await.expect_error(400, "invalid_value");
+
+        // Grouped for dashboards, from the rollups, by the same visibility.
+        tollgate::usage::rollups::roll_up(app.state.store.as_ref()).await.unwrap();
+        let summary = |query: &str, token: &str| {
+            let path = format!("/api/usage/summary?{query}");
+            let (app, token) = (&app, token.to_string());
+            async move { app.get(&path, Some(&token)).await.expect(200).body }
+        };
+        let counts = |body: &Value| {
+            body["groups"].as_array().unwrap().iter().map(|g| (g["key"].as_str().map(str::to_string), g["requestCount"].as_i64().unwrap())).collect::<Vec<_>>()
+        };
+        let by_model = summary("group_by=model", &admin).await;
+        let mut want: std::collections::BTreeMap<Option<String>, i64> = Default::default();
+        for r in all.body["records"].as_array().unwrap() {
+            *want.entry(r["model"].as_str().map(str::to_string)).or_default() += 1;
+        }
+        assert_eq!(counts(&by_model), want.into_iter().collect::<Vec<_>>());
+        assert_eq!(by_model["total"]["requestCount"], 6);
+        let cost: f64 = all.body["records"].as_array().unwrap().iter().map(|r| r["cost"].as_f64().unwrap()).sum();
+        assert!((by_model["total"]["cost"].as_f64().unwrap() - cost).abs() < 1e-9, "{by_model}");
+        let alpha_uuid = app.get("/api/projects/alpha", Some(&admin)).await.expect(200).body["id"].as_str().unwrap().to_string();
+        let beta_uuid = app.get("/api/projects/beta", Some(&boss)).await.expect(200).body["id"].as_str().unwrap().to_string();
+        let mut by_project = counts(&summary("group_by=project", &admin).await);
+        by_project.sort();
+        let mut want = vec![(None, 1), (Some(alpha_uuid.clone()), 4), (Some(beta_uuid.clone()), 1)];
+        want.sort();
+        assert_eq!(by_project, want);
+        let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        assert_eq!(counts(&summary(&format!("group_by=day&from={today}&to={today}"), &admin).await), vec![(Some(today.clone()), 6)]);
+        assert_eq!(counts(&summary(&format!("to={yesterday}"), &admin).await), vec![]);
+        assert_eq!(counts(&summary("group_by=token&project=alpha", &admin).await).iter().map(|g| g.1).sum::<i64>(), 4);
+        assert_eq!(counts(&summary(&format!("group_by=project&business_id={mine}"), &admin).await), vec![(Some(alpha_uuid), 4)]);
+        // The boss sees their workspace's project only; the admin's workspace does not exist for them.
+        assert_eq!(counts(&summary("group_by=project", &boss).await), vec![(Some(beta_uuid.clone()), 1)]);
+        assert_eq!(counts(&summary(&format!("group_by=project&business_id={ws}"), &boss).await), vec![(Some(beta_uuid), 1)]);
+        app.get(&format!("/api/usage/summary?business_id={mine}"), Some(&boss)).await.expect_error(404, "not_found");
+        app.get("/api/usage/summary?project=alpha", Some(&boss)).await.expect_error(404, "not_found");
+        for bad in ["group_by=colour", "from=2031-02-02&to=2031-02-01", "business_id=nope"] {
+            app.get(&format!("/api/usage/summary?{bad}"), Some(&admin)).await.expect(400);
+        }
     }
 }

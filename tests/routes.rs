@@ -60,6 +60,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("GET", "/admin/v1/me/usage/by-provider"),
     ("GET", "/api/usage"),
     ("GET", "/api/usage/{id}"),
+    ("GET", "/api/usage/summary"),
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/completions"),
     ("POST", "/v1/embeddings"),

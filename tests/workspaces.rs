@@ -222,6 +222,12 @@ backend_tests! {
         assert!(summary["total_tokens"].as_i64().unwrap() > 0);
         assert!(summary["total_cost_microcents"].as_i64().unwrap() > 0);
         assert!(summary["first_request_at"].is_string() && summary["last_request_at"].is_string());
+        // The rollups the views read, every dimension of them, are the caller's data too.
+        let rollups = export.body["usage_rollups"].as_array().unwrap();
+        let count = |dim: &str, value: &str| rollups.iter().filter(|r| r["dimension"] == dim && r["value"] == value).map(|r| r["request_count"].as_i64().unwrap()).sum::<i64>();
+        assert_eq!((count("all", ""), count("model", "mock-1"), count("provider", "mock")), (3, 3, 3), "{rollups:?}");
+        let key_id = export.body["api_keys"][0]["id"].as_str().unwrap();
+        assert_eq!(count("token", key_id), 3);
         assert_eq!(export.body["api_keys"].as_array().unwrap().len(), 1);
 
         // The only owner of a workspace cannot delete their account; a member can.

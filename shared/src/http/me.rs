@@ -118,7 +118,22 @@ async fn export_me(State(state): State<AppState>, caller: Caller) -> ApiResult<J
             }));
         }
     }
-    let summary = usage::summary(store, &Owner::User { user_id: user.id }.tag()).await?;
+    // From the rollups (records past their retention are gone, their rollups are not), with
+    // the records still pending added first, so the export is current.
+    let owner = Owner::User { user_id: user.id }.tag();
+    usage::rollups::roll_up(store).await?;
+    let rollups = usage::rollups::all_of(store, &owner).await?;
+    let totals = rollups.iter().filter(|(dim, _)| dim == "all").fold(usage::rollups::Totals::default(), |a, (_, row)| a.plus(row.totals));
+    let (first_request_at, last_request_at) = usage::first_and_last(store, &owner, None, None).await?;
+    let usage_rollups: Vec<Value> = rollups
+        .iter()
+        .map(|(dim, row)| {
+            json!({
+                "dimension": dim, "date": row.day, "value": row.value, "request_count": row.totals.request_count,
+                "input_tokens": row.totals.input_tokens, "output_tokens": row.totals.output_tokens, "cost_micros": row.totals.cost_micros,
+            })
+        })
+        .collect();
     Ok(Json(json!({
         "api_keys": api_keys,
         "audit_logs": [],
@@ -127,10 +142,14 @@ async fn export_me(State(state): State<AppState>, caller: Caller) -> ApiResult<J
         "memberships": { "organizations": organizations, "projects": project_memberships, "teams": [] },
         "sessions": sessions,
         "usage_summary": {
-            "first_request_at": summary.first_request_at, "last_request_at": summary.last_request_at, "request_count": summary.request_count,
+            "first_request_at": first_request_at, "last_request_at": last_request_at, "request_count": totals.request_count,
             // The seed counts micro-cents; we keep micro-dollars (100 micro-cents each).
-            "total_cost_microcents": summary.cost_micros.saturating_mul(100), "total_tokens": summary.total_tokens,
+            "total_cost_microcents": totals.cost_micros.saturating_mul(100),
+            "total_tokens": totals.input_tokens.saturating_add(totals.output_tokens),
         },
+        // Our addition: every rollup of the caller's usage (per UTC day and dimension: `all`,
+        // `model`, `provider`, `pricing`, `token`), which outlive the records.
+        "usage_rollups": usage_rollups,
         "user": {
             "id": user.id, "email": user.email, "name": user.name, "external_id": null, "role": user.role,
             "created_at": user.created_at, "updated_at": user.updated_at,

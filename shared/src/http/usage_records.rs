@@ -1,7 +1,8 @@
-//! Usage group, management family: `GET /api/usage` (filtered, offset-paginated) and
-//! `GET /api/usage/:id` with the routing trace. A global admin sees every record; anyone else
-//! with `report:read` sees their own, their projects' and the records of workspaces they
-//! manage.
+//! Usage group, management family: `GET /api/usage` (filtered, offset- or cursor-paginated),
+//! `GET /api/usage/:id` with the routing trace, and our `GET /api/usage/summary` for
+//! dashboards. A global admin sees every record; anyone else with `report:read` sees their own,
+//! their projects' and the records of workspaces they manage; a record they may not see does
+//! not exist for them (404).
 
 use std::collections::HashSet;
 
@@ -21,11 +22,13 @@ use crate::identity::roles::Permission;
 use crate::money::micros_to_dollars;
 use crate::projects::{self, Role};
 use crate::state::AppState;
-use crate::usage::{self, Attempt, Outcome, RecordFilter, UsageRecord};
+use crate::usage::grouped::{self, GroupBy};
+use crate::usage::listing::{self, Filter, Start};
+use crate::usage::{self, Attempt, Outcome, UsageRecord};
 use crate::workspaces;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(query_usage)).routes(routes!(get_usage))
+    OpenApiRouter::new().routes(routes!(query_usage)).routes(routes!(usage_summary)).routes(routes!(get_usage))
 }
 
 pub const DEFAULT_LIMIT: usize = 100;
@@ -134,6 +137,18 @@ impl Visibility {
         Ok(Visibility { everything: who.global_admin, user_id: caller.user.id, projects, workspaces })
     }
 
+    /// Whose records those are: every owner with usage for a global admin, else the caller,
+    /// their projects and the workspaces they manage.
+    async fn owners(&self, store: &dyn crate::store::Store) -> ApiResult<Vec<String>> {
+        if self.everything {
+            return usage::owners::all(store).await;
+        }
+        let mut owners = vec![format!("user#{}", self.user_id)];
+        owners.extend(self.projects.iter().map(|p| format!("project#{p}")));
+        owners.extend(self.workspaces.iter().map(|w| format!("workspace#{w}")));
+        Ok(owners)
+    }
+
     fn sees(&self, r: &UsageRecord) -> bool {
         self.everything
             || r.user_id == Some(self.user_id)
@@ -159,6 +174,9 @@ pub struct UsageQuery {
     limit: Option<usize>,
     /// Skip this many matching records first.
     offset: Option<usize>,
+    /// Our addition: continue after the page that returned this `nextCursor` (the same
+    /// filters); each page costs the same however deep it is.
+    cursor: Option<String>,
 }
 
 fn parse_time(raw: &str, param: &str, end_of_day: bool) -> ApiResult<DateTime<Utc>> {
@@ -178,6 +196,8 @@ pub struct UsagePage {
     limit: usize,
     offset: usize,
     has_more: bool,
+    /// Pass as `cursor` for the next page; absent on the last.
+    next_cursor: Option<String>,
 }
 
 /// Usage records, newest first.
@@ -190,19 +210,124 @@ async fn query_usage(State(state): State<AppState>, caller: Caller, ApiQuery(q):
         return Err(ApiError::invalid_param("limit", format!("limit must be between 1 and {MAX_LIMIT}")));
     }
     let offset = q.offset.unwrap_or(0);
-    let project_id = match &q.project {
-        Some(slug) => Some(projects::require(state.store.as_ref(), slug, &viewer(&caller), Role::Viewer).await?.0.id),
-        None => None,
+    let start = match q.cursor.as_deref() {
+        Some(cursor) => Start::After(listing::decode_cursor(cursor)?, offset),
+        None => Start::Offset(offset),
     };
-    let filter = RecordFilter {
+    let filter = Filter {
         from: q.from.as_deref().map(|f| parse_time(f, "from", false)).transpose()?,
         to: q.to.as_deref().map(|t| parse_time(t, "to", true)).transpose()?,
-        project_id,
         model: q.model,
         outcome: q.outcome,
     };
-    let (records, has_more) = usage::search(state.store.as_ref(), &filter, |r| visibility.sees(r), offset, limit).await?;
-    Ok(Json(UsagePage { records: records.into_iter().map(|r| view(r, false)).collect(), limit, offset, has_more }))
+    let owners = scope(&state, &caller, &visibility, q.project.as_deref(), None).await?;
+    let page = listing::page(state.store.as_ref(), &owners, &filter, start, limit).await?;
+    let records = page.records.into_iter().filter(|r| visibility.sees(r)).map(|r| view(r, false)).collect();
+    Ok(Json(UsagePage { records, limit, offset, has_more: page.has_more, next_cursor: page.next_cursor }))
+}
+
+/// The owners whose records a request covers: those the caller sees, narrowed to a project
+/// (by slug) or a workspace (`business_id`: its own records and its projects').
+async fn scope(state: &AppState, caller: &Caller, visibility: &Visibility, project: Option<&str>, business_id: Option<Uuid>) -> ApiResult<Vec<String>> {
+    let store = state.store.as_ref();
+    let mut owners = visibility.owners(store).await?;
+    if let Some(slug) = project {
+        let project = projects::require(store, slug, &viewer(caller), Role::Viewer).await?.0;
+        owners.retain(|o| *o == format!("project#{}", project.id));
+        if visibility.everything {
+            owners = vec![format!("project#{}", project.id)];
+        }
+    }
+    if let Some(workspace) = business_id {
+        let unknown = || ApiError::not_found(format!("no workspace {workspace}"));
+        if !visibility.everything && workspaces::membership(store, workspace, caller.user.id).await?.is_none() {
+            return Err(unknown());
+        }
+        workspaces::get(store, workspace).await?.ok_or_else(unknown)?;
+        let mut theirs: HashSet<String> =
+            projects::list_all(store).await?.into_iter().filter(|p| p.workspace_id == Some(workspace)).map(|p| format!("project#{}", p.id)).collect();
+        theirs.insert(format!("workspace#{workspace}"));
+        owners.retain(|o| theirs.contains(o));
+    }
+    Ok(owners)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryQuery {
+    /// What to group by (default `day`).
+    #[param(value_type = Option<String>)]
+    group_by: Option<GroupBy>,
+    /// First day counted: a date, or an RFC 3339 time (its UTC day). Whole UTC days are
+    /// counted, as rollups keep them.
+    from: Option<String>,
+    /// Last day counted, likewise.
+    to: Option<String>,
+    /// A project slug.
+    project: Option<String>,
+    /// A workspace id: its own tokens' usage and its projects'.
+    business_id: Option<Uuid>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageGroup {
+    /// The day (YYYY-MM-DD), model, provider, project id or token id; null for records that
+    /// have none (`project`: outside any project).
+    key: Option<String>,
+    request_count: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    total_tokens: i64,
+    /// Dollars.
+    cost: f64,
+}
+
+impl UsageGroup {
+    fn of(key: Option<String>, t: usage::rollups::Totals) -> Self {
+        UsageGroup {
+            key,
+            request_count: t.request_count,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            total_tokens: t.input_tokens.saturating_add(t.output_tokens),
+            cost: micros_to_dollars(t.cost_micros),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupedUsage {
+    #[schema(value_type = String)]
+    group_by: GroupBy,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    /// By key (days in order).
+    groups: Vec<UsageGroup>,
+    total: UsageGroup,
+}
+
+/// Usage grouped for dashboards (our addition), from the rollups, over the records the caller
+/// may see.
+#[utoipa::path(get, path = "/api/usage/summary", tag = "usage", params(SummaryQuery),
+    responses((status = 200, body = GroupedUsage), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn usage_summary(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<SummaryQuery>) -> ApiResult<Json<GroupedUsage>> {
+    let visibility = Visibility::of(&state, &caller).await?;
+    let from = q.from.as_deref().map(|f| parse_time(f, "from", false)).transpose()?.map(|t| t.date_naive());
+    let to = q.to.as_deref().map(|t| parse_time(t, "to", true)).transpose()?.map(|t| t.date_naive());
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(ApiError::invalid_param("from", "from must not be after to"));
+    }
+    let by = q.group_by.unwrap_or(GroupBy::Day);
+    let owners = scope(&state, &caller, &visibility, q.project.as_deref(), q.business_id).await?;
+    let sums = grouped::grouped(state.store.as_ref(), &owners, by, from, to).await?;
+    let total = sums.values().fold(usage::rollups::Totals::default(), |a, b| a.plus(*b));
+    let groups = sums.into_iter().map(|(key, t)| UsageGroup::of(key, t)).collect();
+    Ok(Json(GroupedUsage { group_by: by, from, to, groups, total: UsageGroup::of(None, total) }))
 }
 
 /// One record with its routing trace; `id` is the request id.

@@ -292,7 +292,9 @@ pub async fn create(store: &dyn Store, owner: Owner, settings: KeySettings, pare
     issued.key.parent_key_id = parent.map(|p| p.id);
     issued.key.ancestors = ancestors;
     let (record, lookup) = items(&issued.key)?;
-    store.transact(vec![TxOp::Put { item: record, cond: Some(Cond::NotExists) }, TxOp::Put { item: lookup, cond: Some(Cond::NotExists) }]).await?;
+    // Its owner may have usage from now on: the registry the usage views of everyone read.
+    let register = crate::usage::owners::register_op(&issued.key.owner.tag());
+    store.transact(vec![TxOp::Put { item: record, cond: Some(Cond::NotExists) }, TxOp::Put { item: lookup, cond: Some(Cond::NotExists) }, register]).await?;
     Ok(issued)
 }
 

@@ -10,6 +10,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::pagination::{self, Direction, Pagination};
 use crate::store::{Attr, Cond, Index, Item, Key, SkCond, Store, StoreError, TxOp, from_item, keyed_item, set_index};
 
+pub mod grouped;
+pub mod listing;
+pub mod owners;
 pub mod rollups;
 pub mod stream;
 
@@ -20,6 +23,19 @@ pub enum Outcome {
     Error,
     BudgetExceeded,
     Timeout,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [Outcome::Success, Outcome::Error, Outcome::BudgetExceeded, Outcome::Timeout];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Error => "error",
+            Outcome::BudgetExceeded => "budget_exceeded",
+            Outcome::Timeout => "timeout",
+        }
+    }
 }
 
 /// One attempt at one upstream, for the routing trace.
@@ -90,11 +106,11 @@ pub struct UsageRecord {
 }
 
 /// Sort keys must order as times do: a fixed-width UTC format.
-fn time_key(at: DateTime<Utc>) -> String {
+pub(crate) fn time_key(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-fn partition(owner: &str) -> String {
+pub(crate) fn partition(owner: &str) -> String {
     format!("USAGE#{owner}")
 }
 
@@ -130,9 +146,8 @@ pub async fn transact_record(store: &dyn Store, record: &UsageRecord, extra: Vec
 pub fn record_ops(record: &UsageRecord) -> ApiResult<Vec<TxOp>> {
     let sk = format!("{}#{}", time_key(record.recorded_at), record.request_id);
     let mut item = keyed_item(record, &Key::new(partition(&record.owner), sk.clone()))?;
-    set_index(&mut item, Index::Gsi1, "USAGE", sk.clone());
-    if let Some(project_id) = record.project_id {
-        set_index(&mut item, Index::Gsi2, format!("USAGEPROJECT#{project_id}"), sk.clone());
+    for (index, pk, index_sk) in listing::index_keys(&record.owner, &record.model, record.outcome, &sk) {
+        set_index(&mut item, index, pk, index_sk);
     }
     let marker_key = marker_key(&record.request_id);
     let mut marker = Item::from([
@@ -242,6 +257,7 @@ pub async fn erase(store: &dyn Store, owner: &str) -> ApiResult<usize> {
             // Pending records first, so none makes a rollup of this owner again afterwards.
             rollups::roll_up(store).await?;
             rollups::erase(store, owner).await?;
+            owners::forget(store, owner).await?;
             return Ok(erased);
         }
         for item in page.items {
@@ -250,87 +266,6 @@ pub async fn erase(store: &dyn Store, owner: &str) -> ApiResult<usize> {
             erased += 1;
         }
     }
-}
-
-/// The management view's filters (`GET /api/usage`).
-#[derive(Clone, Debug, Default)]
-pub struct RecordFilter {
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
-    pub project_id: Option<Uuid>,
-    pub model: Option<String>,
-    pub outcome: Option<Outcome>,
-}
-
-/// Records across every owner, newest first, that match `filter` and `visible`, after
-/// skipping `offset` of them: up to `limit`, and whether there are more.
-pub async fn search(
-    store: &dyn Store,
-    filter: &RecordFilter,
-    visible: impl Fn(&UsageRecord) -> bool,
-    offset: usize,
-    limit: usize,
-) -> ApiResult<(Vec<UsageRecord>, bool)> {
-    if let (Some(from), Some(to)) = (filter.from, filter.to)
-        && from > to
-    {
-        return Err(ApiError::invalid_param("from", "from must not be after to"));
-    }
-    let lo = filter.from.map_or_else(|| "0".to_string(), time_key);
-    let hi = filter.to.map_or_else(|| "9".to_string(), |t| format!("{}~", time_key(t)));
-    let (index, pk) = match filter.project_id {
-        Some(id) => (Index::Gsi2, format!("USAGEPROJECT#{id}")),
-        None => (Index::Gsi1, "USAGE".to_string()),
-    };
-    let query = crate::store::Query::new(index, pk).between(lo, hi).backward().limit(200);
-    let (mut skipped, mut out, mut cursor) = (0, Vec::new(), None);
-    loop {
-        let page = store.query(query.clone().cursor(cursor)).await?;
-        for item in page.items {
-            let record: UsageRecord = from_item(item)?;
-            let matches = filter.model.as_ref().is_none_or(|m| *m == record.model) && filter.outcome.is_none_or(|o| o == record.outcome) && visible(&record);
-            if !matches {
-                continue;
-            }
-            if skipped < offset {
-                skipped += 1;
-            } else if out.len() < limit {
-                out.push(record);
-            } else {
-                return Ok((out, true));
-            }
-        }
-        match page.cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok((out, false)),
-        }
-    }
-}
-
-/// Totals of an owner's records, for the data export.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub request_count: i64,
-    pub total_tokens: i64,
-    pub cost_micros: i64,
-    pub first_request_at: Option<DateTime<Utc>>,
-    pub last_request_at: Option<DateTime<Utc>>,
-}
-
-/// Sums every record of an owner. It reads them all, which suits an export (that reads them
-/// anyway) and nothing on a hot path.
-pub async fn summary(store: &dyn Store, owner: &str) -> ApiResult<Summary> {
-    let items = crate::store::query_all(store, crate::store::Query::new(Index::Primary, partition(owner))).await?;
-    let mut sum = Summary::default();
-    for item in items {
-        let record: UsageRecord = from_item(item)?;
-        sum.request_count += 1;
-        sum.total_tokens = sum.total_tokens.saturating_add(record.input_tokens.saturating_add(record.output_tokens));
-        sum.cost_micros = sum.cost_micros.saturating_add(record.cost_micros);
-        sum.first_request_at = Some(sum.first_request_at.map_or(record.recorded_at, |f| f.min(record.recorded_at)));
-        sum.last_request_at = Some(sum.last_request_at.map_or(record.recorded_at, |l| l.max(record.recorded_at)));
-    }
-    Ok(sum)
 }
 
 #[derive(Clone, Debug, Default)]

@@ -269,6 +269,21 @@ pub async fn read(store: &dyn Store, owner: &str, dim: Dimension, start: Option<
         .collect())
 }
 
+/// Every rollup of an owner, with its dimension's name (`all`, `model`, `provider`,
+/// `pricing`, `token`), for the owner's data export.
+pub async fn all_of(store: &dyn Store, owner: &str) -> ApiResult<Vec<(String, Row)>> {
+    let items = query_all(store, Query::new(Index::Primary, partition(owner))).await?;
+    Ok(items
+        .iter()
+        .filter_map(|item| {
+            let sk = item.get("SK").and_then(Attr::as_str)?;
+            let (dim, rest) = sk.split_once('#')?;
+            let (day, value) = rest.split_once('#')?;
+            Some((dim.to_string(), Row { day: day.parse().ok()?, value: value.to_string(), totals: Totals::from_item(item) }))
+        })
+        .collect())
+}
+
 /// Rows summed over their days, by value (the `by-model`, `by-provider`, ... views).
 pub fn by_value(rows: &[Row]) -> BTreeMap<String, Totals> {
     let mut out: BTreeMap<String, Totals> = BTreeMap::new();
