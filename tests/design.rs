@@ -199,3 +199,43 @@ fn a_cycle_is_found_when_there_is_one() {
     let paths = referenced_paths("proxy", true, "mod gateway;\npub mod levels;\nfn f() { levels::owner_context(); }");
     assert_eq!(paths, vec!["proxy::levels".to_string()]);
 }
+
+/// /openapi.json names each schema by its type's name, and utoipa keeps the last of two types
+/// of one name without a word: the other's responses then point at the wrong schema (a
+/// self-service `UsageSummary` was once described as the management family's). Every type
+/// deriving `ToSchema` has a name of its own.
+#[test]
+fn every_schema_type_has_a_name_of_its_own() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src");
+    let mut files = Vec::new();
+    sources(&root, &mut files);
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut clashes = Vec::new();
+    for file in files {
+        let source = std::fs::read_to_string(&file).unwrap();
+        let mut lines = source.lines().peekable();
+        while let Some(line) = lines.next() {
+            if !(line.trim_start().starts_with("#[derive(") && line.contains("ToSchema")) {
+                continue;
+            }
+            // The item the derive applies to, past any further attributes (one may rename the
+            // schema: `#[schema(as = Name)]`) and comments.
+            let mut renamed = None;
+            let Some(item) = lines.by_ref().map(str::trim).find(|l| {
+                if let Some(rest) = l.strip_prefix("#[schema(as = ") {
+                    renamed = rest.split([')', ',']).next().map(str::to_string);
+                }
+                !l.starts_with("#[") && !l.starts_with("//")
+            }) else {
+                continue;
+            };
+            let name = item.trim_start_matches("pub ").trim_start_matches("pub(crate) ").split_whitespace().nth(1).unwrap_or_default();
+            let name = renamed.unwrap_or_else(|| name.split(['<', '{', '(']).next().unwrap().to_string());
+            if let Some(first) = seen.insert(name.clone(), file.clone()) {
+                clashes.push(format!("{name}: {} and {}", first.display(), file.display()));
+            }
+        }
+    }
+    assert!(seen.len() > 50, "the schema types were found: {}", seen.len());
+    assert!(clashes.is_empty(), "schema names used twice: {clashes:#?}");
+}

@@ -26,6 +26,8 @@ use crate::workspaces;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+// The workspaces have a Role of their own; one name would make one schema of both.
+#[schema(as = ProjectRole)]
 pub enum Role {
     Viewer,
     Editor,

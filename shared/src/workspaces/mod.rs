@@ -15,6 +15,7 @@ use crate::store::{Cond, Index, Key, Query, Store, StoreError, TxOp, from_item, 
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = WorkspaceRole)]
 pub enum Role {
     Owner,
     Admin,
