@@ -112,7 +112,8 @@ pub fn after_reservation(alerts: &Alerts, reservations: &[Reservation], now: Dat
         for entry in reservation.entries.iter().filter(|e| e.limit.metric == Metric::Cost) {
             let period = limits::period_attr(&entry.limit, &entry.attr, now);
             // A rolling budget never starts anew: its slices leave one by one.
-            let new_window = entry.limit.window.slices().is_none() && reservation.stale.iter().any(|s| s.starts_with(&format!("u_{}_", entry.limit.id)));
+            let new_window =
+                entry.limit.window.slices().is_none() && reservation.stale.iter().any(|s| s.starts_with(&crate::limits::counter_prefix(&entry.limit)));
             if new_window {
                 ops.push(event(alerts, Kind::Reset, &reservation.counters, &period, &entry.limit, entry.used, entry.window_end, now));
             }

@@ -200,7 +200,7 @@ fn attr_name(limit: &Limit, window_key: &str) -> String {
 }
 
 /// What every counter attribute of a limit starts with.
-fn counter_prefix(limit: &Limit) -> String {
+pub fn counter_prefix(limit: &Limit) -> String {
     format!("u_{}_", limit.id)
 }
 

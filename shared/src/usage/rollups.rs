@@ -258,30 +258,22 @@ pub async fn read(store: &dyn Store, owner: &str, dim: Dimension, start: Option<
     // `$` sorts right after `#`: past every value of the end day, before the next day.
     let hi = end.map_or_else(|| format!("{tag}$"), |d| format!("{tag}#{d}$"));
     let items = query_all(store, Query::new(Index::Primary, partition(owner)).between(lo, hi)).await?;
-    Ok(items
-        .iter()
-        .filter_map(|item| {
-            let sk = item.get("SK").and_then(Attr::as_str)?;
-            let (_, rest) = sk.split_once('#')?;
-            let (day, value) = rest.split_once('#')?;
-            Some(Row { day: day.parse().ok()?, value: value.to_string(), totals: Totals::from_item(item) })
-        })
-        .collect())
+    Ok(items.iter().filter_map(row_of).map(|(_, row)| row).collect())
+}
+
+/// A rollup item as its dimension's tag and its row.
+fn row_of(item: &Item) -> Option<(String, Row)> {
+    let sk = item.get("SK").and_then(Attr::as_str)?;
+    let (dim, rest) = sk.split_once('#')?;
+    let (day, value) = rest.split_once('#')?;
+    Some((dim.to_string(), Row { day: day.parse().ok()?, value: value.to_string(), totals: Totals::from_item(item) }))
 }
 
 /// Every rollup of an owner, with its dimension's name (`all`, `model`, `provider`,
 /// `pricing`, `token`), for the owner's data export.
 pub async fn all_of(store: &dyn Store, owner: &str) -> ApiResult<Vec<(String, Row)>> {
     let items = query_all(store, Query::new(Index::Primary, partition(owner))).await?;
-    Ok(items
-        .iter()
-        .filter_map(|item| {
-            let sk = item.get("SK").and_then(Attr::as_str)?;
-            let (dim, rest) = sk.split_once('#')?;
-            let (day, value) = rest.split_once('#')?;
-            Some((dim.to_string(), Row { day: day.parse().ok()?, value: value.to_string(), totals: Totals::from_item(item) }))
-        })
-        .collect())
+    Ok(items.iter().filter_map(row_of).collect())
 }
 
 /// Rows summed over their days, by value (the `by-model`, `by-provider`, ... views).
