@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod cli;
 use tollgate::{AppState, Config, Group};
 
 #[global_allocator]
@@ -12,12 +14,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "tollgate",
     version,
-    about = "Tollgate LLM gateway: the local server",
+    about = "Tollgate LLM gateway: the local server, and a client of any Tollgate's API",
     long_about = "Tollgate LLM gateway.\n\nConfiguration comes from the environment: TOLLGATE_LISTEN, TOLLGATE_DATA_DIR, TOLLGATE_STORE, TOLLGATE_DYNAMODB_ENDPOINT, TOLLGATE_TABLE, TOLLGATE_SECRETS, TOLLGATE_SECRETS_ENDPOINT (see README.md)."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    global: cli::Global,
 }
 
 #[derive(Subcommand)]
@@ -30,14 +34,18 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    #[command(flatten)]
+    Client(cli::Command),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     tollgate::runtime::init_tracing();
-    let result = match Cli::parse().command.unwrap_or(Command::Serve { create_table: false }) {
+    let Cli { command, global } = Cli::parse();
+    let result = match command.unwrap_or(Command::Serve { create_table: false }) {
         Command::Openapi => serde_json::to_string_pretty(&tollgate::http::openapi()).map(|doc| println!("{doc}")).map_err(anyhow::Error::from),
         Command::Serve { create_table } => serve(create_table).await,
+        Command::Client(command) => cli::run(global, command).await,
     };
     // One line that names the problem and its fix; no stack trace.
     match result {
