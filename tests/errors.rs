@@ -43,7 +43,10 @@ backend_tests! {
         let app = TestApp::start(backend).await;
         let missing = app.get("/api/nothing-here", None).await.expect_error(404, "unknown_route");
         assert!(missing.body["error"]["message"].as_str().unwrap().contains("/api/nothing-here"));
-        app.get("/", None).await.expect_error(404, "unknown_route");
+        app.get("/nothing", None).await.expect_error(404, "unknown_route");
+        // `/` is the dashboard's page; a file it does not have is a 404 in the envelope.
+        assert_eq!(app.get("/", None).await.status, 200);
+        app.get("/assets/none.js", None).await.expect_error(404, "not_found");
         let wrong = app.call(Method::PATCH, "/api/me", None, None).await.expect_error(405, "method_not_allowed");
         assert!(wrong.body["error"]["message"].as_str().unwrap().contains("PATCH"));
         app.delete("/api/setup/status", None).await.expect_error(405, "method_not_allowed");

@@ -69,9 +69,10 @@ async fn serve(create_table: bool) -> anyhow::Result<()> {
     // Bound before we say so: whoever reads "listening" can connect at once.
     let listener = tollgate::runtime::bind(listen).await?;
     println!("Tollgate listening on http://{listen} (store: {:?}, data: {})", config.store, config.data_dir.display());
+    println!("Dashboard: http://{listen}/");
     if !configured {
         println!(
-            "No admin exists yet. Create the first one:\n  curl -X POST http://{listen}/api/setup/first-admin \\\n    -H 'Content-Type: application/json' \\\n    -d '{{\"email\":\"admin@example.com\",\"password\":\"choose-a-long-password\"}}'"
+            "No admin exists yet. Open the dashboard to create the first one, or:\n  curl -X POST http://{listen}/api/setup/first-admin \\\n    -H 'Content-Type: application/json' \\\n    -d '{{\"email\":\"admin@example.com\",\"password\":\"choose-a-long-password\"}}'"
         );
     }
     println!("Press Ctrl-C to stop.");

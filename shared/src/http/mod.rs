@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod dashboard;
 pub mod dynamic_providers;
 pub mod edge;
 pub mod extract;
@@ -65,7 +66,7 @@ impl Group {
     /// yet serve nothing.
     pub fn routes(self) -> OpenApiRouter<AppState> {
         match self {
-            Group::Auth => auth::routes().merge(me::routes()).merge(settings::routes()).routes(routes!(openapi_json)),
+            Group::Auth => auth::routes().merge(me::routes()).merge(settings::routes()).merge(dashboard::routes()).routes(routes!(openapi_json)),
             Group::Tokens => api_keys::routes().merge(tokens::routes()).merge(project_tokens::routes()),
             Group::Providers => models::routes().merge(dynamic_providers::routes()).merge(integrations::routes()),
             Group::Usage => usage::routes().merge(usage_records::routes()).merge(usage_views::routes()).merge(usage_export::routes()),

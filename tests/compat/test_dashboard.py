@@ -1,0 +1,98 @@
+"""The dashboard in a real browser (Debian's chromium, headless, driven by Playwright): the
+main journey from first-admin setup to a revoked key, failing on any console error, with a
+screenshot of each page under target/screenshots/."""
+
+import os
+import shutil
+import time
+
+import openai
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from conftest import ROOT, running_gateway
+
+CHROMIUM = os.environ.get("TOLLGATE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+SHOTS = ROOT / "target" / "screenshots"
+
+
+def test_the_main_journey_in_a_real_browser():
+    assert CHROMIUM, "no chromium: install Debian's (apt-get install chromium) or set TOLLGATE_CHROMIUM"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with running_gateway(None) as (base, _), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems = []
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        shot = lambda name: page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+        page.goto(base + "/")
+        expect(page.get_by_role("heading", name="Welcome to Tollgate")).to_be_visible()
+        shot("setup")
+        page.get_by_label("Email").fill("admin@example.com")
+        page.get_by_label("Password").fill("dashboard password 1")
+        page.get_by_role("button", name="Create the admin").click()
+        expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+        shot("overview-empty")
+
+        page.get_by_role("link", name="Models").click()
+        page.get_by_label("Model id").fill("mock-a")
+        page.get_by_role("button", name="Add model").click()
+        expect(page.get_by_role("cell", name="mock-a", exact=True)).to_be_visible()
+        # The API's error is shown, not swallowed: the same id again is a conflict.
+        page.get_by_label("Model id").fill("mock-a")
+        page.get_by_role("button", name="Add model").click()
+        expect(page.get_by_role("alert")).to_contain_text("already")
+        # The browser logs that refused request as a console error: the one expected.
+        assert sum("status of 409" in x for x in problems) == 1, problems
+        problems[:] = [x for x in problems if "status of 409" not in x]
+        shot("models")
+
+        page.get_by_role("link", name="API keys").click()
+        page.get_by_label("Name").fill("browser")
+        page.get_by_label("Budget (cents)").fill("500")
+        page.get_by_role("button", name="Create key").click()
+        secret = page.get_by_test_id("secret").inner_text()
+        assert secret.startswith("tg"), secret
+        shot("keys-secret")
+        page.get_by_role("button", name="Done").click()
+        expect(page.get_by_test_id("secret")).to_have_count(0)
+
+        client = openai.OpenAI(base_url=base + "/v1", api_key=secret)
+        for words in (3, 5, 8):
+            answer = client.chat.completions.create(model="mock-a", messages=[{"role": "user", "content": f"hi [mock:words={words}]"}])
+            assert len(answer.choices[0].message.content.split()) == words
+
+        page.get_by_role("link", name="Usage").click()
+        # The rollups follow the records within about a second.
+        deadline = time.time() + 15
+        while True:
+            page.wait_for_load_state("networkidle")
+            if page.get_by_role("cell", name="mock-a", exact=True).count() >= 1 and page.get_by_role("button", name="Trace of request").count() == 3:
+                break
+            assert time.time() < deadline, (problems, page.content())
+            time.sleep(0.5)
+            page.reload()
+        expect(page.locator(".chart canvas").first).to_be_visible()
+        shot("usage")
+        page.get_by_role("button", name="Trace of request").first.click()
+        dialog = page.get_by_role("dialog", name="Routing trace")
+        expect(dialog).to_contain_text("mock-a")
+        expect(dialog).to_contain_text("200")
+        shot("usage-trace")
+
+        page.get_by_role("link", name="Overview").click()
+        expect(page.get_by_text("Requests today")).to_be_visible()
+        shot("overview")
+
+        page.get_by_role("link", name="API keys").click()
+        page.get_by_role("button", name="Revoke browser").click()
+        # Revoked keys leave the listing.
+        expect(page.get_by_role("cell", name="browser", exact=True)).to_have_count(0)
+        shot("keys-revoked")
+        with pytest.raises(openai.AuthenticationError):
+            client.chat.completions.create(model="mock-a", messages=[{"role": "user", "content": "hi"}])
+
+        browser.close()
+        assert problems == [], problems

@@ -1,0 +1,94 @@
+// The dashboard's client of the public JSON API, like any other client. The session (the
+// access token and the rotating refresh token) lives in localStorage; as the management seed
+// says of the dashboard, any 401 is retried once after a refresh, and the rotated refresh
+// token is kept at once (the old one stops working when used).
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const SESSION = "tollgate.session";
+
+export interface Session {
+  token: string;
+  refreshToken: string;
+  email: string;
+}
+
+export function session(): Session | null {
+  const raw = localStorage.getItem(SESSION);
+  return raw ? (JSON.parse(raw) as Session) : null;
+}
+
+export function keepSession(s: Session | null) {
+  if (s) localStorage.setItem(SESSION, JSON.stringify(s));
+  else localStorage.removeItem(SESSION);
+  window.dispatchEvent(new Event("tollgate-session"));
+}
+
+async function errorOf(resp: Response): Promise<ApiError> {
+  try {
+    const body = await resp.json();
+    if (body?.error?.message) return new ApiError(resp.status, body.error.code ?? "", body.error.message);
+  } catch {
+    // Not JSON: say what we know.
+  }
+  return new ApiError(resp.status, "", `the server answered HTTP ${resp.status}`);
+}
+
+async function send(method: string, path: string, token: string | null, body?: unknown): Promise<Response> {
+  const headers: Record<string, string> = {};
+  if (token) headers["Authorization"] = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  return fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+}
+
+/** A call without a session (setup, login). */
+export async function publicCall<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const resp = await send(method, path, null, body);
+  if (!resp.ok) throw await errorOf(resp);
+  return (await resp.json()) as T;
+}
+
+export async function login(email: string, password: string) {
+  const answer = await publicCall<{ token: string; refreshToken: string }>("POST", "/api/auth/login", { email, password });
+  keepSession({ token: answer.token, refreshToken: answer.refreshToken, email });
+}
+
+async function refresh(s: Session): Promise<Session | null> {
+  const resp = await send("POST", "/api/auth/refresh", null, { refreshToken: s.refreshToken });
+  if (!resp.ok) {
+    keepSession(null);
+    return null;
+  }
+  const answer = await resp.json();
+  const fresh = { token: answer.token, refreshToken: answer.refreshToken, email: s.email };
+  keepSession(fresh);
+  return fresh;
+}
+
+/** A call with the session: a 401 is retried once after a refresh. */
+export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  let s = session();
+  if (!s) throw new ApiError(401, "unauthorized", "Log in first.");
+  let resp = await send(method, path, s.token, body);
+  if (resp.status === 401) {
+    s = await refresh(s);
+    if (!s) throw new ApiError(401, "unauthorized", "Your session has ended: log in again.");
+    resp = await send(method, path, s.token, body);
+  }
+  if (!resp.ok) throw await errorOf(resp);
+  if (resp.status === 204) return undefined as T;
+  const text = await resp.text();
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+export function logout() {
+  keepSession(null);
+}

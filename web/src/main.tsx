@@ -1,0 +1,63 @@
+import { render } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import { logout, publicCall, session } from "./api";
+import { Login, Setup } from "./pages/auth";
+import { Keys } from "./pages/keys";
+import { Models } from "./pages/models";
+import { Overview } from "./pages/overview";
+import { Usage } from "./pages/usage";
+import "./style.css";
+
+const PAGES: Record<string, { title: string; view: () => preact.JSX.Element }> = {
+  overview: { title: "Overview", view: Overview },
+  usage: { title: "Usage", view: Usage },
+  keys: { title: "API keys", view: Keys },
+  models: { title: "Models", view: Models },
+};
+
+function route() {
+  const name = location.hash.replace(/^#\/?/, "");
+  return name in PAGES ? name : "overview";
+}
+
+function App() {
+  const [page, setPage] = useState(route());
+  const [signedIn, setSignedIn] = useState(session() !== null);
+  const [configured, setConfigured] = useState<boolean | null>(null);
+  useEffect(() => {
+    const onHash = () => setPage(route());
+    const onSession = () => setSignedIn(session() !== null);
+    window.addEventListener("hashchange", onHash);
+    window.addEventListener("tollgate-session", onSession);
+    publicCall<{ configured: boolean }>("GET", "/api/setup/status").then((s) => setConfigured(s.configured), () => setConfigured(true));
+    return () => {
+      window.removeEventListener("hashchange", onHash);
+      window.removeEventListener("tollgate-session", onSession);
+    };
+  }, []);
+  if (configured === null) return <p>Loading…</p>;
+  if (!signedIn) return configured ? <Login done={() => setSignedIn(true)} /> : <Setup done={() => (setConfigured(true), setSignedIn(true))} />;
+  const View = PAGES[page].view;
+  return (
+    <>
+      <nav aria-label="Sections">
+        <strong>Tollgate</strong>
+        {Object.entries(PAGES).map(([name, p]) => (
+          <a href={`#/${name}`} aria-current={name === page ? "page" : undefined}>
+            {p.title}
+          </a>
+        ))}
+        <span class="grow" />
+        <span class="muted">{session()?.email}</span>
+        <button type="button" onClick={logout}>
+          Log out
+        </button>
+      </nav>
+      <main>
+        <View />
+      </main>
+    </>
+  );
+}
+
+render(<App />, document.getElementById("app")!);

@@ -1,0 +1,116 @@
+// Personal API keys: create with limits (the secret shown once, with a copy button), rotate
+// with a grace period, revoke.
+import { useState } from "preact/hooks";
+import { call } from "../api";
+import { ErrorLine, Field, Table, dollars, useAction, useLoad } from "../ui";
+
+interface Key {
+  id: string;
+  name: string;
+  key_prefix: string;
+  budget_limit_cents: number | null;
+  rate_limit_rpm: number | null;
+  rate_limit_tpm: number | null;
+  created_at: string;
+  revoked_at: string | null;
+  last_used_at: string | null;
+}
+
+function Secret({ secret, close }: { secret: string; close: () => void }) {
+  const [copied, setCopied] = useState(false);
+  return (
+    <div class="card secret" role="status">
+      <p>This secret is shown once. Copy it now; it cannot be shown again.</p>
+      <code data-testid="secret">{secret}</code>
+      <button
+        type="button"
+        onClick={async () => {
+          await navigator.clipboard?.writeText(secret).catch(() => undefined);
+          setCopied(true);
+        }}
+      >
+        {copied ? "Copied" : "Copy"}
+      </button>
+      <button type="button" onClick={close}>
+        Done
+      </button>
+    </div>
+  );
+}
+
+const num = (v: string) => (v.trim() === "" ? undefined : Number(v));
+
+export function Keys() {
+  const keys = useLoad(() => call<{ data: Key[] }>("GET", "/admin/v1/me/api-keys?limit=1000"));
+  const [form, setForm] = useState({ name: "", budget: "", rpm: "", tpm: "" });
+  const [secret, setSecret] = useState<string | null>(null);
+  const action = useAction();
+  const create = (e: Event) => {
+    e.preventDefault();
+    action.run(async () => {
+      const body = { name: form.name, budget_limit_cents: num(form.budget), rate_limit_rpm: num(form.rpm), rate_limit_tpm: num(form.tpm) };
+      const created = await call<{ key: string }>("POST", "/admin/v1/me/api-keys", body);
+      setSecret(created.key);
+      setForm({ name: "", budget: "", rpm: "", tpm: "" });
+      keys.reload();
+    });
+  };
+  const rotate = (id: string) =>
+    action.run(async () => {
+      const rotated = await call<{ key: string }>("POST", `/admin/v1/me/api-keys/${id}/rotate`, { grace_period_seconds: 3600 });
+      setSecret(rotated.key);
+      keys.reload();
+    });
+  const revoke = (id: string) =>
+    action.run(async () => {
+      await call("DELETE", `/admin/v1/me/api-keys/${id}`);
+      keys.reload();
+    });
+  const set = (name: keyof typeof form) => (e: Event) => setForm({ ...form, [name]: (e.currentTarget as HTMLInputElement).value });
+  return (
+    <section>
+      <h1>API keys</h1>
+      {secret && <Secret secret={secret} close={() => setSecret(null)} />}
+      <form class="card row" onSubmit={create} aria-label="Create a key">
+        <Field label="Name">
+          <input required value={form.name} onInput={set("name")} />
+        </Field>
+        <Field label="Budget (cents)">
+          <input type="number" min={1} value={form.budget} onInput={set("budget")} />
+        </Field>
+        <Field label="Requests per minute">
+          <input type="number" min={1} value={form.rpm} onInput={set("rpm")} />
+        </Field>
+        <Field label="Tokens per minute">
+          <input type="number" min={1} value={form.tpm} onInput={set("tpm")} />
+        </Field>
+        <button disabled={action.busy}>Create key</button>
+      </form>
+      <ErrorLine error={action.error ?? keys.error} />
+      <Table
+        head={["Name", "Prefix", "Budget", "Limits", "Last used", "State", ""]}
+        rows={(keys.data?.data ?? []).map((k) => [
+          k.name,
+          <code>{k.key_prefix}</code>,
+          k.budget_limit_cents == null ? "none" : dollars(k.budget_limit_cents / 100),
+          [k.rate_limit_rpm && `${k.rate_limit_rpm} rpm`, k.rate_limit_tpm && `${k.rate_limit_tpm} tpm`].filter(Boolean).join(", ") || "none",
+          k.last_used_at?.slice(0, 19).replace("T", " ") ?? "never",
+          k.revoked_at ? "revoked" : "active",
+          k.revoked_at ? (
+            ""
+          ) : (
+            <span class="actions">
+              <button type="button" onClick={() => rotate(k.id)} aria-label={`Rotate ${k.name}`}>
+                Rotate
+              </button>
+              <button type="button" class="danger" onClick={() => revoke(k.id)} aria-label={`Revoke ${k.name}`}>
+                Revoke
+              </button>
+            </span>
+          ),
+        ])}
+        empty="No keys yet: create one above."
+      />
+    </section>
+  );
+}
