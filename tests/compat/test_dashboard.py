@@ -86,6 +86,52 @@ def test_the_main_journey_in_a_real_browser():
         expect(page.get_by_text("Requests today")).to_be_visible()
         shot("overview")
 
+        # The team pages: a workspace with an invite and a token, a project with a limit and a
+        # token, your own providers, settings with a user added.
+        page.get_by_role("link", name="Workspaces").click()
+        page.get_by_label("Workspace name").fill("Acme")
+        page.get_by_role("button", name="Create workspace").click()
+        page.get_by_role("button", name="Open Acme").click()
+        page.get_by_label("Email to invite").fill("new@example.com")
+        page.get_by_role("button", name="Invite").click()
+        expect(page.get_by_role("status")).to_contain_text("Send them this link")
+        page.get_by_label("Token name").fill("server")
+        page.get_by_role("button", name="Create token").click()
+        expect(page.get_by_test_id("secret")).to_contain_text("tg")
+        expect(page.get_by_role("cell", name="new@example.com", exact=True)).to_be_visible()
+        shot("workspaces")
+
+        page.get_by_role("link", name="Projects").click()
+        page.get_by_label("Project name").fill("App")
+        page.get_by_label("Slug").fill("app")
+        page.get_by_label("Models (comma-separated)").fill("mock-a")
+        page.get_by_role("button", name="Create project").click()
+        page.get_by_role("button", name="Open app").click()
+        page.get_by_role("button", name="Add a limit").click()
+        page.get_by_label("Limit 1 (dollars)").fill("25")
+        page.get_by_label("Window 1").select_option("rolling:1:day")
+        page.get_by_role("button", name="Save project").click()
+        expect(page.get_by_role("status")).to_contain_text("Saved")
+        page.reload()
+        page.get_by_role("button", name="Open app").click()
+        expect(page.get_by_label("Limit 1 (dollars)")).to_have_value("25")
+        expect(page.get_by_label("Window 1")).to_have_value("rolling:1:day")
+        page.get_by_label("Token name").fill("ci")
+        page.get_by_role("button", name="Create token").click()
+        expect(page.get_by_test_id("secret")).to_contain_text("tg")
+        shot("projects")
+
+        page.get_by_role("link", name="Providers").click()
+        expect(page.get_by_role("heading", name="Providers")).to_be_visible()
+        shot("providers")
+
+        page.get_by_role("link", name="Settings").click()
+        page.get_by_label("User email").fill("viewer@example.com")
+        page.get_by_label("Initial password").fill("viewer password 1")
+        page.get_by_role("button", name="Add user").click()
+        expect(page.get_by_role("cell", name="viewer@example.com", exact=True)).to_be_visible()
+        shot("settings")
+
         page.get_by_role("link", name="API keys").click()
         page.get_by_role("button", name="Revoke browser").click()
         # Revoked keys leave the listing.
@@ -93,6 +139,31 @@ def test_the_main_journey_in_a_real_browser():
         shot("keys-revoked")
         with pytest.raises(openai.AuthenticationError):
             client.chat.completions.create(model="mock-a", messages=[{"role": "user", "content": "hi"}])
+
+        # The seed's refresh rule: an access token the server no longer takes (here, a forged
+        # one) is refreshed on the first 401 (once, however many calls the page makes at once),
+        # and the rotated refresh token kept.
+        read = "JSON.parse(localStorage.getItem('tollgate.session'))"
+        before = page.evaluate(f"{read}.refreshToken")
+        page.evaluate(f"(() => {{ const s = {read}; s.token = 'not.a.token'; localStorage.setItem('tollgate.session', JSON.stringify(s)); }})()")
+        page.get_by_role("link", name="Overview").click()
+        page.reload()
+        expect(page.get_by_text("Requests today")).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate(f"{read}.refreshToken") != before
+        assert page.evaluate(f"{read}.token") != "not.a.token"
+        # Each call that met the 401 is logged by the browser: those are expected.
+        assert any("status of 401" in x for x in problems), problems
+        problems[:] = [x for x in problems if "status of 401" not in x]
+
+        # By keyboard alone: log out, then log in with typing, Tab and Enter.
+        page.get_by_role("button", name="Log out").click()
+        page.get_by_label("Email").focus()
+        page.keyboard.type("admin@example.com")
+        page.keyboard.press("Tab")
+        page.keyboard.type("dashboard password 1")
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
         browser.close()
         assert problems == [], problems

@@ -73,13 +73,24 @@ async function refresh(s: Session): Promise<Session | null> {
   return fresh;
 }
 
+// One refresh at a time: a page's parallel calls that all meet a 401 share it, since a refresh
+// token works once.
+let refreshing: Promise<Session | null> | null = null;
+
+function refreshOnce(s: Session): Promise<Session | null> {
+  if (!refreshing) refreshing = refresh(s).finally(() => (refreshing = null));
+  return refreshing;
+}
+
 /** A call with the session: a 401 is retried once after a refresh. */
 export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   let s = session();
   if (!s) throw new ApiError(401, "unauthorized", "Log in first.");
   let resp = await send(method, path, s.token, body);
   if (resp.status === 401) {
-    s = await refresh(s);
+    // Another call may have refreshed already while this one was out.
+    const current = session();
+    s = current && current.token !== s.token ? current : await refreshOnce(s);
     if (!s) throw new ApiError(401, "unauthorized", "Your session has ended: log in again.");
     resp = await send(method, path, s.token, body);
   }

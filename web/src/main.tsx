@@ -5,7 +5,11 @@ import { Login, Setup } from "./pages/auth";
 import { Keys } from "./pages/keys";
 import { Models } from "./pages/models";
 import { Overview } from "./pages/overview";
+import { Projects } from "./pages/projects";
+import { Providers } from "./pages/providers";
+import { SettingsPage } from "./pages/settings";
 import { Usage } from "./pages/usage";
+import { Workspaces } from "./pages/workspaces";
 import "./style.css";
 
 const PAGES: Record<string, { title: string; view: () => preact.JSX.Element }> = {
@@ -13,6 +17,10 @@ const PAGES: Record<string, { title: string; view: () => preact.JSX.Element }> =
   usage: { title: "Usage", view: Usage },
   keys: { title: "API keys", view: Keys },
   models: { title: "Models", view: Models },
+  providers: { title: "Providers", view: Providers },
+  workspaces: { title: "Workspaces", view: Workspaces },
+  projects: { title: "Projects", view: Projects },
+  settings: { title: "Settings", view: SettingsPage },
 };
 
 function route() {

@@ -16,7 +16,7 @@ interface Key {
   last_used_at: string | null;
 }
 
-function Secret({ secret, close }: { secret: string; close: () => void }) {
+export function Secret({ secret, close }: { secret: string; close: () => void }) {
   const [copied, setCopied] = useState(false);
   return (
     <div class="card secret" role="status">

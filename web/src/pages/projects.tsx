@@ -1,0 +1,162 @@
+// Projects: create, model order, timeout and limits, members, project tokens.
+import { useState } from "preact/hooks";
+import { call } from "../api";
+import { LimitsEditor, type Limit } from "../limits";
+import { ErrorLine, Field, Table, useAction, useLoad } from "../ui";
+import { Secret } from "./keys";
+
+interface Project {
+  id: string;
+  name: string;
+  slug: string;
+  workspaceId: string | null;
+  models: string[];
+  defaultTimeoutMs: number;
+  limits: Limit[];
+  role: string;
+}
+
+function ProjectDetail({ project, changed }: { project: Project; changed: () => void }) {
+  const [models, setModels] = useState(project.models.join(", "));
+  const [timeout, setTimeoutMs] = useState(String(project.defaultTimeoutMs));
+  const [limits, setLimits] = useState<Limit[]>(project.limits);
+  const [member, setMember] = useState({ userId: "", role: "viewer" });
+  const [tokenName, setTokenName] = useState("");
+  const [secret, setSecret] = useState<string | null>(null);
+  const [saved, setSaved] = useState(false);
+  const base = `/api/projects/${encodeURIComponent(project.slug)}`;
+  const members = useLoad(() => call<{ userId: string; email: string; role: string }[]>("GET", `${base}/members`), [project.slug]);
+  const tokens = useLoad(() => call<{ id: string; name: string; tokenPrefix: string; lastUsedAt: string | null }[]>("GET", `${base}/tokens`), [project.slug]);
+  const action = useAction();
+  const save = (e: Event) => {
+    e.preventDefault();
+    setSaved(false);
+    action.run(async () => {
+      const list = models.split(",").map((m) => m.trim()).filter(Boolean);
+      await call("PUT", base, { models: list, defaultTimeoutMs: Number(timeout), limits });
+      setSaved(true);
+      changed();
+    });
+  };
+  return (
+    <div class="card">
+      <h2>Project {project.name}</h2>
+      <form onSubmit={save} aria-label={`Settings of ${project.slug}`}>
+        <div class="row">
+          <Field label="Models, in routing order (comma-separated)">
+            <input value={models} onInput={(e) => setModels(e.currentTarget.value)} />
+          </Field>
+          <Field label="Upstream timeout (ms)">
+            <input type="number" min={1} value={timeout} onInput={(e) => setTimeoutMs(e.currentTarget.value)} />
+          </Field>
+        </div>
+        <LimitsEditor limits={limits} onChange={setLimits} />
+        <button disabled={action.busy}>Save project</button>
+        {saved && <span role="status"> Saved.</span>}
+      </form>
+      <ErrorLine error={action.error ?? members.error ?? tokens.error} />
+      <h3>Members</h3>
+      <Table head={["Email", "Role"]} rows={(members.data ?? []).map((m) => [m.email, m.role])} />
+      <form
+        class="row"
+        aria-label="Add a member"
+        onSubmit={(e) => {
+          e.preventDefault();
+          action.run(async () => void (await call("POST", `${base}/members`, member), members.reload()));
+        }}
+      >
+        <Field label="User id">
+          <input required value={member.userId} onInput={(e) => setMember({ ...member, userId: e.currentTarget.value })} />
+        </Field>
+        <Field label="Project role">
+          <select value={member.role} onChange={(e) => setMember({ ...member, role: e.currentTarget.value })}>
+            <option value="viewer">viewer</option>
+            <option value="editor">editor</option>
+            <option value="admin">admin</option>
+          </select>
+        </Field>
+        <button>Add member</button>
+      </form>
+      <h3>Tokens</h3>
+      {secret && <Secret secret={secret} close={() => setSecret(null)} />}
+      <Table
+        head={["Name", "Prefix", "Last used", ""]}
+        rows={(tokens.data ?? []).map((t) => [
+          t.name,
+          <code>{t.tokenPrefix}</code>,
+          t.lastUsedAt ?? "never",
+          <button type="button" class="danger" aria-label={`Delete token ${t.name}`} onClick={() => action.run(async () => void (await call("DELETE", `${base}/tokens/${t.id}`), tokens.reload()))}>
+            Delete
+          </button>,
+        ])}
+      />
+      <form
+        class="row"
+        aria-label="Create a project token"
+        onSubmit={(e) => {
+          e.preventDefault();
+          action.run(async () => {
+            const created = await call<{ token: string }>("POST", `${base}/tokens`, { name: tokenName, limits: [] });
+            setSecret(created.token);
+            setTokenName("");
+            tokens.reload();
+          });
+        }}
+      >
+        <Field label="Token name">
+          <input required value={tokenName} onInput={(e) => setTokenName(e.currentTarget.value)} />
+        </Field>
+        <button>Create token</button>
+      </form>
+    </div>
+  );
+}
+
+export function Projects() {
+  const projects = useLoad(() => call<Project[]>("GET", "/api/projects"));
+  const [form, setForm] = useState({ name: "", slug: "", models: "" });
+  const [open, setOpen] = useState<string | null>(null);
+  const action = useAction();
+  const create = (e: Event) => {
+    e.preventDefault();
+    action.run(async () => {
+      await call("POST", "/api/projects", { name: form.name, slug: form.slug, models: form.models.split(",").map((m) => m.trim()).filter(Boolean) });
+      setForm({ name: "", slug: "", models: "" });
+      projects.reload();
+    });
+  };
+  const selected = projects.data?.find((p) => p.slug === open);
+  return (
+    <section>
+      <h1>Projects</h1>
+      <form class="card row" onSubmit={create} aria-label="Create a project">
+        <Field label="Project name">
+          <input required value={form.name} onInput={(e) => setForm({ ...form, name: e.currentTarget.value })} />
+        </Field>
+        <Field label="Slug">
+          <input required pattern="[a-z0-9][a-z0-9\-]*" value={form.slug} onInput={(e) => setForm({ ...form, slug: e.currentTarget.value })} />
+        </Field>
+        <Field label="Models (comma-separated)">
+          <input value={form.models} onInput={(e) => setForm({ ...form, models: e.currentTarget.value })} />
+        </Field>
+        <button disabled={action.busy}>Create project</button>
+      </form>
+      <ErrorLine error={action.error ?? projects.error} />
+      <Table
+        head={["Slug", "Name", "Models", "Timeout", "Your role", ""]}
+        rows={(projects.data ?? []).map((p) => [
+          p.slug,
+          p.name,
+          p.models.join(" → "),
+          `${p.defaultTimeoutMs} ms`,
+          p.role,
+          <button type="button" onClick={() => setOpen(p.slug)} aria-label={`Open ${p.slug}`}>
+            Open
+          </button>,
+        ])}
+        empty="No projects yet."
+      />
+      {selected && <ProjectDetail key={selected.slug} project={selected} changed={projects.reload} />}
+    </section>
+  );
+}
