@@ -126,6 +126,19 @@ def test_the_main_journey_in_a_real_browser():
         shot("providers")
 
         page.get_by_role("link", name="Settings").click()
+        page.get_by_label("Role name").fill("auditor")
+        page.get_by_label("report:read").check()
+        page.get_by_role("button", name="Create role").click()
+        expect(page.get_by_role("cell", name="auditor", exact=True)).to_be_visible()
+        # Built-in roles cannot be deleted; the new one can.
+        expect(page.get_by_role("button", name="Delete role admin")).to_have_count(0)
+        expect(page.get_by_role("button", name="Delete role auditor")).to_be_visible()
+        page.get_by_label("Mail channel name").fill("ops-mail")
+        page.get_by_label("SMTP host").fill("127.0.0.1")
+        page.get_by_label("From address").fill("gate@example.com")
+        page.get_by_label("To (comma-separated)").fill("ops@example.com")
+        page.get_by_role("button", name="Add mail channel").click()
+        expect(page.get_by_role("cell", name="ops-mail", exact=True)).to_be_visible()
         page.get_by_label("User email").fill("viewer@example.com")
         page.get_by_label("Initial password").fill("viewer password 1")
         page.get_by_role("button", name="Add user").click()
@@ -133,6 +146,15 @@ def test_the_main_journey_in_a_real_browser():
         shot("settings")
 
         page.get_by_role("link", name="API keys").click()
+        # Rotation with a grace period shows the new secret once.
+        page.get_by_label("Name").fill("spare")
+        page.get_by_role("button", name="Create key").click()
+        first = page.get_by_test_id("secret").inner_text()
+        page.get_by_role("button", name="Done").click()
+        page.get_by_label("Rotation grace (seconds the old secret keeps working)").fill("60")
+        page.get_by_role("button", name="Rotate spare").first.click()
+        expect(page.get_by_test_id("secret")).not_to_have_text(first)
+        page.get_by_role("button", name="Done").click()
         page.get_by_role("button", name="Revoke browser").click()
         # Revoked keys leave the listing.
         expect(page.get_by_role("cell", name="browser", exact=True)).to_have_count(0)

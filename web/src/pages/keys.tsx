@@ -44,6 +44,7 @@ export function Keys() {
   const keys = useLoad(() => call<{ data: Key[] }>("GET", "/admin/v1/me/api-keys?limit=1000"));
   const [form, setForm] = useState({ name: "", budget: "", rpm: "", tpm: "" });
   const [secret, setSecret] = useState<string | null>(null);
+  const [grace, setGrace] = useState("3600");
   const action = useAction();
   const create = (e: Event) => {
     e.preventDefault();
@@ -57,7 +58,7 @@ export function Keys() {
   };
   const rotate = (id: string) =>
     action.run(async () => {
-      const rotated = await call<{ key: string }>("POST", `/admin/v1/me/api-keys/${id}/rotate`, { grace_period_seconds: 3600 });
+      const rotated = await call<{ key: string }>("POST", `/admin/v1/me/api-keys/${id}/rotate`, { grace_period_seconds: Number(grace) });
       setSecret(rotated.key);
       keys.reload();
     });
@@ -87,6 +88,11 @@ export function Keys() {
         <button disabled={action.busy}>Create key</button>
       </form>
       <ErrorLine error={action.error ?? keys.error} />
+      <div class="row">
+        <Field label="Rotation grace (seconds the old secret keeps working)">
+          <input type="number" min={1} value={grace} onInput={(e) => setGrace(e.currentTarget.value)} />
+        </Field>
+      </div>
       <Table
         head={["Name", "Prefix", "Budget", "Limits", "Last used", "State", ""]}
         rows={(keys.data?.data ?? []).map((k) => [

@@ -23,6 +23,9 @@ interface Settings {
 export function SettingsPage() {
   const settings = useLoad(() => call<Settings>("GET", "/api/settings"));
   const [hook, setHook] = useState({ name: "", url: "", secret: "" });
+  const blankSmtp = { name: "", host: "", port: "587", tls: "starttls", username: "", password: "", from: "", to: "" };
+  const [smtp, setSmtp] = useState(blankSmtp);
+  const setS = (name: keyof typeof smtp) => (e: Event) => setSmtp({ ...smtp, [name]: (e.currentTarget as HTMLInputElement).value });
   const [tested, setTested] = useState<string | null>(null);
   const action = useAction();
   const s = settings.data;
@@ -98,10 +101,62 @@ export function SettingsPage() {
         </Field>
         <button>Add webhook</button>
       </form>
+      <form
+        class="card row"
+        aria-label="Add a mail channel"
+        onSubmit={(e) => {
+          e.preventDefault();
+          const channel = {
+            name: smtp.name,
+            type: "smtp",
+            host: smtp.host,
+            port: Number(smtp.port),
+            tls: smtp.tls,
+            username: smtp.username || undefined,
+            password: smtp.password || undefined,
+            from: smtp.from,
+            to: smtp.to.split(",").map((t) => t.trim()).filter(Boolean),
+          };
+          save({ notifications: [...(s?.notifications ?? []).map(keep), channel] });
+          setSmtp(blankSmtp);
+        }}
+      >
+        <Field label="Mail channel name">
+          <input required value={smtp.name} onInput={setS("name")} />
+        </Field>
+        <Field label="SMTP host">
+          <input required value={smtp.host} onInput={setS("host")} />
+        </Field>
+        <Field label="SMTP port">
+          <input type="number" min={1} max={65535} required value={smtp.port} onInput={setS("port")} />
+        </Field>
+        <Field label="TLS">
+          <select value={smtp.tls} onChange={setS("tls")}>
+            <option value="starttls">STARTTLS</option>
+            <option value="tls">TLS</option>
+            <option value="none">none</option>
+          </select>
+        </Field>
+        <Field label="SMTP username">
+          <input value={smtp.username} onInput={setS("username")} />
+        </Field>
+        <Field label="SMTP password">
+          <input type="password" autocomplete="off" value={smtp.password} onInput={setS("password")} />
+        </Field>
+        <Field label="From address">
+          <input type="email" required value={smtp.from} onInput={setS("from")} />
+        </Field>
+        <Field label="To (comma-separated)">
+          <input required value={smtp.to} onInput={setS("to")} />
+        </Field>
+        <button>Add mail channel</button>
+      </form>
       <Users />
     </section>
   );
 }
+
+const PERMISSIONS = ["project:read", "project:write", "model:read", "model:write", "user:read", "user:write", "report:read", "settings:read", "settings:write"];
 
 function Users() {
   const users = useLoad(() => call<{ id: string; email: string; role: string }[] | { users: { id: string; email: string; role: string }[] }>("GET", "/api/users"));
@@ -147,7 +202,36 @@ function Users() {
         <button>Add user</button>
       </form>
       <h2>Roles</h2>
-      <Table head={["Role", "Permissions"]} rows={list(roles.data, "roles").map((r: { name: string; permissions: string[] }) => [r.name, r.permissions.join(", ")])} />
+      <form
+        class="card row"
+        aria-label="Create a role"
+        onSubmit={(e) => {
+          e.preventDefault();
+          const element = e.currentTarget as HTMLFormElement;
+          const form = new FormData(element);
+          const permissions = PERMISSIONS.filter((p) => form.get(p) === "on");
+          action.run(async () => void (await call("POST", "/api/roles", { name: String(form.get("role")), permissions }), element.reset(), roles.reload()));
+        }}
+      >
+        <Field label="Role name">
+          <input name="role" required />
+        </Field>
+        {PERMISSIONS.map((p) => (
+          <label class="check">
+            <input type="checkbox" name={p} /> {p}
+          </label>
+        ))}
+        <button>Create role</button>
+      </form>
+      <Table head={["Role", "Permissions", ""]} rows={list(roles.data, "roles").map((r: { name: string; permissions: string[]; builtIn?: boolean; built_in?: boolean }) => [
+          r.name,
+          r.permissions.join(", "),
+          (r.builtIn ?? r.built_in) ? "built in" : (
+            <button type="button" class="danger" aria-label={`Delete role ${r.name}`} onClick={() => action.run(async () => void (await call("DELETE", `/api/roles/${encodeURIComponent(r.name)}`), roles.reload()))}>
+              Delete
+            </button>
+          ),
+        ])} />
     </>
   );
 }
