@@ -27,6 +27,11 @@ def test_the_main_journey_in_a_real_browser():
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         shot = lambda name: page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
+        def go(section):
+            """Opens a section from the navigation and waits for its page."""
+            page.get_by_role("link", name=section, exact=True).click()
+            expect(page.get_by_role("heading", name=section, level=1)).to_be_visible()
+
         page.goto(base + "/")
         expect(page.get_by_role("heading", name="Welcome to Tollgate")).to_be_visible()
         shot("setup")
@@ -36,7 +41,7 @@ def test_the_main_journey_in_a_real_browser():
         expect(page.get_by_role("heading", name="Overview")).to_be_visible()
         shot("overview-empty")
 
-        page.get_by_role("link", name="Models").click()
+        go("Models")
         page.get_by_label("Model id").fill("mock-a")
         page.get_by_role("button", name="Add model").click()
         expect(page.get_by_role("cell", name="mock-a", exact=True)).to_be_visible()
@@ -49,7 +54,7 @@ def test_the_main_journey_in_a_real_browser():
         problems[:] = [x for x in problems if "status of 409" not in x]
         shot("models")
 
-        page.get_by_role("link", name="API keys").click()
+        go("API keys")
         page.get_by_label("Name").fill("browser")
         page.get_by_label("Budget (cents)").fill("500")
         page.get_by_role("button", name="Create key").click()
@@ -64,7 +69,7 @@ def test_the_main_journey_in_a_real_browser():
             answer = client.chat.completions.create(model="mock-a", messages=[{"role": "user", "content": f"hi [mock:words={words}]"}])
             assert len(answer.choices[0].message.content.split()) == words
 
-        page.get_by_role("link", name="Usage").click()
+        go("Usage")
         # The rollups follow the records within about a second.
         deadline = time.time() + 15
         while True:
@@ -82,13 +87,13 @@ def test_the_main_journey_in_a_real_browser():
         expect(dialog).to_contain_text("200")
         shot("usage-trace")
 
-        page.get_by_role("link", name="Overview").click()
+        go("Overview")
         expect(page.get_by_text("Requests today")).to_be_visible()
         shot("overview")
 
         # The team pages: a workspace with an invite and a token, a project with a limit and a
         # token, your own providers, settings with a user added.
-        page.get_by_role("link", name="Workspaces").click()
+        go("Workspaces")
         page.get_by_label("Workspace name").fill("Acme")
         page.get_by_role("button", name="Create workspace").click()
         page.get_by_role("button", name="Open Acme").click()
@@ -101,7 +106,7 @@ def test_the_main_journey_in_a_real_browser():
         expect(page.get_by_role("cell", name="new@example.com", exact=True)).to_be_visible()
         shot("workspaces")
 
-        page.get_by_role("link", name="Projects").click()
+        go("Projects")
         page.get_by_label("Project name").fill("App")
         page.get_by_label("Slug").fill("app")
         page.get_by_label("Models (comma-separated)").fill("mock-a")
@@ -121,11 +126,11 @@ def test_the_main_journey_in_a_real_browser():
         expect(page.get_by_test_id("secret")).to_contain_text("tg")
         shot("projects")
 
-        page.get_by_role("link", name="Providers").click()
+        go("Providers")
         expect(page.get_by_role("heading", name="Providers")).to_be_visible()
         shot("providers")
 
-        page.get_by_role("link", name="Settings").click()
+        go("Settings")
         page.get_by_label("Role name").fill("auditor")
         page.get_by_label("report:read").check()
         page.get_by_role("button", name="Create role").click()
@@ -145,7 +150,7 @@ def test_the_main_journey_in_a_real_browser():
         expect(page.get_by_role("cell", name="viewer@example.com", exact=True)).to_be_visible()
         shot("settings")
 
-        page.get_by_role("link", name="API keys").click()
+        go("API keys")
         # Rotation with a grace period shows the new secret once.
         page.get_by_label("Name").fill("spare")
         page.get_by_role("button", name="Create key").click()
@@ -168,7 +173,7 @@ def test_the_main_journey_in_a_real_browser():
         read = "JSON.parse(localStorage.getItem('tollgate.session'))"
         before = page.evaluate(f"{read}.refreshToken")
         page.evaluate(f"(() => {{ const s = {read}; s.token = 'not.a.token'; localStorage.setItem('tollgate.session', JSON.stringify(s)); }})()")
-        page.get_by_role("link", name="Overview").click()
+        go("Overview")
         page.reload()
         expect(page.get_by_text("Requests today")).to_be_visible()
         page.wait_for_load_state("networkidle")

@@ -103,3 +103,12 @@ export async function call<T>(method: string, path: string, body?: unknown): Pro
 export function logout() {
   keepSession(null);
 }
+
+/** One group of `GET /api/usage/summary`. */
+export interface UsageGroup {
+  key: string | null;
+  requestCount: number;
+  inputTokens: number;
+  outputTokens: number;
+  cost: number;
+}

@@ -1,58 +1,57 @@
-// First-admin setup and login.
+// First-admin setup and login: one email-and-password form.
 import { useState } from "preact/hooks";
 import { keepSession, login, publicCall } from "../api";
 import { ErrorLine, Field, useAction } from "../ui";
 
-export function Setup({ done }: { done: () => void }) {
+function CredentialsForm(props: { heading: string; intro?: string; button: string; minLength?: number; submit: (email: string, password: string) => Promise<void> }) {
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const action = useAction();
   const submit = (e: Event) => {
     e.preventDefault();
-    action.run(async () => {
-      const answer = await publicCall<{ token: string; refreshToken: string }>("POST", "/api/setup/first-admin", { email, password });
-      keepSession({ token: answer.token, refreshToken: answer.refreshToken, email });
-      done();
-    });
+    action.run(() => props.submit(email, password));
   };
   return (
     <form class="card narrow" onSubmit={submit}>
-      <h1>Welcome to Tollgate</h1>
-      <p>No admin exists yet. Create the first one.</p>
+      <h1>{props.heading}</h1>
+      {props.intro && <p>{props.intro}</p>}
       <Field label="Email">
         <input type="email" required value={email} onInput={(e) => setEmail(e.currentTarget.value)} />
       </Field>
       <Field label="Password">
-        <input type="password" required minLength={12} value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
+        <input type="password" required minLength={props.minLength} value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
       </Field>
       <ErrorLine error={action.error} />
-      <button disabled={action.busy}>Create the admin</button>
+      <button disabled={action.busy}>{props.button}</button>
     </form>
   );
 }
 
-export function Login({ done }: { done: () => void }) {
-  const [email, setEmail] = useState("");
-  const [password, setPassword] = useState("");
-  const action = useAction();
-  const submit = (e: Event) => {
-    e.preventDefault();
-    action.run(async () => {
-      await login(email, password);
-      done();
-    });
-  };
+export function Setup({ done }: { done: () => void }) {
   return (
-    <form class="card narrow" onSubmit={submit}>
-      <h1>Log in to Tollgate</h1>
-      <Field label="Email">
-        <input type="email" required value={email} onInput={(e) => setEmail(e.currentTarget.value)} />
-      </Field>
-      <Field label="Password">
-        <input type="password" required value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
-      </Field>
-      <ErrorLine error={action.error} />
-      <button disabled={action.busy}>Log in</button>
-    </form>
+    <CredentialsForm
+      heading="Welcome to Tollgate"
+      intro="No admin exists yet. Create the first one."
+      button="Create the admin"
+      minLength={12}
+      submit={async (email, password) => {
+        const answer = await publicCall<{ token: string; refreshToken: string }>("POST", "/api/setup/first-admin", { email, password });
+        keepSession({ token: answer.token, refreshToken: answer.refreshToken, email });
+        done();
+      }}
+    />
+  );
+}
+
+export function Login({ done }: { done: () => void }) {
+  return (
+    <CredentialsForm
+      heading="Log in to Tollgate"
+      button="Log in"
+      submit={async (email, password) => {
+        await login(email, password);
+        done();
+      }}
+    />
   );
 }

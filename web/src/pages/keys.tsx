@@ -2,6 +2,7 @@
 // with a grace period, revoke.
 import { useState } from "preact/hooks";
 import { call } from "../api";
+import { Secret } from "../secret";
 import { ErrorLine, Field, Table, dollars, useAction, useLoad } from "../ui";
 
 interface Key {
@@ -14,28 +15,6 @@ interface Key {
   created_at: string;
   revoked_at: string | null;
   last_used_at: string | null;
-}
-
-export function Secret({ secret, close }: { secret: string; close: () => void }) {
-  const [copied, setCopied] = useState(false);
-  return (
-    <div class="card secret" role="status">
-      <p>This secret is shown once. Copy it now; it cannot be shown again.</p>
-      <code data-testid="secret">{secret}</code>
-      <button
-        type="button"
-        onClick={async () => {
-          await navigator.clipboard?.writeText(secret).catch(() => undefined);
-          setCopied(true);
-        }}
-      >
-        {copied ? "Copied" : "Copy"}
-      </button>
-      <button type="button" onClick={close}>
-        Done
-      </button>
-    </div>
-  );
 }
 
 const num = (v: string) => (v.trim() === "" ? undefined : Number(v));

@@ -1,15 +1,8 @@
 // Spend today and this month (against each key's budget), requests, errors and top models.
-import { call } from "../api";
+import { call, type UsageGroup as Group } from "../api";
 import { DailyChart } from "../chart";
 import { ErrorLine, Table, day, dollars, useLoad } from "../ui";
 
-interface Group {
-  key: string | null;
-  requestCount: number;
-  inputTokens: number;
-  outputTokens: number;
-  cost: number;
-}
 interface Grouped {
   groups: Group[];
   total: Group;

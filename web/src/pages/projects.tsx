@@ -3,7 +3,7 @@ import { useState } from "preact/hooks";
 import { call } from "../api";
 import { LimitsEditor, type Limit } from "../limits";
 import { ErrorLine, Field, Table, useAction, useLoad } from "../ui";
-import { Secret } from "./keys";
+import { NewToken } from "../secret";
 
 interface Project {
   id: string;
@@ -21,8 +21,6 @@ function ProjectDetail({ project, changed }: { project: Project; changed: () => 
   const [timeout, setTimeoutMs] = useState(String(project.defaultTimeoutMs));
   const [limits, setLimits] = useState<Limit[]>(project.limits);
   const [member, setMember] = useState({ userId: "", role: "viewer" });
-  const [tokenName, setTokenName] = useState("");
-  const [secret, setSecret] = useState<string | null>(null);
   const [saved, setSaved] = useState(false);
   const base = `/api/projects/${encodeURIComponent(project.slug)}`;
   const members = useLoad(() => call<{ userId: string; email: string; role: string }[]>("GET", `${base}/members`), [project.slug]);
@@ -78,7 +76,6 @@ function ProjectDetail({ project, changed }: { project: Project; changed: () => 
         <button>Add member</button>
       </form>
       <h3>Tokens</h3>
-      {secret && <Secret secret={secret} close={() => setSecret(null)} />}
       <Table
         head={["Name", "Prefix", "Last used", ""]}
         rows={(tokens.data ?? []).map((t) => [
@@ -90,24 +87,7 @@ function ProjectDetail({ project, changed }: { project: Project; changed: () => 
           </button>,
         ])}
       />
-      <form
-        class="row"
-        aria-label="Create a project token"
-        onSubmit={(e) => {
-          e.preventDefault();
-          action.run(async () => {
-            const created = await call<{ token: string }>("POST", `${base}/tokens`, { name: tokenName, limits: [] });
-            setSecret(created.token);
-            setTokenName("");
-            tokens.reload();
-          });
-        }}
-      >
-        <Field label="Token name">
-          <input required value={tokenName} onInput={(e) => setTokenName(e.currentTarget.value)} />
-        </Field>
-        <button>Create token</button>
-      </form>
+      <NewToken label="Create a project token" created={tokens.reload} create={async (name) => (await call<{ token: string }>("POST", `${base}/tokens`, { name, limits: [] })).token} />
     </div>
   );
 }

@@ -1,17 +1,10 @@
 // Usage: charts by day, grouped by model or provider, filters, the records table with each
 // request's routing trace, and the export.
 import { useState } from "preact/hooks";
-import { call, session } from "../api";
+import { call, session, type UsageGroup as Group } from "../api";
 import { DailyChart } from "../chart";
 import { ErrorLine, Field, Table, day, dollars, useAction, useLoad } from "../ui";
 
-interface Group {
-  key: string | null;
-  requestCount: number;
-  inputTokens: number;
-  outputTokens: number;
-  cost: number;
-}
 interface Record {
   id: string;
   timestamp: string;

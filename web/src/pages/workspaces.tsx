@@ -3,7 +3,7 @@
 import { useState } from "preact/hooks";
 import { call } from "../api";
 import { ErrorLine, Field, Table, dollars, useAction, useLoad } from "../ui";
-import { Secret } from "./keys";
+import { NewToken } from "../secret";
 
 interface Workspace {
   id: string;
@@ -27,8 +27,6 @@ function WorkspaceDetail({ ws }: { ws: Workspace }) {
   const tokens = useLoad(() => call<{ tokens: Token[] }>("GET", `/api/tokens?business_id=${ws.id}`), [ws.id]);
   const [invite, setInvite] = useState({ email: "", role: "member" });
   const [link, setLink] = useState<string | null>(null);
-  const [tokenName, setTokenName] = useState("");
-  const [secret, setSecret] = useState<string | null>(null);
   const action = useAction();
   const sendInvite = (e: Event) => {
     e.preventDefault();
@@ -47,15 +45,6 @@ function WorkspaceDetail({ ws }: { ws: Workspace }) {
       }
       setInvite({ email: "", role: "member" });
       people.reload();
-    });
-  };
-  const createToken = (e: Event) => {
-    e.preventDefault();
-    action.run(async () => {
-      const created = await call<{ secret: string }>("POST", "/api/tokens", { name: tokenName, business_id: ws.id });
-      setSecret(created.secret);
-      setTokenName("");
-      tokens.reload();
     });
   };
   return (
@@ -84,7 +73,6 @@ function WorkspaceDetail({ ws }: { ws: Workspace }) {
         </p>
       )}
       <h3>Workspace tokens</h3>
-      {secret && <Secret secret={secret} close={() => setSecret(null)} />}
       <Table
         head={["Name", "Prefix", "Budget", "Expires", "State", ""]}
         rows={(tokens.data?.tokens ?? []).map((t) => [
@@ -102,12 +90,7 @@ function WorkspaceDetail({ ws }: { ws: Workspace }) {
           ),
         ])}
       />
-      <form class="row" onSubmit={createToken} aria-label="Create a workspace token">
-        <Field label="Token name">
-          <input required value={tokenName} onInput={(e) => setTokenName(e.currentTarget.value)} />
-        </Field>
-        <button>Create token</button>
-      </form>
+      <NewToken label="Create a workspace token" created={tokens.reload} create={async (name) => (await call<{ secret: string }>("POST", "/api/tokens", { name, business_id: ws.id })).secret} />
     </div>
   );
 }
