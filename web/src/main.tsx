@@ -2,6 +2,7 @@ import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { logout, publicCall, session } from "./api";
 import { Login, Setup } from "./pages/auth";
+import { AcceptInvite, inviteToken } from "./pages/invite";
 import { Keys } from "./pages/keys";
 import { Models } from "./pages/models";
 import { Overview } from "./pages/overview";
@@ -32,8 +33,10 @@ function App() {
   const [page, setPage] = useState(route());
   const [signedIn, setSignedIn] = useState(session() !== null);
   const [configured, setConfigured] = useState<boolean | null>(null);
+  const [invite, setInvite] = useState(inviteToken());
+  const [loginFirst, setLoginFirst] = useState(false);
   useEffect(() => {
-    const onHash = () => setPage(route());
+    const onHash = () => (setPage(route()), setInvite(inviteToken()));
     const onSession = () => setSignedIn(session() !== null);
     window.addEventListener("hashchange", onHash);
     window.addEventListener("tollgate-session", onSession);
@@ -44,6 +47,7 @@ function App() {
     };
   }, []);
   if (configured === null) return <p>Loading…</p>;
+  if (invite && (signedIn || !loginFirst)) return <AcceptInvite token={invite} wantLogin={() => setLoginFirst(true)} />;
   if (!signedIn) return configured ? <Login done={() => setSignedIn(true)} /> : <Setup done={() => (setConfigured(true), setSignedIn(true))} />;
   const View = PAGES[page].view;
   return (
