@@ -16,7 +16,7 @@
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 
-use super::{Outcome, UsageRecord, partition, time_key};
+use super::{Outcome, UsageRecord, partition, time_range};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Attr, Index, Item, Query, Store, from_item};
 
@@ -90,19 +90,12 @@ fn encode_cursor(sk: &str) -> String {
 
 /// A page of the records of `owners` matching `filter`, newest first.
 pub async fn page(store: &dyn Store, owners: &[String], filter: &Filter, start: Start, limit: usize) -> ApiResult<Page> {
-    if let (Some(from), Some(to)) = (filter.from, filter.to)
-        && from > to
-    {
-        return Err(ApiError::invalid_param("from", "from must not be after to"));
-    }
+    let (lo, mut hi) = time_range(filter.from, filter.to)?;
     let (below, skip) = match start {
         Start::Offset(skip) => (None, skip),
         Start::After(sk, skip) => (Some(sk), skip),
     };
     let want = skip.saturating_add(limit).saturating_add(1);
-    let lo = filter.from.map_or_else(|| "0".to_string(), time_key);
-    // `~` sorts after every request id character, so `to` itself is included.
-    let mut hi = filter.to.map_or_else(|| "9".to_string(), |t| format!("{}~", time_key(t)));
     if let Some(below) = &below
         && *below < hi
     {

@@ -110,6 +110,20 @@ pub(crate) fn time_key(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// The sort keys of the records made from `from` to `to` (both included; either open), or a
+/// 400 when `from` is after `to`.
+pub(crate) fn time_range(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> ApiResult<(String, String)> {
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(ApiError::invalid_param("from", "from must not be after to"));
+    }
+    let lo = from.map_or_else(|| "0".to_string(), time_key);
+    // `~` sorts after every request id character, so `to` itself is included.
+    let hi = to.map_or_else(|| "9".to_string(), |t| format!("{}~", time_key(t)));
+    Ok((lo, hi))
+}
+
 pub(crate) fn partition(owner: &str) -> String {
     format!("USAGE#{owner}")
 }
@@ -172,8 +186,7 @@ pub async fn first_and_last(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> ApiResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
-    let lo = from.map_or_else(|| "0".to_string(), time_key);
-    let hi = to.map_or_else(|| "9".to_string(), |t| format!("{}~", time_key(t)));
+    let (lo, hi) = time_range(from, to)?;
     let query = crate::store::Query::new(Index::Primary, partition(owner)).between(lo, hi).limit(1);
     let at = |items: Vec<Item>| -> ApiResult<Option<DateTime<Utc>>> {
         Ok(items.into_iter().next().map(from_item::<UsageRecord>).transpose()?.map(|r| r.recorded_at))
@@ -287,14 +300,7 @@ pub async fn logs(
     cursor: Option<String>,
     direction: Direction,
 ) -> ApiResult<(Vec<UsageRecord>, Pagination)> {
-    if let (Some(from), Some(to)) = (filter.from, filter.to)
-        && from > to
-    {
-        return Err(ApiError::invalid_param("from", "from must not be after to"));
-    }
-    let lo = filter.from.map_or_else(|| "0".to_string(), time_key);
-    // `~` sorts after every request id character, so `to` itself is included.
-    let hi = filter.to.map_or_else(|| "9".to_string(), |t| format!("{}~", time_key(t)));
+    let (lo, hi) = time_range(filter.from, filter.to)?;
     let text = |item: &Item, name: &str| item.get(name).and_then(Attr::as_str).map(str::to_string);
     let keep = |item: &Item| {
         filter.api_key_id.is_none_or(|id| text(item, "api_key_id") == Some(id.to_string()))
