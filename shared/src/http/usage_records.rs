@@ -230,14 +230,15 @@ async fn query_usage(State(state): State<AppState>, caller: Caller, ApiQuery(q):
 /// (by slug) or a workspace (`business_id`: its own records and its projects').
 async fn scope(state: &AppState, caller: &Caller, visibility: &Visibility, project: Option<&str>, business_id: Option<Uuid>) -> ApiResult<Vec<String>> {
     let store = state.store.as_ref();
-    let mut owners = visibility.owners(store).await?;
-    if let Some(slug) = project {
-        let project = projects::require(store, slug, &viewer(caller), Role::Viewer).await?.0;
-        owners.retain(|o| *o == format!("project#{}", project.id));
-        if visibility.everything {
-            owners = vec![format!("project#{}", project.id)];
+    let mut owners = match project {
+        // One project's records: no need to list every owner first.
+        Some(slug) => {
+            let project = projects::require(store, slug, &viewer(caller), Role::Viewer).await?.0;
+            let sees = visibility.everything || visibility.projects.contains(&project.id);
+            if sees { vec![format!("project#{}", project.id)] } else { vec![] }
         }
-    }
+        None => visibility.owners(store).await?,
+    };
     if let Some(workspace) = business_id {
         let unknown = || ApiError::not_found(format!("no workspace {workspace}"));
         if !visibility.everything && workspaces::membership(store, workspace, caller.user.id).await?.is_none() {
