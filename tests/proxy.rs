@@ -365,6 +365,14 @@ backend_tests! {
         assert_eq!(count(&app.get(&format!("/admin/v1/me/usage/logs?from={}&to={}", enc(before), enc(middle)), Some(&admin)).await.expect(200)), 3);
         app.get(&format!("/admin/v1/me/usage/logs?from={}&to={}", enc(middle), enc(before)), Some(&admin)).await.expect_error(400, "invalid_value");
         app.get("/admin/v1/me/usage/logs?from=yesterday", Some(&admin)).await.expect_error(400, "invalid_query");
+        // The logs and their export share one scope rule: another user's usage is a 403, and a
+        // personal key's records belong to no organisation.
+        let stranger = uuid::Uuid::new_v4();
+        for path in ["/admin/v1/me/usage/logs", "/admin/v1/me/usage/logs/export"] {
+            app.get(&format!("{path}?user_id={stranger}"), Some(&admin)).await.expect_error(403, "not_your_usage");
+        }
+        assert_eq!(count(&app.get(&format!("/admin/v1/me/usage/logs?org_id={stranger}"), Some(&admin)).await.expect(200)), 0);
+        assert_eq!(app.get(&format!("/admin/v1/me/usage/logs/export?org_id={stranger}"), Some(&admin)).await.expect(200).text, "");
 
         let first = app.get("/admin/v1/me/usage/logs?limit=2&model=mock-a", Some(&admin)).await.expect(200);
         assert_eq!(count(&first), 2);

@@ -3,18 +3,18 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::extract::{ApiQuery, Me};
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiResult, ErrorEnvelope};
 use crate::money::micros_to_dollars;
 use crate::pagination::{Direction, Pagination, check_limit};
 use crate::state::AppState;
-use crate::usage::{self, Attempt, LogFilter, Outcome, UsageRecord};
+use crate::usage::{self, Attempt, Outcome, UsageRecord};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(usage_logs))
@@ -112,40 +112,69 @@ pub struct LogPage {
     pagination: Pagination,
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct LogParams {
-    org_id: Option<Uuid>,
-    user_id: Option<Uuid>,
-    project_id: Option<Uuid>,
-    team_id: Option<Uuid>,
-    api_key_id: Option<Uuid>,
-    service_account_id: Option<Uuid>,
-    model: Option<String>,
-    provider: Option<String>,
-    provider_source: Option<String>,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
+/// A query-parameter struct with the logs' filters, as the seed lists them for the logs and their
+/// export alike, and `$extra` fields of its own. (`serde(flatten)` cannot share the fields:
+/// it does not combine with `deny_unknown_fields`, and an unknown parameter must be a 400.)
+macro_rules! log_params {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(serde::Deserialize, utoipa::IntoParams)]
+        #[into_params(parameter_in = Query)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            org_id: Option<uuid::Uuid>,
+            user_id: Option<uuid::Uuid>,
+            project_id: Option<uuid::Uuid>,
+            team_id: Option<uuid::Uuid>,
+            api_key_id: Option<uuid::Uuid>,
+            service_account_id: Option<uuid::Uuid>,
+            model: Option<String>,
+            provider: Option<String>,
+            provider_source: Option<String>,
+            from: Option<chrono::DateTime<chrono::Utc>>,
+            to: Option<chrono::DateTime<chrono::Utc>>,
+            $($(#[$fmeta])* $field: $ty,)*
+        }
+
+        impl $name {
+            /// The caller's filter, and whether any record of theirs can match it; a 403 for
+            /// another user's usage or a key without `usage:read`.
+            fn log_filter(&self, me: &$crate::http::extract::Me) -> $crate::error::ApiResult<($crate::usage::LogFilter, bool)> {
+                me.require_key_scope("usage:read")?;
+                if self.user_id.is_some_and(|u| u != me.user_id) {
+                    return Err($crate::error::ApiError::forbidden("not_your_usage", "user_id must be your own id here"));
+                }
+                // Personal keys belong to no organisation, project, team or service account (yet).
+                let may_match = self.org_id.is_none() && self.project_id.is_none() && self.team_id.is_none() && self.service_account_id.is_none();
+                let filter = $crate::usage::LogFilter {
+                    api_key_id: self.api_key_id,
+                    model: self.model.clone(),
+                    provider: self.provider.clone(),
+                    provider_source: self.provider_source.clone(),
+                    from: self.from,
+                    to: self.to,
+                };
+                Ok((filter, may_match))
+            }
+        }
+    };
+}
+pub(super) use log_params;
+
+log_params!(LogParams {
     limit: Option<i64>,
     cursor: Option<String>,
     #[param(value_type = Option<String>)]
     direction: Option<Direction>,
-}
+});
 
 /// The caller's usage records, newest first, with the seed's filters and cursor pagination.
 #[utoipa::path(get, path = "/admin/v1/me/usage/logs", tag = "me", params(LogParams),
     responses((status = 200, body = LogPage), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
 async fn usage_logs(State(state): State<AppState>, me: Me, ApiQuery(q): ApiQuery<LogParams>) -> ApiResult<Json<LogPage>> {
-    me.require_key_scope("usage:read")?;
-    if q.user_id.is_some_and(|u| u != me.user_id) {
-        return Err(ApiError::forbidden("not_your_usage", "user_id must be your own id here"));
-    }
-    // Personal keys belong to no organisation, project, team or service account (yet).
-    let none_can_match = q.org_id.is_some() || q.project_id.is_some() || q.team_id.is_some() || q.service_account_id.is_some();
+    let (filter, may_match) = q.log_filter(&me)?;
     let limit = check_limit(q.limit)?;
-    let filter = LogFilter { api_key_id: q.api_key_id, model: q.model, provider: q.provider, provider_source: q.provider_source, from: q.from, to: q.to };
-    if none_can_match {
+    if !may_match {
         return Ok(Json(LogPage { data: vec![], pagination: Pagination { has_more: false, limit, next_cursor: None, prev_cursor: None } }));
     }
     let owner = format!("user#{}", me.user_id);

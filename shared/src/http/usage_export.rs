@@ -6,19 +6,17 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::extract::{ApiQuery, Me};
 use super::usage::LogView;
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiResult, ErrorEnvelope};
 use crate::pagination::Direction;
 use crate::state::AppState;
-use crate::usage::{self, LogFilter};
+use crate::usage;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(export))
@@ -35,25 +33,11 @@ pub enum Format {
     Jsonl,
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct ExportParams {
-    org_id: Option<Uuid>,
-    user_id: Option<Uuid>,
-    project_id: Option<Uuid>,
-    team_id: Option<Uuid>,
-    api_key_id: Option<Uuid>,
-    service_account_id: Option<Uuid>,
-    model: Option<String>,
-    provider: Option<String>,
-    provider_source: Option<String>,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
+super::usage::log_params!(ExportParams {
     /// `jsonl` (the default) or `csv`.
     #[param(value_type = Option<String>)]
     format: Option<Format>,
-}
+});
 
 /// The CSV columns: a record's fields as the logs show them (`routing` as its JSON).
 const COLUMNS: [&str; 32] = [
@@ -141,20 +125,14 @@ fn encode(format: Format, views: Vec<LogView>) -> Bytes {
     responses((status = 200, description = "the records, one per line", content_type = "application/x-ndjson"),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
 async fn export(State(state): State<AppState>, me: Me, ApiQuery(q): ApiQuery<ExportParams>) -> ApiResult<Response> {
-    me.require_key_scope("usage:read")?;
-    if q.user_id.is_some_and(|u| u != me.user_id) {
-        return Err(ApiError::forbidden("not_your_usage", "user_id must be your own id here"));
-    }
+    let (filter, may_match) = q.log_filter(&me)?;
     let format = q.format.unwrap_or_default();
-    let filter = LogFilter { api_key_id: q.api_key_id, model: q.model, provider: q.provider, provider_source: q.provider_source, from: q.from, to: q.to };
-    // Personal keys belong to no organisation, project, team or service account (yet).
-    let none_can_match = q.org_id.is_some() || q.project_id.is_some() || q.team_id.is_some() || q.service_account_id.is_some();
     let owner = crate::keys::Owner::User { user_id: me.user_id }.tag();
     // The filters are checked before the first byte, so a bad one is a 400, not a cut file.
     let (first, pagination) = usage::logs(state.store.as_ref(), &owner, &filter, PAGE, None, Direction::Forward).await?;
     let header_row = matches!(format, Format::Csv).then(|| csv_bytes([COLUMNS.iter().map(|c| c.to_string()).collect()]));
-    let first = if none_can_match { vec![] } else { first };
-    let next = if none_can_match { None } else { pagination.next_cursor.filter(|_| pagination.has_more) };
+    let first = if may_match { first } else { vec![] };
+    let next = if may_match { pagination.next_cursor.filter(|_| pagination.has_more) } else { None };
     let first_bytes = encode(format, first.into_iter().map(LogView::from).collect());
     let store = state.store.clone();
     let rest = futures::stream::unfold(next, move |cursor| {
