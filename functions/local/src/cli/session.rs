@@ -22,18 +22,21 @@ pub struct Session {
 }
 
 impl Session {
-    /// When the access token expires (its `exp` claim, read, not verified: the server verifies).
-    pub fn expires_at(&self) -> Option<i64> {
+    /// The access token's claims, read, not verified (the server verifies).
+    fn claims(&self) -> Option<serde_json::Value> {
         let payload = self.token.split('.').nth(1)?;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-        serde_json::from_slice::<serde_json::Value>(&bytes).ok()?.get("exp")?.as_i64()
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// When the access token expires (its `exp` claim).
+    pub fn expires_at(&self) -> Option<i64> {
+        self.claims()?.get("exp")?.as_i64()
     }
 
     /// The session id the token names (`sid`), to end it on logout.
     pub fn session_id(&self) -> Option<String> {
-        let payload = self.token.split('.').nth(1)?;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-        Some(serde_json::from_slice::<serde_json::Value>(&bytes).ok()?.get("sid")?.as_str()?.to_string())
+        Some(self.claims()?.get("sid")?.as_str()?.to_string())
     }
 
     pub fn needs_refresh(&self, now: i64) -> bool {
