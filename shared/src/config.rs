@@ -55,6 +55,9 @@ pub struct Config {
     /// `TOLLGATE_USAGE_RETENTION_DAYS`, default 400 (0: forever): how long a usage record is
     /// kept, through the table's TTL. Rollups (and so the usage views) are kept for good.
     pub usage_retention_days: u32,
+    /// `TOLLGATE_RESPONSES_TTL_DAYS`, default 30 (as OpenAI keeps them): how long a stored
+    /// response can be read and continued.
+    pub responses_ttl_days: u32,
     /// `TOLLGATE_OPENROUTER_URL`, default https://openrouter.ai/api/v1: where workspace
     /// OpenRouter tokens are checked and used.
     pub openrouter_url: String,
@@ -87,6 +90,7 @@ impl Default for Config {
             lease_margin: std::time::Duration::from_secs(600),
             relaxed_durability: false,
             usage_retention_days: 400,
+            responses_ttl_days: 30,
             openrouter_url: "https://openrouter.ai/api/v1".into(),
             huggingface_url: "https://router.huggingface.co/v1".into(),
             huggingface_hub_url: "https://huggingface.co".into(),
@@ -159,6 +163,13 @@ impl Config {
                 .ok()
                 .filter(|d| *d <= 36_500)
                 .ok_or_else(|| format!("TOLLGATE_USAGE_RETENTION_DAYS={v:?}: use a whole number of days up to 36500 (0: keep records forever)"))?;
+        }
+        if let Some(v) = lookup("TOLLGATE_RESPONSES_TTL_DAYS") {
+            config.responses_ttl_days = v
+                .parse()
+                .ok()
+                .filter(|d| (1..=3650).contains(d))
+                .ok_or_else(|| format!("TOLLGATE_RESPONSES_TTL_DAYS={v:?}: use a whole number of days from 1 to 3650"))?;
         }
         if let Some(v) = lookup("TOLLGATE_LEASE_MARGIN_SECS") {
             config.lease_margin =

@@ -64,6 +64,14 @@ impl ApiError {
         Self::Internal(detail.to_string())
     }
 
+    /// The parameter a bad request names, if any.
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            Self::BadRequest { param, .. } => param.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,

@@ -25,6 +25,7 @@ pub mod projects;
 pub mod providers;
 pub mod proxy;
 pub mod readiness;
+pub mod responses;
 pub mod runtime;
 pub mod secrets;
 pub mod settings;

@@ -153,6 +153,7 @@ impl AppState {
             upstream_timeout: config.upstream_timeout,
             lease_margin: config.lease_margin,
             relaxed_durability: config.relaxed_durability,
+            responses_ttl: chrono::Duration::days(i64::from(config.responses_ttl_days)),
             usage_retention: (config.usage_retention_days > 0).then(|| chrono::Duration::days(i64::from(config.usage_retention_days))),
         };
         let integrations = crate::integrations::Endpoints {

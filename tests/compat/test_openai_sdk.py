@@ -1,5 +1,6 @@
 """The official OpenAI Python SDK against the local `tollgate` server: chat (plain and
-streamed), completions, embeddings and models.list work, and a revoked key and an exceeded
+streamed), completions, embeddings, models.list and the Responses API (create plain and
+streamed, retrieve, continue, input items, delete) work, and a revoked key and an exceeded
 budget surface as the SDK's own errors. Run by scripts/test after `cargo test`."""
 
 import openai
@@ -42,6 +43,46 @@ def test_chat_streaming(gateway):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "alpha bravo charlie"
     assert chunks[-1].usage.completion_tokens == 3
+
+
+def test_responses_create_retrieve_and_continue(gateway):
+    _, key = new_key(gateway)
+    sdk = client(gateway, key)
+    response = sdk.responses.create(model="mock-chat", instructions="Be brief.", input="hello responses", max_output_tokens=50)
+    assert response.status == "completed"
+    assert response.output_text.endswith("hello responses")
+    assert response.usage.input_tokens == 4
+    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
+    assert response.usage.input_tokens_details.cached_tokens == 0
+    assert response.usage.output_tokens_details.reasoning_tokens == 0
+    again = sdk.responses.retrieve(response.id)
+    assert again.id == response.id and again.output_text == response.output_text
+    items = sdk.responses.input_items.list(response.id)
+    assert [item.content for item in items.data] == ["hello responses"]
+    follow = sdk.responses.create(model="mock-chat", input="and more", previous_response_id=response.id)
+    assert follow.previous_response_id == response.id
+    assert follow.usage.input_tokens > response.usage.output_tokens, "the earlier turns are input"
+    sdk.responses.delete(response.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(response.id)
+
+
+def test_responses_streaming(gateway):
+    _, key = new_key(gateway)
+    sdk = client(gateway, key)
+    events = list(sdk.responses.create(model="mock-chat", input="x [mock:words=3]", stream=True))
+    assert events[0].type == "response.created"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == "alpha bravo charlie"
+    done = events[-1]
+    assert done.type == "response.completed"
+    assert done.response.usage.output_tokens == 3
+    assert sdk.responses.retrieve(done.response.id).output_text == text
+    # The SDK's stream helper accumulates the same final response.
+    with sdk.responses.stream(model="mock-chat", input="y [mock:words=2]") as stream:
+        final = stream.get_final_response()
+    assert final.output_text == "alpha bravo"
 
 
 def test_completions(gateway):

@@ -48,6 +48,7 @@ impl FakeUpstream {
             .route("/v1/chat/completions", post(answer))
             .route("/v1/completions", post(answer))
             .route("/v1/embeddings", post(answer))
+            .route("/v1/responses", post(answer))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -81,6 +82,9 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, uri: axum::http::Uri, 
         Behaviour::Answer => {}
     }
     let model = body["model"].clone();
+    if uri.path().ends_with("responses") {
+        return responses(&body);
+    }
     if uri.path().ends_with("embeddings") {
         return axum::Json(json!({"object": "list", "model": model, "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.5]}],
                                  "usage": {"prompt_tokens": USAGE.0, "total_tokens": USAGE.0}}))
@@ -132,4 +136,47 @@ pub fn whole_answer(chat: bool, model: &Value) -> String {
     let answer =
         json!({"id": "up-1", "object": if chat { "chat.completion" } else { "text_completion" }, "model": model, "choices": [choice], "usage": usage()});
     serde_json::to_string_pretty(&answer).expect("JSON")
+}
+
+/// OpenAI's Responses API, as its reference shapes it: a `response` object whose output is one
+/// `message`, with the same usage as chat (in the Responses API's names); streamed as typed
+/// events with `event:` lines and sequence numbers, ending with `response.completed`.
+fn responses(body: &Value) -> Response {
+    let usage = json!({"input_tokens": USAGE.0, "input_tokens_details": {"cached_tokens": USAGE.2},
+                       "output_tokens": USAGE.1, "output_tokens_details": {"reasoning_tokens": USAGE.3}, "total_tokens": USAGE.0 + USAGE.1});
+    let response = |status: &str, output: Value, usage: Value| {
+        json!({"id": "resp_upstream_1", "object": "response", "created_at": 1_700_000_000, "status": status, "model": body["model"],
+               "output": output, "usage": usage, "store": body["store"], "error": null, "incomplete_details": null,
+               "parallel_tool_calls": true, "tool_choice": "auto", "tools": []})
+    };
+    let item = |status: &str, text: &str| {
+        json!({"type": "message", "id": "msg_up_1", "status": status, "role": "assistant",
+               "content": if text.is_empty() { json!([]) } else { json!([{"type": "output_text", "text": text, "annotations": []}]) }})
+    };
+    if body["stream"] != true {
+        return axum::Json(response("completed", json!([item("completed", "upstream says hello")]), usage)).into_response();
+    }
+    let part = json!({"type": "output_text", "text": "", "annotations": []});
+    let mut events = vec![
+        json!({"type": "response.created", "response": response("in_progress", json!([]), Value::Null)}),
+        json!({"type": "response.in_progress", "response": response("in_progress", json!([]), Value::Null)}),
+        json!({"type": "response.output_item.added", "output_index": 0, "item": item("in_progress", "")}),
+        json!({"type": "response.content_part.added", "item_id": "msg_up_1", "output_index": 0, "content_index": 0, "part": part}),
+    ];
+    for word in ["upstream ", "says ", "hello"] {
+        events.push(json!({"type": "response.output_text.delta", "item_id": "msg_up_1", "output_index": 0, "content_index": 0, "delta": word}));
+    }
+    events.push(json!({"type": "response.output_text.done", "item_id": "msg_up_1", "output_index": 0, "content_index": 0, "text": "upstream says hello"}));
+    events.push(json!({"type": "response.output_item.done", "output_index": 0, "item": item("completed", "upstream says hello")}));
+    events.push(json!({"type": "response.completed", "response": response("completed", json!([item("completed", "upstream says hello")]), usage)}));
+    let frames: Vec<String> = events
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut event)| {
+            event["sequence_number"] = json!(n);
+            format!("event: {}\ndata: {event}\n\n", event["type"].as_str().unwrap())
+        })
+        .collect();
+    let stream = futures::stream::iter(frames.into_iter().map(|e| Ok::<_, std::convert::Infallible>(Bytes::from(e))));
+    Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap()
 }

@@ -4,33 +4,47 @@
 //! canonical shape itself, so its bodies and chunks pass through untouched.
 
 pub mod anthropic;
+pub mod responses;
+pub mod responses_stream;
+
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use serde_json::Value;
 
 /// Which shape the caller speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Door {
     /// `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`: the canonical shape.
     OpenAi,
     /// `/v1/messages`: Anthropic's Messages API.
     Anthropic,
+    /// `/v1/responses`: OpenAI's Responses API, this request's exchange.
+    Responses(Arc<responses::Exchange>),
 }
 
 impl Door {
-    /// A whole canonical answer (its bytes and JSON) as the caller's answer.
-    pub fn answer(self, bytes: Bytes, canonical: &Value) -> Bytes {
+    /// A whole answer as the caller's answer: its bytes, and for the Responses API the response
+    /// object (to be stored). `native`: the answer is already in the caller's shape (OpenAI's
+    /// Responses answer from OpenAI); otherwise it is canonical.
+    pub fn answer(&self, bytes: Bytes, answer: &Value, native: bool) -> (Bytes, Option<Value>) {
         match self {
-            Door::OpenAi => bytes,
-            Door::Anthropic => Bytes::from(anthropic::answer(canonical).to_string()),
+            Door::OpenAi => (bytes, None),
+            Door::Anthropic => (Bytes::from(anthropic::answer(answer).to_string()), None),
+            Door::Responses(exchange) => {
+                let response = if native { exchange.adopt(answer.clone()) } else { exchange.translate(answer) };
+                (Bytes::from(response.to_string()), Some(response))
+            }
         }
     }
 
-    /// What writes a canonical stream to the caller.
-    pub fn writer(self, wants_usage: bool) -> Box<dyn StreamWriter> {
+    /// What writes a stream to the caller (`native` as in `answer`).
+    pub fn writer(&self, wants_usage: bool, native: bool) -> Box<dyn StreamWriter> {
         match self {
             Door::OpenAi => Box::new(OpenAiWriter { wants_usage }),
             Door::Anthropic => Box::<anthropic::EventWriter>::default(),
+            Door::Responses(exchange) if native => Box::new(responses_stream::Native::new(exchange.clone())),
+            Door::Responses(exchange) => Box::new(responses_stream::Translated::new(exchange.clone())),
         }
     }
 }
@@ -39,6 +53,11 @@ impl Door {
 pub trait StreamWriter: Send {
     /// The frames for one canonical chunk (`frame`: the chunk as a canonical SSE frame).
     fn chunk(&mut self, chunk: &Value, frame: Bytes) -> Vec<Bytes>;
+    /// The answer as a whole once the stream is over, where the door keeps it (the Responses
+    /// API's stored response); asked before `finish`.
+    fn response(&mut self) -> Option<Value> {
+        None
+    }
     /// The closing frames; `failure` when the stream broke off (its code and message).
     fn finish(&mut self, failure: Option<(&str, &str)>, request_id: &str) -> Vec<Bytes>;
 }

@@ -12,11 +12,12 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::ClientIp;
+use super::extract::{ApiQuery, ClientIp};
 use crate::doors::{self, Door};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::proxy::{self, Caller, Endpoint};
 use crate::state::AppState;
+use axum::extract::Path;
 
 /// The largest request body the proxy reads: Anthropic's limit for one request (32 MB), room
 /// for several full-size images or PDFs as base64. The admin API's 1 MiB would refuse real
@@ -32,6 +33,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(model))
         .routes(routes!(messages))
         .routes(routes!(count_tokens))
+        .routes(routes!(create_response))
+        .routes(routes!(get_response, delete_response))
+        .routes(routes!(response_input_items))
 }
 
 /// The API key, from `Authorization: Bearer` or `X-API-Key`.
@@ -69,22 +73,41 @@ async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
     })
 }
 
-async fn forward(state: AppState, endpoint: Endpoint, door: Door, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
+/// The front door a request came in by.
+#[derive(Clone, Copy)]
+enum Front {
+    OpenAi,
+    Anthropic,
+    Responses,
+}
+
+async fn forward(state: AppState, endpoint: Endpoint, front: Front, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
     let started = Instant::now();
     let caller = caller(&headers, ip);
     let key = match proxy::admit_key(&state.gateway, endpoint, &caller).await {
         Ok(key) => key,
         Err(error) => return error.into_response(),
     };
-    let body = match (door, read_body(body).await) {
-        (_, Err(error)) => return error.into_response(),
-        (Door::OpenAi, Ok(body)) => body,
-        (Door::Anthropic, Ok(body)) => match doors::anthropic::canonical_request(&body) {
-            Ok(canonical) => canonical.into(),
-            Err(error) => return error.into_response(),
-        },
+    let entered = async {
+        let body = read_body(body).await?;
+        Ok::<_, ApiError>(match front {
+            Front::OpenAi => (Door::OpenAi, body),
+            Front::Anthropic => (Door::Anthropic, doors::anthropic::canonical_request(&body)?.into()),
+            Front::Responses => {
+                let parsed = doors::responses::parse(&body)?;
+                let history = match &parsed.previous_response_id {
+                    Some(id) => crate::responses::continued(state.gateway.store.as_ref(), &key.owner.tag(), id, state.gateway.clock.now().timestamp()).await?,
+                    None => vec![],
+                };
+                let (exchange, canonical) = parsed.exchange(doors::responses::new_id("resp"), state.gateway.clock.now().timestamp(), history)?;
+                (Door::Responses(std::sync::Arc::new(exchange)), canonical.into())
+            }
+        })
     };
-    proxy::handle(state.gateway.clone(), endpoint, door, key, caller, body, started).await
+    match entered.await {
+        Ok((door, body)) => proxy::handle(state.gateway.clone(), endpoint, door, key, caller, body, started).await,
+        Err(error) => error.into_response(),
+    }
 }
 
 /// An error answer in Anthropic's envelope (its error type, our message, code and request id).
@@ -109,7 +132,7 @@ async fn in_anthropic_shape(response: Response) -> Response {
 #[utoipa::path(post, path = "/v1/messages", tag = "proxy", request_body = Object,
     responses((status = 200, body = Object), (status = 400, body = Object), (status = 401, body = Object), (status = 402, body = Object), (status = 403, body = Object), (status = 429, body = Object), (status = 502, body = Object)))]
 async fn messages(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
-    in_anthropic_shape(forward(state, Endpoint::Chat, Door::Anthropic, headers, ip, body).await).await
+    in_anthropic_shape(forward(state, Endpoint::Chat, Front::Anthropic, headers, ip, body).await).await
 }
 
 /// The input tokens a Messages request is reserved at on its model: an upper bound (the text's
@@ -131,21 +154,80 @@ async fn count_tokens(State(state): State<AppState>, headers: HeaderMap, ip: Cli
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "proxy", request_body = Object,
     responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope), (status = 502, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)))]
 async fn chat_completions(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
-    forward(state, Endpoint::Chat, Door::OpenAi, headers, ip, body).await
+    forward(state, Endpoint::Chat, Front::OpenAi, headers, ip, body).await
 }
 
 /// OpenAI (legacy) text completions, streamed or not.
 #[utoipa::path(post, path = "/v1/completions", tag = "proxy", request_body = Object,
     responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope)))]
 async fn completions(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
-    forward(state, Endpoint::Completions, Door::OpenAi, headers, ip, body).await
+    forward(state, Endpoint::Completions, Front::OpenAi, headers, ip, body).await
 }
 
 /// OpenAI embeddings.
 #[utoipa::path(post, path = "/v1/embeddings", tag = "proxy", request_body = Object,
     responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope)))]
 async fn embeddings(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
-    forward(state, Endpoint::Embeddings, Door::OpenAi, headers, ip, body).await
+    forward(state, Endpoint::Embeddings, Front::OpenAi, headers, ip, body).await
+}
+
+/// OpenAI's Responses API, streamed (typed events) or not, routed to any model of any provider
+/// type: natively to OpenAI models, translated over the canonical request to every other (what
+/// only OpenAI can serve is a 400 there). With `store` (the default) the response is kept for
+/// `TOLLGATE_RESPONSES_TTL_DAYS`, readable and continuable (`previous_response_id`) only by keys
+/// of the same owner; the conversation it continues is part of the reservation and the charge.
+#[utoipa::path(post, path = "/v1/responses", tag = "proxy", request_body = Object,
+    responses((status = 200, body = Object), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope), (status = 502, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)))]
+async fn create_response(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
+    forward(state, Endpoint::Chat, Front::Responses, headers, ip, body).await
+}
+
+/// The key behind a stored-response request, with the scope that made it.
+async fn response_owner(state: &AppState, headers: &HeaderMap, ip: ClientIp) -> ApiResult<String> {
+    let key = proxy::authenticate(&state.gateway, presented_key(headers).as_deref(), ip.0).await?;
+    proxy::require_scope(&key, Endpoint::Responses.scope())?;
+    Ok(key.owner.tag())
+}
+
+fn no_response(id: &str) -> ApiError {
+    ApiError::not_found(format!("no stored response {id:?} of yours: it was not stored, has expired or was deleted"))
+}
+
+/// A stored response, as it was answered.
+#[utoipa::path(get, path = "/v1/responses/{id}", tag = "proxy", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn get_response(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, Path(id): Path<String>) -> ApiResult<axum::Json<serde_json::Value>> {
+    let owner = response_owner(&state, &headers, ip).await?;
+    let stored =
+        crate::responses::load(state.gateway.store.as_ref(), &owner, &id, state.gateway.clock.now().timestamp()).await?.ok_or_else(|| no_response(&id))?;
+    Ok(axum::Json(stored.response))
+}
+
+/// Deletes a stored response: it can no longer be read or continued.
+#[utoipa::path(delete, path = "/v1/responses/{id}", tag = "proxy", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn delete_response(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, Path(id): Path<String>) -> ApiResult<axum::Json<serde_json::Value>> {
+    let owner = response_owner(&state, &headers, ip).await?;
+    if !crate::responses::delete(state.gateway.store.as_ref(), &owner, &id, state.gateway.clock.now().timestamp()).await? {
+        return Err(no_response(&id));
+    }
+    Ok(axum::Json(serde_json::json!({"id": id, "object": "response", "deleted": true})))
+}
+
+/// A stored response's own input items, newest first unless `order=asc`, paged by item id.
+#[utoipa::path(get, path = "/v1/responses/{id}/input_items", tag = "proxy", params(("id" = String, Path), crate::responses::ItemsQuery),
+    responses((status = 200, body = Object), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn response_input_items(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<crate::responses::ItemsQuery>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let owner = response_owner(&state, &headers, ip).await?;
+    let stored =
+        crate::responses::load(state.gateway.store.as_ref(), &owner, &id, state.gateway.clock.now().timestamp()).await?.ok_or_else(|| no_response(&id))?;
+    Ok(axum::Json(crate::responses::input_items(&stored, &query)?))
 }
 
 /// The models this key may use.

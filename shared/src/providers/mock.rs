@@ -129,7 +129,7 @@ impl Answer {
         let text = self.words.join(" ");
         let choices = |choice: &dyn Fn(i64) -> Value| (0..self.returned).map(choice).collect::<Vec<_>>();
         match req.endpoint {
-            Endpoint::Chat => json!({
+            Endpoint::Chat | Endpoint::Responses => json!({
                 "id": id, "object": "chat.completion", "created": created, "model": req.model,
                 "choices": choices(&|i| {
                     let mut message = json!({"role": "assistant", "content": text});

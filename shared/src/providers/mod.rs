@@ -47,6 +47,12 @@ pub trait Provider: Send + Sync {
         request
     }
 
+    /// Whether the provider serves OpenAI's Responses API itself (`responses` under its base
+    /// URL), so a Responses request goes to it untranslated.
+    fn speaks_responses(&self) -> bool {
+        false
+    }
+
     /// Whether the provider reports what it charged in the canonical usage's `cost` (dollars),
     /// to be metered at instead of the catalog's prices.
     fn reports_cost(&self) -> bool {
@@ -117,8 +123,9 @@ pub fn of(provider: &str) -> &'static dyn Provider {
         "azure" => &azure::Azure,
         "mock" => &mock::Mock,
         "openrouter" => &openrouter::OpenRouter,
-        // openai, huggingface, openai-compatible: the canonical wire.
-        _ => &openai::OpenAi,
+        "openai" => &openai::OpenAi { responses: true },
+        // huggingface, openai-compatible: the canonical wire (chat completions).
+        _ => &openai::OpenAi { responses: false },
     }
 }
 

@@ -6,9 +6,17 @@ use secrecy::{ExposeSecret, SecretString};
 use super::Provider;
 use crate::proxy::request::Endpoint;
 
-pub struct OpenAi;
+/// `responses`: OpenAI itself, which also serves the Responses API (the compatible services
+/// serve chat completions).
+pub struct OpenAi {
+    pub responses: bool,
+}
 
 impl Provider for OpenAi {
+    fn speaks_responses(&self) -> bool {
+        self.responses
+    }
+
     fn path(&self, endpoint: Endpoint) -> Option<&'static str> {
         Some(endpoint.path())
     }

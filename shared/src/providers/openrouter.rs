@@ -13,11 +13,11 @@ pub struct OpenRouter;
 
 impl Provider for OpenRouter {
     fn path(&self, endpoint: Endpoint) -> Option<&'static str> {
-        OpenAi.path(endpoint)
+        OpenAi { responses: false }.path(endpoint)
     }
 
     fn authenticate(&self, request: reqwest::RequestBuilder, key: Option<&SecretString>) -> reqwest::RequestBuilder {
-        OpenAi.authenticate(request, key)
+        OpenAi { responses: false }.authenticate(request, key)
     }
 
     /// Optional: without them OpenRouter serves the request all the same.

@@ -61,6 +61,8 @@ pub struct Tuning {
     pub relaxed_durability: bool,
     /// How long usage records are kept (`None`: forever).
     pub usage_retention: Option<chrono::Duration>,
+    /// How long a stored response (the Responses API's `store`) is kept.
+    pub responses_ttl: chrono::Duration,
 }
 
 pub struct Gateway {

@@ -42,6 +42,8 @@ use crate::keys::{self, ApiKey, Owner};
 use crate::limits::{self, Charge, Reservation};
 use crate::money::{self, TokenClasses, format_dollars};
 use crate::providers;
+use crate::responses;
+use crate::store;
 use crate::usage::{self, Outcome, UsageRecord};
 
 /// Who is calling, as the HTTP layer saw it.
@@ -192,6 +194,12 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
         None => vec![routing::resolve_for(&gw, &key, &req.model).await?],
     };
     let candidates = routing::sovereign(&key, candidates)?;
+    if let Door::Responses(exchange) = &door
+        && let Some(why) = &exchange.untranslatable
+        && candidates.iter().any(|m| !providers::of(&m.provider).speaks_responses())
+    {
+        return Err(ApiError::invalid_param(why.param().unwrap_or("input"), why.to_string()).into());
+    }
     let timeout = context.project.as_ref().map_or(gw.tuning.upstream_timeout, |p| Duration::from_millis(p.default_timeout_ms.max(1) as u64));
     let request_id = current_request_id();
     let model = candidates[0].clone();
@@ -223,7 +231,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
     let lease = limits::LeaseSpec {
         id: flight.request_id.clone(),
         expires_at: now.timestamp().saturating_add((flight.timeout + flight.gw.tuning.lease_margin).as_secs() as i64).saturating_add(1),
-        record: usage::lease_record(&flight.key.owner.tag(), flight.key.id, &flight.model.id, flight.req.endpoint.path(), flight.record_expiry(now)),
+        record: usage::lease_record(&flight.key.owner.tag(), flight.key.id, &flight.model.id, flight.endpoint_name(), flight.record_expiry(now)),
     };
     let mut worst = fit::worst_case(&flight.req, &flight.candidates);
     // A key that opted in is lowered at most twice: to what the refusing budget has left, and
@@ -263,9 +271,25 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
 }
 
 impl Flight {
+    /// Whether the current model takes the request in the caller's own shape: a Responses
+    /// request to OpenAI goes as it is, not translated.
+    fn native(&self) -> bool {
+        matches!(self.door, Door::Responses(_)) && providers::of(&self.model.provider).speaks_responses()
+    }
+
+    /// The endpoint the usage record names.
+    fn endpoint_name(&self) -> &'static str {
+        if matches!(self.door, Door::Responses(_)) { Endpoint::Responses.path() } else { self.req.endpoint.path() }
+    }
+
     /// What goes upstream: the client's own bytes, unless the request was routed to another
     /// model than it named, or is a stream that must ask for its usage chunk.
     fn upstream_body(&self, provider: &dyn providers::Provider) -> Bytes {
+        if let Door::Responses(exchange) = &self.door
+            && self.native()
+        {
+            return Bytes::from(exchange.native(self.model.upstream_id(), self.lowered_max_tokens).to_string());
+        }
         let max_tokens = self.req.output_tokens_each(self.model.output_cap());
         if let Some(wire) = provider.wire_body(&self.req.body, self.model.upstream_id(), max_tokens) {
             return Bytes::from(wire.to_string());
@@ -305,7 +329,7 @@ impl Flight {
             client: &self.gw.http,
             base_url: &base,
             api_key: secret.as_deref(),
-            endpoint: self.req.endpoint,
+            endpoint: if self.native() { Endpoint::Responses } else { self.req.endpoint },
             urls: &self.gw.hot.upstream_urls,
             body: self.upstream_body(provider),
             timeout: self.timeout,
@@ -371,7 +395,21 @@ impl Flight {
 
     /// Settles the reservation and writes the usage record, in one transaction.
     async fn record(&self, actual: Charge, seen: &Observed, outcome: Outcome, status: u16, streamed: bool, error: Option<String>) -> ApiResult<()> {
-        self.record_full(actual, seen, outcome, status, streamed, false, error).await
+        self.record_full(actual, seen, outcome, status, streamed, false, error, None).await
+    }
+
+    /// The write of a stored response (`response`, the Responses API's answer) where the
+    /// request asked for it to be stored: its head, for the settlement's transaction.
+    async fn store_response(&self, response: Option<Value>, now: chrono::DateTime<chrono::Utc>) -> ApiResult<Vec<store::TxOp>> {
+        let (Door::Responses(exchange), Some(response)) = (&self.door, response) else { return Ok(vec![]) };
+        if !exchange.store {
+            return Ok(vec![]);
+        }
+        let output = response.get("output").and_then(Value::as_array).cloned().unwrap_or_default();
+        let input = exchange.history.len()..exchange.history.len() + exchange.input.len();
+        let stored = responses::Stored { response, items: exchange.conversation(&output), input };
+        let expires_at = (now + self.gw.tuning.responses_ttl).timestamp();
+        Ok(vec![responses::save(self.gw.store.as_ref(), &self.key.owner.tag(), stored, expires_at).await?])
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -384,12 +422,16 @@ impl Flight {
         streamed: bool,
         cancelled: bool,
         error: Option<String>,
+        response: Option<Value>,
     ) -> ApiResult<()> {
         let now = self.gw.clock.now();
         let touch = self.key.last_used_at.is_none_or(|t| (now - t).num_seconds() >= 60);
         let touch_ops = if touch { keys::touch_ops(&self.key, now)? } else { vec![] };
         let record = self.usage_record(&actual, seen, outcome, status, streamed, cancelled, error, now);
-        settle::settle(self.gw.store.as_ref(), &record, &self.reservations, &actual, touch_ops, &self.events.ops, self.gw.tuning.relaxed_durability).await?;
+        let stored = self.store_response(response, now).await?;
+        let writes =
+            if stored.is_empty() { std::borrow::Cow::Borrowed(&self.events.ops) } else { std::borrow::Cow::Owned([self.events.ops.clone(), stored].concat()) };
+        settle::settle(self.gw.store.as_ref(), &record, &self.reservations, &actual, touch_ops, &writes, self.gw.tuning.relaxed_durability).await?;
         self.events.written(&self.gw.alerts);
         if touch {
             let mut touched = self.key.clone();
@@ -426,7 +468,7 @@ impl Flight {
             user_id,
             org_id,
             project_id,
-            endpoint: self.req.endpoint.path().to_string(),
+            endpoint: self.endpoint_name().to_string(),
             model: self.model.id.clone(),
             provider: self.model.provider.clone(),
             provider_source: self.model.provider_source().into(),
@@ -500,11 +542,12 @@ impl Flight {
                     let mut seen = Observed::default();
                     seen.absorb(&body, self.started);
                     let actual = self.charge(&seen);
-                    self.record(actual, &seen, Outcome::Success, 200, false, None).await?;
+                    let (answer, stored) = self.door.answer(bytes, &body, self.native());
+                    self.record_full(actual, &seen, Outcome::Success, 200, false, false, None, stored).await?;
                     let mut headers = standing(&self.reservations, Some(&actual), self.gw.clock.now());
                     headers.push((HeaderName::from_static("x-tollgate-cost-usd"), format_dollars(actual.cost_micros)));
                     headers.extend(self.lowered_header());
-                    let response = ([(header::CONTENT_TYPE, "application/json")], self.door.answer(bytes, &body)).into_response();
+                    let response = ([(header::CONTENT_TYPE, "application/json")], answer).into_response();
                     return Ok(with_headers(response, headers));
                 }
                 Err(failure) => {
@@ -562,7 +605,7 @@ impl Flight {
         let mut seen = Observed::default();
         let mut cancelled = false;
         let mut failure = None;
-        let mut writer = self.door.writer(self.req.client_wants_usage);
+        let mut writer = self.door.writer(self.req.client_wants_usage, self.native());
         loop {
             let next = tokio::select! {
                 biased;
@@ -594,7 +637,8 @@ impl Flight {
             // Mid-stream the status is already sent; the record says what it would have been.
             Some(f) => (outcome_of(f), if matches!(f, Failure::Timeout) { 504 } else { 502 }, Some(f.describe())),
         };
-        if let Err(e) = self.record_full(actual, &seen, outcome, status, true, cancelled, error).await {
+        let stored = if failure.is_none() && !cancelled { writer.response() } else { None };
+        if let Err(e) = self.record_full(actual, &seen, outcome, status, true, cancelled, error, stored).await {
             tracing::error!(request_id = %self.request_id, error = %e, "could not record a streamed request");
         }
         if !cancelled {

@@ -29,6 +29,19 @@ pub(super) struct Observed {
 
 impl Observed {
     pub(super) fn absorb(&mut self, answer: &Value, started: Instant) {
+        // The Responses API's answers and events (from OpenAI, untranslated) name their type.
+        if answer.get("object").and_then(Value::as_str) == Some("response") {
+            return self.absorb_response(answer);
+        }
+        if let Some(kind) = answer.get("type").and_then(Value::as_str) {
+            if kind == "response.output_text.delta" {
+                self.delivered_chunks += 1;
+                self.ttft_ms.get_or_insert(started.elapsed().as_millis() as i64);
+            } else if let Some(response) = answer.get("response").filter(|_| kind.starts_with("response.")) {
+                self.absorb_response(response);
+            }
+            return;
+        }
         if let Some(usage) = answer.get("usage").filter(|u| u.is_object()) {
             let n = |p: &str| usage.pointer(p).and_then(Value::as_i64);
             self.input = n("/prompt_tokens").or(self.input);
@@ -50,6 +63,26 @@ impl Observed {
             if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
                 self.finish_reason = Some(reason.to_string());
             }
+        }
+    }
+}
+
+impl Observed {
+    /// A Responses API response: its usage and how it ended.
+    fn absorb_response(&mut self, response: &Value) {
+        if let Some(usage) = response.get("usage").filter(|u| u.is_object()) {
+            let n = |p: &str| usage.pointer(p).and_then(Value::as_i64);
+            self.input = n("/input_tokens").or(self.input);
+            self.output = n("/output_tokens").or(self.output);
+            self.cached = n("/input_tokens_details/cached_tokens").unwrap_or(self.cached);
+            self.reasoning = n("/output_tokens_details/reasoning_tokens").unwrap_or(self.reasoning);
+        }
+        let reason = response.pointer("/incomplete_details/reason").and_then(Value::as_str);
+        match (response.get("status").and_then(Value::as_str), reason) {
+            (Some("incomplete"), Some("max_output_tokens")) => self.finish_reason = Some("length".into()),
+            (Some("incomplete"), Some(other)) => self.finish_reason = Some(other.into()),
+            (Some("completed"), _) => self.finish_reason = Some("stop".into()),
+            _ => {}
         }
     }
 }

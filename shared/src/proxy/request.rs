@@ -10,13 +10,16 @@ pub enum Endpoint {
     Chat,
     Completions,
     Embeddings,
+    /// OpenAI's Responses API, where an upstream takes it natively (the request is inspected
+    /// as the canonical chat request it translates to).
+    Responses,
 }
 
 impl Endpoint {
     /// The token scope this endpoint needs.
     pub fn scope(self) -> &'static str {
         match self {
-            Endpoint::Chat => "chat",
+            Endpoint::Chat | Endpoint::Responses => "chat",
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
         }
@@ -28,6 +31,7 @@ impl Endpoint {
             Endpoint::Chat => "chat/completions",
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
+            Endpoint::Responses => "responses",
         }
     }
 }
@@ -185,7 +189,7 @@ fn definition_bytes(body: &Map<String, Value>) -> (i64, i64) {
 /// `n` and, for completions, `best_of`: how many answers the request may make.
 fn choices(endpoint: Endpoint, body: &Map<String, Value>) -> ApiResult<i64> {
     let names: &[&str] = match endpoint {
-        Endpoint::Chat => &["n"],
+        Endpoint::Chat | Endpoint::Responses => &["n"],
         Endpoint::Completions => &["n", "best_of"],
         Endpoint::Embeddings => &[],
     };
@@ -235,7 +239,7 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
     let choices = choices(endpoint, &body)?;
     let (mut inputs, mut messages, mut prompt_bytes) = (Inputs::default(), 0i64, 0i64);
     match endpoint {
-        Endpoint::Chat => {
+        Endpoint::Chat | Endpoint::Responses => {
             let Some(Value::Array(list)) = body.get("messages") else {
                 return Err(ApiError::invalid_param("messages", "messages is required: a list of {role, content}"));
             };
