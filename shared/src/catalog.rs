@@ -11,7 +11,7 @@ use crate::secrets::SecretStore;
 use crate::store::{Cond, Index, Key, Query, Store, StoreError, from_item, keyed_item, query_all, set_index};
 
 /// Provider types a catalog model may name, with the base URL used when the model sets none.
-pub const PROVIDERS: [(&str, Option<&str>); 7] = [
+pub const PROVIDERS: [(&str, Option<&str>); 8] = [
     ("mock", None),
     ("openai", Some("https://api.openai.com/v1")),
     ("anthropic", Some("https://api.anthropic.com")),
@@ -20,6 +20,9 @@ pub const PROVIDERS: [(&str, Option<&str>); 7] = [
     ("openai-compatible", None),
     // Azure OpenAI: the base URL is the deployment's, https://<resource>.openai.azure.com/openai/deployments/<name>.
     ("azure", None),
+    // Amazon Bedrock: the base URL is the region's runtime endpoint,
+    // https://bedrock-runtime.<region>.amazonaws.com (without one, AWS_REGION's).
+    ("bedrock", None),
 ];
 
 /// The largest context window a model may declare (today's largest are ~10 million tokens).

@@ -47,8 +47,8 @@ impl Provider for Anthropic {
         }
     }
 
-    fn wire_body(&self, canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> Option<Value> {
-        Some(request(canonical, model, max_tokens))
+    fn wire_body(&self, canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> Option<Result<Value, String>> {
+        Some(Ok(request(canonical, model, max_tokens)))
     }
 
     fn canonical_answer(&self, wire: &Value, created: i64) -> Option<Value> {
@@ -206,7 +206,7 @@ fn finish_reason(stop_reason: &str) -> &'static str {
 }
 
 /// Usage as the canonical shape counts it (prompt tokens include the cache's).
-fn usage(input: i64, output: i64, cache_read: i64, cache_write: i64) -> Value {
+pub(super) fn usage(input: i64, output: i64, cache_read: i64, cache_write: i64) -> Value {
     let prompt = input + cache_read + cache_write;
     json!({"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output,
            "prompt_tokens_details": {"cached_tokens": cache_read, "cache_write_tokens": cache_write}})

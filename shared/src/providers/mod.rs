@@ -10,9 +10,11 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 pub mod mock;
 pub mod openai;
 pub mod openrouter;
+pub mod sigv4;
 
 use std::time::Duration;
 
@@ -31,6 +33,23 @@ pub trait Provider: Send + Sync {
     /// unless the type says otherwise).
     fn url(&self, base: &str, endpoint: Endpoint) -> Option<String> {
         Some(format!("{}/{}", base.trim_end_matches('/'), self.path(endpoint)?))
+    }
+
+    /// The URL of a call to `model` (its upstream id), streamed or not: where a provider puts
+    /// the model and the streaming mode in the path (Bedrock); `url` by default.
+    fn model_url(&self, base: &str, endpoint: Endpoint, _model: &str, _stream: bool) -> Option<String> {
+        self.url(base, endpoint)
+    }
+
+    /// For providers on AWS: the service and region (from the model's base URL) a request is
+    /// signed for with SigV4 (`sigv4`).
+    fn sigv4(&self, _base: &str) -> Option<(&'static str, String)> {
+        None
+    }
+
+    /// How a streamed answer is framed.
+    fn framing(&self) -> Framing {
+        Framing::Sse
     }
 
     /// A cheap authenticated read that shows whether a key works (the model list).
@@ -60,8 +79,9 @@ pub trait Provider: Send + Sync {
     }
 
     /// The wire body for a canonical request to `model` whose answers may have up to
-    /// `max_tokens` tokens each; `None` (the default) to send the canonical body as it is.
-    fn wire_body(&self, _canonical: &Map<String, Value>, _model: &str, _max_tokens: i64) -> Option<Value> {
+    /// `max_tokens` tokens each; `None` (the default) to send the canonical body as it is; an
+    /// error (the caller's 400) for what the provider's wire has no form of.
+    fn wire_body(&self, _canonical: &Map<String, Value>, _model: &str, _max_tokens: i64) -> Option<Result<Value, String>> {
         None
     }
 
@@ -100,6 +120,16 @@ pub struct App {
     pub title: Option<String>,
 }
 
+/// How a provider frames a stream's events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Server-sent events.
+    Sse,
+    /// AWS's binary event-stream (`application/vnd.amazon.eventstream`): each message's
+    /// `:event-type` header names it, its payload is JSON.
+    AwsEventStream,
+}
+
 /// An answer made in the gateway, by a provider with no upstream.
 pub struct Local {
     /// How long it takes: before a whole answer, and before each streamed chunk.
@@ -121,6 +151,7 @@ pub fn of(provider: &str) -> &'static dyn Provider {
     match provider {
         "anthropic" => &anthropic::Anthropic,
         "azure" => &azure::Azure,
+        "bedrock" => &bedrock::Bedrock,
         "mock" => &mock::Mock,
         "openrouter" => &openrouter::OpenRouter,
         "openai" => &openai::OpenAi { responses: true },
@@ -143,22 +174,35 @@ pub struct Probe {
 pub async fn probe(http: &reqwest::Client, provider_type: &str, base: &str, key: Option<&SecretString>) -> Probe {
     let provider = of(provider_type);
     let started = std::time::Instant::now();
-    let request = provider.authenticate(http.get(provider.probe_url(base)), key).timeout(std::time::Duration::from_secs(10));
-    let outcome = match request.send().await {
-        Err(e) if e.is_timeout() => Err("the provider did not answer within 10 s".to_string()),
-        Err(e) => Err(format!("the provider could not be reached: {}", e.without_url())),
-        Ok(response) if response.status().is_success() => Ok(()),
-        Ok(response) => {
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            Err(format!("the provider answered {status}: {}", provider.error_message(&body)))
-        }
+    let request = http.get(provider.probe_url(base)).timeout(std::time::Duration::from_secs(10));
+    let outcome = match prepare(provider, request, base, key).await {
+        Err(why) => Err(why),
+        Ok(request) => match http.execute(request).await {
+            Err(e) if e.is_timeout() => Err("the provider did not answer within 10 s".to_string()),
+            Err(e) => Err(format!("the provider could not be reached: {}", e.without_url())),
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => {
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                Err(format!("the provider answered {status}: {}", provider.error_message(&body)))
+            }
+        },
     };
     let latency_ms = started.elapsed().as_millis() as i64;
     match outcome {
         Ok(()) => Probe { status: "ok", message: "the provider accepted the credentials".into(), latency_ms },
         Err(message) => Probe { status: "error", message: redact(message, key), latency_ms },
     }
+}
+
+/// A request to a provider, authenticated as its type says (headers, or a SigV4 signature over
+/// the whole request for providers on AWS).
+pub async fn prepare(provider: &dyn Provider, request: reqwest::RequestBuilder, base: &str, key: Option<&SecretString>) -> Result<reqwest::Request, String> {
+    let mut request = provider.authenticate(request, key).build().map_err(|e| e.without_url().to_string())?;
+    if let Some((service, region)) = provider.sigv4(base) {
+        sigv4::authorize(&mut request, service, &region, key).await?;
+    }
+    Ok(request)
 }
 
 /// How long a piece of the provider key an upstream's message may not repeat.

@@ -8,6 +8,7 @@ mod gateway;
 mod headers;
 pub mod levels;
 mod observed;
+mod record;
 pub mod request;
 pub mod routing;
 mod settle;
@@ -38,13 +39,11 @@ use crate::catalog::Model;
 use crate::doors::Door;
 use crate::error::{ApiError, ApiResult, current_request_id};
 use crate::identity::sha256_hex;
-use crate::keys::{self, ApiKey, Owner};
+use crate::keys::{self, ApiKey};
 use crate::limits::{self, Charge, Reservation};
 use crate::money::{self, TokenClasses, format_dollars};
 use crate::providers;
-use crate::responses;
-use crate::store;
-use crate::usage::{self, Outcome, UsageRecord};
+use crate::usage::{self, Outcome};
 
 /// Who is calling, as the HTTP layer saw it.
 pub struct Caller {
@@ -284,19 +283,19 @@ impl Flight {
 
     /// What goes upstream: the client's own bytes, unless the request was routed to another
     /// model than it named, or is a stream that must ask for its usage chunk.
-    fn upstream_body(&self, provider: &dyn providers::Provider) -> Bytes {
+    fn upstream_body(&self, provider: &dyn providers::Provider) -> Result<Bytes, String> {
         if let Door::Responses(exchange) = &self.door
             && self.native()
         {
-            return Bytes::from(exchange.native(self.model.upstream_id(), self.lowered_max_tokens).to_string());
+            return Ok(Bytes::from(exchange.native(self.model.upstream_id(), self.lowered_max_tokens).to_string()));
         }
         let max_tokens = self.req.output_tokens_each(self.model.output_cap());
         if let Some(wire) = provider.wire_body(&self.req.body, self.model.upstream_id(), max_tokens) {
-            return Bytes::from(wire.to_string());
+            return wire.map(|wire| Bytes::from(wire.to_string()));
         }
         let ask_usage = self.req.stream && !self.req.client_wants_usage;
         if !ask_usage && self.model.upstream_id() == self.req.model && self.lowered_max_tokens.is_none() {
-            return self.raw.clone();
+            return Ok(self.raw.clone());
         }
         let mut body = self.req.body.clone();
         body.insert("model".into(), Value::String(self.model.upstream_id().to_string()));
@@ -311,7 +310,7 @@ impl Flight {
                 }
             }
         }
-        Bytes::from(Value::Object(body).to_string())
+        Ok(Bytes::from(Value::Object(body).to_string()))
     }
 
     /// Calls the current model's provider with the request (`id`: what an answer made here is
@@ -330,6 +329,7 @@ impl Flight {
             base_url: &base,
             api_key: secret.as_deref(),
             endpoint: if self.native() { Endpoint::Responses } else { self.req.endpoint },
+            model: self.model.upstream_id(),
             urls: &self.gw.hot.upstream_urls,
             body: self.upstream_body(provider),
             timeout: self.timeout,
@@ -391,118 +391,6 @@ impl Flight {
     /// The smallest worst-case cost a budget reserved for this request, if one did.
     fn reserved_cost(&self) -> Option<i64> {
         self.reservations.iter().flat_map(|r| &r.entries).filter(|e| e.limit.metric == limits::Metric::Cost).map(|e| e.amount).min()
-    }
-
-    /// Settles the reservation and writes the usage record, in one transaction.
-    async fn record(&self, actual: Charge, seen: &Observed, outcome: Outcome, status: u16, streamed: bool, error: Option<String>) -> ApiResult<()> {
-        self.record_full(actual, seen, outcome, status, streamed, false, error, None).await
-    }
-
-    /// The write of a stored response (`response`, the Responses API's answer) where the
-    /// request asked for it to be stored: its head, for the settlement's transaction.
-    async fn store_response(&self, response: Option<Value>, now: chrono::DateTime<chrono::Utc>) -> ApiResult<Vec<store::TxOp>> {
-        let (Door::Responses(exchange), Some(response)) = (&self.door, response) else { return Ok(vec![]) };
-        if !exchange.store {
-            return Ok(vec![]);
-        }
-        let output = response.get("output").and_then(Value::as_array).cloned().unwrap_or_default();
-        let input = exchange.history.len()..exchange.history.len() + exchange.input.len();
-        let stored = responses::Stored { response, items: exchange.conversation(&output), input };
-        let expires_at = (now + self.gw.tuning.responses_ttl).timestamp();
-        Ok(vec![responses::save(self.gw.store.as_ref(), &self.key.owner.tag(), stored, expires_at).await?])
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn record_full(
-        &self,
-        actual: Charge,
-        seen: &Observed,
-        outcome: Outcome,
-        status: u16,
-        streamed: bool,
-        cancelled: bool,
-        error: Option<String>,
-        response: Option<Value>,
-    ) -> ApiResult<()> {
-        let now = self.gw.clock.now();
-        let touch = self.key.last_used_at.is_none_or(|t| (now - t).num_seconds() >= 60);
-        let touch_ops = if touch { keys::touch_ops(&self.key, now)? } else { vec![] };
-        let record = self.usage_record(&actual, seen, outcome, status, streamed, cancelled, error, now);
-        let stored = self.store_response(response, now).await?;
-        let writes =
-            if stored.is_empty() { std::borrow::Cow::Borrowed(&self.events.ops) } else { std::borrow::Cow::Owned([self.events.ops.clone(), stored].concat()) };
-        settle::settle(self.gw.store.as_ref(), &record, &self.reservations, &actual, touch_ops, &writes, self.gw.tuning.relaxed_durability).await?;
-        self.events.written(&self.gw.alerts);
-        if touch {
-            let mut touched = self.key.clone();
-            touched.last_used_at = Some(now);
-            self.gw.hot.keys.insert(touched.key_hash.clone(), touched);
-        }
-        Ok(())
-    }
-
-    /// The usage record of this request, as it stands.
-    #[allow(clippy::too_many_arguments)]
-    fn usage_record(
-        &self,
-        actual: &Charge,
-        seen: &Observed,
-        outcome: Outcome,
-        status: u16,
-        streamed: bool,
-        cancelled: bool,
-        error: Option<String>,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> UsageRecord {
-        let prices = self.model.prices();
-        let (user_id, org_id, project_id) = match &self.key.owner {
-            Owner::User { user_id } => (Some(*user_id), None, None),
-            Owner::Workspace { workspace_id } => (None, Some(*workspace_id), None),
-            Owner::Project { project_id } => (None, self.context.project.as_ref().and_then(|p| p.workspace_id), Some(*project_id)),
-        };
-        UsageRecord {
-            id: Uuid::new_v4(),
-            request_id: self.request_id.clone(),
-            owner: self.key.owner.tag(),
-            api_key_id: Some(self.key.id),
-            user_id,
-            org_id,
-            project_id,
-            endpoint: self.endpoint_name().to_string(),
-            model: self.model.id.clone(),
-            provider: self.model.provider.clone(),
-            provider_source: self.model.provider_source().into(),
-            input_tokens: actual.input_tokens,
-            output_tokens: actual.output_tokens,
-            cached_tokens: seen.cached,
-            cache_write_tokens: seen.cache_write,
-            reasoning_tokens: seen.reasoning,
-            cost_micros: actual.cost_micros,
-            input_price_micros: prices.input,
-            output_price_micros: prices.output,
-            cached_input_price_micros: prices.cached_input,
-            cache_write_price_micros: prices.cache_write,
-            pricing_source: if self.provider_cost(seen).is_some() { "provider" } else { "catalog" }.into(),
-            provider_cost_micros: seen.reported_cost,
-            latency_ms: self.started.elapsed().as_millis() as i64,
-            ttft_ms: seen.ttft_ms,
-            status_code: i64::from(status),
-            outcome,
-            streamed,
-            cancelled,
-            finish_reason: seen.finish_reason.clone(),
-            http_referer: self.referer.clone(),
-            error,
-            candidates: self.candidates.iter().map(|m| m.id.clone()).collect(),
-            routing: self.attempts.clone(),
-            recorded_at: now,
-            expires_at: self.record_expiry(now),
-        }
-    }
-
-    /// When a record made at `at` expires (`TOLLGATE_USAGE_RETENTION_DAYS`).
-    fn record_expiry(&self, at: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.gw.tuning.usage_retention.map(|keep| at + keep)
     }
 
     /// Says that (and to what) the request's max_tokens was lowered to fit a budget.

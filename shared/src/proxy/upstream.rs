@@ -9,7 +9,7 @@ use futures::{Stream, StreamExt};
 use reqwest::Url;
 use secrecy::SecretString;
 
-use crate::providers::{App, Local, Provider, StreamTranslator};
+use crate::providers::{App, Framing, Local, Provider, StreamTranslator};
 use serde_json::Value;
 
 use super::request::{Endpoint, Inspected};
@@ -86,10 +86,13 @@ pub struct Call<'a> {
     pub base_url: &'a str,
     pub api_key: Option<&'a SecretString>,
     pub endpoint: Endpoint,
+    /// The model's id at its provider.
+    pub model: &'a str,
     /// Parsed upstream URLs by their text: parsing one was ~2% of a proxied request's CPU.
     pub urls: &'a TtlCache<String, Url>,
-    /// The JSON request body, as it goes upstream.
-    pub body: Bytes,
+    /// The JSON request body, as it goes upstream; or why the provider's wire cannot carry the
+    /// request (a 400 for the caller, nothing sent).
+    pub body: Result<Bytes, String>,
     /// Bounds the wait for the answer's head; a stream then runs as long as it runs.
     pub timeout: Duration,
 }
@@ -98,7 +101,7 @@ impl Call<'_> {
     fn url(&self) -> Result<Url, Failure> {
         let text = self
             .provider
-            .url(self.base_url, self.endpoint)
+            .model_url(self.base_url, self.endpoint, self.model, self.request.stream)
             .ok_or_else(|| Failure::Status(400, format!("this model's provider has no {} endpoint", self.endpoint.path())))?;
         if let Some(url) = self.urls.get(&text) {
             return Ok(url);
@@ -112,9 +115,12 @@ impl Call<'_> {
     }
 
     async fn send(&self) -> Result<reqwest::Response, Failure> {
-        let request = self.client.post(self.url()?).header(reqwest::header::CONTENT_TYPE, "application/json").body(self.body.clone());
-        let request = self.provider.attribute(self.provider.authenticate(request, self.api_key), self.app);
-        let response = tokio::time::timeout(self.timeout, request.send()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
+        let body = self.body.clone().map_err(|why| Failure::Status(400, why))?;
+        let request = self.client.post(self.url()?).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        let request = crate::providers::prepare(self.provider, self.provider.attribute(request, self.app), self.base_url, self.api_key)
+            .await
+            .map_err(|why| Failure::Transport(crate::providers::redact(why, self.api_key)))?;
+        let response = tokio::time::timeout(self.timeout, self.client.execute(request)).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
@@ -144,7 +150,10 @@ impl Call<'_> {
         }
         let response = self.send().await?;
         if let Some(translator) = self.provider.stream_translator(&self.request.model, self.created) {
-            return Ok(translated(response, translator));
+            return Ok(match self.provider.framing() {
+                Framing::Sse => translated(response, translator),
+                Framing::AwsEventStream => aws_event_stream(response, translator),
+            });
         }
         let events = response.bytes_stream().map(|chunk| chunk.map_err(reqwest::Error::without_url)).eventsource().filter_map(|event| async move {
             match event {
@@ -202,6 +211,54 @@ fn translated(response: reqwest::Response, mut translator: Box<dyn StreamTransla
             },
             Err(err) => vec![Err(Failure::Transport(err.to_string()))],
         };
+        futures::stream::iter(out)
+    });
+    Box::pin(events.flatten())
+}
+
+/// A stream in AWS's binary event-stream framing (Bedrock's ConverseStream), as canonical
+/// chunks: each message's `:event-type` header and JSON payload go to the translator; an
+/// exception message ends the stream with its type and message.
+fn aws_event_stream(response: reqwest::Response, mut translator: Box<dyn StreamTranslator>) -> Events {
+    use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+    let mut decoder = MessageFrameDecoder::new();
+    let mut buffer = bytes::BytesMut::new();
+    let events = response.bytes_stream().map(move |chunk| {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(err) => return futures::stream::iter(vec![Err(classify(err))]),
+        };
+        buffer.extend_from_slice(&chunk);
+        let mut out = Vec::new();
+        loop {
+            let message = match decoder.decode_frame(&mut buffer) {
+                Ok(DecodedFrame::Complete(message)) => message,
+                Ok(DecodedFrame::Incomplete) => break,
+                Err(err) => {
+                    out.push(Err(Failure::Transport(format!("bad event-stream frame from upstream: {err}"))));
+                    break;
+                }
+            };
+            let header = |name: &str| {
+                message.headers().iter().find(|h| h.name().as_str() == name).and_then(|h| h.value().as_string().ok()).map(|s| s.as_str().to_string())
+            };
+            let payload: Value = serde_json::from_slice(message.payload()).unwrap_or(Value::Null);
+            if header(":message-type").as_deref() == Some("exception") {
+                let kind = header(":exception-type").unwrap_or_else(|| "exception".into());
+                let text = payload.get("message").or_else(|| payload.get("Message")).and_then(Value::as_str).unwrap_or_default();
+                out.push(Err(Failure::Transport(format!("the upstream's stream failed: {kind}: {text}"))));
+                break;
+            }
+            match translator.translate(&header(":event-type").unwrap_or_default(), &payload) {
+                Ok((chunks, done)) => {
+                    out.extend(chunks.into_iter().map(|c| Ok(Event::ours(c))));
+                    if done {
+                        out.push(Ok(Event::Done));
+                    }
+                }
+                Err(message) => out.push(Err(Failure::Transport(format!("the upstream's stream failed: {message}")))),
+            }
+        }
         futures::stream::iter(out)
     });
     Box::pin(events.flatten())
