@@ -11,7 +11,7 @@ use crate::secrets::SecretStore;
 use crate::store::{Cond, Index, Key, Query, Store, StoreError, from_item, keyed_item, query_all, set_index};
 
 /// Provider types a catalog model may name, with the base URL used when the model sets none.
-pub const PROVIDERS: [(&str, Option<&str>); 8] = [
+pub const PROVIDERS: [(&str, Option<&str>); 10] = [
     ("mock", None),
     ("openai", Some("https://api.openai.com/v1")),
     ("anthropic", Some("https://api.anthropic.com")),
@@ -23,6 +23,9 @@ pub const PROVIDERS: [(&str, Option<&str>); 8] = [
     // Amazon Bedrock: the base URL is the region's runtime endpoint,
     // https://bedrock-runtime.<region>.amazonaws.com (without one, AWS_REGION's).
     ("bedrock", None),
+    ("gemini", Some("https://generativelanguage.googleapis.com/v1beta")),
+    // Vertex AI: the base URL is the publisher's, https://<location>-aiplatform.googleapis.com/v1/projects/<project>/locations/<location>/publishers/google.
+    ("vertex", None),
 ];
 
 /// The largest context window a model may declare (today's largest are ~10 million tokens).

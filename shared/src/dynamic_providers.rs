@@ -15,7 +15,7 @@ use crate::secrets::SecretStore;
 use crate::store::{Attr, Cond, Index, Item, Key, Store, StoreError, TxOp, from_item, keyed_item, set_index};
 
 /// The provider types a dynamic provider may have (every upstream type; not the mock).
-pub const TYPES: [&str; 7] = ["openai", "anthropic", "azure", "bedrock", "openrouter", "huggingface", "openai-compatible"];
+pub const TYPES: [&str; 9] = ["openai", "anthropic", "azure", "bedrock", "gemini", "vertex", "openrouter", "huggingface", "openai-compatible"];
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DynamicProvider {

@@ -10,6 +10,7 @@ pub mod azure;
 pub mod bedrock;
 pub mod counting;
 pub mod crashing;
+pub mod google;
 pub mod services;
 pub mod sinks;
 pub mod upstream;

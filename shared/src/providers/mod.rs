@@ -11,10 +11,13 @@
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+pub mod gemini;
+pub mod google_auth;
 pub mod mock;
 pub mod openai;
 pub mod openrouter;
 pub mod sigv4;
+pub mod vertex;
 
 use std::time::Duration;
 
@@ -45,6 +48,12 @@ pub trait Provider: Send + Sync {
     /// signed for with SigV4 (`sigv4`).
     fn sigv4(&self, _base: &str) -> Option<(&'static str, String)> {
         None
+    }
+
+    /// Whether requests carry a Google OAuth token made from the model's service account key
+    /// (`google_auth`).
+    fn google_oauth(&self) -> bool {
+        false
     }
 
     /// How a streamed answer is framed.
@@ -152,6 +161,8 @@ pub fn of(provider: &str) -> &'static dyn Provider {
         "anthropic" => &anthropic::Anthropic,
         "azure" => &azure::Azure,
         "bedrock" => &bedrock::Bedrock,
+        "gemini" => &gemini::Gemini,
+        "vertex" => &vertex::Vertex,
         "mock" => &mock::Mock,
         "openrouter" => &openrouter::OpenRouter,
         "openai" => &openai::OpenAi { responses: true },
@@ -175,7 +186,7 @@ pub async fn probe(http: &reqwest::Client, provider_type: &str, base: &str, key:
     let provider = of(provider_type);
     let started = std::time::Instant::now();
     let request = http.get(provider.probe_url(base)).timeout(std::time::Duration::from_secs(10));
-    let outcome = match prepare(provider, request, base, key).await {
+    let outcome = match prepare(http, provider, request, base, key).await {
         Err(why) => Err(why),
         Ok(request) => match http.execute(request).await {
             Err(e) if e.is_timeout() => Err("the provider did not answer within 10 s".to_string()),
@@ -195,12 +206,21 @@ pub async fn probe(http: &reqwest::Client, provider_type: &str, base: &str, key:
     }
 }
 
-/// A request to a provider, authenticated as its type says (headers, or a SigV4 signature over
-/// the whole request for providers on AWS).
-pub async fn prepare(provider: &dyn Provider, request: reqwest::RequestBuilder, base: &str, key: Option<&SecretString>) -> Result<reqwest::Request, String> {
+/// A request to a provider, authenticated as its type says: headers, a SigV4 signature over the
+/// whole request (providers on AWS), or an OAuth token made from a service account (Vertex).
+pub async fn prepare(
+    http: &reqwest::Client,
+    provider: &dyn Provider,
+    request: reqwest::RequestBuilder,
+    base: &str,
+    key: Option<&SecretString>,
+) -> Result<reqwest::Request, String> {
     let mut request = provider.authenticate(request, key).build().map_err(|e| e.without_url().to_string())?;
     if let Some((service, region)) = provider.sigv4(base) {
         sigv4::authorize(&mut request, service, &region, key).await?;
+    }
+    if provider.google_oauth() {
+        google_auth::authorize(http, &mut request, key).await?;
     }
     Ok(request)
 }

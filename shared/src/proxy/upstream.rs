@@ -117,7 +117,7 @@ impl Call<'_> {
     async fn send(&self) -> Result<reqwest::Response, Failure> {
         let body = self.body.clone().map_err(|why| Failure::Status(400, why))?;
         let request = self.client.post(self.url()?).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
-        let request = crate::providers::prepare(self.provider, self.provider.attribute(request, self.app), self.base_url, self.api_key)
+        let request = crate::providers::prepare(self.client, self.provider, self.provider.attribute(request, self.app), self.base_url, self.api_key)
             .await
             .map_err(|why| Failure::Transport(crate::providers::redact(why, self.api_key)))?;
         let response = tokio::time::timeout(self.timeout, self.client.execute(request)).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
