@@ -100,9 +100,14 @@ async fn operation(
         frames.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
         return Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(futures::stream::iter(frames))).unwrap();
     }
+    let (message, finish) = match super::upstream::special(&body) {
+        super::upstream::Special::Tool(call) => (json!({"role": "assistant", "content": null, "tool_calls": [call]}), "tool_calls"),
+        super::upstream::Special::Json(text) => (json!({"role": "assistant", "content": text}), "stop"),
+        super::upstream::Special::Text => (json!({"role": "assistant", "content": "Azure says hello there"}), "stop"),
+    };
     axum::Json(json!({"id": "chatcmpl-az", "object": "chat.completion", "created": 1, "model": "gpt-4o-2024-08-06",
         "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": filters}],
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Azure says hello there"}, "finish_reason": "stop", "content_filter_results": filters}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "content_filter_results": filters}],
         "usage": usage}))
     .into_response()
 }

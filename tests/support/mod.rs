@@ -13,6 +13,7 @@ pub mod crashing;
 pub mod google;
 pub mod services;
 pub mod sinks;
+pub mod stub;
 pub mod upstream;
 
 use std::net::SocketAddr;

@@ -33,6 +33,27 @@ pub struct FakeUpstream {
     shared: Arc<Mutex<Shared>>,
 }
 
+/// What an OpenAI-shaped chat request is answered with besides text, as OpenAI would: a tool
+/// call (`call_up_1`, arguments `{"city":"Paris"}`) when tools are offered and the last message
+/// is no tool result; JSON when `response_format` asks for it.
+pub enum Special {
+    Text,
+    Tool(Value),
+    Json(String),
+}
+
+pub fn special(body: &Value) -> Special {
+    let offered = body["tools"].as_array().and_then(|t| t.first()).and_then(|t| t.pointer("/function/name")).cloned();
+    let answered = body["messages"].as_array().and_then(|m| m.last()).is_some_and(|m| m["role"] == "tool");
+    match (offered, body.pointer("/response_format/type").and_then(Value::as_str)) {
+        (Some(name), _) if !answered => {
+            Special::Tool(json!({"id": "call_up_1", "type": "function", "function": {"name": name, "arguments": "{\"city\":\"Paris\"}"}}))
+        }
+        (_, Some("json_object" | "json_schema")) => Special::Json("{\"answer\": \"hi\"}".into()),
+        _ => Special::Text,
+    }
+}
+
 /// What the fake reports as usage: prompt 7 (2 cached), completion 5 (1 reasoning).
 pub const USAGE: (i64, i64, i64, i64) = (7, 5, 2, 1);
 
@@ -91,6 +112,36 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, uri: axum::http::Uri, 
         .into_response();
     }
     let chat = uri.path().ends_with("chat/completions");
+    let special = if chat { special(&body) } else { Special::Text };
+    if let (Special::Tool(call), true) = (&special, body["stream"] == true) {
+        let mut opened = call.clone();
+        opened["index"] = json!(0);
+        opened["function"]["arguments"] = json!("");
+        let events = [
+            json!({"id": "up-1", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [opened]}, "finish_reason": null}]}),
+            json!({"id": "up-1", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": call["function"]["arguments"]}}]}, "finish_reason": null}]}),
+            json!({"id": "up-1", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+            json!({"id": "up-1", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage()}),
+        ];
+        let mut frames: Vec<String> = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        frames.push("data: [DONE]\n\n".into());
+        let stream = futures::stream::iter(frames.into_iter().map(|e| Ok::<_, std::convert::Infallible>(Bytes::from(e))));
+        return Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap();
+    }
+    match special {
+        Special::Tool(call) => {
+            let message = json!({"role": "assistant", "content": null, "tool_calls": [call]});
+            return axum::Json(json!({"id": "up-1", "object": "chat.completion", "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}], "usage": usage()}))
+            .into_response();
+        }
+        Special::Json(text) if body["stream"] != true => {
+            return axum::Json(json!({"id": "up-1", "object": "chat.completion", "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}], "usage": usage()}))
+            .into_response();
+        }
+        _ => {}
+    }
     if body["stream"] == true {
         let include_usage = body["stream_options"]["include_usage"] == true;
         let mut events: Vec<String> = ["up", "stream", "answer", "here", "ok"]
@@ -153,8 +204,20 @@ fn responses(body: &Value) -> Response {
         json!({"type": "message", "id": "msg_up_1", "status": status, "role": "assistant",
                "content": if text.is_empty() { json!([]) } else { json!([{"type": "output_text", "text": text, "annotations": []}]) }})
     };
+    // A function call when function tools are offered and the input answers none; JSON when
+    // text.format asks for it.
+    let offered = body["tools"].as_array().and_then(|t| t.iter().find(|t| t["type"] == "function")).map(|t| t["name"].clone());
+    let answered = body["input"].as_array().is_some_and(|items| items.iter().any(|i| i["type"] == "function_call_output"));
+    let json_mode = matches!(body.pointer("/text/format/type").and_then(Value::as_str), Some("json_object" | "json_schema"));
     if body["stream"] != true {
-        return axum::Json(response("completed", json!([item("completed", "upstream says hello")]), usage)).into_response();
+        let output = match offered {
+            Some(name) if !answered => {
+                json!([{"type": "function_call", "id": "fc_up_1", "call_id": "call_up_1", "name": name, "arguments": "{\"city\":\"Paris\"}", "status": "completed"}])
+            }
+            _ if json_mode => json!([item("completed", "{\"answer\": \"hi\"}")]),
+            _ => json!([item("completed", "upstream says hello")]),
+        };
+        return axum::Json(response("completed", output, usage)).into_response();
     }
     let part = json!({"type": "output_text", "text": "", "annotations": []});
     let mut events = vec![

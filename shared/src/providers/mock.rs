@@ -9,6 +9,9 @@
 //! - `[mock:cached=N]`, `[mock:cache_write=N]`, `[mock:reasoning=N]` report N input tokens read
 //!   from / written to the prompt cache (as OpenRouter reports them), or N reasoning tokens
 //! - `[mock:tool]`       also call the first tool the request offers (arguments `{}`)
+//!
+//! Asked for JSON (`response_format` `json_object` or `json_schema`), it answers the same words
+//! as one JSON object, `{"reply": "..."}`.
 
 use std::time::Duration;
 
@@ -83,6 +86,18 @@ pub fn answer(req: &Inspected) -> Answer {
     {
         words.truncate(max as usize);
         finish_reason = "length";
+    }
+    let json = matches!(req.body.get("response_format").and_then(|f| f.get("type")).and_then(Value::as_str), Some("json_object" | "json_schema"));
+    if json {
+        // Each word escaped as a JSON string's content, the first and last carrying the object.
+        words = words.iter().map(|w| Value::String(w.clone()).to_string().trim_matches('"').to_string()).collect();
+        match words.len() {
+            0 => words.push("{\"reply\": \"\"}".into()),
+            n => {
+                words[0] = format!("{{\"reply\": \"{}", words[0]);
+                words[n - 1].push_str("\"}");
+            }
+        }
     }
     let returned = req.body.get("n").and_then(Value::as_i64).unwrap_or(1).max(1);
     let tool = last.contains("[mock:tool]").then(|| req.body.get("tools")?.get(0)?.pointer("/function/name")?.as_str().map(str::to_string)).flatten();
