@@ -216,11 +216,13 @@ pub async fn prepare(
     key: Option<&SecretString>,
 ) -> Result<reqwest::Request, String> {
     let mut request = provider.authenticate(request, key).build().map_err(|e| e.without_url().to_string())?;
+    // Boxed: their futures (the AWS credential chain's above all) are kilobytes, and inline they
+    // would grow every proxied request's task, which is copied whole when it is spawned.
     if let Some((service, region)) = provider.sigv4(base) {
-        sigv4::authorize(&mut request, service, &region, key).await?;
+        Box::pin(sigv4::authorize(&mut request, service, &region, key)).await?;
     }
     if provider.google_oauth() {
-        google_auth::authorize(http, &mut request, key).await?;
+        Box::pin(google_auth::authorize(http, &mut request, key)).await?;
     }
     Ok(request)
 }

@@ -49,7 +49,8 @@ impl Flight {
         let touch = self.key.last_used_at.is_none_or(|t| (now - t).num_seconds() >= 60);
         let touch_ops = if touch { keys::touch_ops(&self.key, now)? } else { vec![] };
         let record = self.usage_record(&actual, seen, outcome, status, streamed, cancelled, error, now);
-        let stored = self.store_response(response, now).await?;
+        // Boxed, as only Responses API requests store anything.
+        let stored = if response.is_some() { Box::pin(self.store_response(response, now)).await? } else { vec![] };
         let writes =
             if stored.is_empty() { std::borrow::Cow::Borrowed(&self.events.ops) } else { std::borrow::Cow::Owned([self.events.ops.clone(), stored].concat()) };
         settle::settle(self.gw.store.as_ref(), &record, &self.reservations, &actual, touch_ops, &writes, self.gw.tuning.relaxed_durability).await?;
