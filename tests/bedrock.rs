@@ -15,18 +15,6 @@ async fn bedrock_model(app: &TestApp, admin: &str, fake: &FakeBedrock, id: &str,
     app.post("/api/models", Some(admin), model).await.expect(201);
 }
 
-/// The `data:` events of an SSE body (a Responses or Messages stream: with their names).
-async fn sse(app: &TestApp, path: &str, key: &str, body: Value) -> Vec<Value> {
-    let resp = app.client.post(format!("{}{path}", app.base)).bearer_auth(key).json(&body).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
-    text.split("\n\n")
-        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
-}
-
 fn weather() -> Value {
     json!([{"type": "function", "function": {"name": "weather", "description": "The weather in a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
 }
@@ -50,7 +38,7 @@ backend_tests! {
         assert_eq!(sent["system"], json!([{"text": "Be brief."}]));
         assert_eq!(sent["inferenceConfig"]["maxTokens"], 1000, "the model's output cap when the request names none");
         // Streamed: event-stream frames, cut anywhere, become chunks; usage from `metadata`.
-        let chunks = sse(&app, "/v1/chat/completions", &key, json!({"model": MODEL_ID, "stream": true, "max_tokens": 2, "stream_options": {"include_usage": true},
+        let chunks = app.sse("/v1/chat/completions", &key, json!({"model": MODEL_ID, "stream": true, "max_tokens": 2, "stream_options": {"include_usage": true},
             "messages": [{"role": "user", "content": "Hi?"}]})).await;
         let text: String = chunks.iter().filter_map(|c| c.pointer("/choices/0/delta/content").and_then(Value::as_str)).collect();
         assert_eq!(text, "Bedrock says");
@@ -67,7 +55,7 @@ backend_tests! {
         bedrock_model(&app, &admin, &fake, MODEL_ID, &FakeBedrock::key()).await;
         let (_, key) = app.api_key(&admin, json!({})).await;
         // Chat completions, streamed: the tool call arrives in pieces.
-        let chunks = sse(&app, "/v1/chat/completions", &key, json!({"model": MODEL_ID, "stream": true, "tools": weather(),
+        let chunks = app.sse("/v1/chat/completions", &key, json!({"model": MODEL_ID, "stream": true, "tools": weather(),
             "messages": [{"role": "user", "content": "Weather in Paris?"}]})).await;
         let args: String = chunks.iter().filter_map(|c| c.pointer("/choices/0/delta/tool_calls/0/function/arguments").and_then(Value::as_str)).collect();
         assert_eq!(args, "{\"city\":\"Paris\"}");
@@ -86,7 +74,7 @@ backend_tests! {
         assert_eq!(m.body["content"][1]["input"], json!({"city": "Paris"}));
         // The Responses API, streamed: a function_call item.
         let tools = json!([{"type": "function", "name": "weather", "parameters": {"type": "object"}}]);
-        let events = sse(&app, "/v1/responses", &key, json!({"model": MODEL_ID, "stream": true, "tools": tools, "input": "Weather?"})).await;
+        let events = app.sse("/v1/responses", &key, json!({"model": MODEL_ID, "stream": true, "tools": tools, "input": "Weather?"})).await;
         let done = &events.last().unwrap()["response"];
         assert_eq!(done["output"][1]["type"], "function_call");
         assert_eq!(done["output"][1]["arguments"], "{\"city\":\"Paris\"}");

@@ -13,17 +13,6 @@ async fn model(app: &TestApp, admin: &str, id: &str, provider: &str, base: &str,
     app.post("/api/models", Some(admin), model).await.expect(201);
 }
 
-async fn sse(app: &TestApp, path: &str, key: &str, body: Value) -> Vec<Value> {
-    let resp = app.client.post(format!("{}{path}", app.base)).bearer_auth(key).json(&body).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
-    text.split("\n\n")
-        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
-}
-
 fn weather() -> Value {
     json!([{"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
 }
@@ -49,7 +38,7 @@ backend_tests! {
         assert_eq!((model_id.as_str(), method.as_str()), ("gemini-2.5-flash", "generateContent"));
         assert_eq!(sent["systemInstruction"], json!({"parts": [{"text": "Be brief."}]}));
         assert_eq!(sent["generationConfig"]["maxOutputTokens"], 500);
-        let chunks = sse(&app, "/v1/chat/completions", &key, json!({"model": "gemini-2.5-flash", "stream": true, "max_tokens": 2,
+        let chunks = app.sse("/v1/chat/completions", &key, json!({"model": "gemini-2.5-flash", "stream": true, "max_tokens": 2,
             "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "Hi?"}]})).await;
         let text: String = chunks.iter().filter_map(|c| c.pointer("/choices/0/delta/content").and_then(Value::as_str)).collect();
         assert_eq!(text, "Gemini says");
@@ -71,7 +60,7 @@ backend_tests! {
         let (admin, _) = app.admin().await;
         model(&app, &admin, "gemini-2.5-flash", "gemini", &fake.studio(), API_KEY).await;
         let (_, key) = app.api_key(&admin, json!({})).await;
-        let chunks = sse(&app, "/v1/chat/completions", &key, json!({"model": "gemini-2.5-flash", "stream": true, "tools": weather(),
+        let chunks = app.sse("/v1/chat/completions", &key, json!({"model": "gemini-2.5-flash", "stream": true, "tools": weather(),
             "messages": [{"role": "user", "content": "Weather in Paris?"}]})).await;
         let call = chunks.iter().find_map(|c| c.pointer("/choices/0/delta/tool_calls/0")).expect("a tool call").clone();
         assert_eq!(call["function"]["arguments"], "{\"city\":\"Paris\"}");
@@ -110,7 +99,7 @@ backend_tests! {
             assert_eq!(r.body["choices"][0]["message"]["content"], ANSWER.join(" "));
         }
         assert_eq!(fake.tokens_issued(), 1, "one token, kept until it nears its expiry");
-        let events = sse(&app, "/v1/responses", &key, json!({"model": "gemini-2.5-pro", "input": "Hi?", "stream": true})).await;
+        let events = app.sse("/v1/responses", &key, json!({"model": "gemini-2.5-pro", "input": "Hi?", "stream": true})).await;
         assert_eq!(events.last().unwrap()["type"], "response.completed");
         assert_eq!(fake.calls().pop().unwrap().1, "streamGenerateContent");
         let refused = app.chat(&key, json!({"model": "untrusted", "messages": [{"role": "user", "content": "Hi?"}]})).await;

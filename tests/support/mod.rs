@@ -286,6 +286,18 @@ impl TestApp {
         (invite_id, token)
     }
 
+    /// The JSON of every `data:` event of a stream from `path` (any front door's), `[DONE]` left out.
+    pub async fn sse(&self, path: &str, key: &str, body: Value) -> Vec<Value> {
+        let resp = self.client.post(format!("{}{path}", self.base)).bearer_auth(key).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        text.split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> String {
         let r = self.post("/api/auth/login", None, json!({"email": email, "password": password})).await.expect(200);
         r.body["token"].as_str().unwrap().to_string()

@@ -119,15 +119,7 @@ fn blocks(content: &Value) -> Vec<Value> {
 pub fn request(canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> Value {
     let mut system: Vec<Value> = Vec::new();
     let mut turns: Vec<(String, Vec<Value>)> = Vec::new();
-    let mut push = |role: &str, content: Vec<Value>| {
-        if content.is_empty() {
-            return;
-        }
-        match turns.last_mut() {
-            Some((last, blocks)) if last == role => blocks.extend(content),
-            _ => turns.push((role.to_string(), content)),
-        }
-    };
+    let mut push = |role: &str, content: Vec<Value>| super::push_turn(&mut turns, role, content);
     for message in canonical.get("messages").and_then(Value::as_array).into_iter().flatten() {
         let content = message.get("content").unwrap_or(&Value::Null);
         match message.get("role").and_then(Value::as_str).unwrap_or("user") {

@@ -118,15 +118,7 @@ pub fn request(canonical: &Map<String, Value>, max_tokens: i64) -> Result<Value,
     let mut contents: Vec<(String, Vec<Value>)> = Vec::new();
     // Tool results name the function they answer; canonical ones name the call's id.
     let mut call_names = std::collections::HashMap::new();
-    let mut push = |role: &str, new: Vec<Value>| {
-        if new.is_empty() {
-            return;
-        }
-        match contents.last_mut() {
-            Some((last, parts)) if last == role => parts.extend(new),
-            _ => contents.push((role.to_string(), new)),
-        }
-    };
+    let mut push = |role: &str, new: Vec<Value>| super::push_turn(&mut contents, role, new);
     for message in canonical.get("messages").and_then(Value::as_array).into_iter().flatten() {
         let content = message.get("content").unwrap_or(&Value::Null);
         match message.get("role").and_then(Value::as_str).unwrap_or("user") {

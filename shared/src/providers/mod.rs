@@ -247,6 +247,18 @@ pub fn redact(message: String, key: Option<&SecretString>) -> String {
     out
 }
 
+/// Adds `content` to a conversation as a turn of `role`, merged into the last turn when that is
+/// the same role's: the wires that want turns to alternate (Anthropic, Bedrock, Gemini).
+pub fn push_turn(turns: &mut Vec<(String, Vec<Value>)>, role: &str, content: Vec<Value>) {
+    if content.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some((last, blocks)) if last == role => blocks.extend(content),
+        _ => turns.push((role.to_string(), content)),
+    }
+}
+
 /// The canonical error envelope's message, or the body's start.
 pub fn openai_error_message(body: &str) -> String {
     serde_json::from_str::<Value>(body)
