@@ -93,6 +93,8 @@ backend_tests! {
         let (admin, _) = app.admin().await;
         model(&app, &admin, "gemini-2.5-pro", "vertex", &fake.vertex(), &fake.service_account(PRIVATE_KEY)).await;
         model(&app, &admin, "untrusted", "vertex", &fake.vertex(), &fake.service_account(WRONG_PRIVATE_KEY)).await;
+        let nowhere = json!({"id": "no-base", "provider": "vertex", "inputPrice": 1.0, "outputPrice": 1.0, "contextWindow": 1000});
+        assert_eq!(app.post("/api/models", Some(&admin), nowhere).await.expect(400).body["error"]["param"], "baseUrl");
         let (_, key) = app.api_key(&admin, json!({})).await;
         for _ in 0..3 {
             let r = app.chat(&key, json!({"model": "gemini-2.5-pro", "messages": [{"role": "user", "content": "Hi?"}]})).await.expect(200);

@@ -213,6 +213,7 @@ backend_tests! {
             (json!({"model": "mock-1", "input": [1]}), "input"),
             (json!({"model": "mock-1", "input": "hi", "background": true}), "background"),
             (json!({"model": "mock-1", "input": "hi", "store": "yes"}), "store"),
+            (json!({"model": "mock-1", "input": "hi", "max_output_tokens": 0}), "max_output_tokens"),
             (json!({"model": "mock-1", "input": "hi", "previous_response_id": 5}), "previous_response_id"),
             (json!({"model": "mock-1", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]}]}), "input"),
             (json!({"model": "mock-1", "input": "hi", "text": {"format": {"type": "xml"}}}), "text.format"),

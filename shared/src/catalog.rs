@@ -147,6 +147,12 @@ pub fn validate(model: &Model) -> ApiResult<()> {
             "an azure model needs baseUrl: its deployment's URL, https://<resource>.openai.azure.com/openai/deployments/<deployment>",
         ));
     }
+    if model.provider == "vertex" && model.base_url.is_none() {
+        return Err(ApiError::invalid_param(
+            "baseUrl",
+            "a vertex model needs baseUrl: its publisher's URL, https://<location>-aiplatform.googleapis.com/v1/projects/<project>/locations/<location>/publishers/google",
+        ));
+    }
     if let Some(url) = &model.base_url {
         let parsed = url.parse::<axum::http::Uri>().ok().filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
         if parsed.is_none() {

@@ -70,6 +70,9 @@ pub fn parse(bytes: &[u8]) -> ApiResult<Parsed> {
         Some(Value::String(id)) if !id.is_empty() => Some(id.clone()),
         Some(_) => return Err(invalid("previous_response_id", "previous_response_id must be the id of a stored response")),
     };
+    if body.get("max_output_tokens").is_some_and(|v| !v.is_null() && v.as_i64().is_none_or(|n| n < 1)) {
+        return Err(invalid("max_output_tokens", "max_output_tokens must be a positive integer"));
+    }
     for (name, check) in [("store", Value::is_boolean as fn(&Value) -> bool), ("stream", Value::is_boolean), ("instructions", Value::is_string)] {
         if body.get(name).is_some_and(|v| !v.is_null() && !check(v)) {
             return Err(invalid(name, format!("{name} has the wrong type")));

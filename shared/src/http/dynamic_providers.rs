@@ -98,9 +98,9 @@ async fn list_providers(State(state): State<AppState>, me: Me, ApiQuery(q): ApiQ
 pub struct CreateProvider {
     /// Unique among your providers; requests name its models `<name>/<model>`.
     name: String,
-    /// openai, anthropic, azure, openrouter, huggingface or openai-compatible.
+    /// openai, anthropic, azure, bedrock, gemini, vertex, openrouter, huggingface or openai-compatible.
     provider_type: String,
-    /// Required for azure (the deployment's URL) and openai-compatible.
+    /// Required for azure (the deployment's URL), bedrock (the region's runtime endpoint), vertex (the publisher's URL) and openai-compatible.
     base_url: Option<String>,
     /// Stored in the secret store; answers only say `has_api_key`.
     #[schema(value_type = Option<String>)]
