@@ -65,10 +65,12 @@ async fn providers(app: &TestApp, admin: &str) -> Vec<Provider> {
     let bedrock_base = format!("{}/?region={REGION}", bedrock.base_url);
     let account = google.service_account(google::PRIVATE_KEY);
     // kind, answering base, key, JSON mode, how a stub's base is written for the kind.
-    let kinds: [(&str, Option<String>, Option<String>, bool); 8] = [
+    let kinds: [(&str, Option<String>, Option<String>, bool); 10] = [
         ("mock", None, None, true),
         ("openai", Some(openai.base_url.clone()), Some("sk-up-0123456789abcdef".into()), true),
         ("openai-compatible", Some(openai.base_url.clone()), Some("sk-up-0123456789abcdef".into()), true),
+        ("openrouter", Some(openai.base_url.clone()), Some("sk-or-0123456789abcdef".into()), true),
+        ("huggingface", Some(openai.base_url.clone()), Some("hf_0123456789abcdef".into()), true),
         ("azure", Some(deployment), Some(azure::API_KEY.into()), true),
         ("anthropic", Some(claude.base_url.clone()), Some(anthropic::API_KEY.into()), false),
         ("bedrock", Some(bedrock_base), Some(FakeBedrock::key()), false),
