@@ -239,3 +239,12 @@ fn every_schema_type_has_a_name_of_its_own() {
     assert!(seen.len() > 50, "the schema types were found: {}", seen.len());
     assert!(clashes.is_empty(), "schema names used twice: {clashes:#?}");
 }
+
+#[test]
+fn the_dashboard_offers_exactly_the_provider_types_the_server_takes() {
+    let page = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/src/pages/providers.tsx")).unwrap();
+    let line = page.lines().find(|l| l.starts_with("const PROVIDER_TYPES = [")).expect("PROVIDER_TYPES in providers.tsx");
+    let list = line.trim_start_matches("const PROVIDER_TYPES = [").trim_end_matches("];");
+    let offered: Vec<&str> = list.split(',').map(|t| t.trim().trim_matches('"')).collect();
+    assert_eq!(offered, tollgate::dynamic_providers::TYPES, "web/src/pages/providers.tsx and dynamic_providers::TYPES differ");
+}

@@ -141,6 +141,8 @@ def test_the_main_journey_in_a_real_browser():
 
         go("Providers")
         expect(page.get_by_role("heading", name="Providers")).to_be_visible()
+        for kind in ["bedrock", "gemini", "vertex"]:
+            expect(page.get_by_label("Type").locator(f"option[value={kind}]")).to_have_count(1)
         shot("providers")
 
         go("Settings")
