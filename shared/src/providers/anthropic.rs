@@ -163,12 +163,7 @@ pub fn request(canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> 
     if let Some(user) = canonical.get("user").and_then(Value::as_str) {
         body.insert("metadata".into(), json!({"user_id": user}));
     }
-    let tools: Vec<Value> = canonical
-        .get("tools")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t.get("function"))
+    let tools: Vec<Value> = super::offered_functions(canonical)
         .map(|f| {
             let mut tool = json!({"name": f.get("name"), "input_schema": f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"}))});
             if let Some(d) = f.get("description") {

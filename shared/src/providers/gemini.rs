@@ -172,12 +172,7 @@ pub fn request(canonical: &Map<String, Value>, max_tokens: i64) -> Result<Value,
     if !system.is_empty() {
         out["systemInstruction"] = json!({"parts": system});
     }
-    let declarations: Vec<Value> = canonical
-        .get("tools")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t.get("function"))
+    let declarations: Vec<Value> = super::offered_functions(canonical)
         .map(|f| {
             let mut declaration = json!({"name": f.get("name"), "description": f.get("description").cloned().unwrap_or(json!(""))});
             if let Some(parameters) = f.get("parameters").filter(|p| !p.is_null()) {

@@ -259,6 +259,11 @@ pub fn push_turn(turns: &mut Vec<(String, Vec<Value>)>, role: &str, content: Vec
     }
 }
 
+/// The function definitions a canonical request offers (its `tools[].function`).
+pub fn offered_functions(canonical: &Map<String, Value>) -> impl Iterator<Item = &Value> {
+    canonical.get("tools").and_then(Value::as_array).into_iter().flatten().filter_map(|t| t.get("function"))
+}
+
 /// The canonical error envelope's message, or the body's start.
 pub fn openai_error_message(body: &str) -> String {
     serde_json::from_str::<Value>(body)
