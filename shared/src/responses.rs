@@ -92,24 +92,12 @@ fn split(text: &str, size: usize) -> Vec<&str> {
 /// The owner's stored response `id`; `None` when it does not exist, has expired by `now` (epoch
 /// seconds: the table's TTL removes items only eventually) or is another owner's.
 pub async fn load(store: &dyn Store, owner: &str, id: &str, now: i64) -> ApiResult<Option<Stored>> {
-    // Ids are ours (`resp_` and hex); anything else cannot name one, and is not looked up.
-    if !id.starts_with("resp_") || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Ok(None);
-    }
-    let items = query_all(store, Query::new(crate::store::Index::Primary, partition(id))).await?;
-    let Some(head) = items.iter().find(|i| i.get(SK).and_then(Attr::as_str) == Some("HEAD")) else { return Ok(None) };
-    if head.get("owner").and_then(Attr::as_str) != Some(owner) || head.get(TTL).and_then(Attr::as_i64).is_some_and(|t| t <= now) {
-        return Ok(None);
-    }
+    let Some((head, parts_found)) = owned_items(store, owner, id, now).await? else { return Ok(None) };
     let parts = head.get("parts").and_then(Attr::as_i64).unwrap_or(0);
     let text: String = if parts == 0 {
         head.get("data").and_then(Attr::as_str).unwrap_or_default().to_string()
     } else {
-        let pieces: Vec<&str> = items
-            .iter()
-            .filter(|i| i.get(SK).and_then(Attr::as_str).is_some_and(|sk| sk.starts_with("PART#")))
-            .filter_map(|i| i.get("data").and_then(Attr::as_str))
-            .collect();
+        let pieces: Vec<&str> = parts_found.iter().filter_map(|i| i.get("data").and_then(Attr::as_str)).collect();
         if pieces.len() as i64 != parts {
             return Err(ApiError::internal(format!("stored response {id} has {} of its {parts} parts", pieces.len())));
         }
@@ -118,6 +106,20 @@ pub async fn load(store: &dyn Store, owner: &str, id: &str, now: i64) -> ApiResu
     let data: Data = serde_json::from_str(&text).map_err(ApiError::internal)?;
     let input = data.input_start.min(data.items.len())..data.input_end.min(data.items.len());
     Ok(Some(Stored { response: data.response, items: data.items, input }))
+}
+
+/// The owner's stored response `id` as its head and its parts, in one query; `None` when it does
+/// not exist, has expired by `now` or is another owner's.
+async fn owned_items(store: &dyn Store, owner: &str, id: &str, now: i64) -> ApiResult<Option<(Item, Vec<Item>)>> {
+    // Ids are ours (`resp_` and hex); anything else cannot name one, and is not looked up.
+    if !id.starts_with("resp_") || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Ok(None);
+    }
+    let items = query_all(store, Query::new(crate::store::Index::Primary, partition(id))).await?;
+    let (heads, parts): (Vec<Item>, Vec<Item>) = items.into_iter().partition(|i| i.get(SK).and_then(Attr::as_str) == Some("HEAD"));
+    let Some(head) = heads.into_iter().next() else { return Ok(None) };
+    let mine = head.get("owner").and_then(Attr::as_str) == Some(owner) && head.get(TTL).and_then(Attr::as_i64).is_none_or(|t| t > now);
+    Ok(mine.then_some((head, parts)))
 }
 
 /// The conversation a request with `previous_response_id` continues: every item of the owner's
@@ -134,14 +136,9 @@ pub async fn continued(store: &dyn Store, owner: &str, id: &str, now: i64) -> Ap
 
 /// Deletes the owner's stored response `id`; false when there is none of theirs.
 pub async fn delete(store: &dyn Store, owner: &str, id: &str, now: i64) -> ApiResult<bool> {
-    if load(store, owner, id, now).await?.is_none() {
-        return Ok(false);
-    }
-    let items = query_all(store, Query::new(crate::store::Index::Primary, partition(id))).await?;
+    let Some((head, parts)) = owned_items(store, owner, id, now).await? else { return Ok(false) };
     // The head first: once it is gone the response is, whatever happens to its parts.
-    let mut keys: Vec<Key> = items.iter().filter_map(Key::of).collect();
-    keys.sort_by_key(|k| k.sk != "HEAD");
-    for key in keys {
+    for key in std::iter::once(&head).chain(&parts).filter_map(Key::of) {
         store.delete(&key, None).await?;
     }
     Ok(true)
