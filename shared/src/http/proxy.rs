@@ -184,8 +184,7 @@ async fn create_response(State(state): State<AppState>, headers: HeaderMap, ip: 
 
 /// The key behind a stored-response request, with the scope that made it.
 async fn response_owner(state: &AppState, headers: &HeaderMap, ip: ClientIp) -> ApiResult<String> {
-    let key = proxy::authenticate(&state.gateway, presented_key(headers).as_deref(), ip.0).await?;
-    proxy::require_scope(&key, Endpoint::Responses.scope())?;
+    let key = proxy::admit_key(&state.gateway, Endpoint::Responses, &caller(headers, ip)).await?;
     Ok(key.owner.tag())
 }
 
