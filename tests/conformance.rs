@@ -101,8 +101,6 @@ async fn providers(app: &TestApp, admin: &str) -> Vec<Provider> {
         }
         out.push(Provider { kind, model: id, json });
     }
-    // The fakes live as long as the test.
-    std::mem::forget((openai, azure, claude, bedrock, google));
     out
 }
 
