@@ -206,6 +206,12 @@ fn request_id(r: &Resp) -> String {
 async fn scenarios(app: &TestApp, admin: &str, key: &str, p: &Provider, door: Door) {
     let what = |s: &str| format!("{} via {door:?}: {s}", p.kind);
     let post = |body: Value| app.post(path(door), Some(key), body);
+    // A stream opened through the door: the answer, and its request id.
+    let open = |body: Value| async move {
+        let resp = app.client.post(format!("{}{}", app.base, path(door))).bearer_auth(key).json(&body).send().await.unwrap();
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        (resp, id)
+    };
     // Plain.
     let plain = post(body(door, &p.model, vec![user(door, "Say hi.", false)], json!({}))).await;
     assert_eq!(plain.status, 200, "{}: {}", what("plain"), plain.text);
@@ -214,16 +220,8 @@ async fn scenarios(app: &TestApp, admin: &str, key: &str, p: &Provider, door: Do
     assert_eq!(rec["outcome"], "success");
     priced(&rec, &what("plain"));
     // Streamed.
-    let resp = app
-        .client
-        .post(format!("{}{}", app.base, path(door)))
-        .bearer_auth(key)
-        .json(&body(door, &p.model, vec![user(door, "Say hi.", false)], json!({"stream": true})))
-        .send()
-        .await
-        .unwrap();
+    let (resp, id) = open(body(door, &p.model, vec![user(door, "Say hi.", false)], json!({"stream": true}))).await;
     assert_eq!(resp.status(), 200, "{}", what("streamed"));
-    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     let sse = resp.text().await.unwrap();
     assert!(!streamed_text(&sse).is_empty(), "{}: {sse}", what("streamed"));
     let rec = record(app, admin, &id).await;
@@ -279,14 +277,14 @@ async fn scenarios(app: &TestApp, admin: &str, key: &str, p: &Provider, door: Do
             assert!(answer.body["error"]["message"].as_str().unwrap().contains("response format"), "{}: {}", what("json refused"), answer.text);
         }
     }
-    let hi = |model: &str, extra: Value| body(door, model, vec![user(door, "Say hi.", false)], extra);
-    // An upstream error: the provider's own message, in the door's envelope.
-    let failing = if p.kind == "mock" {
-        body(door, &p.model, vec![user(door, "x [mock:status=500]", false)], json!({}))
-    } else {
-        hi(&format!("{}-err", p.model), json!({}))
+    // A request that misbehaves: the mock told so by a directive, any other type sent to its
+    // stub model (`-err`, `-slow`, `-stall`).
+    let misbehaving = |stub: &str, directive: &str, extra: Value| {
+        let (model, text) = if p.kind == "mock" { (p.model.clone(), format!("x {directive}")) } else { (format!("{}-{stub}", p.model), "Say hi.".into()) };
+        body(door, &model, vec![user(door, &text, false)], extra)
     };
-    let failed = post(failing).await;
+    // An upstream error: the provider's own message, in the door's envelope.
+    let failed = post(misbehaving("err", "[mock:status=500]", json!({}))).await;
     assert_eq!(failed.status, 502, "{}: {}", what("error"), failed.text);
     let message = failed.body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains(if p.kind == "mock" { "mock:status" } else { "stub failure" }), "{}: {}", what("error"), failed.text);
@@ -295,23 +293,12 @@ async fn scenarios(app: &TestApp, admin: &str, key: &str, p: &Provider, door: Do
     }
     assert_eq!(record(app, admin, &request_id(&failed)).await["outcome"], "error");
     // A timeout.
-    let slow = if p.kind == "mock" {
-        body(door, &p.model, vec![user(door, "x [mock:delay_ms=3000]", false)], json!({}))
-    } else {
-        hi(&format!("{}-slow", p.model), json!({}))
-    };
-    let timed_out = post(slow).await;
+    let timed_out = post(misbehaving("slow", "[mock:delay_ms=3000]", json!({}))).await;
     assert_eq!(timed_out.status, 504, "{}: {}", what("timeout"), timed_out.text);
     assert_eq!(record(app, admin, &request_id(&timed_out)).await["outcome"], "timeout");
     // A client that leaves mid-stream: recorded as cancelled, charged for what it was sent.
-    let stalling = if p.kind == "mock" {
-        body(door, &p.model, vec![user(door, "x [mock:words=50] [mock:delay_ms=100]", false)], json!({"stream": true}))
-    } else {
-        hi(&format!("{}-stall", p.model), json!({"stream": true}))
-    };
-    let resp = app.client.post(format!("{}{}", app.base, path(door))).bearer_auth(key).json(&stalling).send().await.unwrap();
+    let (resp, id) = open(misbehaving("stall", "[mock:words=50] [mock:delay_ms=100]", json!({"stream": true}))).await;
     assert_eq!(resp.status(), 200, "{}", what("leave"));
-    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     let mut bytes = resp.bytes_stream();
     let first = bytes.next().await.expect("a first event").unwrap();
     assert!(!first.is_empty());
