@@ -87,14 +87,14 @@ async fn the_proxy_checks_the_key_before_it_reads_a_body_and_pooled_clients_surv
     let app = TestApp::start_groups(Backend::Embedded, &[Group::Proxy]).await;
     // 16 MiB with no key: refused from the headers alone, and the connection is closed.
     let head = format!("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", 16 << 20);
-    let started = std::time::Instant::now();
     let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     tcp.write_all(head.as_bytes()).await.unwrap();
     let mut answer = vec![0u8; 4096];
+    // The body is never sent, so any answer came from the headers alone; the timeout only stops
+    // a server that would wait for the body forever.
     let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer)).await.expect("answered before the body").unwrap();
     let text = String::from_utf8_lossy(&answer[..n]).to_ascii_lowercase();
     assert!(text.starts_with("http/1.1 401") && text.contains("connection: close") && text.contains("missing_api_key"), "{text}");
-    assert!(started.elapsed() < Duration::from_secs(5));
 
     // A pooled client sending bodies with a bad key: every try gets its 401, none a
     // connection dropped without an answer.
