@@ -39,6 +39,10 @@ pub struct Config {
     /// `TOLLGATE_TRUSTED_PROXIES`: comma-separated IPs or CIDRs whose X-Forwarded-For is
     /// believed. Empty (default): the peer address is the client.
     pub trusted_proxies: Vec<IpNet>,
+    /// `TOLLGATE_PRIVATE_UPSTREAMS`: comma-separated IPs or CIDRs that URLs supplied by users
+    /// (their own providers, webhooks) may reach although they are not public (a local vLLM
+    /// or Ollama). Empty (default): public unicast addresses only (see `egress`).
+    pub private_upstreams: Vec<IpNet>,
     /// `TOLLGATE_KEY_CACHE_SECS`, default 10: how long a warm process trusts its copy of an API
     /// key, model or provider secret, and so the longest a revoked key keeps working. 0 = off.
     pub key_cache: std::time::Duration,
@@ -71,6 +75,10 @@ pub struct Config {
     /// attributes requests to (`HTTP-Referer`, `X-OpenRouter-Title`) when the caller sends none.
     pub app_url: Option<String>,
     pub app_title: Option<String>,
+    /// `TOLLGATE_PUBLIC_URL`, unset by default: where the gateway (and its dashboard) is
+    /// reached, which invite links must point to, when the settings' `publicUrl` is not set.
+    /// Without either, the local server's own `http://<TOLLGATE_LISTEN>/`.
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -85,6 +93,7 @@ impl Default for Config {
             secrets_endpoint: None,
             secrets_prefix: "tollgate/".into(),
             trusted_proxies: Vec::new(),
+            private_upstreams: Vec::new(),
             key_cache: std::time::Duration::from_secs(10),
             upstream_timeout: std::time::Duration::from_secs(60),
             lease_margin: std::time::Duration::from_secs(600),
@@ -96,6 +105,7 @@ impl Default for Config {
             huggingface_hub_url: "https://huggingface.co".into(),
             app_url: None,
             app_title: None,
+            public_url: None,
         }
     }
 }
@@ -135,17 +145,25 @@ impl Config {
         config.secrets_endpoint = lookup("TOLLGATE_SECRETS_ENDPOINT");
         config.app_url = lookup("TOLLGATE_APP_URL");
         config.app_title = lookup("TOLLGATE_APP_TITLE");
+        if let Some(v) = lookup("TOLLGATE_PUBLIC_URL") {
+            if !(v.starts_with("http://") || v.starts_with("https://")) || reqwest::Url::parse(&v).is_err() {
+                return Err(format!("TOLLGATE_PUBLIC_URL={v:?}: use the http(s) URL the gateway is reached at, such as https://gateway.example.com"));
+            }
+            config.public_url = Some(v);
+        }
         if let Some(v) = lookup("TOLLGATE_SECRETS_PREFIX") {
             config.secrets_prefix = v;
         }
-        if let Some(v) = lookup("TOLLGATE_TRUSTED_PROXIES") {
-            config.trusted_proxies = v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| s.parse::<IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from)))
-                .collect::<Result<_, _>>()
-                .map_err(|_| format!("TOLLGATE_TRUSTED_PROXIES={v:?}: use comma-separated IPs or CIDRs"))?;
+        for (name, field) in [("TOLLGATE_TRUSTED_PROXIES", &mut config.trusted_proxies), ("TOLLGATE_PRIVATE_UPSTREAMS", &mut config.private_upstreams)] {
+            if let Some(v) = lookup(name) {
+                *field = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse::<IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from)))
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| format!("{name}={v:?}: use comma-separated IPs or CIDRs"))?;
+            }
         }
         if let Some(v) = lookup("TOLLGATE_KEY_CACHE_SECS") {
             config.key_cache = std::time::Duration::from_secs(

@@ -82,8 +82,15 @@ fn name_lock(provider: &DynamicProvider) -> TxOp {
     TxOp::Put { item, cond: Some(Cond::NotExists) }
 }
 
-/// Checks what a provider says of itself.
-pub fn validate(provider: &DynamicProvider) -> ApiResult<()> {
+/// The provider types that the gateway's own cloud identity could serve (the AWS credential
+/// chain, Google's application default credentials): a user's provider of these types must
+/// carry credentials of its own.
+pub const CLOUD_TYPES: [&str; 2] = ["bedrock", "vertex"];
+
+/// Checks what a provider says of itself: `has_key` is whether it has (or is given) a key, and
+/// `policy` the addresses a user's URL may reach (a literal IP is refused here; a name is
+/// checked at every connection).
+pub fn validate(provider: &DynamicProvider, has_key: bool, policy: &crate::egress::AddressPolicy) -> ApiResult<()> {
     crate::names::validate("name", &provider.name)?;
     if !TYPES.contains(&provider.provider_type.as_str()) {
         return Err(ApiError::invalid_param("provider_type", format!("provider_type must be one of {}", TYPES.join(", "))));
@@ -93,8 +100,22 @@ pub fn validate(provider: &DynamicProvider) -> ApiResult<()> {
         if parsed.is_none() {
             return Err(ApiError::invalid_param("base_url", "base_url must be an http(s) URL such as https://api.example.com/v1"));
         }
+        crate::egress::check_literal(url, policy).map_err(|blocked| ApiError::invalid_param("base_url", format!("base_url: {blocked}")))?;
     } else if provider.endpoint().is_none() {
         return Err(ApiError::invalid_param("base_url", format!("a {} provider needs base_url", provider.provider_type)));
+    }
+    if !has_key && CLOUD_TYPES.contains(&provider.provider_type.as_str()) {
+        let shape = match provider.provider_type.as_str() {
+            "bedrock" => "ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN] (the region comes from base_url), or a Bedrock API key",
+            _ => "a service account's JSON key, or a Google API key",
+        };
+        return Err(ApiError::invalid_param(
+            "api_key",
+            format!(
+                "a {} provider of your own needs its own credentials in api_key: {shape}. The gateway's own cloud identity serves only models an admin configured",
+                provider.provider_type
+            ),
+        ));
     }
     if let Some(offer) = &provider.sovereignty {
         crate::sovereignty::offer(offer, "sovereignty")?;
@@ -106,8 +127,15 @@ pub fn validate(provider: &DynamicProvider) -> ApiResult<()> {
 }
 
 /// Creates a provider; its key (if any) goes to the secret store first.
-pub async fn create(store: &dyn Store, secrets: &dyn SecretStore, mut provider: DynamicProvider, api_key: Option<SecretString>) -> ApiResult<DynamicProvider> {
-    validate(&provider)?;
+pub async fn create(
+    store: &dyn Store,
+    secrets: &dyn SecretStore,
+    policy: &crate::egress::AddressPolicy,
+    mut provider: DynamicProvider,
+    api_key: Option<SecretString>,
+) -> ApiResult<DynamicProvider> {
+    let api_key = api_key.filter(|k| !secrecy::ExposeSecret::expose_secret(k).is_empty());
+    validate(&provider, api_key.is_some(), policy)?;
     if let Some(k) = &api_key {
         secrets.put(&provider.secret_name(), k).await.map_err(ApiError::internal)?;
         provider.has_api_key = true;
@@ -155,8 +183,15 @@ pub async fn list(
 }
 
 /// Saves a changed provider (and its new key, if one is given), provided it still exists.
-pub async fn save(store: &dyn Store, secrets: &dyn SecretStore, mut provider: DynamicProvider, api_key: Option<SecretString>) -> ApiResult<DynamicProvider> {
-    validate(&provider)?;
+pub async fn save(
+    store: &dyn Store,
+    secrets: &dyn SecretStore,
+    policy: &crate::egress::AddressPolicy,
+    mut provider: DynamicProvider,
+    api_key: Option<SecretString>,
+) -> ApiResult<DynamicProvider> {
+    let api_key = api_key.filter(|k| !secrecy::ExposeSecret::expose_secret(k).is_empty());
+    validate(&provider, provider.has_api_key || api_key.is_some(), policy)?;
     if provider.deleted_at.is_some() {
         return Err(ApiError::conflict("provider_deleted", "a deleted provider cannot be changed"));
     }

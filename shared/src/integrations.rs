@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::egress::HttpClient;
 use crate::error::{ApiError, ApiResult};
 use crate::secrets::SecretStore;
 use crate::store::{Key, Store, from_item, keyed_item};
@@ -71,18 +72,15 @@ pub fn secret_name(workspace_id: Uuid, service: Service) -> String {
 
 /// Asks the service whether `token` is good; `Ok(account)` when it is, `Err(the service's
 /// reason)` when it is not or cannot be reached.
-pub async fn check_token(http: &reqwest::Client, endpoints: &Endpoints, service: Service, token: &SecretString) -> Result<Option<String>, String> {
+pub async fn check_token(http: &HttpClient, endpoints: &Endpoints, service: Service, token: &SecretString) -> Result<Option<String>, String> {
     let url = match service {
         Service::OpenRouter => format!("{}/key", endpoints.openrouter.trim_end_matches('/')),
         Service::HuggingFace => format!("{}/api/whoami-v2", endpoints.huggingface_hub.trim_end_matches('/')),
     };
     let response = http
-        .get(url)
-        .bearer_auth(token.expose_secret())
-        .timeout(std::time::Duration::from_secs(10))
-        .send()
+        .send(http.get(url).bearer_auth(token.expose_secret()).timeout(std::time::Duration::from_secs(10)))
         .await
-        .map_err(|e| format!("{} could not be reached: {}", service.name(), e.without_url()))?;
+        .map_err(|e| format!("{} could not be reached: {e}", service.name()))?;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or_default();
     if !status.is_success() {
@@ -137,13 +135,16 @@ pub fn dataset_file(url: &str) -> Result<DatasetFile, String> {
     }
 }
 
-/// Whether the file resolves on the hub (a HEAD request, redirects followed).
-pub async fn dataset_resolves(http: &reqwest::Client, hub: &str, file: &DatasetFile) -> Result<(), String> {
+/// Whether the file resolves on the hub (a HEAD request). Redirects are not followed: the hub
+/// answers a file kept in its storage with a redirect there, which says the file exists.
+pub async fn dataset_resolves(http: &HttpClient, hub: &str, file: &DatasetFile) -> Result<(), String> {
     let url = format!("{}/datasets/{}/resolve/{}/{}", hub.trim_end_matches('/'), file.repo, file.revision, file.path);
-    let response =
-        http.head(url).timeout(std::time::Duration::from_secs(10)).send().await.map_err(|e| format!("the hub could not be reached: {}", e.without_url()))?;
+    let response = http
+        .send(http.request(reqwest::Method::HEAD, url).timeout(std::time::Duration::from_secs(10)))
+        .await
+        .map_err(|e| format!("the hub could not be reached: {e}"))?;
     match response.status() {
-        s if s.is_success() => Ok(()),
+        s if s.is_success() || s.is_redirection() => Ok(()),
         s if s.as_u16() == 401 || s.as_u16() == 403 => Err(format!("the hub answered {s}: the dataset is private or gated")),
         s if s.as_u16() == 404 => Err("the hub answered 404: no such dataset, revision or file".into()),
         s => Err(format!("the hub answered {s}")),

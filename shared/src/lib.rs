@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod doors;
 pub mod dynamic_providers;
+pub mod egress;
 pub mod error;
 pub mod http;
 pub mod identity;

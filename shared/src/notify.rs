@@ -54,7 +54,9 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 pub struct Notifier {
     pub store: Arc<dyn Store>,
     pub secrets: Arc<dyn SecretStore>,
-    pub http: reqwest::Client,
+    /// Restricted to public addresses (and the operator's private exceptions): webhook URLs
+    /// are typed in by whoever holds settings:write.
+    pub http: crate::egress::HttpClient,
     pub clock: SharedClock,
 }
 
@@ -73,16 +75,14 @@ impl Notifier {
                         "event": message.event, "subject": message.subject, "text": message.text, "data": message.data, "sent_at": self.clock.now(),
                     }))
                     .map_err(|e| e.to_string())?;
-                    let response = self
+                    let request = self
                         .http
                         .post(url)
                         .header("content-type", "application/json")
                         .header("x-tollgate-event", message.event)
                         .header("x-tollgate-signature", signature(secret.expose_secret(), &body))
-                        .body(body)
-                        .send()
-                        .await
-                        .map_err(|e| format!("the webhook could not be reached: {e}"))?;
+                        .body(body);
+                    let response = self.http.send(request).await.map_err(|e| format!("the webhook could not be reached: {e}"))?;
                     if response.status().is_success() { Ok(()) } else { Err(format!("the webhook answered {}", response.status())) }
                 }
                 ChannelKind::Smtp { host, port, tls, username, from, to } => {
@@ -121,7 +121,10 @@ impl Notifier {
             }
         };
         let mut out = Vec::with_capacity(channels.len());
-        for channel in &channels {
+        // A message for one person (an invite, whose link lets its holder join as them) goes
+        // to that person's mail only, never to a webhook, whose receiver is someone else.
+        let personal = message.to.is_some();
+        for channel in channels.iter().filter(|c| !personal || matches!(c.kind, ChannelKind::Smtp { .. })) {
             let result = self.deliver(channel, message).await;
             if let Err(e) = &result {
                 tracing::warn!(channel = %channel.name, event = message.event, error = %e, "a notification was not delivered");

@@ -126,6 +126,11 @@ pub async fn check_ready(config: &Config) -> anyhow::Result<()> {
 }
 
 impl AppState {
+    /// The addresses URLs supplied by users may reach (`egress`).
+    pub fn address_policy(&self) -> crate::egress::AddressPolicy {
+        crate::egress::AddressPolicy { private_allowed: self.config.private_upstreams.clone() }
+    }
+
     /// The JWT keys, loaded from the secret store (created there on first start) on first use.
     pub async fn jwt(&self) -> crate::error::ApiResult<&JwtKeys> {
         self.jwt.get_or_try_init(|| JwtKeys::load_or_create(self.secrets.as_ref())).await.map_err(crate::error::ApiError::internal)
@@ -144,8 +149,8 @@ impl AppState {
 
     /// Wires every service over the given backends and clock.
     pub fn wire(config: Config, store: Arc<dyn Store>, secrets: Arc<dyn SecretStore>, clock: SharedClock) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
-        let notifier = Notifier { store: store.clone(), secrets: secrets.clone(), http: http.clone(), clock: clock.clone() };
+        let http = crate::egress::Egress::new(config.private_upstreams.clone())?;
+        let notifier = Notifier { store: store.clone(), secrets: secrets.clone(), http: http.restricted.clone(), clock: clock.clone() };
         let outbox = Outbox::new(notifier.clone());
         let alerts = Arc::new(Alerts::new(store.clone(), outbox.clone(), config.key_cache));
         let hot = Arc::new(Hot::new(config.key_cache));

@@ -72,7 +72,13 @@ fn dynamo_endpoint() -> String {
 /// prefix, so tests never see each other's data.
 pub fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
     let unique = uuid::Uuid::new_v4().simple().to_string();
-    let mut config = Config { data_dir: dir.to_path_buf(), ..Config::default() };
+    // The fakes of upstreams and webhooks listen on loopback, which users' URLs may not reach
+    // unless the operator allows it: the tests allow it as an operator would for a local vLLM.
+    // (tests/security.rs narrows it again to test the policy itself.)
+    let private_upstreams = vec!["127.0.0.0/8".parse().expect("cidr"), "::1/128".parse().expect("cidr")];
+    // Invite links must stay on the gateway's public URL; the tests' invites point here.
+    let public_url = Some("https://app.example.com".to_string());
+    let mut config = Config { data_dir: dir.to_path_buf(), private_upstreams, public_url, ..Config::default() };
     if backend == Backend::Dynamo {
         let endpoint = dynamo_endpoint();
         config.store = StoreKind::DynamoDb;

@@ -95,7 +95,7 @@ async fn round_trip(envs: &[(&str, String)], args: &[&str]) {
     assert!(logs.contains("[redacted]") && !logs.contains("upstream-key-never"), "{logs}");
     // Notification channels with secrets, an invite whose delivery fails (and is logged), and
     // a workspace token used through the proxy.
-    let settings = json!({"notifications": [
+    let settings = json!({"publicUrl": "https://app.example.com", "notifications": [
         {"name": "hook", "type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "whsec-never-logged"},
         {"name": "mail", "type": "smtp", "host": "127.0.0.1", "port": 9, "tls": "none", "username": "u", "password": "smtp-pass-never-logged",
          "from": "tollgate@example.com", "to": ["ops@example.com"]}

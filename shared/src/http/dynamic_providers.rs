@@ -141,7 +141,7 @@ impl CreateProvider {
 async fn create_provider(State(state): State<AppState>, me: Me, ApiJson(body): ApiJson<CreateProvider>) -> ApiResult<(StatusCode, Json<ProviderView>)> {
     me.require_key_scope(KEYS_WRITE)?;
     let (provider, api_key) = body.into_provider(me.user_id, state.clock.now());
-    let provider = dynamic_providers::create(state.store.as_ref(), state.secrets.as_ref(), provider, api_key).await?;
+    let provider = dynamic_providers::create(state.store.as_ref(), state.secrets.as_ref(), &state.address_policy(), provider, api_key).await?;
     Ok((StatusCode::CREATED, Json(provider.into())))
 }
 
@@ -152,9 +152,10 @@ async fn create_provider(State(state): State<AppState>, me: Me, ApiJson(body): A
 async fn test_credentials(State(state): State<AppState>, me: Me, ApiJson(body): ApiJson<CreateProvider>) -> ApiResult<Json<Probe>> {
     me.require_key_scope(KEYS_WRITE)?;
     let (provider, api_key) = body.into_provider(me.user_id, state.clock.now());
-    dynamic_providers::validate(&provider)?;
+    let api_key = api_key.filter(|k| !secrecy::ExposeSecret::expose_secret(k).is_empty());
+    dynamic_providers::validate(&provider, api_key.is_some(), &state.address_policy())?;
     let base = provider.endpoint().unwrap_or_default();
-    Ok(Json(providers::probe(&state.gateway.http, &provider.provider_type, &base, api_key.as_ref()).await))
+    Ok(Json(providers::probe(&state.gateway.http.restricted, &provider.provider_type, &base, api_key.as_ref()).await))
 }
 
 #[utoipa::path(get, path = "/admin/v1/me/providers/{id}", tag = "me", params(("id" = Uuid, Path)),
@@ -204,7 +205,7 @@ async fn update_provider(
         provider.sovereignty = Some(sovereignty).filter(|v| !v.is_null()).map(|v| v.to_string());
     }
     provider.updated_at = state.clock.now();
-    let provider = dynamic_providers::save(state.store.as_ref(), state.secrets.as_ref(), provider, body.api_key).await?;
+    let provider = dynamic_providers::save(state.store.as_ref(), state.secrets.as_ref(), &state.address_policy(), provider, body.api_key).await?;
     forget(&state, &provider);
     Ok(Json(provider.into()))
 }
@@ -241,13 +242,16 @@ async fn test_provider(State(state): State<AppState>, me: Me, Path(id): Path<Str
         false => None,
     };
     let base = provider.endpoint().unwrap_or_default();
-    Ok(Json(providers::probe(&state.gateway.http, &provider.provider_type, &base, key.as_ref()).await))
+    Ok(Json(providers::probe(&state.gateway.http.restricted, &provider.provider_type, &base, key.as_ref()).await))
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct BuiltInProvider {
     name: String,
     provider_type: String,
+    /// Shown only to callers whose global role has `model:read` (base URLs can name internal
+    /// hosts, or carry credentials).
+    #[serde(skip_serializing_if = "Option::is_none")]
     base_url: Option<String>,
 }
 
@@ -262,6 +266,7 @@ pub struct BuiltInList {
 #[utoipa::path(get, path = "/admin/v1/me/built-in-providers", tag = "me", responses((status = 200, body = BuiltInList), (status = 401, body = ErrorEnvelope)))]
 async fn built_in_providers(State(state): State<AppState>, me: Me) -> ApiResult<Json<BuiltInList>> {
     me.require_key_read()?;
+    let sees_urls = me.has_permission(&state, crate::identity::roles::Permission::ModelRead).await?;
     let mut data: Vec<BuiltInProvider> = Vec::new();
     for model in crate::catalog::list(state.store.as_ref()).await? {
         let base_url = model.endpoint();
@@ -275,6 +280,17 @@ async fn built_in_providers(State(state): State<AppState>, me: Me) -> ApiResult<
             _ => model.provider.clone(),
         };
         data.push(BuiltInProvider { name, provider_type: model.provider, base_url });
+    }
+    if !sees_urls {
+        // Without model:read, types and names only; names stay distinct (`type@host` would
+        // name the host), so a second endpoint of a type is numbered instead.
+        let mut seen: Vec<String> = Vec::new();
+        for provider in &mut data {
+            provider.base_url = None;
+            let count = seen.iter().filter(|t| **t == provider.provider_type).count();
+            provider.name = if count == 0 { provider.provider_type.clone() } else { format!("{}#{}", provider.provider_type, count + 1) };
+            seen.push(provider.provider_type.clone());
+        }
     }
     Ok(Json(BuiltInList { data }))
 }

@@ -220,6 +220,16 @@ impl Me {
         self.key.as_ref()
     }
 
+    /// Whether the user's global role grants `permission` (a key acting here never does: its
+    /// scopes are the self-service family's, not the management family's permissions).
+    pub async fn has_permission(&self, state: &AppState, permission: Permission) -> ApiResult<bool> {
+        if self.key.is_some() {
+            return Ok(false);
+        }
+        let Some(user) = crate::identity::users::get(state.store.as_ref(), self.user_id).await? else { return Ok(false) };
+        Ok(roles::permissions_of(state.store.as_ref(), &user.role).await?.unwrap_or_default().contains(&permission))
+    }
+
     /// An API key may rotate or revoke only itself and the keys descended from it.
     pub fn require_may_manage(&self, target: &crate::keys::ApiKey) -> ApiResult<()> {
         match &self.key {

@@ -53,7 +53,7 @@ async fn validate(State(state): State<AppState>, caller: Caller, ApiJson(body): 
     if let Some(id) = body.business_id {
         workspaces::require_manager(state.store.as_ref(), id, caller.user.id).await?;
     }
-    let checked = integrations::check_token(&state.gateway.http, &state.gateway.integrations, service, &body.token).await;
+    let checked = integrations::check_token(&state.gateway.http.trusted, &state.gateway.integrations, service, &body.token).await;
     let mut out = Validated { provider: service.name().into(), valid: checked.is_ok(), account: None, message: String::new(), saved: false };
     match checked {
         Ok(account) => {
@@ -93,7 +93,7 @@ pub struct DatasetChecked {
     responses((status = 200, body = DatasetChecked), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
 async fn check_dataset(State(state): State<AppState>, _me: Me, ApiJson(body): ApiJson<DatasetCheck>) -> ApiResult<Json<DatasetChecked>> {
     let dataset = integrations::dataset_file(&body.dataset_url).map_err(|why| ApiError::invalid_param("dataset_url", format!("dataset_url: {why}")))?;
-    let resolved = integrations::dataset_resolves(&state.gateway.http, &state.gateway.integrations.huggingface_hub, &dataset).await;
+    let resolved = integrations::dataset_resolves(&state.gateway.http.trusted, &state.gateway.integrations.huggingface_hub, &dataset).await;
     let message = match &resolved {
         Ok(()) => "the file resolves on the hub".to_string(),
         Err(why) => why.clone(),

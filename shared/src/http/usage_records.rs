@@ -157,6 +157,9 @@ impl Visibility {
     }
 }
 
+/// The deepest `offset` `/api/usage` takes.
+pub const MAX_OFFSET: usize = 10_000;
+
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -172,7 +175,8 @@ pub struct UsageQuery {
     outcome: Option<Outcome>,
     /// At most this many records (default 100, at most 1000).
     limit: Option<usize>,
-    /// Skip this many matching records first.
+    /// Skip this many matching records first (at most 10000; use `cursor` to page deeper).
+    #[param(maximum = 10000)]
     offset: Option<usize>,
     /// Our addition: continue after the page that returned this `nextCursor` (the same
     /// filters); each page costs the same however deep it is.
@@ -210,6 +214,11 @@ async fn query_usage(State(state): State<AppState>, caller: Caller, ApiQuery(q):
         return Err(ApiError::invalid_param("limit", format!("limit must be between 1 and {MAX_LIMIT}")));
     }
     let offset = q.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        // An offset reads every record it skips from each owner it covers; past this, a page
+        // would hold that many records in memory. A cursor costs the same at any depth.
+        return Err(ApiError::invalid_param("offset", format!("offset may be at most {MAX_OFFSET}; page deeper with cursor (each page's nextCursor)")));
+    }
     let start = match q.cursor.as_deref() {
         Some(cursor) => Start::After(listing::decode_cursor(cursor)?, offset),
         None => Start::Offset(offset),

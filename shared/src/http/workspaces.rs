@@ -220,6 +220,34 @@ fn invite_url(redirect_to: &str, token: &str) -> ApiResult<String> {
     Ok(url.into())
 }
 
+/// The gateway's own public URL, which invite links must stay on: the settings' `publicUrl`,
+/// else `TOLLGATE_PUBLIC_URL`, else the local server's own address.
+async fn public_url(state: &AppState) -> ApiResult<reqwest::Url> {
+    let configured = crate::settings::get(state.store.as_ref()).await?.public_url.or_else(|| state.config.public_url.clone());
+    let text = configured.unwrap_or_else(|| format!("http://{}/", state.config.listen));
+    reqwest::Url::parse(&text).map_err(|e| ApiError::internal(format!("the gateway's public URL {text:?} is not a URL: {e}")))
+}
+
+/// Refuses a `redirect_to` off the gateway's own public URL: an invite mail is sent in the
+/// gateway's name, and its link must not lead anywhere else (a phishing page collecting the
+/// invite and a password).
+fn check_redirect(redirect_to: &str, public: &reqwest::Url) -> ApiResult<()> {
+    let url = reqwest::Url::parse(redirect_to).ok();
+    let base = public.path().trim_end_matches('/');
+    let on_ours =
+        url.as_ref().is_some_and(|u| u.origin() == public.origin() && (u.path() == base || u.path().starts_with(&format!("{base}/")) || base.is_empty()));
+    if on_ours {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_param(
+            "redirect_to",
+            format!(
+                "redirect_to must be a page of this gateway, under {public}; an admin sets the gateway's public URL as publicUrl in PUT /api/settings (or TOLLGATE_PUBLIC_URL)"
+            ),
+        ))
+    }
+}
+
 /// Invites someone into the workspace: owners and admins only.
 #[utoipa::path(post, path = "/api/invite-user", tag = "workspaces", request_body = InviteUser,
     responses((status = 201, body = InviteSent), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
@@ -229,6 +257,7 @@ async fn invite_user(State(state): State<AppState>, caller: Caller, ApiJson(body
     let email = normalize_email(&body.email, "email")?;
     // Checked before anything is written, so a bad link leaves no invite behind.
     invite_url(&body.redirect_to, "")?;
+    check_redirect(&body.redirect_to, &public_url(&state).await?)?;
     let (workspace, _) = workspaces::require_manager(store, parse_uuid(&body.business_id, "business_id")?, caller.user.id).await?;
     let issued = invites::create(store, &workspace, email, role, caller.user.id, state.clock.now()).await?;
     let url = invite_url(&body.redirect_to, &issued.token)?;

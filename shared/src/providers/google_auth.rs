@@ -9,8 +9,16 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
+
+use super::Credentials;
+use crate::egress::HttpClient;
+
+/// Whether a URL is one of Google's API hosts, over HTTPS.
+fn google_host(url: &reqwest::Url) -> bool {
+    url.scheme() == "https" && url.host_str().is_some_and(|h| h == "googleapis.com" || h.ends_with(".googleapis.com"))
+}
 
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -35,10 +43,13 @@ struct Claims<'a> {
 /// Access tokens by the SHA-256 of the key they came from, with when to stop using them.
 static TOKENS: Mutex<Option<HashMap<String, (String, Instant)>>> = Mutex::new(None);
 
-/// The service account key: the model's, else the environment's.
-fn key_text(key: Option<&SecretString>) -> Result<String, String> {
-    if let Some(key) = key.map(|k| k.expose_secret()).filter(|k| !k.is_empty()) {
+/// The service account key: the model's, else (for a catalog model only) the environment's.
+fn key_text(credentials: Credentials<'_>) -> Result<String, String> {
+    if let Some(key) = credentials.key.map(|k| k.expose_secret()).filter(|k| !k.is_empty()) {
         return Ok(key.to_string());
+    }
+    if !credentials.ambient {
+        return Err("this provider has no Google credentials of its own: set its api_key to a service account's JSON key or a Google API key".into());
     }
     let path = std::env::var("GOOGLE_APPLICATION_CREDENTIALS")
         .map_err(|_| "no Google credentials: set the model's key to a service account's JSON key, or GOOGLE_APPLICATION_CREDENTIALS".to_string())?;
@@ -46,8 +57,8 @@ fn key_text(key: Option<&SecretString>) -> Result<String, String> {
 }
 
 /// An access token for the service account (from the cache while it lasts).
-pub async fn access_token(http: &reqwest::Client, key: Option<&SecretString>) -> Result<String, String> {
-    let text = key_text(key)?;
+pub async fn access_token(http: &HttpClient, credentials: Credentials<'_>) -> Result<String, String> {
+    let text = key_text(credentials)?;
     let id = crate::identity::sha256_hex(&text);
     if let Some((token, until)) = TOKENS.lock().expect("token cache").as_ref().and_then(|t| t.get(&id)).cloned()
         && until > Instant::now()
@@ -66,12 +77,9 @@ pub async fn access_token(http: &reqwest::Client, key: Option<&SecretString>) ->
     let assertion = jsonwebtoken::encode(&header, &claims, &signing).map_err(|e| format!("could not sign the token request: {e}"))?;
     let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())];
     let response = http
-        .post(token_uri)
-        .form(&form)
-        .timeout(Duration::from_secs(10))
-        .send()
+        .send(http.post(token_uri).form(&form).timeout(Duration::from_secs(10)))
         .await
-        .map_err(|e| format!("Google's token endpoint could not be reached: {}", e.without_url()))?;
+        .map_err(|e| format!("Google's token endpoint could not be reached: {e}"))?;
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
     let token = body.get("access_token").and_then(|t| t.as_str()).filter(|_| status.is_success()).ok_or_else(|| {
@@ -83,9 +91,22 @@ pub async fn access_token(http: &reqwest::Client, key: Option<&SecretString>) ->
     Ok(token.to_string())
 }
 
-/// Puts the service account's access token on the request.
-pub async fn authorize(http: &reqwest::Client, request: &mut reqwest::Request, key: Option<&SecretString>) -> Result<(), String> {
-    let token = access_token(http, key).await?;
+/// Puts the service account's access token on the request, or a Google API key (one that is
+/// not a service account's JSON) as `x-goog-api-key`. A token made from the gateway's own
+/// credentials goes only to Google's API hosts.
+pub async fn authorize(http: &HttpClient, request: &mut reqwest::Request, credentials: Credentials<'_>) -> Result<(), String> {
+    if let Some(api_key) = credentials.key.map(|k| k.expose_secret().trim()).filter(|k| !k.is_empty() && !k.starts_with('{')) {
+        let value = api_key.parse().map_err(|_| "the Google API key is not a valid header value".to_string())?;
+        request.headers_mut().insert("x-goog-api-key", value);
+        return Ok(());
+    }
+    let own = credentials.key.is_some_and(|k| !k.expose_secret().is_empty());
+    if !own && credentials.ambient && !google_host(request.url()) {
+        return Err(
+            "the gateway's own Google credentials are sent only to https://*.googleapis.com; give this model a key of its own to use another endpoint".into()
+        );
+    }
+    let token = access_token(http, credentials).await?;
     let value = format!("Bearer {token}").parse().map_err(|_| "Google's access token is not a valid header value".to_string())?;
     request.headers_mut().insert(reqwest::header::AUTHORIZATION, value);
     Ok(())

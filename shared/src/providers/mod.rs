@@ -24,6 +24,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
+use crate::egress::HttpClient;
 use crate::proxy::request::{Endpoint, Inspected};
 
 /// One provider type.
@@ -182,15 +183,19 @@ pub struct Probe {
 
 /// Calls the provider with the key (its model list: nothing is generated or billed) and says
 /// whether it answered, with its own reason when it did not (unreachable, bad key, ...).
-pub async fn probe(http: &reqwest::Client, provider_type: &str, base: &str, key: Option<&SecretString>) -> Probe {
+///
+/// Only users' own providers are probed, so only through the restricted client and with their
+/// own credentials: the address policy applies before anything connects (no port scans).
+pub async fn probe(http: &HttpClient, provider_type: &str, base: &str, key: Option<&SecretString>) -> Probe {
     let provider = of(provider_type);
     let started = std::time::Instant::now();
     let request = http.get(provider.probe_url(base)).timeout(std::time::Duration::from_secs(10));
-    let outcome = match prepare(http, provider, request, base, key).await {
+    let outcome = match prepare(http, provider, request, base, Credentials::own(key)).await {
         Err(why) => Err(why),
         Ok(request) => match http.execute(request).await {
             Err(e) if e.is_timeout() => Err("the provider did not answer within 10 s".to_string()),
-            Err(e) => Err(format!("the provider could not be reached: {}", e.without_url())),
+            Err(e) => Err(format!("the provider could not be reached: {e}")),
+            Ok(response) if response.status().is_redirection() => Err(redirect_refused(response.status())),
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => {
                 let status = response.status();
@@ -206,23 +211,45 @@ pub async fn probe(http: &reqwest::Client, provider_type: &str, base: &str, key:
     }
 }
 
+/// What a request to a provider is authenticated with: the model's own key, and whether the
+/// gateway's own cloud identity (the AWS credential chain, Google's application default
+/// credentials) may stand in when it has none. Only catalog models, which a global admin
+/// configured, may use the gateway's identity.
+#[derive(Clone, Copy)]
+pub struct Credentials<'a> {
+    pub key: Option<&'a SecretString>,
+    pub ambient: bool,
+}
+
+impl<'a> Credentials<'a> {
+    /// A key supplied by a user (their provider, their test): never the gateway's identity.
+    pub fn own(key: Option<&'a SecretString>) -> Self {
+        Credentials { key: key.filter(|k| !k.expose_secret().is_empty()), ambient: false }
+    }
+}
+
+/// What the caller is told of a redirect: its status, never its body or target.
+pub fn redirect_refused(status: reqwest::StatusCode) -> String {
+    format!("the provider answered {status}, a redirect, which Tollgate does not follow; point the base URL at the final address")
+}
+
 /// A request to a provider, authenticated as its type says: headers, a SigV4 signature over the
 /// whole request (providers on AWS), or an OAuth token made from a service account (Vertex).
 pub async fn prepare(
-    http: &reqwest::Client,
+    http: &HttpClient,
     provider: &dyn Provider,
     request: reqwest::RequestBuilder,
     base: &str,
-    key: Option<&SecretString>,
+    credentials: Credentials<'_>,
 ) -> Result<reqwest::Request, String> {
-    let mut request = provider.authenticate(request, key).build().map_err(|e| e.without_url().to_string())?;
+    let mut request = provider.authenticate(request, credentials.key).build().map_err(|e| e.without_url().to_string())?;
     // Boxed: their futures (the AWS credential chain's above all) are kilobytes, and inline they
     // would grow every proxied request's task, which is copied whole when it is spawned.
     if let Some((service, region)) = provider.sigv4(base) {
-        Box::pin(sigv4::authorize(&mut request, service, &region, key)).await?;
+        Box::pin(sigv4::authorize(&mut request, service, &region, credentials)).await?;
     }
     if provider.google_oauth() {
-        Box::pin(google_auth::authorize(http, &mut request, key)).await?;
+        Box::pin(google_auth::authorize(http, &mut request, credentials)).await?;
     }
     Ok(request)
 }

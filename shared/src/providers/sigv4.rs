@@ -6,12 +6,29 @@
 
 use std::time::SystemTime;
 
-use aws_credential_types::Credentials;
+use aws_credential_types::Credentials as AwsCredentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
+
+use super::Credentials;
+
+/// Whether a request signed with the gateway's own AWS identity goes where that identity is
+/// meant for: the region's Bedrock runtime (FIPS, or a VPC endpoint of it), over HTTPS.
+fn aws_host(url: &reqwest::Url, region: &str) -> Result<(), String> {
+    let host = url.host_str().unwrap_or_default();
+    let official = [format!("bedrock-runtime.{region}.amazonaws.com"), format!("bedrock-runtime-fips.{region}.amazonaws.com")];
+    let vpce = format!(".bedrock-runtime.{region}.vpce.amazonaws.com");
+    if url.scheme() == "https" && (official.iter().any(|h| h == host) || host.ends_with(&vpce)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the gateway's own AWS identity signs only requests to https://bedrock-runtime.{region}.amazonaws.com (or its VPC endpoint); give this model a key of its own to use another endpoint"
+        ))
+    }
+}
 
 /// The standard chain, built once per process (building it reads the environment and files).
 static CHAIN: OnceCell<SharedCredentialsProvider> = OnceCell::const_new();
@@ -23,16 +40,25 @@ async fn chain() -> &'static SharedCredentialsProvider {
 }
 
 /// Static credentials in a key, if it holds them.
-fn static_credentials(key: &str) -> Option<Credentials> {
+fn static_credentials(key: &str) -> Option<AwsCredentials> {
     let mut parts = key.splitn(3, ':');
     let (id, secret) = (parts.next()?, parts.next()?);
-    Some(Credentials::new(id, secret, parts.next().map(str::to_string), None, "tollgate-model-key"))
+    Some(AwsCredentials::new(id, secret, parts.next().map(str::to_string), None, "tollgate-model-key"))
 }
 
 /// Authenticates `request` to `service` in `region`: a bearer API key, or SigV4 with the
 /// key's or the chain's credentials. The message of an error says what to fix.
-pub async fn authorize(request: &mut reqwest::Request, service: &str, region: &str, key: Option<&SecretString>) -> Result<(), String> {
-    let key = key.map(|k| k.expose_secret()).filter(|k| !k.is_empty());
+pub async fn authorize(request: &mut reqwest::Request, service: &str, region: &str, credentials: Credentials<'_>) -> Result<(), String> {
+    let key = credentials.key.map(|k| k.expose_secret()).filter(|k| !k.is_empty());
+    if key.is_none() {
+        if !credentials.ambient {
+            return Err(
+                "this provider has no AWS credentials of its own: set its api_key to ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN] or a Bedrock API key"
+                    .into(),
+            );
+        }
+        aws_host(request.url(), region)?;
+    }
     let credentials = match key.map(|k| (k, static_credentials(k))) {
         Some((_, Some(credentials))) => credentials,
         Some((api_key, None)) => {
@@ -76,19 +102,44 @@ pub async fn authorize(request: &mut reqwest::Request, service: &str, region: &s
 
 #[cfg(test)]
 mod tests {
+    use secrecy::SecretString;
+
     use super::*;
 
     #[tokio::test]
     async fn a_request_is_signed_with_the_keys_credentials_or_carries_an_api_key() {
         let client = reqwest::Client::new();
         let mut request = client.post("https://bedrock-runtime.eu-west-1.amazonaws.com/model/m/converse").body("{}").build().unwrap();
-        authorize(&mut request, "bedrock", "eu-west-1", Some(&SecretString::from("AKIDEXAMPLE:secret"))).await.unwrap();
+        let key = SecretString::from("AKIDEXAMPLE:secret");
+        authorize(&mut request, "bedrock", "eu-west-1", Credentials::own(Some(&key))).await.unwrap();
         let auth = request.headers()["authorization"].to_str().unwrap();
         assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"), "{auth}");
         assert!(auth.contains("/eu-west-1/bedrock/aws4_request"), "{auth}");
         assert!(request.headers().contains_key("x-amz-date"));
         let mut bearer = client.post("https://x/converse").build().unwrap();
-        authorize(&mut bearer, "bedrock", "eu-west-1", Some(&SecretString::from("ABSKbedrockapikey"))).await.unwrap();
+        let api_key = SecretString::from("ABSKbedrockapikey");
+        authorize(&mut bearer, "bedrock", "eu-west-1", Credentials::own(Some(&api_key))).await.unwrap();
         assert_eq!(bearer.headers()["authorization"], "Bearer ABSKbedrockapikey");
+    }
+
+    #[tokio::test]
+    async fn the_gateways_own_identity_signs_only_for_a_catalog_model_and_only_to_bedrock() {
+        let client = reqwest::Client::new();
+        let mut request = client.post("https://bedrock-runtime.eu-west-1.amazonaws.com/model/m/converse").build().unwrap();
+        let why = authorize(&mut request, "bedrock", "eu-west-1", Credentials::own(None)).await.unwrap_err();
+        assert!(why.contains("no AWS credentials of its own"), "{why}");
+        assert!(!request.headers().contains_key("authorization"));
+        let ambient = Credentials { key: None, ambient: true };
+        for elsewhere in [
+            "https://attacker.example/model/m/converse",
+            "http://bedrock-runtime.eu-west-1.amazonaws.com/x",
+            "https://bedrock-runtime.us-east-1.amazonaws.com/x",
+        ] {
+            let mut request = client.post(elsewhere).build().unwrap();
+            let why = authorize(&mut request, "bedrock", "eu-west-1", ambient).await.unwrap_err();
+            assert!(why.contains("signs only requests to https://bedrock-runtime.eu-west-1.amazonaws.com"), "{elsewhere}: {why}");
+            assert!(!request.headers().contains_key("authorization"));
+        }
+        assert!(aws_host(&"https://vpce-1.bedrock-runtime.eu-west-1.vpce.amazonaws.com/x".parse().unwrap(), "eu-west-1").is_ok());
     }
 }

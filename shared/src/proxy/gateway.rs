@@ -69,8 +69,9 @@ pub struct Gateway {
     pub store: Arc<dyn Store>,
     pub secrets: Arc<dyn SecretStore>,
     pub clock: SharedClock,
-    /// One pooled client for every upstream call.
-    pub http: reqwest::Client,
+    /// The upstream clients: one for what admins configured, one restricted to public
+    /// addresses for what anyone else supplied (`egress`).
+    pub http: crate::egress::Egress,
     pub hot: Arc<Hot>,
     pub alerts: Arc<Alerts>,
     pub tuning: Tuning,

@@ -319,15 +319,19 @@ impl Flight {
         let secret = model_secret(&self.gw, &self.model).await?;
         let base = self.model.endpoint().unwrap_or_default();
         let provider = providers::of(&self.model.provider);
+        // Only what a global admin configured (a catalog model) gets the trusted client and the
+        // gateway's own cloud identity; a user's provider or a workspace's integration gets
+        // neither.
+        let admin_configured = self.model.dynamic.is_none();
         let call = upstream::Call {
             provider,
             request: &self.req,
             id,
             app: &self.app,
             created,
-            client: &self.gw.http,
+            client: self.gw.http.for_admin_configured(admin_configured),
             base_url: &base,
-            api_key: secret.as_deref(),
+            credentials: providers::Credentials { key: secret.as_deref(), ambient: admin_configured },
             endpoint: if self.native() { Endpoint::Responses } else { self.req.endpoint },
             model: self.model.upstream_id(),
             urls: &self.gw.hot.upstream_urls,

@@ -7,9 +7,9 @@ use axum::body::Bytes;
 use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
 use reqwest::Url;
-use secrecy::SecretString;
 
-use crate::providers::{App, Framing, Local, Provider, StreamTranslator};
+use crate::egress::{HttpClient, SendError};
+use crate::providers::{App, Credentials, Framing, Local, Provider, StreamTranslator};
 use serde_json::Value;
 
 use super::request::{Endpoint, Inspected};
@@ -70,6 +70,10 @@ fn classify(err: reqwest::Error) -> Failure {
     if err.is_timeout() { Failure::Timeout } else { Failure::Transport(err.without_url().to_string()) }
 }
 
+fn classify_send(err: SendError) -> Failure {
+    if err.is_timeout() { Failure::Timeout } else { Failure::Transport(err.to_string()) }
+}
+
 /// One call to an upstream.
 pub struct Call<'a> {
     /// The provider type: its wire, its authentication, its translation to the canonical shape.
@@ -82,9 +86,11 @@ pub struct Call<'a> {
     pub app: &'a App,
     /// The time a translated answer is stamped with (with the model `request` names).
     pub created: i64,
-    pub client: &'a reqwest::Client,
+    /// The trusted client for a catalog model, the restricted one for anything a user supplied.
+    pub client: &'a HttpClient,
     pub base_url: &'a str,
-    pub api_key: Option<&'a SecretString>,
+    /// The model's key, and whether the gateway's own cloud identity may stand in for it.
+    pub credentials: Credentials<'a>,
     pub endpoint: Endpoint,
     /// The model's id at its provider.
     pub model: &'a str,
@@ -117,14 +123,19 @@ impl Call<'_> {
     async fn send(&self) -> Result<reqwest::Response, Failure> {
         let body = self.body.clone().map_err(|why| Failure::Status(400, why))?;
         let request = self.client.post(self.url()?).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
-        let request = crate::providers::prepare(self.client, self.provider, self.provider.attribute(request, self.app), self.base_url, self.api_key)
+        let key = self.credentials.key;
+        let request = crate::providers::prepare(self.client, self.provider, self.provider.attribute(request, self.app), self.base_url, self.credentials)
             .await
-            .map_err(|why| Failure::Transport(crate::providers::redact(why, self.api_key)))?;
-        let response = tokio::time::timeout(self.timeout, self.client.execute(request)).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
+            .map_err(|why| Failure::Transport(crate::providers::redact(why, key)))?;
+        let response = tokio::time::timeout(self.timeout, self.client.execute(request)).await.map_err(|_| Failure::Timeout)?.map_err(classify_send)?;
         let status = response.status();
+        if status.is_redirection() {
+            // Never followed, and its body (wherever it points) never relayed.
+            return Err(Failure::Status(status.as_u16(), crate::providers::redirect_refused(status)));
+        }
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            return Err(Failure::Status(status.as_u16(), crate::providers::redact(self.provider.error_message(&text), self.api_key)));
+            return Err(Failure::Status(status.as_u16(), crate::providers::redact(self.provider.error_message(&text), key)));
         }
         Ok(response)
     }
