@@ -194,8 +194,8 @@ pub struct InviteUser {
 #[derive(Serialize, ToSchema)]
 pub struct InviteSent {
     invite: InviteView,
-    /// Whether any notification channel took the invite (mail goes to the invitee; a webhook
-    /// gets the invite as an event).
+    /// Whether a mail channel took the invite to the invitee (webhooks never get invites:
+    /// whoever holds the link can join as the invitee).
     delivered: bool,
     /// How delivery through each configured notification channel went.
     delivery: Vec<crate::notify::Delivery>,

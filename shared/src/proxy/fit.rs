@@ -26,7 +26,7 @@ pub fn worst_cost(input: i64, output: i64, model: &Model) -> i64 {
 pub fn worst_case(req: &Inspected, candidates: &[Model]) -> Charge {
     let mut worst = Charge { calls: 1, ..Charge::default() };
     for model in candidates {
-        let (input, output) = (req.worst_input_tokens(model.context_window), req.worst_output_tokens(model.output_cap()));
+        let (input, output) = (req.worst_input_tokens(&model.provider, model.upstream_id(), model.context_window), req.worst_output_tokens(model.output_cap()));
         worst.input_tokens = worst.input_tokens.max(input);
         worst.output_tokens = worst.output_tokens.max(output);
         worst.cost_micros = worst.cost_micros.max(worst_cost(input, output, model));
@@ -46,7 +46,7 @@ pub fn max_tokens_within(left: i64, req: &Inspected, candidates: &[Model]) -> Op
         current = current.max(cap);
         // cost <= left  <=>  input x price + n x choices x output price <= left x 1e6 (cost
         // rounds up once, so this is exact).
-        let input = i128::from(req.worst_input_tokens(model.context_window)) * i128::from(prices.worst_input());
+        let input = i128::from(req.worst_input_tokens(&model.provider, model.upstream_id(), model.context_window)) * i128::from(prices.worst_input());
         let room = i128::from(left).saturating_mul(1_000_000) - input;
         let per_token = i128::from(prices.output) * i128::from(req.choices);
         let n = if per_token == 0 { i128::from(cap) } else { (room / per_token).min(i128::from(cap)) };
@@ -127,7 +127,7 @@ mod tests {
         let m = model(100_000_000, 100_000_000, 128_000, None);
         let req = chat(json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}));
         // "user" + "hi" = 6 bytes, 4 framing, 3 reply priming: 13 input tokens; 5 output.
-        assert_eq!(req.worst_input_tokens(128_000), 13);
+        assert_eq!(req.worst_input_tokens("mock", "m", 128_000), 13);
         assert_eq!(worst_case(&req, &[m]).cost_micros, 1_800);
     }
 

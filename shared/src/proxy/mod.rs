@@ -7,6 +7,7 @@ mod fit;
 mod gateway;
 mod headers;
 pub mod levels;
+mod media;
 mod observed;
 mod record;
 pub mod request;

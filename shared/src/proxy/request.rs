@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use super::media::{self, Media};
 use crate::error::{ApiError, ApiResult};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,8 +55,9 @@ pub struct Inspected {
     pub prompt_bytes: i64,
     /// Tools and functions offered (each rendered with some framing of its own).
     pub tools: i64,
-    /// Image and file parts (each reserved as `MEDIA_PART_TOKENS`, whatever its bytes).
-    pub media_parts: i64,
+    /// Image, file and audio parts, each reserved as its target provider documents it
+    /// (`media`), whatever its bytes.
+    pub media: Vec<Media>,
     /// UTF-8 bytes of every text input, plus the length of token-id inputs.
     pub input_bytes: i64,
     pub input_words: i64,
@@ -63,12 +65,6 @@ pub struct Inspected {
     /// The texts of the prompt, last one last (the mock provider answers it).
     pub texts: Vec<String>,
 }
-
-/// What one image or file part is reserved as, in place of its bytes: more than OpenAI (gpt-4o,
-/// gpt-4.1 and o-series at full detail), Anthropic and Google models count for one image.
-/// Models that count images as more tokens (gpt-4o-mini: up to ~48,000) and long files can
-/// exceed it; their real cost is still charged at settlement.
-pub const MEDIA_PART_TOKENS: i64 = 5_000;
 
 /// The most answers (`n`, `best_of`) one request may ask for, as OpenAI allows.
 const MAX_CHOICES: i64 = 128;
@@ -80,19 +76,26 @@ pub const TOOL_FRAMING_TOKENS: i64 = 16;
 pub const REPLY_FRAMING_TOKENS: i64 = 3;
 
 impl Inspected {
-    /// An upper bound on the input tokens a model with this context window can take: no
-    /// tokenizer makes more tokens than bytes of text, plus the framing chat formats add per
-    /// message and per tool, and an allowance per image or file; and no model takes more than
-    /// its context window.
-    pub fn worst_input_tokens(&self, context_window: i64) -> i64 {
+    /// An upper bound on the input tokens `model` (its upstream id, on a provider of type
+    /// `provider`, with this context window) can bill: no tokenizer makes more tokens than
+    /// bytes of text, plus the framing chat formats add per message and per tool, plus each
+    /// media part at what the provider documents for it (`media`); media no formula bounds,
+    /// and anything past the context window, at the context window.
+    pub fn worst_input_tokens(&self, provider: &str, model: &str, context_window: i64) -> i64 {
+        let window = context_window.max(1);
         // Saturating: every term comes from the request, and a wrapped sum would reserve less.
-        let bound = self
+        let mut bound = self
             .prompt_bytes
             .saturating_add(self.messages.saturating_mul(MESSAGE_FRAMING_TOKENS))
             .saturating_add(self.tools.saturating_mul(TOOL_FRAMING_TOKENS))
-            .saturating_add(REPLY_FRAMING_TOKENS)
-            .saturating_add(self.media_parts.saturating_mul(MEDIA_PART_TOKENS));
-        bound.min(context_window.max(1))
+            .saturating_add(REPLY_FRAMING_TOKENS);
+        for part in &self.media {
+            match media::worst_tokens(part, provider, model) {
+                Some(tokens) => bound = bound.saturating_add(tokens),
+                None => return window,
+            }
+        }
+        bound.min(window)
     }
 
     /// An upper bound on the output tokens from a model that writes at most `cap` tokens per
@@ -127,12 +130,12 @@ impl Inspected {
     }
 }
 
-/// What the inputs hold: their texts, token ids and media parts.
+/// What the inputs hold: their texts and token ids (for the mock's answer and the estimate of a
+/// cancelled request; the reservation counts `Text`).
 #[derive(Default)]
 struct Inputs {
     texts: Vec<String>,
     token_ids: i64,
-    media_parts: i64,
 }
 
 fn collect(value: &Value, inputs: &mut Inputs) {
@@ -140,34 +143,75 @@ fn collect(value: &Value, inputs: &mut Inputs) {
         Value::String(s) => inputs.texts.push(s.clone()),
         Value::Number(_) => inputs.token_ids += 1,
         Value::Array(items) => items.iter().for_each(|v| collect(v, inputs)),
-        // Content parts: {"type": "text", "text": "..."}, images, audio (inline, so bounded by
-        // the body's bytes) and files.
-        Value::Object(part) => match part.get("type").and_then(Value::as_str) {
-            Some("image_url" | "file") => inputs.media_parts += 1,
-            _ => {
-                if let Some(text) = part.get("text") {
-                    collect(text, inputs);
-                }
+        // Content parts: {"type": "text", "text": "..."}; media parts have no text to answer.
+        Value::Object(part) => {
+            if let Some(text) = part.get("text") {
+                collect(text, inputs);
             }
-        },
+        }
         _ => {}
     }
 }
 
-/// The UTF-8 bytes of the text in a value: its strings, 1 per number (a token id) or boolean,
-/// nothing for JSON syntax, keys and the `type` tags of parts and tool calls; image and file
-/// parts are left to the media allowance.
-fn text_bytes(value: &Value) -> i64 {
+/// The tags that name a part's or a call's kind: not text a provider renders. Any other `type`
+/// value is counted as text.
+const TAGS: [&str; 7] = ["text", "image_url", "file", "input_audio", "function", "refusal", "tool_call"];
+
+/// What a prompt holds, as the reservation counts it.
+#[derive(Default)]
+struct Text {
+    /// UTF-8 bytes of every string, 1 per number (a token id) or boolean.
+    bytes: i64,
+    media: Vec<Media>,
+}
+
+/// Adds a value's text and media to `text`: every string counts, whatever key holds it and
+/// whatever tag its message or part carries (a message typed `file` is still read by the
+/// provider), except the payload of a media part (sized as media by `media`) and the tags in
+/// `TAGS`. JSON syntax and keys are not text.
+fn walk(value: &Value, text: &mut Text) {
     match value {
-        Value::String(s) => s.len() as i64,
-        Value::Number(_) | Value::Bool(_) => 1,
-        Value::Array(items) => items.iter().fold(0i64, |sum, v| sum.saturating_add(text_bytes(v))),
-        Value::Object(map) => match map.get("type").and_then(Value::as_str) {
-            Some("image_url" | "file") => 0,
-            _ => map.iter().filter(|(k, _)| *k != "type").fold(0i64, |sum, (_, v)| sum.saturating_add(text_bytes(v))),
-        },
-        Value::Null => 0,
+        Value::String(s) => text.bytes = text.bytes.saturating_add(s.len() as i64),
+        Value::Number(_) | Value::Bool(_) => text.bytes = text.bytes.saturating_add(1),
+        Value::Array(items) => items.iter().for_each(|v| walk(v, text)),
+        Value::Object(map) => {
+            let kind = map.get("type").and_then(Value::as_str);
+            for (key, v) in map {
+                if key == "type" && v.as_str().is_some_and(|t| TAGS.contains(&t)) {
+                    continue;
+                }
+                match (kind, key.as_str(), v) {
+                    (Some("image_url"), "image_url", Value::String(url)) => text.media.push(media::image(url, None)),
+                    (Some("image_url"), "image_url", Value::Object(image)) => {
+                        let url = image.get("url").and_then(Value::as_str).unwrap_or_default();
+                        text.media.push(media::image(url, image.get("detail").and_then(Value::as_str)));
+                        image.iter().filter(|(k, _)| *k != "url").for_each(|(_, v)| walk(v, text));
+                    }
+                    (Some("file"), "file", Value::Object(file)) => {
+                        match (file.get("file_data").and_then(Value::as_str), file.get("file_id")) {
+                            (Some(data), _) => text.media.push(media::file(data)),
+                            (None, Some(_)) => text.media.push(Media::Unseen),
+                            (None, None) => {}
+                        }
+                        file.iter().filter(|(k, _)| !matches!(k.as_str(), "file_data" | "file_id")).for_each(|(_, v)| walk(v, text));
+                    }
+                    (Some("input_audio"), "input_audio", Value::Object(audio)) => {
+                        text.media.push(media::audio(audio.get("data").and_then(Value::as_str).unwrap_or_default()));
+                        audio.iter().filter(|(k, _)| *k != "data").for_each(|(_, v)| walk(v, text));
+                    }
+                    _ => walk(v, text),
+                }
+            }
+        }
+        Value::Null => {}
     }
+}
+
+/// The UTF-8 bytes of the text in a value (see `walk`), its media left out.
+fn text_bytes(value: &Value) -> i64 {
+    let mut text = Text::default();
+    walk(value, &mut text);
+    text.bytes
 }
 
 /// Definitions that are rendered into the prompt (tools, functions, the response format's
@@ -237,7 +281,7 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
         }
     }
     let choices = choices(endpoint, &body)?;
-    let (mut inputs, mut messages, mut prompt_bytes) = (Inputs::default(), 0i64, 0i64);
+    let (mut inputs, mut messages, mut text) = (Inputs::default(), 0i64, Text::default());
     match endpoint {
         Endpoint::Chat | Endpoint::Responses => {
             let Some(Value::Array(list)) = body.get("messages") else {
@@ -251,7 +295,7 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
                     return Err(ApiError::invalid_param("messages", "each message must be an object with role and content"));
                 };
                 messages += 1;
-                prompt_bytes = prompt_bytes.saturating_add(text_bytes(message));
+                walk(message, &mut text);
                 if let Some(content) = m.get("content") {
                     collect(content, &mut inputs);
                 }
@@ -260,7 +304,7 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
         Endpoint::Completions => match body.get("prompt") {
             Some(p @ (Value::String(_) | Value::Array(_))) => {
                 collect(p, &mut inputs);
-                prompt_bytes = text_bytes(p).saturating_add(body.get("suffix").map_or(0, text_bytes));
+                text.bytes = text_bytes(p).saturating_add(body.get("suffix").map_or(0, text_bytes));
             }
             _ => return Err(ApiError::invalid_param("prompt", "prompt is required: a string or a list of strings")),
         },
@@ -269,14 +313,15 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
             Some(Value::Array(list)) if list.is_empty() => return Err(ApiError::invalid_param("input", "input must not be an empty list")),
             Some(i @ (Value::String(_) | Value::Array(_))) => {
                 collect(i, &mut inputs);
-                prompt_bytes = text_bytes(i);
+                text.bytes = text_bytes(i);
             }
             _ => return Err(ApiError::invalid_param("input", "input is required: a string or a list of strings")),
         },
     }
-    let Inputs { texts, token_ids, media_parts } = inputs;
+    let Inputs { texts, token_ids } = inputs;
     let (definitions, tools) = definition_bytes(&body);
-    let prompt_bytes = prompt_bytes.saturating_add(definitions);
+    let prompt_bytes = text.bytes.saturating_add(definitions);
+    let media = text.media;
     let input_bytes = texts.iter().fold(token_ids, |sum, t| sum.saturating_add(t.len() as i64));
     let input_words = texts.iter().fold(token_ids, |sum, t| sum.saturating_add(t.split_whitespace().count() as i64));
     Ok(Inspected {
@@ -289,7 +334,7 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
         choices,
         prompt_bytes,
         tools,
-        media_parts,
+        media,
         input_bytes,
         input_words,
         messages,
@@ -301,7 +346,7 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
 mod tests {
     use serde_json::{Value, json};
 
-    use super::{Endpoint, MEDIA_PART_TOKENS, inspect};
+    use super::{Endpoint, inspect};
     use crate::error::ApiError;
 
     fn bytes(v: &Value) -> Vec<u8> {
@@ -339,8 +384,8 @@ mod tests {
         let tools = json!([{"type": "function", "function": {"name": "lookup", "description": "x".repeat(3000), "parameters": {"type": "object"}}}]);
         let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": tools});
         let req = inspect(Endpoint::Chat, &bytes(&body)).unwrap();
-        assert!(req.worst_input_tokens(1_000_000) > 3000, "tool definitions are input tokens");
-        assert_eq!(req.worst_input_tokens(100), 100, "no model takes more than its context window");
+        assert!(req.worst_input_tokens("openai", "gpt-4o", 1_000_000) > 3000, "tool definitions are input tokens");
+        assert_eq!(req.worst_input_tokens("openai", "gpt-4o", 100), 100, "no model takes more than its context window");
 
         let image = format!("data:image/png;base64,{}", "A".repeat(100_000));
         let body = json!({"model": "m", "messages": [{"role": "user", "content": [
@@ -349,8 +394,11 @@ mod tests {
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "high"}},
         ]}]});
         let req = inspect(Endpoint::Chat, &bytes(&body)).unwrap();
-        let worst = req.worst_input_tokens(1_000_000);
-        assert!((2 * MEDIA_PART_TOKENS..2 * MEDIA_PART_TOKENS + 1000).contains(&worst), "an image counts its allowance, not its bytes: {worst}");
+        let worst = req.worst_input_tokens("openai", "gpt-4o", 1_000_000);
+        // gpt-4o: neither image's size is known (the data is no image), so each is its most,
+        // 85 + 8 tiles of 170.
+        assert!((2 * 1445..2 * 1445 + 100).contains(&worst), "an image counts as its formula says, not its bytes: {worst}");
+        assert_eq!(req.worst_input_tokens("gemini", "gemini-2.5-pro", 1_000_000), 1_000_000, "Gemini cannot size a link: the context window");
     }
 
     /// Run in CI with the release profile's arithmetic too (`scripts/test`), where an overflow
@@ -362,8 +410,8 @@ mod tests {
         let window = crate::catalog::MAX_CONTEXT_WINDOW;
         assert_eq!(req.worst_output_tokens(window), window * 128);
         assert_eq!(req.worst_output_tokens(i64::MAX), i64::MAX, "saturates, never wraps below zero");
-        assert!(req.worst_input_tokens(i64::MAX) > 0);
-        let cost = crate::money::cost_micros(req.worst_input_tokens(i64::MAX), req.worst_output_tokens(i64::MAX), i64::MAX, i64::MAX);
+        assert!(req.worst_input_tokens("openai", "gpt-4o", i64::MAX) > 0);
+        let cost = crate::money::cost_micros(req.worst_input_tokens("openai", "gpt-4o", i64::MAX), req.worst_output_tokens(i64::MAX), i64::MAX, i64::MAX);
         assert_eq!(cost, i64::MAX);
         let charge = crate::limits::Charge { calls: 1, input_tokens: i64::MAX, output_tokens: i64::MAX, cost_micros: cost };
         assert_eq!(charge.amount(crate::limits::Metric::TotalTokens), i64::MAX);
@@ -386,7 +434,7 @@ mod tests {
     #[test]
     fn the_input_bound_is_the_text_not_the_json() {
         let plain = inspect(Endpoint::Chat, &bytes(&json!({"model": "m", "messages": [{"role": "user", "content": "hello"}]}))).unwrap();
-        assert_eq!(plain.worst_input_tokens(1_000_000), 9 + 4 + 3);
+        assert_eq!(plain.worst_input_tokens("openai", "gpt-4o", 1_000_000), 9 + 4 + 3);
         // Parameters and metadata are not prompt text; escapes count as the text they decode to.
         let padded = inspect(
             Endpoint::Chat,
@@ -394,7 +442,7 @@ mod tests {
             "messages": [{"role": "user", "content": "hello"}]})),
         )
         .unwrap();
-        assert_eq!(padded.worst_input_tokens(1_000_000), 16);
+        assert_eq!(padded.worst_input_tokens("openai", "gpt-4o", 1_000_000), 16);
         // Tool calls and their results are prompt text.
         let tools = inspect(
             Endpoint::Chat,
@@ -403,11 +451,11 @@ mod tests {
             {"role": "tool", "tool_call_id": "c1", "content": "42"}]})),
         )
         .unwrap();
-        assert_eq!(tools.worst_input_tokens(1_000_000), (9 + 2 + 1 + 7) + (4 + 2 + 2) + 2 * 4 + 3);
+        assert_eq!(tools.worst_input_tokens("openai", "gpt-4o", 1_000_000), (9 + 2 + 1 + 7) + (4 + 2 + 2) + 2 * 4 + 3);
         // Content parts count their text, not their tags.
         let parts =
             inspect(Endpoint::Chat, &bytes(&json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]}))).unwrap();
-        assert_eq!(parts.worst_input_tokens(1_000_000), 16);
+        assert_eq!(parts.worst_input_tokens("openai", "gpt-4o", 1_000_000), 16);
     }
 
     #[test]
@@ -415,5 +463,29 @@ mod tests {
         assert_eq!(refused(Endpoint::Embeddings, json!({"model": "m", "input": ""})), "input");
         assert_eq!(refused(Endpoint::Embeddings, json!({"model": "m", "input": []})), "input");
         assert_eq!(inspect(Endpoint::Embeddings, &bytes(&json!({"model": "m", "input": [[1, 2], [3]]}))).unwrap().input_words, 3);
+    }
+
+    #[test]
+    fn every_string_a_provider_may_read_counts_whatever_its_tag() {
+        let big = "x".repeat(400_000);
+        // A message typed `file` (or anything else) is still sent, and read, as text.
+        for message in [
+            json!({"role": "user", "type": "file", "content": big}),
+            json!({"role": "user", "type": "image_url", "content": big}),
+            json!({"role": "user", "content": [{"type": "file", "text": big}]}),
+            json!({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}, "text": big}]}),
+            json!({"role": "user", "content": "hi", "unknown_field": big}),
+            json!({"role": "user", "content": [{"type": "made_up", "payload": big}]}),
+            json!({"role": "user", "content": [{"type": "file", "file": {"filename": big, "file_data": "data:text/plain;base64,aGk="}}]}),
+        ] {
+            let req = inspect(Endpoint::Chat, &bytes(&json!({"model": "m", "messages": [message.clone()]}))).unwrap();
+            assert!(req.worst_input_tokens("openai", "gpt-4o", 10_000_000) >= 400_000, "{}", &message.to_string()[..80]);
+        }
+        // A file by id cannot be sized: the context window.
+        let by_id = json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-abc"}}]}]});
+        assert_eq!(inspect(Endpoint::Chat, &bytes(&by_id)).unwrap().worst_input_tokens("openai", "gpt-4o", 128_000), 128_000);
+        // Audio by its decoded bytes.
+        let audio = json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "A".repeat(40_000), "format": "wav"}}]}]});
+        assert!(inspect(Endpoint::Chat, &bytes(&audio)).unwrap().worst_input_tokens("openai", "gpt-4o-audio-preview", 1_000_000) >= 30_000);
     }
 }

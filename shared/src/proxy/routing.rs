@@ -161,7 +161,7 @@ pub async fn count_input_tokens(gw: &Gateway, key: &ApiKey, canonical: &[u8]) ->
         return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)));
     }
     let model = resolve_for(gw, key, &req.model).await?;
-    Ok(req.worst_input_tokens(model.context_window))
+    Ok(req.worst_input_tokens(&model.provider, model.upstream_id(), model.context_window))
 }
 
 /// `GET /v1/models`: the catalog models this key may use, as OpenAI lists them.
