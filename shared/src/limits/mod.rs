@@ -191,6 +191,8 @@ pub struct Reservation {
     pub stale: Vec<String>,
     /// This reservation's lease attribute (none when nothing was reserved).
     pub lease: Option<String>,
+    /// The lease's value after its expiry (`;<counter>=<amount>,...;<rec>`), to renew it with.
+    pub lease_tail: Option<String>,
     /// Leases of other requests on this item that lapsed: released at settlement.
     pub lapsed: Vec<Lapsed>,
 }
@@ -351,7 +353,8 @@ fn reserved(counters: Key, item: &Item, plan: Vec<Planned>, lease: &LeaseSpec, n
     let stale = stale_attrs(item, &entries, now);
     let own = lease.attr();
     let lapsed = lease::lapsed(item, now.timestamp(), Some(&own));
-    Reservation { counters, entries, stale, lease: Some(own), lapsed }
+    let lease_tail = item.get(&own).and_then(Attr::as_str).and_then(|v| v.find(';').map(|i| v[i..].to_string()));
+    Reservation { counters, entries, stale, lease: Some(own), lease_tail, lapsed }
 }
 
 /// Releases the lapsed leases on a counters item (each only if still there, with its lost
@@ -449,7 +452,7 @@ pub async fn standing(store: &dyn Store, levels: &[Level], now: DateTime<Utc>) -
                 Reserved { limit: limit.clone(), attr, amount: 0, used, window_end }
             })
             .collect();
-        out.push(Reservation { counters: level.counters.clone(), entries, stale: vec![], lease: None, lapsed: vec![] });
+        out.push(Reservation { counters: level.counters.clone(), entries, stale: vec![], lease: None, lease_tail: None, lapsed: vec![] });
     }
     Ok(out)
 }
@@ -529,6 +532,34 @@ async fn try_reserve(
         }
     }
     Ok(reservations)
+}
+
+/// Extends a live request's lease on every level to `expires_at` (epoch seconds), each only
+/// while it is still there: one conditional write per level (a transaction for several).
+/// `Ok(false)` when a lease was gone already (it lapsed, and another request released what it
+/// held): the request must stop spending, since nothing is reserved for it any more.
+pub async fn renew(store: &dyn Store, reservations: &[Reservation], expires_at: i64) -> Result<bool, StoreError> {
+    let mut ops: Vec<TxOp> = reservations
+        .iter()
+        .filter_map(|r| {
+            let (attr, tail) = (r.lease.as_ref()?, r.lease_tail.as_ref()?);
+            let update = Update::default().set(attr, Attr::S(format!("{expires_at}{tail}")));
+            Some(TxOp::Update { key: r.counters.clone(), update, cond: Some(Cond::AttrExists(attr.clone())) })
+        })
+        .collect();
+    let outcome = match ops.len() {
+        0 => return Ok(true),
+        1 => match ops.pop() {
+            Some(TxOp::Update { key, update, cond }) => store.update(&key, update, cond).await.map(|_| ()),
+            _ => Ok(()),
+        },
+        _ => store.transact(ops).await,
+    };
+    match outcome {
+        Ok(()) => Ok(true),
+        Err(StoreError::ConditionFailed | StoreError::TransactionCancelled { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Takes back a reservation just made on every level (while its lease is there: a lease gone
@@ -745,6 +776,7 @@ mod tests {
             entries: vec![Reserved { limit, attr, amount: i64::MAX, used: i64::MAX, window_end: end }],
             stale: vec![],
             lease: Some("lease_r".into()),
+            lease_tail: None,
             lapsed: vec![Lapsed { attr: "lease_dead".into(), amounts: vec![(reservation_attr(&level), i64::MAX)], record: None }],
         };
         let Some(TxOp::Update { update, .. }) = settlement(&reservation, &Charge { cost_micros: i64::MIN, ..Charge::default() }) else {

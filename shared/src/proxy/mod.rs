@@ -492,30 +492,69 @@ impl Flight {
     }
 
     /// Relays a stream to the client, then settles and records it before the final `[DONE]`, so
-    /// the record is durable before the request is over. A client that goes away is recorded
-    /// as cancelled and charged for what was delivered.
+    /// the record is durable before the request is over.
+    ///
+    /// While it runs, its lease is renewed halfway through each lease period (one conditional
+    /// write per level and period), so a stream longer than the upstream timeout plus
+    /// `TOLLGATE_LEASE_MARGIN_SECS` keeps its reservation; should the lease be gone all the same
+    /// (released as lapsed, say after the store was unreachable for a whole period), the stream
+    /// ends with an error event, since nothing is reserved for it any more.
+    ///
+    /// A client that goes away is recorded as cancelled, and the upstream is read on without
+    /// relaying, for at most the upstream timeout, until it ends: its usage (reasoning tokens
+    /// no chunk showed included) is what the provider bills, and what is charged. When no usage
+    /// comes, the request's whole worst case is charged, its documented upper bound.
     async fn relay(self, mut source: Events, tx: tokio::sync::mpsc::Sender<Bytes>) {
         let mut seen = Observed::default();
         let mut cancelled = false;
         let mut failure = None;
         let mut writer = self.door.writer(self.req.client_wants_usage, self.native());
+        let lease_span = self.timeout + self.gw.tuning.lease_margin;
+        let renew_every = (lease_span / 2).max(Duration::from_secs(1));
+        let mut renew_at = tokio::time::Instant::now() + renew_every;
+        let leased = self.reservations.iter().any(|r| r.lease_tail.is_some());
+        // Once the client is gone: how long the upstream is still read for its usage.
+        let mut drain_until = None;
         loop {
             let next = tokio::select! {
                 biased;
-                _ = tx.closed() => { cancelled = true; break; }
+                _ = tx.closed(), if !cancelled => {
+                    cancelled = true;
+                    drain_until = Some(tokio::time::Instant::now() + self.timeout);
+                    continue;
+                }
+                _ = tokio::time::sleep_until(drain_until.unwrap_or_else(tokio::time::Instant::now)), if drain_until.is_some() => break,
+                _ = tokio::time::sleep_until(renew_at), if leased => {
+                    renew_at += renew_every;
+                    let expires_at = self.gw.clock.now().timestamp().saturating_add(lease_span.as_secs() as i64).saturating_add(1);
+                    match limits::renew(self.gw.store.as_ref(), &self.reservations, expires_at).await {
+                        Ok(true) => continue,
+                        Ok(false) => {
+                            failure = Some(Failure::Transport(
+                                "the stream outlived its reservation's lease, which was released; it was ended so no budget is overspent".into(),
+                            ));
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(request_id = %self.request_id, error = %e, "renewing a stream's lease failed; trying again at the next period");
+                            continue;
+                        }
+                    }
+                }
                 next = futures::StreamExt::next(&mut source) => next,
             };
             match next {
                 None | Some(Ok(Event::Done)) => break,
                 Some(Ok(Event::Data(value, frame))) => {
                     seen.absorb(&value, self.started);
-                    for frame in writer.chunk(&value, frame) {
-                        if tx.send(frame).await.is_err() {
-                            cancelled = true;
-                        }
-                    }
                     if cancelled {
-                        break;
+                        continue;
+                    }
+                    for frame in writer.chunk(&value, frame) {
+                        if tx.send(frame).await.is_err() && !cancelled {
+                            cancelled = true;
+                            drain_until = Some(tokio::time::Instant::now() + self.timeout);
+                        }
                     }
                 }
                 Some(Err(f)) => {
@@ -524,7 +563,7 @@ impl Flight {
                 }
             }
         }
-        let actual = self.charge(&seen);
+        let actual = if cancelled && seen.output.is_none() { fit::worst_case(&self.req, std::slice::from_ref(&self.model)) } else { self.charge(&seen) };
         let (outcome, status, error) = match &failure {
             None => (Outcome::Success, 200, None),
             // Mid-stream the status is already sent; the record says what it would have been.

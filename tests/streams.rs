@@ -1,0 +1,86 @@
+//! A stream's reservation lives as long as the stream, and a client that leaves is charged what
+//! the provider bills, on both backends.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tollgate_tests::{TestApp, backend_tests};
+
+fn ask(prompt: &str, stream: bool) -> Value {
+    json!({"model": "mock-1", "max_tokens": 50, "stream": stream, "messages": [{"role": "user", "content": prompt}]})
+}
+
+/// The usage records the admin sees, newest first.
+async fn records(app: &TestApp, admin: &str) -> Vec<Value> {
+    app.get("/api/usage?limit=100", Some(admin)).await.expect(200).body["records"].as_array().unwrap().clone()
+}
+
+backend_tests! {
+    async fn a_stream_past_its_lease_margin_keeps_its_reservation(backend) {
+        // Leases of 1 s upstream timeout + 1 s margin: without renewal, the stream's lease would
+        // lapse after 3 s and the next request would release its reservation and overspend.
+        let app = TestApp::start_with(
+            backend,
+            &tollgate::Group::ALL,
+            |c| {
+                c.upstream_timeout = Duration::from_secs(1);
+                c.lease_margin = Duration::from_secs(1);
+            },
+            None,
+        )
+        .await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-1", 1000.0, 1000.0, None).await;
+        // Each request's worst case is about $0.10 (its prompt and 50 tokens out at $1000 per
+        // million); the budget holds one worst case and a settled request, not two worst cases.
+        let (_, key) = app.api_key(&admin, json!({"budget_limit_cents": 15})).await;
+        let long = app.client.post(format!("{}/v1/chat/completions", app.base)).bearer_auth(&key).json(&ask("hi [mock:words=12][mock:delay_ms=500]", true));
+        let streaming = tokio::spawn(async move { long.send().await.unwrap().text().await.unwrap() });
+        // Past the lease's 3 s, the stream still runs (12 chunks, 500 ms apart).
+        tokio::time::sleep(Duration::from_millis(4000)).await;
+        for _ in 0..3 {
+            app.chat(&key, ask("hi", false)).await.expect_error(402, "budget_exceeded");
+        }
+        let text = streaming.await.unwrap();
+        assert!(text.trim_end().ends_with("data: [DONE]") && !text.contains("\"error\""), "the stream ran to its end: {text}");
+        assert_eq!(text.matches("\"content\":").count(), 12 + 1, "every word was delivered: {text}");
+        // Settled at its real cost, the budget has room for the next one, and spends exactly
+        // what its records say.
+        let served = app.chat(&key, ask("hi", false)).await.expect(200);
+        let remaining: f64 = served.headers["x-budget-remaining-usd"].to_str().unwrap().parse().unwrap();
+        let spent: f64 = records(&app, &admin).await.iter().map(|r| r["cost"].as_f64().unwrap()).sum();
+        assert!((0.15 - remaining - spent).abs() < 1e-6, "remaining {remaining} + records {spent} = the budget");
+    }
+
+    async fn a_client_that_leaves_is_charged_the_reasoning_it_never_saw(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-1", 1.0, 1.0, None).await;
+        let (_, key) = app.api_key(&admin, json!({})).await;
+        // A reasoning model: 500 reasoning tokens, reported only in the final usage.
+        let body = json!({"model": "mock-1", "max_tokens": 1000, "stream": true,
+                          "messages": [{"role": "user", "content": "think [mock:words=10][mock:delay_ms=100][mock:reasoning=500]"}]});
+        let response = app.client.post(format!("{}/v1/chat/completions", app.base)).bearer_auth(&key).json(&body).send().await.unwrap();
+        let mut chunks = response.bytes_stream();
+        let mut seen = 0;
+        while seen < 2 {
+            let bytes = chunks.next().await.unwrap().unwrap();
+            seen += String::from_utf8_lossy(&bytes).matches("data: ").count();
+        }
+        drop(chunks);
+        // The gateway reads on for the usage, then records what the provider billed.
+        let mut record = None;
+        for _ in 0..200 {
+            record = records(&app, &admin).await.into_iter().next();
+            if record.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let record = record.expect("the cancelled stream's record");
+        assert_eq!(record["cancelled"], true, "{record}");
+        assert_eq!(record["outputTokens"], 10 + 500, "the words and the hidden reasoning: {record}");
+        assert_eq!(record["reasoningTokens"], 500, "{record}");
+    }
+}
