@@ -53,6 +53,16 @@ pub struct Model {
     #[serde(default)]
     pub max_output_tokens: Option<i64>,
     pub capabilities: Vec<String>,
+    /// Micro-dollars per call of each built-in tool it may use (`proxy::fees`); a tool without
+    /// a price is refused.
+    #[serde(default)]
+    pub tool_call_prices_micros: std::collections::BTreeMap<String, i64>,
+    /// Each service tier it may be asked for, as a percentage of its prices.
+    #[serde(default)]
+    pub service_tier_percent: std::collections::BTreeMap<String, i64>,
+    /// Whether requests may name objects stored at its provider (prompts, files, vector stores).
+    #[serde(default)]
+    pub allow_provider_objects: bool,
     /// What its provider offers in data sovereignty (`sovereignty::Offer`, as JSON text).
     #[serde(default)]
     pub sovereignty: Option<String>,
@@ -83,6 +93,9 @@ pub struct DynamicRef {
     /// budget could hold it.
     #[serde(default)]
     pub priced: bool,
+    /// A workspace's integration (its saved key), rather than a user's own provider.
+    #[serde(default)]
+    pub integration: bool,
 }
 
 impl Model {
@@ -109,6 +122,16 @@ impl Model {
             cached_input: self.cached_input_price_micros.unwrap_or(self.input_price_micros),
             cache_write: self.cache_write_price_micros.unwrap_or(self.input_price_micros),
             output: self.output_price_micros,
+        }
+    }
+
+    /// Whether serving it spends the operator's money without a price to meter it at: a
+    /// catalog or integration model (not the built-in mock, not a user's own provider paid by
+    /// the user's key) whose token prices are both zero or unknown.
+    pub fn unpriced(&self) -> bool {
+        match &self.dynamic {
+            Some(d) => d.integration && !d.priced,
+            None => self.provider != "mock" && self.input_price_micros == 0 && self.output_price_micros == 0,
         }
     }
 

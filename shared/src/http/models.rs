@@ -6,6 +6,9 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::proxy::fees;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -38,6 +41,13 @@ pub struct ModelView {
     /// The most output tokens per answer; what a request without max_tokens is reserved at.
     max_output_tokens: i64,
     capabilities: Vec<String>,
+    /// Dollars per call of each built-in tool requests may use with it (web_search,
+    /// file_search, code_interpreter, image_generation, computer_use, mcp, local_shell).
+    tool_call_prices: BTreeMap<String, f64>,
+    /// Each service tier requests may ask for (priority, flex, scale), as a multiplier of its prices.
+    service_tier_multipliers: BTreeMap<String, f64>,
+    /// Whether requests may name objects stored at its provider (prompts, files, vector stores).
+    allow_provider_objects: bool,
     /// What its provider offers in data sovereignty: {region, zero_data_retention, no_training, certifications}.
     #[schema(value_type = Option<Object>)]
     sovereignty: Option<serde_json::Value>,
@@ -61,6 +71,9 @@ impl From<Model> for ModelView {
             context_window: m.context_window,
             max_output_tokens,
             capabilities: m.capabilities,
+            tool_call_prices: m.tool_call_prices_micros.iter().map(|(k, v)| (k.clone(), micros_to_dollars(*v))).collect(),
+            service_tier_multipliers: m.service_tier_percent.iter().map(|(k, v)| (k.clone(), *v as f64 / 100.0)).collect(),
+            allow_provider_objects: m.allow_provider_objects,
             sovereignty: m.sovereignty.as_deref().and_then(|s| serde_json::from_str(s).ok()),
             has_api_key: m.has_api_key,
             created_at: m.created_at,
@@ -97,6 +110,15 @@ pub struct CreateModel {
     max_output_tokens: Option<i64>,
     #[serde(default)]
     capabilities: Vec<String>,
+    /// Dollars per call of each built-in tool requests may use with it; a tool without a price
+    /// is refused (web_search, file_search, code_interpreter, image_generation, computer_use, mcp, local_shell).
+    tool_call_prices: Option<BTreeMap<String, f64>>,
+    /// Each service tier requests may ask for (priority, flex, scale), as a multiplier of its
+    /// prices (priority at 1.75 bills 175%); a tier without one is refused.
+    service_tier_multipliers: Option<BTreeMap<String, f64>>,
+    /// Whether requests may name objects stored at its provider (prompts, files, vector stores);
+    /// default false.
+    allow_provider_objects: Option<bool>,
     /// What its provider offers in data sovereignty, matched against keys' requirements:
     /// {region, zero_data_retention, no_training, certifications}, each optional.
     #[schema(value_type = Option<Object>)]
@@ -121,6 +143,9 @@ async fn create_model(State(state): State<AppState>, caller: Caller, ApiJson(bod
         context_window: body.context_window,
         max_output_tokens: body.max_output_tokens,
         capabilities: body.capabilities,
+        tool_call_prices_micros: tool_prices(body.tool_call_prices)?,
+        service_tier_percent: tier_percents(body.service_tier_multipliers)?,
+        allow_provider_objects: body.allow_provider_objects.unwrap_or(false),
         sovereignty: body.sovereignty.filter(|v| !v.is_null()).map(|v| v.to_string()),
         has_api_key: false,
         secret_id: uuid::Uuid::new_v4(),
@@ -152,9 +177,39 @@ pub struct UpdateModel {
     context_window: Option<i64>,
     max_output_tokens: Option<i64>,
     capabilities: Option<Vec<String>>,
+    tool_call_prices: Option<BTreeMap<String, f64>>,
+    service_tier_multipliers: Option<BTreeMap<String, f64>>,
+    allow_provider_objects: Option<bool>,
     #[schema(value_type = Option<Object>)]
     sovereignty: Option<serde_json::Value>,
     base_url: Option<String>,
+}
+
+/// `toolCallPrices` (dollars per call) in micro-dollars, each tool one the gateway knows.
+fn tool_prices(prices: Option<BTreeMap<String, f64>>) -> ApiResult<BTreeMap<String, i64>> {
+    let mut out = BTreeMap::new();
+    for (tool, price) in prices.unwrap_or_default() {
+        if !fees::HOSTED_TOOLS.contains(&tool.as_str()) {
+            return Err(ApiError::invalid_param("toolCallPrices", format!("{tool:?} is not a built-in tool; price one of {}", fees::HOSTED_TOOLS.join(", "))));
+        }
+        out.insert(tool, dollars_to_micros(price, "toolCallPrices")?);
+    }
+    Ok(out)
+}
+
+/// `serviceTierMultipliers` as whole percentages of the model's prices.
+fn tier_percents(multipliers: Option<BTreeMap<String, f64>>) -> ApiResult<BTreeMap<String, i64>> {
+    let mut out = BTreeMap::new();
+    for (tier, multiplier) in multipliers.unwrap_or_default() {
+        if !fees::SERVICE_TIERS.contains(&tier.as_str()) {
+            return Err(ApiError::invalid_param("serviceTierMultipliers", format!("{tier:?} is not a service tier; use {}", fees::SERVICE_TIERS.join(", "))));
+        }
+        if !(multiplier.is_finite() && (0.01..=100.0).contains(&multiplier)) {
+            return Err(ApiError::invalid_param("serviceTierMultipliers", format!("the {tier} multiplier must be between 0.01 and 100")));
+        }
+        out.insert(tier, (multiplier * 100.0).round() as i64);
+    }
+    Ok(out)
 }
 
 #[utoipa::path(put, path = "/api/models/{id}", tag = "models", params(("id" = String, Path)), request_body = UpdateModel,
@@ -190,6 +245,15 @@ async fn update_model(
     }
     if let Some(c) = body.capabilities {
         model.capabilities = c;
+    }
+    if body.tool_call_prices.is_some() {
+        model.tool_call_prices_micros = tool_prices(body.tool_call_prices)?;
+    }
+    if body.service_tier_multipliers.is_some() {
+        model.service_tier_percent = tier_percents(body.service_tier_multipliers)?;
+    }
+    if let Some(allow) = body.allow_provider_objects {
+        model.allow_provider_objects = allow;
     }
     if let Some(s) = body.sovereignty {
         model.sovereignty = Some(s).filter(|v| !v.is_null()).map(|v| v.to_string());

@@ -29,7 +29,7 @@ pub fn worst_case(req: &Inspected, candidates: &[Model]) -> Charge {
         let (input, output) = (req.worst_input_tokens(&model.provider, model.upstream_id(), model.context_window), req.worst_output_tokens(model.output_cap()));
         worst.input_tokens = worst.input_tokens.max(input);
         worst.output_tokens = worst.output_tokens.max(output);
-        worst.cost_micros = worst.cost_micros.max(worst_cost(input, output, model));
+        worst.cost_micros = worst.cost_micros.max(worst_cost(input, output, model).saturating_add(super::fees::worst(&req.extras, model)));
     }
     worst
 }
@@ -46,7 +46,8 @@ pub fn max_tokens_within(left: i64, req: &Inspected, candidates: &[Model]) -> Op
         current = current.max(cap);
         // cost <= left  <=>  input x price + n x choices x output price <= left x 1e6 (cost
         // rounds up once, so this is exact).
-        let input = i128::from(req.worst_input_tokens(&model.provider, model.upstream_id(), model.context_window)) * i128::from(prices.worst_input());
+        let input = i128::from(req.worst_input_tokens(&model.provider, model.upstream_id(), model.context_window)) * i128::from(prices.worst_input())
+            + i128::from(super::fees::worst(&req.extras, model)) * 1_000_000;
         let room = i128::from(left).saturating_mul(1_000_000) - input;
         let per_token = i128::from(prices.output) * i128::from(req.choices);
         let n = if per_token == 0 { i128::from(cap) } else { (room / per_token).min(i128::from(cap)) };
@@ -98,6 +99,9 @@ mod tests {
             context_window: window,
             max_output_tokens: max_output,
             capabilities: vec![],
+            tool_call_prices_micros: Default::default(),
+            service_tier_percent: Default::default(),
+            allow_provider_objects: false,
             sovereignty: None,
             has_api_key: false,
             secret_id: uuid::Uuid::nil(),

@@ -3,6 +3,7 @@
 //! update); forward; settle the real cost and write the usage record (one transaction). With a
 //! warm key cache that is two store round trips per request.
 
+pub mod fees;
 mod fit;
 mod gateway;
 mod headers;
@@ -184,7 +185,10 @@ impl IntoResponse for Rejected {
 }
 
 async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> Result<Flight, Rejected> {
-    let req = request::inspect(endpoint, &body)?;
+    let mut req = request::inspect(endpoint, &body)?;
+    if let Door::Responses(exchange) = &door {
+        req.extras = fees::of_responses(&exchange.request, &exchange.input);
+    }
     if !key.allows_model(&req.model) {
         return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)).into());
     }
@@ -193,7 +197,8 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
         Some(project) => route(&gw, project, &req.model).await?,
         None => vec![routing::resolve_for(&gw, &key, &req.model).await?],
     };
-    let candidates = routing::sovereign(&key, candidates)?;
+    let mut candidates = routing::priced(routing::sovereign(&key, candidates)?)?;
+    fees::admit(&req.extras, &mut candidates)?;
     if let Door::Responses(exchange) = &door
         && let Some(why) = &exchange.untranslatable
         && candidates.iter().any(|m| !providers::of(&m.provider).speaks_responses())
@@ -383,7 +388,11 @@ impl Flight {
             // Never past what a budget reserved for the request: a provider charging more than
             // the catalog's prices allow for would otherwise overspend it (the record keeps both).
             Some(reported) => reported.min(self.reserved_cost().unwrap_or(i64::MAX)),
-            None => money::cost(&classes, &self.model.prices()),
+            None => {
+                // Built-in tool calls, as the answer shows them (a chat web search is one).
+                let calls = if seen.hosted_calls.is_empty() { fees::chat_calls(&self.req.extras) } else { seen.hosted_calls.clone() };
+                money::cost(&classes, &self.model.prices()).saturating_add(fees::charged(&calls, &self.model))
+            }
         };
         Charge { calls: 1, input_tokens: input, output_tokens: output, cost_micros }
     }

@@ -25,6 +25,8 @@ pub(super) struct Observed {
     pub(super) finish_reason: Option<String>,
     pub(super) ttft_ms: Option<i64>,
     pub(super) delivered_chunks: i64,
+    /// Built-in tool calls in a Responses answer, by tool (`fees`).
+    pub(super) hosted_calls: std::collections::BTreeMap<String, i64>,
 }
 
 impl Observed {
@@ -70,6 +72,12 @@ impl Observed {
 impl Observed {
     /// A Responses API response: its usage and how it ended.
     fn absorb_response(&mut self, response: &Value) {
+        if let Some(output) = response.get("output").and_then(Value::as_array).filter(|o| !o.is_empty()) {
+            self.hosted_calls.clear();
+            for kind in output.iter().filter_map(|item| item.get("type").and_then(Value::as_str)).filter_map(super::fees::call_kind) {
+                *self.hosted_calls.entry(kind).or_default() += 1;
+            }
+        }
         if let Some(usage) = response.get("usage").filter(|u| u.is_object()) {
             let n = |p: &str| usage.pointer(p).and_then(Value::as_i64);
             self.input = n("/input_tokens").or(self.input);

@@ -64,6 +64,8 @@ pub struct Inspected {
     pub messages: i64,
     /// The texts of the prompt, last one last (the mock provider answers it).
     pub texts: Vec<String>,
+    /// What it asks for beyond tokens (built-in tools, a service tier, provider objects).
+    pub extras: super::fees::Extras,
 }
 
 /// The most answers (`n`, `best_of`) one request may ask for, as OpenAI allows.
@@ -322,6 +324,7 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
     let (definitions, tools) = definition_bytes(&body);
     let prompt_bytes = text.bytes.saturating_add(definitions);
     let media = text.media;
+    let extras = if endpoint == Endpoint::Chat { super::fees::of_chat(&body) } else { super::fees::Extras::default() };
     let input_bytes = texts.iter().fold(token_ids, |sum, t| sum.saturating_add(t.len() as i64));
     let input_words = texts.iter().fold(token_ids, |sum, t| sum.saturating_add(t.split_whitespace().count() as i64));
     Ok(Inspected {
@@ -339,6 +342,7 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
         input_words,
         messages,
         texts,
+        extras,
     })
 }
 

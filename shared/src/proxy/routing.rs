@@ -30,7 +30,7 @@ pub(super) async fn resolve_for(gw: &Gateway, key: &ApiKey, id: &str) -> ApiResu
 }
 
 /// `model` through the workspace's `service` integration, if it has one; priced as the
-/// catalog's `service/model` or `model` (free otherwise, as for users' own providers).
+/// catalog's `model` (unpriced otherwise, and then refused: see `Model::unpriced`).
 async fn integration_model(gw: &Gateway, workspace_id: uuid::Uuid, service: &str, model: &str, id: &str) -> ApiResult<Option<Model>> {
     use crate::integrations::{self, Service};
     let Some(service) = Service::parse(service) else { return Ok(None) };
@@ -45,7 +45,12 @@ async fn integration_model(gw: &Gateway, workspace_id: uuid::Uuid, service: &str
         Err(ApiError::Status { code: "model_not_found", .. }) => None,
         Err(e) => return Err(e),
     };
-    let dynamic = catalog::DynamicRef { secret_name: integrations::secret_name(workspace_id, service), model: model.to_string(), priced: priced.is_some() };
+    let dynamic = catalog::DynamicRef {
+        secret_name: integrations::secret_name(workspace_id, service),
+        model: model.to_string(),
+        priced: priced.is_some(),
+        integration: true,
+    };
     Ok(Some(own_model(id, service.name(), Some(base_url), priced, None, true, dynamic, integration.saved_at)))
 }
 
@@ -72,6 +77,9 @@ fn own_model(
         context_window: priced.as_ref().map_or(DYNAMIC_CONTEXT_WINDOW, |m| m.context_window),
         max_output_tokens: priced.as_ref().and_then(|m| m.max_output_tokens),
         capabilities: vec![],
+        tool_call_prices_micros: Default::default(),
+        service_tier_percent: Default::default(),
+        allow_provider_objects: false,
         sovereignty,
         has_api_key,
         secret_id: uuid::Uuid::nil(),
@@ -98,7 +106,7 @@ async fn dynamic_model(gw: &Gateway, user_id: uuid::Uuid, name: &str, model: &st
         Err(ApiError::Status { code: "model_not_found", .. }) => None,
         Err(e) => return Err(e),
     };
-    let dynamic = catalog::DynamicRef { secret_name: provider.secret_name(), model: model.to_string(), priced: priced.is_some() };
+    let dynamic = catalog::DynamicRef { secret_name: provider.secret_name(), model: model.to_string(), priced: priced.is_some(), integration: false };
     let (endpoint, sovereignty) = (provider.endpoint(), provider.sovereignty.clone());
     Ok(Some(own_model(id, &provider.provider_type, endpoint, priced, sovereignty, provider.has_api_key, dynamic, provider.updated_at)))
 }
@@ -211,6 +219,25 @@ pub(super) fn sovereign(key: &ApiKey, candidates: Vec<Model>) -> ApiResult<Vec<M
         }),
         _ => Ok(kept),
     }
+}
+
+/// The candidates that have prices to be metered at (`Model::unpriced`), in order; 403
+/// `model_unpriced`, naming the first, when none has: a request that spends the operator's
+/// money is never metered at $0.
+pub(super) fn priced(candidates: Vec<Model>) -> ApiResult<Vec<Model>> {
+    let first = match candidates.iter().find(|m| m.unpriced()) {
+        Some(m) => m.id.clone(),
+        None => return Ok(candidates),
+    };
+    let kept: Vec<Model> = candidates.into_iter().filter(|m| !m.unpriced()).collect();
+    if kept.is_empty() {
+        return Err(ApiError::Status {
+            status: StatusCode::FORBIDDEN,
+            code: "model_unpriced",
+            message: format!("{first} has no price, and serving it would spend the operator's money unmetered; an admin can give it prices (PUT /api/models)"),
+        });
+    }
+    Ok(kept)
 }
 
 /// Refuses a request that a budget would have to hold on a model of the caller's own account
