@@ -44,14 +44,15 @@ backend_tests! {
         assert_eq!(text, "Gemini says");
         assert!(chunks.iter().any(|c| c.pointer("/choices/0/finish_reason") == Some(&json!("length"))));
         assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 2 + thoughts);
-        // JSON output and an inline image.
+        // JSON output and an inline image (a 64x64 PNG's header: its size is what it is
+        // reserved at, 258 tokens or Gemini 3's cap).
         let json_out = app.chat(&key, json!({"model": "gemini-2.5-flash", "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}},
-            "messages": [{"role": "user", "content": [{"type": "text", "text": "What?"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}}]}]})).await.expect(200);
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "What?"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAAAAAA"}}]}]})).await.expect(200);
         let parsed: Value = serde_json::from_str(json_out.body["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
         assert_eq!(parsed["answer"], "hi");
         let sent = fake.calls().pop().unwrap().2;
         assert_eq!(sent["generationConfig"]["responseJsonSchema"], json!({"type": "object"}));
-        assert_eq!(sent["contents"][0]["parts"][1], json!({"inlineData": {"mimeType": "image/png", "data": "iVBO"}}));
+        assert_eq!(sent["contents"][0]["parts"][1], json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAAAAAA"}}));
     }
 
     async fn gemini_tools_round_trip_through_every_front_door(backend) {

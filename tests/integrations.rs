@@ -76,9 +76,16 @@ backend_tests! {
         let (_, headers, _) = fake.requests().pop().unwrap();
         assert_eq!((headers["http-referer"].to_str().unwrap(), headers["x-openrouter-title"].to_str().unwrap()), ("https://chat.acme.example", "Acme Chat"));
         assert_eq!(headers["x-title"], "Acme Chat");
-        // Hugging Face the same way, through the inference router.
+        // Hugging Face the same way, through the inference router; it reports no cost, so a model
+        // the catalog does not price is refused rather than metered at $0 ...
         app.post("/api/integrations/validate", Some(&admin), json!({"provider": "huggingface", "token": HF_TOKEN, "business_id": ws})).await.expect(200);
-        app.chat(&token, json!({"model": "huggingface/meta-llama/Llama-3.1-8B-Instruct", "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
+        let llama = json!({"model": "huggingface/meta-llama/Llama-3.1-8B-Instruct", "messages": [{"role": "user", "content": "hi"}]});
+        app.chat(&token, llama.clone()).await.expect_error(403, "model_unpriced");
+        // ... and served once it does, by its name's last segment.
+        app.post("/api/models", Some(&admin), json!({"id": "Llama-3.1-8B-Instruct", "provider": "huggingface", "inputPrice": 0.1, "outputPrice": 0.1, "contextWindow": 8192}))
+            .await
+            .expect(201);
+        app.chat(&token, llama).await.expect(200);
         assert_eq!(fake.requests().pop().unwrap().0, "/v1/chat/completions");
         // A personal key does not reach the workspace's account.
         let (_, personal) = app.api_key(&admin, json!({})).await;

@@ -243,7 +243,8 @@ backend_tests! {
         app.chat(&key, chat("mock-1", "hi")).await.expect(200);
         let owner = tollgate::keys::Owner::User { user_id: app.get("/api/me", Some(&admin)).await.body["id"].as_str().unwrap().parse().unwrap() };
         tollgate::keys::revoke(app.state.store.as_ref(), &owner, id.parse().unwrap(), app.clock.now()).await.unwrap();
-        app.chat(&key, chat("mock-1", "hi")).await.expect(200);
+        // (Until the TTL passes it may still work from the cache; how long the steps above took
+        // on a busy machine decides that, so only the bound is asserted.)
         tokio::time::sleep(Duration::from_millis(1100)).await;
         app.chat(&key, chat("mock-1", "hi")).await.expect_error(401, "invalid_api_key");
 
@@ -264,7 +265,7 @@ backend_tests! {
         uncached.chat(&key, chat("mock-1", "hi")).await.expect_error(401, "invalid_api_key");
     }
 
-    async fn a_client_that_leaves_mid_stream_is_recorded_and_charged_for_what_it_got(backend) {
+    async fn a_client_that_leaves_mid_stream_is_recorded_and_charged_what_the_provider_bills(backend) {
         let app = TestApp::start(backend).await;
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 0.0, 1.0, None).await;
@@ -288,9 +289,10 @@ backend_tests! {
         let record = record.expect("the cancelled stream was recorded");
         assert_eq!(record["cancelled"], true);
         assert_eq!(record["streamed"], true);
-        let delivered = record["output_tokens"].as_i64().unwrap();
-        assert!((3..50).contains(&delivered), "charged for what was delivered: {delivered}");
-        assert_eq!(record["cost_micros"].as_i64().unwrap(), delivered);
+        // The gateway read the upstream on, without relaying, for the usage it reports: all 50
+        // words, which the provider bills whether or not the client saw them.
+        assert_eq!(record["output_tokens"].as_i64().unwrap(), 50, "{record}");
+        assert_eq!(record["cost_micros"].as_i64().unwrap(), 50);
     }
 }
 

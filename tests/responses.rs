@@ -157,12 +157,12 @@ backend_tests! {
         let upstream = FakeUpstream::start().await;
         let (admin, _) = app.admin().await;
         let model = json!({"id": "gpt-up", "provider": "openai", "baseUrl": upstream.base_url, "apiKey": "sk-up-0123456789abcdef",
-            "inputPrice": 1.0, "cachedInputPrice": 0.5, "outputPrice": 2.0, "contextWindow": 8192});
+            "inputPrice": 1.0, "cachedInputPrice": 0.5, "outputPrice": 2.0, "contextWindow": 8192, "toolCallPrices": {"web_search": 0.01}});
         app.post("/api/models", Some(&admin), model).await.expect(201);
         app.model(&admin, "mock-1", 1.0, 2.0, None).await;
         let (_, key) = app.api_key(&admin, json!({})).await;
         let web = json!([{"type": "web_search"}]);
-        let r = create(&app, &key, json!({"model": "gpt-up", "input": "hi", "tools": web})).await.expect(200);
+        let r = create(&app, &key, json!({"model": "gpt-up", "input": "hi", "tools": web, "max_tool_calls": 1})).await.expect(200);
         let id = r.body["id"].as_str().unwrap();
         assert_ne!(id, "resp_upstream_1", "the response is ours");
         assert_eq!(text_of(&r.body), "upstream says hello");

@@ -49,8 +49,8 @@ pub struct Config {
     /// `TOLLGATE_UPSTREAM_TIMEOUT_MS`, default 60000: the wait for an upstream's answer to begin.
     pub upstream_timeout: std::time::Duration,
     /// `TOLLGATE_LEASE_MARGIN_SECS`, default 600: how long past its upstream timeout a request's
-    /// reservation is held before anyone may release it as abandoned (its process died). A
-    /// stream that outlives it still settles, charging its full cost then.
+    /// reservation is held before anyone may release it as abandoned (its process died). A live
+    /// stream renews its lease halfway through each such period.
     pub lease_margin: std::time::Duration,
     /// `TOLLGATE_DURABILITY` (embedded store only): `strict` (default) syncs every usage record
     /// to disk before its request is over; `relaxed` lets records and settlements reach the

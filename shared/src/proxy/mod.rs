@@ -520,21 +520,23 @@ impl Flight {
         let mut writer = self.door.writer(self.req.client_wants_usage, self.native());
         let lease_span = self.timeout + self.gw.tuning.lease_margin;
         let renew_every = (lease_span / 2).max(Duration::from_secs(1));
-        let mut renew_at = tokio::time::Instant::now() + renew_every;
         let leased = self.reservations.iter().any(|r| r.lease_tail.is_some());
-        // Once the client is gone: how long the upstream is still read for its usage.
-        let mut drain_until = None;
+        // Two timers made once (not one per chunk): the next renewal, and once the client is
+        // gone, the end of the wait for the upstream's usage.
+        let renew = tokio::time::sleep(renew_every);
+        let drain = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(renew, drain);
         loop {
             let next = tokio::select! {
                 biased;
                 _ = tx.closed(), if !cancelled => {
                     cancelled = true;
-                    drain_until = Some(tokio::time::Instant::now() + self.timeout);
+                    drain.as_mut().reset(tokio::time::Instant::now() + self.timeout);
                     continue;
                 }
-                _ = tokio::time::sleep_until(drain_until.unwrap_or_else(tokio::time::Instant::now)), if drain_until.is_some() => break,
-                _ = tokio::time::sleep_until(renew_at), if leased => {
-                    renew_at += renew_every;
+                _ = &mut drain, if cancelled => break,
+                _ = &mut renew, if leased => {
+                    renew.as_mut().reset(tokio::time::Instant::now() + renew_every);
                     let expires_at = self.gw.clock.now().timestamp().saturating_add(lease_span.as_secs() as i64).saturating_add(1);
                     match limits::renew(self.gw.store.as_ref(), &self.reservations, expires_at).await {
                         Ok(true) => continue,
@@ -562,7 +564,7 @@ impl Flight {
                     for frame in writer.chunk(&value, frame) {
                         if tx.send(frame).await.is_err() && !cancelled {
                             cancelled = true;
-                            drain_until = Some(tokio::time::Instant::now() + self.timeout);
+                            drain.as_mut().reset(tokio::time::Instant::now() + self.timeout);
                         }
                     }
                 }

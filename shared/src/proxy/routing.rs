@@ -30,7 +30,8 @@ pub(super) async fn resolve_for(gw: &Gateway, key: &ApiKey, id: &str) -> ApiResu
 }
 
 /// `model` through the workspace's `service` integration, if it has one; priced as the
-/// catalog's `model` (unpriced otherwise, and then refused: see `Model::unpriced`).
+/// catalog's model of the same name (or last segment); unpriced otherwise, and then refused
+/// unless the service reports what it charged (`priced`).
 async fn integration_model(gw: &Gateway, workspace_id: uuid::Uuid, service: &str, model: &str, id: &str) -> ApiResult<Option<Model>> {
     use crate::integrations::{self, Service};
     let Some(service) = Service::parse(service) else { return Ok(None) };
@@ -40,7 +41,9 @@ async fn integration_model(gw: &Gateway, workspace_id: uuid::Uuid, service: &str
         Service::OpenRouter => gw.integrations.openrouter.clone(),
         Service::HuggingFace => gw.integrations.huggingface.clone(),
     };
-    let priced = match resolve_model(gw, model).await {
+    // A catalog id has no `/`: a model such as meta-llama/Llama-3.1-8B-Instruct is priced by
+    // its last segment.
+    let priced = match resolve_model(gw, model.rsplit('/').next().unwrap_or(model)).await {
         Ok(m) => Some(m),
         Err(ApiError::Status { code: "model_not_found", .. }) => None,
         Err(e) => return Err(e),
@@ -225,16 +228,20 @@ pub(super) fn sovereign(key: &ApiKey, candidates: Vec<Model>) -> ApiResult<Vec<M
 /// `model_unpriced`, naming the first, when none has: a request that spends the operator's
 /// money is never metered at $0.
 pub(super) fn priced(candidates: Vec<Model>) -> ApiResult<Vec<Model>> {
-    let first = match candidates.iter().find(|m| m.unpriced()) {
+    // A provider that reports what it charged (OpenRouter) is metered at that.
+    let unmetered = |m: &Model| m.unpriced() && !crate::providers::of(&m.provider).reports_cost();
+    let first = match candidates.iter().find(|m| unmetered(m)) {
         Some(m) => m.id.clone(),
         None => return Ok(candidates),
     };
-    let kept: Vec<Model> = candidates.into_iter().filter(|m| !m.unpriced()).collect();
+    let kept: Vec<Model> = candidates.into_iter().filter(|m| !unmetered(m)).collect();
     if kept.is_empty() {
         return Err(ApiError::Status {
             status: StatusCode::FORBIDDEN,
             code: "model_unpriced",
-            message: format!("{first} has no price, and serving it would spend the operator's money unmetered; an admin can give it prices (PUT /api/models)"),
+            message: format!(
+                "{first} has no price in the catalog, and serving it would spend money unmetered; an admin can price it (POST or PUT /api/models; a model served through an integration is priced by the catalog model named as its last segment)"
+            ),
         });
     }
     Ok(kept)
