@@ -8,6 +8,7 @@
 //! - a service tier needs its multiplier in `serviceTierMultipliers`; the tokens are reserved
 //!   and charged at the model's prices times it;
 //! - provider-side object ids need the model's `allowProviderObjects`.
+//!
 //! Otherwise the request is a 400 naming the parameter. A user's own provider is paid by the
 //! user's own key, and passes as it is.
 

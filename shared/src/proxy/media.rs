@@ -12,6 +12,7 @@
 //! - Gemini: 258 for an image within 384x384, else 258 per tile of min(w,h)/1.5 clamped to
 //!   256..768; Gemini 3 caps one image at 2,240 (`media_resolution` ultra high); the larger
 //!   of the two is reserved.
+//!
 //! Where no formula bounds a part (a PDF, whose pages are each text plus an image; an image
 //! of an unknown size for Gemini or on an unknown model; a provider-side file id) it is
 //! reserved at the model's context window: nothing can be billed past that. Audio and other
