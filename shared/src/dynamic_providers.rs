@@ -126,6 +126,11 @@ pub fn validate(provider: &DynamicProvider, has_key: bool, policy: &crate::egres
     Ok(())
 }
 
+/// A key as given: an empty one is none.
+pub fn given(api_key: Option<SecretString>) -> Option<SecretString> {
+    api_key.filter(|k| !secrecy::ExposeSecret::expose_secret(k).is_empty())
+}
+
 /// Creates a provider; its key (if any) goes to the secret store first.
 pub async fn create(
     store: &dyn Store,
@@ -134,7 +139,7 @@ pub async fn create(
     mut provider: DynamicProvider,
     api_key: Option<SecretString>,
 ) -> ApiResult<DynamicProvider> {
-    let api_key = api_key.filter(|k| !secrecy::ExposeSecret::expose_secret(k).is_empty());
+    let api_key = given(api_key);
     validate(&provider, api_key.is_some(), policy)?;
     if let Some(k) = &api_key {
         secrets.put(&provider.secret_name(), k).await.map_err(ApiError::internal)?;
@@ -190,7 +195,7 @@ pub async fn save(
     mut provider: DynamicProvider,
     api_key: Option<SecretString>,
 ) -> ApiResult<DynamicProvider> {
-    let api_key = api_key.filter(|k| !secrecy::ExposeSecret::expose_secret(k).is_empty());
+    let api_key = given(api_key);
     validate(&provider, provider.has_api_key || api_key.is_some(), policy)?;
     if provider.deleted_at.is_some() {
         return Err(ApiError::conflict("provider_deleted", "a deleted provider cannot be changed"));

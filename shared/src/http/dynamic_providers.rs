@@ -152,7 +152,7 @@ async fn create_provider(State(state): State<AppState>, me: Me, ApiJson(body): A
 async fn test_credentials(State(state): State<AppState>, me: Me, ApiJson(body): ApiJson<CreateProvider>) -> ApiResult<Json<Probe>> {
     me.require_key_scope(KEYS_WRITE)?;
     let (provider, api_key) = body.into_provider(me.user_id, state.clock.now());
-    let api_key = api_key.filter(|k| !secrecy::ExposeSecret::expose_secret(k).is_empty());
+    let api_key = dynamic_providers::given(api_key);
     dynamic_providers::validate(&provider, api_key.is_some(), &state.address_policy())?;
     let base = provider.endpoint().unwrap_or_default();
     Ok(Json(providers::probe(&state.gateway.http.restricted, &provider.provider_type, &base, api_key.as_ref()).await))
