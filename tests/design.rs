@@ -173,6 +173,46 @@ fn the_library_has_no_import_cycles() {
     assert_eq!(cycles(&graph), Vec::<Vec<String>>::new(), "modules that import each other, through any path");
 }
 
+/// The graph between top-level modules (a folder, or a file directly in `src/`): a module
+/// in one that names a module in another is an edge between the two.
+fn folders(graph: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, BTreeSet<String>> {
+    let top = |m: &str| m.split("::").next().unwrap_or(m).to_string();
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (module, uses) in graph {
+        let from = top(module);
+        let entry = out.entry(from.clone()).or_default();
+        entry.extend(uses.iter().map(|u| top(u)).filter(|to| *to != from));
+    }
+    out
+}
+
+#[test]
+fn no_two_folders_import_each_other() {
+    let folders = folders(&graph());
+    assert!(folders["proxy"].contains("providers") && folders["providers"].contains("canonical"), "the folders are read: {folders:?}");
+    assert_eq!(cycles(&folders), Vec::<Vec<String>>::new(), "folders whose modules import each other, through any path");
+}
+
+#[test]
+fn caches_are_invalidated_where_the_change_happens_not_by_handlers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src/http");
+    let mut files = Vec::new();
+    sources(&root, &mut files);
+    assert!(files.len() > 10);
+    let mut offenders = Vec::new();
+    for file in files {
+        let source = std::fs::read_to_string(&file).unwrap();
+        for cache in ["keys", "models", "secrets", "owners", "dynamic", "integrations"] {
+            for verb in ["remove", "clear", "insert"] {
+                if source.contains(&format!("hot.{cache}.{verb}")) {
+                    offenders.push(format!("{} touches hot.{cache}.{verb}: pass the caches to the domain service instead", file.display()));
+                }
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:#?}");
+}
+
 #[test]
 fn the_domain_knows_neither_the_http_layer_nor_the_wiring() {
     let mut offenders = Vec::new();
@@ -245,6 +285,7 @@ fn the_dashboard_offers_exactly_the_provider_types_the_server_takes() {
     let page = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/src/pages/providers.tsx")).unwrap();
     let line = page.lines().find(|l| l.starts_with("const PROVIDER_TYPES = [")).expect("PROVIDER_TYPES in providers.tsx");
     let list = line.trim_start_matches("const PROVIDER_TYPES = [").trim_end_matches("];");
-    let offered: Vec<&str> = list.split(',').map(|t| t.trim().trim_matches('"')).collect();
-    assert_eq!(offered, tollgate::dynamic_providers::TYPES, "web/src/pages/providers.tsx and dynamic_providers::TYPES differ");
+    let offered: BTreeSet<&str> = list.split(',').map(|t| t.trim().trim_matches('"')).collect();
+    let taken: BTreeSet<&str> = tollgate::providers::ProviderType::user_owned().into_iter().map(|t| t.name()).collect();
+    assert_eq!(offered, taken, "web/src/pages/providers.tsx and ProviderType::user_owned() differ");
 }

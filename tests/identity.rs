@@ -374,14 +374,14 @@ backend_tests! {
         app.chat(&key, hi.clone()).await.expect_error(401, "invalid_api_key");
         // The next pass (the local server runs one every 30 s; every deletion runs one) finishes it.
         let user_id: uuid::Uuid = leaving_id.parse().unwrap();
-        assert_eq!(tollgate::identity::accounts::resume_deletions(store.as_ref(), app.state.secrets.as_ref(), app.clock.now(), &|_| {}).await.unwrap(), 1);
+        assert_eq!(tollgate::account_deletion::resume_deletions(store.as_ref(), app.state.secrets.as_ref(), app.clock.now(), &tollgate::invalidate::NoCaches).await.unwrap(), 1);
         app.get(&format!("/api/users/{leaving_id}"), Some(&admin)).await.expect_error(404, "not_found");
         assert!(tollgate::identity::sessions::list(store.as_ref(), user_id).await.unwrap().is_empty());
         let owner = tollgate::keys::Owner::User { user_id }.tag();
         assert_eq!(tollgate::usage::first_and_last(store.as_ref(), &owner, None, None).await.unwrap(), (None, None), "its usage records are erased");
         assert!(tollgate::usage::rollups::all_of(store.as_ref(), &owner).await.unwrap().is_empty(), "and their rollups");
         assert!(!tollgate::usage::owners::all(store.as_ref()).await.unwrap().contains(&owner), "and it has no usage to list");
-        assert_eq!(tollgate::identity::accounts::resume_deletions(store.as_ref(), app.state.secrets.as_ref(), app.clock.now(), &|_| {}).await.unwrap(), 0, "and it is done");
+        assert_eq!(tollgate::account_deletion::resume_deletions(store.as_ref(), app.state.secrets.as_ref(), app.clock.now(), &tollgate::invalidate::NoCaches).await.unwrap(), 0, "and it is done");
         // Its email is free again.
         app.user(&admin, "leaving@example.com", "viewer").await;
 

@@ -117,11 +117,57 @@ backend_tests! {
         let refused = app.chat(&key, json!({"model": "claude-test", "messages": [{"role": "user", "content": "hi"}]})).await;
         let refused = refused.expect_error(401, "upstream_rejected");
         assert!(refused.body["error"]["message"].as_str().unwrap().contains("invalid x-api-key"), "{}", refused.text);
-        // Claude has no embeddings: said plainly, without calling it.
+        // Claude has no embeddings: said plainly, as the gateway's own 400 (not the upstream's),
+        // without calling it.
         let before = fake.requests().len();
         let r = app.post("/v1/embeddings", Some(&key), json!({"model": "claude-test", "input": "hi"})).await;
-        r.expect_error(400, "upstream_rejected");
+        let r = r.expect_error(400, "unsupported_by_provider");
+        assert_eq!(r.body["error"]["param"], "model", "{}", r.text);
         assert_eq!(fake.requests().len(), before);
+    }
+
+    async fn deleting_an_account_drops_its_providers_from_the_warm_caches_at_once(backend) {
+        let app = TestApp::start(backend).await;
+        let upstream = tollgate_tests::upstream::FakeUpstream::start().await;
+        let (admin, _) = app.admin().await;
+        let (alice_id, alice) = app.user(&admin, "alice@example.com", "viewer").await;
+        let mine = json!({"name": "mine", "provider_type": "openai-compatible", "base_url": upstream.base_url, "api_key": "sk-alice-own", "models": ["m"]});
+        let created = app.post("/admin/v1/me/providers", Some(&alice), mine).await.expect(201);
+        let secret = format!("providers/{}/api-key", created.body["id"].as_str().unwrap());
+        let (_, key) = app.api_key(&alice, json!({})).await;
+        app.chat(&key, json!({"model": "mine/m", "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
+        let user: uuid::Uuid = alice_id.parse().unwrap();
+        let hot = &app.state.hot;
+        assert!(hot.dynamic.get(&(user, "mine".to_string())).is_some() && hot.secrets.get(&secret).is_some(), "the request warmed the caches");
+        app.delete(&format!("/api/users/{alice_id}"), Some(&admin)).await.expect(204);
+        assert!(hot.dynamic.get(&(user, "mine".to_string())).is_none(), "the provider left the cache with the account");
+        assert!(hot.secrets.get(&secret).is_none(), "and its key");
+        app.chat(&key, json!({"model": "mine/m", "messages": [{"role": "user", "content": "hi"}]})).await.expect_error(401, "invalid_api_key");
+    }
+
+    async fn routing_moves_past_a_provider_that_cannot_carry_the_request(backend) {
+        let app = TestApp::start(backend).await;
+        let fake = FakeAnthropic::start().await;
+        let (admin, _) = app.admin().await;
+        claude(&app, &admin, &fake, API_KEY).await;
+        app.model(&admin, "mock-1", 1.0, 1.0, None).await;
+        let json_mode = json!({"model": "claude-test", "response_format": {"type": "json_object"}, "messages": [{"role": "user", "content": "hi"}]});
+        // Claude has no JSON mode: with nowhere else to go, a 400 of the gateway's own naming
+        // the field, and nothing sent.
+        app.post("/api/projects", Some(&admin), json!({"name": "Only", "slug": "only", "models": ["claude-test"]})).await.expect(201);
+        let only = app.post("/api/projects/only/tokens", Some(&admin), json!({"name": "t"})).await.expect(201).body["token"].as_str().unwrap().to_string();
+        let refused = app.chat(&only, json_mode.clone()).await.expect_error(400, "unsupported_by_provider");
+        assert_eq!(refused.body["error"]["param"], "response_format", "{}", refused.text);
+        assert!(fake.requests().is_empty());
+        // With another candidate that can carry it, routing goes on to it.
+        app.post("/api/projects", Some(&admin), json!({"name": "Both", "slug": "both", "models": ["claude-test", "mock-1"]})).await.expect(201);
+        let both = app.post("/api/projects/both/tokens", Some(&admin), json!({"name": "t"})).await.expect(201).body["token"].as_str().unwrap().to_string();
+        let served = app.chat(&both, json_mode).await.expect(200);
+        assert!(served.body["choices"][0]["message"]["content"].as_str().unwrap().contains("Tollgate mock provider"), "mock-1 answered: {}", served.text);
+        assert!(fake.requests().is_empty(), "nothing was sent to the provider that cannot carry it");
+        let id = served.headers["x-request-id"].to_str().unwrap();
+        let trace = app.get(&format!("/api/usage/{id}"), Some(&admin)).await.expect(200);
+        assert!(trace.text.contains("cannot carry"), "the routing trace says why it moved on: {}", trace.text);
     }
 
     async fn the_messages_api_reaches_any_provider(backend) {

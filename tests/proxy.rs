@@ -242,7 +242,7 @@ backend_tests! {
         let (id, key) = app.api_key(&admin, json!({})).await;
         app.chat(&key, chat("mock-1", "hi")).await.expect(200);
         let owner = tollgate::keys::Owner::User { user_id: app.get("/api/me", Some(&admin)).await.body["id"].as_str().unwrap().parse().unwrap() };
-        tollgate::keys::revoke(app.state.store.as_ref(), &owner, id.parse().unwrap(), app.clock.now()).await.unwrap();
+        tollgate::keys::revoke(app.state.store.as_ref(), &owner, id.parse().unwrap(), app.clock.now(), &tollgate::invalidate::NoCaches).await.unwrap();
         // (Until the TTL passes it may still work from the cache; how long the steps above took
         // on a busy machine decides that, so only the bound is asserted.)
         tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -261,7 +261,7 @@ backend_tests! {
         let (id, key) = uncached.api_key(&admin, json!({})).await;
         uncached.chat(&key, chat("mock-1", "hi")).await.expect(200);
         let owner = tollgate::keys::Owner::User { user_id: uncached.get("/api/me", Some(&admin)).await.body["id"].as_str().unwrap().parse().unwrap() };
-        tollgate::keys::revoke(uncached.state.store.as_ref(), &owner, id.parse().unwrap(), uncached.clock.now()).await.unwrap();
+        tollgate::keys::revoke(uncached.state.store.as_ref(), &owner, id.parse().unwrap(), uncached.clock.now(), &tollgate::invalidate::NoCaches).await.unwrap();
         uncached.chat(&key, chat("mock-1", "hi")).await.expect_error(401, "invalid_api_key");
     }
 

@@ -6,27 +6,14 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::provider_type::ProviderType;
+
 use crate::error::{ApiError, ApiResult};
+use crate::invalidate::Invalidate;
 use crate::secrets::SecretStore;
 use crate::store::{Cond, Index, Key, Query, Store, StoreError, from_item, keyed_item, query_all, set_index};
 
 /// Provider types a catalog model may name, with the base URL used when the model sets none.
-pub const PROVIDERS: [(&str, Option<&str>); 10] = [
-    ("mock", None),
-    ("openai", Some("https://api.openai.com/v1")),
-    ("anthropic", Some("https://api.anthropic.com")),
-    ("openrouter", Some("https://openrouter.ai/api/v1")),
-    ("huggingface", Some("https://router.huggingface.co/v1")),
-    ("openai-compatible", None),
-    // Azure OpenAI: the base URL is the deployment's, https://<resource>.openai.azure.com/openai/deployments/<name>.
-    ("azure", None),
-    // Amazon Bedrock: the base URL is the region's runtime endpoint,
-    // https://bedrock-runtime.<region>.amazonaws.com (without one, AWS_REGION's).
-    ("bedrock", None),
-    ("gemini", Some("https://generativelanguage.googleapis.com/v1beta")),
-    // Vertex AI: the base URL is the publisher's, https://<location>-aiplatform.googleapis.com/v1/projects/<project>/locations/<location>/publishers/google.
-    ("vertex", None),
-];
 
 /// The largest context window a model may declare (today's largest are ~10 million tokens).
 /// With it, and prices of at most $1e9 per million tokens, a request's worst case stays far
@@ -36,7 +23,7 @@ pub const MAX_CONTEXT_WINDOW: i64 = 100_000_000;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Model {
     pub id: String,
-    pub provider: String,
+    pub provider: ProviderType,
     pub base_url: Option<String>,
     /// Micro-dollars per million tokens.
     pub input_price_micros: i64,
@@ -131,7 +118,7 @@ impl Model {
     pub fn unpriced(&self) -> bool {
         match &self.dynamic {
             Some(d) => d.integration && !d.priced,
-            None => self.provider != "mock" && self.input_price_micros == 0 && self.output_price_micros == 0,
+            None => self.provider != ProviderType::Mock && self.input_price_micros == 0 && self.output_price_micros == 0,
         }
     }
 
@@ -142,7 +129,7 @@ impl Model {
 
     /// Where requests for this model go (none for the built-in mock).
     pub fn endpoint(&self) -> Option<String> {
-        self.base_url.clone().or_else(|| PROVIDERS.iter().find(|(p, _)| *p == self.provider).and_then(|(_, url)| url.map(str::to_string)))
+        self.base_url.clone().or_else(|| self.provider.default_base_url().map(str::to_string))
     }
 }
 
@@ -157,23 +144,17 @@ pub fn validate_id(id: &str) -> ApiResult<()> {
 
 pub fn validate(model: &Model) -> ApiResult<()> {
     validate_id(&model.id)?;
-    if !PROVIDERS.iter().any(|(p, _)| *p == model.provider) {
-        let names: Vec<&str> = PROVIDERS.iter().map(|(p, _)| *p).collect();
-        return Err(ApiError::invalid_param("provider", format!("unknown provider {:?}; use one of {}", model.provider, names.join(", "))));
-    }
-    if model.provider == "openai-compatible" && model.base_url.is_none() {
-        return Err(ApiError::invalid_param("baseUrl", "an openai-compatible model needs baseUrl"));
-    }
-    if model.provider == "azure" && model.base_url.is_none() {
+    if model.provider.needs_base_url() && model.base_url.is_none() {
+        let what = match model.provider {
+            ProviderType::Azure => ": its deployment's URL, https://<resource>.openai.azure.com/openai/deployments/<deployment>",
+            ProviderType::Vertex => {
+                ": its publisher's URL, https://<location>-aiplatform.googleapis.com/v1/projects/<project>/locations/<location>/publishers/google"
+            }
+            _ => "",
+        };
         return Err(ApiError::invalid_param(
             "baseUrl",
-            "an azure model needs baseUrl: its deployment's URL, https://<resource>.openai.azure.com/openai/deployments/<deployment>",
-        ));
-    }
-    if model.provider == "vertex" && model.base_url.is_none() {
-        return Err(ApiError::invalid_param(
-            "baseUrl",
-            "a vertex model needs baseUrl: its publisher's URL, https://<location>-aiplatform.googleapis.com/v1/projects/<project>/locations/<location>/publishers/google",
+            format!("a{} {} model needs baseUrl{what}", if model.provider == ProviderType::Azure { "n" } else { "" }, model.provider),
         ));
     }
     if let Some(url) = &model.base_url {
@@ -235,31 +216,51 @@ pub async fn create(store: &dyn Store, secrets: &dyn SecretStore, mut model: Mod
     }
 }
 
-pub async fn save(store: &dyn Store, model: &Model) -> ApiResult<()> {
+/// Saves a changed model; this process's copies of it and its key are dropped at once.
+pub async fn save(store: &dyn Store, model: &Model, caches: &dyn Invalidate) -> ApiResult<()> {
     validate(model)?;
     match store.put(item(model)?, Some(Cond::Exists)).await {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            forget(caches, model);
+            Ok(())
+        }
         Err(StoreError::ConditionFailed) => Err(ApiError::not_found(format!("no model with id {:?}", model.id))),
         Err(e) => Err(e.into()),
     }
 }
 
-pub async fn set_api_key(store: &dyn Store, secrets: &dyn SecretStore, id: &str, api_key: SecretString, now: DateTime<Utc>) -> ApiResult<Model> {
+pub async fn set_api_key(
+    store: &dyn Store,
+    secrets: &dyn SecretStore,
+    id: &str,
+    api_key: SecretString,
+    now: DateTime<Utc>,
+    caches: &dyn Invalidate,
+) -> ApiResult<Model> {
     let mut model = require(store, id).await?;
     secrets.put(&model.secret_name(), &api_key).await.map_err(ApiError::internal)?;
     if !model.has_api_key {
         model.has_api_key = true;
         model.updated_at = now;
-        save(store, &model).await?;
+        save(store, &model, caches).await?;
     }
+    forget(caches, &model);
     Ok(model)
 }
 
-pub async fn delete(store: &dyn Store, secrets: &dyn SecretStore, id: &str) -> ApiResult<()> {
+pub async fn delete(store: &dyn Store, secrets: &dyn SecretStore, id: &str, caches: &dyn Invalidate) -> ApiResult<()> {
     let model = require(store, id).await?;
     match store.delete(&key(id), Some(Cond::Exists)).await {
         Ok(()) | Err(StoreError::ConditionFailed) => {}
         Err(e) => return Err(e.into()),
     }
+    forget(caches, &model);
     secrets.delete(&model.secret_name()).await.map_err(ApiError::internal)
+}
+
+/// Drops this process's copies of a model and its key; other warm processes follow within the
+/// cache's TTL.
+fn forget(caches: &dyn Invalidate, model: &Model) {
+    caches.model(&model.id);
+    caches.secret(&model.secret_name());
 }

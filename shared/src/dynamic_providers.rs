@@ -10,19 +10,18 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
+use crate::invalidate::Invalidate;
 use crate::pagination::{self, Direction, Pagination};
+use crate::providers::ProviderType;
 use crate::secrets::SecretStore;
 use crate::store::{Attr, Cond, Index, Item, Key, Store, StoreError, TxOp, from_item, keyed_item, set_index};
-
-/// The provider types a dynamic provider may have (every upstream type; not the mock).
-pub const TYPES: [&str; 9] = ["openai", "anthropic", "azure", "bedrock", "gemini", "vertex", "openrouter", "huggingface", "openai-compatible"];
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DynamicProvider {
     pub id: Uuid,
     pub user_id: Uuid,
     pub name: String,
-    pub provider_type: String,
+    pub provider_type: ProviderType,
     pub base_url: Option<String>,
     /// The models it may serve; empty means any.
     pub models: Vec<String>,
@@ -45,7 +44,7 @@ impl DynamicProvider {
 
     /// Where its requests go: its base URL, else its type's default.
     pub fn endpoint(&self) -> Option<String> {
-        self.base_url.clone().or_else(|| crate::catalog::PROVIDERS.iter().find(|(p, _)| *p == self.provider_type).and_then(|(_, u)| u.map(str::to_string)))
+        self.base_url.clone().or_else(|| self.provider_type.default_base_url().map(str::to_string))
     }
 
     /// Whether it serves `model`.
@@ -92,8 +91,8 @@ pub const CLOUD_TYPES: [&str; 2] = ["bedrock", "vertex"];
 /// checked at every connection).
 pub fn validate(provider: &DynamicProvider, has_key: bool, policy: &crate::egress::AddressPolicy) -> ApiResult<()> {
     crate::names::validate("name", &provider.name)?;
-    if !TYPES.contains(&provider.provider_type.as_str()) {
-        return Err(ApiError::invalid_param("provider_type", format!("provider_type must be one of {}", TYPES.join(", "))));
+    if !provider.provider_type.user_may_own() {
+        return Err(ApiError::invalid_param("provider_type", format!("a provider of your own cannot be of type {}", provider.provider_type)));
     }
     if let Some(url) = &provider.base_url {
         let parsed = url.parse::<axum::http::Uri>().ok().filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
@@ -104,9 +103,9 @@ pub fn validate(provider: &DynamicProvider, has_key: bool, policy: &crate::egres
     } else if provider.endpoint().is_none() {
         return Err(ApiError::invalid_param("base_url", format!("a {} provider needs base_url", provider.provider_type)));
     }
-    if !has_key && CLOUD_TYPES.contains(&provider.provider_type.as_str()) {
-        let shape = match provider.provider_type.as_str() {
-            "bedrock" => "ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN] (the region comes from base_url), or a Bedrock API key",
+    if !has_key && provider.provider_type.has_ambient_identity() {
+        let shape = match provider.provider_type {
+            ProviderType::Bedrock => "ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN] (the region comes from base_url), or a Bedrock API key",
             _ => "a service account's JSON key, or a Google API key",
         };
         return Err(ApiError::invalid_param(
@@ -192,6 +191,7 @@ pub async fn save(
     store: &dyn Store,
     secrets: &dyn SecretStore,
     policy: &crate::egress::AddressPolicy,
+    caches: &dyn Invalidate,
     mut provider: DynamicProvider,
     api_key: Option<SecretString>,
 ) -> ApiResult<DynamicProvider> {
@@ -205,14 +205,24 @@ pub async fn save(
         provider.has_api_key = true;
     }
     match store.put(item(&provider)?, Some(Cond::Exists)).await {
-        Ok(()) => Ok(provider),
+        Ok(()) => {
+            forget(caches, &provider);
+            Ok(provider)
+        }
         Err(StoreError::ConditionFailed) => Err(ApiError::not_found(format!("you have no provider with id {}", provider.id))),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Soft-deletes a provider: it stops serving at once, its key is destroyed and its name freed.
-pub async fn delete(store: &dyn Store, secrets: &dyn SecretStore, user_id: Uuid, id: Uuid, now: DateTime<Utc>) -> ApiResult<DynamicProvider> {
+pub async fn delete(
+    store: &dyn Store,
+    secrets: &dyn SecretStore,
+    user_id: Uuid,
+    id: Uuid,
+    now: DateTime<Utc>,
+    caches: &dyn Invalidate,
+) -> ApiResult<DynamicProvider> {
     let mut provider = get(store, user_id, id).await?;
     if provider.deleted_at.is_some() {
         return Ok(provider);
@@ -225,10 +235,17 @@ pub async fn delete(store: &dyn Store, secrets: &dyn SecretStore, user_id: Uuid,
         TxOp::Delete { key: name_key(user_id, &provider.name), cond: Some(Cond::eq("provider_id", id.to_string())) },
     ];
     store.transact(ops).await?;
+    forget(caches, &provider);
     if provider.has_api_key {
         secrets.delete(&provider.secret_name()).await.map_err(ApiError::internal)?;
     }
     Ok(provider)
+}
+
+/// Drops this process's copies of a changed provider and its key.
+fn forget(caches: &dyn Invalidate, provider: &DynamicProvider) {
+    caches.provider(provider.user_id, &provider.name);
+    caches.secret(&provider.secret_name());
 }
 
 /// Every live (not deleted) provider of a user, newest first.
@@ -246,10 +263,10 @@ pub async fn all_of(store: &dyn Store, user_id: Uuid) -> ApiResult<Vec<DynamicPr
 }
 
 /// Deletes every provider of a user (account deletion); returns how many.
-pub async fn delete_all(store: &dyn Store, secrets: &dyn SecretStore, user_id: Uuid, now: DateTime<Utc>) -> ApiResult<usize> {
+pub async fn delete_all(store: &dyn Store, secrets: &dyn SecretStore, user_id: Uuid, now: DateTime<Utc>, caches: &dyn Invalidate) -> ApiResult<usize> {
     let all = all_of(store, user_id).await?;
     for provider in &all {
-        delete(store, secrets, user_id, provider.id, now).await?;
+        delete(store, secrets, user_id, provider.id, now, caches).await?;
     }
     Ok(all.len())
 }

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::egress::HttpClient;
 use crate::error::{ApiError, ApiResult};
+use crate::invalidate::Invalidate;
 use crate::secrets::SecretStore;
 use crate::store::{Key, Store, from_item, keyed_item};
 
@@ -95,9 +96,12 @@ pub async fn check_token(http: &HttpClient, endpoints: &Endpoints, service: Serv
 }
 
 /// Saves a checked token on a workspace (replacing any earlier one).
-pub async fn save(store: &dyn Store, secrets: &dyn SecretStore, integration: &Integration, token: &SecretString) -> ApiResult<()> {
-    secrets.put(&secret_name(integration.workspace_id, integration.service), token).await.map_err(ApiError::internal)?;
+pub async fn save(store: &dyn Store, secrets: &dyn SecretStore, integration: &Integration, token: &SecretString, caches: &dyn Invalidate) -> ApiResult<()> {
+    let secret = secret_name(integration.workspace_id, integration.service);
+    secrets.put(&secret, token).await.map_err(ApiError::internal)?;
     store.put(keyed_item(integration, &key(integration.workspace_id, integration.service))?, None).await?;
+    caches.integration(integration.workspace_id, integration.service.name());
+    caches.secret(&secret);
     Ok(())
 }
 

@@ -3,8 +3,10 @@
 //! embedded implementations), `identity` holds the rules about users and sessions, `http` the
 //! thin handlers grouped by resource group, `runtime` how a group is served.
 
+pub mod account_deletion;
 pub mod budget_events;
 pub mod cache;
+pub mod canonical;
 pub mod catalog;
 pub mod clock;
 pub mod config;
@@ -15,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod integrations;
+pub mod invalidate;
 pub mod keys;
 pub mod limits;
 pub mod money;
@@ -23,6 +26,7 @@ pub mod notify;
 pub mod outbox;
 pub mod pagination;
 pub mod projects;
+pub mod provider_type;
 pub mod providers;
 pub mod proxy;
 pub mod readiness;

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
 use crate::identity::roles::Permission;
+use crate::invalidate::Invalidate;
 use crate::limits::Limit;
 use crate::store::{Attr, Cond, Index, Item, Key, Query, Store, StoreError, TxOp, from_item, keyed_item, query_all, set_index};
 use crate::workspaces;
@@ -153,17 +154,21 @@ async fn by_slug(store: &dyn Store, slug: &str) -> ApiResult<Vec<Project>> {
     Ok(out)
 }
 
-pub async fn save(store: &dyn Store, project: &mut Project, now: DateTime<Utc>) -> ApiResult<()> {
+/// Saves a changed project; what tokens know of their owners (its limits) is dropped at once.
+pub async fn save(store: &dyn Store, project: &mut Project, now: DateTime<Utc>, caches: &dyn Invalidate) -> ApiResult<()> {
     validate(project)?;
     project.updated_at = now;
     store.put(project_item(project)?, Some(Cond::Exists)).await.map_err(|e| match e {
         StoreError::ConditionFailed => not_found(&project.slug),
         e => e.into(),
-    })
+    })?;
+    caches.owners();
+    Ok(())
 }
 
 /// Deletes a project, its slug and its members. Its tokens are revoked by the caller first.
-pub async fn delete(store: &dyn Store, project: &Project) -> ApiResult<()> {
+pub async fn delete(store: &dyn Store, project: &Project, caches: &dyn Invalidate) -> ApiResult<()> {
+    caches.owners();
     for member in members(store, project.id).await? {
         store.delete(&member_key(project.id, member.user_id), None).await?;
     }

@@ -197,10 +197,8 @@ impl AppState {
                     tracing::warn!(error = %e, "adding usage records to their rollups failed; they stay pending");
                 }
                 if pass % 30 == 0
-                    && let Err(e) = crate::identity::accounts::resume_deletions(state.store.as_ref(), state.secrets.as_ref(), state.clock.now(), &|key| {
-                        state.hot.keys.remove(&key.key_hash)
-                    })
-                    .await
+                    && let Err(e) =
+                        crate::account_deletion::resume_deletions(state.store.as_ref(), state.secrets.as_ref(), state.clock.now(), state.hot.as_ref()).await
                 {
                     tracing::warn!(error = %e, "finishing interrupted account deletions failed; the next pass tries again");
                 }

@@ -95,7 +95,7 @@ async fn streamed_chunks_reach_the_runtime_api_as_they_are_produced() {
         let now = chrono::Utc::now();
         let model = tollgate::catalog::Model {
             id: "mock-stream".into(),
-            provider: "mock".into(),
+            provider: tollgate::providers::ProviderType::Mock,
             base_url: None,
             input_price_micros: 0,
             output_price_micros: 1_000_000,

@@ -163,9 +163,7 @@ async fn revoke_key(State(state): State<AppState>, me: Me, Path(key_id): Path<St
     let owner = Owner::User { user_id: me.user_id };
     let id = parse_uuid(&key_id, "key_id")?;
     me.require_may_manage(&keys::get(state.store.as_ref(), &owner, id).await?)?;
-    for key in keys::revoke(state.store.as_ref(), &owner, id, state.clock.now()).await? {
-        state.hot.keys.remove(&key.key_hash);
-    }
+    keys::revoke(state.store.as_ref(), &owner, id, state.clock.now(), state.hot.as_ref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -191,12 +189,6 @@ async fn rotate_key(
     let id = parse_uuid(&key_id, "key_id")?;
     me.require_may_manage(&keys::get(state.store.as_ref(), &owner, id).await?)?;
     let grace = body.grace_period_seconds.unwrap_or(keys::DEFAULT_GRACE_SECS);
-    let issued = keys::rotate(state.store.as_ref(), &owner, id, grace, state.clock.now()).await?;
-    // The old key's cached copy lacks its grace deadline.
-    if let Some(old) = issued.key.rotated_from_key_id
-        && let Ok(old) = keys::get(state.store.as_ref(), &owner, old).await
-    {
-        state.hot.keys.remove(&old.key_hash);
-    }
+    let issued = keys::rotate(state.store.as_ref(), &owner, id, grace, state.clock.now(), state.hot.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(KeyView::of(issued.key, Some(issued.secret)))))
 }

@@ -231,8 +231,7 @@ async fn delete_user(State(state): State<AppState>, caller: Caller, Path(id): Pa
         return Err(ApiError::bad_request("cannot_delete_self", "you cannot delete yourself here; use DELETE /admin/v1/me"));
     }
     let user = users::require(state.store.as_ref(), id).await?;
-    let forget = |key: &crate::keys::ApiKey| state.hot.keys.remove(&key.key_hash);
-    accounts::delete(state.store.as_ref(), state.secrets.as_ref(), &user, Some(caller.user.id), state.clock.now(), &forget).await?;
+    crate::account_deletion::delete(state.store.as_ref(), state.secrets.as_ref(), &user, Some(caller.user.id), state.clock.now(), state.hot.as_ref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -20,7 +20,7 @@ use crate::dynamic_providers::{self, DynamicProvider};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::keys::lineage::KEYS_WRITE;
 use crate::pagination::{ListParams, Pagination, check_limit};
-use crate::providers::{self, Probe};
+use crate::providers::{self, Probe, ProviderType};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -36,7 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct ProviderView {
     id: Uuid,
     name: String,
-    provider_type: String,
+    provider_type: ProviderType,
     base_url: Option<String>,
     #[schema(value_type = Option<Object>)]
     config: Option<Value>,
@@ -114,12 +114,13 @@ pub struct CreateProvider {
 }
 
 impl CreateProvider {
-    fn into_provider(self, user_id: Uuid, now: DateTime<Utc>) -> (DynamicProvider, Option<SecretString>) {
+    fn into_provider(self, user_id: Uuid, now: DateTime<Utc>) -> ApiResult<(DynamicProvider, Option<SecretString>)> {
+        let provider_type = ProviderType::parse_param(&self.provider_type, "provider_type", &ProviderType::user_owned())?;
         let provider = DynamicProvider {
             id: Uuid::new_v4(),
             user_id,
             name: self.name,
-            provider_type: self.provider_type,
+            provider_type,
             base_url: self.base_url,
             models: self.models.unwrap_or_default(),
             config: self.config.filter(|v| !v.is_null()).map(|v| v.to_string()),
@@ -130,7 +131,7 @@ impl CreateProvider {
             created_at: now,
             updated_at: now,
         };
-        (provider, self.api_key)
+        Ok((provider, self.api_key))
     }
 }
 
@@ -140,7 +141,7 @@ impl CreateProvider {
     responses((status = 201, body = ProviderView), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 async fn create_provider(State(state): State<AppState>, me: Me, ApiJson(body): ApiJson<CreateProvider>) -> ApiResult<(StatusCode, Json<ProviderView>)> {
     me.require_key_scope(KEYS_WRITE)?;
-    let (provider, api_key) = body.into_provider(me.user_id, state.clock.now());
+    let (provider, api_key) = body.into_provider(me.user_id, state.clock.now())?;
     let provider = dynamic_providers::create(state.store.as_ref(), state.secrets.as_ref(), &state.address_policy(), provider, api_key).await?;
     Ok((StatusCode::CREATED, Json(provider.into())))
 }
@@ -151,11 +152,11 @@ async fn create_provider(State(state): State<AppState>, me: Me, ApiJson(body): A
     responses((status = 200, body = Probe), (status = 400, body = ErrorEnvelope)))]
 async fn test_credentials(State(state): State<AppState>, me: Me, ApiJson(body): ApiJson<CreateProvider>) -> ApiResult<Json<Probe>> {
     me.require_key_scope(KEYS_WRITE)?;
-    let (provider, api_key) = body.into_provider(me.user_id, state.clock.now());
+    let (provider, api_key) = body.into_provider(me.user_id, state.clock.now())?;
     let api_key = dynamic_providers::given(api_key);
     dynamic_providers::validate(&provider, api_key.is_some(), &state.address_policy())?;
     let base = provider.endpoint().unwrap_or_default();
-    Ok(Json(providers::probe(&state.gateway.http.restricted, &provider.provider_type, &base, api_key.as_ref()).await))
+    Ok(Json(providers::probe(&state.gateway.http.restricted, provider.provider_type, &base, api_key.as_ref()).await))
 }
 
 #[utoipa::path(get, path = "/admin/v1/me/providers/{id}", tag = "me", params(("id" = Uuid, Path)),
@@ -205,8 +206,8 @@ async fn update_provider(
         provider.sovereignty = Some(sovereignty).filter(|v| !v.is_null()).map(|v| v.to_string());
     }
     provider.updated_at = state.clock.now();
-    let provider = dynamic_providers::save(state.store.as_ref(), state.secrets.as_ref(), &state.address_policy(), provider, body.api_key).await?;
-    forget(&state, &provider);
+    let provider =
+        dynamic_providers::save(state.store.as_ref(), state.secrets.as_ref(), &state.address_policy(), state.hot.as_ref(), provider, body.api_key).await?;
     Ok(Json(provider.into()))
 }
 
@@ -216,16 +217,8 @@ async fn update_provider(
     responses((status = 204), (status = 404, body = ErrorEnvelope)))]
 async fn delete_provider(State(state): State<AppState>, me: Me, Path(id): Path<String>) -> ApiResult<StatusCode> {
     me.require_key_scope(KEYS_WRITE)?;
-    let provider = dynamic_providers::delete(state.store.as_ref(), state.secrets.as_ref(), me.user_id, parse_uuid(&id, "id")?, state.clock.now()).await?;
-    forget(&state, &provider);
+    dynamic_providers::delete(state.store.as_ref(), state.secrets.as_ref(), me.user_id, parse_uuid(&id, "id")?, state.clock.now(), state.hot.as_ref()).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Drops this process's cached copies of a changed provider and its key; other warm
-/// processes follow within the cache bound.
-fn forget(state: &AppState, provider: &DynamicProvider) {
-    state.hot.dynamic.remove(&(provider.user_id, provider.name.clone()));
-    state.hot.secrets.remove(&provider.secret_name());
 }
 
 /// Calls one of your providers with its stored key and reports how that went.
@@ -242,13 +235,13 @@ async fn test_provider(State(state): State<AppState>, me: Me, Path(id): Path<Str
         false => None,
     };
     let base = provider.endpoint().unwrap_or_default();
-    Ok(Json(providers::probe(&state.gateway.http.restricted, &provider.provider_type, &base, key.as_ref()).await))
+    Ok(Json(providers::probe(&state.gateway.http.restricted, provider.provider_type, &base, key.as_ref()).await))
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct BuiltInProvider {
     name: String,
-    provider_type: String,
+    provider_type: ProviderType,
     /// Shown only to callers whose global role has `model:read` (base URLs can name internal
     /// hosts, or carry credentials).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -277,19 +270,19 @@ async fn built_in_providers(State(state): State<AppState>, me: Me) -> ApiResult<
         let taken = data.iter().any(|p| p.provider_type == model.provider);
         let name = match host {
             Some(host) if taken => format!("{}@{host}", model.provider),
-            _ => model.provider.clone(),
+            _ => model.provider.to_string(),
         };
         data.push(BuiltInProvider { name, provider_type: model.provider, base_url });
     }
     if !sees_urls {
         // Without model:read, types and names only; names stay distinct (`type@host` would
         // name the host), so a second endpoint of a type is numbered instead.
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: Vec<ProviderType> = Vec::new();
         for provider in &mut data {
             provider.base_url = None;
             let count = seen.iter().filter(|t| **t == provider.provider_type).count();
-            provider.name = if count == 0 { provider.provider_type.clone() } else { format!("{}#{}", provider.provider_type, count + 1) };
-            seen.push(provider.provider_type.clone());
+            provider.name = if count == 0 { provider.provider_type.to_string() } else { format!("{}#{}", provider.provider_type, count + 1) };
+            seen.push(provider.provider_type);
         }
     }
     Ok(Json(BuiltInList { data }))

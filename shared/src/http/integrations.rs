@@ -60,9 +60,7 @@ async fn validate(State(state): State<AppState>, caller: Caller, ApiJson(body): 
             out.message = format!("{} accepted the token", service.name());
             if let Some(workspace_id) = body.business_id {
                 let integration = Integration { workspace_id, service, account: account.clone(), saved_by: caller.user.id, saved_at: state.clock.now() };
-                integrations::save(state.store.as_ref(), state.secrets.as_ref(), &integration, &body.token).await?;
-                state.hot.integrations.remove(&(workspace_id, service.name()));
-                state.hot.secrets.remove(&integrations::secret_name(workspace_id, service));
+                integrations::save(state.store.as_ref(), state.secrets.as_ref(), &integration, &body.token, state.hot.as_ref()).await?;
                 out.saved = true;
             }
             out.account = account;

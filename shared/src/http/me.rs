@@ -12,7 +12,6 @@ use uuid::Uuid;
 
 use super::extract::{Caller, parse_uuid};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::identity::accounts;
 use crate::identity::sessions::{self, Session};
 use crate::keys::{self, Owner};
 use crate::projects;
@@ -170,8 +169,8 @@ pub struct Deleted {
 /// Deletes the caller and everything of theirs (GDPR Article 17). The only admin cannot leave.
 #[utoipa::path(delete, path = "/admin/v1/me", tag = "me", responses((status = 200, body = Deleted), (status = 409, body = ErrorEnvelope)))]
 async fn delete_me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Deleted>> {
-    let forget = |key: &keys::ApiKey| state.hot.keys.remove(&key.key_hash);
-    let deleted = accounts::delete(state.store.as_ref(), state.secrets.as_ref(), &caller.user, None, state.clock.now(), &forget).await?;
+    let deleted =
+        crate::account_deletion::delete(state.store.as_ref(), state.secrets.as_ref(), &caller.user, None, state.clock.now(), state.hot.as_ref()).await?;
     Ok(Json(Deleted {
         api_keys_deleted: deleted.keys,
         conversations_deleted: 0,

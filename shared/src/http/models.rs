@@ -8,13 +8,13 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::proxy::fees;
+use crate::canonical::extras as fees;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{ApiJson, Caller};
-use crate::catalog::{self, Model};
+use crate::catalog::{self, Model, ProviderType};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::identity::roles::Permission;
 use crate::money::{dollars_to_micros, micros_to_dollars};
@@ -29,7 +29,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(rename_all = "camelCase")]
 pub struct ModelView {
     id: String,
-    provider: String,
+    provider: ProviderType,
     base_url: Option<String>,
     input_price: f64,
     output_price: f64,
@@ -134,7 +134,7 @@ async fn create_model(State(state): State<AppState>, caller: Caller, ApiJson(bod
     let now = state.clock.now();
     let model = Model {
         id: body.id,
-        provider: body.provider,
+        provider: ProviderType::parse_param(&body.provider, "provider", &ProviderType::ALL)?,
         base_url: body.base_url,
         input_price_micros: dollars_to_micros(body.input_price, "inputPrice")?,
         output_price_micros: dollars_to_micros(body.output_price, "outputPrice")?,
@@ -223,7 +223,7 @@ async fn update_model(
     caller.require(Permission::ModelWrite)?;
     let mut model = catalog::require(state.store.as_ref(), &id).await?;
     if let Some(p) = body.provider {
-        model.provider = p;
+        model.provider = ProviderType::parse_param(&p, "provider", &ProviderType::ALL)?;
     }
     if let Some(p) = body.input_price {
         model.input_price_micros = dollars_to_micros(p, "inputPrice")?;
@@ -267,24 +267,15 @@ async fn update_model(
         model.has_api_key = true;
     }
     model.updated_at = state.clock.now();
-    catalog::save(state.store.as_ref(), &model).await?;
-    forget(&state, &model);
+    catalog::save(state.store.as_ref(), &model, state.hot.as_ref()).await?;
     Ok(Json(model.into()))
-}
-
-/// Drops this process's cached copies; other warm processes follow within the cache bound.
-fn forget(state: &AppState, model: &Model) {
-    state.hot.models.remove(&model.id);
-    state.hot.secrets.remove(&model.secret_name());
 }
 
 #[utoipa::path(delete, path = "/api/models/{id}", tag = "models", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorEnvelope)))]
 async fn delete_model(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     caller.require(Permission::ModelWrite)?;
-    let model = catalog::require(state.store.as_ref(), &id).await?;
-    catalog::delete(state.store.as_ref(), state.secrets.as_ref(), &id).await?;
-    forget(&state, &model);
+    catalog::delete(state.store.as_ref(), state.secrets.as_ref(), &id, state.hot.as_ref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -305,7 +296,6 @@ async fn rotate_model_key(
     ApiJson(body): ApiJson<RotateModelKey>,
 ) -> ApiResult<Json<ModelView>> {
     caller.require(Permission::ModelWrite)?;
-    let model = catalog::set_api_key(state.store.as_ref(), state.secrets.as_ref(), &id, body.api_key, state.clock.now()).await?;
-    forget(&state, &model);
+    let model = catalog::set_api_key(state.store.as_ref(), state.secrets.as_ref(), &id, body.api_key, state.clock.now(), state.hot.as_ref()).await?;
     Ok(Json(model.into()))
 }

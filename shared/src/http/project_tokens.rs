@@ -55,7 +55,7 @@ fn view(key: ApiKey, project_id: Uuid, secret: Option<String>) -> ProjectTokenVi
     }
 }
 
-#[utoipa::path(get, path = "/api/projects/{slug}/tokens", tag = "projects", params(("slug" = String, Path)),
+#[utoipa::path(operation_id = "list_project_tokens", get, path = "/api/projects/{slug}/tokens", tag = "projects", params(("slug" = String, Path)),
     responses((status = 200, body = Vec<ProjectTokenView>), (status = 404, body = ErrorEnvelope)))]
 async fn list_tokens(State(state): State<AppState>, caller: Caller, Path(slug): Path<String>) -> ApiResult<Json<Vec<ProjectTokenView>>> {
     let store = state.store.as_ref();
@@ -82,7 +82,7 @@ pub struct CreateProjectToken {
 }
 
 /// Creates a project token; the answer holds the token, once. Editors and admins.
-#[utoipa::path(post, path = "/api/projects/{slug}/tokens", tag = "projects", params(("slug" = String, Path)), request_body = CreateProjectToken,
+#[utoipa::path(operation_id = "create_project_token", post, path = "/api/projects/{slug}/tokens", tag = "projects", params(("slug" = String, Path)), request_body = CreateProjectToken,
     responses((status = 201, body = ProjectTokenView), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn create_token(
     State(state): State<AppState>,
@@ -125,7 +125,7 @@ async fn update_token(
     let (project, _) = projects::require(store, &slug, &viewer(&caller), Role::Editor).await?;
     let limits = body.limits.as_deref().map(limits::from_specs).transpose()?;
     let owner = Owner::Project { project_id: project.id };
-    let key = keys::update(store, &owner, parse_uuid(&token_id, "tokenId")?, state.clock.now(), |settings| {
+    let key = keys::update(store, &owner, parse_uuid(&token_id, "tokenId")?, state.clock.now(), state.hot.as_ref(), |settings| {
         if let Some(name) = body.name {
             settings.name = name;
         }
@@ -138,12 +138,11 @@ async fn update_token(
         Ok(())
     })
     .await?;
-    state.hot.keys.remove(&key.key_hash);
     Ok(Json(view(key, project.id, None)))
 }
 
 /// Deletes (revokes) a project token: it stops working at once.
-#[utoipa::path(delete, path = "/api/projects/{slug}/tokens/{tokenId}", tag = "projects", params(("slug" = String, Path), ("tokenId" = Uuid, Path)),
+#[utoipa::path(operation_id = "delete_project_token", delete, path = "/api/projects/{slug}/tokens/{tokenId}", tag = "projects", params(("slug" = String, Path), ("tokenId" = Uuid, Path)),
     responses((status = 204), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn delete_token(State(state): State<AppState>, caller: Caller, Path((slug, token_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
     let store = state.store.as_ref();
@@ -154,7 +153,6 @@ async fn delete_token(State(state): State<AppState>, caller: Caller, Path((slug,
     if key.revoked_at.is_some() {
         return Err(crate::error::ApiError::not_found(format!("no API key with id {id}")));
     }
-    keys::revoke(store, &owner, id, state.clock.now()).await?;
-    state.hot.keys.remove(&key.key_hash);
+    keys::revoke(store, &owner, id, state.clock.now(), state.hot.as_ref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

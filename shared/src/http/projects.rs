@@ -178,8 +178,7 @@ async fn update_project(
     if let Some(specs) = body.limits {
         project.limits = limits::from_specs(&specs)?;
     }
-    projects::save(store, &mut project, state.clock.now()).await?;
-    state.hot.owners.clear();
+    projects::save(store, &mut project, state.clock.now(), state.hot.as_ref()).await?;
     Ok(Json(view(project, role)))
 }
 
@@ -191,11 +190,9 @@ async fn delete_project(State(state): State<AppState>, caller: Caller, Path(slug
     let (project, _) = projects::require(store, &slug, &viewer(&caller), Role::Admin).await?;
     let owner = Owner::Project { project_id: project.id };
     for key in keys::all_of(store, &owner).await? {
-        keys::revoke(store, &owner, key.id, state.clock.now()).await?;
-        state.hot.keys.remove(&key.key_hash);
+        keys::revoke(store, &owner, key.id, state.clock.now(), state.hot.as_ref()).await?;
     }
-    projects::delete(store, &project).await?;
-    state.hot.owners.clear();
+    projects::delete(store, &project, state.hot.as_ref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -210,7 +207,7 @@ pub struct MemberView {
     joined_at: DateTime<Utc>,
 }
 
-#[utoipa::path(get, path = "/api/projects/{slug}/members", tag = "projects", params(("slug" = String, Path)),
+#[utoipa::path(operation_id = "list_project_members", get, path = "/api/projects/{slug}/members", tag = "projects", params(("slug" = String, Path)),
     responses((status = 200, body = Vec<MemberView>), (status = 404, body = ErrorEnvelope)))]
 async fn list_members(State(state): State<AppState>, caller: Caller, Path(slug): Path<String>) -> ApiResult<Json<Vec<MemberView>>> {
     let store = state.store.as_ref();

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use super::extract::{ApiQuery, ClientIp};
 use crate::doors::{self, Door};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::proxy::{self, Caller, Endpoint};
+use crate::proxy::{self, Endpoint, Requester};
 use crate::state::AppState;
 use axum::extract::Path;
 
@@ -50,11 +50,11 @@ const HTTP_REFERER: HeaderName = HeaderName::from_static("http-referer");
 const OPENROUTER_TITLE: HeaderName = HeaderName::from_static("x-openrouter-title");
 const X_TITLE: HeaderName = HeaderName::from_static("x-title");
 
-fn caller(headers: &HeaderMap, ip: ClientIp) -> Caller {
+fn caller(headers: &HeaderMap, ip: ClientIp) -> Requester {
     let text = |names: [&HeaderName; 2]| {
         names.iter().find_map(|name| headers.get(*name)).and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).map(|s| s.chars().take(512).collect())
     };
-    Caller { secret: presented_key(headers), ip: ip.0, referer: text([&HTTP_REFERER, &header::REFERER]), title: text([&OPENROUTER_TITLE, &X_TITLE]) }
+    Requester { secret: presented_key(headers), ip: ip.0, referer: text([&HTTP_REFERER, &header::REFERER]), title: text([&OPENROUTER_TITLE, &X_TITLE]) }
 }
 
 /// Reads a proxied request's body, up to `MAX_PROXY_BODY_BYTES`.

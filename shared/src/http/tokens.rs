@@ -136,7 +136,6 @@ async fn delete_token(State(state): State<AppState>, caller: Caller, Path(id): P
 /// Revokes a managed token at once (dropping this process's cached copy), keeping it listed or not.
 async fn retire(state: &AppState, caller: &Caller, id: &str, keep_listed: bool) -> ApiResult<Json<TokenView>> {
     let (workspace_id, id) = managed_token(state, caller, id).await?;
-    let key = keys::retire(state.store.as_ref(), &Owner::Workspace { workspace_id }, id, keep_listed, state.clock.now()).await?;
-    state.hot.keys.remove(&key.key_hash);
+    let key = keys::retire(state.store.as_ref(), &Owner::Workspace { workspace_id }, id, keep_listed, state.clock.now(), state.hot.as_ref()).await?;
     Ok(Json(view(key, workspace_id, None)))
 }

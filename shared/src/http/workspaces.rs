@@ -117,8 +117,7 @@ async fn update_workspace(
     if let Some(specs) = body.limits {
         workspace.limits = limits::from_specs(&specs)?;
     }
-    workspaces::update(store, &mut workspace, state.clock.now()).await?;
-    state.hot.owners.clear();
+    workspaces::update(store, &mut workspace, state.clock.now(), state.hot.as_ref()).await?;
     Ok(Json(view(workspace, &member)))
 }
 

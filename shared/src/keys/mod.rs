@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{random_secret, sha256_hex};
+use crate::invalidate::Invalidate;
 use crate::limits::{Limit, Metric, Mode, Unit, Window};
 use crate::money::MICROS_PER_CENT;
 use crate::pagination::{self, Direction, Pagination};
@@ -171,7 +172,7 @@ impl ApiKey {
             let window = s.budget_period.map_or(Window::Monthly, BudgetPeriod::window);
             out.push(Limit { id: "budget".into(), metric: Metric::Cost, limit: cents.saturating_mul(MICROS_PER_CENT), window, mode: Mode::Replace });
         }
-        let minute = Window::Rolling { every: 1, unit: Unit::Minute };
+        let minute = Window::Rolling(crate::limits::Rolling { every: 1, unit: Unit::Minute });
         if let Some(rpm) = s.rate_limit_rpm {
             out.push(Limit { id: "rpm".into(), metric: Metric::Calls, limit: rpm, window: minute, mode: Mode::Replace });
         }
@@ -350,15 +351,18 @@ pub async fn all_of(store: &dyn Store, owner: &Owner) -> ApiResult<Vec<ApiKey>> 
 }
 
 /// Writes a changed token (record and lookup copy together), provided it is unchanged since
-/// `before` was read.
-async fn save(store: &dyn Store, before: &ApiKey, after: &ApiKey, extra: Vec<TxOp>) -> ApiResult<()> {
+/// `before` was read, and drops this process's cached copy of it.
+async fn save(store: &dyn Store, before: &ApiKey, after: &ApiKey, extra: Vec<TxOp>, caches: &dyn Invalidate) -> ApiResult<()> {
     let (record, lookup) = items(after)?;
     let unchanged = Cond::Eq("revoked_at".into(), crate::store::attr_of(&before.revoked_at)?);
     let still = Cond::And(vec![Cond::Exists, unchanged, Cond::Eq("rotation_grace_until".into(), crate::store::attr_of(&before.rotation_grace_until)?)]);
     let mut ops = vec![TxOp::Put { item: record, cond: Some(still) }, TxOp::Put { item: lookup, cond: None }];
     ops.extend(extra);
     match store.transact(ops).await {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            caches.key(&before.key_hash);
+            Ok(())
+        }
         Err(StoreError::TransactionCancelled { index: 0 }) => {
             Err(ApiError::conflict("key_changed", "this API key changed while we were updating it; read it again and retry"))
         }
@@ -369,14 +373,14 @@ async fn save(store: &dyn Store, before: &ApiKey, after: &ApiKey, extra: Vec<TxO
 /// Revokes (and soft-deletes) a token: it stops working at once, and leaves listings unless
 /// `include_deleted` is asked for. When it is the live key of its chain (not an old key in its
 /// rotation grace), the keys made from it by keys go with it. Returns every key revoked.
-pub async fn revoke(store: &dyn Store, owner: &Owner, id: Uuid, now: DateTime<Utc>) -> ApiResult<Vec<ApiKey>> {
-    let key = retire(store, owner, id, false, now).await?;
+pub async fn revoke(store: &dyn Store, owner: &Owner, id: Uuid, now: DateTime<Utc>, caches: &dyn Invalidate) -> ApiResult<Vec<ApiKey>> {
+    let key = retire(store, owner, id, false, now, caches).await?;
     let mut out = vec![];
     if matches!(owner, Owner::User { .. }) && key.rotation_grace_until.is_none() {
         let chain = key.counters_key_id();
         for child in all_of(store, owner).await? {
             if child.revoked_at.is_none() && child.ancestors.iter().any(|a| a.counters_id == chain) {
-                out.push(retire(store, owner, child.id, false, now).await?);
+                out.push(retire(store, owner, child.id, false, now, caches).await?);
             }
         }
     }
@@ -386,24 +390,26 @@ pub async fn revoke(store: &dyn Store, owner: &Owner, id: Uuid, now: DateTime<Ut
 
 /// Revokes a token (it stops working at once); with `keep_listed`, it stays in listings as
 /// revoked, otherwise it is soft-deleted too. Retiring a retired token changes nothing.
-pub async fn retire(store: &dyn Store, owner: &Owner, id: Uuid, keep_listed: bool, now: DateTime<Utc>) -> ApiResult<ApiKey> {
+pub async fn retire(store: &dyn Store, owner: &Owner, id: Uuid, keep_listed: bool, now: DateTime<Utc>, caches: &dyn Invalidate) -> ApiResult<ApiKey> {
     let before = get(store, owner, id).await?;
     let deleted_at = if keep_listed { before.deleted_at } else { before.deleted_at.or(Some(now)) };
     let after = ApiKey { revoked_at: before.revoked_at.or(Some(now)), deleted_at, ..before.clone() };
     if after.revoked_at == before.revoked_at && after.deleted_at == before.deleted_at {
+        caches.key(&before.key_hash);
         return Ok(before);
     }
-    save(store, &before, &after, vec![]).await?;
+    save(store, &before, &after, vec![], caches).await?;
     Ok(after)
 }
 
-/// Changes a token's settings (name, limits, ...): both copies change together, and the
-/// proxy sees the change when its key cache is next refreshed (the caller drops its own).
+/// Changes a token's settings (name, limits, ...): both copies change together; this process's
+/// cache drops it at once, others' within their TTL.
 pub async fn update(
     store: &dyn Store,
     owner: &Owner,
     id: Uuid,
     now: DateTime<Utc>,
+    caches: &dyn Invalidate,
     change: impl FnOnce(&mut KeySettings) -> ApiResult<()>,
 ) -> ApiResult<ApiKey> {
     let before = get(store, owner, id).await?;
@@ -413,13 +419,13 @@ pub async fn update(
     let mut after = before.clone();
     change(&mut after.settings)?;
     after.settings.validate(now - Duration::seconds(1))?;
-    save(store, &before, &after, vec![]).await?;
+    save(store, &before, &after, vec![], caches).await?;
     Ok(after)
 }
 
 /// Replaces a token with a new secret that copies every setting. The old secret keeps working
 /// for `grace_secs`.
-pub async fn rotate(store: &dyn Store, owner: &Owner, id: Uuid, grace_secs: i64, now: DateTime<Utc>) -> ApiResult<Issued> {
+pub async fn rotate(store: &dyn Store, owner: &Owner, id: Uuid, grace_secs: i64, now: DateTime<Utc>, caches: &dyn Invalidate) -> ApiResult<Issued> {
     if !(1..=MAX_GRACE_SECS).contains(&grace_secs) {
         return Err(ApiError::invalid_param("grace_period_seconds", format!("grace_period_seconds must be between 1 and {MAX_GRACE_SECS}")));
     }
@@ -439,6 +445,7 @@ pub async fn rotate(store: &dyn Store, owner: &Owner, id: Uuid, grace_secs: i64,
     let after = ApiKey { rotation_grace_until: Some(now + Duration::seconds(grace_secs)), ..before.clone() };
     let (record, lookup) = items(&issued.key)?;
     let extra = vec![TxOp::Put { item: record, cond: Some(Cond::NotExists) }, TxOp::Put { item: lookup, cond: Some(Cond::NotExists) }];
-    save(store, &before, &after, extra).await?;
+    // The old key's cached copy lacks its grace deadline.
+    save(store, &before, &after, extra, caches).await?;
     Ok(issued)
 }

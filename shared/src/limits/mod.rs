@@ -48,7 +48,17 @@ pub enum Window {
     Monthly,
     Yearly,
     Never,
-    Rolling { every: u32, unit: Unit },
+    Rolling(Rolling),
+}
+
+/// A rolling window: `every` units long, holding over every stretch of that length. A schema of
+/// its own (not inline in `Window`), so generated clients give it one name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = RollingWindow)]
+#[serde(deny_unknown_fields)]
+pub struct Rolling {
+    pub every: u32,
+    pub unit: Unit,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -97,7 +107,7 @@ impl Window {
                 (start, Utc.with_ymd_and_hms(now.year() + 1, 1, 1, 0, 0, 0).single().unwrap_or(day))
             }
             // The counter of the current slice; the window is empty again once it leaves.
-            Window::Rolling { every, unit } => {
+            Window::Rolling(Rolling { every, unit }) => {
                 let slices = Slices::new(i64::from(every.max(1)) * unit.seconds());
                 return (slices.current(now).to_string(), Some(slices.reset_at(now)));
             }
@@ -107,7 +117,7 @@ impl Window {
 
     /// A rolling window's slices; `None` for calendar windows.
     pub fn slices(self) -> Option<Slices> {
-        let Window::Rolling { every, unit } = self else { return None };
+        let Window::Rolling(Rolling { every, unit }) = self else { return None };
         Some(Slices::new(i64::from(every.max(1)) * unit.seconds()))
     }
 }
@@ -131,8 +141,8 @@ impl Window {
             Window::Monthly => "monthly".into(),
             Window::Yearly => "yearly".into(),
             Window::Never => "lifetime".into(),
-            Window::Rolling { every: 1, unit } => format!("per-{unit:?}").to_lowercase(),
-            Window::Rolling { every, unit } => format!("{every}-{unit:?}").to_lowercase(),
+            Window::Rolling(Rolling { every: 1, unit }) => format!("per-{unit:?}").to_lowercase(),
+            Window::Rolling(Rolling { every, unit }) => format!("{every}-{unit:?}").to_lowercase(),
         }
     }
 }
@@ -249,7 +259,7 @@ pub fn seconds_until(then: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
 
 /// A refused request: which limit, and when it could be served (`fits`: the end of a calendar
 /// window, or when a rolling window has room again).
-fn refusal(limit: &Limit, fits: Option<DateTime<Utc>>, now: DateTime<Utc>) -> ApiError {
+fn limit_exceeded(limit: &Limit, fits: Option<DateTime<Utc>>, now: DateTime<Utc>) -> ApiError {
     let retry_after_secs = fits.map_or(0, |e| u64::try_from(seconds_until(e, now).max(1)).unwrap_or(1));
     let when = match fits {
         None => "it never resets".to_string(),
@@ -386,43 +396,43 @@ async fn release_lapsed(store: &dyn Store, counters: &Key, now: DateTime<Utc>) -
 
 /// A reservation refused.
 #[derive(Debug)]
-pub struct Refused {
+pub struct Refusal {
     /// What the client is told.
     pub error: ApiError,
     /// When a budget (a cost limit) refused it: what that budget has left, in micro-dollars.
     pub budget_left: Option<i64>,
 }
 
-impl From<ApiError> for Refused {
+impl From<ApiError> for Refusal {
     fn from(error: ApiError) -> Self {
-        Refused { error, budget_left: None }
+        Refusal { error, budget_left: None }
     }
 }
 
-impl From<StoreError> for Refused {
+impl From<StoreError> for Refusal {
     fn from(error: StoreError) -> Self {
-        Refused { error: error.into(), budget_left: None }
+        Refusal { error: error.into(), budget_left: None }
     }
 }
 
 /// Names the limit that refused a reservation, and a budget's remainder (read on the refusal
 /// path only).
-async fn refused(store: &dyn Store, counters: &Key, plan: &[Planned], now: DateTime<Utc>) -> Refused {
+async fn read_refusal(store: &dyn Store, counters: &Key, plan: &[Planned], now: DateTime<Utc>) -> Refusal {
     let item = match store.get(counters).await {
         Ok(item) => item.unwrap_or_default(),
         Err(e) => return e.into(),
     };
-    refused_by(&item, plan, false, now)
+    refusal_in(&item, plan, false, now)
 }
 
 /// Names the limit in `plan` that `item` has no room for, and a budget's remainder.
 /// With `own_counted`, `item` still counts the request's own reservation, being taken back.
-fn refused_by(item: &Item, plan: &[Planned], own_counted: bool, now: DateTime<Utc>) -> Refused {
+fn refusal_in(item: &Item, plan: &[Planned], own_counted: bool, now: DateTime<Utc>) -> Refusal {
     let own = |p: &Planned| if own_counted { p.amount } else { 0 };
     let refusing = |p: &Planned| {
         let used = used_in(&p.limit, &p.attr, item, now).saturating_sub(own(p)).max(0);
         let budget_left = (p.limit.metric == Metric::Cost).then(|| p.limit.limit.saturating_sub(used).max(0));
-        Refused { error: refusal(&p.limit, fits_at(&p.limit, item, p.amount, own(p), p.end, now), now), budget_left }
+        Refusal { error: limit_exceeded(&p.limit, fits_at(&p.limit, item, p.amount, own(p), p.end, now), now), budget_left }
     };
     for p in plan {
         let used = used_in(&p.limit, &p.attr, item, now).saturating_sub(own(p)).max(0);
@@ -462,7 +472,7 @@ pub async fn standing(store: &dyn Store, levels: &[Level], now: DateTime<Utc>) -
 /// counts the request or none does; with several, the counters are read back afterwards for
 /// the rate-limit headers. A request refused while lapsed leases hold part of a limit has
 /// them released and is tried once more.
-pub async fn reserve_levels(store: &dyn Store, levels: &[Level], charge: &Charge, now: DateTime<Utc>, lease: &LeaseSpec) -> Result<Vec<Reservation>, Refused> {
+pub async fn reserve_levels(store: &dyn Store, levels: &[Level], charge: &Charge, now: DateTime<Utc>, lease: &LeaseSpec) -> Result<Vec<Reservation>, Refusal> {
     let levels: Vec<Level> =
         levels.iter().map(|l| Level { counters: l.counters.clone(), limits: l.limits.iter().filter(|l| l.mode != Mode::Disable).cloned().collect() }).collect();
     let levels: Vec<&Level> = levels.iter().filter(|l| !l.limits.is_empty()).collect();
@@ -473,7 +483,7 @@ pub async fn reserve_levels(store: &dyn Store, levels: &[Level], charge: &Charge
             Err(refused) => refused,
         };
         match blocked {
-            Some(counters) if !retried && release_lapsed(store, &counters, now).await.map_err(Refused::from)? => retried = true,
+            Some(counters) if !retried && release_lapsed(store, &counters, now).await.map_err(Refusal::from)? => retried = true,
             _ => return Err(refusal),
         }
     }
@@ -486,7 +496,7 @@ async fn try_reserve(
     charge: &Charge,
     now: DateTime<Utc>,
     lease: &LeaseSpec,
-) -> Result<Vec<Reservation>, (Refused, Option<Key>)> {
+) -> Result<Vec<Reservation>, (Refusal, Option<Key>)> {
     let mut plans = Vec::with_capacity(levels.len());
     let mut ops = Vec::with_capacity(levels.len());
     for (i, level) in levels.iter().enumerate() {
@@ -494,7 +504,7 @@ async fn try_reserve(
         let (update, cond, plan) = match plan(level, charge, now, lease, i + 1 == levels.len()) {
             Ok(planned) => planned,
             // Too big for the limit whatever it has used: no lapsed lease can make room.
-            Err(over) => return Err((refused(store, &level.counters, &[over], now).await, None)),
+            Err(over) => return Err((read_refusal(store, &level.counters, &[over], now).await, None)),
         };
         ops.push(TxOp::Update { key: level.counters.clone(), update, cond: Some(cond) });
         plans.push(plan);
@@ -503,7 +513,7 @@ async fn try_reserve(
     if let [TxOp::Update { key, update, cond }] = &mut ops[..] {
         match store.update_buffered(key, std::mem::take(update), cond.take()).await {
             Ok(item) => items.push(item),
-            Err(StoreError::ConditionFailed) => return Err((refused(store, key, &plans[0], now).await, Some(key.clone()))),
+            Err(StoreError::ConditionFailed) => return Err((read_refusal(store, key, &plans[0], now).await, Some(key.clone()))),
             Err(e) => return Err((e.into(), None)),
         }
     } else if !ops.is_empty() {
@@ -511,7 +521,7 @@ async fn try_reserve(
             Ok(()) => {}
             Err(StoreError::TransactionCancelled { index }) if index < levels.len() => {
                 let counters = levels[index].counters.clone();
-                return Err((refused(store, &counters, &plans[index], now).await, Some(counters)));
+                return Err((read_refusal(store, &counters, &plans[index], now).await, Some(counters)));
             }
             Err(e) => return Err((e.into(), None)),
         }
@@ -528,7 +538,7 @@ async fn try_reserve(
             take_back(store, &reservations, lease).await.map_err(|e| (e.into(), None))?;
             let plan: Vec<Planned> =
                 reservation.entries.iter().map(|e| Planned { limit: e.limit.clone(), attr: e.attr.clone(), amount: e.amount, end: e.window_end }).collect();
-            return Err((refused_by(item, &plan, true, now), Some(reservation.counters.clone())));
+            return Err((refusal_in(item, &plan, true, now), Some(reservation.counters.clone())));
         }
     }
     Ok(reservations)
@@ -724,7 +734,7 @@ pub fn validate(limit: &Limit) -> ApiResult<()> {
         let shown = if limit.metric == Metric::Cost { format!("${}", crate::money::format_dollars(max)) } else { max.to_string() };
         return Err(ApiError::invalid_param("limit", format!("a {} limit can be at most {shown}", limit.metric.describe())));
     }
-    if let Window::Rolling { every, .. } = limit.window
+    if let Window::Rolling(Rolling { every, .. }) = limit.window
         && every == 0
     {
         return Err(ApiError::invalid_param("window", "a rolling window needs every >= 1"));
@@ -751,7 +761,7 @@ mod tests {
         assert_eq!(end(Window::Yearly), "2027-01-01T00:00:00+00:00");
         assert_eq!(Window::Monthly.span(at("2026-12-31T23:59:59Z")).1.unwrap().to_rfc3339(), "2027-01-01T00:00:00+00:00");
         assert_eq!(Window::Never.span(now), ("all".to_string(), None));
-        let rolling = Window::Rolling { every: 5, unit: Unit::Minute };
+        let rolling = Window::Rolling(Rolling { every: 5, unit: Unit::Minute });
         // Counted in 25-second slices; the current one leaves five minutes after it ends.
         assert_eq!(rolling.span(now).1.unwrap().to_rfc3339(), "2026-11-25T13:50:25+00:00");
         assert_ne!(rolling.span(now).0, rolling.span(at("2026-11-25T13:50:00Z")).0);
@@ -792,6 +802,6 @@ mod tests {
         let w: Window = serde_json::from_str(r#""monthly""#).unwrap();
         assert_eq!(w, Window::Monthly);
         let r: Window = serde_json::from_str(r#"{"rolling": {"every": 10, "unit": "minute"}}"#).unwrap();
-        assert_eq!(r, Window::Rolling { every: 10, unit: Unit::Minute });
+        assert_eq!(r, Window::Rolling(Rolling { every: 10, unit: Unit::Minute }));
     }
 }

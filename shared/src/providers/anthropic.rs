@@ -23,7 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 
 use super::{Provider, StreamTranslator};
-use crate::proxy::request::Endpoint;
+use crate::canonical::Endpoint;
 
 pub struct Anthropic;
 
@@ -47,10 +47,11 @@ impl Provider for Anthropic {
         }
     }
 
-    fn wire_body(&self, canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> Option<Result<Value, String>> {
+    fn wire_body(&self, canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> Option<Result<Value, super::Unsupported>> {
         if let Some(format) = canonical.get("response_format").and_then(|f| f.get("type")).and_then(Value::as_str).filter(|t| *t != "text") {
-            return Some(Err(format!(
-                "Anthropic's Messages API has no {format} response format; ask for JSON in the prompt, or offer a tool whose input is the JSON"
+            return Some(Err(super::Unsupported::new(
+                "response_format",
+                format!("Anthropic's Messages API has no {format} response format; ask for JSON in the prompt, or offer a tool whose input is the JSON"),
             )));
         }
         Some(Ok(request(canonical, model, max_tokens)))

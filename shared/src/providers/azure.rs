@@ -7,7 +7,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::Provider;
-use crate::proxy::request::Endpoint;
+use crate::canonical::Endpoint;
 
 /// The data-plane API version used when the base URL names none (Azure's latest GA version).
 pub const API_VERSION: &str = "2024-10-21";

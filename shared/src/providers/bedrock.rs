@@ -25,8 +25,9 @@
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 
+use super::Unsupported;
 use super::{Framing, Provider, StreamTranslator, anthropic};
-use crate::proxy::request::Endpoint;
+use crate::canonical::Endpoint;
 
 pub struct Bedrock;
 
@@ -86,7 +87,7 @@ impl Provider for Bedrock {
         Framing::AwsEventStream
     }
 
-    fn wire_body(&self, canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> Option<Result<Value, String>> {
+    fn wire_body(&self, canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> Option<Result<Value, super::Unsupported>> {
         Some(request(canonical, model, max_tokens))
     }
 
@@ -107,18 +108,18 @@ impl Provider for Bedrock {
 }
 
 /// An image's Converse format from its media type.
-fn image_format(media_type: &str) -> Result<&str, String> {
+fn image_format(media_type: &str) -> Result<&str, Unsupported> {
     match media_type {
         "image/png" => Ok("png"),
         "image/jpeg" | "image/jpg" => Ok("jpeg"),
         "image/gif" => Ok("gif"),
         "image/webp" => Ok("webp"),
-        other => Err(format!("Bedrock takes png, jpeg, gif and webp images, not {other}")),
+        other => Err(Unsupported::new("messages", format!("Bedrock takes png, jpeg, gif and webp images, not {other}"))),
     }
 }
 
 /// One Messages block as a Converse content block.
-fn block(block: &Value) -> Result<Value, String> {
+fn block(block: &Value) -> Result<Value, Unsupported> {
     let source = |b: &Value| b.pointer("/source/data").cloned().unwrap_or(Value::Null);
     Ok(match block.get("type").and_then(Value::as_str) {
         Some("text") => json!({"text": block["text"]}),
@@ -126,18 +127,21 @@ fn block(block: &Value) -> Result<Value, String> {
             let format = image_format(block.pointer("/source/media_type").and_then(Value::as_str).unwrap_or_default())?;
             json!({"image": {"format": format, "source": {"bytes": source(block)}}})
         }
-        Some("image") => return Err("Bedrock takes images inline only: send them as data: URLs (base64), not links".into()),
+        Some("image") => return Err(Unsupported::new("messages", "Bedrock takes images inline only: send them as data: URLs (base64), not links")),
         Some("document") => json!({"document": {"format": "pdf", "name": "document", "source": {"bytes": source(block)}}}),
         Some("tool_use") => json!({"toolUse": {"toolUseId": block["id"], "name": block["name"], "input": block["input"]}}),
         Some("tool_result") => json!({"toolResult": {"toolUseId": block["tool_use_id"], "content": [{"text": block["content"]}]}}),
-        other => return Err(format!("no Converse form for a {} block", other.unwrap_or("(untyped)"))),
+        other => return Err(Unsupported::new("messages", format!("no Converse form for a {} block", other.unwrap_or("(untyped)")))),
     })
 }
 
 /// The Converse request for a canonical chat request.
-pub fn request(canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> Result<Value, String> {
+pub fn request(canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> Result<Value, Unsupported> {
     if let Some(format) = canonical.get("response_format").and_then(|f| f.get("type")).and_then(Value::as_str).filter(|t| *t != "text") {
-        return Err(format!("Bedrock's Converse API has no {format} response format; ask for JSON in the prompt or use a tool"));
+        return Err(Unsupported::new(
+            "response_format",
+            format!("Bedrock's Converse API has no {format} response format; ask for JSON in the prompt or use a tool"),
+        ));
     }
     let messages = anthropic::request(canonical, model, max_tokens);
     let converse_blocks = |blocks: &Value| blocks.as_array().into_iter().flatten().map(block).collect::<Result<Vec<_>, _>>();
@@ -146,7 +150,7 @@ pub fn request(canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> 
         .into_iter()
         .flatten()
         .map(|turn| Ok(json!({"role": turn["role"], "content": converse_blocks(&turn["content"])?})))
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, Unsupported>>()?;
     let mut config = json!({"maxTokens": messages["max_tokens"]});
     for (from, to) in [("temperature", "temperature"), ("top_p", "topP"), ("stop_sequences", "stopSequences")] {
         if let Some(v) = messages.get(from) {
@@ -285,7 +289,7 @@ mod tests {
         assert_eq!(wire["inferenceConfig"], json!({"maxTokens": 100, "temperature": 0.2, "stopSequences": ["END"]}));
         assert_eq!(wire["toolConfig"]["toolChoice"], json!({"any": {}}));
         let linked = json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]});
-        assert!(request(linked.as_object().unwrap(), "m", 10).unwrap_err().contains("inline"));
+        assert!(request(linked.as_object().unwrap(), "m", 10).unwrap_err().message.contains("inline"));
         let json_mode = json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}});
         assert!(request(json_mode.as_object().unwrap(), "m", 10).is_err());
     }

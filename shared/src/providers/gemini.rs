@@ -26,7 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 
 use super::{Provider, StreamTranslator};
-use crate::proxy::request::Endpoint;
+use crate::canonical::Endpoint;
 
 pub struct Gemini;
 
@@ -53,7 +53,7 @@ impl Provider for Gemini {
         }
     }
 
-    fn wire_body(&self, canonical: &Map<String, Value>, _model: &str, max_tokens: i64) -> Option<Result<Value, String>> {
+    fn wire_body(&self, canonical: &Map<String, Value>, _model: &str, max_tokens: i64) -> Option<Result<Value, super::Unsupported>> {
         Some(request(canonical, max_tokens))
     }
 
@@ -72,7 +72,7 @@ fn data_url(url: &str) -> Option<(&str, &str)> {
 }
 
 /// Canonical content as Gemini parts.
-fn parts(content: &Value) -> Result<Vec<Value>, String> {
+fn parts(content: &Value) -> Result<Vec<Value>, super::Unsupported> {
     let mut out = Vec::new();
     match content {
         Value::String(s) if !s.is_empty() => out.push(json!({"text": s})),
@@ -85,14 +85,14 @@ fn parts(content: &Value) -> Result<Vec<Value>, String> {
                         out.push(match data_url(url) {
                             Some((mime, data)) => json!({"inlineData": {"mimeType": mime, "data": data}}),
                             None if url.starts_with("gs://") => json!({"fileData": {"fileUri": url, "mimeType": mime_of(url)}}),
-                            None => return Err("Gemini takes images inline (data: URLs) or as gs:// URIs, not web links".into()),
+                            None => return Err(super::Unsupported::new("messages", "Gemini takes images inline (data: URLs) or as gs:// URIs, not web links")),
                         });
                     }
                     Some("file") => match part.pointer("/file/file_data").and_then(Value::as_str).and_then(data_url) {
                         Some((mime, data)) => out.push(json!({"inlineData": {"mimeType": mime, "data": data}})),
-                        None => return Err("Gemini takes files inline, as data: URLs in file.file_data".into()),
+                        None => return Err(super::Unsupported::new("messages", "Gemini takes files inline, as data: URLs in file.file_data")),
                     },
-                    other => return Err(format!("no Gemini form for a {} content part", other.unwrap_or("(untyped)"))),
+                    other => return Err(super::Unsupported::new("messages", format!("no Gemini form for a {} content part", other.unwrap_or("(untyped)")))),
                 }
             }
         }
@@ -113,7 +113,7 @@ fn mime_of(url: &str) -> &'static str {
 }
 
 /// The Gemini request for a canonical chat request.
-pub fn request(canonical: &Map<String, Value>, max_tokens: i64) -> Result<Value, String> {
+pub fn request(canonical: &Map<String, Value>, max_tokens: i64) -> Result<Value, super::Unsupported> {
     let mut system = Vec::new();
     let mut contents: Vec<(String, Vec<Value>)> = Vec::new();
     // Tool results name the function they answer; canonical ones name the call's id.

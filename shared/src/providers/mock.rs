@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{Local, Provider};
-use crate::proxy::request::{Endpoint, Inspected};
+use crate::canonical::{Endpoint, Inspected};
 
 /// The provider type: no upstream, no key; the answer is made here.
 pub struct Mock;

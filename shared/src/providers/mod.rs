@@ -24,8 +24,10 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
+pub use crate::provider_type::ProviderType;
+
+use crate::canonical::{Endpoint, Inspected};
 use crate::egress::HttpClient;
-use crate::proxy::request::{Endpoint, Inspected};
 
 /// One provider type.
 pub trait Provider: Send + Sync {
@@ -89,9 +91,10 @@ pub trait Provider: Send + Sync {
     }
 
     /// The wire body for a canonical request to `model` whose answers may have up to
-    /// `max_tokens` tokens each; `None` (the default) to send the canonical body as it is; an
-    /// error (the caller's 400) for what the provider's wire has no form of.
-    fn wire_body(&self, _canonical: &Map<String, Value>, _model: &str, _max_tokens: i64) -> Option<Result<Value, String>> {
+    /// `max_tokens` tokens each; `None` (the default) to send the canonical body as it is;
+    /// `Unsupported` for what the provider's wire has no form of (nothing is sent; routing
+    /// tries the next candidate, and with none the caller gets a 400 naming the field).
+    fn wire_body(&self, _canonical: &Map<String, Value>, _model: &str, _max_tokens: i64) -> Option<Result<Value, Unsupported>> {
         None
     }
 
@@ -118,6 +121,21 @@ pub trait Provider: Send + Sync {
     /// (`id` and `created` stamp it). `None` (the default) for every provider reached over HTTP.
     fn local_answer(&self, _req: &Inspected, _id: &str, _created: i64, _stream: bool) -> Option<Local> {
         None
+    }
+}
+
+/// What a provider cannot carry: the request's field, and why. It is the gateway's own
+/// refusal (nothing was sent), never the upstream's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Unsupported {
+    pub param: &'static str,
+    pub message: String,
+}
+
+impl Unsupported {
+    pub fn new(param: &'static str, message: impl Into<String>) -> Self {
+        Unsupported { param, message: message.into() }
     }
 }
 
@@ -156,19 +174,19 @@ pub trait StreamTranslator: Send {
     fn translate(&mut self, name: &str, data: &Value) -> Result<(Vec<Value>, bool), String>;
 }
 
-/// The provider type a catalog model names: the registration of every type.
-pub fn of(provider: &str) -> &'static dyn Provider {
+/// How a provider type's requests are made: the registration of every type.
+pub fn of(provider: ProviderType) -> &'static dyn Provider {
     match provider {
-        "anthropic" => &anthropic::Anthropic,
-        "azure" => &azure::Azure,
-        "bedrock" => &bedrock::Bedrock,
-        "gemini" => &gemini::Gemini,
-        "vertex" => &vertex::Vertex,
-        "mock" => &mock::Mock,
-        "openrouter" => &openrouter::OpenRouter,
-        "openai" => &openai::OpenAi { responses: true },
-        // huggingface, openai-compatible: the canonical wire (chat completions).
-        _ => &openai::OpenAi { responses: false },
+        ProviderType::Anthropic => &anthropic::Anthropic,
+        ProviderType::Azure => &azure::Azure,
+        ProviderType::Bedrock => &bedrock::Bedrock,
+        ProviderType::Gemini => &gemini::Gemini,
+        ProviderType::Vertex => &vertex::Vertex,
+        ProviderType::Mock => &mock::Mock,
+        ProviderType::OpenRouter => &openrouter::OpenRouter,
+        ProviderType::OpenAi => &openai::OpenAi { responses: true },
+        // The canonical wire (chat completions), without OpenAI's Responses API.
+        ProviderType::HuggingFace | ProviderType::OpenAiCompatible => &openai::OpenAi { responses: false },
     }
 }
 
@@ -186,7 +204,7 @@ pub struct Probe {
 ///
 /// Only users' own providers are probed, so only through the restricted client and with their
 /// own credentials: the address policy applies before anything connects (no port scans).
-pub async fn probe(http: &HttpClient, provider_type: &str, base: &str, key: Option<&SecretString>) -> Probe {
+pub async fn probe(http: &HttpClient, provider_type: ProviderType, base: &str, key: Option<&SecretString>) -> Probe {
     let provider = of(provider_type);
     let started = std::time::Instant::now();
     let request = http.get(provider.probe_url(base)).timeout(std::time::Duration::from_secs(10));

@@ -4,7 +4,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::Provider;
-use crate::proxy::request::Endpoint;
+use crate::canonical::Endpoint;
 
 /// `responses`: OpenAI itself, which also serves the Responses API (the compatible services
 /// serve chat completions).

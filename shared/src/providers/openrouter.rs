@@ -7,7 +7,7 @@
 use secrecy::SecretString;
 
 use super::{App, Provider, openai::OpenAi};
-use crate::proxy::request::Endpoint;
+use crate::canonical::Endpoint;
 
 pub struct OpenRouter;
 

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use super::{Provider, StreamTranslator, gemini};
-use crate::proxy::request::Endpoint;
+use crate::canonical::Endpoint;
 
 pub struct Vertex;
 
@@ -35,7 +35,7 @@ impl Provider for Vertex {
         true
     }
 
-    fn wire_body(&self, canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> Option<Result<Value, String>> {
+    fn wire_body(&self, canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> Option<Result<Value, super::Unsupported>> {
         gemini::Gemini.wire_body(canonical, model, max_tokens)
     }
 

@@ -9,10 +9,10 @@
 
 use axum::http::StatusCode;
 
-use super::request::Inspected;
+use crate::canonical::Inspected;
 use crate::catalog::Model;
 use crate::error::ApiError;
-use crate::limits::{Charge, Refused};
+use crate::limits::{Charge, Refusal};
 use crate::money::{self, TokenClasses, format_dollars};
 
 /// The most `input` and `output` tokens can cost on `model`: every input token at its dearest
@@ -26,7 +26,7 @@ pub fn worst_cost(input: i64, output: i64, model: &Model) -> i64 {
 pub fn worst_case(req: &Inspected, candidates: &[Model]) -> Charge {
     let mut worst = Charge { calls: 1, ..Charge::default() };
     for model in candidates {
-        let (input, output) = (req.worst_input_tokens(&model.provider, model.upstream_id(), model.context_window), req.worst_output_tokens(model.output_cap()));
+        let (input, output) = (req.worst_input_tokens(model.provider, model.upstream_id(), model.context_window), req.worst_output_tokens(model.output_cap()));
         worst.input_tokens = worst.input_tokens.max(input);
         worst.output_tokens = worst.output_tokens.max(output);
         worst.cost_micros = worst.cost_micros.max(worst_cost(input, output, model).saturating_add(super::fees::worst(&req.extras, model)));
@@ -46,7 +46,7 @@ pub fn max_tokens_within(left: i64, req: &Inspected, candidates: &[Model]) -> Op
         current = current.max(cap);
         // cost <= left  <=>  input x price + n x choices x output price <= left x 1e6 (cost
         // rounds up once, so this is exact).
-        let input = i128::from(req.worst_input_tokens(&model.provider, model.upstream_id(), model.context_window)) * i128::from(prices.worst_input())
+        let input = i128::from(req.worst_input_tokens(model.provider, model.upstream_id(), model.context_window)) * i128::from(prices.worst_input())
             + i128::from(super::fees::worst(&req.extras, model)) * 1_000_000;
         let room = i128::from(left).saturating_mul(1_000_000) - input;
         let per_token = i128::from(prices.output) * i128::from(req.choices);
@@ -58,7 +58,7 @@ pub fn max_tokens_within(left: i64, req: &Inspected, candidates: &[Model]) -> Op
 
 /// A budget's refusal, saying what the request's worst case is, what is left, and which
 /// `max_tokens` would fit.
-pub fn explain(refused: Refused, worst: &Charge, fit: Option<i64>) -> ApiError {
+pub fn explain(refused: Refusal, worst: &Charge, fit: Option<i64>) -> ApiError {
     let (Some(left), ApiError::Status { status: StatusCode::PAYMENT_REQUIRED, code, message }) = (refused.budget_left, &refused.error) else {
         return refused.error;
     };
@@ -84,13 +84,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::proxy::request::{Endpoint, inspect};
+    use crate::canonical::{Endpoint, inspect};
 
     fn model(input: i64, output: i64, window: i64, max_output: Option<i64>) -> Model {
         let now = chrono::Utc::now();
         Model {
             id: "m".into(),
-            provider: "mock".into(),
+            provider: crate::providers::ProviderType::Mock,
             base_url: None,
             input_price_micros: input,
             output_price_micros: output,
@@ -131,7 +131,7 @@ mod tests {
         let m = model(100_000_000, 100_000_000, 128_000, None);
         let req = chat(json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}));
         // "user" + "hi" = 6 bytes, 4 framing, 3 reply priming: 13 input tokens; 5 output.
-        assert_eq!(req.worst_input_tokens("mock", "m", 128_000), 13);
+        assert_eq!(req.worst_input_tokens(crate::providers::ProviderType::Mock, "m", 128_000), 13);
         assert_eq!(worst_case(&req, &[m]).cost_micros, 1_800);
     }
 

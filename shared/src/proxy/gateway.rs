@@ -35,6 +35,27 @@ pub struct Hot {
     pub integrations: TtlCache<(uuid::Uuid, &'static str), Arc<crate::integrations::Integration>>,
 }
 
+impl crate::invalidate::Invalidate for Hot {
+    fn key(&self, key_hash: &str) {
+        self.keys.remove(&key_hash.to_string());
+    }
+    fn model(&self, id: &str) {
+        self.models.remove(&id.to_string());
+    }
+    fn provider(&self, user_id: uuid::Uuid, name: &str) {
+        self.dynamic.remove(&(user_id, name.to_string()));
+    }
+    fn secret(&self, name: &str) {
+        self.secrets.remove(&name.to_string());
+    }
+    fn integration(&self, workspace_id: uuid::Uuid, service: &'static str) {
+        self.integrations.remove(&(workspace_id, service));
+    }
+    fn owners(&self) {
+        self.owners.clear();
+    }
+}
+
 impl Hot {
     pub fn new(ttl: Duration) -> Self {
         Hot {

@@ -8,10 +8,8 @@ mod fit;
 mod gateway;
 mod headers;
 pub mod levels;
-mod media;
 mod observed;
 mod record;
-pub mod request;
 pub mod routing;
 mod settle;
 pub mod upstream;
@@ -28,10 +26,10 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+pub use crate::canonical::{Endpoint, Inspected};
 pub use gateway::{Gateway, Hot, Tuning};
 use headers::{standing, with_headers};
 use observed::{Observed, failure_error, outcome_of};
-pub use request::{Endpoint, Inspected};
 use routing::route;
 pub use routing::{count_input_tokens, get_model, list_models};
 use upstream::{Event, Events, Failure};
@@ -47,8 +45,9 @@ use crate::money::{self, TokenClasses, format_dollars};
 use crate::providers;
 use crate::usage::{self, Outcome};
 
-/// Who is calling, as the HTTP layer saw it.
-pub struct Caller {
+/// Who is calling the proxy, as the HTTP layer saw it (not to be confused with a signed-in
+/// user, `http::extract::Caller`).
+pub struct Requester {
     pub secret: Option<String>,
     pub ip: Option<IpAddr>,
     /// The calling app's URL and name, as it says them (OpenRouter's attribution headers).
@@ -105,7 +104,7 @@ async fn model_secret(gw: &Gateway, model: &Model) -> ApiResult<Option<Arc<Secre
 
 /// The key behind a request to `endpoint`, with the scope it needs: checked from the headers
 /// alone, before the body is read, so nobody without a key makes the proxy hold a body.
-pub async fn admit_key(gw: &Gateway, endpoint: Endpoint, caller: &Caller) -> ApiResult<ApiKey> {
+pub async fn admit_key(gw: &Gateway, endpoint: Endpoint, caller: &Requester) -> ApiResult<ApiKey> {
     let key = authenticate(gw, caller.secret.as_deref(), caller.ip).await?;
     require_scope(&key, endpoint.scope())?;
     Ok(key)
@@ -114,7 +113,7 @@ pub async fn admit_key(gw: &Gateway, endpoint: Endpoint, caller: &Caller) -> Api
 /// Serves one POST to the proxy, whose key `admit_key` accepted at `started`.
 /// The body is canonical (a door other than OpenAI's has translated it); the answer goes back
 /// through `door`.
-pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> Response {
+pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Requester, body: Bytes, started: Instant) -> Response {
     match admit(gw, endpoint, door, key, caller, body, started).await {
         Ok(flight) => {
             // The flight runs on its own task, so a client that goes away cannot cut its
@@ -184,10 +183,10 @@ impl IntoResponse for Rejected {
     }
 }
 
-async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Caller, body: Bytes, started: Instant) -> Result<Flight, Rejected> {
-    let mut req = request::inspect(endpoint, &body)?;
+async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Requester, body: Bytes, started: Instant) -> Result<Flight, Rejected> {
+    let mut req = crate::canonical::inspect(endpoint, &body)?;
     if let Door::Responses(exchange) = &door {
-        req.extras = fees::of_responses(&exchange.request, &exchange.input);
+        req.extras = crate::canonical::extras::of_responses(&exchange.request, &exchange.input);
     }
     if !key.allows_model(&req.model) {
         return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)).into());
@@ -201,7 +200,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
     fees::admit(&req.extras, &mut candidates)?;
     if let Door::Responses(exchange) = &door
         && let Some(why) = &exchange.untranslatable
-        && candidates.iter().any(|m| !providers::of(&m.provider).speaks_responses())
+        && candidates.iter().any(|m| !providers::of(m.provider).speaks_responses())
     {
         return Err(ApiError::invalid_param(why.param().unwrap_or("input"), why.to_string()).into());
     }
@@ -279,7 +278,7 @@ impl Flight {
     /// Whether the current model takes the request in the caller's own shape: a Responses
     /// request to OpenAI goes as it is, not translated.
     fn native(&self) -> bool {
-        matches!(self.door, Door::Responses(_)) && providers::of(&self.model.provider).speaks_responses()
+        matches!(self.door, Door::Responses(_)) && providers::of(self.model.provider).speaks_responses()
     }
 
     /// The endpoint the usage record names.
@@ -289,7 +288,7 @@ impl Flight {
 
     /// What goes upstream: the client's own bytes, unless the request was routed to another
     /// model than it named, or is a stream that must ask for its usage chunk.
-    fn upstream_body(&self, provider: &dyn providers::Provider) -> Result<Bytes, String> {
+    fn upstream_body(&self, provider: &dyn providers::Provider) -> Result<Bytes, providers::Unsupported> {
         if let Door::Responses(exchange) = &self.door
             && self.native()
         {
@@ -324,7 +323,7 @@ impl Flight {
     async fn call_upstream<T>(&self, id: &str, created: i64, go: impl AsyncFnOnce(upstream::Call<'_>) -> T) -> ApiResult<T> {
         let secret = model_secret(&self.gw, &self.model).await?;
         let base = self.model.endpoint().unwrap_or_default();
-        let provider = providers::of(&self.model.provider);
+        let provider = providers::of(self.model.provider);
         // Only what a global admin configured (a catalog model) gets the trusted client and the
         // gateway's own cloud identity; a user's provider or a workspace's integration gets
         // neither.
@@ -356,7 +355,7 @@ impl Flight {
         };
         self.attempts.push(usage::Attempt {
             model: self.model.id.clone(),
-            provider: self.model.provider.clone(),
+            provider: self.model.provider.to_string(),
             status,
             latency_ms: since.elapsed().as_millis() as i64,
             error: failure.map(Failure::describe),
@@ -364,7 +363,8 @@ impl Flight {
     }
 
     /// Moves to the next candidate after `failure`, if the failure allows one: 5xx answers,
-    /// transport errors and timeouts fall back; 4xx answers (the request itself) do not.
+    /// transport errors, timeouts and what this provider cannot carry fall back; 4xx answers
+    /// (the request itself) do not.
     fn fall_back(&mut self, failure: &Failure) -> bool {
         let retryable = !matches!(failure, Failure::Status(s, _) if (400..500).contains(s));
         let next = self.attempts.len();
@@ -399,7 +399,7 @@ impl Flight {
 
     /// What the provider reported it charged, when its type meters by that.
     fn provider_cost(&self, seen: &Observed) -> Option<i64> {
-        seen.reported_cost.filter(|_| providers::of(&self.model.provider).reports_cost())
+        seen.reported_cost.filter(|_| providers::of(self.model.provider).reports_cost())
     }
 
     /// The smallest worst-case cost a budget reserved for this request, if one did.

@@ -74,7 +74,7 @@ impl Observed {
     fn absorb_response(&mut self, response: &Value) {
         if let Some(output) = response.get("output").and_then(Value::as_array).filter(|o| !o.is_empty()) {
             self.hosted_calls.clear();
-            for kind in output.iter().filter_map(|item| item.get("type").and_then(Value::as_str)).filter_map(super::fees::call_kind) {
+            for kind in output.iter().filter_map(|item| item.get("type").and_then(Value::as_str)).filter_map(crate::canonical::extras::call_kind) {
                 *self.hosted_calls.entry(kind).or_default() += 1;
             }
         }
@@ -99,6 +99,7 @@ impl Observed {
 pub(super) fn failure_error(failure: &Failure) -> ApiError {
     match failure {
         Failure::Timeout => status_error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", failure.describe()),
+        Failure::Unsupported(u) => ApiError::BadRequest { code: "unsupported_by_provider", message: failure.describe(), param: Some(u.param.to_string()) },
         Failure::Status(429, _) => status_error(StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited", failure.describe()),
         Failure::Status(s, _) if (400..500).contains(s) => {
             status_error(StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_REQUEST), "upstream_rejected", failure.describe())

@@ -4,9 +4,9 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::request::Endpoint;
 use super::{Gateway, status_error};
-use crate::catalog::{self, Model};
+use crate::canonical::Endpoint;
+use crate::catalog::{self, Model, ProviderType};
 use crate::error::{ApiError, ApiResult};
 use crate::keys::ApiKey;
 
@@ -54,14 +54,18 @@ async fn integration_model(gw: &Gateway, workspace_id: uuid::Uuid, service: &str
         priced: priced.is_some(),
         integration: true,
     };
-    Ok(Some(own_model(id, service.name(), Some(base_url), priced, None, true, dynamic, integration.saved_at)))
+    let provider = match service {
+        Service::OpenRouter => ProviderType::OpenRouter,
+        Service::HuggingFace => ProviderType::HuggingFace,
+    };
+    Ok(Some(own_model(id, provider, Some(base_url), priced, None, true, dynamic, integration.saved_at)))
 }
 
 /// A model on an account of the caller's own, priced as the catalog's `priced` when known.
 #[allow(clippy::too_many_arguments)]
 fn own_model(
     id: &str,
-    provider: &str,
+    provider: ProviderType,
     base_url: Option<String>,
     priced: Option<Model>,
     sovereignty: Option<String>,
@@ -71,7 +75,7 @@ fn own_model(
 ) -> Model {
     Model {
         id: id.to_string(),
-        provider: provider.to_string(),
+        provider,
         base_url,
         input_price_micros: priced.as_ref().map_or(0, |m| m.input_price_micros),
         output_price_micros: priced.as_ref().map_or(0, |m| m.output_price_micros),
@@ -111,7 +115,7 @@ async fn dynamic_model(gw: &Gateway, user_id: uuid::Uuid, name: &str, model: &st
     };
     let dynamic = catalog::DynamicRef { secret_name: provider.secret_name(), model: model.to_string(), priced: priced.is_some(), integration: false };
     let (endpoint, sovereignty) = (provider.endpoint(), provider.sovereignty.clone());
-    Ok(Some(own_model(id, &provider.provider_type, endpoint, priced, sovereignty, provider.has_api_key, dynamic, provider.updated_at)))
+    Ok(Some(own_model(id, provider.provider_type, endpoint, priced, sovereignty, provider.has_api_key, dynamic, provider.updated_at)))
 }
 
 pub(super) async fn resolve_model(gw: &super::Gateway, id: &str) -> ApiResult<Model> {
@@ -167,12 +171,12 @@ pub async fn get_model(gw: &Gateway, key: &ApiKey, id: &str) -> ApiResult<Value>
 /// `POST /v1/messages/count_tokens`: the input tokens a canonical request is reserved at on
 /// its model: an upper bound (bytes of text plus framing), not a tokenizer's count.
 pub async fn count_input_tokens(gw: &Gateway, key: &ApiKey, canonical: &[u8]) -> ApiResult<i64> {
-    let req = super::request::inspect(Endpoint::Chat, canonical)?;
+    let req = crate::canonical::inspect(Endpoint::Chat, canonical)?;
     if !key.allows_model(&req.model) {
         return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)));
     }
     let model = resolve_for(gw, key, &req.model).await?;
-    Ok(req.worst_input_tokens(&model.provider, model.upstream_id(), model.context_window))
+    Ok(req.worst_input_tokens(model.provider, model.upstream_id(), model.context_window))
 }
 
 /// `GET /v1/models`: the catalog models this key may use, as OpenAI lists them.
@@ -229,7 +233,7 @@ pub(super) fn sovereign(key: &ApiKey, candidates: Vec<Model>) -> ApiResult<Vec<M
 /// money is never metered at $0.
 pub(super) fn priced(candidates: Vec<Model>) -> ApiResult<Vec<Model>> {
     // A provider that reports what it charged (OpenRouter) is metered at that.
-    let unmetered = |m: &Model| m.unpriced() && !crate::providers::of(&m.provider).reports_cost();
+    let unmetered = |m: &Model| m.unpriced() && !crate::providers::of(m.provider).reports_cost();
     let first = match candidates.iter().find(|m| unmetered(m)) {
         Some(m) => m.id.clone(),
         None => return Ok(candidates),

@@ -9,11 +9,11 @@ use futures::{Stream, StreamExt};
 use reqwest::Url;
 
 use crate::egress::{HttpClient, SendError};
-use crate::providers::{App, Credentials, Framing, Local, Provider, StreamTranslator};
+use crate::providers::{App, Credentials, Framing, Local, Provider, StreamTranslator, Unsupported};
 use serde_json::Value;
 
-use super::request::{Endpoint, Inspected};
 use crate::cache::TtlCache;
+use crate::canonical::{Endpoint, Inspected};
 
 /// Why an upstream call failed.
 #[derive(Debug)]
@@ -23,6 +23,9 @@ pub enum Failure {
     Transport(String),
     /// The upstream answered with an error status.
     Status(u16, String),
+    /// The provider cannot carry the request (nothing was sent): the gateway's own refusal,
+    /// naming the field; routing tries the next candidate.
+    Unsupported(Unsupported),
 }
 
 impl Failure {
@@ -38,6 +41,7 @@ impl Failure {
             Failure::Timeout => "the upstream did not answer in time".into(),
             Failure::Transport(e) => format!("the upstream could not be reached: {e}"),
             Failure::Status(s, m) => format!("the upstream answered {s}: {m}"),
+            Failure::Unsupported(u) => format!("this model's provider cannot carry the request's {}: {}", u.param, u.message),
         }
     }
 }
@@ -96,9 +100,9 @@ pub struct Call<'a> {
     pub model: &'a str,
     /// Parsed upstream URLs by their text: parsing one was ~2% of a proxied request's CPU.
     pub urls: &'a TtlCache<String, Url>,
-    /// The JSON request body, as it goes upstream; or why the provider's wire cannot carry the
-    /// request (a 400 for the caller, nothing sent).
-    pub body: Result<Bytes, String>,
+    /// The JSON request body, as it goes upstream; or what the provider's wire cannot carry
+    /// (nothing is sent).
+    pub body: Result<Bytes, Unsupported>,
     /// Bounds the wait for the answer's head; a stream then runs as long as it runs.
     pub timeout: Duration,
 }
@@ -108,7 +112,7 @@ impl Call<'_> {
         let text = self
             .provider
             .model_url(self.base_url, self.endpoint, self.model, self.request.stream)
-            .ok_or_else(|| Failure::Status(400, format!("this model's provider has no {} endpoint", self.endpoint.path())))?;
+            .ok_or_else(|| Failure::Unsupported(Unsupported::new("model", format!("this model's provider has no {} endpoint", self.endpoint.path()))))?;
         if let Some(url) = self.urls.get(&text) {
             return Ok(url);
         }
@@ -121,7 +125,7 @@ impl Call<'_> {
     }
 
     async fn send(&self) -> Result<reqwest::Response, Failure> {
-        let body = self.body.clone().map_err(|why| Failure::Status(400, why))?;
+        let body = self.body.clone().map_err(Failure::Unsupported)?;
         let request = self.client.post(self.url()?).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
         let key = self.credentials.key;
         let request = crate::providers::prepare(self.client, self.provider, self.provider.attribute(request, self.app), self.base_url, self.credentials)

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
+use crate::invalidate::Invalidate;
 use crate::limits::Limit;
 use crate::store::{Cond, Index, Key, Query, Store, StoreError, TxOp, from_item, keyed_item, query_all, set_index};
 
@@ -163,12 +164,15 @@ pub async fn members(store: &dyn Store, workspace_id: Uuid) -> ApiResult<Vec<Mem
 }
 
 /// Saves a changed name or limits; the id and creation stay.
-pub async fn update(store: &dyn Store, workspace: &mut Workspace, now: DateTime<Utc>) -> ApiResult<()> {
+pub async fn update(store: &dyn Store, workspace: &mut Workspace, now: DateTime<Utc>, caches: &dyn Invalidate) -> ApiResult<()> {
     workspace.updated_at = now;
     store.put(keyed_item(workspace, &key(workspace.id))?, Some(Cond::Exists)).await.map_err(|e| match e {
         StoreError::ConditionFailed => not_found(workspace.id),
         e => e.into(),
-    })
+    })?;
+    // Its limits, as its tokens' owners know them.
+    caches.owners();
+    Ok(())
 }
 
 /// Removes a member: never the caller, never an owner.

@@ -13,7 +13,7 @@ interface Provider {
   has_api_key: boolean;
 }
 
-/** The types a provider of your own may have: the server's `dynamic_providers::TYPES`
+/** The types a provider of your own may have: the server's `ProviderType::user_owned()`
  * (tests/design.rs holds the two lists equal). */
 const PROVIDER_TYPES = ["openai", "anthropic", "azure", "bedrock", "gemini", "vertex", "openrouter", "huggingface", "openai-compatible"];
 

@@ -22,6 +22,8 @@
 
 use base64::Engine;
 
+use crate::provider_type::ProviderType;
+
 /// One media part, as far as its bytes tell.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Media {
@@ -54,7 +56,7 @@ enum Family {
 }
 
 /// The family of `model` (its upstream id) on a provider of type `provider`.
-fn family(provider: &str, model: &str) -> Family {
+fn family(provider: ProviderType, model: &str) -> Family {
     let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
     let name = name.as_str();
     let small = |families: &[&str]| families.iter().any(|f| name.starts_with(f)) && (name.contains("-mini") || name.contains("-nano"));
@@ -71,8 +73,8 @@ fn family(provider: &str, model: &str) -> Family {
         Family::Tiles { base: 85, tile: 170 }
     } else {
         match provider {
-            "anthropic" => Family::Anthropic,
-            "gemini" | "vertex" => Family::Gemini,
+            ProviderType::Anthropic => Family::Anthropic,
+            ProviderType::Gemini | ProviderType::Vertex => Family::Gemini,
             _ => Family::Unknown,
         }
     }
@@ -101,7 +103,7 @@ fn tiles(w: u64, h: u64) -> i64 {
 
 /// The most input tokens `media` can be billed on `model` (of provider type `provider`), or
 /// `None` when no documented bound applies (the caller reserves the context window).
-pub fn worst_tokens(media: &Media, provider: &str, model: &str) -> Option<i64> {
+pub fn worst_tokens(media: &Media, provider: ProviderType, model: &str) -> Option<i64> {
     let family = family(provider, model);
     match media {
         Media::Image { size, low_detail } => match (family, size) {
@@ -195,26 +197,30 @@ mod tests {
         let big = image(&png(4096, 2048), None);
         assert_eq!(big, Media::Image { size: Some((4096, 2048)), low_detail: false });
         // OpenAI's own example: 2048x4096 high detail on gpt-4o is 85 + 170 x 6 = 1105.
-        assert_eq!(worst_tokens(&image(&png(2048, 4096), Some("high")), "openai", "gpt-4o"), Some(1105));
-        assert_eq!(worst_tokens(&image(&png(2048, 4096), Some("low")), "openai", "gpt-4o"), Some(85));
-        assert_eq!(worst_tokens(&image("https://x/y.png", None), "openai", "gpt-4o"), Some(85 + 170 * 8));
-        assert_eq!(worst_tokens(&image("https://x/y.png", None), "openrouter", "openai/gpt-4o-mini"), Some(2833 + 5667 * 8));
-        assert_eq!(worst_tokens(&image(&png(1024, 1024), None), "openai", "gpt-4.1-mini"), Some(1024 * 246 / 100 + 1));
-        assert_eq!(worst_tokens(&image(&png(1000, 1000), None), "anthropic", "claude-sonnet-4-5"), Some(36 * 36));
-        assert_eq!(worst_tokens(&image(&png(9000, 9000), None), "bedrock", "anthropic.claude-3-5-sonnet"), Some(4784));
-        assert_eq!(worst_tokens(&image(&png(300, 300), None), "gemini", "gemini-2.5-pro"), Some(2240));
-        assert_eq!(worst_tokens(&image(&png(8000, 8000), None), "vertex", "gemini-2.5-pro"), Some(11 * 11 * 258), "768px tiles past Gemini 3's cap");
-        assert_eq!(worst_tokens(&image("https://x/y.png", None), "gemini", "gemini-2.5-pro"), None, "unsized: the context window");
-        assert_eq!(worst_tokens(&image(&png(64, 64), None), "openai-compatible", "llava"), None, "no formula: the context window");
+        assert_eq!(worst_tokens(&image(&png(2048, 4096), Some("high")), ProviderType::OpenAi, "gpt-4o"), Some(1105));
+        assert_eq!(worst_tokens(&image(&png(2048, 4096), Some("low")), ProviderType::OpenAi, "gpt-4o"), Some(85));
+        assert_eq!(worst_tokens(&image("https://x/y.png", None), ProviderType::OpenAi, "gpt-4o"), Some(85 + 170 * 8));
+        assert_eq!(worst_tokens(&image("https://x/y.png", None), ProviderType::OpenRouter, "openai/gpt-4o-mini"), Some(2833 + 5667 * 8));
+        assert_eq!(worst_tokens(&image(&png(1024, 1024), None), ProviderType::OpenAi, "gpt-4.1-mini"), Some(1024 * 246 / 100 + 1));
+        assert_eq!(worst_tokens(&image(&png(1000, 1000), None), ProviderType::Anthropic, "claude-sonnet-4-5"), Some(36 * 36));
+        assert_eq!(worst_tokens(&image(&png(9000, 9000), None), ProviderType::Bedrock, "anthropic.claude-3-5-sonnet"), Some(4784));
+        assert_eq!(worst_tokens(&image(&png(300, 300), None), ProviderType::Gemini, "gemini-2.5-pro"), Some(2240));
+        assert_eq!(
+            worst_tokens(&image(&png(8000, 8000), None), ProviderType::Vertex, "gemini-2.5-pro"),
+            Some(11 * 11 * 258),
+            "768px tiles past Gemini 3's cap"
+        );
+        assert_eq!(worst_tokens(&image("https://x/y.png", None), ProviderType::Gemini, "gemini-2.5-pro"), None, "unsized: the context window");
+        assert_eq!(worst_tokens(&image(&png(64, 64), None), ProviderType::OpenAiCompatible, "llava"), None, "no formula: the context window");
     }
 
     #[test]
     fn files_and_audio_are_sized_by_their_bytes_or_not_at_all() {
         let pdf = format!("data:application/pdf;base64,{}", base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.7 ..."));
         assert_eq!(file(&pdf), Media::Pdf);
-        assert_eq!(worst_tokens(&Media::Pdf, "openai", "gpt-4o"), None);
+        assert_eq!(worst_tokens(&Media::Pdf, ProviderType::OpenAi, "gpt-4o"), None);
         let text = format!("data:text/plain;base64,{}", base64::engine::general_purpose::STANDARD.encode("x".repeat(3000)));
         assert_eq!(file(&text), Media::File { bytes: 3000 });
-        assert_eq!(worst_tokens(&audio(&"A".repeat(4000)), "openai", "gpt-4o-audio-preview"), Some(3000));
+        assert_eq!(worst_tokens(&audio(&"A".repeat(4000)), ProviderType::OpenAi, "gpt-4o-audio-preview"), Some(3000));
     }
 }

@@ -3,8 +3,11 @@
 
 use serde_json::{Map, Value};
 
-use super::media::{self, Media};
+pub mod extras;
+pub mod media;
+
 use crate::error::{ApiError, ApiResult};
+use media::Media;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -65,7 +68,7 @@ pub struct Inspected {
     /// The texts of the prompt, last one last (the mock provider answers it).
     pub texts: Vec<String>,
     /// What it asks for beyond tokens (built-in tools, a service tier, provider objects).
-    pub extras: super::fees::Extras,
+    pub extras: extras::Extras,
 }
 
 /// The most answers (`n`, `best_of`) one request may ask for, as OpenAI allows.
@@ -83,7 +86,7 @@ impl Inspected {
     /// bytes of text, plus the framing chat formats add per message and per tool, plus each
     /// media part at what the provider documents for it (`media`); media no formula bounds,
     /// and anything past the context window, at the context window.
-    pub fn worst_input_tokens(&self, provider: &str, model: &str, context_window: i64) -> i64 {
+    pub fn worst_input_tokens(&self, provider: crate::provider_type::ProviderType, model: &str, context_window: i64) -> i64 {
         let window = context_window.max(1);
         // Saturating: every term comes from the request, and a wrapped sum would reserve less.
         let mut bound = self
@@ -324,7 +327,7 @@ pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
     let (definitions, tools) = definition_bytes(&body);
     let prompt_bytes = text.bytes.saturating_add(definitions);
     let media = text.media;
-    let extras = if endpoint == Endpoint::Chat { super::fees::of_chat(&body) } else { super::fees::Extras::default() };
+    let extras = if endpoint == Endpoint::Chat { extras::of_chat(&body) } else { extras::Extras::default() };
     let input_bytes = texts.iter().fold(token_ids, |sum, t| sum.saturating_add(t.len() as i64));
     let input_words = texts.iter().fold(token_ids, |sum, t| sum.saturating_add(t.split_whitespace().count() as i64));
     Ok(Inspected {
@@ -352,6 +355,7 @@ mod tests {
 
     use super::{Endpoint, inspect};
     use crate::error::ApiError;
+    use crate::provider_type::ProviderType;
 
     fn bytes(v: &Value) -> Vec<u8> {
         serde_json::to_vec(v).unwrap()
@@ -388,8 +392,8 @@ mod tests {
         let tools = json!([{"type": "function", "function": {"name": "lookup", "description": "x".repeat(3000), "parameters": {"type": "object"}}}]);
         let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": tools});
         let req = inspect(Endpoint::Chat, &bytes(&body)).unwrap();
-        assert!(req.worst_input_tokens("openai", "gpt-4o", 1_000_000) > 3000, "tool definitions are input tokens");
-        assert_eq!(req.worst_input_tokens("openai", "gpt-4o", 100), 100, "no model takes more than its context window");
+        assert!(req.worst_input_tokens(ProviderType::OpenAi, "gpt-4o", 1_000_000) > 3000, "tool definitions are input tokens");
+        assert_eq!(req.worst_input_tokens(ProviderType::OpenAi, "gpt-4o", 100), 100, "no model takes more than its context window");
 
         let image = format!("data:image/png;base64,{}", "A".repeat(100_000));
         let body = json!({"model": "m", "messages": [{"role": "user", "content": [
@@ -398,11 +402,11 @@ mod tests {
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "high"}},
         ]}]});
         let req = inspect(Endpoint::Chat, &bytes(&body)).unwrap();
-        let worst = req.worst_input_tokens("openai", "gpt-4o", 1_000_000);
+        let worst = req.worst_input_tokens(ProviderType::OpenAi, "gpt-4o", 1_000_000);
         // gpt-4o: neither image's size is known (the data is no image), so each is its most,
         // 85 + 8 tiles of 170.
         assert!((2 * 1445..2 * 1445 + 100).contains(&worst), "an image counts as its formula says, not its bytes: {worst}");
-        assert_eq!(req.worst_input_tokens("gemini", "gemini-2.5-pro", 1_000_000), 1_000_000, "Gemini cannot size a link: the context window");
+        assert_eq!(req.worst_input_tokens(ProviderType::Gemini, "gemini-2.5-pro", 1_000_000), 1_000_000, "Gemini cannot size a link: the context window");
     }
 
     /// Run in CI with the release profile's arithmetic too (`scripts/test`), where an overflow
@@ -414,8 +418,9 @@ mod tests {
         let window = crate::catalog::MAX_CONTEXT_WINDOW;
         assert_eq!(req.worst_output_tokens(window), window * 128);
         assert_eq!(req.worst_output_tokens(i64::MAX), i64::MAX, "saturates, never wraps below zero");
-        assert!(req.worst_input_tokens("openai", "gpt-4o", i64::MAX) > 0);
-        let cost = crate::money::cost_micros(req.worst_input_tokens("openai", "gpt-4o", i64::MAX), req.worst_output_tokens(i64::MAX), i64::MAX, i64::MAX);
+        assert!(req.worst_input_tokens(ProviderType::OpenAi, "gpt-4o", i64::MAX) > 0);
+        let cost =
+            crate::money::cost_micros(req.worst_input_tokens(ProviderType::OpenAi, "gpt-4o", i64::MAX), req.worst_output_tokens(i64::MAX), i64::MAX, i64::MAX);
         assert_eq!(cost, i64::MAX);
         let charge = crate::limits::Charge { calls: 1, input_tokens: i64::MAX, output_tokens: i64::MAX, cost_micros: cost };
         assert_eq!(charge.amount(crate::limits::Metric::TotalTokens), i64::MAX);
@@ -438,7 +443,7 @@ mod tests {
     #[test]
     fn the_input_bound_is_the_text_not_the_json() {
         let plain = inspect(Endpoint::Chat, &bytes(&json!({"model": "m", "messages": [{"role": "user", "content": "hello"}]}))).unwrap();
-        assert_eq!(plain.worst_input_tokens("openai", "gpt-4o", 1_000_000), 9 + 4 + 3);
+        assert_eq!(plain.worst_input_tokens(ProviderType::OpenAi, "gpt-4o", 1_000_000), 9 + 4 + 3);
         // Parameters and metadata are not prompt text; escapes count as the text they decode to.
         let padded = inspect(
             Endpoint::Chat,
@@ -446,7 +451,7 @@ mod tests {
             "messages": [{"role": "user", "content": "hello"}]})),
         )
         .unwrap();
-        assert_eq!(padded.worst_input_tokens("openai", "gpt-4o", 1_000_000), 16);
+        assert_eq!(padded.worst_input_tokens(ProviderType::OpenAi, "gpt-4o", 1_000_000), 16);
         // Tool calls and their results are prompt text.
         let tools = inspect(
             Endpoint::Chat,
@@ -455,11 +460,11 @@ mod tests {
             {"role": "tool", "tool_call_id": "c1", "content": "42"}]})),
         )
         .unwrap();
-        assert_eq!(tools.worst_input_tokens("openai", "gpt-4o", 1_000_000), (9 + 2 + 1 + 7) + (4 + 2 + 2) + 2 * 4 + 3);
+        assert_eq!(tools.worst_input_tokens(ProviderType::OpenAi, "gpt-4o", 1_000_000), (9 + 2 + 1 + 7) + (4 + 2 + 2) + 2 * 4 + 3);
         // Content parts count their text, not their tags.
         let parts =
             inspect(Endpoint::Chat, &bytes(&json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]}))).unwrap();
-        assert_eq!(parts.worst_input_tokens("openai", "gpt-4o", 1_000_000), 16);
+        assert_eq!(parts.worst_input_tokens(ProviderType::OpenAi, "gpt-4o", 1_000_000), 16);
     }
 
     #[test]
@@ -483,13 +488,13 @@ mod tests {
             json!({"role": "user", "content": [{"type": "file", "file": {"filename": big, "file_data": "data:text/plain;base64,aGk="}}]}),
         ] {
             let req = inspect(Endpoint::Chat, &bytes(&json!({"model": "m", "messages": [message.clone()]}))).unwrap();
-            assert!(req.worst_input_tokens("openai", "gpt-4o", 10_000_000) >= 400_000, "{}", &message.to_string()[..80]);
+            assert!(req.worst_input_tokens(ProviderType::OpenAi, "gpt-4o", 10_000_000) >= 400_000, "{}", &message.to_string()[..80]);
         }
         // A file by id cannot be sized: the context window.
         let by_id = json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-abc"}}]}]});
-        assert_eq!(inspect(Endpoint::Chat, &bytes(&by_id)).unwrap().worst_input_tokens("openai", "gpt-4o", 128_000), 128_000);
+        assert_eq!(inspect(Endpoint::Chat, &bytes(&by_id)).unwrap().worst_input_tokens(ProviderType::OpenAi, "gpt-4o", 128_000), 128_000);
         // Audio by its decoded bytes.
         let audio = json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "A".repeat(40_000), "format": "wav"}}]}]});
-        assert!(inspect(Endpoint::Chat, &bytes(&audio)).unwrap().worst_input_tokens("openai", "gpt-4o-audio-preview", 1_000_000) >= 30_000);
+        assert!(inspect(Endpoint::Chat, &bytes(&audio)).unwrap().worst_input_tokens(ProviderType::OpenAi, "gpt-4o-audio-preview", 1_000_000) >= 30_000);
     }
 }
