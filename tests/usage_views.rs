@@ -86,6 +86,33 @@ fn day(r: &Value) -> String {
 }
 
 backend_tests! {
+    async fn who_sees_which_records_costs_the_same_reads_however_many_projects(backend) {
+        use std::sync::Arc;
+        use tollgate::store::Store;
+        use tollgate_tests::counting::{CountingStore, Op};
+        let counting: Arc<std::sync::OnceLock<Arc<CountingStore>>> = Arc::new(std::sync::OnceLock::new());
+        let slot = counting.clone();
+        let wrap = move |inner: Arc<dyn Store>| -> Arc<dyn Store> {
+            let c = Arc::new(CountingStore::new(inner));
+            let _ = slot.set(c.clone());
+            c
+        };
+        let app = TestApp::start_with(backend, &Group::ALL, |_| {}, Some(&wrap)).await;
+        let store = counting.get().unwrap().clone();
+        let (admin, _) = app.admin().await;
+        let (_, operator) = app.user(&admin, "op@example.com", "operator").await;
+        let mut gets = Vec::new();
+        for batch in 0..2 {
+            for i in 0..5 {
+                app.post("/api/projects", Some(&admin), json!({"name": format!("P{batch}{i}"), "slug": format!("p{batch}{i}")})).await.expect(201);
+            }
+            store.take();
+            app.get("/api/usage", Some(&operator)).await.expect(200);
+            gets.push(store.take().iter().filter(|op| matches!(op, Op::Get(_))).count());
+        }
+        assert_eq!(gets[0], gets[1], "no read per project to learn the caller's role on it: {gets:?}");
+    }
+
     async fn every_view_equals_the_sums_of_the_records_it_covers(backend) {
         let fake = FakeServices::start().await;
         let app = TestApp::start(backend).await;

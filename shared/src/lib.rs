@@ -38,6 +38,7 @@ pub mod sovereignty;
 pub mod state;
 pub mod store;
 pub mod usage;
+pub mod usage_visibility;
 pub mod workspaces;
 
 pub use config::Config;

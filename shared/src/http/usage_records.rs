@@ -4,8 +4,6 @@
 //! their projects' and the records of workspaces they manage; a record they may not see does
 //! not exist for them (404).
 
-use std::collections::HashSet;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -18,14 +16,12 @@ use uuid::Uuid;
 use super::extract::{ApiQuery, Caller};
 use super::projects::viewer;
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::identity::roles::Permission;
 use crate::money::micros_to_dollars;
-use crate::projects::{self, Role};
 use crate::state::AppState;
 use crate::usage::grouped::{self, GroupBy};
 use crate::usage::listing::{self, Filter, Start};
 use crate::usage::{self, Attempt, Outcome, UsageRecord};
-use crate::workspaces;
+use crate::usage_visibility::Visibility;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(query_usage)).routes(routes!(usage_summary)).routes(routes!(get_usage))
@@ -107,56 +103,6 @@ fn view(r: UsageRecord, with_trace: bool) -> RecordView {
     }
 }
 
-/// Whose records the caller may read.
-struct Visibility {
-    everything: bool,
-    user_id: Uuid,
-    projects: HashSet<Uuid>,
-    workspaces: HashSet<Uuid>,
-}
-
-impl Visibility {
-    async fn of(state: &AppState, caller: &Caller) -> ApiResult<Self> {
-        caller.require(Permission::ReportRead)?;
-        let store = state.store.as_ref();
-        let who = viewer(caller);
-        let mut projects = HashSet::new();
-        let mut workspaces = HashSet::new();
-        if !who.global_admin {
-            for project in projects::list_all(store).await? {
-                if projects::role_of(store, &project, &who).await?.is_some() {
-                    projects.insert(project.id);
-                }
-            }
-            for (workspace, member) in workspaces::of_user(store, caller.user.id).await? {
-                if member.role.manages() {
-                    workspaces.insert(workspace.id);
-                }
-            }
-        }
-        Ok(Visibility { everything: who.global_admin, user_id: caller.user.id, projects, workspaces })
-    }
-
-    /// Whose records those are: every owner with usage for a global admin, else the caller,
-    /// their projects and the workspaces they manage.
-    async fn owners(&self, store: &dyn crate::store::Store) -> ApiResult<Vec<String>> {
-        if self.everything {
-            return usage::owners::all(store).await;
-        }
-        let mut owners = vec![format!("user#{}", self.user_id)];
-        owners.extend(self.projects.iter().map(|p| format!("project#{p}")));
-        owners.extend(self.workspaces.iter().map(|w| format!("workspace#{w}")));
-        Ok(owners)
-    }
-
-    fn sees(&self, r: &UsageRecord) -> bool {
-        self.everything
-            || r.user_id == Some(self.user_id)
-            || r.project_id.is_some_and(|p| self.projects.contains(&p))
-            || (r.project_id.is_none() && r.org_id.is_some_and(|w| self.workspaces.contains(&w)))
-    }
-}
-
 /// The deepest `offset` `/api/usage` takes.
 pub const MAX_OFFSET: usize = 10_000;
 
@@ -208,7 +154,7 @@ pub struct UsagePage {
 #[utoipa::path(get, path = "/api/usage", tag = "usage", params(UsageQuery),
     responses((status = 200, body = UsagePage), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 async fn query_usage(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<UsageQuery>) -> ApiResult<Json<UsagePage>> {
-    let visibility = Visibility::of(&state, &caller).await?;
+    let visibility = Visibility::of(state.store.as_ref(), &viewer(&caller)).await?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid_param("limit", format!("limit must be between 1 and {MAX_LIMIT}")));
@@ -229,37 +175,10 @@ async fn query_usage(State(state): State<AppState>, caller: Caller, ApiQuery(q):
         model: q.model,
         outcome: q.outcome,
     };
-    let owners = scope(&state, &caller, &visibility, q.project.as_deref(), None).await?;
+    let owners = visibility.scope(state.store.as_ref(), &viewer(&caller), q.project.as_deref(), None).await?;
     let page = listing::page(state.store.as_ref(), &owners, &filter, start, limit).await?;
     let records = page.records.into_iter().filter(|r| visibility.sees(r)).map(|r| view(r, false)).collect();
     Ok(Json(UsagePage { records, limit, offset, has_more: page.has_more, next_cursor: page.next_cursor }))
-}
-
-/// The owners whose records a request covers: those the caller sees, narrowed to a project
-/// (by slug) or a workspace (`business_id`: its own records and its projects').
-async fn scope(state: &AppState, caller: &Caller, visibility: &Visibility, project: Option<&str>, business_id: Option<Uuid>) -> ApiResult<Vec<String>> {
-    let store = state.store.as_ref();
-    let mut owners = match project {
-        // One project's records: no need to list every owner first.
-        Some(slug) => {
-            let project = projects::require(store, slug, &viewer(caller), Role::Viewer).await?.0;
-            let sees = visibility.everything || visibility.projects.contains(&project.id);
-            if sees { vec![format!("project#{}", project.id)] } else { vec![] }
-        }
-        None => visibility.owners(store).await?,
-    };
-    if let Some(workspace) = business_id {
-        let unknown = || ApiError::not_found(format!("no workspace {workspace}"));
-        if !visibility.everything && workspaces::membership(store, workspace, caller.user.id).await?.is_none() {
-            return Err(unknown());
-        }
-        workspaces::get(store, workspace).await?.ok_or_else(unknown)?;
-        let mut theirs: HashSet<String> =
-            projects::list_all(store).await?.into_iter().filter(|p| p.workspace_id == Some(workspace)).map(|p| format!("project#{}", p.id)).collect();
-        theirs.insert(format!("workspace#{workspace}"));
-        owners.retain(|o| theirs.contains(o));
-    }
-    Ok(owners)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -324,7 +243,7 @@ pub struct GroupedUsage {
 #[utoipa::path(get, path = "/api/usage/summary", tag = "usage", params(SummaryQuery),
     responses((status = 200, body = GroupedUsage), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn usage_summary(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<SummaryQuery>) -> ApiResult<Json<GroupedUsage>> {
-    let visibility = Visibility::of(&state, &caller).await?;
+    let visibility = Visibility::of(state.store.as_ref(), &viewer(&caller)).await?;
     let from = q.from.as_deref().map(|f| parse_time(f, "from", false)).transpose()?.map(|t| t.date_naive());
     let to = q.to.as_deref().map(|t| parse_time(t, "to", true)).transpose()?.map(|t| t.date_naive());
     if let (Some(from), Some(to)) = (from, to)
@@ -333,7 +252,7 @@ async fn usage_summary(State(state): State<AppState>, caller: Caller, ApiQuery(q
         return Err(ApiError::invalid_param("from", "from must not be after to"));
     }
     let by = q.group_by.unwrap_or(GroupBy::Day);
-    let owners = scope(&state, &caller, &visibility, q.project.as_deref(), q.business_id).await?;
+    let owners = visibility.scope(state.store.as_ref(), &viewer(&caller), q.project.as_deref(), q.business_id).await?;
     let sums = grouped::grouped(state.store.as_ref(), &owners, by, from, to).await?;
     let total = sums.values().fold(usage::rollups::Totals::default(), |a, b| a.plus(*b));
     let groups = sums.into_iter().map(|(key, t)| UsageGroup::of(key, t)).collect();
@@ -344,7 +263,7 @@ async fn usage_summary(State(state): State<AppState>, caller: Caller, ApiQuery(q
 #[utoipa::path(get, path = "/api/usage/{id}", tag = "usage", params(("id" = String, Path)),
     responses((status = 200, body = RecordView), (status = 404, body = ErrorEnvelope)))]
 async fn get_usage(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<RecordView>> {
-    let visibility = Visibility::of(&state, &caller).await?;
+    let visibility = Visibility::of(state.store.as_ref(), &viewer(&caller)).await?;
     let record = usage::by_request_id(state.store.as_ref(), &id)
         .await?
         .filter(|r| visibility.sees(r))

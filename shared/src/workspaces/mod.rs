@@ -145,6 +145,12 @@ pub fn require_manages(member: &Member) -> ApiResult<()> {
 }
 
 /// The caller's workspaces with their role in each, oldest membership first.
+/// A user's memberships alone (one query, no workspace read).
+pub async fn member_roles_of(store: &dyn Store, user_id: Uuid) -> ApiResult<Vec<Member>> {
+    let items = query_all(store, Query::new(Index::Gsi1, user_workspaces(user_id))).await?;
+    Ok(items.into_iter().map(from_item).collect::<Result<_, _>>()?)
+}
+
 pub async fn of_user(store: &dyn Store, user_id: Uuid) -> ApiResult<Vec<(Workspace, Member)>> {
     let items = query_all(store, Query::new(Index::Gsi1, user_workspaces(user_id))).await?;
     let mut out = Vec::with_capacity(items.len());
