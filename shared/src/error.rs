@@ -34,6 +34,9 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("{message}")]
     TooManyRequests { code: &'static str, message: String, retry_after_secs: u64 },
+    /// A budget has no room for the request (`budget_exceeded`).
+    #[error("{0}")]
+    BudgetExceeded(String),
     #[error("{message}")]
     Status { status: StatusCode, code: &'static str, message: String },
     /// Something broke on our side. The detail is logged, never sent: it may name internals.
@@ -80,6 +83,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::BudgetExceeded(_) => StatusCode::PAYMENT_REQUIRED,
             Self::Status { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -94,6 +98,7 @@ impl ApiError {
             | Self::Status { code, .. } => code,
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not_found",
+            Self::BudgetExceeded(_) => "budget_exceeded",
             Self::Internal(_) => "internal_error",
         }
     }

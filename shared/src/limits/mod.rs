@@ -258,8 +258,8 @@ pub fn seconds_until(then: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
 }
 
 /// A refused request: which limit, and when it could be served (`fits`: the end of a calendar
-/// window, or when a rolling window has room again).
-fn limit_exceeded(limit: &Limit, fits: Option<DateTime<Utc>>, now: DateTime<Utc>) -> ApiError {
+/// window, or when a rolling window has room again); `left` is what the limit has left.
+fn limit_exceeded(limit: &Limit, fits: Option<DateTime<Utc>>, left: i64, now: DateTime<Utc>) -> Refusal {
     let retry_after_secs = fits.map_or(0, |e| u64::try_from(seconds_until(e, now).max(1)).unwrap_or(1));
     let when = match fits {
         None => "it never resets".to_string(),
@@ -267,17 +267,15 @@ fn limit_exceeded(limit: &Limit, fits: Option<DateTime<Utc>>, now: DateTime<Utc>
         Some(e) => format!("it resets at {}", e.to_rfc3339()),
     };
     match limit.metric {
-        Metric::Cost => ApiError::Status {
-            status: axum::http::StatusCode::PAYMENT_REQUIRED,
-            code: "budget_exceeded",
+        Metric::Cost => Refusal::Budget {
             message: format!(
                 "the {} budget of ${} would be exceeded by this request's worst-case cost; {when}",
                 limit.window.describe(),
                 crate::money::format_dollars(limit.limit),
             ),
+            left,
         },
-        metric => ApiError::TooManyRequests {
-            code: "rate_limit_exceeded",
+        metric => Refusal::Rate {
             message: format!("the {} limit of {} {} is reached; {when}", limit.window.describe(), limit.limit, metric.describe()),
             retry_after_secs,
         },
@@ -394,24 +392,48 @@ async fn release_lapsed(store: &dyn Store, counters: &Key, now: DateTime<Utc>) -
     Ok(released)
 }
 
-/// A reservation refused.
+/// Why a reservation was refused: a domain outcome, which the HTTP layer turns into its
+/// answer (402 `budget_exceeded`, 429 `rate_limit_exceeded` with `retry-after`).
 #[derive(Debug)]
-pub struct Refusal {
-    /// What the client is told.
-    pub error: ApiError,
-    /// When a budget (a cost limit) refused it: what that budget has left, in micro-dollars.
-    pub budget_left: Option<i64>,
+pub enum Refusal {
+    /// A budget (a cost limit) has no room for the worst case; `left` is what it has left, in
+    /// micro-dollars.
+    Budget { message: String, left: i64 },
+    /// A rate or token limit is reached until `retry_after_secs` from now.
+    Rate { message: String, retry_after_secs: u64 },
+    /// The reservation could not be made (the store failed).
+    Failed(ApiError),
+}
+
+impl Refusal {
+    /// What a refusing budget has left, micro-dollars.
+    pub fn budget_left(&self) -> Option<i64> {
+        match self {
+            Refusal::Budget { left, .. } => Some(*left),
+            _ => None,
+        }
+    }
 }
 
 impl From<ApiError> for Refusal {
     fn from(error: ApiError) -> Self {
-        Refusal { error, budget_left: None }
+        Refusal::Failed(error)
     }
 }
 
 impl From<StoreError> for Refusal {
     fn from(error: StoreError) -> Self {
-        Refusal { error: error.into(), budget_left: None }
+        Refusal::Failed(error.into())
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Budget { message, .. } => ApiError::BudgetExceeded(message),
+            Refusal::Rate { message, retry_after_secs } => ApiError::TooManyRequests { code: "rate_limit_exceeded", message, retry_after_secs },
+            Refusal::Failed(error) => error,
+        }
     }
 }
 
@@ -431,8 +453,7 @@ fn refusal_in(item: &Item, plan: &[Planned], own_counted: bool, now: DateTime<Ut
     let own = |p: &Planned| if own_counted { p.amount } else { 0 };
     let refusing = |p: &Planned| {
         let used = used_in(&p.limit, &p.attr, item, now).saturating_sub(own(p)).max(0);
-        let budget_left = (p.limit.metric == Metric::Cost).then(|| p.limit.limit.saturating_sub(used).max(0));
-        Refusal { error: limit_exceeded(&p.limit, fits_at(&p.limit, item, p.amount, own(p), p.end, now), now), budget_left }
+        limit_exceeded(&p.limit, fits_at(&p.limit, item, p.amount, own(p), p.end, now), p.limit.limit.saturating_sub(used).max(0), now)
     };
     for p in plan {
         let used = used_in(&p.limit, &p.attr, item, now).saturating_sub(own(p)).max(0);

@@ -7,11 +7,8 @@
 //! what that budget has left: the refusal says so, and a key that opted in
 //! (`fit_max_tokens`) is served with `max_tokens` lowered to it instead.
 
-use axum::http::StatusCode;
-
 use crate::canonical::Inspected;
 use crate::catalog::Model;
-use crate::error::ApiError;
 use crate::limits::{Charge, Refusal};
 use crate::money::{self, TokenClasses, format_dollars};
 
@@ -58,17 +55,13 @@ pub fn max_tokens_within(left: i64, req: &Inspected, candidates: &[Model]) -> Op
 
 /// A budget's refusal, saying what the request's worst case is, what is left, and which
 /// `max_tokens` would fit.
-pub fn explain(refused: Refusal, worst: &Charge, fit: Option<i64>) -> ApiError {
-    let (Some(left), ApiError::Status { status: StatusCode::PAYMENT_REQUIRED, code, message }) = (refused.budget_left, &refused.error) else {
-        return refused.error;
-    };
+pub fn explain(refused: Refusal, worst: &Charge, fit: Option<i64>) -> Refusal {
+    let Refusal::Budget { message, left } = refused else { return refused };
     let advice = match fit {
         Some(n) => format!("max_tokens: {n} would fit (or create the key with fit_max_tokens to have it lowered for you)"),
         None => "no max_tokens would make it fit".to_string(),
     };
-    ApiError::Status {
-        status: StatusCode::PAYMENT_REQUIRED,
-        code,
+    Refusal::Budget {
         message: format!(
             "{message}. This request's worst case is ${} ({} input + {} output tokens) and ${} is left: {advice}",
             format_dollars(worst.cost_micros),
@@ -76,6 +69,7 @@ pub fn explain(refused: Refusal, worst: &Charge, fit: Option<i64>) -> ApiError {
             worst.output_tokens,
             format_dollars(left),
         ),
+        left,
     }
 }
 

@@ -250,7 +250,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
             }
             Err(refused) => refused,
         };
-        let fits = refused.budget_left.and_then(|left| fit::max_tokens_within(left, &flight.req, &flight.candidates));
+        let fits = refused.budget_left().and_then(|left| fit::max_tokens_within(left, &flight.req, &flight.candidates));
         if let Some(n) = fits.filter(|_| flight.key.settings.fit_max_tokens && lowerings < 2) {
             flight.req.lower_max_tokens(n);
             flight.lowered_max_tokens = Some(n);
@@ -262,12 +262,13 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
         // Where the key stands (read once, on the refusal path only): which budgets the refusal
         // exhausted, and the same headers a served answer has.
         let standing = limits::standing(flight.gw.store.as_ref(), &levels, now).await?;
-        let outcome = if refusal.status() == StatusCode::PAYMENT_REQUIRED {
+        let outcome = if matches!(refusal, limits::Refusal::Budget { .. }) {
             flight.events = budget_events::after_refusal(&flight.gw.alerts, &standing, &worst, now);
             Outcome::BudgetExceeded
         } else {
             Outcome::Error
         };
+        let refusal = ApiError::from(refusal);
         let seen = Observed::default();
         flight.record(Charge::default(), &seen, outcome, refusal.status().as_u16(), false, Some(refusal.to_string())).await?;
         return Err(Rejected::Refused(refusal, headers::standing(&standing, None, now)));
