@@ -194,6 +194,26 @@ fn no_two_folders_import_each_other() {
 }
 
 #[test]
+fn only_the_http_layer_the_runtime_and_the_error_mapping_know_axum() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src");
+    let mut files = Vec::new();
+    sources(&root, &mut files);
+    let mut offenders = Vec::new();
+    for file in &files {
+        let module = module_of(&root, file);
+        if module == "http" || module.starts_with("http::") || module == "runtime" || module == "error" {
+            continue;
+        }
+        let source = std::fs::read_to_string(file).unwrap();
+        if without_tests(&source).contains("axum") {
+            offenders.push(module);
+        }
+    }
+    assert!(files.len() > 50);
+    assert!(offenders.is_empty(), "the domain returns domain errors and answers; only http/ speaks HTTP: {offenders:?}");
+}
+
+#[test]
 fn caches_are_invalidated_where_the_change_happens_not_by_handlers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src/http");
     let mut files = Vec::new();

@@ -13,8 +13,6 @@ use crate::invalidate::Invalidate;
 use crate::secrets::SecretStore;
 use crate::store::{Cond, Index, Key, Query, Store, StoreError, from_item, keyed_item, query_all, set_index};
 
-/// Provider types a catalog model may name, with the base URL used when the model sets none.
-
 /// The largest context window a model may declare (today's largest are ~10 million tokens).
 /// With it, and prices of at most $1e9 per million tokens, a request's worst case stays far
 /// inside i64/i128 arithmetic.
@@ -158,7 +156,7 @@ pub fn validate(model: &Model) -> ApiResult<()> {
         ));
     }
     if let Some(url) = &model.base_url {
-        let parsed = url.parse::<axum::http::Uri>().ok().filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+        let parsed = reqwest::Url::parse(url).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
         if parsed.is_none() {
             return Err(ApiError::invalid_param("baseUrl", "baseUrl must be an http(s) URL such as https://api.example.com/v1"));
         }

@@ -95,7 +95,7 @@ pub fn validate(provider: &DynamicProvider, has_key: bool, policy: &crate::egres
         return Err(ApiError::invalid_param("provider_type", format!("a provider of your own cannot be of type {}", provider.provider_type)));
     }
     if let Some(url) = &provider.base_url {
-        let parsed = url.parse::<axum::http::Uri>().ok().filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+        let parsed = reqwest::Url::parse(url).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
         if parsed.is_none() {
             return Err(ApiError::invalid_param("base_url", "base_url must be an http(s) URL such as https://api.example.com/v1"));
         }

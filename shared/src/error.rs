@@ -66,6 +66,33 @@ impl ApiError {
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         Self::Internal(detail.to_string())
     }
+    /// Not authenticated, with a code of its own (`invalid_api_key`, ...).
+    pub fn unauthorized_as(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Status { status: StatusCode::UNAUTHORIZED, code, message: message.into() }
+    }
+    /// Nothing there, with a code of its own (`model_not_found`, ...).
+    pub fn not_found_as(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Status { status: StatusCode::NOT_FOUND, code, message: message.into() }
+    }
+    /// Nothing can serve the request now (`no_route`).
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Status { status: StatusCode::SERVICE_UNAVAILABLE, code, message: message.into() }
+    }
+    /// An upstream failure as the caller sees it: `status` is what the upstream answered (a 4xx
+    /// of its own is passed on), 502 when it failed otherwise, 504 when it did not answer.
+    pub fn upstream(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Status { status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), code, message: message.into() }
+    }
+
+    /// Whether this error carries `code`.
+    pub fn is(&self, code: &str) -> bool {
+        self.code() == code
+    }
+
+    /// The HTTP status it is answered with, as a number (what usage records keep).
+    pub fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
 
     /// The parameter a bad request names, if any.
     pub fn param(&self) -> Option<&str> {

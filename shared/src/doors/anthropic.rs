@@ -15,8 +15,7 @@
 //!   `error` event when the upstream breaks off.
 //! - errors: `{"type": "error", "error": {"type", "message"}}` with Anthropic's error types.
 
-use axum::body::Bytes;
-use axum::http::StatusCode;
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::StreamWriter;
@@ -230,8 +229,8 @@ pub fn answer(canonical: &Value) -> Value {
 }
 
 /// Anthropic's error type for a status.
-pub fn error_type(status: StatusCode) -> &'static str {
-    match status.as_u16() {
+pub fn error_type(status: u16) -> &'static str {
+    match status {
         400 | 422 => "invalid_request_error",
         401 => "authentication_error",
         402 => "billing_error",
@@ -246,7 +245,7 @@ pub fn error_type(status: StatusCode) -> &'static str {
 }
 
 /// Our error envelope as Anthropic's (the request id and our code kept beside it).
-pub fn error_body(status: StatusCode, ours: &Value) -> Value {
+pub fn error_body(status: u16, ours: &Value) -> Value {
     let error = ours.get("error").cloned().unwrap_or_default();
     json!({"type": "error", "error": {"type": error_type(status), "message": error.get("message"), "code": error.get("code")},
            "request_id": error.get("request_id")})

@@ -9,7 +9,7 @@ pub mod responses_stream;
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use serde_json::Value;
 
 /// Which shape the caller speaks.

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::StreamWriter;

@@ -105,9 +105,40 @@ async fn forward(state: AppState, endpoint: Endpoint, front: Front, headers: Hea
         })
     };
     match entered.await {
-        Ok((door, body)) => proxy::handle(state.gateway.clone(), endpoint, door, key, caller, body, started).await,
+        Ok((door, body)) => respond(proxy::handle(state.gateway.clone(), endpoint, door, key, caller, body, started).await),
         Err(error) => error.into_response(),
     }
+}
+
+/// The proxy's answer as the HTTP response: JSON, or server-sent events as they come (never
+/// buffered by a proxy in front: `x-accel-buffering: no`), with the key's standing headers.
+fn respond(answer: proxy::Answer) -> Response {
+    let (response, headers) = match answer {
+        proxy::Answer::Whole { body, headers } => (([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(), headers),
+        proxy::Answer::Stream { mut events, headers } => {
+            let body =
+                axum::body::Body::from_stream(futures::stream::poll_fn(move |cx| events.poll_recv(cx).map(|b| b.map(Ok::<_, std::convert::Infallible>))));
+            let response = Response::builder()
+                .header(axum::http::header::CONTENT_TYPE, "text/event-stream")
+                .header(axum::http::header::CACHE_CONTROL, "no-cache")
+                .header("x-accel-buffering", "no")
+                .body(body)
+                .unwrap_or_else(|e| ApiError::internal(e).into_response());
+            (response, headers)
+        }
+        proxy::Answer::Error { error, headers } => (error.into_response(), headers),
+    };
+    with_headers(response, headers)
+}
+
+/// Sets the proxy's headers on a response (a value that is no header value is left out).
+fn with_headers(mut response: Response, headers: proxy::Headers) -> Response {
+    for (name, value) in headers {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
 }
 
 /// An error answer in Anthropic's envelope (its error type, our message, code and request id).
@@ -120,7 +151,7 @@ async fn in_anthropic_shape(response: Response) -> Response {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
         Err(_) => serde_json::Value::Null,
     };
-    let theirs = doors::anthropic::error_body(parts.status, &ours);
+    let theirs = doors::anthropic::error_body(parts.status.as_u16(), &ours);
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     parts.headers.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
     Response::from_parts(parts, Body::from(theirs.to_string()))

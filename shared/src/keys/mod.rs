@@ -219,7 +219,7 @@ impl ApiKey {
     /// 401 unless the token may be used at `now`: not revoked, not expired, not rotated past its
     /// grace period.
     pub fn check_usable(&self, now: DateTime<Utc>) -> ApiResult<()> {
-        let refuse = |why: &str| Err(ApiError::Status { status: axum::http::StatusCode::UNAUTHORIZED, code: "invalid_api_key", message: why.to_string() });
+        let refuse = |why: &str| Err(ApiError::unauthorized_as("invalid_api_key", why.to_string()));
         if self.revoked_at.is_some() {
             return refuse("this API key has been revoked");
         }

@@ -1,8 +1,6 @@
 //! The standing headers every proxied answer carries: OpenAI's rate-limit headers and our
 //! budget headers.
 
-use axum::http::{HeaderName, HeaderValue};
-use axum::response::Response;
 use chrono::{DateTime, Utc};
 
 use crate::limits::{self, Charge, Metric, Reservation};
@@ -20,7 +18,7 @@ fn duration_text(secs: i64) -> String {
 
 /// The key's standing after this request: OpenAI's rate-limit headers and our budget headers.
 /// With several levels, each header tells of the limit closest to refusing.
-pub(super) fn standing(reservations: &[Reservation], actual: Option<&Charge>, now: DateTime<Utc>) -> Vec<(HeaderName, String)> {
+pub(super) fn standing(reservations: &[Reservation], actual: Option<&Charge>, now: DateTime<Utc>) -> super::Headers {
     // kind -> (remaining, limit, window end)
     let mut tightest: Vec<(&'static str, i64, i64, Option<DateTime<Utc>>)> = Vec::new();
     for entry in reservations.iter().flat_map(|r| &r.entries) {
@@ -38,20 +36,20 @@ pub(super) fn standing(reservations: &[Reservation], actual: Option<&Charge>, no
             None => tightest.push((kind, remaining, entry.limit.limit, entry.window_end)),
         }
     }
-    let mut out: Vec<(HeaderName, String)> = Vec::new();
+    let mut out: super::Headers = Vec::new();
     for (kind, remaining, limit, window_end) in tightest {
         if kind == "budget" {
-            out.push((HeaderName::from_static("x-budget-limit-usd"), format_dollars(limit)));
-            out.push((HeaderName::from_static("x-budget-remaining-usd"), format_dollars(remaining)));
+            out.push(("x-budget-limit-usd", format_dollars(limit)));
+            out.push(("x-budget-remaining-usd", format_dollars(remaining)));
             if let Some(end) = window_end {
-                out.push((HeaderName::from_static("x-budget-reset-at"), end.to_rfc3339()));
+                out.push(("x-budget-reset-at", end.to_rfc3339()));
             }
         } else {
             let [limit_name, remaining_name, reset_name] = rate_limit_names(kind);
-            out.push((HeaderName::from_static(limit_name), limit.to_string()));
-            out.push((HeaderName::from_static(remaining_name), remaining.to_string()));
+            out.push((limit_name, limit.to_string()));
+            out.push((remaining_name, remaining.to_string()));
             if let Some(end) = window_end {
-                out.push((HeaderName::from_static(reset_name), duration_text(limits::seconds_until(end, now))));
+                out.push((reset_name, duration_text(limits::seconds_until(end, now))));
             }
         }
     }
@@ -66,13 +64,4 @@ fn rate_limit_names(kind: &str) -> [&'static str; 3] {
     } else {
         ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"]
     }
-}
-
-pub(super) fn with_headers(mut response: Response, headers: Vec<(HeaderName, String)>) -> Response {
-    for (name, value) in headers {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, v);
-        }
-    }
-    response
 }

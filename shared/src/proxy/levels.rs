@@ -26,11 +26,7 @@ pub async fn owner_context(gw: &super::Gateway, key: &ApiKey) -> ApiResult<Arc<O
         return Ok(context);
     }
     let store = gw.store.as_ref();
-    let gone = |what: &str| ApiError::Status {
-        status: axum::http::StatusCode::UNAUTHORIZED,
-        code: "invalid_api_key",
-        message: format!("this token's {what} no longer exists"),
-    };
+    let gone = |what: &str| ApiError::unauthorized_as("invalid_api_key", format!("this token's {what} no longer exists"));
     let context = match &key.owner {
         Owner::User { .. } => OwnerContext::default(),
         Owner::Workspace { workspace_id } => {

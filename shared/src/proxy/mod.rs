@@ -14,21 +14,18 @@ pub mod routing;
 mod settle;
 pub mod upstream;
 
-use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderName, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub use crate::canonical::{Endpoint, Inspected};
 pub use gateway::{Gateway, Hot, Tuning};
-use headers::{standing, with_headers};
+use headers::standing;
 use observed::{Observed, failure_error, outcome_of};
 use routing::route;
 pub use routing::{count_input_tokens, get_model, list_models};
@@ -55,22 +52,16 @@ pub struct Requester {
     pub title: Option<String>,
 }
 
-fn status_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::Status { status, code, message: message.into() }
-}
-
 /// The key behind a presented secret, refusing unknown, revoked, expired and rotated-out keys
 /// and source addresses outside its allowlist.
 pub async fn authenticate(gw: &Gateway, secret: Option<&str>, ip: Option<IpAddr>) -> ApiResult<ApiKey> {
-    let secret =
-        secret.ok_or_else(|| status_error(StatusCode::UNAUTHORIZED, "missing_api_key", "send your API key as Authorization: Bearer tg_... or X-API-Key"))?;
+    let secret = secret.ok_or_else(|| ApiError::unauthorized_as("missing_api_key", "send your API key as Authorization: Bearer tg_... or X-API-Key"))?;
     let hash = sha256_hex(secret);
     let key = match gw.hot.keys.get(&hash) {
         Some(key) => key,
         None => {
-            let key = keys::by_hash(gw.store.as_ref(), &hash)
-                .await?
-                .ok_or_else(|| status_error(StatusCode::UNAUTHORIZED, "invalid_api_key", "this API key does not exist"))?;
+            let key =
+                keys::by_hash(gw.store.as_ref(), &hash).await?.ok_or_else(|| ApiError::unauthorized_as("invalid_api_key", "this API key does not exist"))?;
             gw.hot.keys.insert(hash, key.clone());
             key
         }
@@ -78,13 +69,13 @@ pub async fn authenticate(gw: &Gateway, secret: Option<&str>, ip: Option<IpAddr>
     key.check_usable(gw.clock.now())?;
     if !key.allows_ip(ip) {
         let from = ip.map_or_else(|| "an unknown address".to_string(), |i| i.to_string());
-        return Err(status_error(StatusCode::FORBIDDEN, "ip_not_allowed", format!("requests from {from} are not in this API key's ip_allowlist")));
+        return Err(ApiError::forbidden("ip_not_allowed", format!("requests from {from} are not in this API key's ip_allowlist")));
     }
     Ok(key)
 }
 
 pub fn require_scope(key: &ApiKey, scope: &str) -> ApiResult<()> {
-    if key.grants(scope) { Ok(()) } else { Err(status_error(StatusCode::FORBIDDEN, "insufficient_scope", format!("this API key lacks the {scope} scope"))) }
+    if key.grants(scope) { Ok(()) } else { Err(ApiError::forbidden("insufficient_scope", format!("this API key lacks the {scope} scope"))) }
 }
 
 async fn model_secret(gw: &Gateway, model: &Model) -> ApiResult<Option<Arc<SecretString>>> {
@@ -110,10 +101,30 @@ pub async fn admit_key(gw: &Gateway, endpoint: Endpoint, caller: &Requester) -> 
     Ok(key)
 }
 
+/// Response headers: names and values, for the HTTP layer to set.
+pub type Headers = Vec<(&'static str, String)>;
+
+/// What the proxy answers; the HTTP layer (`http::proxy`) turns it into the response.
+pub enum Answer {
+    /// A whole JSON answer.
+    Whole { body: Bytes, headers: Headers },
+    /// Server-sent events, as they come.
+    Stream { events: tokio::sync::mpsc::Receiver<Bytes>, headers: Headers },
+    /// An error; a limit's refusal carries the key's standing in the same headers a served
+    /// answer has.
+    Error { error: ApiError, headers: Headers },
+}
+
+impl From<ApiError> for Answer {
+    fn from(error: ApiError) -> Self {
+        Answer::Error { error, headers: vec![] }
+    }
+}
+
 /// Serves one POST to the proxy, whose key `admit_key` accepted at `started`.
 /// The body is canonical (a door other than OpenAI's has translated it); the answer goes back
 /// through `door`.
-pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Requester, body: Bytes, started: Instant) -> Response {
+pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Requester, body: Bytes, started: Instant) -> Answer {
     match admit(gw, endpoint, door, key, caller, body, started).await {
         Ok(flight) => {
             // The flight runs on its own task, so a client that goes away cannot cut its
@@ -121,12 +132,12 @@ pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKe
             let streaming = flight.req.stream;
             let task = tokio::spawn(async move { if streaming { flight.stream().await } else { flight.complete().await } });
             match task.await {
-                Ok(Ok(response)) => response,
-                Ok(Err(error)) => error.into_response(),
-                Err(join) => ApiError::internal(format!("proxy task failed: {join}")).into_response(),
+                Ok(Ok(answer)) => answer,
+                Ok(Err(error)) => error.into(),
+                Err(join) => ApiError::internal(format!("proxy task failed: {join}")).into(),
             }
         }
-        Err(error) => error.into_response(),
+        Err(answer) => answer,
     }
 }
 
@@ -161,35 +172,13 @@ struct Flight {
     lowered_max_tokens: Option<i64>,
 }
 
-/// Why a request was not admitted: an error, or a refusal by a limit, which tells the key's
-/// standing in the same headers a served answer has.
-enum Rejected {
-    Error(ApiError),
-    Refused(ApiError, Vec<(HeaderName, String)>),
-}
-
-impl From<ApiError> for Rejected {
-    fn from(error: ApiError) -> Self {
-        Rejected::Error(error)
-    }
-}
-
-impl IntoResponse for Rejected {
-    fn into_response(self) -> Response {
-        match self {
-            Rejected::Error(error) => error.into_response(),
-            Rejected::Refused(error, headers) => with_headers(error.into_response(), headers),
-        }
-    }
-}
-
-async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Requester, body: Bytes, started: Instant) -> Result<Flight, Rejected> {
+async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Requester, body: Bytes, started: Instant) -> Result<Flight, Answer> {
     let mut req = crate::canonical::inspect(endpoint, &body)?;
     if let Door::Responses(exchange) = &door {
         req.extras = crate::canonical::extras::of_responses(&exchange.request, &exchange.input);
     }
     if !key.allows_model(&req.model) {
-        return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)).into());
+        return Err(ApiError::forbidden("model_not_allowed", format!("this API key may not use the model {:?}", req.model)).into());
     }
     let context = levels::owner_context(&gw, &key).await?;
     let candidates = match &context.project {
@@ -271,7 +260,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
         let refusal = ApiError::from(refusal);
         let seen = Observed::default();
         flight.record(Charge::default(), &seen, outcome, refusal.status().as_u16(), false, Some(refusal.to_string())).await?;
-        return Err(Rejected::Refused(refusal, headers::standing(&standing, None, now)));
+        return Err(Answer::Error { error: refusal, headers: headers::standing(&standing, None, now) });
     }
 }
 
@@ -409,8 +398,8 @@ impl Flight {
     }
 
     /// Says that (and to what) the request's max_tokens was lowered to fit a budget.
-    fn lowered_header(&self) -> Option<(HeaderName, String)> {
-        self.lowered_max_tokens.map(|n| (HeaderName::from_static("x-tollgate-max-tokens-lowered"), n.to_string()))
+    fn lowered_header(&self) -> Option<(&'static str, String)> {
+        self.lowered_max_tokens.map(|n| ("x-tollgate-max-tokens-lowered", n.to_string()))
     }
 
     /// The id of an answer made here (the mock's; an upstream's answer keeps its own).
@@ -420,7 +409,7 @@ impl Flight {
 
     /// Records a request the upstream failed before answering (one call, no tokens, its whole
     /// reservation given back) and returns the error the client sees.
-    async fn fail(&self, failure: &Failure, streamed: bool) -> ApiResult<Response> {
+    async fn fail(&self, failure: &Failure, streamed: bool) -> ApiResult<Answer> {
         let error = failure_error(failure);
         let actual = Charge { calls: 1, ..Charge::default() };
         self.record(actual, &Observed::default(), outcome_of(failure), error.status().as_u16(), streamed, Some(failure.describe())).await?;
@@ -434,7 +423,7 @@ impl Flight {
         self.call_upstream(id, created, async |call| call.complete().await).await
     }
 
-    async fn complete(mut self) -> ApiResult<Response> {
+    async fn complete(mut self) -> ApiResult<Answer> {
         let id = self.response_id();
         let created = self.gw.clock.now().timestamp();
         loop {
@@ -448,10 +437,9 @@ impl Flight {
                     let (answer, stored) = self.door.answer(bytes, &body, self.native());
                     self.record_full(actual, &seen, Outcome::Success, 200, false, false, None, stored).await?;
                     let mut headers = standing(&self.reservations, Some(&actual), self.gw.clock.now());
-                    headers.push((HeaderName::from_static("x-tollgate-cost-usd"), format_dollars(actual.cost_micros)));
+                    headers.push(("x-tollgate-cost-usd", format_dollars(actual.cost_micros)));
                     headers.extend(self.lowered_header());
-                    let response = ([(header::CONTENT_TYPE, "application/json")], answer).into_response();
-                    return Ok(with_headers(response, headers));
+                    return Ok(Answer::Whole { body: answer, headers });
                 }
                 Err(failure) => {
                     self.attempted(since, Some(&failure));
@@ -468,7 +456,7 @@ impl Flight {
         self.call_upstream(id, created, async |call| call.stream().await).await
     }
 
-    async fn stream(mut self) -> ApiResult<Response> {
+    async fn stream(mut self) -> ApiResult<Answer> {
         let id = self.response_id();
         let created = self.gw.clock.now().timestamp();
         // Fallback happens while opening; once the first byte is sent, the stream is this model's.
@@ -489,16 +477,9 @@ impl Flight {
         };
         let mut headers = standing(&self.reservations, None, self.gw.clock.now());
         headers.extend(self.lowered_header());
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         tokio::spawn(self.relay(source, tx));
-        let body = Body::from_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|b| b.map(Ok::<_, Infallible>))));
-        let response = Response::builder()
-            .header(header::CONTENT_TYPE, "text/event-stream")
-            .header(header::CACHE_CONTROL, "no-cache")
-            .header("x-accel-buffering", "no")
-            .body(body)
-            .map_err(ApiError::internal)?;
-        Ok(with_headers(response, headers))
+        Ok(Answer::Stream { events: rx, headers })
     }
 
     /// Relays a stream to the client, then settles and records it before the final `[DONE]`, so

@@ -3,10 +3,8 @@
 
 use std::time::Instant;
 
-use axum::http::StatusCode;
 use serde_json::Value;
 
-use super::status_error;
 use super::upstream::Failure;
 use crate::error::ApiError;
 use crate::usage::Outcome;
@@ -98,13 +96,11 @@ impl Observed {
 /// An upstream failure as the client sees it.
 pub(super) fn failure_error(failure: &Failure) -> ApiError {
     match failure {
-        Failure::Timeout => status_error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", failure.describe()),
+        Failure::Timeout => ApiError::upstream(504, "upstream_timeout", failure.describe()),
         Failure::Unsupported(u) => ApiError::BadRequest { code: "unsupported_by_provider", message: failure.describe(), param: Some(u.param.to_string()) },
-        Failure::Status(429, _) => status_error(StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited", failure.describe()),
-        Failure::Status(s, _) if (400..500).contains(s) => {
-            status_error(StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_REQUEST), "upstream_rejected", failure.describe())
-        }
-        _ => status_error(StatusCode::BAD_GATEWAY, "upstream_error", failure.describe()),
+        Failure::Status(429, _) => ApiError::upstream(429, "upstream_rate_limited", failure.describe()),
+        Failure::Status(s, _) if (400..500).contains(s) => ApiError::upstream(*s, "upstream_rejected", failure.describe()),
+        _ => ApiError::upstream(502, "upstream_error", failure.describe()),
     }
 }
 

@@ -1,10 +1,9 @@
 //! Which catalog models may serve a request: the requested one, or for a project token the
 //! project's models in routing order; and the models a key may use, as the doors list them.
 
-use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{Gateway, status_error};
+use super::Gateway;
 use crate::canonical::Endpoint;
 use crate::catalog::{self, Model, ProviderType};
 use crate::error::{ApiError, ApiResult};
@@ -45,7 +44,7 @@ async fn integration_model(gw: &Gateway, workspace_id: uuid::Uuid, service: &str
     // its last segment.
     let priced = match resolve_model(gw, model.rsplit('/').next().unwrap_or(model)).await {
         Ok(m) => Some(m),
-        Err(ApiError::Status { code: "model_not_found", .. }) => None,
+        Err(e) if e.is("model_not_found") => None,
         Err(e) => return Err(e),
     };
     let dynamic = catalog::DynamicRef {
@@ -102,15 +101,14 @@ async fn dynamic_model(gw: &Gateway, user_id: uuid::Uuid, name: &str, model: &st
     let load = async { Ok::<_, ApiError>(crate::dynamic_providers::by_name(gw.store.as_ref(), user_id, name).await?.map(std::sync::Arc::new)) };
     let Some(provider) = gw.hot.dynamic.get_or_load((user_id, name.to_string()), load).await? else { return Ok(None) };
     if !provider.serves(model) {
-        return Err(status_error(
-            StatusCode::NOT_FOUND,
+        return Err(ApiError::not_found_as(
             "model_not_found",
             format!("your provider {name:?} does not serve {model:?} (it is disabled, or the model is not among its models)"),
         ));
     }
     let priced = match resolve_model(gw, model).await {
         Ok(m) => Some(m),
-        Err(ApiError::Status { code: "model_not_found", .. }) => None,
+        Err(e) if e.is("model_not_found") => None,
         Err(e) => return Err(e),
     };
     let dynamic = catalog::DynamicRef { secret_name: provider.secret_name(), model: model.to_string(), priced: priced.is_some(), integration: false };
@@ -122,9 +120,9 @@ pub(super) async fn resolve_model(gw: &super::Gateway, id: &str) -> ApiResult<Mo
     if let Some(model) = gw.hot.models.get(&id.to_string()) {
         return Ok(model);
     }
-    let model = catalog::get(gw.store.as_ref(), id).await?.ok_or_else(|| {
-        status_error(StatusCode::NOT_FOUND, "model_not_found", format!("there is no model {id:?}; GET /v1/models lists the models this key may use"))
-    })?;
+    let model = catalog::get(gw.store.as_ref(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found_as("model_not_found", format!("there is no model {id:?}; GET /v1/models lists the models this key may use")))?;
     gw.hot.models.insert(id.to_string(), model.clone());
     Ok(model)
 }
@@ -141,13 +139,12 @@ pub(super) async fn route(gw: &super::Gateway, project: &crate::projects::Projec
     for id in order {
         match resolve_model(gw, id).await {
             Ok(model) => out.push(model),
-            Err(ApiError::Status { code: "model_not_found", .. }) => continue,
+            Err(e) if e.is("model_not_found") => continue,
             Err(e) => return Err(e),
         }
     }
     if out.is_empty() {
-        return Err(status_error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return Err(ApiError::unavailable(
             "no_route",
             format!("project {:?} has no catalog models to route to; set its models with PUT /api/projects/{}", project.slug, project.slug),
         ));
@@ -159,7 +156,7 @@ pub(super) async fn route(gw: &super::Gateway, project: &crate::projects::Projec
 /// Anthropic's models API has, too).
 pub async fn get_model(gw: &Gateway, key: &ApiKey, id: &str) -> ApiResult<Value> {
     super::require_scope(key, "models")?;
-    let missing = || status_error(StatusCode::NOT_FOUND, "model_not_found", format!("there is no model {id:?} this key may use; GET /v1/models lists them"));
+    let missing = || ApiError::not_found_as("model_not_found", format!("there is no model {id:?} this key may use; GET /v1/models lists them"));
     if !key.allows_model(id) {
         return Err(missing());
     }
@@ -173,7 +170,7 @@ pub async fn get_model(gw: &Gateway, key: &ApiKey, id: &str) -> ApiResult<Value>
 pub async fn count_input_tokens(gw: &Gateway, key: &ApiKey, canonical: &[u8]) -> ApiResult<i64> {
     let req = crate::canonical::inspect(Endpoint::Chat, canonical)?;
     if !key.allows_model(&req.model) {
-        return Err(status_error(StatusCode::FORBIDDEN, "model_not_allowed", format!("this API key may not use the model {:?}", req.model)));
+        return Err(ApiError::forbidden("model_not_allowed", format!("this API key may not use the model {:?}", req.model)));
     }
     let model = resolve_for(gw, key, &req.model).await?;
     Ok(req.worst_input_tokens(model.provider, model.upstream_id(), model.context_window))
@@ -219,8 +216,7 @@ pub(super) fn sovereign(key: &ApiKey, candidates: Vec<Model>) -> ApiResult<Vec<M
         }
     }
     match (kept.is_empty(), first_unmet) {
-        (true, Some(why)) => Err(ApiError::Status {
-            status: StatusCode::FORBIDDEN,
+        (true, Some(why)) => Err(ApiError::Forbidden {
             code: "sovereignty_unmet",
             message: format!("no model this request may use meets this key's sovereignty_requirements ({why})"),
         }),
@@ -240,8 +236,7 @@ pub(super) fn priced(candidates: Vec<Model>) -> ApiResult<Vec<Model>> {
     };
     let kept: Vec<Model> = candidates.into_iter().filter(|m| !unmetered(m)).collect();
     if kept.is_empty() {
-        return Err(ApiError::Status {
-            status: StatusCode::FORBIDDEN,
+        return Err(ApiError::Forbidden {
             code: "model_unpriced",
             message: format!(
                 "{first} has no price in the catalog, and serving it would spend money unmetered; an admin can price it (POST or PUT /api/models; a model served through an integration is priced by the catalog model named as its last segment)"
@@ -257,8 +252,7 @@ pub(super) fn budgets_can_hold(levels: &[crate::limits::Level], candidates: &[Mo
     let budgeted =
         levels.iter().any(|l| l.limits.iter().any(|limit| limit.metric == crate::limits::Metric::Cost && limit.mode != crate::limits::Mode::Disable));
     match candidates.iter().find(|m| m.dynamic.as_ref().is_some_and(|d| !d.priced)) {
-        Some(model) if budgeted => Err(ApiError::Status {
-            status: StatusCode::FORBIDDEN,
+        Some(model) if budgeted => Err(ApiError::Forbidden {
             code: "model_unpriced",
             message: format!(
                 "{} has no price in the catalog, so this key's budget could not hold it; an admin can add a model named {:?} with its prices (POST /api/models), or use a key without a budget",
