@@ -345,7 +345,7 @@ impl Flight {
         };
         self.attempts.push(usage::Attempt {
             model: self.model.id.clone(),
-            provider: self.model.provider.to_string(),
+            provider: self.model.provider.name().to_string(),
             status,
             latency_ms: since.elapsed().as_millis() as i64,
             error: failure.map(Failure::describe),

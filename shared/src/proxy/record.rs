@@ -92,7 +92,7 @@ impl Flight {
             project_id,
             endpoint: self.endpoint_name().to_string(),
             model: self.model.id.clone(),
-            provider: self.model.provider.to_string(),
+            provider: self.model.provider.name().to_string(),
             provider_source: self.model.provider_source().into(),
             input_tokens: actual.input_tokens,
             output_tokens: actual.output_tokens,
