@@ -2,12 +2,8 @@
 //! case, taken in one atomic step, so no budget or rate limit is ever overspent, and settlement
 //! gives back what the worst case over-counted. The hot path makes two store round trips.
 
-use std::sync::Arc;
-
 use futures::future::join_all;
 use serde_json::{Value, json};
-use tollgate::Group;
-use tollgate::store::Store;
 use tollgate_tests::counting::{CountingStore, Op};
 use tollgate_tests::{TestApp, backend_tests};
 
@@ -246,15 +242,7 @@ backend_tests! {
 /// update, writing the request's lease too) and the settlement with the usage record (one
 /// transaction). Counters change only by atomic ADD: never a put, never a SET.
 async fn hot_path_round_trips(backend: tollgate_tests::Backend) {
-    let counting: Arc<std::sync::OnceLock<Arc<CountingStore>>> = Arc::new(std::sync::OnceLock::new());
-    let slot = counting.clone();
-    let wrap = move |inner: Arc<dyn Store>| -> Arc<dyn Store> {
-        let c = Arc::new(CountingStore::new(inner));
-        let _ = slot.set(c.clone());
-        c
-    };
-    let app = TestApp::start_with(backend, &Group::ALL, |_| {}, Some(&wrap)).await;
-    let store = counting.get().unwrap().clone();
+    let (app, store) = CountingStore::app(backend).await;
     let (admin, _) = app.admin().await;
     app.model(&admin, "mock-1", 1.0, 1.0, None).await;
     let (_, key) = app.api_key(&admin, json!({"budget_limit_cents": 1000, "rate_limit_rpm": 1000, "rate_limit_tpm": 1000000})).await;

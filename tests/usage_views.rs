@@ -87,18 +87,8 @@ fn day(r: &Value) -> String {
 
 backend_tests! {
     async fn who_sees_which_records_costs_the_same_reads_however_many_projects(backend) {
-        use std::sync::Arc;
-        use tollgate::store::Store;
         use tollgate_tests::counting::{CountingStore, Op};
-        let counting: Arc<std::sync::OnceLock<Arc<CountingStore>>> = Arc::new(std::sync::OnceLock::new());
-        let slot = counting.clone();
-        let wrap = move |inner: Arc<dyn Store>| -> Arc<dyn Store> {
-            let c = Arc::new(CountingStore::new(inner));
-            let _ = slot.set(c.clone());
-            c
-        };
-        let app = TestApp::start_with(backend, &Group::ALL, |_| {}, Some(&wrap)).await;
-        let store = counting.get().unwrap().clone();
+        let (app, store) = CountingStore::app(backend).await;
         let (admin, _) = app.admin().await;
         let (_, operator) = app.user(&admin, "op@example.com", "operator").await;
         let mut gets = Vec::new();

@@ -229,6 +229,19 @@ pub struct Viewer<'a> {
     pub global_admin: bool,
 }
 
+impl Viewer<'_> {
+    /// The role a global permission gives on a project outside any workspace.
+    fn global_role(&self) -> Option<Role> {
+        if self.permissions.contains(&Permission::ProjectWrite) {
+            Some(Role::Editor)
+        } else if self.permissions.contains(&Permission::ProjectRead) {
+            Some(Role::Viewer)
+        } else {
+            None
+        }
+    }
+}
+
 /// Every project the caller has a role on, with that role, by the same rules as `role_of`, from
 /// three queries whatever the number of projects: the projects, the caller's project
 /// memberships and the caller's workspace memberships.
@@ -240,13 +253,7 @@ pub async fn visible_to(store: &dyn Store, who: &Viewer<'_>) -> ApiResult<Vec<(P
     let own: std::collections::HashMap<Uuid, Role> = memberships_of(store, who.user_id).await?.into_iter().map(|m| (m.project_id, m.role)).collect();
     let in_workspaces: std::collections::HashMap<Uuid, bool> =
         workspaces::member_roles_of(store, who.user_id).await?.into_iter().map(|m| (m.workspace_id, m.role.manages())).collect();
-    let global = if who.permissions.contains(&Permission::ProjectWrite) {
-        Some(Role::Editor)
-    } else if who.permissions.contains(&Permission::ProjectRead) {
-        Some(Role::Viewer)
-    } else {
-        None
-    };
+    let global = who.global_role();
     Ok(all
         .into_iter()
         .filter_map(|project| {
@@ -273,16 +280,7 @@ pub async fn role_of(store: &dyn Store, project: &Project, who: &Viewer<'_>) -> 
                 role = role.max(Some(from_workspace));
             }
         }
-        None => {
-            let global = if who.permissions.contains(&Permission::ProjectWrite) {
-                Some(Role::Editor)
-            } else if who.permissions.contains(&Permission::ProjectRead) {
-                Some(Role::Viewer)
-            } else {
-                None
-            };
-            role = role.max(global);
-        }
+        None => role = role.max(who.global_role()),
     }
     Ok(role)
 }

@@ -26,6 +26,20 @@ impl CountingStore {
         Self { inner, ops: Mutex::new(Vec::new()) }
     }
 
+    /// A test app whose store counts, and the counter.
+    pub async fn app(backend: crate::Backend) -> (crate::TestApp, Arc<CountingStore>) {
+        let counting: Arc<std::sync::OnceLock<Arc<CountingStore>>> = Arc::new(std::sync::OnceLock::new());
+        let slot = counting.clone();
+        let wrap = move |inner: Arc<dyn Store>| -> Arc<dyn Store> {
+            let c = Arc::new(CountingStore::new(inner));
+            let _ = slot.set(c.clone());
+            c
+        };
+        let app = crate::TestApp::start_with(backend, &tollgate::Group::ALL, |_| {}, Some(&wrap)).await;
+        let store = counting.get().expect("the app's store").clone();
+        (app, store)
+    }
+
     /// Takes the operations logged so far.
     pub fn take(&self) -> Vec<Op> {
         std::mem::take(&mut *self.ops.lock().unwrap())
