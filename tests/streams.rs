@@ -35,16 +35,17 @@ backend_tests! {
         // Each request's worst case is about $0.10 (its prompt and 50 tokens out at $1000 per
         // million); the budget holds one worst case and a settled request, not two worst cases.
         let (_, key) = app.api_key(&admin, json!({"budget_limit_cents": 15})).await;
-        let long = app.client.post(format!("{}/v1/chat/completions", app.base)).bearer_auth(&key).json(&ask("hi [mock:words=12][mock:delay_ms=500]", true));
+        let long = app.client.post(format!("{}/v1/chat/completions", app.base)).bearer_auth(&key).json(&ask("hi [mock:words=30][mock:delay_ms=500]", true));
         let streaming = tokio::spawn(async move { long.send().await.unwrap().text().await.unwrap() });
-        // Past the lease's 3 s, the stream still runs (12 chunks, 500 ms apart).
+        // Past the lease's 3 s, the stream still runs (30 chunks, 500 ms apart: 15 s, so a slow
+        // machine has 11 s of slack before the stream would end on its own).
         tokio::time::sleep(Duration::from_millis(4000)).await;
         for _ in 0..3 {
             app.chat(&key, ask("hi", false)).await.expect_error(402, "budget_exceeded");
         }
         let text = streaming.await.unwrap();
         assert!(text.trim_end().ends_with("data: [DONE]") && !text.contains("\"error\""), "the stream ran to its end: {text}");
-        assert_eq!(text.matches("\"content\":").count(), 12 + 1, "every word was delivered: {text}");
+        assert_eq!(text.matches("\"content\":").count(), 30 + 1, "every word was delivered: {text}");
         // Settled at its real cost, the budget has room for the next one, and spends exactly
         // what its records say.
         let served = app.chat(&key, ask("hi", false)).await.expect(200);
