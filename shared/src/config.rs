@@ -110,16 +110,31 @@ impl Default for Config {
     }
 }
 
+/// A setting whose value cannot be used: its name, the value, and what to use instead.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value:?}: {expected}")]
+pub struct BadSetting {
+    pub name: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl BadSetting {
+    fn new(name: &'static str, value: &str, expected: &'static str) -> Self {
+        BadSetting { name, value: value.to_string(), expected }
+    }
+}
+
 impl Config {
-    pub fn from_env() -> Result<Self, String> {
+    pub fn from_env() -> Result<Self, BadSetting> {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
     }
 
     /// Reads configuration through `lookup`, so tests need not touch the process environment.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, BadSetting> {
         let mut config = Config::default();
         if let Some(v) = lookup("TOLLGATE_LISTEN") {
-            config.listen = v.parse().map_err(|_| format!("TOLLGATE_LISTEN={v:?} is not an addr:port such as 127.0.0.1:8080"))?;
+            config.listen = v.parse().map_err(|_| BadSetting::new("TOLLGATE_LISTEN", &v, "use an addr:port such as 127.0.0.1:8080"))?;
         }
         if let Some(v) = lookup("TOLLGATE_DATA_DIR") {
             config.data_dir = PathBuf::from(v);
@@ -128,7 +143,7 @@ impl Config {
             config.store = match v.as_str() {
                 "embedded" => StoreKind::Embedded,
                 "dynamodb" => StoreKind::DynamoDb,
-                _ => return Err(format!("TOLLGATE_STORE={v:?}: use `embedded` or `dynamodb`")),
+                _ => return Err(BadSetting::new("TOLLGATE_STORE", &v, "use `embedded` or `dynamodb`")),
             };
         }
         config.dynamodb_endpoint = lookup("TOLLGATE_DYNAMODB_ENDPOINT");
@@ -139,7 +154,7 @@ impl Config {
             config.secrets = match v.as_str() {
                 "embedded" => SecretsKind::Embedded,
                 "secretsmanager" => SecretsKind::SecretsManager,
-                _ => return Err(format!("TOLLGATE_SECRETS={v:?}: use `embedded` or `secretsmanager`")),
+                _ => return Err(BadSetting::new("TOLLGATE_SECRETS", &v, "use `embedded` or `secretsmanager`")),
             };
         }
         config.secrets_endpoint = lookup("TOLLGATE_SECRETS_ENDPOINT");
@@ -147,7 +162,7 @@ impl Config {
         config.app_title = lookup("TOLLGATE_APP_TITLE");
         if let Some(v) = lookup("TOLLGATE_PUBLIC_URL") {
             if !(v.starts_with("http://") || v.starts_with("https://")) || reqwest::Url::parse(&v).is_err() {
-                return Err(format!("TOLLGATE_PUBLIC_URL={v:?}: use the http(s) URL the gateway is reached at, such as https://gateway.example.com"));
+                return Err(BadSetting::new("TOLLGATE_PUBLIC_URL", &v, "use the http(s) URL the gateway is reached at, such as https://gateway.example.com"));
             }
             config.public_url = Some(v);
         }
@@ -162,17 +177,20 @@ impl Config {
                     .filter(|s| !s.is_empty())
                     .map(|s| s.parse::<IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from)))
                     .collect::<Result<_, _>>()
-                    .map_err(|_| format!("{name}={v:?}: use comma-separated IPs or CIDRs"))?;
+                    .map_err(|_| BadSetting::new(name, &v, "use comma-separated IPs or CIDRs"))?;
             }
         }
         if let Some(v) = lookup("TOLLGATE_KEY_CACHE_SECS") {
             config.key_cache = std::time::Duration::from_secs(
-                v.parse().map_err(|_| format!("TOLLGATE_KEY_CACHE_SECS={v:?}: use a number of seconds (0 turns the cache off)"))?,
+                v.parse().map_err(|_| BadSetting::new("TOLLGATE_KEY_CACHE_SECS", &v, "use a number of seconds (0 turns the cache off)"))?,
             );
         }
         if let Some(v) = lookup("TOLLGATE_UPSTREAM_TIMEOUT_MS") {
-            let ms: u64 =
-                v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| format!("TOLLGATE_UPSTREAM_TIMEOUT_MS={v:?}: use a positive number of milliseconds"))?;
+            let ms: u64 = v
+                .parse()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .ok_or_else(|| BadSetting::new("TOLLGATE_UPSTREAM_TIMEOUT_MS", &v, "use a positive number of milliseconds"))?;
             config.upstream_timeout = std::time::Duration::from_millis(ms);
         }
         if let Some(v) = lookup("TOLLGATE_USAGE_RETENTION_DAYS") {
@@ -180,18 +198,18 @@ impl Config {
                 .parse()
                 .ok()
                 .filter(|d| *d <= 36_500)
-                .ok_or_else(|| format!("TOLLGATE_USAGE_RETENTION_DAYS={v:?}: use a whole number of days up to 36500 (0: keep records forever)"))?;
+                .ok_or_else(|| BadSetting::new("TOLLGATE_USAGE_RETENTION_DAYS", &v, "use a whole number of days up to 36500 (0: keep records forever)"))?;
         }
         if let Some(v) = lookup("TOLLGATE_RESPONSES_TTL_DAYS") {
             config.responses_ttl_days = v
                 .parse()
                 .ok()
                 .filter(|d| (1..=3650).contains(d))
-                .ok_or_else(|| format!("TOLLGATE_RESPONSES_TTL_DAYS={v:?}: use a whole number of days from 1 to 3650"))?;
+                .ok_or_else(|| BadSetting::new("TOLLGATE_RESPONSES_TTL_DAYS", &v, "use a whole number of days from 1 to 3650"))?;
         }
         if let Some(v) = lookup("TOLLGATE_LEASE_MARGIN_SECS") {
             config.lease_margin =
-                std::time::Duration::from_secs(v.parse().map_err(|_| format!("TOLLGATE_LEASE_MARGIN_SECS={v:?}: use a whole number of seconds"))?);
+                std::time::Duration::from_secs(v.parse().map_err(|_| BadSetting::new("TOLLGATE_LEASE_MARGIN_SECS", &v, "use a whole number of seconds"))?);
         }
         for (name, field) in [
             ("TOLLGATE_OPENROUTER_URL", &mut config.openrouter_url),
@@ -200,7 +218,7 @@ impl Config {
         ] {
             if let Some(v) = lookup(name) {
                 if !(v.starts_with("http://") || v.starts_with("https://")) {
-                    return Err(format!("{name}={v:?}: use an http(s) URL"));
+                    return Err(BadSetting::new(name, &v, "use an http(s) URL"));
                 }
                 *field = v;
             }
@@ -209,7 +227,7 @@ impl Config {
             config.relaxed_durability = match v.as_str() {
                 "strict" => false,
                 "relaxed" => true,
-                _ => return Err(format!("TOLLGATE_DURABILITY={v:?}: use `strict` or `relaxed`")),
+                _ => return Err(BadSetting::new("TOLLGATE_DURABILITY", &v, "use `strict` or `relaxed`")),
             };
         }
         Ok(config)

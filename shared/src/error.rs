@@ -1,10 +1,5 @@
-//! The one error type of the API. Every failure on every path becomes
-//! `{"error": {"code", "message", "param", "request_id", "type"}}` (the self-service seed's
-//! envelope) with a fitting status, and the request id is the same as the `x-request-id` header.
-
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+//! The one error type of the API: what failed, by meaning, with the status it is answered
+//! with as a number. `http::error` alone turns it into a response (the envelope).
 
 use crate::store::StoreError;
 
@@ -38,7 +33,7 @@ pub enum ApiError {
     #[error("{0}")]
     BudgetExceeded(String),
     #[error("{message}")]
-    Status { status: StatusCode, code: &'static str, message: String },
+    Status { status: u16, code: &'static str, message: String },
     /// Something broke on our side. The detail is logged, never sent: it may name internals.
     #[error("internal error: {0}")]
     Internal(String),
@@ -68,30 +63,25 @@ impl ApiError {
     }
     /// Not authenticated, with a code of its own (`invalid_api_key`, ...).
     pub fn unauthorized_as(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Status { status: StatusCode::UNAUTHORIZED, code, message: message.into() }
+        Self::Status { status: 401, code, message: message.into() }
     }
     /// Nothing there, with a code of its own (`model_not_found`, ...).
     pub fn not_found_as(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Status { status: StatusCode::NOT_FOUND, code, message: message.into() }
+        Self::Status { status: 404, code, message: message.into() }
     }
     /// Nothing can serve the request now (`no_route`).
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Status { status: StatusCode::SERVICE_UNAVAILABLE, code, message: message.into() }
+        Self::Status { status: 503, code, message: message.into() }
     }
     /// An upstream failure as the caller sees it: `status` is what the upstream answered (a 4xx
     /// of its own is passed on), 502 when it failed otherwise, 504 when it did not answer.
     pub fn upstream(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self::Status { status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), code, message: message.into() }
+        Self::Status { status: if (400..600).contains(&status) { status } else { 502 }, code, message: message.into() }
     }
 
     /// Whether this error carries `code`.
     pub fn is(&self, code: &str) -> bool {
         self.code() == code
-    }
-
-    /// The HTTP status it is answered with, as a number (what usage records keep).
-    pub fn status_code(&self) -> u16 {
-        self.status().as_u16()
     }
 
     /// The parameter a bad request names, if any.
@@ -102,21 +92,22 @@ impl ApiError {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// The HTTP status it is answered with, as a number (what usage records keep).
+    pub fn status_code(&self) -> u16 {
         match self {
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::BudgetExceeded(_) => StatusCode::PAYMENT_REQUIRED,
+            Self::BadRequest { .. } => 400,
+            Self::Unauthorized(_) => 401,
+            Self::Forbidden { .. } => 403,
+            Self::NotFound(_) => 404,
+            Self::Conflict { .. } => 409,
+            Self::TooManyRequests { .. } => 429,
+            Self::BudgetExceeded(_) => 402,
             Self::Status { status, .. } => *status,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) => 500,
         }
     }
 
-    fn code(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest { code, .. }
             | Self::Forbidden { code, .. }
@@ -131,8 +122,8 @@ impl ApiError {
     }
 
     /// The OpenAI `type` for this status.
-    fn kind(&self) -> &'static str {
-        match self.status().as_u16() {
+    pub fn kind(&self) -> &'static str {
+        match self.status_code() {
             401 => "authentication_error",
             403 => "permission_error",
             429 => "rate_limit_error",
@@ -148,46 +139,6 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidCursor => ApiError::invalid_param("cursor", "cursor is not one this API returned; drop it to start from the beginning"),
             other => ApiError::internal(other),
         }
-    }
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub code: String,
-    pub message: String,
-    pub param: Option<String>,
-    pub request_id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorEnvelope {
-    pub error: ErrorBody,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let message = match &self {
-            Self::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
-                "The server failed to handle this request; it has been logged. Retry, and report the request_id if it persists.".to_string()
-            }
-            other => other.to_string(),
-        };
-        let param = match &self {
-            Self::BadRequest { param, .. } => param.clone(),
-            _ => None,
-        };
-        let body = ErrorEnvelope {
-            error: ErrorBody { code: self.code().to_string(), message, param, request_id: current_request_id(), kind: self.kind().to_string() },
-        };
-        let mut response = (status, axum::Json(body)).into_response();
-        if let Self::TooManyRequests { retry_after_secs, .. } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
-        }
-        response
     }
 }
 

@@ -71,9 +71,18 @@ pub fn secret_name(workspace_id: Uuid, service: Service) -> String {
     format!("workspaces/{workspace_id}/integrations/{}", service.name())
 }
 
-/// Asks the service whether `token` is good; `Ok(account)` when it is, `Err(the service's
-/// reason)` when it is not or cannot be reached.
-pub async fn check_token(http: &HttpClient, endpoints: &Endpoints, service: Service, token: &SecretString) -> Result<Option<String>, String> {
+/// Why a service did not vouch for a token.
+#[derive(Debug, thiserror::Error)]
+pub enum Unverified {
+    #[error("{service} could not be reached: {why}")]
+    Unreachable { service: &'static str, why: String },
+    /// The service's own reason, with the token cut out of it.
+    #[error("{service} answered {status}: {reason}")]
+    Refused { service: &'static str, status: u16, reason: String },
+}
+
+/// Asks the service whether `token` is good: who it belongs to when it is.
+pub async fn check_token(http: &HttpClient, endpoints: &Endpoints, service: Service, token: &SecretString) -> Result<Option<String>, Unverified> {
     let url = match service {
         Service::OpenRouter => format!("{}/key", endpoints.openrouter.trim_end_matches('/')),
         Service::HuggingFace => format!("{}/api/whoami-v2", endpoints.huggingface_hub.trim_end_matches('/')),
@@ -81,12 +90,16 @@ pub async fn check_token(http: &HttpClient, endpoints: &Endpoints, service: Serv
     let response = http
         .send(http.get(url).bearer_auth(token.expose_secret()).timeout(std::time::Duration::from_secs(10)))
         .await
-        .map_err(|e| format!("{} could not be reached: {e}", service.name()))?;
+        .map_err(|e| Unverified::Unreachable { service: service.name(), why: e.to_string() })?;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or_default();
     if !status.is_success() {
         let reason = body.pointer("/error/message").or_else(|| body.get("error")).and_then(Value::as_str).unwrap_or("the token was refused");
-        return Err(crate::providers::redact(format!("{} answered {status}: {reason}", service.name()), Some(token)));
+        return Err(Unverified::Refused {
+            service: service.name(),
+            status: status.as_u16(),
+            reason: crate::providers::redact(reason.to_string(), Some(token)),
+        });
     }
     let account = match service {
         Service::OpenRouter => body.pointer("/data/label").and_then(Value::as_str),
@@ -117,41 +130,69 @@ pub struct DatasetFile {
     pub path: String,
 }
 
+/// What is wrong with a dataset URL's form.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BadDatasetUrl {
+    #[error("not a URL ({0})")]
+    NotUrl(String),
+    #[error("it must be an https URL")]
+    Scheme,
+    #[error("the dataset's owner and name may hold letters, digits, - _ and . only")]
+    Name,
+    #[error("the file path may not climb out of the dataset")]
+    Climbs,
+    #[error("use https://huggingface.co/datasets/<owner>/<name>/resolve/<revision>/<file>")]
+    Form,
+}
+
 /// Reads a dataset URL's parts, or says what is wrong with its form.
-pub fn dataset_file(url: &str) -> Result<DatasetFile, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+pub fn dataset_file(url: &str) -> Result<DatasetFile, BadDatasetUrl> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| BadDatasetUrl::NotUrl(e.to_string()))?;
     if parsed.scheme() != "https" && parsed.scheme() != "http" {
-        return Err("it must be an https URL".into());
+        return Err(BadDatasetUrl::Scheme);
     }
     let segments: Vec<&str> = parsed.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default();
     match segments.as_slice() {
         ["datasets", owner, name, "resolve" | "blob", revision, path @ ..] if !path.is_empty() => {
             let valid = |s: &str| !s.is_empty() && s != "." && s != ".." && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             if !valid(owner) || !valid(name) {
-                return Err("the dataset's owner and name may hold letters, digits, - _ and . only".into());
+                return Err(BadDatasetUrl::Name);
             }
             if path.contains(&"..") {
-                return Err("the file path may not climb out of the dataset".into());
+                return Err(BadDatasetUrl::Climbs);
             }
             Ok(DatasetFile { repo: format!("{owner}/{name}"), revision: revision.to_string(), path: path.join("/") })
         }
-        _ => Err("use https://huggingface.co/datasets/<owner>/<name>/resolve/<revision>/<file>".into()),
+        _ => Err(BadDatasetUrl::Form),
     }
+}
+
+/// Why a dataset file does not resolve on the hub.
+#[derive(Debug, thiserror::Error)]
+pub enum Unresolved {
+    #[error("the hub could not be reached: {0}")]
+    Unreachable(String),
+    #[error("the hub answered {0}: the dataset is private or gated")]
+    Gated(u16),
+    #[error("the hub answered 404: no such dataset, revision or file")]
+    Missing,
+    #[error("the hub answered {0}")]
+    Status(u16),
 }
 
 /// Whether the file resolves on the hub (a HEAD request). Redirects are not followed: the hub
 /// answers a file kept in its storage with a redirect there, which says the file exists.
-pub async fn dataset_resolves(http: &HttpClient, hub: &str, file: &DatasetFile) -> Result<(), String> {
+pub async fn dataset_resolves(http: &HttpClient, hub: &str, file: &DatasetFile) -> Result<(), Unresolved> {
     let url = format!("{}/datasets/{}/resolve/{}/{}", hub.trim_end_matches('/'), file.repo, file.revision, file.path);
     let response = http
         .send(http.request(reqwest::Method::HEAD, url).timeout(std::time::Duration::from_secs(10)))
         .await
-        .map_err(|e| format!("the hub could not be reached: {e}"))?;
+        .map_err(|e| Unresolved::Unreachable(e.to_string()))?;
     match response.status() {
         s if s.is_success() || s.is_redirection() => Ok(()),
-        s if s.as_u16() == 401 || s.as_u16() == 403 => Err(format!("the hub answered {s}: the dataset is private or gated")),
-        s if s.as_u16() == 404 => Err("the hub answered 404: no such dataset, revision or file".into()),
-        s => Err(format!("the hub answered {s}")),
+        s if s.as_u16() == 401 || s.as_u16() == 403 => Err(Unresolved::Gated(s.as_u16())),
+        s if s.as_u16() == 404 => Err(Unresolved::Missing),
+        s => Err(Unresolved::Status(s.as_u16())),
     }
 }
 

@@ -48,6 +48,26 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={:x}", mac.finalize().into_bytes())
 }
 
+/// Why a channel did not take a message.
+#[derive(Debug, thiserror::Error)]
+pub enum Undelivered {
+    #[error("cannot read the channel's secret: {0}")]
+    Secret(String),
+    #[error("the webhook has no signing secret")]
+    NoSigningSecret,
+    #[error("the webhook could not be reached: {0}")]
+    Unreachable(String),
+    #[error("the webhook answered {0}")]
+    WebhookStatus(u16),
+    /// The message could not be made (an address that is not one, a body that does not encode).
+    #[error("the message could not be made: {0}")]
+    Message(String),
+    #[error("the SMTP server refused the mail: {0}")]
+    Smtp(String),
+    #[error("the channel did not answer in time")]
+    Timeout,
+}
+
 /// What sends notifications: the configured channels (from the store), their secrets, the
 /// HTTP client for webhooks and the clock that stamps them.
 #[derive(Clone)]
@@ -62,19 +82,19 @@ pub struct Notifier {
 
 impl Notifier {
     /// Delivers through one channel; the error says what the channel itself answered.
-    pub async fn deliver(&self, channel: &Channel, message: &Message) -> Result<(), String> {
+    pub async fn deliver(&self, channel: &Channel, message: &Message) -> Result<(), Undelivered> {
         let secret = match channel.has_secret {
-            true => self.secrets.get(&settings::secret_name(&channel.name)).await.map_err(|e| format!("cannot read the channel's secret: {e}"))?,
+            true => self.secrets.get(&settings::secret_name(&channel.name)).await.map_err(|e| Undelivered::Secret(e.to_string()))?,
             false => None,
         };
         let work = async {
             match &channel.kind {
                 ChannelKind::Webhook { url } => {
-                    let secret = secret.ok_or("the webhook has no signing secret")?;
+                    let secret = secret.ok_or(Undelivered::NoSigningSecret)?;
                     let body = serde_json::to_vec(&json!({
                         "event": message.event, "subject": message.subject, "text": message.text, "data": message.data, "sent_at": self.clock.now(),
                     }))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| Undelivered::Message(e.to_string()))?;
                     let request = self
                         .http
                         .post(url)
@@ -82,14 +102,14 @@ impl Notifier {
                         .header("x-tollgate-event", message.event)
                         .header("x-tollgate-signature", signature(secret.expose_secret(), &body))
                         .body(body);
-                    let response = self.http.send(request).await.map_err(|e| format!("the webhook could not be reached: {e}"))?;
-                    if response.status().is_success() { Ok(()) } else { Err(format!("the webhook answered {}", response.status())) }
+                    let response = self.http.send(request).await.map_err(|e| Undelivered::Unreachable(e.to_string()))?;
+                    if response.status().is_success() { Ok(()) } else { Err(Undelivered::WebhookStatus(response.status().as_u16())) }
                 }
                 ChannelKind::Smtp { host, port, tls, username, from, to } => {
                     let builder = match tls {
                         SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-                        SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(|e| e.to_string())?,
-                        SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| e.to_string())?,
+                        SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(|e| Undelivered::Smtp(e.to_string()))?,
+                        SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| Undelivered::Smtp(e.to_string()))?,
                     };
                     let mut builder = builder.port(*port).timeout(Some(DELIVERY_TIMEOUT));
                     if let (Some(user), Some(password)) = (username, &secret) {
@@ -99,16 +119,18 @@ impl Notifier {
                         Some(one) => vec![one],
                         None => to.iter().collect(),
                     };
-                    let mut mail = lettre::Message::builder().from(from.parse::<Mailbox>().map_err(|e| e.to_string())?).subject(message.subject.clone());
+                    let mut mail = lettre::Message::builder()
+                        .from(from.parse::<Mailbox>().map_err(|e| Undelivered::Message(format!("the sender {from:?}: {e}")))?)
+                        .subject(message.subject.clone());
                     for recipient in recipients {
-                        mail = mail.to(recipient.parse::<Mailbox>().map_err(|e| e.to_string())?);
+                        mail = mail.to(recipient.parse::<Mailbox>().map_err(|e| Undelivered::Message(format!("the recipient {recipient:?}: {e}")))?);
                     }
-                    let mail = mail.body(message.text.clone()).map_err(|e| e.to_string())?;
-                    builder.build().send(mail).await.map(|_| ()).map_err(|e| format!("the SMTP server refused the mail: {e}"))
+                    let mail = mail.body(message.text.clone()).map_err(|e| Undelivered::Message(e.to_string()))?;
+                    builder.build().send(mail).await.map(|_| ()).map_err(|e| Undelivered::Smtp(e.to_string()))
                 }
             }
         };
-        tokio::time::timeout(DELIVERY_TIMEOUT, work).await.unwrap_or_else(|_| Err("the channel did not answer in time".into()))
+        tokio::time::timeout(DELIVERY_TIMEOUT, work).await.unwrap_or(Err(Undelivered::Timeout))
     }
 
     /// Delivers through every configured channel; a failing channel does not stop the others.
@@ -129,7 +151,7 @@ impl Notifier {
             if let Err(e) = &result {
                 tracing::warn!(channel = %channel.name, event = message.event, error = %e, "a notification was not delivered");
             }
-            out.push(Delivery { channel: channel.name.clone(), ok: result.is_ok(), error: result.err() });
+            out.push(Delivery { channel: channel.name.clone(), ok: result.is_ok(), error: result.err().map(|e| e.to_string()) });
         }
         out
     }

@@ -15,7 +15,7 @@ pub fn init_tracing() {
 /// Serves `groups` with configuration from the environment.
 pub async fn run(groups: &[Group]) -> anyhow::Result<()> {
     init_tracing();
-    let config = Config::from_env().map_err(anyhow::Error::msg)?;
+    let config = Config::from_env()?;
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     let state = AppState::open(config.clone(), false).await?;
     let app = http::app(state.clone(), groups);
@@ -39,7 +39,7 @@ pub async fn run(groups: &[Group]) -> anyhow::Result<()> {
 /// schedule); run by hand, it adds whatever is pending once and says how many.
 pub async fn run_rollups() -> anyhow::Result<()> {
     init_tracing();
-    let config = Config::from_env().map_err(anyhow::Error::msg)?;
+    let config = Config::from_env()?;
     let state = AppState::open(config, false).await?;
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
         let added = crate::usage::rollups::roll_up(state.store.as_ref()).await?;

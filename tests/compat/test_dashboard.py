@@ -141,8 +141,10 @@ def test_the_main_journey_in_a_real_browser():
 
         go("Providers")
         expect(page.get_by_role("heading", name="Providers")).to_be_visible()
-        for kind in ["bedrock", "gemini", "vertex"]:
-            expect(page.get_by_label("Type").locator(f"option[value={kind}]")).to_have_count(1)
+        # The choice comes from the server's API document: every type a user may own, not mock.
+        for kind in ["openai", "openai-compatible", "bedrock", "gemini", "vertex"]:
+            expect(page.get_by_label("Type").locator(f'option[value="{kind}"]')).to_have_count(1)
+        expect(page.get_by_label("Type").locator('option[value="mock"]')).to_have_count(0)
         shot("providers")
 
         go("Settings")

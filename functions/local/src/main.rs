@@ -58,7 +58,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(create_table: bool) -> anyhow::Result<()> {
-    let config = Config::from_env().map_err(anyhow::Error::msg)?;
+    let config = Config::from_env()?;
     let listen = config.listen;
     let state = AppState::open(config.clone(), create_table).await?;
     tollgate::state::check_ready(&config).await?;

@@ -11,8 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::error::ErrorEnvelope;
 use super::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery, Me, parse_uuid};
-use crate::error::{ApiResult, ErrorEnvelope};
+use crate::error::ApiResult;
 use crate::keys::{self, ApiKey, BudgetPeriod, KeySettings, Owner};
 use crate::pagination::{ListParams, Pagination, check_limit};
 use crate::state::AppState;

@@ -11,8 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::error::ErrorEnvelope;
 use super::extract::{ApiJson, Caller, ClientIp, UserAgent, parse_uuid};
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult};
 use crate::identity::roles::{self, Permission};
 use crate::identity::users::{self, User};
 use crate::identity::{accounts, normalize_email, sessions};

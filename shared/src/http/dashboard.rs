@@ -10,7 +10,8 @@ use include_dir::{Dir, include_dir};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ErrorEnvelope};
+use super::error::ErrorEnvelope;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 static DIST: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../web/dist");

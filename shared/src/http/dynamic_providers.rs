@@ -15,9 +15,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::error::ErrorEnvelope;
 use super::extract::{ApiJson, ApiQuery, Me, parse_uuid};
 use crate::dynamic_providers::{self, DynamicProvider};
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult};
 use crate::keys::lineage::KEYS_WRITE;
 use crate::pagination::{ListParams, Pagination, check_limit};
 use crate::providers::{self, Probe, ProviderType};
@@ -98,7 +99,8 @@ async fn list_providers(State(state): State<AppState>, me: Me, ApiQuery(q): ApiQ
 pub struct CreateProvider {
     /// Unique among your providers; requests name its models `<name>/<model>`.
     name: String,
-    /// openai, anthropic, azure, bedrock, gemini, vertex, openrouter, huggingface or openai-compatible.
+    /// One of the enum's names (the dashboard offers its choice from this schema).
+    #[schema(schema_with = own_provider_types)]
     provider_type: String,
     /// Required for azure (the deployment's URL), bedrock (the region's runtime endpoint), vertex (the publisher's URL) and openai-compatible.
     base_url: Option<String>,
@@ -111,6 +113,15 @@ pub struct CreateProvider {
     models: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     sovereignty: Option<Value>,
+}
+
+/// The types a provider of your own may have, as the schema's enum: derived from
+/// `ProviderType`, so neither the document nor the dashboard keeps a list of its own.
+fn own_provider_types() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ProviderType::user_owned().into_iter().map(ProviderType::name)))
+        .build()
 }
 
 impl CreateProvider {

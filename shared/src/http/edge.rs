@@ -124,7 +124,7 @@ async fn envelope(response: Response) -> Response {
         Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
         Err(_) => String::new(),
     };
-    let error = ApiError::Status { status, code: code_for(status), message: advice(status, &text) };
+    let error = ApiError::Status { status: status.as_u16(), code: code_for(status), message: advice(status, &text) };
     error.into_response()
 }
 

@@ -84,21 +84,15 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         },
         JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {detail}")),
         JsonRejection::MissingJsonContentType(_) => unsupported_media_type(),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::Status {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "payload_too_large",
-            message: format!("the body is larger than the {MAX_BODY_BYTES}-byte limit"),
-        },
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::Status { status: 413, code: "payload_too_large", message: format!("the body is larger than the {MAX_BODY_BYTES}-byte limit") }
+        }
         _ => ApiError::bad_request("invalid_body", format!("the body could not be read: {detail}")),
     }
 }
 
 fn unsupported_media_type() -> ApiError {
-    ApiError::Status {
-        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        code: "unsupported_media_type",
-        message: "send the body as JSON with the header Content-Type: application/json".into(),
-    }
+    ApiError::Status { status: 415, code: "unsupported_media_type", message: "send the body as JSON with the header Content-Type: application/json".into() }
 }
 
 /// serde names the offending field in backticks ("missing field `email`", "unknown field `x`").

@@ -10,8 +10,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::error::ErrorEnvelope;
 use super::extract::{ApiJson, Caller, Me};
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult};
 use crate::integrations::{self, DatasetFile, Integration, Service};
 use crate::state::AppState;
 use crate::workspaces;
@@ -65,7 +66,7 @@ async fn validate(State(state): State<AppState>, caller: Caller, ApiJson(body): 
             }
             out.account = account;
         }
-        Err(reason) => out.message = reason,
+        Err(reason) => out.message = reason.to_string(),
     }
     Ok(Json(out))
 }
@@ -94,7 +95,7 @@ async fn check_dataset(State(state): State<AppState>, _me: Me, ApiJson(body): Ap
     let resolved = integrations::dataset_resolves(&state.gateway.http.trusted, &state.gateway.integrations.huggingface_hub, &dataset).await;
     let message = match &resolved {
         Ok(()) => "the file resolves on the hub".to_string(),
-        Err(why) => why.clone(),
+        Err(why) => why.to_string(),
     };
     Ok(Json(DatasetChecked { valid: resolved.is_ok(), dataset, message }))
 }

@@ -10,8 +10,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::error::ErrorEnvelope;
 use super::extract::{Caller, parse_uuid};
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult};
 use crate::identity::sessions::{self, Session};
 use crate::keys::{self, Owner};
 use crate::projects;

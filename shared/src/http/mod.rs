@@ -7,6 +7,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod dynamic_providers;
 pub mod edge;
+pub mod error;
 pub mod extract;
 pub mod integrations;
 pub mod me;
@@ -82,7 +83,7 @@ impl Group {
         title = "Tollgate",
         description = "LLM gateway: admin API and OpenAI-compatible proxy. Every error is {\"error\": {code, message, param, request_id, type}}."
     ),
-    components(schemas(crate::error::ErrorEnvelope))
+    components(schemas(error::ErrorEnvelope))
 )]
 struct ApiDoc;
 
@@ -118,16 +119,12 @@ pub fn app(state: AppState, groups: &[Group]) -> Router {
 }
 
 async fn unknown_route(method: Method, uri: Uri) -> ApiError {
-    ApiError::Status {
-        status: axum::http::StatusCode::NOT_FOUND,
-        code: "unknown_route",
-        message: format!("no route for {method} {}; GET /openapi.json lists every route", uri.path()),
-    }
+    ApiError::Status { status: 404, code: "unknown_route", message: format!("no route for {method} {}; GET /openapi.json lists every route", uri.path()) }
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::Status {
-        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        status: 405,
         code: "method_not_allowed",
         message: format!("{} does not accept {method}; GET /openapi.json lists the methods of every route", uri.path()),
     }

@@ -13,9 +13,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::error::ErrorEnvelope;
 use super::extract::{ApiJson, Caller};
 use crate::catalog::{self, Model, ProviderType};
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult};
 use crate::identity::roles::Permission;
 use crate::money::{dollars_to_micros, micros_to_dollars};
 use crate::state::AppState;

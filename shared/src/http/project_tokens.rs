@@ -11,9 +11,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::error::ErrorEnvelope;
 use super::extract::{ApiJson, Caller, parse_uuid};
 use super::projects::viewer;
-use crate::error::{ApiResult, ErrorEnvelope};
+use crate::error::ApiResult;
 use crate::keys::{self, ApiKey, KeySettings, Owner};
 use crate::limits::{self, LimitSpec};
 use crate::projects::{self, Role};

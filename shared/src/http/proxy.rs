@@ -7,14 +7,15 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::error::ErrorEnvelope;
 use super::extract::{ApiQuery, ClientIp};
 use crate::doors::{self, Door};
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult};
 use crate::proxy::{self, Endpoint, Requester};
 use crate::state::AppState;
 use axum::extract::Path;
@@ -63,7 +64,7 @@ async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
         let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if too_large {
             ApiError::Status {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
+                status: 413,
                 code: "payload_too_large",
                 message: format!("the body is larger than the proxy's {MAX_PROXY_BODY_BYTES}-byte limit; send images and files by URL, or fewer at a time"),
             }

@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -11,8 +10,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::error::ErrorEnvelope;
 use super::extract::{ApiJson, Caller};
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult};
 use crate::identity::roles::Permission;
 use crate::notify;
 use crate::settings::{self, Channel, ChannelKind, Settings, SmtpTls};
@@ -169,7 +169,7 @@ async fn test_notification(State(state): State<AppState>, caller: Caller, ApiJso
         to: None,
     };
     state.notifier.deliver(channel, &message).await.map_err(|e| ApiError::Status {
-        status: StatusCode::BAD_GATEWAY,
+        status: 502,
         code: "notification_failed",
         message: format!("channel {:?} failed: {e}", channel.name),
     })?;

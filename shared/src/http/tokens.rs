@@ -11,9 +11,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::error::ErrorEnvelope;
 use super::extract::{ApiJson, ApiQuery, Caller, parse_uuid};
 use super::workspaces::BusinessQuery;
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult};
 use crate::keys::workspace_tokens::{self, ResetInterval};
 use crate::keys::{self, ApiKey, Owner};
 use crate::state::AppState;

@@ -9,8 +9,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::error::ErrorEnvelope;
 use super::extract::{ApiQuery, Me};
-use crate::error::{ApiResult, ErrorEnvelope};
+use crate::error::ApiResult;
 use crate::money::micros_to_dollars;
 use crate::pagination::{Direction, Pagination, check_limit};
 use crate::state::AppState;

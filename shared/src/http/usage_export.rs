@@ -11,9 +11,10 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::error::ErrorEnvelope;
 use super::extract::{ApiQuery, Me};
 use super::usage::LogView;
-use crate::error::{ApiResult, ErrorEnvelope};
+use crate::error::ApiResult;
 use crate::pagination::Direction;
 use crate::state::AppState;
 use crate::usage;

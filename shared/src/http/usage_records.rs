@@ -13,9 +13,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::error::ErrorEnvelope;
 use super::extract::{ApiQuery, Caller};
 use super::projects::viewer;
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult};
 use crate::money::micros_to_dollars;
 use crate::state::AppState;
 use crate::usage::grouped::{self, GroupBy};

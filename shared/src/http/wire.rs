@@ -16,7 +16,7 @@ use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::error::{ErrorBody, ErrorEnvelope};
+use super::error::{ErrorBody, ErrorEnvelope};
 
 /// A TCP listener whose connections have Nagle's algorithm off (a streamed chunk must leave at
 /// once, not wait ~40 ms for the previous one's ACK) and hyper's own error answers enveloped.

@@ -10,8 +10,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::error::ErrorEnvelope;
 use super::extract::{ApiJson, ApiQuery, Caller, parse_uuid};
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult};
 use crate::identity::{normalize_email, users};
 use crate::limits::{self, LimitSpec};
 use crate::state::AppState;

@@ -22,7 +22,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 
-use super::{Provider, StreamTranslator};
+use super::{Provider, StreamError, StreamTranslator};
 use crate::canonical::Endpoint;
 
 pub struct Anthropic;
@@ -262,7 +262,7 @@ impl Chunks {
 }
 
 impl StreamTranslator for Chunks {
-    fn translate(&mut self, name: &str, data: &Value) -> Result<(Vec<Value>, bool), String> {
+    fn translate(&mut self, name: &str, data: &Value) -> Result<(Vec<Value>, bool), StreamError> {
         let kind = data.get("type").and_then(Value::as_str).unwrap_or(name);
         let index = data.get("index").and_then(Value::as_i64).unwrap_or(0);
         Ok(match kind {
@@ -317,7 +317,10 @@ impl StreamTranslator for Chunks {
                                   "usage": usage(self.input, self.output, self.cache_read, self.cache_write)});
                 (vec![last], true)
             }
-            "error" => return Err(data.pointer("/error/message").and_then(Value::as_str).unwrap_or("the upstream's stream failed").to_string()),
+            "error" => {
+                let message = data.pointer("/error/message").and_then(Value::as_str).unwrap_or("no message");
+                return Err(StreamError::Upstream(message.to_string()));
+            }
             // ping, content_block_stop, and event types added later.
             _ => (vec![], false),
         })
@@ -409,6 +412,6 @@ mod tests {
         assert_eq!(all[6]["usage"]["prompt_tokens"], 7);
         assert_eq!(all[6]["usage"]["completion_tokens"], 9);
         let err = t.translate("error", &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}));
-        assert_eq!(err.unwrap_err(), "Overloaded");
+        assert!(matches!(err, Err(StreamError::Upstream(m)) if m == "Overloaded"));
     }
 }

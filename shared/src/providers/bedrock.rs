@@ -26,7 +26,7 @@ use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 
 use super::Unsupported;
-use super::{Framing, Provider, StreamTranslator, anthropic};
+use super::{Framing, Provider, StreamError, StreamTranslator, anthropic};
 use crate::canonical::Endpoint;
 
 pub struct Bedrock;
@@ -230,7 +230,7 @@ impl Chunks {
 }
 
 impl StreamTranslator for Chunks {
-    fn translate(&mut self, name: &str, data: &Value) -> Result<(Vec<Value>, bool), String> {
+    fn translate(&mut self, name: &str, data: &Value) -> Result<(Vec<Value>, bool), StreamError> {
         let index = data.get("contentBlockIndex").and_then(Value::as_i64).unwrap_or(0);
         Ok(match name {
             "messageStart" => (vec![self.chunk(json!({"role": "assistant", "content": ""}), None)], false),
@@ -246,7 +246,7 @@ impl StreamTranslator for Chunks {
                 if let Some(text) = data.pointer("/delta/text").and_then(Value::as_str) {
                     (vec![self.chunk(json!({"content": text}), None)], false)
                 } else if let Some(input) = data.pointer("/delta/toolUse/input").and_then(Value::as_str) {
-                    let at = self.tools.iter().position(|i| *i == index).ok_or("a tool use delta for a block that did not start")?;
+                    let at = self.tools.iter().position(|i| *i == index).ok_or(StreamError::Protocol("a tool use delta for a block that did not start"))?;
                     (vec![self.chunk(json!({"tool_calls": [{"index": at, "function": {"arguments": input}}]}), None)], false)
                 } else {
                     // Reasoning content and later additions carry nothing canonical.

@@ -25,7 +25,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 
-use super::{Provider, StreamTranslator};
+use super::{Provider, StreamError, StreamTranslator};
 use crate::canonical::Endpoint;
 
 pub struct Gemini;
@@ -280,9 +280,9 @@ impl Chunks {
 }
 
 impl StreamTranslator for Chunks {
-    fn translate(&mut self, _name: &str, data: &Value) -> Result<(Vec<Value>, bool), String> {
+    fn translate(&mut self, _name: &str, data: &Value) -> Result<(Vec<Value>, bool), StreamError> {
         if let Some(message) = data.pointer("/error/message").and_then(Value::as_str) {
-            return Err(message.to_string());
+            return Err(StreamError::Upstream(message.to_string()));
         }
         let mut out = Vec::new();
         let candidate = data.pointer("/candidates/0").cloned().unwrap_or_default();

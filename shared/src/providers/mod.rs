@@ -11,6 +11,7 @@
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+pub mod credentials;
 pub mod gemini;
 pub mod google_auth;
 pub mod mock;
@@ -25,6 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 pub use crate::provider_type::ProviderType;
+pub use credentials::{AuthError, Credentials};
 
 use crate::canonical::{Endpoint, Inspected};
 use crate::egress::HttpClient;
@@ -171,7 +173,18 @@ pub struct Local {
 pub trait StreamTranslator: Send {
     /// The canonical chunks for one event (`name` is the SSE event name, `data` its JSON), and
     /// whether the stream is over.
-    fn translate(&mut self, name: &str, data: &Value) -> Result<(Vec<Value>, bool), String>;
+    fn translate(&mut self, name: &str, data: &Value) -> Result<(Vec<Value>, bool), StreamError>;
+}
+
+/// Why a stream's event could not be translated: the stream ends there.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The upstream reported an error inside the stream (its own message).
+    #[error("the upstream's stream failed: {0}")]
+    Upstream(String),
+    /// The upstream broke its own stream protocol.
+    #[error("the upstream's stream broke its protocol: {0}")]
+    Protocol(&'static str),
 }
 
 /// How a provider type's requests are made: the registration of every type.
@@ -209,7 +222,7 @@ pub async fn probe(http: &HttpClient, provider_type: ProviderType, base: &str, k
     let started = std::time::Instant::now();
     let request = http.get(provider.probe_url(base)).timeout(std::time::Duration::from_secs(10));
     let outcome = match prepare(http, provider, request, base, Credentials::own(key)).await {
-        Err(why) => Err(why),
+        Err(why) => Err(why.to_string()),
         Ok(request) => match http.execute(request).await {
             Err(e) if e.is_timeout() => Err("the provider did not answer within 10 s".to_string()),
             Err(e) => Err(format!("the provider could not be reached: {e}")),
@@ -229,23 +242,6 @@ pub async fn probe(http: &HttpClient, provider_type: ProviderType, base: &str, k
     }
 }
 
-/// What a request to a provider is authenticated with: the model's own key, and whether the
-/// gateway's own cloud identity (the AWS credential chain, Google's application default
-/// credentials) may stand in when it has none. Only catalog models, which a global admin
-/// configured, may use the gateway's identity.
-#[derive(Clone, Copy)]
-pub struct Credentials<'a> {
-    pub key: Option<&'a SecretString>,
-    pub ambient: bool,
-}
-
-impl<'a> Credentials<'a> {
-    /// A key supplied by a user (their provider, their test): never the gateway's identity.
-    pub fn own(key: Option<&'a SecretString>) -> Self {
-        Credentials { key: key.filter(|k| !k.expose_secret().is_empty()), ambient: false }
-    }
-}
-
 /// What the caller is told of a redirect: its status, never its body or target.
 pub fn redirect_refused(status: reqwest::StatusCode) -> String {
     format!("the provider answered {status}, a redirect, which Tollgate does not follow; point the base URL at the final address")
@@ -259,8 +255,8 @@ pub async fn prepare(
     request: reqwest::RequestBuilder,
     base: &str,
     credentials: Credentials<'_>,
-) -> Result<reqwest::Request, String> {
-    let mut request = provider.authenticate(request, credentials.key).build().map_err(|e| e.without_url().to_string())?;
+) -> Result<reqwest::Request, AuthError> {
+    let mut request = provider.authenticate(request, credentials.key).build().map_err(|e| AuthError::Request(e.without_url().to_string()))?;
     // Boxed: their futures (the AWS credential chain's above all) are kilobytes, and inline they
     // would grow every proxied request's task, which is copied whole when it is spawned.
     if let Some((service, region)) = provider.sigv4(base) {

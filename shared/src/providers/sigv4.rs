@@ -13,20 +13,18 @@ use aws_sigv4::sign::v4;
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
 
-use super::Credentials;
+use super::credentials::{AuthError, Cloud, Credentials};
 
 /// Whether a request signed with the gateway's own AWS identity goes where that identity is
 /// meant for: the region's Bedrock runtime (FIPS, or a VPC endpoint of it), over HTTPS.
-fn aws_host(url: &reqwest::Url, region: &str) -> Result<(), String> {
+fn aws_host(url: &reqwest::Url, region: &str) -> Result<(), AuthError> {
     let host = url.host_str().unwrap_or_default();
     let official = [format!("bedrock-runtime.{region}.amazonaws.com"), format!("bedrock-runtime-fips.{region}.amazonaws.com")];
     let vpce = format!(".bedrock-runtime.{region}.vpce.amazonaws.com");
     if url.scheme() == "https" && (official.iter().any(|h| h == host) || host.ends_with(&vpce)) {
         Ok(())
     } else {
-        Err(format!(
-            "the gateway's own AWS identity signs only requests to https://bedrock-runtime.{region}.amazonaws.com (or its VPC endpoint); give this model a key of its own to use another endpoint"
-        ))
+        Err(AuthError::ForeignHost { cloud: Cloud::Aws, allowed: format!("https://bedrock-runtime.{region}.amazonaws.com (or its VPC endpoint)") })
     }
 }
 
@@ -48,29 +46,25 @@ fn static_credentials(key: &str) -> Option<AwsCredentials> {
 
 /// Authenticates `request` to `service` in `region`: a bearer API key, or SigV4 with the
 /// key's or the chain's credentials. The message of an error says what to fix.
-pub async fn authorize(request: &mut reqwest::Request, service: &str, region: &str, credentials: Credentials<'_>) -> Result<(), String> {
+pub async fn authorize(request: &mut reqwest::Request, service: &str, region: &str, credentials: Credentials<'_>) -> Result<(), AuthError> {
     let key = credentials.key.map(|k| k.expose_secret()).filter(|k| !k.is_empty());
     if key.is_none() {
         if !credentials.ambient {
-            return Err(
-                "this provider has no AWS credentials of its own: set its api_key to ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN] or a Bedrock API key"
-                    .into(),
-            );
+            return Err(AuthError::NoOwnKey(Cloud::Aws));
         }
         aws_host(request.url(), region)?;
     }
     let credentials = match key.map(|k| (k, static_credentials(k))) {
         Some((_, Some(credentials))) => credentials,
         Some((api_key, None)) => {
-            let value = format!("Bearer {api_key}").parse().map_err(|_| "the model's API key is not a valid header value".to_string())?;
+            let value = format!("Bearer {api_key}").parse().map_err(|_| AuthError::BadKey("it is not a valid header value".into()))?;
             request.headers_mut().insert(reqwest::header::AUTHORIZATION, value);
             return Ok(());
         }
-        None => chain()
-            .await
-            .provide_credentials()
-            .await
-            .map_err(|e| format!("no AWS credentials: set the model's key to ACCESS_KEY_ID:SECRET, or give the gateway a role or AWS_* variables ({e})"))?,
+        None => chain().await.provide_credentials().await.map_err(|e| AuthError::NoAmbient {
+            cloud: Cloud::Aws,
+            why: format!("set the model's key to ACCESS_KEY_ID:SECRET, or give the gateway a role or AWS_* variables ({e})"),
+        })?,
     };
     let identity = credentials.into();
     let params = v4::SigningParams::builder()
@@ -80,7 +74,7 @@ pub async fn authorize(request: &mut reqwest::Request, service: &str, region: &s
         .time(SystemTime::now())
         .settings(SigningSettings::default())
         .build()
-        .map_err(|e| format!("could not sign the request: {e}"))?
+        .map_err(|e| AuthError::Signing(e.to_string()))?
         .into();
     let body = request.body().and_then(reqwest::Body::as_bytes).unwrap_or_default();
     let headers: Vec<(String, String)> =
@@ -91,11 +85,11 @@ pub async fn authorize(request: &mut reqwest::Request, service: &str, region: &s
         headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
         SignableBody::Bytes(body),
     )
-    .map_err(|e| format!("could not sign the request: {e}"))?;
-    let (instructions, _) = sign(signable, &params).map_err(|e| format!("could not sign the request: {e}"))?.into_parts();
+    .map_err(|e| AuthError::Signing(e.to_string()))?;
+    let (instructions, _) = sign(signable, &params).map_err(|e| AuthError::Signing(e.to_string()))?.into_parts();
     for (name, value) in instructions.headers() {
-        let value = value.parse().map_err(|_| format!("could not sign the request: a bad {name} header"))?;
-        request.headers_mut().insert(reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?, value);
+        let value = value.parse().map_err(|_| AuthError::Signing(format!("a bad {name} header")))?;
+        request.headers_mut().insert(reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| AuthError::Signing(e.to_string()))?, value);
     }
     Ok(())
 }
@@ -127,7 +121,8 @@ mod tests {
         let client = reqwest::Client::new();
         let mut request = client.post("https://bedrock-runtime.eu-west-1.amazonaws.com/model/m/converse").build().unwrap();
         let why = authorize(&mut request, "bedrock", "eu-west-1", Credentials::own(None)).await.unwrap_err();
-        assert!(why.contains("no AWS credentials of its own"), "{why}");
+        assert!(matches!(why, AuthError::NoOwnKey(Cloud::Aws)), "{why}");
+        assert!(why.to_string().contains("no AWS credentials of its own"), "{why}");
         assert!(!request.headers().contains_key("authorization"));
         let ambient = Credentials { key: None, ambient: true };
         for elsewhere in [
@@ -137,7 +132,7 @@ mod tests {
         ] {
             let mut request = client.post(elsewhere).build().unwrap();
             let why = authorize(&mut request, "bedrock", "eu-west-1", ambient).await.unwrap_err();
-            assert!(why.contains("signs only requests to https://bedrock-runtime.eu-west-1.amazonaws.com"), "{elsewhere}: {why}");
+            assert!(why.to_string().contains("serves only requests to https://bedrock-runtime.eu-west-1.amazonaws.com"), "{elsewhere}: {why}");
             assert!(!request.headers().contains_key("authorization"));
         }
         assert!(aws_host(&"https://vpce-1.bedrock-runtime.eu-west-1.vpce.amazonaws.com/x".parse().unwrap(), "eu-west-1").is_ok());

@@ -259,7 +259,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
         };
         let refusal = ApiError::from(refusal);
         let seen = Observed::default();
-        flight.record(Charge::default(), &seen, outcome, refusal.status().as_u16(), false, Some(refusal.to_string())).await?;
+        flight.record(Charge::default(), &seen, outcome, refusal.status_code(), false, Some(refusal.to_string())).await?;
         return Err(Answer::Error { error: refusal, headers: headers::standing(&standing, None, now) });
     }
 }
@@ -412,7 +412,7 @@ impl Flight {
     async fn fail(&self, failure: &Failure, streamed: bool) -> ApiResult<Answer> {
         let error = failure_error(failure);
         let actual = Charge { calls: 1, ..Charge::default() };
-        self.record(actual, &Observed::default(), outcome_of(failure), error.status().as_u16(), streamed, Some(failure.describe())).await?;
+        self.record(actual, &Observed::default(), outcome_of(failure), error.status_code(), streamed, Some(failure.describe())).await?;
         Err(error)
     }
 

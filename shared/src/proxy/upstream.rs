@@ -130,7 +130,7 @@ impl Call<'_> {
         let key = self.credentials.key;
         let request = crate::providers::prepare(self.client, self.provider, self.provider.attribute(request, self.app), self.base_url, self.credentials)
             .await
-            .map_err(|why| Failure::Transport(crate::providers::redact(why, key)))?;
+            .map_err(|why| Failure::Transport(crate::providers::redact(why.to_string(), key)))?;
         let response = tokio::time::timeout(self.timeout, self.client.execute(request)).await.map_err(|_| Failure::Timeout)?.map_err(classify_send)?;
         let status = response.status();
         if status.is_redirection() {
@@ -220,7 +220,7 @@ fn translated(response: reqwest::Response, mut translator: Box<dyn StreamTransla
             Ok(e) => match serde_json::from_str::<Value>(&e.data) {
                 Ok(data) => match translator.translate(&e.event, &data) {
                     Ok((chunks, done)) => chunks.into_iter().map(|c| Ok(Event::ours(c))).chain(done.then_some(Ok(Event::Done))).collect(),
-                    Err(message) => vec![Err(Failure::Transport(format!("the upstream's stream failed: {message}")))],
+                    Err(why) => vec![Err(Failure::Transport(why.to_string()))],
                 },
                 Err(err) => vec![Err(Failure::Transport(format!("bad event from upstream: {err}")))],
             },
@@ -271,7 +271,7 @@ fn aws_event_stream(response: reqwest::Response, mut translator: Box<dyn StreamT
                         out.push(Ok(Event::Done));
                     }
                 }
-                Err(message) => out.push(Err(Failure::Transport(format!("the upstream's stream failed: {message}")))),
+                Err(why) => out.push(Err(Failure::Transport(why.to_string()))),
             }
         }
         futures::stream::iter(out)

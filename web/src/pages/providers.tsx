@@ -1,6 +1,6 @@
 // Your own providers (bring your own key): add, test, enable or disable, remove.
 import { useState } from "preact/hooks";
-import { call } from "../api";
+import { call, publicCall } from "../api";
 import { ErrorLine, Field, Table, useAction, useLoad } from "../ui";
 
 interface Provider {
@@ -13,12 +13,16 @@ interface Provider {
   has_api_key: boolean;
 }
 
-/** The types a provider of your own may have: the server's `ProviderType::user_owned()`
- * (tests/design.rs holds the two lists equal). */
-const PROVIDER_TYPES = ["openai", "anthropic", "azure", "bedrock", "gemini", "vertex", "openrouter", "huggingface", "openai-compatible"];
+/** The types a provider of your own may have, as the server's API document says (its enum
+ * comes from the server's one list of provider types). */
+async function providerTypes(): Promise<string[]> {
+  const doc = await publicCall<{ components: { schemas: Record<string, { properties: Record<string, { enum?: string[] }> }> } }>("GET", "/openapi.json");
+  return doc.components.schemas.CreateProvider?.properties.provider_type?.enum ?? [];
+}
 
 export function Providers() {
   const providers = useLoad(() => call<{ data: Provider[] }>("GET", "/admin/v1/me/providers?limit=1000"));
+  const types = useLoad(providerTypes);
   const [form, setForm] = useState({ name: "", provider_type: "openai", base_url: "", api_key: "", models: "" });
   const [tested, setTested] = useState<string | null>(null);
   const action = useAction();
@@ -45,7 +49,7 @@ export function Providers() {
         </Field>
         <Field label="Type">
           <select value={form.provider_type} onChange={(e) => setForm({ ...form, provider_type: e.currentTarget.value })}>
-            {PROVIDER_TYPES.map((k) => (
+            {(types.data ?? [form.provider_type]).map((k) => (
               <option value={k}>{k}</option>
             ))}
           </select>
@@ -61,7 +65,7 @@ export function Providers() {
         </Field>
         <button disabled={action.busy}>Add provider</button>
       </form>
-      <ErrorLine error={action.error ?? providers.error} />
+      <ErrorLine error={action.error ?? providers.error ?? types.error} />
       {tested && <p role="status">{tested}</p>}
       <Table
         head={["Name", "Type", "Models", "Key", "State", ""]}
