@@ -79,6 +79,19 @@ pub struct Config {
     /// reached, which invite links must point to, when the settings' `publicUrl` is not set.
     /// Without either, the local server's own `http://<TOLLGATE_LISTEN>/`.
     pub public_url: Option<String>,
+    /// `TOLLGATE_METRICS_TOKEN`, unset by default: the bearer token `GET /metrics` asks for.
+    /// Unset, `/metrics` answers anyone who reaches the listen address (keep it private, or
+    /// set the token).
+    pub metrics_token: Option<secrecy::SecretString>,
+    /// `TOLLGATE_METRICS_KEY_LABELS`, `false` by default: `true` adds the API key's id to the
+    /// proxied requests' and cost counters (one series per key: mind the cardinality).
+    pub metrics_key_labels: bool,
+    /// Where metrics go: EMF lines inside Lambda (`AWS_LAMBDA_RUNTIME_API` is set), else
+    /// `/metrics`.
+    pub metrics_sink: crate::metrics::Sink,
+    /// `TOLLGATE_LOG_FORMAT`: `text` (default) or `json`, one object per line with an access
+    /// line per request (request id, trace id, route, status, latency, outcome).
+    pub log_json: bool,
 }
 
 impl Default for Config {
@@ -106,6 +119,10 @@ impl Default for Config {
             app_url: None,
             app_title: None,
             public_url: None,
+            metrics_token: None,
+            metrics_key_labels: false,
+            metrics_sink: crate::metrics::Sink::Prometheus,
+            log_json: false,
         }
     }
 }
@@ -229,6 +246,24 @@ impl Config {
                 "relaxed" => true,
                 _ => return Err(BadSetting::new("TOLLGATE_DURABILITY", &v, "use `strict` or `relaxed`")),
             };
+        }
+        config.metrics_token = lookup("TOLLGATE_METRICS_TOKEN").map(secrecy::SecretString::from);
+        if let Some(v) = lookup("TOLLGATE_METRICS_KEY_LABELS") {
+            config.metrics_key_labels = match v.as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(BadSetting::new("TOLLGATE_METRICS_KEY_LABELS", &v, "use `true` or `false`")),
+            };
+        }
+        if let Some(v) = lookup("TOLLGATE_LOG_FORMAT") {
+            config.log_json = match v.as_str() {
+                "json" => true,
+                "text" => false,
+                _ => return Err(BadSetting::new("TOLLGATE_LOG_FORMAT", &v, "use `text` or `json`")),
+            };
+        }
+        if lookup("AWS_LAMBDA_RUNTIME_API").is_some() {
+            config.metrics_sink = crate::metrics::Sink::Emf;
         }
         Ok(config)
     }

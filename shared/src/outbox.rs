@@ -95,6 +95,15 @@ impl Outbox {
         Ok(sent)
     }
 
+    /// How many events wait for delivery (counted up to `cap` per shard).
+    pub async fn backlog(&self, cap: usize) -> ApiResult<usize> {
+        let mut waiting = 0;
+        for n in 0..SHARDS {
+            waiting += self.store.query(Query::new(Index::Gsi2, format!("OUTBOX#{n}")).prefix("p#").limit(cap)).await?.items.len();
+        }
+        Ok(waiting)
+    }
+
     /// Claims, sends and marks one event; false when another deliverer holds it or a channel failed.
     async fn deliver_one(&self, key: &Key) -> ApiResult<bool> {
         let store = self.store.as_ref();

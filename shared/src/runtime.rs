@@ -7,9 +7,17 @@ use crate::config::Config;
 use crate::http::{self, Group};
 use crate::state::AppState;
 
+/// Logs to stdout, filtered by `TOLLGATE_LOG` (default `info`): as text, or with
+/// `TOLLGATE_LOG_FORMAT=json` as one JSON object per line, with an access line per request
+/// (`http::ops::measure`). An unknown format is refused when the configuration is read.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG").unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if std::env::var("TOLLGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().flatten_event(true).with_current_span(false).with_span_list(false).try_init()
+    } else {
+        builder.with_target(false).try_init()
+    };
 }
 
 /// Serves `groups` with configuration from the environment.

@@ -12,6 +12,7 @@ use crate::budget_events::Alerts;
 use crate::clock::SharedClock;
 use crate::config::{Config, SecretsKind, StoreKind};
 use crate::identity::jwt::JwtKeys;
+use crate::metrics::{Metrics, Sink};
 use crate::notify::Notifier;
 use crate::outbox::Outbox;
 use crate::proxy::{Gateway, Hot, Tuning};
@@ -33,6 +34,9 @@ pub struct Inner {
     pub alerts: Arc<Alerts>,
     pub notifier: Notifier,
     pub outbox: Outbox,
+    pub metrics: Arc<Metrics>,
+    /// What the background task reports, for readiness.
+    pub heartbeat: Arc<crate::health::Heartbeat>,
 }
 
 /// What every handler is given: the services wired together once per process. The domain
@@ -149,6 +153,11 @@ impl AppState {
 
     /// Wires every service over the given backends and clock.
     pub fn wire(config: Config, store: Arc<dyn Store>, secrets: Arc<dyn SecretStore>, clock: SharedClock) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::new(config.metrics_sink, config.metrics_key_labels));
+        // Round trips are timed where /metrics can show them (a Lambda's EMF lines carry only
+        // the requests' own figures).
+        let store: Arc<dyn Store> =
+            if config.metrics_sink == Sink::Prometheus { Arc::new(crate::metrics::store::Timed { inner: store, metrics: metrics.clone() }) } else { store };
         let http = crate::egress::Egress::new(config.private_upstreams.clone())?;
         let notifier = Notifier { store: store.clone(), secrets: secrets.clone(), http: http.restricted.clone(), clock: clock.clone() };
         let outbox = Outbox::new(notifier.clone());
@@ -176,9 +185,38 @@ impl AppState {
             tuning,
             integrations,
             app: crate::providers::App { referer: config.app_url.clone(), title: config.app_title.clone() },
+            metrics: metrics.clone(),
         });
         let jwt = tokio::sync::OnceCell::new();
-        Ok(Self(Arc::new(Inner { store, secrets, clock, jwt, config, started: Instant::now(), gateway, hot, alerts, notifier, outbox })))
+        Ok(Self(Arc::new(Inner {
+            store,
+            secrets,
+            clock,
+            jwt,
+            config,
+            started: Instant::now(),
+            gateway,
+            hot,
+            alerts,
+            notifier,
+            outbox,
+            metrics,
+            heartbeat: Default::default(),
+        })))
+    }
+
+    /// The outbox's backlog and the rollups' lag, for `/metrics` and readiness.
+    async fn observe_background(&self) {
+        let backlog = self.outbox.backlog(crate::health::MAX_BACKLOG + 1).await;
+        let oldest = crate::usage::rollups::oldest_pending(self.store.as_ref()).await;
+        match (backlog, oldest) {
+            (Ok(backlog), Ok(oldest)) => {
+                let lag = oldest.map_or(0, |at| (self.clock.now() - at).num_milliseconds().max(0));
+                self.metrics.background(backlog, std::time::Duration::from_millis(lag as u64));
+                self.heartbeat.backlog(backlog);
+            }
+            (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "counting the outbox's backlog and the rollups' lag failed"),
+        }
     }
 
     /// A long-running process's background work, for the life of the process: a pass over
@@ -196,6 +234,12 @@ impl AppState {
                 if let Err(e) = crate::usage::rollups::roll_up(state.store.as_ref()).await {
                     tracing::warn!(error = %e, "adding usage records to their rollups failed; they stay pending");
                 }
+                // The figures operators watch: counted every 5 s, not every pass (each is a
+                // query per shard).
+                if pass % 5 == 0 {
+                    state.observe_background().await;
+                }
+                state.heartbeat.beat(state.clock.now().timestamp_millis());
                 if pass % 30 == 0
                     && let Err(e) =
                         crate::account_deletion::resume_deletions(state.store.as_ref(), state.secrets.as_ref(), state.clock.now(), state.hot.as_ref()).await

@@ -33,9 +33,10 @@ def call(base, method, path, body=None, token=None):
 
 
 @contextmanager
-def running_gateway(admin_email):
+def running_gateway(admin_email, env_extra=None, log_path=None):
     """A `tollgate serve` of its own; yields (base URL, the first admin's session token), or
-    (base URL, None) with no admin yet when `admin_email` is None."""
+    (base URL, None) with no admin yet when `admin_email` is None. Its output goes to
+    `log_path` (a file in its data directory by default), never to a pipe nobody reads."""
     port = free_port()
     data = tempfile.mkdtemp()
     # The services integrations talk to point at a closed local port: fuzzed tokens and
@@ -48,8 +49,10 @@ def running_gateway(admin_email):
         "TOLLGATE_OPENROUTER_URL": f"{nowhere}/api/v1",
         "TOLLGATE_HUGGINGFACE_URL": f"{nowhere}/v1",
         "TOLLGATE_HUGGINGFACE_HUB_URL": nowhere,
+        **(env_extra or {}),
     }
-    proc = subprocess.Popen([BINARY, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = open(log_path or os.path.join(data, "gateway.log"), "wb")
+    proc = subprocess.Popen([BINARY, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -65,3 +68,4 @@ def running_gateway(admin_email):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
+        log.close()

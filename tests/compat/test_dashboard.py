@@ -147,6 +147,13 @@ def test_the_main_journey_in_a_real_browser():
         expect(page.get_by_label("Type").locator('option[value="mock"]')).to_have_count(0)
         shot("providers")
 
+        go("Operations")
+        expect(page.get_by_role("heading", name="Operations")).to_be_visible()
+        # Read from /metrics: counts since start at once, rates after the second reading.
+        expect(page.get_by_role("cell", name="Requests since start")).to_be_visible()
+        expect(page.get_by_role("row", name="Requests per second")).not_to_contain_text("measuring", timeout=15000)
+        expect(page.get_by_role("row", name="Added latency p99")).to_be_visible()
+
         go("Settings")
         page.get_by_label("Role name").fill("auditor")
         page.get_by_label("report:read").check()

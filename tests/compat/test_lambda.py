@@ -20,6 +20,7 @@ import time
 import urllib.request
 import uuid
 
+import jsonschema
 import pytest
 
 import lambda_harness
@@ -126,6 +127,38 @@ def test_cargo_lambda_watch_serves_every_group_and_streams_the_proxy(watches):
     # Every request is in the usage the usage function reads.
     status, body = invoke(watches["usage"], "tollgate-usage", "GET", "/api/usage", token=admin)
     assert status == 200 and len(body["records"]) == 2, body
+
+
+def test_the_proxy_function_logs_its_metrics_as_emf(watches):
+    """After the watch test's two proxied requests: each left one EMF line in the proxy
+    function's log, valid by the format's schema, naming members that are there."""
+    schema = json.loads((ROOT / "tests" / "compat" / "emf_schema.json").read_text())
+    log = (ROOT / "target" / "cargo-lambda-watch-proxy.log").read_text(errors="replace")
+    documents = []
+    for line in log.splitlines():
+        at = line.find('{"_aws"')
+        if at >= 0:
+            # The whole line is the object (a log event must hold nothing else), once any
+            # prefix cargo lambda adds to its child's output is set aside.
+            documents.append(json.loads(line[at:]))
+    requests = [d for d in documents if "Requests" in d]
+    assert len(requests) == 2, log[-3000:]
+    for document in documents:
+        jsonschema.validate(document, schema)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for dimension_set in directive["Dimensions"]:
+                for name in dimension_set:
+                    assert isinstance(document[name], str) and 0 < len(document[name]) <= 1024, name
+            for metric in directive["Metrics"]:
+                value = document[metric["Name"]]
+                assert isinstance(value, (int, float)) or (isinstance(value, list) and len(value) <= 100), metric
+    for document in requests:
+        assert document["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Tollgate"
+        assert (document["Model"], document["Provider"], document["Outcome"]) == ("mock-lambda", "mock", "success")
+        assert document["Requests"] == 1 and document["UpstreamAttempts"] == 1
+        assert document["Latency"] >= document["GatewayLatency"] >= 0
+    streamed = [d for d in requests if "TimeToFirstToken" in d]
+    assert len(streamed) == 1 and streamed[0]["OutputTokens"] == 4
 
 
 def test_each_function_answers_its_first_event_cold(table, watches):

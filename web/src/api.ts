@@ -84,6 +84,18 @@ function refreshOnce(s: Session): Promise<Session | null> {
 
 /** A call with the session: a 401 is retried once after a refresh. */
 export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const resp = await authorized(method, path, body);
+  if (resp.status === 204) return undefined as T;
+  const text = await resp.text();
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+/** A GET with the session whose answer is text (the Prometheus exposition). */
+export async function callText(path: string): Promise<string> {
+  return (await authorized("GET", path)).text();
+}
+
+async function authorized(method: string, path: string, body?: unknown): Promise<Response> {
   let s = session();
   if (!s) throw new ApiError(401, "unauthorized", "Log in first.");
   let resp = await send(method, path, s.token, body);
@@ -95,9 +107,7 @@ export async function call<T>(method: string, path: string, body?: unknown): Pro
     resp = await send(method, path, s.token, body);
   }
   if (!resp.ok) throw await errorOf(resp);
-  if (resp.status === 204) return undefined as T;
-  const text = await resp.text();
-  return (text ? JSON.parse(text) : undefined) as T;
+  return resp;
 }
 
 export function logout() {

@@ -5,6 +5,7 @@ import { Login, Setup } from "./pages/auth";
 import { AcceptInvite, inviteToken } from "./pages/invite";
 import { Keys } from "./pages/keys";
 import { Models } from "./pages/models";
+import { Operations } from "./pages/operations";
 import { Overview } from "./pages/overview";
 import { Projects } from "./pages/projects";
 import { Providers } from "./pages/providers";
@@ -22,6 +23,7 @@ const PAGES: Record<string, { title: string; view: () => preact.JSX.Element }> =
   workspaces: { title: "Workspaces", view: Workspaces },
   projects: { title: "Projects", view: Projects },
   settings: { title: "Settings", view: SettingsPage },
+  operations: { title: "Operations", view: Operations },
 };
 
 function route() {

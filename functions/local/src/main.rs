@@ -68,6 +68,13 @@ async fn serve(create_table: bool) -> anyhow::Result<()> {
     let app = tollgate::http::app(state, &Group::ALL);
     // Bound before we say so: whoever reads "listening" can connect at once.
     let listener = tollgate::runtime::bind(listen).await?;
+    if config.log_json {
+        // Every line a JSON object, the banner too: log shippers read nothing else.
+        tracing::info!(listen = %listen, store = ?config.store, data = %config.data_dir.display(), admin_exists = configured, "Tollgate listening");
+        tollgate::runtime::serve(listener, app, shutdown_signal()).await?;
+        tracing::info!("Tollgate stopped");
+        return Ok(());
+    }
     println!("Tollgate listening on http://{listen} (store: {:?}, data: {})", config.store, config.data_dir.display());
     println!("Dashboard: http://{listen}/");
     if !configured {

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod integrations;
 pub mod me;
 pub mod models;
+pub mod ops;
 pub mod project_tokens;
 pub mod projects;
 pub mod proxy;
@@ -110,8 +111,11 @@ pub fn app(state: AppState, groups: &[Group]) -> Router {
     }
     let (router, _) = router.split_for_parts();
     router
+        .merge(ops::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
+        // Outside the fallbacks too, which it counts as `unmatched`.
+        .layer(middleware::from_fn_with_state(state.clone(), ops::measure))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| ApiError::internal("a handler panicked").into_response()))
         .layer(middleware::from_fn(edge::edge))

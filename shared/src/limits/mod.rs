@@ -259,7 +259,7 @@ pub fn seconds_until(then: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
 
 /// A refused request: which limit, and when it could be served (`fits`: the end of a calendar
 /// window, or when a rolling window has room again); `left` is what the limit has left.
-fn limit_exceeded(limit: &Limit, fits: Option<DateTime<Utc>>, left: i64, now: DateTime<Utc>) -> Refusal {
+fn limit_exceeded(limit: &Limit, level: Tier, fits: Option<DateTime<Utc>>, left: i64, now: DateTime<Utc>) -> Refusal {
     let retry_after_secs = fits.map_or(0, |e| u64::try_from(seconds_until(e, now).max(1)).unwrap_or(1));
     let when = match fits {
         None => "it never resets".to_string(),
@@ -274,10 +274,12 @@ fn limit_exceeded(limit: &Limit, fits: Option<DateTime<Utc>>, left: i64, now: Da
                 crate::money::format_dollars(limit.limit),
             ),
             left,
+            level,
         },
         metric => Refusal::Rate {
             message: format!("the {} limit of {} {} is reached; {when}", limit.window.describe(), limit.limit, metric.describe()),
             retry_after_secs,
+            level,
         },
     }
 }
@@ -398,11 +400,38 @@ async fn release_lapsed(store: &dyn Store, counters: &Key, now: DateTime<Utc>) -
 pub enum Refusal {
     /// A budget (a cost limit) has no room for the worst case; `left` is what it has left, in
     /// micro-dollars.
-    Budget { message: String, left: i64 },
+    Budget { message: String, left: i64, level: Tier },
     /// A rate or token limit is reached until `retry_after_secs` from now.
-    Rate { message: String, retry_after_secs: u64 },
+    Rate { message: String, retry_after_secs: u64, level: Tier },
     /// The reservation could not be made (the store failed).
     Failed(ApiError),
+}
+
+/// The level whose limit refused: what its counters item is named after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    Workspace,
+    Project,
+    Token,
+}
+
+impl Tier {
+    /// The level a counters item belongs to (`LIMITS#<level>#<id>`).
+    pub fn of(counters: &Key) -> Self {
+        match counters.pk.strip_prefix("LIMITS#").and_then(|rest| rest.split('#').next()) {
+            Some("workspace") => Tier::Workspace,
+            Some("project") => Tier::Project,
+            _ => Tier::Token,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Workspace => "workspace",
+            Tier::Project => "project",
+            Tier::Token => "token",
+        }
+    }
 }
 
 impl Refusal {
@@ -431,7 +460,7 @@ impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
         match refusal {
             Refusal::Budget { message, .. } => ApiError::BudgetExceeded(message),
-            Refusal::Rate { message, retry_after_secs } => ApiError::TooManyRequests { code: "rate_limit_exceeded", message, retry_after_secs },
+            Refusal::Rate { message, retry_after_secs, .. } => ApiError::TooManyRequests { code: "rate_limit_exceeded", message, retry_after_secs },
             Refusal::Failed(error) => error,
         }
     }
@@ -444,16 +473,16 @@ async fn read_refusal(store: &dyn Store, counters: &Key, plan: &[Planned], now: 
         Ok(item) => item.unwrap_or_default(),
         Err(e) => return e.into(),
     };
-    refusal_in(&item, plan, false, now)
+    refusal_in(&item, Tier::of(counters), plan, false, now)
 }
 
 /// Names the limit in `plan` that `item` has no room for, and a budget's remainder.
 /// With `own_counted`, `item` still counts the request's own reservation, being taken back.
-fn refusal_in(item: &Item, plan: &[Planned], own_counted: bool, now: DateTime<Utc>) -> Refusal {
+fn refusal_in(item: &Item, level: Tier, plan: &[Planned], own_counted: bool, now: DateTime<Utc>) -> Refusal {
     let own = |p: &Planned| if own_counted { p.amount } else { 0 };
     let refusing = |p: &Planned| {
         let used = used_in(&p.limit, &p.attr, item, now).saturating_sub(own(p)).max(0);
-        limit_exceeded(&p.limit, fits_at(&p.limit, item, p.amount, own(p), p.end, now), p.limit.limit.saturating_sub(used).max(0), now)
+        limit_exceeded(&p.limit, level, fits_at(&p.limit, item, p.amount, own(p), p.end, now), p.limit.limit.saturating_sub(used).max(0), now)
     };
     for p in plan {
         let used = used_in(&p.limit, &p.attr, item, now).saturating_sub(own(p)).max(0);
@@ -559,7 +588,7 @@ async fn try_reserve(
             take_back(store, &reservations, lease).await.map_err(|e| (e.into(), None))?;
             let plan: Vec<Planned> =
                 reservation.entries.iter().map(|e| Planned { limit: e.limit.clone(), attr: e.attr.clone(), amount: e.amount, end: e.window_end }).collect();
-            return Err((refusal_in(item, &plan, true, now), Some(reservation.counters.clone())));
+            return Err((refusal_in(item, Tier::of(&reservation.counters), &plan, true, now), Some(reservation.counters.clone())));
         }
     }
     Ok(reservations)

@@ -56,7 +56,7 @@ pub fn max_tokens_within(left: i64, req: &Inspected, candidates: &[Model]) -> Op
 /// A budget's refusal, saying what the request's worst case is, what is left, and which
 /// `max_tokens` would fit.
 pub fn explain(refused: Refusal, worst: &Charge, fit: Option<i64>) -> Refusal {
-    let Refusal::Budget { message, left } = refused else { return refused };
+    let Refusal::Budget { message, left, level } = refused else { return refused };
     let advice = match fit {
         Some(n) => format!("max_tokens: {n} would fit (or create the key with fit_max_tokens to have it lowered for you)"),
         None => "no max_tokens would make it fit".to_string(),
@@ -70,6 +70,7 @@ pub fn explain(refused: Refusal, worst: &Charge, fit: Option<i64>) -> Refusal {
             format_dollars(left),
         ),
         left,
+        level,
     }
 }
 

@@ -100,4 +100,5 @@ pub struct Gateway {
     pub integrations: crate::integrations::Endpoints,
     /// The app providers that attribute usage are told of when the caller names none.
     pub app: crate::providers::App,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

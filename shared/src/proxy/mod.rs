@@ -37,7 +37,8 @@ use crate::doors::Door;
 use crate::error::{ApiError, ApiResult, current_request_id};
 use crate::identity::sha256_hex;
 use crate::keys::{self, ApiKey};
-use crate::limits::{self, Charge, Reservation};
+use crate::limits::{self, Charge, Reservation, Tier};
+use crate::metrics::RefusalReason;
 use crate::money::{self, TokenClasses, format_dollars};
 use crate::providers;
 use crate::usage::{self, Outcome};
@@ -96,8 +97,12 @@ async fn model_secret(gw: &Gateway, model: &Model) -> ApiResult<Option<Arc<Secre
 /// The key behind a request to `endpoint`, with the scope it needs: checked from the headers
 /// alone, before the body is read, so nobody without a key makes the proxy hold a body.
 pub async fn admit_key(gw: &Gateway, endpoint: Endpoint, caller: &Requester) -> ApiResult<ApiKey> {
-    let key = authenticate(gw, caller.secret.as_deref(), caller.ip).await?;
-    require_scope(&key, endpoint.scope())?;
+    let key = authenticate(gw, caller.secret.as_deref(), caller.ip).await.inspect_err(|e| {
+        if e.is("ip_not_allowed") {
+            gw.metrics.refusal(RefusalReason::Address, Tier::Token.name());
+        }
+    })?;
+    require_scope(&key, endpoint.scope()).inspect_err(|_| gw.metrics.refusal(RefusalReason::Scope, Tier::Token.name()))?;
     Ok(key)
 }
 
@@ -170,6 +175,8 @@ struct Flight {
     app: providers::App,
     /// The `max_tokens` the request was lowered to so that a budget could pay for it.
     lowered_max_tokens: Option<i64>,
+    /// Counts the reservation as held until the flight ends.
+    held: Option<crate::metrics::Held>,
 }
 
 async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Requester, body: Bytes, started: Instant) -> Result<Flight, Answer> {
@@ -178,6 +185,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
         req.extras = crate::canonical::extras::of_responses(&exchange.request, &exchange.input);
     }
     if !key.allows_model(&req.model) {
+        gw.metrics.refusal(RefusalReason::Scope, Tier::Token.name());
         return Err(ApiError::forbidden("model_not_allowed", format!("this API key may not use the model {:?}", req.model)).into());
     }
     let context = levels::owner_context(&gw, &key).await?;
@@ -215,6 +223,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
         app,
         referer: caller.referer,
         lowered_max_tokens: None,
+        held: None,
     };
     let levels = levels::levels(&flight.key, &context);
     routing::budgets_can_hold(&levels, &flight.candidates)?;
@@ -235,6 +244,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
             Ok(reservations) => {
                 flight.events = budget_events::after_reservation(&flight.gw.alerts, &reservations, now);
                 flight.reservations = reservations;
+                flight.held = Some(flight.gw.metrics.hold());
                 return Ok(flight);
             }
             Err(refused) => refused,
@@ -248,6 +258,11 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
             continue;
         }
         let refusal = fit::explain(refused, &worst, fits);
+        match &refusal {
+            limits::Refusal::Budget { level, .. } => flight.gw.metrics.refusal(RefusalReason::Budget, level.name()),
+            limits::Refusal::Rate { level, .. } => flight.gw.metrics.refusal(RefusalReason::Rate, level.name()),
+            limits::Refusal::Failed(_) => {}
+        }
         // Where the key stands (read once, on the refusal path only): which budgets the refusal
         // exhausted, and the same headers a served answer has.
         let standing = limits::standing(flight.gw.store.as_ref(), &levels, now).await?;

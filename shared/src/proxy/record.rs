@@ -55,6 +55,8 @@ impl Flight {
             if stored.is_empty() { std::borrow::Cow::Borrowed(&self.events.ops) } else { std::borrow::Cow::Owned([self.events.ops.clone(), stored].concat()) };
         settle::settle(self.gw.store.as_ref(), &record, &self.reservations, &actual, touch_ops, &writes, self.gw.tuning.relaxed_durability).await?;
         self.events.written(&self.gw.alerts);
+        self.gw.metrics.request(&record);
+        self.gw.metrics.lapsed(self.reservations.iter().map(|r| r.lapsed.len()).sum());
         if touch {
             let mut touched = self.key.clone();
             touched.last_used_at = Some(now);

@@ -199,6 +199,26 @@ pub async fn roll_up(store: &dyn Store) -> ApiResult<usize> {
     Ok(added)
 }
 
+/// When the oldest usage record still waiting for its rollups was made, if one waits: a
+/// pending item's sort key starts with its record's time.
+pub async fn oldest_pending(store: &dyn Store) -> ApiResult<Option<chrono::DateTime<chrono::Utc>>> {
+    let mut oldest = None;
+    for shard in 0..PENDING_SHARDS {
+        let page = store.query(Query::new(Index::Primary, pending_partition(shard)).limit(1)).await?;
+        let at = page
+            .items
+            .first()
+            .and_then(Key::of)
+            .and_then(|key| chrono::DateTime::parse_from_rfc3339(key.sk.split('#').next()?).ok())
+            .map(|at| at.with_timezone(&chrono::Utc));
+        oldest = match (oldest, at) {
+            (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(oldest)
+}
+
 /// Adds `pending` items (as read, or as a stream delivered them) to their rollups and deletes
 /// them, each at most once: an item already gone (added before, by this consumer or another,
 /// or a replayed stream record) adds nothing. Returns how many it added.

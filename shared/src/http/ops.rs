@@ -1,0 +1,115 @@
+//! What operators and their machines ask of a running gateway: `/health/live`,
+//! `/health/ready` (for load balancers and Kubernetes probes: no session, cheap) and
+//! `/metrics` (Prometheus's text format; behind `TOLLGATE_METRICS_TOKEN` when it is set).
+//! These serve the long-running server; inside Lambda, metrics leave as EMF log lines.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use secrecy::ExposeSecret;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::health::{self, Check};
+use crate::identity::roles::{self, Permission};
+use crate::identity::sessions;
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/health/live", get(live)).route("/health/ready", get(ready)).route("/metrics", get(metrics))
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    checks: Vec<Check>,
+}
+
+/// The process serves: 200 whenever it can answer at all.
+async fn live() -> axum::Json<Health> {
+    axum::Json(Health { status: "live", checks: vec![] })
+}
+
+/// 200 when every check passes, else 503 naming what failed.
+async fn ready(State(state): State<AppState>) -> Response {
+    let checks = health::ready(state.store.as_ref(), state.secrets.as_ref(), &state.heartbeat, state.clock.now().timestamp_millis()).await;
+    let ok = checks.iter().all(|c| c.ok);
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(Health { status: if ok { "ready" } else { "unready" }, checks })).into_response()
+}
+
+/// The Prometheus exposition.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    may_read_metrics(&state, &headers).await?;
+    let text = state.metrics.render().ok_or_else(|| ApiError::not_found("this process sends its metrics as EMF log lines, not on /metrics"))?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text).into_response())
+}
+
+/// With `TOLLGATE_METRICS_TOKEN` set, `/metrics` takes that token, or the session of someone
+/// who may read the settings (the dashboard's Operations page).
+async fn may_read_metrics(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &state.config.metrics_token else { return Ok(()) };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let Some(given) = given else { return Err(ApiError::unauthorized("GET /metrics takes the bearer token set in TOLLGATE_METRICS_TOKEN")) };
+    // Compared as hashes, so the time taken says nothing about how much of the token matched.
+    if crate::identity::sha256_hex(given) == crate::identity::sha256_hex(token.expose_secret()) {
+        return Ok(());
+    }
+    let store = state.store.as_ref();
+    let Ok((user, _)) = sessions::authenticate(store, state.jwt().await?, state.clock.now(), given).await else {
+        return Err(ApiError::unauthorized("GET /metrics takes the bearer token set in TOLLGATE_METRICS_TOKEN, or a session with settings:read"));
+    };
+    let permissions = roles::permissions_of(store, &user.role).await?.unwrap_or_default();
+    if permissions.contains(&Permission::SettingsRead) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("insufficient_permissions", "reading /metrics with a session needs the settings:read permission"))
+    }
+}
+
+/// Counts and times every answer by its route template (so label values stay bounded):
+/// installed as a route layer, it sees the matched path the router found.
+pub async fn measure(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let method = request.method().clone();
+    // A caller's W3C trace context names the trace its request belongs to.
+    let trace_id = state.config.log_json.then(|| trace_id(request.headers())).flatten();
+    let response = next.run(request).await;
+    let (route, status, took) = (route.as_deref().unwrap_or("unmatched"), response.status().as_u16(), started.elapsed());
+    state.metrics.http(route, method.as_str(), status, took);
+    if state.config.log_json {
+        let outcome = match status {
+            200..=399 => "success",
+            402 => "budget_exceeded",
+            429 => "rate_limited",
+            400..=499 => "refused",
+            _ => "error",
+        };
+        tracing::info!(
+            request_id = %crate::error::current_request_id(),
+            trace_id = trace_id.as_deref().unwrap_or(""),
+            route,
+            method = method.as_str(),
+            status,
+            latency_ms = took.as_secs_f64() * 1000.0,
+            outcome,
+            "request"
+        );
+    }
+    response
+}
+
+/// The trace id of a valid `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
+fn trace_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (_version, trace) = (parts.next()?, parts.next()?);
+    (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()) && trace != "0".repeat(32)).then(|| trace.to_ascii_lowercase())
+}

@@ -1,0 +1,280 @@
+//! What the gateway counts and times, for operators: HTTP answers by route, proxied requests
+//! by model and provider with their tokens, cost and latency (the gateway's own time apart
+//! from the upstream's), refusals by reason and level, reservations held, store round trips,
+//! the outbox's backlog and the rollups' lag.
+//!
+//! Figures go where the process can hand them on: on a long-running server, to a Prometheus
+//! recorder of our own that `/metrics` renders (no global recorder, so every test app counts
+//! alone); inside Lambda, as CloudWatch Embedded Metric Format lines in the function's log
+//! (`emf`). Recording does no I/O, and label values are bounded: model, provider, route
+//! template, outcome, project and workspace; never a key or a user unless the operator asks
+//! (`TOLLGATE_METRICS_KEY_LABELS`).
+
+pub mod emf;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::usage::UsageRecord;
+
+/// Latency buckets, in seconds: from a cache hit's fraction of a millisecond to a long
+/// completion's two minutes.
+const BUCKETS: [f64; 16] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
+
+static META: Metadata<'static> = Metadata::new("tollgate", metrics::Level::INFO, Some("tollgate::metrics"));
+
+/// Every metric: its name in the exposition, its unit and what it counts. The Grafana dashboard
+/// in docs/ names only these (tests check it).
+pub const FAMILIES: &[(&str, Unit, &str)] = &[
+    ("tollgate_http_requests_total", Unit::Count, "HTTP answers, by route template, method and status"),
+    ("tollgate_http_request_duration_seconds", Unit::Seconds, "Time to an HTTP answer's head, by route template and method"),
+    ("tollgate_proxy_requests_total", Unit::Count, "Proxied requests, by endpoint, model, provider, outcome and status"),
+    (
+        "tollgate_proxy_duration_seconds",
+        Unit::Seconds,
+        "Proxied requests' time, by model and provider; part total, upstream (the attempts) or gateway (the rest)",
+    ),
+    ("tollgate_proxy_ttft_seconds", Unit::Seconds, "Streamed requests' time to the first token, by model and provider"),
+    ("tollgate_proxy_tokens_total", Unit::Count, "Tokens, by model, provider and kind (input, output, cached, cache_write, reasoning)"),
+    ("tollgate_proxy_cost_microdollars_total", Unit::Count, "Cost charged, in millionths of a dollar, by model, provider, project and workspace"),
+    ("tollgate_proxy_refusals_total", Unit::Count, "Requests refused before the upstream, by reason and level"),
+    ("tollgate_proxy_reservations_held", Unit::Count, "Requests holding a reservation against their limits now"),
+    ("tollgate_proxy_leases_lapsed_total", Unit::Count, "Reservations of dead requests found lapsed and released by a settlement"),
+    ("tollgate_upstream_attempts_total", Unit::Count, "Upstream attempts, by provider and result"),
+    ("tollgate_upstream_fallbacks_total", Unit::Count, "Requests served (or failed) by a later candidate after an earlier one failed"),
+    ("tollgate_store_round_trip_seconds", Unit::Seconds, "Round trips to the store, by operation"),
+    ("tollgate_outbox_backlog", Unit::Count, "Budget events waiting in the outbox for delivery"),
+    ("tollgate_rollup_lag_seconds", Unit::Seconds, "Age of the oldest usage record not yet in its rollups (0 when none waits)"),
+];
+
+/// Why a request was refused before it reached an upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// A budget (a cost limit) had no room.
+    Budget,
+    /// A rate or token limit was reached.
+    Rate,
+    /// The key lacks the scope, or may not use the model.
+    Scope,
+    /// The request came from an address the key does not allow.
+    Address,
+}
+
+impl RefusalReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            RefusalReason::Budget => "budget",
+            RefusalReason::Rate => "rate",
+            RefusalReason::Scope => "scope",
+            RefusalReason::Address => "address",
+        }
+    }
+}
+
+/// How metrics leave the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    /// Kept for `/metrics` to render (a long-running server).
+    Prometheus,
+    /// Written as EMF lines on stdout (inside Lambda, whose log CloudWatch reads).
+    Emf,
+}
+
+struct Prometheus {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    held: Gauge,
+    lapsed: Counter,
+    fallbacks: Counter,
+    backlog: Gauge,
+    lag: Gauge,
+}
+
+/// The process's metrics.
+pub struct Metrics {
+    prometheus: Option<Prometheus>,
+    emf: bool,
+    /// Whether proxied requests' counters carry the key's id (an operator's opt-in: one series
+    /// per key).
+    key_labels: bool,
+}
+
+fn label(name: &'static str, value: impl Into<SharedString>) -> Label {
+    Label::new(name, value)
+}
+
+impl Metrics {
+    pub fn new(sink: Sink, key_labels: bool) -> Self {
+        let prometheus = (sink == Sink::Prometheus).then(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+                .expect("the buckets are not empty")
+                .build_recorder();
+            for (name, unit, help) in FAMILIES {
+                let (name, help) = (KeyName::from_const_str(name), SharedString::const_str(help));
+                if name.as_str().ends_with("_seconds") {
+                    recorder.describe_histogram(name, Some(*unit), help);
+                } else if name.as_str().ends_with("_total") {
+                    recorder.describe_counter(name, Some(*unit), help);
+                } else {
+                    recorder.describe_gauge(name, Some(*unit), help);
+                }
+            }
+            let gauge = |name: &'static str| recorder.register_gauge(&Key::from_static_name(name), &META);
+            let counter = |name: &'static str| recorder.register_counter(&Key::from_static_name(name), &META);
+            let (held, backlog, lag) = (gauge("tollgate_proxy_reservations_held"), gauge("tollgate_outbox_backlog"), gauge("tollgate_rollup_lag_seconds"));
+            let (lapsed, fallbacks) = (counter("tollgate_proxy_leases_lapsed_total"), counter("tollgate_upstream_fallbacks_total"));
+            // Present from the start at zero, so a scrape before any traffic sees them.
+            for g in [&held, &backlog, &lag] {
+                g.set(0.0);
+            }
+            lapsed.absolute(0);
+            fallbacks.absolute(0);
+            let handle = recorder.handle();
+            Prometheus { recorder, handle, held, lapsed, fallbacks, backlog, lag }
+        });
+        Metrics { prometheus, emf: sink == Sink::Emf, key_labels }
+    }
+
+    /// The Prometheus text exposition, or `None` where metrics leave as EMF.
+    pub fn render(&self) -> Option<String> {
+        self.prometheus.as_ref().map(|p| p.handle.render())
+    }
+
+    fn counter(&self, name: &'static str, labels: Vec<Label>, by: u64) {
+        if let Some(p) = &self.prometheus {
+            p.recorder.register_counter(&Key::from_parts(name, labels), &META).increment(by);
+        }
+    }
+
+    fn seconds(&self, name: &'static str, labels: Vec<Label>, took: Duration) {
+        if let Some(p) = &self.prometheus {
+            p.recorder.register_histogram(&Key::from_parts(name, labels), &META).record(took.as_secs_f64());
+        }
+    }
+
+    /// An HTTP answer: its route template (`unmatched` for no route), method and status.
+    pub fn http(&self, route: &str, method: &str, status: u16, took: Duration) {
+        if self.prometheus.is_none() {
+            return;
+        }
+        let (route, method) = (route.to_string(), method.to_string());
+        self.counter(
+            "tollgate_http_requests_total",
+            vec![label("route", route.clone()), label("method", method.clone()), label("status", status.to_string())],
+            1,
+        );
+        self.seconds("tollgate_http_request_duration_seconds", vec![label("route", route), label("method", method)], took);
+    }
+
+    /// A proxied request as its usage record says, written when it is settled.
+    pub fn request(&self, record: &UsageRecord) {
+        let upstream_ms: i64 = record.routing.iter().map(|a| a.latency_ms.max(0)).sum();
+        if self.emf {
+            emf::print(&emf::request(record, upstream_ms));
+        }
+        let Some(p) = &self.prometheus else { return };
+        let model = || label("model", record.model.clone());
+        let provider = || label("provider", record.provider.clone());
+        let mut requests = vec![
+            label("endpoint", record.endpoint.clone()),
+            model(),
+            provider(),
+            label("outcome", record.outcome.as_str()),
+            label("status", record.status_code.to_string()),
+        ];
+        if self.key_labels {
+            requests.push(label("key", record.api_key_id.map(|k| k.to_string()).unwrap_or_default()));
+        }
+        self.counter("tollgate_proxy_requests_total", requests, 1);
+        let total = Duration::from_millis(record.latency_ms.max(0) as u64);
+        let upstream = Duration::from_millis(upstream_ms as u64).min(total);
+        for (part, took) in [("total", total), ("upstream", upstream), ("gateway", total - upstream)] {
+            self.seconds("tollgate_proxy_duration_seconds", vec![model(), provider(), label("part", part)], took);
+        }
+        if let Some(ttft) = record.ttft_ms.filter(|_| record.streamed) {
+            self.seconds("tollgate_proxy_ttft_seconds", vec![model(), provider()], Duration::from_millis(ttft.max(0) as u64));
+        }
+        let tokens = [
+            ("input", record.input_tokens),
+            ("output", record.output_tokens),
+            ("cached", record.cached_tokens),
+            ("cache_write", record.cache_write_tokens),
+            ("reasoning", record.reasoning_tokens),
+        ];
+        for (kind, n) in tokens.into_iter().filter(|(_, n)| *n > 0) {
+            self.counter("tollgate_proxy_tokens_total", vec![model(), provider(), label("kind", kind)], n as u64);
+        }
+        let id = |id: Option<uuid::Uuid>| id.map_or_else(|| "none".to_string(), |id| id.to_string());
+        let mut cost = vec![model(), provider(), label("project", id(record.project_id)), label("workspace", id(record.org_id))];
+        if self.key_labels {
+            cost.push(label("key", id(record.api_key_id)));
+        }
+        self.counter("tollgate_proxy_cost_microdollars_total", cost, record.cost_micros.max(0) as u64);
+        for attempt in &record.routing {
+            let result = match (attempt.status, attempt.error.is_some()) {
+                (Some(200), false) => "ok".to_string(),
+                (Some(status), _) => format!("status_{}xx", status / 100),
+                (None, _) if record.outcome == crate::usage::Outcome::Timeout => "timeout".into(),
+                (None, _) => "error".into(),
+            };
+            self.counter("tollgate_upstream_attempts_total", vec![label("provider", attempt.provider.clone()), label("result", result)], 1);
+        }
+        if record.routing.len() > 1 {
+            p.fallbacks.increment(1);
+        }
+    }
+
+    /// A request refused before any upstream: why, and at which level (workspace, project or
+    /// token; `token` for a key's own scope and address rules).
+    pub fn refusal(&self, reason: RefusalReason, level: &'static str) {
+        if self.emf {
+            emf::print(&emf::refusal(reason.name(), level));
+        }
+        self.counter("tollgate_proxy_refusals_total", vec![label("reason", reason.name()), label("level", level)], 1);
+    }
+
+    /// A request took its reservation: counted as held until the guard is dropped, however
+    /// the request ends.
+    pub fn hold(self: &Arc<Self>) -> Held {
+        if let Some(p) = &self.prometheus {
+            p.held.increment(1.0);
+        }
+        Held(self.clone())
+    }
+
+    /// A settlement released `n` lapsed leases of dead requests.
+    pub fn lapsed(&self, n: usize) {
+        if let (Some(p), true) = (&self.prometheus, n > 0) {
+            p.lapsed.increment(n as u64);
+        }
+    }
+
+    /// One round trip to the store.
+    pub fn store(&self, op: &'static str, took: Duration) {
+        self.seconds("tollgate_store_round_trip_seconds", vec![label("op", op)], took);
+    }
+
+    /// The outbox's backlog and the rollups' lag, as the background pass found them.
+    pub fn background(&self, backlog: usize, lag: Duration) {
+        if let Some(p) = &self.prometheus {
+            p.backlog.set(backlog as f64);
+            p.lag.set(lag.as_secs_f64());
+        }
+    }
+}
+
+/// A reservation counted as held (`Metrics::hold`), until this is dropped.
+pub struct Held(Arc<Metrics>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0.prometheus {
+            p.held.decrement(1.0);
+        }
+    }
+}
