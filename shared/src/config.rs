@@ -92,6 +92,19 @@ pub struct Config {
     /// `TOLLGATE_LOG_FORMAT`: `text` (default) or `json`, one object per line with an access
     /// line per request (request id, trace id, route, status, latency, outcome).
     pub log_json: bool,
+    /// Traces (see `traces`): off unless an OTLP endpoint is set.
+    pub traces: TraceConfig,
+}
+
+/// Where spans go and what they may carry.
+#[derive(Clone, Debug, Default)]
+pub struct TraceConfig {
+    /// The OTLP traces URL: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it is, else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`; none (or `OTEL_SDK_DISABLED=true`, or
+    /// `OTEL_TRACES_EXPORTER=none`): tracing is off.
+    pub endpoint: Option<String>,
+    /// `TOLLGATE_TRACE_CONTENT=true`: a request's messages go on its span (never by default).
+    pub content: bool,
 }
 
 impl Default for Config {
@@ -123,6 +136,7 @@ impl Default for Config {
             metrics_key_labels: false,
             metrics_sink: crate::metrics::Sink::Prometheus,
             log_json: false,
+            traces: TraceConfig::default(),
         }
     }
 }
@@ -260,6 +274,26 @@ impl Config {
                 "json" => true,
                 "text" => false,
                 _ => return Err(BadSetting::new("TOLLGATE_LOG_FORMAT", &v, "use `text` or `json`")),
+            };
+        }
+        let traces_off = lookup("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            || lookup("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"));
+        config.traces.endpoint = match (lookup("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), lookup("OTEL_EXPORTER_OTLP_ENDPOINT")) {
+            _ if traces_off => None,
+            (Some(url), _) => Some(url),
+            (None, Some(base)) => Some(format!("{}/v1/traces", base.trim_end_matches('/'))),
+            (None, None) => None,
+        };
+        if let Some(url) = &config.traces.endpoint
+            && reqwest::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+        {
+            return Err(BadSetting::new("OTEL_EXPORTER_OTLP_ENDPOINT", url, "use the collector's http(s) URL, such as http://127.0.0.1:4318"));
+        }
+        if let Some(v) = lookup("TOLLGATE_TRACE_CONTENT") {
+            config.traces.content = match v.as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(BadSetting::new("TOLLGATE_TRACE_CONTENT", &v, "use `true` or `false`")),
             };
         }
         if lookup("AWS_LAMBDA_RUNTIME_API").is_some() {

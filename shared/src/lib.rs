@@ -39,6 +39,7 @@ pub mod settings;
 pub mod sovereignty;
 pub mod state;
 pub mod store;
+pub mod traces;
 pub mod usage;
 pub mod usage_visibility;
 pub mod workspaces;

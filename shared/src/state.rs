@@ -175,6 +175,7 @@ impl AppState {
             huggingface: config.huggingface_url.clone(),
             huggingface_hub: config.huggingface_hub_url.clone(),
         };
+        let traces = crate::traces::Tracing::start(&config.traces, http.trusted.clone(), metrics.clone())?;
         let gateway = Arc::new(Gateway {
             store: store.clone(),
             secrets: secrets.clone(),
@@ -186,6 +187,7 @@ impl AppState {
             integrations,
             app: crate::providers::App { referer: config.app_url.clone(), title: config.app_title.clone() },
             metrics: metrics.clone(),
+            traces,
         });
         let jwt = tokio::sync::OnceCell::new();
         Ok(Self(Arc::new(Inner {

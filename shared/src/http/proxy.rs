@@ -55,7 +55,14 @@ fn caller(headers: &HeaderMap, ip: ClientIp) -> Requester {
     let text = |names: [&HeaderName; 2]| {
         names.iter().find_map(|name| headers.get(*name)).and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).map(|s| s.chars().take(512).collect())
     };
-    Requester { secret: presented_key(headers), ip: ip.0, referer: text([&HTTP_REFERER, &header::REFERER]), title: text([&OPENROUTER_TITLE, &X_TITLE]) }
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).filter(|v| v.len() <= 128).map(str::to_string);
+    Requester {
+        secret: presented_key(headers),
+        ip: ip.0,
+        referer: text([&HTTP_REFERER, &header::REFERER]),
+        title: text([&OPENROUTER_TITLE, &X_TITLE]),
+        traceparent,
+    }
 }
 
 /// Reads a proxied request's body, up to `MAX_PROXY_BODY_BYTES`.

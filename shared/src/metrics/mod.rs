@@ -49,6 +49,7 @@ pub const FAMILIES: &[(&str, Unit, &str)] = &[
     ("tollgate_store_round_trip_seconds", Unit::Seconds, "Round trips to the store, by operation"),
     ("tollgate_outbox_backlog", Unit::Count, "Budget events waiting in the outbox for delivery"),
     ("tollgate_rollup_lag_seconds", Unit::Seconds, "Age of the oldest usage record not yet in its rollups (0 when none waits)"),
+    ("tollgate_trace_spans_dropped_total", Unit::Count, "Spans dropped: the export queue was full, or the collector refused their batch"),
 ];
 
 /// Why a request was refused before it reached an upstream.
@@ -90,6 +91,7 @@ struct Prometheus {
     held: Gauge,
     lapsed: Counter,
     fallbacks: Counter,
+    spans_dropped: Counter,
     backlog: Gauge,
     lag: Gauge,
 }
@@ -128,14 +130,16 @@ impl Metrics {
             let counter = |name: &'static str| recorder.register_counter(&Key::from_static_name(name), &META);
             let (held, backlog, lag) = (gauge("tollgate_proxy_reservations_held"), gauge("tollgate_outbox_backlog"), gauge("tollgate_rollup_lag_seconds"));
             let (lapsed, fallbacks) = (counter("tollgate_proxy_leases_lapsed_total"), counter("tollgate_upstream_fallbacks_total"));
+            let spans_dropped = counter("tollgate_trace_spans_dropped_total");
             // Present from the start at zero, so a scrape before any traffic sees them.
             for g in [&held, &backlog, &lag] {
                 g.set(0.0);
             }
-            lapsed.absolute(0);
-            fallbacks.absolute(0);
+            for c in [&lapsed, &fallbacks, &spans_dropped] {
+                c.absolute(0);
+            }
             let handle = recorder.handle();
-            Prometheus { recorder, handle, held, lapsed, fallbacks, backlog, lag }
+            Prometheus { recorder, handle, held, lapsed, fallbacks, spans_dropped, backlog, lag }
         });
         Metrics { prometheus, emf: sink == Sink::Emf, key_labels }
     }
@@ -251,6 +255,13 @@ impl Metrics {
     pub fn lapsed(&self, n: usize) {
         if let (Some(p), true) = (&self.prometheus, n > 0) {
             p.lapsed.increment(n as u64);
+        }
+    }
+
+    /// Spans the trace exporter dropped.
+    pub fn spans_dropped(&self, n: usize) {
+        if let Some(p) = &self.prometheus {
+            p.spans_dropped.increment(n as u64);
         }
     }
 

@@ -101,4 +101,6 @@ pub struct Gateway {
     /// The app providers that attribute usage are told of when the caller names none.
     pub app: crate::providers::App,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Spans of proxied requests, when an OTLP endpoint is configured.
+    pub traces: Option<crate::traces::Tracing>,
 }

@@ -41,6 +41,7 @@ use crate::limits::{self, Charge, Reservation, Tier};
 use crate::metrics::RefusalReason;
 use crate::money::{self, TokenClasses, format_dollars};
 use crate::providers;
+use crate::traces::{Child, FlightTrace};
 use crate::usage::{self, Outcome};
 
 /// Who is calling the proxy, as the HTTP layer saw it (not to be confused with a signed-in
@@ -51,6 +52,8 @@ pub struct Requester {
     /// The calling app's URL and name, as it says them (OpenRouter's attribution headers).
     pub referer: Option<String>,
     pub title: Option<String>,
+    /// The caller's W3C trace context, which the request's span continues.
+    pub traceparent: Option<String>,
 }
 
 /// The key behind a presented secret, refusing unknown, revoked, expired and rotated-out keys
@@ -130,7 +133,8 @@ impl From<ApiError> for Answer {
 /// The body is canonical (a door other than OpenAI's has translated it); the answer goes back
 /// through `door`.
 pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Requester, body: Bytes, started: Instant) -> Answer {
-    match admit(gw, endpoint, door, key, caller, body, started).await {
+    let trace = gw.traces.as_ref().map(|t| t.request(endpoint, caller.traceparent.as_deref()));
+    match admit(gw, endpoint, door, key, caller, body, started, trace).await {
         Ok(flight) => {
             // The flight runs on its own task, so a client that goes away cannot cut its
             // settlement and record short.
@@ -177,10 +181,49 @@ struct Flight {
     lowered_max_tokens: Option<i64>,
     /// Counts the reservation as held until the flight ends.
     held: Option<crate::metrics::Held>,
+    /// The request's span (when tracing is on), and the upstream attempt's under way.
+    trace: Option<FlightTrace>,
+    attempt_span: std::sync::Mutex<Option<Child>>,
 }
 
-async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Requester, body: Bytes, started: Instant) -> Result<Flight, Answer> {
+/// Admits a request (see `admit_inner`); a refusal or error ends its span saying so.
+#[allow(clippy::too_many_arguments)]
+async fn admit(
+    gw: Arc<Gateway>,
+    endpoint: Endpoint,
+    door: Door,
+    key: ApiKey,
+    caller: Requester,
+    body: Bytes,
+    started: Instant,
+    trace: Option<FlightTrace>,
+) -> Result<Flight, Answer> {
+    let root = trace.as_ref().map(FlightTrace::root);
+    let admitted = admit_inner(gw, endpoint, door, key, caller, body, started, trace).await;
+    if let (Err(answer), Some(root)) = (&admitted, &root) {
+        if let Answer::Error { error, .. } = answer {
+            root.failed(error.status_code(), error.to_string());
+        }
+        root.end();
+    }
+    admitted
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn admit_inner(
+    gw: Arc<Gateway>,
+    endpoint: Endpoint,
+    door: Door,
+    key: ApiKey,
+    caller: Requester,
+    body: Bytes,
+    started: Instant,
+    trace: Option<FlightTrace>,
+) -> Result<Flight, Answer> {
     let mut req = crate::canonical::inspect(endpoint, &body)?;
+    if let Some(trace) = &trace {
+        trace.admitted(&req.model, req.body.get("messages").or_else(|| req.body.get("input")));
+    }
     if let Door::Responses(exchange) = &door {
         req.extras = crate::canonical::extras::of_responses(&exchange.request, &exchange.input);
     }
@@ -224,6 +267,9 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
         referer: caller.referer,
         lowered_max_tokens: None,
         held: None,
+        // From here the flight ends the span, whenever it ends.
+        trace: trace.map(FlightTrace::owned),
+        attempt_span: std::sync::Mutex::new(None),
     };
     let levels = levels::levels(&flight.key, &context);
     routing::budgets_can_hold(&levels, &flight.candidates)?;
@@ -235,6 +281,7 @@ async fn admit(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, ca
         expires_at: now.timestamp().saturating_add((flight.timeout + flight.gw.tuning.lease_margin).as_secs() as i64).saturating_add(1),
         record: usage::lease_record(&flight.key.owner.tag(), flight.key.id, &flight.model.id, flight.endpoint_name(), flight.record_expiry(now)),
     };
+    let _admission = flight.trace.as_ref().map(FlightTrace::admission);
     let mut worst = fit::worst_case(&flight.req, &flight.candidates);
     // A key that opted in is lowered at most twice: to what the refusing budget has left, and
     // again if another level's budget then refuses.
@@ -333,6 +380,9 @@ impl Flight {
         // gateway's own cloud identity; a user's provider or a workspace's integration gets
         // neither.
         let admin_configured = self.model.dynamic.is_none();
+        let attempt = self.trace.as_ref().map(|t| t.attempt(self.req.endpoint, self.model.provider.name(), self.model.upstream_id()));
+        let traceparent = attempt.as_ref().and_then(Child::traceparent);
+        *self.attempt_span.lock().expect("attempt span") = attempt;
         let call = upstream::Call {
             provider,
             request: &self.req,
@@ -347,12 +397,19 @@ impl Flight {
             urls: &self.gw.hot.upstream_urls,
             body: self.upstream_body(provider),
             timeout: self.timeout,
+            traceparent: traceparent.as_deref(),
         };
         Ok(go(call).await)
     }
 
     /// Notes an attempt at the current model in the routing trace.
     fn attempted(&mut self, since: Instant, failure: Option<&Failure>) {
+        // The attempt's span ends here, saying how it went.
+        if let Some(span) = self.attempt_span.get_mut().expect("attempt span").take()
+            && let Some(failure) = failure
+        {
+            span.fail(failure.describe());
+        }
         let status = match failure {
             None => Some(200),
             Some(Failure::Status(s, _)) => Some(i64::from(*s)),

@@ -53,7 +53,12 @@ impl Flight {
         let stored = if response.is_some() { Box::pin(self.store_response(response, now)).await? } else { vec![] };
         let writes =
             if stored.is_empty() { std::borrow::Cow::Borrowed(&self.events.ops) } else { std::borrow::Cow::Owned([self.events.ops.clone(), stored].concat()) };
+        let settlement = self.trace.as_ref().map(crate::traces::FlightTrace::settlement);
         settle::settle(self.gw.store.as_ref(), &record, &self.reservations, &actual, touch_ops, &writes, self.gw.tuning.relaxed_durability).await?;
+        drop(settlement);
+        if let Some(trace) = &self.trace {
+            trace.settled(&record);
+        }
         self.events.written(&self.gw.alerts);
         self.gw.metrics.request(&record);
         self.gw.metrics.lapsed(self.reservations.iter().map(|r| r.lapsed.len()).sum());

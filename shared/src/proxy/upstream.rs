@@ -105,6 +105,8 @@ pub struct Call<'a> {
     pub body: Result<Bytes, Unsupported>,
     /// Bounds the wait for the answer's head; a stream then runs as long as it runs.
     pub timeout: Duration,
+    /// The W3C trace context of this attempt's span, sent upstream when tracing is on.
+    pub traceparent: Option<&'a str>,
 }
 
 impl Call<'_> {
@@ -126,7 +128,10 @@ impl Call<'_> {
 
     async fn send(&self) -> Result<reqwest::Response, Failure> {
         let body = self.body.clone().map_err(Failure::Unsupported)?;
-        let request = self.client.post(self.url()?).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        let mut request = self.client.post(self.url()?).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        if let Some(traceparent) = self.traceparent {
+            request = request.header("traceparent", traceparent);
+        }
         let key = self.credentials.key;
         let request = crate::providers::prepare(self.client, self.provider, self.provider.attribute(request, self.app), self.base_url, self.credentials)
             .await
