@@ -37,6 +37,8 @@ const CONTRACT: &[(&str, &str)] = &[
     ("PUT", "/api/settings"),
     ("POST", "/api/notifications/test"),
     ("GET", "/api/system/info"),
+    ("GET", "/api/audit"),
+    ("GET", "/api/audit/export"),
     ("GET", "/api/models"),
     ("POST", "/api/models"),
     ("GET", "/api/models/{id}"),

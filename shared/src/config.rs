@@ -94,6 +94,9 @@ pub struct Config {
     pub log_json: bool,
     /// Traces (see `traces`): off unless an OTLP endpoint is set.
     pub traces: TraceConfig,
+    /// `TOLLGATE_AUDIT_RETENTION_DAYS`, default 400 (0: forever): how long an audit event is
+    /// kept, through the table's TTL.
+    pub audit_retention_days: u32,
 }
 
 /// Where spans go and what they may carry.
@@ -137,6 +140,7 @@ impl Default for Config {
             metrics_sink: crate::metrics::Sink::Prometheus,
             log_json: false,
             traces: TraceConfig::default(),
+            audit_retention_days: 400,
         }
     }
 }
@@ -230,6 +234,13 @@ impl Config {
                 .ok()
                 .filter(|d| *d <= 36_500)
                 .ok_or_else(|| BadSetting::new("TOLLGATE_USAGE_RETENTION_DAYS", &v, "use a whole number of days up to 36500 (0: keep records forever)"))?;
+        }
+        if let Some(v) = lookup("TOLLGATE_AUDIT_RETENTION_DAYS") {
+            config.audit_retention_days = v
+                .parse()
+                .ok()
+                .filter(|d| *d <= 36_500)
+                .ok_or_else(|| BadSetting::new("TOLLGATE_AUDIT_RETENTION_DAYS", &v, "use a whole number of days up to 36500 (0: keep events forever)"))?;
         }
         if let Some(v) = lookup("TOLLGATE_RESPONSES_TTL_DAYS") {
             config.responses_ttl_days = v

@@ -158,6 +158,10 @@ impl AppState {
         // the requests' own figures).
         let store: Arc<dyn Store> =
             if config.metrics_sink == Sink::Prometheus { Arc::new(crate::metrics::store::Timed { inner: store, metrics: metrics.clone() }) } else { store };
+        // Handlers write through the audited store: a change made by an admin request goes in
+        // one transaction with its audit event. The proxy and background work use the store itself.
+        let retention = (config.audit_retention_days > 0).then(|| chrono::Duration::days(i64::from(config.audit_retention_days)));
+        let audited: Arc<dyn Store> = Arc::new(crate::audit::store::Audited { inner: store.clone(), clock: clock.clone(), retention });
         let http = crate::egress::Egress::new(config.private_upstreams.clone())?;
         let notifier = Notifier { store: store.clone(), secrets: secrets.clone(), http: http.restricted.clone(), clock: clock.clone() };
         let outbox = Outbox::new(notifier.clone());
@@ -191,7 +195,7 @@ impl AppState {
         });
         let jwt = tokio::sync::OnceCell::new();
         Ok(Self(Arc::new(Inner {
-            store,
+            store: audited,
             secrets,
             clock,
             jwt,

@@ -33,12 +33,12 @@ def call(base, method, path, body=None, token=None):
 
 
 @contextmanager
-def running_gateway(admin_email, env_extra=None, log_path=None):
+def running_gateway(admin_email, env_extra=None, log_path=None, data=None):
     """A `tollgate serve` of its own; yields (base URL, the first admin's session token), or
     (base URL, None) with no admin yet when `admin_email` is None. Its output goes to
     `log_path` (a file in its data directory by default), never to a pipe nobody reads."""
     port = free_port()
-    data = tempfile.mkdtemp()
+    data = data or tempfile.mkdtemp()
     # The services integrations talk to point at a closed local port: fuzzed tokens and
     # dataset URLs are checked against nothing outside the machine.
     nowhere = "http://127.0.0.1:9"

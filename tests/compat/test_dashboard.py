@@ -154,6 +154,14 @@ def test_the_main_journey_in_a_real_browser():
         expect(page.get_by_role("row", name="Requests per second")).not_to_contain_text("measuring", timeout=15000)
         expect(page.get_by_role("row", name="Added latency p99")).to_be_visible()
 
+        go("Audit")
+        expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
+        # The changes made above, newest first, with who and what.
+        expect(page.get_by_role("cell", name="POST /api/models", exact=True).first).to_be_visible()
+        page.get_by_label("Action").fill("DELETE")
+        page.get_by_role("button", name="Filter").click()
+        expect(page.get_by_role("cell", name="POST /api/models", exact=True)).to_have_count(0)
+
         go("Settings")
         page.get_by_label("Role name").fill("auditor")
         page.get_by_label("report:read").check()

@@ -6,6 +6,7 @@ flow. Run by scripts/test after `cargo test`."""
 
 import json
 import os
+import subprocess
 import tempfile
 import urllib.error
 import urllib.request
@@ -14,7 +15,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import call, running_gateway
+from conftest import BINARY, call, running_gateway
 
 METRICS_TOKEN = "metrics-scrape-token-7f3a"
 PASSWORD = "compat test password"
@@ -159,3 +160,18 @@ def test_json_logs_carry_each_request_and_no_secret(gateway):
     assert any(e["status"] == 401 and e["outcome"] == "refused" for e in access)
     for secret in [PASSWORD, login["token"], login["refreshToken"], key["key"], rotated["key"], provider_key, smtp_password, METRICS_TOKEN, admin]:
         assert secret not in text, f"a secret reached the log: {secret[:6]}..."
+
+
+def test_audit_verify_reads_the_store_itself():
+    """`tollgate audit verify` walks the chains in the store (here once the server has let go
+    of the embedded store's file)."""
+    data = tempfile.mkdtemp()
+    with running_gateway("audit@example.com", data=data) as (base, admin):
+        call(base, "POST", "/api/models", {"id": "audited", "provider": "mock", "inputPrice": 1, "outputPrice": 2, "contextWindow": 4096}, admin)
+        call(base, "DELETE", "/api/models/audited", None, admin)
+        events = call(base, "GET", "/api/audit", token=admin)["data"]
+        assert [e["action"] for e in events[:2]] == ["DELETE /api/models/{id}", "POST /api/models"]
+    verified = subprocess.run([BINARY, "audit", "verify"], env={**os.environ, "TOLLGATE_DATA_DIR": data}, capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0, verified.stderr
+    assert "the audit log is intact" in verified.stdout
+    assert "events" in verified.stdout, verified.stdout

@@ -73,8 +73,16 @@ impl Store for CrashingStore {
     async fn query(&self, query: Query) -> StoreResult<Page> {
         self.inner.query(query).await
     }
+    /// A transaction holding a matching update crashes after it too (the admin API's store
+    /// writes a change with its audit event in one transaction).
     async fn transact(&self, ops: Vec<TxOp>) -> StoreResult<()> {
         self.check()?;
-        self.inner.transact(ops).await
+        let crash = self.armed.load(Ordering::SeqCst) && ops.iter().any(|op| matches!(op, TxOp::Update { key, update, .. } if (self.trigger)(key, update)));
+        let out = self.inner.transact(ops).await;
+        if crash && out.is_ok() {
+            self.armed.store(false, Ordering::SeqCst);
+            self.crashed.store(true, Ordering::SeqCst);
+        }
+        out
     }
 }

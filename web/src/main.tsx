@@ -5,6 +5,7 @@ import { Login, Setup } from "./pages/auth";
 import { AcceptInvite, inviteToken } from "./pages/invite";
 import { Keys } from "./pages/keys";
 import { Models } from "./pages/models";
+import { Audit } from "./pages/audit";
 import { Operations } from "./pages/operations";
 import { Overview } from "./pages/overview";
 import { Projects } from "./pages/projects";
@@ -24,6 +25,7 @@ const PAGES: Record<string, { title: string; view: () => preact.JSX.Element }> =
   projects: { title: "Projects", view: Projects },
   settings: { title: "Settings", view: SettingsPage },
   operations: { title: "Operations", view: Operations },
+  audit: { title: "Audit", view: Audit },
 };
 
 function route() {

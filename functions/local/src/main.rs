@@ -34,8 +34,20 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// The audit log, read from the configured store itself (not through a server).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     #[command(flatten)]
     Client(cli::Command),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk every hash chain of the audit log and name the first event edited, removed or
+    /// moved; exits 1 when one is found.
+    Verify,
 }
 
 #[tokio::main]
@@ -45,6 +57,7 @@ async fn main() -> ExitCode {
     let result = match command.unwrap_or(Command::Serve { create_table: false }) {
         Command::Openapi => serde_json::to_string_pretty(&tollgate::http::openapi()).map(|doc| println!("{doc}")).map_err(anyhow::Error::from),
         Command::Serve { create_table } => serve(create_table).await,
+        Command::Audit { command: AuditCommand::Verify } => verify_audit().await,
         Command::Client(command) => cli::run(global, command).await,
     };
     // One line that names the problem and its fix; no stack trace.
@@ -86,6 +99,26 @@ async fn serve(create_table: bool) -> anyhow::Result<()> {
     tollgate::runtime::serve(listener, app, shutdown_signal()).await?;
     println!("Tollgate stopped.");
     Ok(())
+}
+
+/// `tollgate audit verify`: the chains as found, and the first broken event if there is one.
+async fn verify_audit() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let store = tollgate::state::open_store(&config, false).await?;
+    let verified = tollgate::audit::verify::verify(store.as_ref()).await?;
+    for chain in &verified.chains {
+        match (chain.first, chain.last) {
+            (Some(first), Some(last)) => println!("chain {}: {} events, {first} to {last}", chain.shard, chain.events),
+            _ => println!("chain {}: no events", chain.shard),
+        }
+    }
+    match verified.broken {
+        None => {
+            println!("the audit log is intact");
+            Ok(())
+        }
+        Some(broken) => anyhow::bail!("the audit log was tampered with: chain {}, event {}: {}", broken.shard, broken.seq, broken.problem),
+    }
 }
 
 async fn shutdown_signal() {

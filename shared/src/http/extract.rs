@@ -164,6 +164,7 @@ impl FromRequestParts<AppState> for Caller {
         let token = bearer(parts)?;
         let (user, session) = sessions::authenticate(state.store.as_ref(), state.jwt().await?, state.clock.now(), token).await?;
         let permissions = roles::permissions_of(state.store.as_ref(), &user.role).await?.unwrap_or_default();
+        crate::audit::context::identify(crate::audit::Actor::User { id: user.id });
         Ok(Caller { user, session, permissions })
     }
 }
@@ -244,12 +245,14 @@ impl FromRequestParts<AppState> for Me {
         if token.starts_with(crate::keys::SECRET_PREFIX) {
             let ip = client_ip(parts, &state.config.trusted_proxies);
             let key = crate::proxy::authenticate(&state.gateway, Some(token), ip).await?;
+            crate::audit::context::identify(crate::audit::Actor::Key { id: key.id, owner: key.owner.tag() });
             return match key.owner {
                 crate::keys::Owner::User { user_id } => Ok(Me { user_id, key: Some(key) }),
                 _ => Err(ApiError::forbidden("not_a_personal_key", "only a personal API key (or a session) can act on /admin/v1/me")),
             };
         }
         let (user, _) = sessions::authenticate(state.store.as_ref(), state.jwt().await?, state.clock.now(), token).await?;
+        crate::audit::context::identify(crate::audit::Actor::User { id: user.id });
         Ok(Me { user_id: user.id, key: None })
     }
 }

@@ -3,6 +3,7 @@
 //! after unread bodies; envelopes for unknown routes, body limits, panics).
 
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod dashboard;
 pub mod dynamic_providers;
@@ -68,7 +69,9 @@ impl Group {
     /// yet serve nothing.
     pub fn routes(self) -> OpenApiRouter<AppState> {
         match self {
-            Group::Auth => auth::routes().merge(me::routes()).merge(settings::routes()).merge(dashboard::routes()).routes(routes!(openapi_json)),
+            Group::Auth => {
+                auth::routes().merge(me::routes()).merge(settings::routes()).merge(audit::routes()).merge(dashboard::routes()).routes(routes!(openapi_json))
+            }
             Group::Tokens => api_keys::routes().merge(tokens::routes()).merge(project_tokens::routes()),
             Group::Providers => models::routes().merge(dynamic_providers::routes()).merge(integrations::routes()),
             Group::Usage => usage::routes().merge(usage_records::routes()).merge(usage_views::routes()).merge(usage_export::routes()),
@@ -114,6 +117,8 @@ pub fn app(state: AppState, groups: &[Group]) -> Router {
         .merge(ops::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
+        // A mutating admin request writes its changes with their audit events.
+        .layer(middleware::from_fn_with_state(state.clone(), audit::scope))
         // Outside the fallbacks too, which it counts as `unmatched`.
         .layer(middleware::from_fn_with_state(state.clone(), ops::measure))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
