@@ -43,10 +43,10 @@ fn target(template: &str, path: &str) -> String {
 
 /// Runs a mutating admin request in an audit scope: what it writes is written with its event.
 pub async fn scope(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_string();
-    if !audited(request.method(), &path) {
+    if !audited(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
+    let path = request.uri().path().to_string();
     let template = request.extensions().get::<MatchedPath>().map_or(path.clone(), |m| m.as_str().to_string());
     let (parts, body) = request.into_parts();
     let source = client_ip(&parts, &state.config.trusted_proxies).map(|ip| ip.to_string());

@@ -11,13 +11,16 @@
 //! (`TOLLGATE_METRICS_KEY_LABELS`).
 
 pub mod emf;
+mod handles;
 pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use handles::{Handles, status_text};
 
 use crate::usage::UsageRecord;
 
@@ -94,6 +97,8 @@ struct Prometheus {
     spans_dropped: Counter,
     backlog: Gauge,
     lag: Gauge,
+    counters: Handles<Counter>,
+    histograms: Handles<Histogram>,
 }
 
 /// The process's metrics.
@@ -105,8 +110,17 @@ pub struct Metrics {
     key_labels: bool,
 }
 
-fn label(name: &'static str, value: impl Into<SharedString>) -> Label {
-    Label::new(name, value)
+/// An id as label text, written into `buffer` (no allocation); `none` for no id.
+fn id_text(buffer: &mut [u8; 36], id: Option<uuid::Uuid>) -> &str {
+    match id {
+        Some(id) => id.hyphenated().encode_lower(buffer),
+        None => "none",
+    }
+}
+
+/// A metric's key: its name and labels (built only when a label set is first seen).
+fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+    Key::from_parts(name, labels.iter().map(|(k, v)| Label::new(*k, v.to_string())).collect::<Vec<_>>())
 }
 
 impl Metrics {
@@ -139,7 +153,7 @@ impl Metrics {
                 c.absolute(0);
             }
             let handle = recorder.handle();
-            Prometheus { recorder, handle, held, lapsed, fallbacks, spans_dropped, backlog, lag }
+            Prometheus { recorder, handle, held, lapsed, fallbacks, spans_dropped, backlog, lag, counters: Handles::default(), histograms: Handles::default() }
         });
         Metrics { prometheus, emf: sink == Sink::Emf, key_labels }
     }
@@ -149,30 +163,34 @@ impl Metrics {
         self.prometheus.as_ref().map(|p| p.handle.render())
     }
 
-    fn counter(&self, name: &'static str, labels: Vec<Label>, by: u64) {
+    /// Every proxied request records a dozen figures: each into a handle registered once per
+    /// label set (`handles`), so recording allocates nothing once the set has been seen.
+    fn counter(&self, name: &'static str, labels: &[(&'static str, &str)], by: u64) {
         if let Some(p) = &self.prometheus {
-            p.recorder.register_counter(&Key::from_parts(name, labels), &META).increment(by);
+            let values: [&str; 6] = std::array::from_fn(|i| labels.get(i).map_or("", |(_, v)| *v));
+            p.counters.get(name, &values[..labels.len()], || p.recorder.register_counter(&key(name, labels), &META)).increment(by);
         }
     }
 
-    fn seconds(&self, name: &'static str, labels: Vec<Label>, took: Duration) {
+    fn seconds(&self, name: &'static str, labels: &[(&'static str, &str)], took: Duration) {
         if let Some(p) = &self.prometheus {
-            p.recorder.register_histogram(&Key::from_parts(name, labels), &META).record(took.as_secs_f64());
+            let values: [&str; 6] = std::array::from_fn(|i| labels.get(i).map_or("", |(_, v)| *v));
+            p.histograms.get(name, &values[..labels.len()], || p.recorder.register_histogram(&key(name, labels), &META)).record(took.as_secs_f64());
+        }
+    }
+
+    /// Folds recorded latencies into their buckets; the background task calls it every pass, so
+    /// what waits between scrapes stays small.
+    pub fn upkeep(&self) {
+        if let Some(p) = &self.prometheus {
+            p.handle.run_upkeep();
         }
     }
 
     /// An HTTP answer: its route template (`unmatched` for no route), method and status.
     pub fn http(&self, route: &str, method: &str, status: u16, took: Duration) {
-        if self.prometheus.is_none() {
-            return;
-        }
-        let (route, method) = (route.to_string(), method.to_string());
-        self.counter(
-            "tollgate_http_requests_total",
-            vec![label("route", route.clone()), label("method", method.clone()), label("status", status.to_string())],
-            1,
-        );
-        self.seconds("tollgate_http_request_duration_seconds", vec![label("route", route), label("method", method)], took);
+        self.counter("tollgate_http_requests_total", &[("route", route), ("method", method), ("status", status_text(i64::from(status)))], 1);
+        self.seconds("tollgate_http_request_duration_seconds", &[("route", route), ("method", method)], took);
     }
 
     /// A proxied request as its usage record says, written when it is settled.
@@ -182,26 +200,28 @@ impl Metrics {
             emf::print(&emf::request(record, upstream_ms));
         }
         let Some(p) = &self.prometheus else { return };
-        let model = || label("model", record.model.clone());
-        let provider = || label("provider", record.provider.clone());
-        let mut requests = vec![
-            label("endpoint", record.endpoint.clone()),
-            model(),
-            provider(),
-            label("outcome", record.outcome.as_str()),
-            label("status", record.status_code.to_string()),
+        let (model, provider) = (record.model.as_str(), record.provider.as_str());
+        let mut ids = [[0u8; 36]; 3];
+        let [key_id, project, workspace] = &mut ids;
+        let key_text = self.key_labels.then(|| id_text(key_id, record.api_key_id));
+        let base = [
+            ("endpoint", record.endpoint.as_str()),
+            ("model", model),
+            ("provider", provider),
+            ("outcome", record.outcome.as_str()),
+            ("status", status_text(record.status_code)),
         ];
-        if self.key_labels {
-            requests.push(label("key", record.api_key_id.map(|k| k.to_string()).unwrap_or_default()));
+        match &key_text {
+            Some(k) => self.counter("tollgate_proxy_requests_total", &[base[0], base[1], base[2], base[3], base[4], ("key", k)], 1),
+            None => self.counter("tollgate_proxy_requests_total", &base, 1),
         }
-        self.counter("tollgate_proxy_requests_total", requests, 1);
         let total = Duration::from_millis(record.latency_ms.max(0) as u64);
         let upstream = Duration::from_millis(upstream_ms as u64).min(total);
         for (part, took) in [("total", total), ("upstream", upstream), ("gateway", total - upstream)] {
-            self.seconds("tollgate_proxy_duration_seconds", vec![model(), provider(), label("part", part)], took);
+            self.seconds("tollgate_proxy_duration_seconds", &[("model", model), ("provider", provider), ("part", part)], took);
         }
         if let Some(ttft) = record.ttft_ms.filter(|_| record.streamed) {
-            self.seconds("tollgate_proxy_ttft_seconds", vec![model(), provider()], Duration::from_millis(ttft.max(0) as u64));
+            self.seconds("tollgate_proxy_ttft_seconds", &[("model", model), ("provider", provider)], Duration::from_millis(ttft.max(0) as u64));
         }
         let tokens = [
             ("input", record.input_tokens),
@@ -211,22 +231,29 @@ impl Metrics {
             ("reasoning", record.reasoning_tokens),
         ];
         for (kind, n) in tokens.into_iter().filter(|(_, n)| *n > 0) {
-            self.counter("tollgate_proxy_tokens_total", vec![model(), provider(), label("kind", kind)], n as u64);
+            self.counter("tollgate_proxy_tokens_total", &[("model", model), ("provider", provider), ("kind", kind)], n as u64);
         }
-        let id = |id: Option<uuid::Uuid>| id.map_or_else(|| "none".to_string(), |id| id.to_string());
-        let mut cost = vec![model(), provider(), label("project", id(record.project_id)), label("workspace", id(record.org_id))];
-        if self.key_labels {
-            cost.push(label("key", id(record.api_key_id)));
+        let (project, workspace) = (id_text(project, record.project_id), id_text(workspace, record.org_id));
+        let cost = [("model", model), ("provider", provider), ("project", project), ("workspace", workspace)];
+        match &key_text {
+            Some(k) => {
+                self.counter("tollgate_proxy_cost_microdollars_total", &[cost[0], cost[1], cost[2], cost[3], ("key", k)], record.cost_micros.max(0) as u64)
+            }
+            None => self.counter("tollgate_proxy_cost_microdollars_total", &cost, record.cost_micros.max(0) as u64),
         }
-        self.counter("tollgate_proxy_cost_microdollars_total", cost, record.cost_micros.max(0) as u64);
         for attempt in &record.routing {
             let result = match (attempt.status, attempt.error.is_some()) {
-                (Some(200), false) => "ok".to_string(),
-                (Some(status), _) => format!("status_{}xx", status / 100),
-                (None, _) if record.outcome == crate::usage::Outcome::Timeout => "timeout".into(),
-                (None, _) => "error".into(),
+                (Some(200), false) => "ok",
+                (Some(status), _) => match status / 100 {
+                    2 => "status_2xx",
+                    3 => "status_3xx",
+                    4 => "status_4xx",
+                    _ => "status_5xx",
+                },
+                (None, _) if record.outcome == crate::usage::Outcome::Timeout => "timeout",
+                (None, _) => "error",
             };
-            self.counter("tollgate_upstream_attempts_total", vec![label("provider", attempt.provider.clone()), label("result", result)], 1);
+            self.counter("tollgate_upstream_attempts_total", &[("provider", attempt.provider.as_str()), ("result", result)], 1);
         }
         if record.routing.len() > 1 {
             p.fallbacks.increment(1);
@@ -239,7 +266,7 @@ impl Metrics {
         if self.emf {
             emf::print(&emf::refusal(reason.name(), level));
         }
-        self.counter("tollgate_proxy_refusals_total", vec![label("reason", reason.name()), label("level", level)], 1);
+        self.counter("tollgate_proxy_refusals_total", &[("reason", reason.name()), ("level", level)], 1);
     }
 
     /// A request took its reservation: counted as held until the guard is dropped, however
@@ -267,7 +294,7 @@ impl Metrics {
 
     /// One round trip to the store.
     pub fn store(&self, op: &'static str, took: Duration) {
-        self.seconds("tollgate_store_round_trip_seconds", vec![label("op", op)], took);
+        self.seconds("tollgate_store_round_trip_seconds", &[("op", op)], took);
     }
 
     /// The outbox's backlog and the rollups' lag, as the background pass found them.
