@@ -8,8 +8,11 @@ use std::sync::RwLock;
 
 /// Handles of one kind (counters or histograms), by metric name and label values.
 pub struct Handles<H> {
-    map: RwLock<HashMap<u64, Vec<(&'static str, Vec<String>, H)>>>,
+    map: RwLock<HashMap<u64, Vec<Entry<H>>>>,
 }
+
+/// A metric's name, its label values, and its handle.
+type Entry<H> = (&'static str, Vec<String>, H);
 
 impl<H> Default for Handles<H> {
     fn default() -> Self {
@@ -30,7 +33,7 @@ impl<H: Clone> Handles<H> {
     /// The handle of `name` with label `values`, registered by `make` the first time.
     pub fn get(&self, name: &'static str, values: &[&str], make: impl FnOnce() -> H) -> H {
         let hash = hash_of(name, values);
-        let same = |(n, vs, _): &&(&'static str, Vec<String>, H)| *n == name && vs.iter().map(String::as_str).eq(values.iter().copied());
+        let same = |(n, vs, _): &&Entry<H>| *n == name && vs.iter().map(String::as_str).eq(values.iter().copied());
         if let Some((_, _, handle)) = self.map.read().expect("metric handles").get(&hash).and_then(|found| found.iter().find(same)) {
             return handle.clone();
         }
