@@ -169,16 +169,19 @@ class RuntimeHandler(BaseHTTPRequestHandler):
 FirstAnswer = namedtuple("FirstAnswer", "ms path answer")
 
 
-def first_answer(binary, event, env, wait_s=30):
+def first_answer(binary, event, env, wait_s=30, output=None):
     """Starts `binary` cold under a Runtime API of its own holding `event`, and returns its first
-    answer, or raises AssertionError if none came in `wait_s` (a hung function, not a slow one)."""
+    answer, or raises AssertionError if none came in `wait_s` (a hung function, not a slow one).
+    The function's log (its stdout, as Lambda sends it to CloudWatch) goes to `output`, a path,
+    when one is given."""
     api = RuntimeApi(event)
     threading.Thread(target=api.serve_forever, daemon=True).start()
     env = {**env, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.server_address[1]}", "AWS_LAMBDA_FUNCTION_NAME": "cold",
            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_STREAM_NAME": "s",
            "AWS_LAMBDA_LOG_GROUP_NAME": "g"}
     started = time.perf_counter()
-    proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(output, "wb") if output else subprocess.DEVNULL
+    proc = subprocess.Popen([binary], env=env, stdout=log, stderr=subprocess.DEVNULL)
     try:
         if not api.done.wait(wait_s):
             raise AssertionError(f"{binary} never answered (exit status {proc.poll()})")
@@ -186,5 +189,7 @@ def first_answer(binary, event, env, wait_s=30):
     finally:
         proc.kill()
         proc.wait()
+        if output:
+            log.close()
         api.shutdown()
         api.server_close()

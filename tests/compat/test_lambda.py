@@ -129,38 +129,6 @@ def test_cargo_lambda_watch_serves_every_group_and_streams_the_proxy(watches):
     assert status == 200 and len(body["records"]) == 2, body
 
 
-def test_the_proxy_function_logs_its_metrics_as_emf(watches):
-    """After the watch test's two proxied requests: each left one EMF line in the proxy
-    function's log, valid by the format's schema, naming members that are there."""
-    schema = json.loads((ROOT / "tests" / "compat" / "emf_schema.json").read_text())
-    log = (ROOT / "target" / "cargo-lambda-watch-proxy.log").read_text(errors="replace")
-    documents = []
-    for line in log.splitlines():
-        at = line.find('{"_aws"')
-        if at >= 0:
-            # The whole line is the object (a log event must hold nothing else), once any
-            # prefix cargo lambda adds to its child's output is set aside.
-            documents.append(json.loads(line[at:]))
-    requests = [d for d in documents if "Requests" in d]
-    assert len(requests) == 2, log[-3000:]
-    for document in documents:
-        jsonschema.validate(document, schema)
-        for directive in document["_aws"]["CloudWatchMetrics"]:
-            for dimension_set in directive["Dimensions"]:
-                for name in dimension_set:
-                    assert isinstance(document[name], str) and 0 < len(document[name]) <= 1024, name
-            for metric in directive["Metrics"]:
-                value = document[metric["Name"]]
-                assert isinstance(value, (int, float)) or (isinstance(value, list) and len(value) <= 100), metric
-    for document in requests:
-        assert document["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Tollgate"
-        assert (document["Model"], document["Provider"], document["Outcome"]) == ("mock-lambda", "mock", "success")
-        assert document["Requests"] == 1 and document["UpstreamAttempts"] == 1
-        assert document["Latency"] >= document["GatewayLatency"] >= 0
-    streamed = [d for d in requests if "TimeToFirstToken" in d]
-    assert len(streamed) == 1 and streamed[0]["OutputTokens"] == 4
-
-
 def test_each_function_answers_its_first_event_cold(table, watches):
     # After the watch test: the table has an admin, a model and a key to read.
     admin = call_login(watches)
@@ -176,6 +144,46 @@ def test_each_function_answers_its_first_event_cold(table, watches):
         assert answered_ok(first), (group, first.path, first.answer[:300])
     # The proxy's answer (its Function URL's streamed one) lists the model the table holds.
     assert b"mock-lambda" in answers["proxy"].answer, answers["proxy"].answer[:300]
+
+
+def test_the_proxy_function_logs_its_metrics_as_emf(table, watches):
+    """Inside Lambda, each settled request leaves one EMF line in the function's log (its
+    stdout): valid by the format's schema, naming members that are there, with the request's
+    figures."""
+    admin = call_login(watches)
+    key = invoke(watches["tokens"], "tollgate-tokens", "POST", "/admin/v1/me/api-keys", {"name": "emf"}, admin)[1]["key"]
+    bins = os.environ.get("TOLLGATE_LAMBDA_BIN_DIR", str(ROOT / "target" / "debug"))
+    schema = json.loads((ROOT / "tests" / "compat" / "emf_schema.json").read_text())
+    documents = []
+    for n, body in enumerate([
+        {"model": "mock-lambda", "messages": [{"role": "user", "content": "hello emf"}]},
+        {"model": "mock-lambda", "stream": True, "messages": [{"role": "user", "content": "x [mock:words=4]"}]},
+    ]):
+        output = ROOT / "target" / f"emf-proxy-{n}.log"
+        first = first_answer(os.path.join(bins, "tollgate-proxy"), v2_event("POST", "/v1/chat/completions", body, key), lambda_env(table), output=output)
+        assert answered_ok(first), first.answer[:300]
+        for line in output.read_text(errors="replace").splitlines():
+            # A log event is the whole line: the object, nothing before or after it.
+            if line.startswith("{") and '"_aws"' in line:
+                documents.append(json.loads(line))
+    requests = [d for d in documents if "Requests" in d]
+    assert len(requests) == 2, documents
+    for document in documents:
+        jsonschema.validate(document, schema)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for dimension_set in directive["Dimensions"]:
+                for name in dimension_set:
+                    assert isinstance(document[name], str) and 0 < len(document[name]) <= 1024, name
+            for metric in directive["Metrics"]:
+                value = document[metric["Name"]]
+                assert isinstance(value, (int, float)) or (isinstance(value, list) and len(value) <= 100), metric
+    for document in requests:
+        assert document["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Tollgate"
+        assert (document["Model"], document["Provider"], document["Outcome"]) == ("mock-lambda", "mock", "success")
+        assert document["Requests"] == 1 and document["UpstreamAttempts"] == 1
+        assert document["Latency"] >= document["GatewayLatency"] >= 0
+    streamed = [d for d in requests if "TimeToFirstToken" in d]
+    assert len(streamed) == 1 and streamed[0]["OutputTokens"] == 4, requests
 
 
 def call_login(watches):

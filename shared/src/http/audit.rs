@@ -5,7 +5,6 @@
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ErrorEnvelope;
-use super::extract::{ApiQuery, Caller, client_ip};
+use super::extract::{ApiQuery, Caller, client_ip_of};
 use crate::audit::{self, Event, listing};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -41,17 +40,16 @@ fn target(template: &str, path: &str) -> String {
         .join(" ")
 }
 
-/// Runs a mutating admin request in an audit scope: what it writes is written with its event.
-pub async fn scope(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !audited(request.method(), request.uri().path()) {
-        return next.run(request).await;
+/// The audit scope of a mutating admin request (none for any other): what it writes is
+/// written with its event.
+pub fn scope_for(state: &AppState, request: &Request, request_id: &str) -> Option<audit::Scope> {
+    let path = request.uri().path();
+    if !audited(request.method(), path) {
+        return None;
     }
-    let path = request.uri().path().to_string();
-    let template = request.extensions().get::<MatchedPath>().map_or(path.clone(), |m| m.as_str().to_string());
-    let (parts, body) = request.into_parts();
-    let source = client_ip(&parts, &state.config.trusted_proxies).map(|ip| ip.to_string());
-    let scope = audit::Scope::new(format!("{} {template}", parts.method), target(&template, &path), source, crate::error::current_request_id());
-    audit::context::scoped(scope, next.run(Request::from_parts(parts, body))).await
+    let template = request.extensions().get::<MatchedPath>().map_or(path, MatchedPath::as_str);
+    let source = client_ip_of(request.headers(), request.extensions(), &state.config.trusted_proxies).map(|ip| ip.to_string());
+    Some(audit::Scope::new(format!("{} {template}", request.method()), target(template, path), source, request_id.to_string()))
 }
 
 #[derive(Deserialize, IntoParams)]

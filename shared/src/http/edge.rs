@@ -8,23 +8,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 
 use crate::error::{ApiError, REQUEST_ID};
+use crate::state::AppState;
 
 /// Gives every request an id, visible to errors built below (through `REQUEST_ID`) and
 /// returned as `x-request-id`; puts answers that are not yet envelopes into one; and closes
 /// the connection after an answer that left the request body unread.
-pub async fn edge(request: Request, next: Next) -> Response {
+///
+/// It also counts and times the answer (`ops`), and runs a mutating admin request in its audit
+/// scope (`audit`): one layer for all of it, since each layer around every route costs every
+/// request a copy of its future.
+pub async fn edge(State(state): State<AppState>, request: Request, next: Next) -> Response {
     // Time-ordered (v7): keys made from request ids sort by time, so they land next to each
     // other in the store's B-tree instead of touching a random page each.
     let id = uuid::Uuid::now_v7().to_string();
+    let seen = super::ops::seen(&state, &request);
+    let audit = super::audit::scope_for(&state, &request, &id);
     let (request, body_read) = track_body(request);
-    let mut response = REQUEST_ID.scope(id.clone(), async move { envelope(next.run(request).await).await }).await;
+    let run = async move {
+        match audit {
+            Some(scope) => crate::audit::context::scoped(scope, async move { envelope(next.run(request).await).await }).await,
+            None => envelope(next.run(request).await).await,
+        }
+    };
+    let mut response = REQUEST_ID.scope(id.clone(), run).await;
+    super::ops::answered(&state, seen, &id, response.status().as_u16());
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }

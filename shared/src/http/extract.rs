@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -270,24 +270,28 @@ impl FromRequestParts<AppState> for ClientIp {
 }
 
 pub fn client_ip(parts: &Parts, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
-    let peer = parts
-        .extensions
+    client_ip_of(&parts.headers, &parts.extensions, trusted)
+}
+
+/// `client_ip` from a request's headers and extensions (what the edge has before extracting).
+pub fn client_ip_of(headers: &HeaderMap, extensions: &Extensions, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let peer = extensions
         .get::<ConnectInfo<super::wire::Peer>>()
         .map(|c| c.0.0.ip())
-        .or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
-        .or_else(|| lambda_source_ip(parts))?;
+        .or_else(|| extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+        .or_else(|| lambda_source_ip(extensions))?;
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
     let hops: Vec<IpAddr> = forwarded.split(',').filter_map(|s| s.trim().parse().ok()).collect();
     Some(hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer))
 }
 
-fn lambda_source_ip(parts: &Parts) -> Option<IpAddr> {
+fn lambda_source_ip(extensions: &Extensions) -> Option<IpAddr> {
     use lambda_http::request::RequestContext;
-    match parts.extensions.get::<RequestContext>()? {
+    match extensions.get::<RequestContext>()? {
         RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.as_deref()?.parse().ok(),
         RequestContext::ApiGatewayV1(ctx) => ctx.identity.source_ip.as_deref()?.parse().ok(),
         _ => None,

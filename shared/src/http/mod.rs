@@ -117,13 +117,10 @@ pub fn app(state: AppState, groups: &[Group]) -> Router {
         .merge(ops::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
-        // A mutating admin request writes its changes with their audit events.
-        .layer(middleware::from_fn_with_state(state.clone(), audit::scope))
-        // Outside the fallbacks too, which it counts as `unmatched`.
-        .layer(middleware::from_fn_with_state(state.clone(), ops::measure))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| ApiError::internal("a handler panicked").into_response()))
-        .layer(middleware::from_fn(edge::edge))
+        // Around the fallbacks too: an unknown route is counted as `unmatched`.
+        .layer(middleware::from_fn_with_state(state.clone(), edge::edge))
         .with_state(state)
 }
 

@@ -8,7 +8,6 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use secrecy::ExposeSecret;
@@ -73,18 +72,30 @@ async fn may_read_metrics(state: &AppState, headers: &HeaderMap) -> Result<(), A
     }
 }
 
-/// Counts and times every answer by its route template (so label values stay bounded):
-/// installed as a route layer, it sees the matched path the router found.
-pub async fn measure(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // A clone of the router's own (shared) string, not a copy.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    // A caller's W3C trace context names the trace its request belongs to.
-    let trace_id = state.config.log_json.then(|| trace_id(request.headers())).flatten();
-    let response = next.run(request).await;
-    let (route, status, took) = (route.as_ref().map_or("unmatched", MatchedPath::as_str), response.status().as_u16(), started.elapsed());
-    state.metrics.http(route, method.as_str(), status, took);
+/// What the edge notes of a request on its way in, to count and log it on its way out.
+pub struct Seen {
+    /// A clone of the router's own (shared) string, not a copy.
+    route: Option<MatchedPath>,
+    method: axum::http::Method,
+    trace_id: Option<String>,
+    started: Instant,
+}
+
+/// Notes a request as it comes in (by its route template, so label values stay bounded).
+pub fn seen(state: &AppState, request: &Request) -> Seen {
+    Seen {
+        route: request.extensions().get::<MatchedPath>().cloned(),
+        method: request.method().clone(),
+        // A caller's W3C trace context names the trace its request belongs to.
+        trace_id: state.config.log_json.then(|| trace_id(request.headers())).flatten(),
+        started: Instant::now(),
+    }
+}
+
+/// Counts and times an answer, and with JSON logs writes its access line.
+pub fn answered(state: &AppState, seen: Seen, request_id: &str, status: u16) {
+    let (route, took) = (seen.route.as_ref().map_or("unmatched", MatchedPath::as_str), seen.started.elapsed());
+    state.metrics.http(route, seen.method.as_str(), status, took);
     if state.config.log_json {
         let outcome = match status {
             200..=399 => "success",
@@ -94,17 +105,16 @@ pub async fn measure(State(state): State<AppState>, request: Request, next: Next
             _ => "error",
         };
         tracing::info!(
-            request_id = %crate::error::current_request_id(),
-            trace_id = trace_id.as_deref().unwrap_or(""),
+            request_id,
+            trace_id = seen.trace_id.as_deref().unwrap_or(""),
             route,
-            method = method.as_str(),
+            method = seen.method.as_str(),
             status,
             latency_ms = took.as_secs_f64() * 1000.0,
             outcome,
             "request"
         );
     }
-    response
 }
 
 /// The trace id of a valid `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).

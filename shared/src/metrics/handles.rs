@@ -8,7 +8,7 @@ use std::sync::RwLock;
 
 /// Handles of one kind (counters or histograms), by metric name and label values.
 pub struct Handles<H> {
-    map: RwLock<HashMap<u64, Vec<Entry<H>>>>,
+    map: RwLock<HashMap<u64, Vec<Entry<H>>, foldhash::fast::FixedState>>,
 }
 
 /// A metric's name, its label values, and its handle.
@@ -16,12 +16,13 @@ type Entry<H> = (&'static str, Vec<String>, H);
 
 impl<H> Default for Handles<H> {
     fn default() -> Self {
-        Handles { map: RwLock::new(HashMap::new()) }
+        Handles { map: RwLock::new(HashMap::with_hasher(foldhash::fast::FixedState::default())) }
     }
 }
 
 fn hash_of(name: &str, values: &[&str]) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    use std::hash::BuildHasher;
+    let mut hasher = foldhash::fast::FixedState::default().build_hasher();
     name.hash(&mut hasher);
     for value in values {
         value.hash(&mut hasher);
