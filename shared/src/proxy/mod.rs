@@ -134,7 +134,10 @@ impl From<ApiError> for Answer {
 /// through `door`.
 pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Requester, body: Bytes, started: Instant) -> Answer {
     let trace = gw.traces.as_ref().map(|t| t.request(endpoint, caller.traceparent.as_deref()));
-    match admit(gw, endpoint, door, key, caller, body, started, trace).await {
+    let root = trace.as_ref().map(FlightTrace::root);
+    // Boxed: admission's future holds the request's parts and is kilobytes; inline it would
+    // grow this future, which every layer above copies.
+    match Box::pin(admit(gw, endpoint, door, key, caller, body, started, trace)).await {
         Ok(flight) => {
             // The flight runs on its own task, so a client that goes away cannot cut its
             // settlement and record short.
@@ -146,7 +149,16 @@ pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKe
                 Err(join) => ApiError::internal(format!("proxy task failed: {join}")).into(),
             }
         }
-        Err(answer) => answer,
+        Err(answer) => {
+            // No flight took the request's span: it ends here, saying why.
+            if let Some(root) = root {
+                if let Answer::Error { error, .. } = &answer {
+                    root.failed(error.status_code(), error.to_string());
+                }
+                root.end();
+            }
+            answer
+        }
     }
 }
 
@@ -186,31 +198,8 @@ struct Flight {
     attempt_span: std::sync::Mutex<Option<Child>>,
 }
 
-/// Admits a request (see `admit_inner`); a refusal or error ends its span saying so.
 #[allow(clippy::too_many_arguments)]
 async fn admit(
-    gw: Arc<Gateway>,
-    endpoint: Endpoint,
-    door: Door,
-    key: ApiKey,
-    caller: Requester,
-    body: Bytes,
-    started: Instant,
-    trace: Option<FlightTrace>,
-) -> Result<Flight, Answer> {
-    let root = trace.as_ref().map(FlightTrace::root);
-    let admitted = admit_inner(gw, endpoint, door, key, caller, body, started, trace).await;
-    if let (Err(answer), Some(root)) = (&admitted, &root) {
-        if let Answer::Error { error, .. } = answer {
-            root.failed(error.status_code(), error.to_string());
-        }
-        root.end();
-    }
-    admitted
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn admit_inner(
     gw: Arc<Gateway>,
     endpoint: Endpoint,
     door: Door,
