@@ -160,6 +160,16 @@ impl BadSetting {
     }
 }
 
+/// A `true`/`false` setting, if set.
+fn flag(lookup: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<Option<bool>, BadSetting> {
+    match lookup(name).as_deref() {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(BadSetting::new(name, other, "use `true` or `false`")),
+    }
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, BadSetting> {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
@@ -228,19 +238,13 @@ impl Config {
                 .ok_or_else(|| BadSetting::new("TOLLGATE_UPSTREAM_TIMEOUT_MS", &v, "use a positive number of milliseconds"))?;
             config.upstream_timeout = std::time::Duration::from_millis(ms);
         }
-        if let Some(v) = lookup("TOLLGATE_USAGE_RETENTION_DAYS") {
-            config.usage_retention_days = v
-                .parse()
-                .ok()
-                .filter(|d| *d <= 36_500)
-                .ok_or_else(|| BadSetting::new("TOLLGATE_USAGE_RETENTION_DAYS", &v, "use a whole number of days up to 36500 (0: keep records forever)"))?;
-        }
-        if let Some(v) = lookup("TOLLGATE_AUDIT_RETENTION_DAYS") {
-            config.audit_retention_days = v
-                .parse()
-                .ok()
-                .filter(|d| *d <= 36_500)
-                .ok_or_else(|| BadSetting::new("TOLLGATE_AUDIT_RETENTION_DAYS", &v, "use a whole number of days up to 36500 (0: keep events forever)"))?;
+        for (name, field, expected) in [
+            ("TOLLGATE_USAGE_RETENTION_DAYS", &mut config.usage_retention_days, "use a whole number of days up to 36500 (0: keep records forever)"),
+            ("TOLLGATE_AUDIT_RETENTION_DAYS", &mut config.audit_retention_days, "use a whole number of days up to 36500 (0: keep events forever)"),
+        ] {
+            if let Some(v) = lookup(name) {
+                *field = v.parse().ok().filter(|d| *d <= 36_500).ok_or_else(|| BadSetting::new(name, &v, expected))?;
+            }
         }
         if let Some(v) = lookup("TOLLGATE_RESPONSES_TTL_DAYS") {
             config.responses_ttl_days = v
@@ -273,12 +277,8 @@ impl Config {
             };
         }
         config.metrics_token = lookup("TOLLGATE_METRICS_TOKEN").map(secrecy::SecretString::from);
-        if let Some(v) = lookup("TOLLGATE_METRICS_KEY_LABELS") {
-            config.metrics_key_labels = match v.as_str() {
-                "true" => true,
-                "false" => false,
-                _ => return Err(BadSetting::new("TOLLGATE_METRICS_KEY_LABELS", &v, "use `true` or `false`")),
-            };
+        if let Some(on) = flag(&lookup, "TOLLGATE_METRICS_KEY_LABELS")? {
+            config.metrics_key_labels = on;
         }
         if let Some(v) = lookup("TOLLGATE_LOG_FORMAT") {
             config.log_json = match v.as_str() {
@@ -300,12 +300,8 @@ impl Config {
         {
             return Err(BadSetting::new("OTEL_EXPORTER_OTLP_ENDPOINT", url, "use the collector's http(s) URL, such as http://127.0.0.1:4318"));
         }
-        if let Some(v) = lookup("TOLLGATE_TRACE_CONTENT") {
-            config.traces.content = match v.as_str() {
-                "true" => true,
-                "false" => false,
-                _ => return Err(BadSetting::new("TOLLGATE_TRACE_CONTENT", &v, "use `true` or `false`")),
-            };
+        if let Some(on) = flag(&lookup, "TOLLGATE_TRACE_CONTENT")? {
+            config.traces.content = on;
         }
         if lookup("AWS_LAMBDA_RUNTIME_API").is_some() {
             config.metrics_sink = crate::metrics::Sink::Emf;
