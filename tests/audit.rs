@@ -102,6 +102,25 @@ backend_tests! {
         app.get("/api/audit", Some(&viewer)).await.expect_error(403, "admin_required");
     }
 
+    async fn deleting_an_account_is_audited_but_its_usage_erasure_is_bookkeeping(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        model(&app, &admin, "mock-1").await;
+        let (leaving_id, leaving) = app.user(&admin, "leaving@example.com", "viewer").await;
+        let (_, key) = app.api_key(&leaving, json!({})).await;
+        for _ in 0..40 {
+            app.chat(&key, json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
+        }
+        let deleted = app.delete("/admin/v1/me", Some(&leaving)).await.expect(200);
+        assert_eq!(deleted.body["usage_records_deleted"], 40);
+        let log = events(&app, &admin, "?action=DELETE%20/admin/v1/me&limit=1000").await;
+        let items: std::collections::BTreeSet<&str> = log.iter().flat_map(|e| e["changes"].as_array().unwrap()).map(|c| c["item"].as_str().unwrap()).collect();
+        assert!(items.iter().any(|i| i.starts_with("USER")), "the account's deletion is there: {items:?}");
+        assert!(!items.iter().any(|i| i.starts_with("USAGE") || i.starts_with("ROLLUP")), "no event per usage record: {items:?}");
+        assert!(log.iter().all(|e| e["actor"]["id"] == leaving_id.as_str()), "the user deleted their own account");
+        assert!(verify(app.state.store.as_ref()).await.unwrap().broken.is_none());
+    }
+
     async fn verify_names_the_first_event_edited_removed_or_moved(backend) {
         let app = TestApp::start(backend).await;
         let (admin, _) = app.admin().await;

@@ -96,7 +96,9 @@ async fn mark(store: &dyn Store, user_id: Uuid, now: DateTime<Utc>) -> ApiResult
 /// The steps after the mark, each safe to run again. Returns the usage records erased and
 /// the providers deleted.
 async fn finish(store: &dyn Store, secrets: &dyn SecretStore, user_id: Uuid, now: DateTime<Utc>, caches: &dyn Invalidate) -> ApiResult<(usize, usize)> {
-    let erased = usage::erase(store, &Owner::User { user_id }.tag()).await?;
+    // The account's deletion is the audited change; erasing its usage records one by one is not
+    // a change of anyone's (and would flood the log with an event per record).
+    let erased = crate::audit::context::unaudited(usage::erase(store, &Owner::User { user_id }.tag())).await?;
     let providers = crate::dynamic_providers::delete_all(store, secrets, user_id, now, caches).await?;
     workspaces::leave_all(store, user_id).await?;
     projects::leave_all(store, user_id).await?;

@@ -40,20 +40,31 @@ impl Scope {
 }
 
 tokio::task_local! {
-    static SCOPE: Arc<Scope>;
+    static SCOPE: Option<Arc<Scope>>;
 }
 
 /// Runs `work` as the request `scope` describes: its writes are audited.
 pub async fn scoped<T>(scope: Scope, work: impl Future<Output = T>) -> T {
-    SCOPE.scope(Arc::new(scope), work).await
+    SCOPE.scope(Some(Arc::new(scope)), work).await
+}
+
+/// Runs `work` unaudited inside an audited request: bookkeeping that is no one's change (adding
+/// pending usage records to their rollups, erasing a deleted account's usage records, whose
+/// deletion is itself the audited change), and whose batches fill a transaction already.
+pub async fn unaudited<T>(work: impl Future<Output = T>) -> T {
+    SCOPE.scope(None, work).await
 }
 
 /// Names who is acting in the current request (nothing outside one).
 pub fn identify(actor: Actor) {
-    let _ = SCOPE.try_with(|scope| *scope.actor.lock().expect("audit actor") = actor);
+    let _ = SCOPE.try_with(|scope| {
+        if let Some(scope) = scope {
+            *scope.actor.lock().expect("audit actor") = actor;
+        }
+    });
 }
 
 /// The current request's scope, when it is an audited one.
 pub fn current() -> Option<Arc<Scope>> {
-    SCOPE.try_with(Arc::clone).ok()
+    SCOPE.try_with(Clone::clone).ok().flatten()
 }

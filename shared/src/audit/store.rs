@@ -12,6 +12,10 @@ use super::{Event, SHARDS, append_ops, change, head};
 use crate::clock::SharedClock;
 use crate::store::{Cond, Item, Key, Page, Query, Store, StoreError, StoreResult, TxOp, Update};
 
+/// The most writes an audited change may make: a transaction holds 100 operations, and the
+/// event and its chain's head take two.
+const MAX_CHANGE_OPS: usize = 98;
+
 /// How many times a write is tried again when other changes moved its chain's head first.
 const TRIES: usize = 32;
 
@@ -48,6 +52,13 @@ impl Audited {
     /// Writes `ops` with their event in one transaction. `single`: the caller made one write,
     /// whose refusal it expects as `ConditionFailed`.
     async fn commit(&self, scope: &Scope, ops: Vec<TxOp>, single: bool) -> StoreResult<()> {
+        // The event and the chain's head take two of a transaction's 100 operations.
+        if ops.len() > MAX_CHANGE_OPS {
+            return Err(StoreError::Backend(format!(
+                "an audited change of {} writes is more than one transaction can hold with its event ({MAX_CHANGE_OPS}); split it",
+                ops.len()
+            )));
+        }
         let mut changes = Vec::new();
         for op in &ops {
             let Some(key) = key_of(op) else { continue };
