@@ -197,38 +197,35 @@ fn no_two_folders_import_each_other() {
     assert_eq!(cycles(&folders), Vec::<Vec<String>>::new(), "folders whose modules import each other, through any path");
 }
 
-#[test]
-fn only_the_http_layer_and_the_runtime_know_axum() {
+/// Every module of the library, with its source.
+fn library() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src");
     let mut files = Vec::new();
     sources(&root, &mut files);
-    let mut offenders = Vec::new();
-    for file in &files {
-        let module = module_of(&root, file);
-        if module == "http" || module.starts_with("http::") || module == "runtime" {
-            continue;
-        }
-        let source = std::fs::read_to_string(file).unwrap();
-        if without_tests(&source).contains("axum") {
-            offenders.push(module);
-        }
-    }
-    assert!(files.len() > 50);
+    files.iter().map(|file| (module_of(&root, file), std::fs::read_to_string(file).unwrap())).collect()
+}
+
+#[test]
+fn only_the_http_layer_and_the_runtime_know_axum() {
+    let modules = library();
+    let offenders: Vec<&String> = modules
+        .iter()
+        .filter(|(module, _)| !(module == "http" || module.starts_with("http::") || module == "runtime"))
+        .filter(|(_, source)| without_tests(source).contains("axum"))
+        .map(|(module, _)| module)
+        .collect();
+    assert!(modules.len() > 50);
     assert!(offenders.is_empty(), "the domain returns domain errors and answers; only http/ speaks HTTP: {offenders:?}");
 }
 
 #[test]
 fn failures_are_typed_not_strings() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src");
-    let mut files = Vec::new();
-    sources(&root, &mut files);
     let mut offenders = Vec::new();
-    for file in &files {
-        let source = std::fs::read_to_string(file).unwrap();
+    for (module, source) in library() {
         for line in without_tests(&source).lines() {
             let line = line.replace("Map<String, String>", "");
             if line.contains("Result<") && (line.contains(", String>") || line.contains(", &'static str>")) {
-                offenders.push(format!("{}: {}", module_of(&root, file), line.trim()));
+                offenders.push(format!("{module}: {}", line.trim()));
             }
         }
     }

@@ -40,8 +40,7 @@ pub struct Event {
 }
 
 fn shard(pk: &str) -> String {
-    let hash = pk.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-    format!("OUTBOX#{}", hash % SHARDS)
+    format!("OUTBOX#{}", crate::store::shard_of(pk, SHARDS))
 }
 
 /// The write that enqueues `event` unless it exists already (for the settlement's transaction).
@@ -61,6 +60,11 @@ pub fn enqueue(event: &Event, now: DateTime<Utc>) -> TxOp {
         update = update.set_if_absent(TTL, Attr::N((*end + chrono::Duration::days(1)).timestamp()));
     }
     TxOp::Update { key: key.clone(), update, cond: None }
+}
+
+/// The events of shard `n` still waiting for delivery.
+fn pending(n: u64) -> Query {
+    Query::new(Index::Gsi2, format!("OUTBOX#{n}")).prefix("p#")
 }
 
 /// What delivers the outbox's events: cheap to clone, one per process.
@@ -84,7 +88,7 @@ impl Outbox {
         let store = self.store.as_ref();
         let mut sent = 0;
         for n in 0..SHARDS {
-            let page = store.query(Query::new(Index::Gsi2, format!("OUTBOX#{n}")).prefix("p#").limit(25)).await?;
+            let page = store.query(pending(n).limit(25)).await?;
             for item in page.items {
                 let Some(key) = Key::of(&item) else { continue };
                 if self.deliver_one(&key).await? {
@@ -99,7 +103,7 @@ impl Outbox {
     pub async fn backlog(&self, cap: usize) -> ApiResult<usize> {
         let mut waiting = 0;
         for n in 0..SHARDS {
-            waiting += self.store.query(Query::new(Index::Gsi2, format!("OUTBOX#{n}")).prefix("p#").limit(cap)).await?.items.len();
+            waiting += self.store.query(pending(n).limit(cap)).await?.items.len();
         }
         Ok(waiting)
     }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{BY_TIME, Event};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Attr, Index, Query, Store, cursor_of};
+use crate::store::{Attr, Index, Query, Store, cursor_of, time_key};
 
 /// What to list.
 #[derive(Clone, Debug, Default)]
@@ -36,10 +36,6 @@ impl Filter {
 pub struct Listed {
     pub events: Vec<Event>,
     pub cursor: Option<String>,
-}
-
-fn time_key(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// Up to `limit` events matching `filter`, newest first, after `cursor`.

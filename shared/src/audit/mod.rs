@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::store::{Attr, Cond, Item, Key, TTL, TxOp, Update};
+use crate::store::{Attr, Cond, Index, Item, Key, TTL, TxOp, Update, from_attr, set_index, time_key};
 
 pub use context::{Actor, Scope};
 
@@ -67,17 +67,6 @@ fn kind_of(key: &Key) -> String {
     key.pk.split('#').next().unwrap_or_default().to_string()
 }
 
-fn json_of(attr: &Attr) -> serde_json::Value {
-    match attr {
-        Attr::S(s) => serde_json::Value::String(s.clone()),
-        Attr::N(n) => serde_json::Value::from(*n),
-        Attr::Bool(b) => serde_json::Value::Bool(*b),
-        Attr::Null => serde_json::Value::Null,
-        Attr::L(l) => serde_json::Value::Array(l.iter().map(json_of).collect()),
-        Attr::M(m) => serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), json_of(v))).collect()),
-    }
-}
-
 /// The fields that differ between an item before and after a write.
 pub fn change(key: &Key, before: Option<&Item>, after: Option<&Item>) -> Option<Change> {
     let op = match (before, after) {
@@ -89,7 +78,9 @@ pub fn change(key: &Key, before: Option<&Item>, after: Option<&Item>) -> Option<
     let empty = Item::new();
     let (b, a) = (before.unwrap_or(&empty), after.unwrap_or(&empty));
     let names: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
-    let shown = |item: &Item, name: &str| item.get(name).map(|v| if secret_field(name) { serde_json::Value::String("[redacted]".into()) } else { json_of(v) });
+    let shown = |item: &Item, name: &str| {
+        item.get(name).map(|v| if secret_field(name) { serde_json::Value::String("[redacted]".into()) } else { from_attr(v.clone()) })
+    };
     let (mut was, mut is) = (serde_json::Map::new(), serde_json::Map::new());
     for name in names {
         if matches!(name.as_str(), "PK" | "SK" | "GSI1PK" | "GSI1SK" | "GSI2PK" | "GSI2SK") || b.get(name) == a.get(name) {
@@ -135,8 +126,7 @@ pub fn append_ops(shard: u64, head: (i64, String), event: &Event, expires_at: Op
     let mut item = Item::new();
     item.insert("PK".into(), Attr::S(key.pk.clone()));
     item.insert("SK".into(), Attr::S(key.sk.clone()));
-    item.insert("GSI2PK".into(), Attr::S(BY_TIME.into()));
-    item.insert("GSI2SK".into(), Attr::S(format!("{}#{}", event.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), event.id)));
+    set_index(&mut item, Index::Gsi2, BY_TIME, format!("{}#{}", time_key(event.at), event.id));
     item.insert("event".into(), Attr::S(json));
     item.insert("prev".into(), Attr::S(previous));
     item.insert("hash".into(), Attr::S(hash.clone()));

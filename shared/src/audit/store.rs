@@ -44,10 +44,6 @@ fn key_of(op: &TxOp) -> Option<Key> {
     }
 }
 
-fn shard_of(request_id: &str) -> u64 {
-    request_id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % SHARDS
-}
-
 impl Audited {
     /// Writes `ops` with their event in one transaction. `single`: the caller made one write,
     /// whose refusal it expects as `ConditionFailed`.
@@ -80,7 +76,7 @@ impl Audited {
             changes,
         };
         let expires_at = self.retention.map(|keep| (now + keep).timestamp());
-        let shard = shard_of(&scope.request_id);
+        let shard = crate::store::shard_of(&scope.request_id, SHARDS);
         let own = ops.len();
         for _ in 0..TRIES {
             let (chain, _) = append_ops(shard, head(self.inner.as_ref(), shard).await?, &event, expires_at);

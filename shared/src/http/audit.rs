@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 
 use super::error::ErrorEnvelope;
 use super::extract::{ApiQuery, Caller, client_ip_of};
+use super::usage_export::{csv_bytes, jsonl_bytes, neutralised};
 use crate::audit::{self, Event, listing};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -112,18 +113,9 @@ const CSV_COLUMNS: [&str; 8] = ["id", "at", "actor", "source", "action", "target
 
 fn encode(csv: bool, events: &[Event]) -> Bytes {
     if !csv {
-        let mut out = Vec::new();
-        for event in events {
-            if serde_json::to_writer(&mut out, event).is_ok() {
-                out.push(b'\n');
-            }
-        }
-        return Bytes::from(out);
+        return jsonl_bytes(events);
     }
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    for e in events {
-        // A cell a spreadsheet would take for a formula is quoted as text.
-        let cell = |s: String| if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s };
+    csv_bytes(events.iter().map(|e| {
         let row = [
             e.id.to_string(),
             e.at.to_rfc3339(),
@@ -134,9 +126,8 @@ fn encode(csv: bool, events: &[Event]) -> Bytes {
             e.request_id.clone(),
             serde_json::to_string(&e.changes).unwrap_or_default(),
         ];
-        let _ = writer.write_record(row.map(cell));
-    }
-    Bytes::from(writer.into_inner().unwrap_or_default())
+        row.iter().map(|cell| neutralised(cell)).collect()
+    }))
 }
 
 /// The whole log (with the same filters), streamed page by page as JSON Lines or CSV.
@@ -155,11 +146,7 @@ async fn export_audit(State(state): State<AppState>, caller: Caller, ApiQuery(q)
     }
     let filter = q.filter();
     let first = listing::list(state.store.as_ref(), &filter, 500, None).await?;
-    let head = csv.then(|| {
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        let _ = writer.write_record(CSV_COLUMNS);
-        Bytes::from(writer.into_inner().unwrap_or_default())
-    });
+    let head = csv.then(|| csv_bytes([CSV_COLUMNS.map(str::to_string).to_vec()]));
     let first_bytes = encode(csv, &first.events);
     let store = state.store.clone();
     let rest = futures::stream::unfold(first.cursor, move |cursor| {

@@ -6,17 +6,19 @@
 use std::time::Instant;
 
 use axum::Router;
+use axum::extract::FromRequestParts;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
+use super::extract::{Caller, bearer};
 use crate::error::ApiError;
 use crate::health::{self, Check};
-use crate::identity::roles::{self, Permission};
-use crate::identity::sessions;
+use crate::identity::roles::Permission;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -44,32 +46,24 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 /// The Prometheus exposition.
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    may_read_metrics(&state, &headers).await?;
+async fn metrics(State(state): State<AppState>, mut parts: Parts) -> Result<Response, ApiError> {
+    may_read_metrics(&state, &mut parts).await?;
     let text = state.metrics.render().ok_or_else(|| ApiError::not_found("this process sends its metrics as EMF log lines, not on /metrics"))?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text).into_response())
 }
 
 /// With `TOLLGATE_METRICS_TOKEN` set, `/metrics` takes that token, or the session of someone
 /// who may read the settings (the dashboard's Operations page).
-async fn may_read_metrics(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+async fn may_read_metrics(state: &AppState, parts: &mut Parts) -> Result<(), ApiError> {
     let Some(token) = &state.config.metrics_token else { return Ok(()) };
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let Some(given) = given else { return Err(ApiError::unauthorized("GET /metrics takes the bearer token set in TOLLGATE_METRICS_TOKEN")) };
+    let unauthorized = || ApiError::unauthorized("GET /metrics takes the bearer token set in TOLLGATE_METRICS_TOKEN, or a session with settings:read");
+    let given = bearer(parts).map_err(|_| unauthorized())?;
     // Compared as hashes, so the time taken says nothing about how much of the token matched.
     if crate::identity::sha256_hex(given) == crate::identity::sha256_hex(token.expose_secret()) {
         return Ok(());
     }
-    let store = state.store.as_ref();
-    let Ok((user, _)) = sessions::authenticate(store, state.jwt().await?, state.clock.now(), given).await else {
-        return Err(ApiError::unauthorized("GET /metrics takes the bearer token set in TOLLGATE_METRICS_TOKEN, or a session with settings:read"));
-    };
-    let permissions = roles::permissions_of(store, &user.role).await?.unwrap_or_default();
-    if permissions.contains(&Permission::SettingsRead) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("insufficient_permissions", "reading /metrics with a session needs the settings:read permission"))
-    }
+    let caller = Caller::from_request_parts(parts, state).await.map_err(|e| if e.status_code() == 401 { unauthorized() } else { e })?;
+    caller.require(Permission::SettingsRead)
 }
 
 /// What the edge notes of a request on its way in, to count and log it on its way out.

@@ -78,7 +78,7 @@ const COLUMNS: [&str; 32] = [
 
 /// A text cell a spreadsheet would take for a formula (`=`, `+`, `-`, `@`, or a tab or carriage
 /// return before one) gets a leading `'`, so it is shown as the text it is.
-fn neutralised(text: &str) -> String {
+pub(super) fn neutralised(text: &str) -> String {
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_string() }
 }
 
@@ -91,7 +91,7 @@ fn cell(value: Option<&Value>) -> String {
     }
 }
 
-fn csv_bytes(rows: impl IntoIterator<Item = Vec<String>>) -> Bytes {
+pub(super) fn csv_bytes(rows: impl IntoIterator<Item = Vec<String>>) -> Bytes {
     let mut writer = csv::Writer::from_writer(Vec::new());
     for row in rows {
         // Writing to memory cannot fail.
@@ -100,18 +100,21 @@ fn csv_bytes(rows: impl IntoIterator<Item = Vec<String>>) -> Bytes {
     Bytes::from(writer.into_inner().unwrap_or_default())
 }
 
+/// Values as JSON Lines, one per line.
+pub(super) fn jsonl_bytes<T: serde::Serialize>(values: impl IntoIterator<Item = T>) -> Bytes {
+    let mut out = Vec::new();
+    for value in values {
+        if serde_json::to_writer(&mut out, &value).is_ok() {
+            out.push(b'\n');
+        }
+    }
+    Bytes::from(out)
+}
+
 /// One page of records in the format.
 fn encode(format: Format, views: Vec<LogView>) -> Bytes {
     match format {
-        Format::Jsonl => {
-            let mut out = Vec::new();
-            for view in views {
-                if serde_json::to_writer(&mut out, &view).is_ok() {
-                    out.push(b'\n');
-                }
-            }
-            Bytes::from(out)
-        }
+        Format::Jsonl => jsonl_bytes(views),
         Format::Csv => csv_bytes(views.into_iter().map(|view| {
             let value = serde_json::to_value(view).unwrap_or_default();
             COLUMNS.iter().map(|c| cell(value.get(*c))).collect()

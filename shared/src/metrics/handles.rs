@@ -20,21 +20,22 @@ impl<H> Default for Handles<H> {
     }
 }
 
-fn hash_of(name: &str, values: &[&str]) -> u64 {
+fn hash_of(name: &str, labels: &[(&'static str, &str)]) -> u64 {
     use std::hash::BuildHasher;
     let mut hasher = foldhash::fast::FixedState::default().build_hasher();
     name.hash(&mut hasher);
-    for value in values {
+    for (_, value) in labels {
         value.hash(&mut hasher);
     }
     hasher.finish()
 }
 
 impl<H: Clone> Handles<H> {
-    /// The handle of `name` with label `values`, registered by `make` the first time.
-    pub fn get(&self, name: &'static str, values: &[&str], make: impl FnOnce() -> H) -> H {
-        let hash = hash_of(name, values);
-        let same = |(n, vs, _): &&Entry<H>| *n == name && vs.iter().map(String::as_str).eq(values.iter().copied());
+    /// The handle of `name` with `labels` (a metric's label names never vary, so their values
+    /// identify the set), registered by `make` the first time.
+    pub fn get(&self, name: &'static str, labels: &[(&'static str, &str)], make: impl FnOnce() -> H) -> H {
+        let hash = hash_of(name, labels);
+        let same = |(n, vs, _): &&Entry<H>| *n == name && vs.iter().map(String::as_str).eq(labels.iter().map(|(_, v)| *v));
         if let Some((_, _, handle)) = self.map.read().expect("metric handles").get(&hash).and_then(|found| found.iter().find(same)) {
             return handle.clone();
         }
@@ -44,7 +45,7 @@ impl<H: Clone> Handles<H> {
             return handle.clone();
         }
         let handle = make();
-        bucket.push((name, values.iter().map(|v| v.to_string()).collect(), handle.clone()));
+        bucket.push((name, labels.iter().map(|(_, v)| v.to_string()).collect(), handle.clone()));
         handle
     }
 }

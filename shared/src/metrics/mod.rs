@@ -167,15 +167,13 @@ impl Metrics {
     /// label set (`handles`), so recording allocates nothing once the set has been seen.
     fn counter(&self, name: &'static str, labels: &[(&'static str, &str)], by: u64) {
         if let Some(p) = &self.prometheus {
-            let values: [&str; 6] = std::array::from_fn(|i| labels.get(i).map_or("", |(_, v)| *v));
-            p.counters.get(name, &values[..labels.len()], || p.recorder.register_counter(&key(name, labels), &META)).increment(by);
+            p.counters.get(name, labels, || p.recorder.register_counter(&key(name, labels), &META)).increment(by);
         }
     }
 
     fn seconds(&self, name: &'static str, labels: &[(&'static str, &str)], took: Duration) {
         if let Some(p) = &self.prometheus {
-            let values: [&str; 6] = std::array::from_fn(|i| labels.get(i).map_or("", |(_, v)| *v));
-            p.histograms.get(name, &values[..labels.len()], || p.recorder.register_histogram(&key(name, labels), &META)).record(took.as_secs_f64());
+            p.histograms.get(name, labels, || p.recorder.register_histogram(&key(name, labels), &META)).record(took.as_secs_f64());
         }
     }
 
@@ -203,18 +201,18 @@ impl Metrics {
         let (model, provider) = (record.model.as_str(), record.provider.as_str());
         let mut ids = [[0u8; 36]; 3];
         let [key_id, project, workspace] = &mut ids;
-        let key_text = self.key_labels.then(|| id_text(key_id, record.api_key_id));
-        let base = [
+        // The key's label comes last, kept only where the operator opted in.
+        let key = ("key", if self.key_labels { id_text(key_id, record.api_key_id) } else { "" });
+        let keyed = |labels: usize| if self.key_labels { labels + 1 } else { labels };
+        let requests = [
             ("endpoint", record.endpoint.as_str()),
             ("model", model),
             ("provider", provider),
             ("outcome", record.outcome.as_str()),
             ("status", status_text(record.status_code)),
+            key,
         ];
-        match &key_text {
-            Some(k) => self.counter("tollgate_proxy_requests_total", &[base[0], base[1], base[2], base[3], base[4], ("key", k)], 1),
-            None => self.counter("tollgate_proxy_requests_total", &base, 1),
-        }
+        self.counter("tollgate_proxy_requests_total", &requests[..keyed(5)], 1);
         let total = Duration::from_millis(record.latency_ms.max(0) as u64);
         let upstream = Duration::from_millis(upstream_ms as u64).min(total);
         for (part, took) in [("total", total), ("upstream", upstream), ("gateway", total - upstream)] {
@@ -234,13 +232,8 @@ impl Metrics {
             self.counter("tollgate_proxy_tokens_total", &[("model", model), ("provider", provider), ("kind", kind)], n as u64);
         }
         let (project, workspace) = (id_text(project, record.project_id), id_text(workspace, record.org_id));
-        let cost = [("model", model), ("provider", provider), ("project", project), ("workspace", workspace)];
-        match &key_text {
-            Some(k) => {
-                self.counter("tollgate_proxy_cost_microdollars_total", &[cost[0], cost[1], cost[2], cost[3], ("key", k)], record.cost_micros.max(0) as u64)
-            }
-            None => self.counter("tollgate_proxy_cost_microdollars_total", &cost, record.cost_micros.max(0) as u64),
-        }
+        let cost = [("model", model), ("provider", provider), ("project", project), ("workspace", workspace), key];
+        self.counter("tollgate_proxy_cost_microdollars_total", &cost[..keyed(4)], record.cost_micros.max(0) as u64);
         for attempt in &record.routing {
             let result = match (attempt.status, attempt.error.is_some()) {
                 (Some(200), false) => "ok",

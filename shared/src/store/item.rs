@@ -20,7 +20,8 @@ pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     serde_json::from_value(Value::Object(map)).map_err(|e| StoreError::Backend(format!("stored item does not decode: {e}")))
 }
 
-fn from_attr(attr: Attr) -> Value {
+/// An attribute as the JSON value it stores.
+pub fn from_attr(attr: Attr) -> Value {
     match attr {
         Attr::Null => Value::Null,
         Attr::Bool(b) => Value::Bool(b),

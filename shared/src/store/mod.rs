@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use dynamo::DynamoStore;
 pub use embedded::EmbeddedStore;
-pub use item::{attr_of, from_item, keyed_item, set_index, to_item};
+pub use item::{attr_of, from_attr, from_item, keyed_item, set_index, to_item};
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -285,6 +285,17 @@ pub(crate) fn page_of(mut found: Vec<Item>, limit: usize, index: Index) -> Page 
         None
     };
     Page { items: found, cursor }
+}
+
+/// Which of `shards` partitions a write goes to, by a stable hash of `text` (a request id, a
+/// key): hot partitions are spread over several, the same text always lands in the same one.
+pub fn shard_of(text: &str, shards: u64) -> u64 {
+    text.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % shards
+}
+
+/// A time as a sort key: sort keys must order as times do, so a fixed-width UTC format.
+pub fn time_key(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// Every item a query matches, following cursors page by page.

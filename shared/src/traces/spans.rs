@@ -103,10 +103,6 @@ impl Child {
         carrier.remove("traceparent")
     }
 
-    pub fn set(&self, attributes: impl IntoIterator<Item = KeyValue>) {
-        self.0.span().set_attributes(attributes);
-    }
-
     /// Ends it as failed, saying why.
     pub fn fail(&self, why: String) {
         self.0.span().set_status(Status::error(why));

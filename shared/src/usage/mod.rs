@@ -105,10 +105,7 @@ pub struct UsageRecord {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// Sort keys must order as times do: a fixed-width UTC format.
-pub(crate) fn time_key(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
+pub(crate) use crate::store::time_key;
 
 /// The sort keys of the records made from `from` to `to` (both included; either open), or a
 /// 400 when `from` is after `to`.

@@ -104,7 +104,7 @@ fn pending_partition(shard: u64) -> String {
 /// The pending item of `record` (`sk`: the record's own sort key, time first), for the
 /// transaction that writes it.
 pub fn pending_op(record: &UsageRecord, sk: &str) -> TxOp {
-    let shard = record.request_id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % PENDING_SHARDS;
+    let shard = crate::store::shard_of(&record.request_id, PENDING_SHARDS);
     let t = Totals::of(record);
     // One string, tab-separated: a pending item is written on every request, and one
     // attribute encodes several times faster than nine. (A model named by a caller could hold
