@@ -196,7 +196,8 @@ backend_tests! {
         let r = messages(json!({"model": "claude-test", "max_tokens": 50, "messages": [{"role": "user", "content": "Weather?"}]})).await.unwrap();
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["content"], json!([{"type": "text", "text": ANSWER.join(" ")}]));
-        assert_eq!(body["usage"], json!({"input_tokens": USAGE.0, "output_tokens": 3, "cache_read_input_tokens": USAGE.1, "cache_creation_input_tokens": USAGE.2}));
+        assert_eq!(body["usage"], json!({"input_tokens": USAGE.0, "output_tokens": 3, "cache_read_input_tokens": USAGE.1, "cache_creation_input_tokens": USAGE.2,
+                                         "cache_creation": {"ephemeral_5m_input_tokens": USAGE.2, "ephemeral_1h_input_tokens": 0}}));
         assert_eq!(fake.requests().pop().unwrap().1["max_tokens"], 50);
         // Tool use, whole and streamed.
         let tools = json!([{"name": "weather", "description": "The weather in a city", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]);

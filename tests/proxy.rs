@@ -324,8 +324,8 @@ backend_tests! {
         let record = tollgate::usage::UsageRecord {
             id: uuid::Uuid::new_v4(), request_id: "req-fixed".into(), owner: "user#x".into(), api_key_id: None, user_id: None, org_id: None,
             project_id: None, endpoint: "chat/completions".into(), model: "m".into(), provider: "mock".into(), provider_source: "catalog".into(),
-            input_tokens: 1, output_tokens: 1, cached_tokens: 0, cache_write_tokens: 0, reasoning_tokens: 0, cost_micros: 5, input_price_micros: 0,
-            output_price_micros: 0, cached_input_price_micros: 0, cache_write_price_micros: 0,
+            input_tokens: 1, output_tokens: 1, cached_tokens: 0, cache_write_tokens: 0, cache_write_1h_tokens: 0, reasoning_tokens: 0, cost_micros: 5, input_price_micros: 0,
+            output_price_micros: 0, cached_input_price_micros: 0, cache_write_price_micros: 0, cache_write_1h_price_micros: 0,
             pricing_source: "catalog".into(), provider_cost_micros: None, latency_ms: 1, ttft_ms: None, status_code: 200, outcome: tollgate::usage::Outcome::Success,
             streamed: false, cancelled: false, finish_reason: None, http_referer: None, error: None, candidates: vec![], routing: vec![], recorded_at: chrono::Utc::now(), expires_at: None,
         };

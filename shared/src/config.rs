@@ -6,6 +6,20 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 
+/// When a deployment cools down, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct CooldownPolicy {
+    pub failures: u32,
+    pub window_ms: i64,
+    pub cooldown_ms: i64,
+}
+
+impl Default for CooldownPolicy {
+    fn default() -> Self {
+        CooldownPolicy { failures: 3, window_ms: 60_000, cooldown_ms: 30_000 }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreKind {
     Embedded,
@@ -48,6 +62,10 @@ pub struct Config {
     pub key_cache: std::time::Duration,
     /// `TOLLGATE_UPSTREAM_TIMEOUT_MS`, default 60000: the wait for an upstream's answer to begin.
     pub upstream_timeout: std::time::Duration,
+    /// `TOLLGATE_COOLDOWN_FAILURES` (default 3), `TOLLGATE_COOLDOWN_WINDOW_SECS` (60) and
+    /// `TOLLGATE_COOLDOWN_SECS` (30): a deployment failing that many times within the window
+    /// (429, 5xx, unreachable, timed out) is skipped for the cooldown, then probed once.
+    pub cooldown: CooldownPolicy,
     /// `TOLLGATE_LEASE_MARGIN_SECS`, default 600: how long past its upstream timeout a request's
     /// reservation is held before anyone may release it as abandoned (its process died). A live
     /// stream renews its lease halfway through each such period.
@@ -125,6 +143,7 @@ impl Default for Config {
             private_upstreams: Vec::new(),
             key_cache: std::time::Duration::from_secs(10),
             upstream_timeout: std::time::Duration::from_secs(60),
+            cooldown: Default::default(),
             lease_margin: std::time::Duration::from_secs(600),
             relaxed_durability: false,
             usage_retention_days: 400,
@@ -252,6 +271,26 @@ impl Config {
                 .ok()
                 .filter(|d| (1..=3650).contains(d))
                 .ok_or_else(|| BadSetting::new("TOLLGATE_RESPONSES_TTL_DAYS", &v, "use a whole number of days from 1 to 3650"))?;
+        }
+        let cooldown = &mut config.cooldown;
+        for (name, field, scale) in
+            [("TOLLGATE_COOLDOWN_WINDOW_SECS", &mut cooldown.window_ms, 1000), ("TOLLGATE_COOLDOWN_SECS", &mut cooldown.cooldown_ms, 1000)]
+        {
+            if let Some(v) = lookup(name) {
+                *field = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=86_400).contains(n))
+                    .ok_or_else(|| BadSetting::new(name, &v, "use a whole number from 1 to 86400"))?
+                    * scale;
+            }
+        }
+        if let Some(v) = lookup("TOLLGATE_COOLDOWN_FAILURES") {
+            cooldown.failures = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| BadSetting::new("TOLLGATE_COOLDOWN_FAILURES", &v, "use a whole number from 1 to 1000"))?;
         }
         if let Some(v) = lookup("TOLLGATE_LEASE_MARGIN_SECS") {
             config.lease_margin =

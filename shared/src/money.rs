@@ -48,15 +48,17 @@ pub struct Prices {
     pub input: i64,
     /// Input tokens read from the provider's prompt cache.
     pub cached_input: i64,
-    /// Input tokens written to the provider's prompt cache.
+    /// Input tokens written to the provider's prompt cache (for Anthropic: for 5 minutes).
     pub cache_write: i64,
+    /// Input tokens written to Anthropic's cache for an hour, which cost more.
+    pub cache_write_1h: i64,
     pub output: i64,
 }
 
 impl Prices {
     /// The most any one input token can cost: an input token of unknown class is priced at it.
     pub fn worst_input(&self) -> i64 {
-        self.input.max(self.cached_input).max(self.cache_write)
+        self.input.max(self.cached_input).max(self.cache_write).max(self.cache_write_1h)
     }
 }
 
@@ -66,6 +68,7 @@ pub struct TokenClasses {
     pub input: i64,
     pub cached_input: i64,
     pub cache_write: i64,
+    pub cache_write_1h: i64,
     pub output: i64,
 }
 
@@ -77,6 +80,7 @@ pub fn cost(tokens: &TokenClasses, prices: &Prices) -> i64 {
     let total = term(tokens.input, prices.input)
         .saturating_add(term(tokens.cached_input, prices.cached_input))
         .saturating_add(term(tokens.cache_write, prices.cache_write))
+        .saturating_add(term(tokens.cache_write_1h, prices.cache_write_1h))
         .saturating_add(term(tokens.output, prices.output));
     let micros = total.saturating_add(999_999) / 1_000_000;
     i64::try_from(micros).unwrap_or(i64::MAX)
@@ -126,15 +130,17 @@ mod tests {
     #[test]
     fn each_token_class_at_its_price_rounded_up_once_and_saturates() {
         // Claude Sonnet-like: $3 in, $0.30 cache read, $3.75 cache write, $15 out (per million).
-        let prices = Prices { input: 3_000_000, cached_input: 300_000, cache_write: 3_750_000, output: 15_000_000 };
-        let tokens = TokenClasses { input: 1, cached_input: 1, cache_write: 1, output: 1 };
+        let prices = Prices { input: 3_000_000, cached_input: 300_000, cache_write: 3_750_000, cache_write_1h: 6_000_000, output: 15_000_000 };
+        let tokens = TokenClasses { input: 1, cached_input: 1, cache_write: 1, cache_write_1h: 0, output: 1 };
         // 3 + 0.3 + 3.75 + 15 = 22.05 micro-dollars: rounded up once to 23, not per class (25).
         assert_eq!(cost(&tokens, &prices), 23);
-        assert_eq!(prices.worst_input(), 3_750_000);
+        // A token written for an hour costs $6 per million: 28.05, 29.
+        assert_eq!(cost(&TokenClasses { cache_write_1h: 1, ..tokens }, &prices), 29);
+        assert_eq!(prices.worst_input(), 6_000_000, "the dearest input class");
         let none = TokenClasses { input: -5, ..TokenClasses::default() };
         assert_eq!(cost(&none, &prices), 0, "negative counts never pay back");
-        let all = TokenClasses { input: i64::MAX, cached_input: i64::MAX, cache_write: i64::MAX, output: i64::MAX };
-        let top = Prices { input: i64::MAX, cached_input: i64::MAX, cache_write: i64::MAX, output: i64::MAX };
+        let all = TokenClasses { input: i64::MAX, cached_input: i64::MAX, cache_write: i64::MAX, cache_write_1h: i64::MAX, output: i64::MAX };
+        let top = Prices { input: i64::MAX, cached_input: i64::MAX, cache_write: i64::MAX, cache_write_1h: i64::MAX, output: i64::MAX };
         assert_eq!(cost(&all, &top), i64::MAX, "saturates");
     }
 

@@ -180,7 +180,11 @@ impl AppState {
             huggingface_hub: config.huggingface_hub_url.clone(),
         };
         let traces = crate::traces::Tracing::start(&config.traces, http.trusted.clone(), metrics.clone())?;
+        // Cooldowns are shared through the store where several processes serve one table.
+        let shared = (config.store == crate::config::StoreKind::DynamoDb).then(|| store.clone());
+        let balancer = Arc::new(crate::proxy::balance::Balancer::new(config.cooldown, shared, metrics.clone()));
         let gateway = Arc::new(Gateway {
+            balancer,
             store: store.clone(),
             secrets: secrets.clone(),
             clock: clock.clone(),
@@ -245,6 +249,7 @@ impl AppState {
                 if pass % 10 == 0 {
                     state.observe_background().await;
                 }
+                state.metrics.cooling(&state.gateway.balancer.cooling(state.clock.now().timestamp_millis()));
                 state.metrics.upkeep();
                 state.heartbeat.beat(state.clock.now().timestamp_millis());
                 if pass % 30 == 0

@@ -102,12 +102,21 @@ async fn messages(State(requests): State<Log>, headers: HeaderMap, body: Bytes) 
     };
     let output = words.len() as i64 + i64::from(call.is_some()) * 10;
     let (input, read, write) = USAGE;
+    // As Anthropic reports them: cache writes by the breakpoints' time to live (5m unless a
+    // breakpoint asks for 1h).
+    let long = body.to_string().contains(r#""ttl":"1h""#);
+    let creation = if long {
+        json!({"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": write})
+    } else {
+        json!({"ephemeral_5m_input_tokens": write, "ephemeral_1h_input_tokens": 0})
+    };
     if body["stream"] == true {
         let mut events = vec![(
             "message_start",
             json!({"type": "message_start", "message": {"id": "msg_01", "type": "message", "role": "assistant", "model": model, "content": [],
                 "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": input, "output_tokens": 1, "cache_read_input_tokens": read, "cache_creation_input_tokens": write}}}),
+                "usage": {"input_tokens": input, "output_tokens": 1, "cache_read_input_tokens": read, "cache_creation_input_tokens": write,
+                          "cache_creation": creation}}}),
         )];
         events.push(("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
         events.push(("ping", json!({"type": "ping"})));
@@ -143,6 +152,7 @@ async fn messages(State(requests): State<Log>, headers: HeaderMap, body: Bytes) 
     content.extend(call);
     axum::Json(json!({"id": "msg_01", "type": "message", "role": "assistant", "model": model, "content": content,
         "stop_reason": stop_reason, "stop_sequence": null,
-        "usage": {"input_tokens": input, "output_tokens": output, "cache_read_input_tokens": read, "cache_creation_input_tokens": write}}))
+        "usage": {"input_tokens": input, "output_tokens": output, "cache_read_input_tokens": read, "cache_creation_input_tokens": write,
+                  "cache_creation": creation}}))
     .into_response()
 }

@@ -19,11 +19,23 @@ pub enum Behaviour {
     Fail(u16),
     /// Wait this long before answering.
     Delay(Duration),
+    /// 429 with `retry-after` in seconds, as OpenAI and Anthropic send it.
+    RateLimited(u64),
+    /// Fail this many times with this status, then answer.
+    FailTimes(u32, u16),
+    /// Every other request fails with a 500 (the first fails).
+    Flap,
+    /// Drop the connection without answering (the handler dies; hyper closes the socket).
+    Reset,
+    /// Stream two chunks, then break the connection.
+    CutStream,
 }
 
 #[derive(Default)]
 struct Shared {
     behaviour: Behaviour,
+    /// Requests answered by `FailTimes` and `Flap` so far.
+    seen: u32,
     requests: Vec<(HeaderMap, Value)>,
 }
 
@@ -78,7 +90,8 @@ impl FakeUpstream {
     }
 
     pub fn behave(&self, behaviour: Behaviour) {
-        self.shared.lock().unwrap().behaviour = behaviour;
+        let mut shared = self.shared.lock().unwrap();
+        (shared.behaviour, shared.seen) = (behaviour, 0);
     }
 
     /// (headers, body) of every request so far.
@@ -94,13 +107,48 @@ async fn answer(State(shared): State<Arc<Mutex<Shared>>>, uri: axum::http::Uri, 
         s.requests.push((headers, body.clone()));
         s.behaviour.clone()
     };
-    match behaviour {
-        Behaviour::Fail(status) => {
-            let envelope = json!({"error": {"message": format!("fake upstream failure {status}"), "type": "server_error", "code": null}});
-            return (StatusCode::from_u16(status).unwrap(), axum::Json(envelope)).into_response();
+    let fail = |status: u16| {
+        let envelope = json!({"error": {"message": format!("fake upstream failure {status}"), "type": "server_error", "code": null}});
+        let mut response = (StatusCode::from_u16(status).unwrap(), axum::Json(envelope)).into_response();
+        if status == 429 {
+            response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
         }
+        response
+    };
+    let seen = {
+        let mut s = shared.lock().unwrap();
+        s.seen += 1;
+        s.seen
+    };
+    match behaviour {
+        Behaviour::RateLimited(secs) => {
+            let envelope = json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"}});
+            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", secs.to_string())], axum::Json(envelope)).into_response();
+        }
+        Behaviour::FailTimes(n, status) if seen <= n => return fail(status),
+        Behaviour::Flap if seen % 2 == 1 => return fail(500),
+        Behaviour::Reset => panic!("the fake upstream drops this connection"),
+        Behaviour::CutStream if body["stream"] == true => {
+            let model = body["model"].clone();
+            let chunk = |w: &str| {
+                format!(
+                    "data: {}\n\n",
+                    json!({"id": "up-1", "object": "chunk", "model": model, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": null}]})
+                )
+            };
+            let frames = vec![Ok::<_, std::io::Error>(Bytes::from(chunk("half "))), Ok(Bytes::from(chunk("an "))), Err(std::io::Error::other("cut"))];
+            // The break comes a moment later, once the head and the chunks are on the wire.
+            let frames = futures::StreamExt::then(futures::stream::iter(frames), |frame| async move {
+                if frame.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                frame
+            });
+            return Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(frames)).unwrap();
+        }
+        Behaviour::Fail(status) => return fail(status),
         Behaviour::Delay(d) => tokio::time::sleep(d).await,
-        Behaviour::Answer => {}
+        _ => {}
     }
     let model = body["model"].clone();
     if uri.path().ends_with("responses") {

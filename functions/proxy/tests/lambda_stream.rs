@@ -101,6 +101,7 @@ async fn streamed_chunks_reach_the_runtime_api_as_they_are_produced() {
             output_price_micros: 1_000_000,
             cached_input_price_micros: None,
             cache_write_price_micros: None,
+            cache_write_1h_price_micros: None,
             context_window: 1000,
             max_output_tokens: None,
             capabilities: vec![],
@@ -111,6 +112,8 @@ async fn streamed_chunks_reach_the_runtime_api_as_they_are_produced() {
             has_api_key: false,
             secret_id: uuid::Uuid::new_v4(),
             dynamic: None,
+            routing: Default::default(),
+            deployment: None,
             created_at: now,
             updated_at: now,
         };

@@ -35,6 +35,7 @@ fn parts(content: &Value) -> ApiResult<(Vec<Value>, Vec<Value>)> {
     };
     let (mut out, mut results) = (Vec::new(), Vec::new());
     for block in blocks {
+        let before = out.len();
         match block.get("type").and_then(Value::as_str) {
             Some("text") => out.push(json!({"type": "text", "text": block.get("text").and_then(Value::as_str).unwrap_or_default()})),
             Some("image") => {
@@ -67,8 +68,18 @@ fn parts(content: &Value) -> ApiResult<(Vec<Value>, Vec<Value>)> {
             // canonical request can hold.
             _ => {}
         }
+        keep_cache_control(block, &mut out[before..]);
     }
     Ok((out, results))
+}
+
+/// A block's prompt-cache breakpoint (`cache_control`, with its `ttl`), kept on the canonical
+/// part made of it: the canonical shape carries it as OpenRouter's and LiteLLM's do, Anthropic's
+/// wire gives it back, and providers without a prompt cache of this kind never see it.
+fn keep_cache_control(block: &Value, made: &mut [Value]) {
+    if let (Some(cache), Some(part)) = (block.get("cache_control").filter(|c| c.is_object()), made.last_mut()) {
+        part["cache_control"] = cache.clone();
+    }
 }
 
 /// A Messages body's object and its model (what `messages` and `count_tokens` both need).
@@ -103,6 +114,11 @@ fn canonical(body: &Map<String, Value>, model: &str, max_tokens: Option<i64>) ->
     match body.get("system") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => messages.push(json!({"role": "system", "content": s})),
+        // Blocks with a cache breakpoint stay blocks, so the breakpoint reaches the provider.
+        Some(Value::Array(blocks)) if blocks.iter().any(|b| b.get("cache_control").is_some()) => {
+            let (parts, _) = parts(&Value::Array(blocks.clone()))?;
+            messages.push(json!({"role": "system", "content": parts}));
+        }
         Some(Value::Array(blocks)) => {
             let text: Vec<&str> = blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect();
             messages.push(json!({"role": "system", "content": text.join("\n")}));
@@ -164,7 +180,12 @@ fn canonical(body: &Map<String, Value>, model: &str, max_tokens: Option<i64>) ->
     if let Some(tools) = body.get("tools").and_then(Value::as_array).filter(|t| !t.is_empty()) {
         let tools: Vec<Value> = tools
             .iter()
-            .map(|t| json!({"type": "function", "function": {"name": t["name"], "description": t.get("description"), "parameters": t.get("input_schema")}}))
+            .map(|t| {
+                let mut tool =
+                    json!({"type": "function", "function": {"name": t["name"], "description": t.get("description"), "parameters": t.get("input_schema")}});
+                keep_cache_control(t, std::slice::from_mut(&mut tool));
+                tool
+            })
             .collect();
         canonical.insert("tools".into(), Value::Array(tools));
         if let Some(choice) = body.get("tool_choice") {
@@ -196,8 +217,11 @@ fn stop_reason(finish_reason: &str) -> &'static str {
 fn usage(canonical: Option<&Value>) -> Value {
     let n = |p: &str| canonical.and_then(|u| u.pointer(p)).and_then(Value::as_i64).unwrap_or(0);
     let (read, write) = (n("/prompt_tokens_details/cached_tokens"), n("/prompt_tokens_details/cache_write_tokens"));
+    let long = n("/prompt_tokens_details/cache_write_1h_tokens").clamp(0, write);
+    // Anthropic says which of the writes went to which cache.
     json!({"input_tokens": (n("/prompt_tokens") - read - write).max(0), "output_tokens": n("/completion_tokens"),
-           "cache_read_input_tokens": read, "cache_creation_input_tokens": write})
+           "cache_read_input_tokens": read, "cache_creation_input_tokens": write,
+           "cache_creation": {"ephemeral_5m_input_tokens": write - long, "ephemeral_1h_input_tokens": long}})
 }
 
 fn message_id(canonical_id: Option<&str>) -> String {
@@ -421,6 +445,10 @@ mod tests {
         assert_eq!(data(5)["content_block"], json!({"type": "tool_use", "id": "call_1", "name": "f", "input": {}}));
         assert_eq!(data(6)["delta"], json!({"type": "input_json_delta", "partial_json": "{\"a\":1}"}));
         assert_eq!(data(8)["delta"]["stop_reason"], "tool_use");
-        assert_eq!(data(8)["usage"], json!({"input_tokens": 7, "output_tokens": 4, "cache_read_input_tokens": 3, "cache_creation_input_tokens": 0}));
+        assert_eq!(
+            data(8)["usage"],
+            json!({"input_tokens": 7, "output_tokens": 4, "cache_read_input_tokens": 3, "cache_creation_input_tokens": 0,
+                   "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}})
+        );
     }
 }

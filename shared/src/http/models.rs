@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::error::ErrorEnvelope;
 use super::extract::{ApiJson, Caller};
-use crate::catalog::{self, Model, ProviderType};
+use crate::catalog::{self, Deployment, Model, ProviderType, RetryPolicy, Strategy};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::roles::Permission;
 use crate::money::{dollars_to_micros, micros_to_dollars};
@@ -36,8 +36,10 @@ pub struct ModelView {
     output_price: f64,
     /// Dollars per million input tokens read from the provider's cache.
     cached_input_price: f64,
-    /// Dollars per million input tokens written to the provider's cache.
+    /// Dollars per million input tokens written to the provider's cache (Anthropic's 5-minute cache).
     cache_write_price: f64,
+    /// Dollars per million input tokens written to Anthropic's 1-hour cache.
+    cache_write_1h_price: f64,
     context_window: i64,
     /// The most output tokens per answer; what a request without max_tokens is reserved at.
     max_output_tokens: i64,
@@ -53,8 +55,127 @@ pub struct ModelView {
     #[schema(value_type = Option<Object>)]
     sovereignty: Option<serde_json::Value>,
     has_api_key: bool,
+    /// Where it is served, when on more than its own provider (absent: the model's own
+    /// provider, base URL and key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployments: Option<Vec<DeploymentView>>,
+    /// How a deployment is chosen (absent: weighted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    routing_strategy: Option<Strategy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallbacks: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context_window_fallback: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry: Option<RetryView>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+}
+
+/// One deployment of a model; its key is never returned.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentView {
+    id: String,
+    provider: ProviderType,
+    base_url: Option<String>,
+    region: Option<String>,
+    weight: u32,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+    /// Whether it has a key of its own (else it uses the model's).
+    has_api_key: bool,
+}
+
+/// Attempts a request may make on the model, and how long all its attempts may take.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryView {
+    /// Attempts on this model, across its deployments, retries of one included (1-16).
+    max_attempts: u32,
+    /// The most milliseconds all of a request's attempts may take together.
+    max_total_ms: Option<u64>,
+}
+
+/// A deployment as a request gives it.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentInput {
+    /// Unique within the model (the same pattern as model ids).
+    id: String,
+    /// Default: the model's provider.
+    provider: Option<String>,
+    /// Default: the model's base URL, when the provider is the model's.
+    base_url: Option<String>,
+    /// Stored in the secret store; default: the model's key (on PUT, the key it had).
+    #[schema(value_type = Option<String>)]
+    api_key: Option<SecretString>,
+    region: Option<String>,
+    /// Its share of the traffic among healthy deployments; default 1.
+    weight: Option<u32>,
+    /// Requests per minute it takes; at this it is skipped until the minute ends.
+    rpm: Option<i64>,
+    /// Tokens per minute it takes.
+    tpm: Option<i64>,
+}
+
+/// The deployments a request gives, with their keys.
+fn deployments(model: &Model, inputs: Vec<DeploymentInput>) -> ApiResult<Vec<(Deployment, Option<SecretString>)>> {
+    inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let provider = match d.provider {
+                Some(p) => ProviderType::parse_param(&p, &format!("deployments[{i}].provider"), &ProviderType::ALL)?,
+                None => model.provider,
+            };
+            let deployment = Deployment {
+                id: d.id,
+                provider,
+                base_url: d.base_url,
+                region: d.region,
+                weight: d.weight.unwrap_or(1),
+                rpm: d.rpm,
+                tpm: d.tpm,
+                has_api_key: false,
+            };
+            Ok((deployment, d.api_key))
+        })
+        .collect()
+}
+
+/// Applies the routing fields of a create or an update to `model` (deployments without their
+/// keys: `catalog::routing::set_deployments` stores those once the whole model is valid).
+fn apply_routing(
+    model: &mut Model,
+    strategy: Option<Strategy>,
+    fallbacks: Option<Vec<String>>,
+    context_window_fallback: Option<String>,
+    retry: Option<RetryView>,
+) {
+    if let Some(s) = strategy {
+        model.routing.strategy = s;
+    }
+    if let Some(f) = fallbacks {
+        model.routing.fallbacks = f;
+    }
+    if let Some(f) = context_window_fallback {
+        // An empty id clears it.
+        model.routing.context_window_fallback = Some(f).filter(|f| !f.is_empty());
+    }
+    if let Some(r) = retry {
+        model.routing.retry = Some(RetryPolicy { max_attempts: r.max_attempts, max_total_ms: r.max_total_ms });
+    }
+}
+
+/// Validates `model` with the new deployments in place, then stores their keys.
+async fn place_deployments(state: &AppState, model: &mut Model, inputs: Option<Vec<DeploymentInput>>) -> ApiResult<()> {
+    let Some(inputs) = inputs else { return catalog::validate(model) };
+    let wanted = deployments(model, inputs)?;
+    let mut candidate = model.clone();
+    candidate.routing.deployments = wanted.iter().map(|(d, _)| d.clone()).collect();
+    catalog::validate(&candidate)?;
+    catalog::routing::set_deployments(state.secrets.as_ref(), model, wanted).await
 }
 
 impl From<Model> for ModelView {
@@ -69,6 +190,7 @@ impl From<Model> for ModelView {
             output_price: micros_to_dollars(prices.output),
             cached_input_price: micros_to_dollars(prices.cached_input),
             cache_write_price: micros_to_dollars(prices.cache_write),
+            cache_write_1h_price: micros_to_dollars(prices.cache_write_1h),
             context_window: m.context_window,
             max_output_tokens,
             capabilities: m.capabilities,
@@ -77,6 +199,24 @@ impl From<Model> for ModelView {
             allow_provider_objects: m.allow_provider_objects,
             sovereignty: m.sovereignty.as_deref().and_then(|s| serde_json::from_str(s).ok()),
             has_api_key: m.has_api_key,
+            deployments: Some(m.routing.deployments).filter(|d| !d.is_empty()).map(|ds| {
+                ds.into_iter()
+                    .map(|d| DeploymentView {
+                        id: d.id,
+                        provider: d.provider,
+                        base_url: d.base_url,
+                        region: d.region,
+                        weight: d.weight,
+                        rpm: d.rpm,
+                        tpm: d.tpm,
+                        has_api_key: d.has_api_key,
+                    })
+                    .collect()
+            }),
+            routing_strategy: Some(m.routing.strategy).filter(|s| *s != Strategy::Weighted),
+            fallbacks: Some(m.routing.fallbacks).filter(|f| !f.is_empty()),
+            context_window_fallback: m.routing.context_window_fallback,
+            retry: m.routing.retry.map(|r| RetryView { max_attempts: r.max_attempts, max_total_ms: r.max_total_ms }),
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -103,8 +243,11 @@ pub struct CreateModel {
     output_price: f64,
     /// Dollars per million input tokens read from the provider's prompt cache; default: inputPrice.
     cached_input_price: Option<f64>,
-    /// Dollars per million input tokens written to the provider's prompt cache; default: inputPrice.
+    /// Dollars per million input tokens written to the provider's prompt cache (Anthropic's
+    /// 5-minute cache); default: inputPrice.
     cache_write_price: Option<f64>,
+    /// Dollars per million input tokens written to Anthropic's 1-hour cache; default: cacheWritePrice.
+    cache_write_1h_price: Option<f64>,
     context_window: i64,
     /// The most output tokens per answer; default: contextWindow. A request without max_tokens
     /// is reserved at this.
@@ -126,6 +269,18 @@ pub struct CreateModel {
     sovereignty: Option<serde_json::Value>,
     /// Any OpenAI-compatible endpoint (our addition to the seed).
     base_url: Option<String>,
+    /// Where it is served, when on more than its own provider: each deployment's provider,
+    /// base URL, key, region, weight and rpm/tpm capacity.
+    deployments: Option<Vec<DeploymentInput>>,
+    /// How a deployment is chosen among the healthy ones; default weighted.
+    routing_strategy: Option<Strategy>,
+    /// Models tried, in order, once this one's attempts are spent (each reserved and charged at
+    /// its own prices).
+    fallbacks: Option<Vec<String>>,
+    /// A larger model for requests too long for this one's context window.
+    context_window_fallback: Option<String>,
+    /// Attempts and total time (default: one attempt per deployment, within the timeout).
+    retry: Option<RetryView>,
 }
 
 #[utoipa::path(post, path = "/api/models", tag = "models", request_body = CreateModel,
@@ -141,6 +296,7 @@ async fn create_model(State(state): State<AppState>, caller: Caller, ApiJson(bod
         output_price_micros: dollars_to_micros(body.output_price, "outputPrice")?,
         cached_input_price_micros: body.cached_input_price.map(|p| dollars_to_micros(p, "cachedInputPrice")).transpose()?,
         cache_write_price_micros: body.cache_write_price.map(|p| dollars_to_micros(p, "cacheWritePrice")).transpose()?,
+        cache_write_1h_price_micros: body.cache_write_1h_price.map(|p| dollars_to_micros(p, "cacheWrite1hPrice")).transpose()?,
         context_window: body.context_window,
         max_output_tokens: body.max_output_tokens,
         capabilities: body.capabilities,
@@ -151,9 +307,14 @@ async fn create_model(State(state): State<AppState>, caller: Caller, ApiJson(bod
         has_api_key: false,
         secret_id: uuid::Uuid::new_v4(),
         dynamic: None,
+        routing: Default::default(),
+        deployment: None,
         created_at: now,
         updated_at: now,
     };
+    let mut model = model;
+    apply_routing(&mut model, body.routing_strategy, body.fallbacks, body.context_window_fallback, body.retry);
+    place_deployments(&state, &mut model, body.deployments).await?;
     let model = catalog::create(state.store.as_ref(), state.secrets.as_ref(), model, body.api_key).await?;
     Ok((StatusCode::CREATED, Json(model.into())))
 }
@@ -175,6 +336,7 @@ pub struct UpdateModel {
     output_price: Option<f64>,
     cached_input_price: Option<f64>,
     cache_write_price: Option<f64>,
+    cache_write_1h_price: Option<f64>,
     context_window: Option<i64>,
     max_output_tokens: Option<i64>,
     capabilities: Option<Vec<String>>,
@@ -184,6 +346,14 @@ pub struct UpdateModel {
     #[schema(value_type = Option<Object>)]
     sovereignty: Option<serde_json::Value>,
     base_url: Option<String>,
+    /// Replaces the deployments; a deployment listed without apiKey keeps the key it had.
+    /// An empty list serves the model from its own provider again.
+    deployments: Option<Vec<DeploymentInput>>,
+    routing_strategy: Option<Strategy>,
+    fallbacks: Option<Vec<String>>,
+    /// An empty string removes it.
+    context_window_fallback: Option<String>,
+    retry: Option<RetryView>,
 }
 
 /// `toolCallPrices` (dollars per call) in micro-dollars, each tool one the gateway knows.
@@ -238,6 +408,9 @@ async fn update_model(
     if let Some(p) = body.cache_write_price {
         model.cache_write_price_micros = Some(dollars_to_micros(p, "cacheWritePrice")?);
     }
+    if let Some(p) = body.cache_write_1h_price {
+        model.cache_write_1h_price_micros = Some(dollars_to_micros(p, "cacheWrite1hPrice")?);
+    }
     if let Some(c) = body.context_window {
         model.context_window = c;
     }
@@ -262,7 +435,8 @@ async fn update_model(
     if let Some(u) = body.base_url {
         model.base_url = Some(u);
     }
-    catalog::validate(&model)?;
+    apply_routing(&mut model, body.routing_strategy, body.fallbacks, body.context_window_fallback, body.retry);
+    place_deployments(&state, &mut model, body.deployments).await?;
     if let Some(key) = body.api_key {
         state.secrets.put(&model.secret_name(), &key).await.map_err(ApiError::internal)?;
         model.has_api_key = true;

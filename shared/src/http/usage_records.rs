@@ -48,6 +48,8 @@ pub struct RecordView {
     output_tokens: i64,
     cached_tokens: i64,
     cache_write_tokens: i64,
+    /// Of the cache writes, those to Anthropic's 1-hour cache.
+    cache_write_1h_tokens: i64,
     reasoning_tokens: i64,
     /// Dollars.
     cost: f64,
@@ -85,11 +87,13 @@ fn view(r: UsageRecord, with_trace: bool) -> RecordView {
         output_tokens: r.output_tokens,
         cached_tokens: r.cached_tokens,
         cache_write_tokens: r.cache_write_tokens,
+        cache_write_1h_tokens: r.cache_write_1h_tokens,
         reasoning_tokens: r.reasoning_tokens,
         cost: micros_to_dollars(r.cost_micros),
         prices: serde_json::json!({
             "input": micros_to_dollars(r.input_price_micros), "cachedInput": micros_to_dollars(r.cached_input_price_micros),
-            "cacheWrite": micros_to_dollars(r.cache_write_price_micros), "output": micros_to_dollars(r.output_price_micros),
+            "cacheWrite": micros_to_dollars(r.cache_write_price_micros), "cacheWrite1h": micros_to_dollars(r.cache_write_1h_price_micros),
+            "output": micros_to_dollars(r.output_price_micros),
         }),
         latency_ms: r.latency_ms,
         ttft_ms: r.ttft_ms,

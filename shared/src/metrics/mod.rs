@@ -48,7 +48,10 @@ pub const FAMILIES: &[(&str, Unit, &str)] = &[
     ("tollgate_proxy_reservations_held", Unit::Count, "Requests holding a reservation against their limits now"),
     ("tollgate_proxy_leases_lapsed_total", Unit::Count, "Reservations of dead requests found lapsed and released by a settlement"),
     ("tollgate_upstream_attempts_total", Unit::Count, "Upstream attempts, by provider and result"),
-    ("tollgate_upstream_fallbacks_total", Unit::Count, "Requests served (or failed) by a later candidate after an earlier one failed"),
+    ("tollgate_upstream_fallbacks_total", Unit::Count, "Requests that moved on to another model after their first one failed"),
+    ("tollgate_upstream_retries_total", Unit::Count, "Attempts made after a failed one, by the failed one's model, provider and reason"),
+    ("tollgate_deployment_cooldowns_total", Unit::Count, "Cooldowns begun, by model and deployment"),
+    ("tollgate_deployments_cooling", Unit::Count, "Deployments cooling down now, by model"),
     ("tollgate_store_round_trip_seconds", Unit::Seconds, "Round trips to the store, by operation"),
     ("tollgate_outbox_backlog", Unit::Count, "Budget events waiting in the outbox for delivery"),
     ("tollgate_rollup_lag_seconds", Unit::Seconds, "Age of the oldest usage record not yet in its rollups (0 when none waits)"),
@@ -98,6 +101,7 @@ struct Prometheus {
     backlog: Gauge,
     lag: Gauge,
     counters: Handles<Counter>,
+    gauges: Handles<Gauge>,
     histograms: Handles<Histogram>,
 }
 
@@ -153,7 +157,19 @@ impl Metrics {
                 c.absolute(0);
             }
             let handle = recorder.handle();
-            Prometheus { recorder, handle, held, lapsed, fallbacks, spans_dropped, backlog, lag, counters: Handles::default(), histograms: Handles::default() }
+            Prometheus {
+                recorder,
+                handle,
+                held,
+                lapsed,
+                fallbacks,
+                spans_dropped,
+                backlog,
+                lag,
+                counters: Handles::default(),
+                gauges: Handles::default(),
+                histograms: Handles::default(),
+            }
         });
         Metrics { prometheus, emf: sink == Sink::Emf, key_labels }
     }
@@ -248,7 +264,7 @@ impl Metrics {
             };
             self.counter("tollgate_upstream_attempts_total", &[("provider", attempt.provider.as_str()), ("result", result)], 1);
         }
-        if record.routing.len() > 1 {
+        if record.routing.iter().any(|a| a.model != record.model) {
             p.fallbacks.increment(1);
         }
     }
@@ -260,6 +276,29 @@ impl Metrics {
             emf::print(&emf::refusal(reason.name(), level));
         }
         self.counter("tollgate_proxy_refusals_total", &[("reason", reason.name()), ("level", level)], 1);
+    }
+
+    /// An attempt failed for `reason` and another follows.
+    pub fn retry(&self, model: &str, provider: &str, reason: &'static str) {
+        self.counter("tollgate_upstream_retries_total", &[("model", model), ("provider", provider), ("reason", reason)], 1);
+    }
+
+    /// A deployment began a cooldown.
+    pub fn cooldown(&self, model: &str, deployment: &str) {
+        self.counter("tollgate_deployment_cooldowns_total", &[("model", model), ("deployment", deployment)], 1);
+    }
+
+    /// How many deployments of each model are cooling down now.
+    pub fn cooling(&self, by_model: &[(String, usize)]) {
+        if let Some(p) = &self.prometheus {
+            for (model, n) in by_model {
+                p.gauges
+                    .get("tollgate_deployments_cooling", &[("model", model)], || {
+                        p.recorder.register_gauge(&key("tollgate_deployments_cooling", &[("model", model)]), &META)
+                    })
+                    .set(*n as f64);
+            }
+        }
     }
 
     /// A request took its reservation: counted as held until the guard is dropped, however

@@ -82,6 +82,13 @@ fn data_url(url: &str) -> Option<(&str, &str)> {
     Some((media_type, data))
 }
 
+/// A canonical part's (or tool's) prompt-cache breakpoint, on the Messages block made of it.
+fn cache_control(from: &Value, made: &mut [Value]) {
+    if let (Some(cache), Some(block)) = (from.get("cache_control").filter(|c| c.is_object()), made.last_mut()) {
+        block["cache_control"] = cache.clone();
+    }
+}
+
 /// Canonical content (a string or parts) as Messages content blocks.
 fn blocks(content: &Value) -> Vec<Value> {
     let mut out = Vec::new();
@@ -89,6 +96,7 @@ fn blocks(content: &Value) -> Vec<Value> {
         Value::String(s) if !s.is_empty() => out.push(json!({"type": "text", "text": s})),
         Value::Array(parts) => {
             for part in parts {
+                let before = out.len();
                 match part.get("type").and_then(Value::as_str) {
                     Some("text") => {
                         if let Some(text) = part.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
@@ -109,6 +117,7 @@ fn blocks(content: &Value) -> Vec<Value> {
                     }
                     _ => {}
                 }
+                cache_control(part, &mut out[before..]);
             }
         }
         _ => {}
@@ -164,12 +173,18 @@ pub fn request(canonical: &Map<String, Value>, model: &str, max_tokens: i64) -> 
     if let Some(user) = canonical.get("user").and_then(Value::as_str) {
         body.insert("metadata".into(), json!({"user_id": user}));
     }
-    let tools: Vec<Value> = super::offered_functions(canonical)
-        .map(|f| {
+    let tools: Vec<Value> = canonical
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| Some((t, t.get("function")?)))
+        .map(|(t, f)| {
             let mut tool = json!({"name": f.get("name"), "input_schema": f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"}))});
             if let Some(d) = f.get("description") {
                 tool["description"] = d.clone();
             }
+            cache_control(t, std::slice::from_mut(&mut tool));
             tool
         })
         .collect();
@@ -198,11 +213,15 @@ fn finish_reason(stop_reason: &str) -> &'static str {
     }
 }
 
-/// Usage as the canonical shape counts it (prompt tokens include the cache's).
-pub(super) fn usage(input: i64, output: i64, cache_read: i64, cache_write: i64) -> Value {
+/// Usage as the canonical shape counts it (prompt tokens include the cache's; cache writes
+/// include the 1-hour cache's, said apart since they cost more).
+pub(super) fn usage(input: i64, output: i64, cache_read: i64, cache_write: i64, cache_write_1h: i64) -> Value {
     let prompt = input + cache_read + cache_write;
-    json!({"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output,
-           "prompt_tokens_details": {"cached_tokens": cache_read, "cache_write_tokens": cache_write}})
+    let mut details = json!({"cached_tokens": cache_read, "cache_write_tokens": cache_write});
+    if cache_write_1h > 0 {
+        details["cache_write_1h_tokens"] = json!(cache_write_1h.min(cache_write));
+    }
+    json!({"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output, "prompt_tokens_details": details})
 }
 
 fn n(v: &Value, pointer: &str) -> i64 {
@@ -227,7 +246,13 @@ pub fn answer(wire: &Value, created: i64) -> Value {
     json!({
         "id": wire.get("id"), "object": "chat.completion", "created": created, "model": wire.get("model"),
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(stop)}],
-        "usage": usage(n(wire, "/usage/input_tokens"), n(wire, "/usage/output_tokens"), n(wire, "/usage/cache_read_input_tokens"), n(wire, "/usage/cache_creation_input_tokens")),
+        "usage": usage(
+            n(wire, "/usage/input_tokens"),
+            n(wire, "/usage/output_tokens"),
+            n(wire, "/usage/cache_read_input_tokens"),
+            n(wire, "/usage/cache_creation_input_tokens"),
+            n(wire, "/usage/cache_creation/ephemeral_1h_input_tokens"),
+        ),
     })
 }
 
@@ -241,6 +266,7 @@ struct Chunks {
     output: i64,
     cache_read: i64,
     cache_write: i64,
+    cache_write_1h: i64,
     /// Content block index -> tool call index, for tool_use blocks.
     tools: Vec<(i64, i64)>,
 }
@@ -258,6 +284,7 @@ impl Chunks {
         self.output = get("output_tokens").unwrap_or(self.output);
         self.cache_read = get("cache_read_input_tokens").unwrap_or(self.cache_read);
         self.cache_write = get("cache_creation_input_tokens").unwrap_or(self.cache_write);
+        self.cache_write_1h = u.pointer("/cache_creation/ephemeral_1h_input_tokens").and_then(Value::as_i64).unwrap_or(self.cache_write_1h);
     }
 }
 
@@ -314,7 +341,7 @@ impl StreamTranslator for Chunks {
             }
             "message_stop" => {
                 let last = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model, "choices": [],
-                                  "usage": usage(self.input, self.output, self.cache_read, self.cache_write)});
+                                  "usage": usage(self.input, self.output, self.cache_read, self.cache_write, self.cache_write_1h)});
                 (vec![last], true)
             }
             "error" => {

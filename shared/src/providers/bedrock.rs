@@ -189,7 +189,7 @@ fn finish_reason(stop_reason: &str) -> &'static str {
 /// Converse usage as the canonical shape counts it (prompt tokens include the cache's).
 fn usage(u: &Value) -> Value {
     let n = |name: &str| u.get(name).and_then(Value::as_i64).unwrap_or(0);
-    anthropic::usage(n("inputTokens"), n("outputTokens"), n("cacheReadInputTokens"), n("cacheWriteInputTokens"))
+    anthropic::usage(n("inputTokens"), n("outputTokens"), n("cacheReadInputTokens"), n("cacheWriteInputTokens"), 0)
 }
 
 /// The canonical chat completion for a Converse answer.

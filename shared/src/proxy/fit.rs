@@ -91,6 +91,7 @@ mod tests {
             output_price_micros: output,
             cached_input_price_micros: None,
             cache_write_price_micros: None,
+            cache_write_1h_price_micros: None,
             context_window: window,
             max_output_tokens: max_output,
             capabilities: vec![],
@@ -101,6 +102,8 @@ mod tests {
             has_api_key: false,
             secret_id: uuid::Uuid::nil(),
             dynamic: None,
+            routing: Default::default(),
+            deployment: None,
             created_at: now,
             updated_at: now,
         }

@@ -87,6 +87,8 @@ pub struct Tuning {
 }
 
 pub struct Gateway {
+    /// How each model's deployments are doing here: the choice among them, their cooldowns.
+    pub balancer: Arc<super::balance::Balancer>,
     pub store: Arc<dyn Store>,
     pub secrets: Arc<dyn SecretStore>,
     pub clock: SharedClock,

@@ -3,6 +3,8 @@
 //! update); forward; settle the real cost and write the usage record (one transaction). With a
 //! warm key cache that is two store round trips per request.
 
+mod attempts;
+pub mod balance;
 pub mod fees;
 mod fit;
 mod gateway;
@@ -10,6 +12,8 @@ mod headers;
 pub mod levels;
 mod observed;
 mod record;
+mod relay;
+pub mod retry;
 pub mod routing;
 mod settle;
 pub mod upstream;
@@ -19,8 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 pub use crate::canonical::{Endpoint, Inspected};
@@ -29,7 +32,7 @@ use headers::standing;
 use observed::{Observed, failure_error, outcome_of};
 use routing::route;
 pub use routing::{count_input_tokens, get_model, list_models};
-use upstream::{Event, Events, Failure};
+use upstream::Failure;
 
 use crate::budget_events;
 use crate::catalog::Model;
@@ -80,21 +83,6 @@ pub async fn authenticate(gw: &Gateway, secret: Option<&str>, ip: Option<IpAddr>
 
 pub fn require_scope(key: &ApiKey, scope: &str) -> ApiResult<()> {
     if key.grants(scope) { Ok(()) } else { Err(ApiError::forbidden("insufficient_scope", format!("this API key lacks the {scope} scope"))) }
-}
-
-async fn model_secret(gw: &Gateway, model: &Model) -> ApiResult<Option<Arc<SecretString>>> {
-    if !model.has_api_key {
-        return Ok(None);
-    }
-    let name = model.secret_name();
-    if let Some(secret) = gw.hot.secrets.get(&name) {
-        return Ok(Some(secret));
-    }
-    let secret = gw.secrets.get(&name).await.map_err(ApiError::internal)?.map(Arc::new);
-    if let Some(s) = &secret {
-        gw.hot.secrets.insert(name, s.clone());
-    }
-    Ok(secret)
 }
 
 /// The key behind a request to `endpoint`, with the scope it needs: checked from the headers
@@ -171,11 +159,14 @@ struct Flight {
     req: Inspected,
     /// The request body as the client sent it.
     raw: Bytes,
-    /// The model being tried now: the first of `candidates`, then the next after a failure.
+    /// The model being tried now, as the deployment it is tried on serves it.
     model: Model,
     /// The models this request may be served by, in routing order (a project's models for a
-    /// project token; the requested model otherwise).
-    candidates: Vec<Model>,
+    /// project token, the requested model otherwise; then their fallbacks), and which attempt
+    /// comes next.
+    plan: retry::Plan,
+    /// The current attempt's deployment, counted in flight there until the answer is over.
+    in_flight: Option<balance::InFlight>,
     reservations: Vec<Reservation>,
     /// Budget events this request's settlement writes to the outbox.
     events: budget_events::Events,
@@ -221,15 +212,16 @@ async fn admit(
         return Err(ApiError::forbidden("model_not_allowed", format!("this API key may not use the model {:?}", req.model)).into());
     }
     let context = levels::owner_context(&gw, &key).await?;
-    let candidates = match &context.project {
+    let routed = match &context.project {
         Some(project) => route(&gw, project, &req.model).await?,
         None => vec![routing::resolve_for(&gw, &key, &req.model).await?],
     };
-    let mut candidates = routing::priced(routing::sovereign(&key, candidates)?)?;
+    let chain = routing::with_fallbacks(&gw, &key, req.estimated_input_tokens(), routed).await?;
+    let mut candidates = routing::priced(routing::sovereign(&key, chain)?)?;
     fees::admit(&req.extras, &mut candidates)?;
     if let Door::Responses(exchange) = &door
         && let Some(why) = &exchange.untranslatable
-        && candidates.iter().any(|m| !providers::of(m.provider).speaks_responses())
+        && candidates.iter().any(|m| m.deployments().iter().any(|d| !providers::of(d.provider).speaks_responses()))
     {
         return Err(ApiError::invalid_param(why.param().unwrap_or("input"), why.to_string()).into());
     }
@@ -244,7 +236,8 @@ async fn admit(
         req,
         raw: body,
         model,
-        candidates,
+        plan: retry::Plan::new(candidates, started),
+        in_flight: None,
         reservations: vec![],
         events: Default::default(),
         timeout,
@@ -261,17 +254,18 @@ async fn admit(
         attempt_span: std::sync::Mutex::new(None),
     };
     let levels = levels::levels(&flight.key, &context);
-    routing::budgets_can_hold(&levels, &flight.candidates)?;
+    routing::budgets_can_hold(&levels, flight.plan.chain())?;
     let now = flight.gw.clock.now();
     // Held until the upstream's timeout plus a margin: past that, the request is taken for
     // dead and the next request on these counters releases its reservation.
     let lease = limits::LeaseSpec {
         id: flight.request_id.clone(),
-        expires_at: now.timestamp().saturating_add((flight.timeout + flight.gw.tuning.lease_margin).as_secs() as i64).saturating_add(1),
+        // Past every attempt the request may make (retries and fallbacks included).
+        expires_at: now.timestamp().saturating_add((flight.plan.longest(flight.timeout) + flight.gw.tuning.lease_margin).as_secs() as i64).saturating_add(1),
         record: usage::lease_record(&flight.key.owner.tag(), flight.key.id, &flight.model.id, flight.endpoint_name(), flight.record_expiry(now)),
     };
     let _admission = flight.trace.as_ref().map(FlightTrace::admission);
-    let mut worst = fit::worst_case(&flight.req, &flight.candidates);
+    let mut worst = fit::worst_case(&flight.req, &flight.served_by());
     // A key that opted in is lowered at most twice: to what the refusing budget has left, and
     // again if another level's budget then refuses.
     let mut lowerings = 0;
@@ -285,11 +279,11 @@ async fn admit(
             }
             Err(refused) => refused,
         };
-        let fits = refused.budget_left().and_then(|left| fit::max_tokens_within(left, &flight.req, &flight.candidates));
+        let fits = refused.budget_left().and_then(|left| fit::max_tokens_within(left, &flight.req, &flight.served_by()));
         if let Some(n) = fits.filter(|_| flight.key.settings.fit_max_tokens && lowerings < 2) {
             flight.req.lower_max_tokens(n);
             flight.lowered_max_tokens = Some(n);
-            worst = fit::worst_case(&flight.req, &flight.candidates);
+            worst = fit::worst_case(&flight.req, &flight.served_by());
             lowerings += 1;
             continue;
         }
@@ -318,123 +312,24 @@ async fn admit(
 impl Flight {
     /// Whether the current model takes the request in the caller's own shape: a Responses
     /// request to OpenAI goes as it is, not translated.
-    fn native(&self) -> bool {
+    pub(super) fn native(&self) -> bool {
         matches!(self.door, Door::Responses(_)) && providers::of(self.model.provider).speaks_responses()
     }
 
     /// The endpoint the usage record names.
-    fn endpoint_name(&self) -> &'static str {
+    pub(super) fn endpoint_name(&self) -> &'static str {
         if matches!(self.door, Door::Responses(_)) { Endpoint::Responses.path() } else { self.req.endpoint.path() }
     }
 
-    /// What goes upstream: the client's own bytes, unless the request was routed to another
-    /// model than it named, or is a stream that must ask for its usage chunk.
-    fn upstream_body(&self, provider: &dyn providers::Provider) -> Result<Bytes, providers::Unsupported> {
-        if let Door::Responses(exchange) = &self.door
-            && self.native()
-        {
-            return Ok(Bytes::from(exchange.native(self.model.upstream_id(), self.lowered_max_tokens).to_string()));
-        }
-        let max_tokens = self.req.output_tokens_each(self.model.output_cap());
-        if let Some(wire) = provider.wire_body(&self.req.body, self.model.upstream_id(), max_tokens) {
-            return wire.map(|wire| Bytes::from(wire.to_string()));
-        }
-        let ask_usage = self.req.stream && !self.req.client_wants_usage;
-        if !ask_usage && self.model.upstream_id() == self.req.model && self.lowered_max_tokens.is_none() {
-            return Ok(self.raw.clone());
-        }
-        let mut body = self.req.body.clone();
-        body.insert("model".into(), Value::String(self.model.upstream_id().to_string()));
-        if ask_usage {
-            // The usage chunk makes the cost exact; it is dropped again before the client sees it.
-            match body.get_mut("stream_options").and_then(Value::as_object_mut) {
-                Some(options) => {
-                    options.insert("include_usage".into(), Value::Bool(true));
-                }
-                None => {
-                    body.insert("stream_options".into(), json!({"include_usage": true}));
-                }
-            }
-        }
-        Ok(Bytes::from(Value::Object(body).to_string()))
-    }
-
-    /// Calls the current model's provider with the request (`id`: what an answer made here is
-    /// called).
-    async fn call_upstream<T>(&self, id: &str, created: i64, go: impl AsyncFnOnce(upstream::Call<'_>) -> T) -> ApiResult<T> {
-        let secret = model_secret(&self.gw, &self.model).await?;
-        let base = self.model.endpoint().unwrap_or_default();
-        let provider = providers::of(self.model.provider);
-        // Only what a global admin configured (a catalog model) gets the trusted client and the
-        // gateway's own cloud identity; a user's provider or a workspace's integration gets
-        // neither.
-        let admin_configured = self.model.dynamic.is_none();
-        let attempt = self.trace.as_ref().map(|t| t.attempt(self.req.endpoint, self.model.provider.name(), self.model.upstream_id()));
-        let traceparent = attempt.as_ref().and_then(Child::traceparent);
-        *self.attempt_span.lock().expect("attempt span") = attempt;
-        let call = upstream::Call {
-            provider,
-            request: &self.req,
-            id,
-            app: &self.app,
-            created,
-            client: self.gw.http.for_admin_configured(admin_configured),
-            base_url: &base,
-            credentials: providers::Credentials { key: secret.as_deref(), ambient: admin_configured },
-            endpoint: if self.native() { Endpoint::Responses } else { self.req.endpoint },
-            model: self.model.upstream_id(),
-            urls: &self.gw.hot.upstream_urls,
-            body: self.upstream_body(provider),
-            timeout: self.timeout,
-            traceparent: traceparent.as_deref(),
-        };
-        Ok(go(call).await)
-    }
-
-    /// Notes an attempt at the current model in the routing trace.
-    fn attempted(&mut self, since: Instant, failure: Option<&Failure>) {
-        // The attempt's span ends here, saying how it went.
-        if let Some(span) = self.attempt_span.get_mut().expect("attempt span").take()
-            && let Some(failure) = failure
-        {
-            span.fail(failure.describe());
-        }
-        let status = match failure {
-            None => Some(200),
-            Some(Failure::Status(s, _)) => Some(i64::from(*s)),
-            Some(_) => None,
-        };
-        self.attempts.push(usage::Attempt {
-            model: self.model.id.clone(),
-            provider: self.model.provider.name().to_string(),
-            status,
-            latency_ms: since.elapsed().as_millis() as i64,
-            error: failure.map(Failure::describe),
-        });
-    }
-
-    /// Moves to the next candidate after `failure`, if the failure allows one: 5xx answers,
-    /// transport errors, timeouts and what this provider cannot carry fall back; 4xx answers
-    /// (the request itself) do not.
-    fn fall_back(&mut self, failure: &Failure) -> bool {
-        let retryable = !matches!(failure, Failure::Status(s, _) if (400..500).contains(s));
-        let next = self.attempts.len();
-        match self.candidates.get(next) {
-            Some(model) if retryable => {
-                self.model = model.clone();
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn charge(&self, seen: &Observed) -> Charge {
+    pub(super) fn charge(&self, seen: &Observed) -> Charge {
         let input = seen.input.unwrap_or_else(|| self.req.estimated_input_tokens());
         let output = seen.output.unwrap_or(seen.delivered_chunks);
         // OpenAI-shaped usage counts cached and cache-written tokens inside the prompt tokens.
         let cached = seen.cached.clamp(0, input);
         let cache_write = seen.cache_write.clamp(0, input - cached);
-        let classes = TokenClasses { input: input - cached - cache_write, cached_input: cached, cache_write, output };
+        let cache_write_1h = seen.cache_write_1h.clamp(0, cache_write);
+        let classes =
+            TokenClasses { input: input - cached - cache_write, cached_input: cached, cache_write: cache_write - cache_write_1h, cache_write_1h, output };
         let cost_micros = match self.provider_cost(seen) {
             // Never past what a budget reserved for the request: a provider charging more than
             // the catalog's prices allow for would otherwise overspend it (the record keeps both).
@@ -449,28 +344,28 @@ impl Flight {
     }
 
     /// What the provider reported it charged, when its type meters by that.
-    fn provider_cost(&self, seen: &Observed) -> Option<i64> {
+    pub(super) fn provider_cost(&self, seen: &Observed) -> Option<i64> {
         seen.reported_cost.filter(|_| providers::of(self.model.provider).reports_cost())
     }
 
     /// The smallest worst-case cost a budget reserved for this request, if one did.
-    fn reserved_cost(&self) -> Option<i64> {
+    pub(super) fn reserved_cost(&self) -> Option<i64> {
         self.reservations.iter().flat_map(|r| &r.entries).filter(|e| e.limit.metric == limits::Metric::Cost).map(|e| e.amount).min()
     }
 
     /// Says that (and to what) the request's max_tokens was lowered to fit a budget.
-    fn lowered_header(&self) -> Option<(&'static str, String)> {
+    pub(super) fn lowered_header(&self) -> Option<(&'static str, String)> {
         self.lowered_max_tokens.map(|n| ("x-tollgate-max-tokens-lowered", n.to_string()))
     }
 
     /// The id of an answer made here (the mock's; an upstream's answer keeps its own).
-    fn response_id(&self) -> String {
+    pub(super) fn response_id(&self) -> String {
         format!("{}-{}", if self.req.endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }, Uuid::new_v4().simple())
     }
 
     /// Records a request the upstream failed before answering (one call, no tokens, its whole
     /// reservation given back) and returns the error the client sees.
-    async fn fail(&self, failure: &Failure, streamed: bool) -> ApiResult<Answer> {
+    pub(super) async fn fail(&self, failure: &Failure, streamed: bool) -> ApiResult<Answer> {
         let error = failure_error(failure);
         let actual = Charge { calls: 1, ..Charge::default() };
         self.record(actual, &Observed::default(), outcome_of(failure), error.status_code(), streamed, Some(failure.describe())).await?;
@@ -480,13 +375,16 @@ impl Flight {
     /// One whole answer from the current model: its bytes and their JSON. An upstream's answer
     /// goes to the client as the upstream sent it (serialising it again was ~1.5% of a request's
     /// instructions, and a proxy has no business reformatting it).
-    async fn answer_once(&self, id: &str, created: i64) -> ApiResult<Result<(Bytes, Value), Failure>> {
+    pub(super) async fn answer_once(&self, id: &str, created: i64) -> ApiResult<Result<(Bytes, Value), Failure>> {
         self.call_upstream(id, created, async |call| call.complete().await).await
     }
 
     async fn complete(mut self) -> ApiResult<Answer> {
         let id = self.response_id();
         let created = self.gw.clock.now().timestamp();
+        if let Err(answer) = self.first(false).await? {
+            return Ok(answer);
+        }
         loop {
             let since = Instant::now();
             match self.answer_once(&id, created).await? {
@@ -504,133 +402,11 @@ impl Flight {
                 }
                 Err(failure) => {
                     self.attempted(since, Some(&failure));
-                    if !self.fall_back(&failure) {
-                        return self.fail(&failure, false).await;
+                    match self.next_after(&failure) {
+                        Ok(next) => self.begin(next).await,
+                        Err(_) => return self.fail(&failure, false).await,
                     }
                 }
-            }
-        }
-    }
-
-    /// Opens a stream from the current model.
-    async fn open_once(&self, id: &str, created: i64) -> ApiResult<Result<Events, Failure>> {
-        self.call_upstream(id, created, async |call| call.stream().await).await
-    }
-
-    async fn stream(mut self) -> ApiResult<Answer> {
-        let id = self.response_id();
-        let created = self.gw.clock.now().timestamp();
-        // Fallback happens while opening; once the first byte is sent, the stream is this model's.
-        let source = loop {
-            let since = Instant::now();
-            match self.open_once(&id, created).await? {
-                Ok(source) => {
-                    self.attempted(since, None);
-                    break source;
-                }
-                Err(failure) => {
-                    self.attempted(since, Some(&failure));
-                    if !self.fall_back(&failure) {
-                        return self.fail(&failure, true).await;
-                    }
-                }
-            }
-        };
-        let mut headers = standing(&self.reservations, None, self.gw.clock.now());
-        headers.extend(self.lowered_header());
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-        tokio::spawn(self.relay(source, tx));
-        Ok(Answer::Stream { events: rx, headers })
-    }
-
-    /// Relays a stream to the client, then settles and records it before the final `[DONE]`, so
-    /// the record is durable before the request is over.
-    ///
-    /// While it runs, its lease is renewed halfway through each lease period (one conditional
-    /// write per level and period), so a stream longer than the upstream timeout plus
-    /// `TOLLGATE_LEASE_MARGIN_SECS` keeps its reservation; should the lease be gone all the same
-    /// (released as lapsed, say after the store was unreachable for a whole period), the stream
-    /// ends with an error event, since nothing is reserved for it any more.
-    ///
-    /// A client that goes away is recorded as cancelled, and the upstream is read on without
-    /// relaying, for at most the upstream timeout, until it ends: its usage (reasoning tokens
-    /// no chunk showed included) is what the provider bills, and what is charged. When no usage
-    /// comes, the request's whole worst case is charged, its documented upper bound.
-    async fn relay(self, mut source: Events, tx: tokio::sync::mpsc::Sender<Bytes>) {
-        let mut seen = Observed::default();
-        let mut cancelled = false;
-        let mut failure = None;
-        let mut writer = self.door.writer(self.req.client_wants_usage, self.native());
-        let lease_span = self.timeout + self.gw.tuning.lease_margin;
-        let renew_every = (lease_span / 2).max(Duration::from_secs(1));
-        let leased = self.reservations.iter().any(|r| r.lease_tail.is_some());
-        // Two timers made once (not one per chunk): the next renewal, and once the client is
-        // gone, the end of the wait for the upstream's usage.
-        let renew = tokio::time::sleep(renew_every);
-        let drain = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(renew, drain);
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = tx.closed(), if !cancelled => {
-                    cancelled = true;
-                    drain.as_mut().reset(tokio::time::Instant::now() + self.timeout);
-                    continue;
-                }
-                _ = &mut drain, if cancelled => break,
-                _ = &mut renew, if leased => {
-                    renew.as_mut().reset(tokio::time::Instant::now() + renew_every);
-                    let expires_at = self.gw.clock.now().timestamp().saturating_add(lease_span.as_secs() as i64).saturating_add(1);
-                    match limits::renew(self.gw.store.as_ref(), &self.reservations, expires_at).await {
-                        Ok(true) => continue,
-                        Ok(false) => {
-                            failure = Some(Failure::Transport(
-                                "the stream outlived its reservation's lease, which was released; it was ended so no budget is overspent".into(),
-                            ));
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::warn!(request_id = %self.request_id, error = %e, "renewing a stream's lease failed; trying again at the next period");
-                            continue;
-                        }
-                    }
-                }
-                next = futures::StreamExt::next(&mut source) => next,
-            };
-            match next {
-                None | Some(Ok(Event::Done)) => break,
-                Some(Ok(Event::Data(value, frame))) => {
-                    seen.absorb(&value, self.started);
-                    if cancelled {
-                        continue;
-                    }
-                    for frame in writer.chunk(&value, frame) {
-                        if tx.send(frame).await.is_err() && !cancelled {
-                            cancelled = true;
-                            drain.as_mut().reset(tokio::time::Instant::now() + self.timeout);
-                        }
-                    }
-                }
-                Some(Err(f)) => {
-                    failure = Some(f);
-                    break;
-                }
-            }
-        }
-        let actual = if cancelled && seen.output.is_none() { fit::worst_case(&self.req, std::slice::from_ref(&self.model)) } else { self.charge(&seen) };
-        let (outcome, status, error) = match &failure {
-            None => (Outcome::Success, 200, None),
-            // Mid-stream the status is already sent; the record says what it would have been.
-            Some(f) => (outcome_of(f), if matches!(f, Failure::Timeout) { 504 } else { 502 }, Some(f.describe())),
-        };
-        let stored = if failure.is_none() && !cancelled { writer.response() } else { None };
-        if let Err(e) = self.record_full(actual, &seen, outcome, status, true, cancelled, error, stored).await {
-            tracing::error!(request_id = %self.request_id, error = %e, "could not record a streamed request");
-        }
-        if !cancelled {
-            let described = failure.as_ref().map(Failure::describe);
-            for frame in writer.finish(described.as_deref().map(|m| ("upstream_error", m)), &self.request_id) {
-                let _ = tx.send(frame).await;
             }
         }
     }

@@ -17,6 +17,8 @@ pub(super) struct Observed {
     /// Input tokens read from / written to the provider's prompt cache (part of `input`).
     pub(super) cached: i64,
     pub(super) cache_write: i64,
+    /// Of `cache_write`, the tokens written to Anthropic's 1-hour cache.
+    pub(super) cache_write_1h: i64,
     pub(super) reasoning: i64,
     /// What the provider says it charged (`usage.cost`, OpenRouter's), in micro-dollars.
     pub(super) reported_cost: Option<i64>,
@@ -49,6 +51,7 @@ impl Observed {
             self.cached = n("/prompt_tokens_details/cached_tokens").unwrap_or(self.cached);
             // OpenRouter's name for the tokens a request wrote to the prompt cache.
             self.cache_write = n("/prompt_tokens_details/cache_write_tokens").unwrap_or(self.cache_write);
+            self.cache_write_1h = n("/prompt_tokens_details/cache_write_1h_tokens").unwrap_or(self.cache_write_1h);
             self.reasoning = n("/completion_tokens_details/reasoning_tokens").unwrap_or(self.reasoning);
             if let Some(cost) = usage.get("cost").and_then(Value::as_f64) {
                 self.reported_cost = crate::money::reported_dollars_to_micros(cost);
@@ -98,7 +101,10 @@ pub(super) fn failure_error(failure: &Failure) -> ApiError {
     match failure {
         Failure::Timeout => ApiError::upstream(504, "upstream_timeout", failure.describe()),
         Failure::Unsupported(u) => ApiError::BadRequest { code: "unsupported_by_provider", message: failure.describe(), param: Some(u.param.to_string()) },
-        Failure::Status(429, _) => ApiError::upstream(429, "upstream_rate_limited", failure.describe()),
+        Failure::RateLimited { retry_after: Some(after), .. } => {
+            ApiError::TooManyRequests { code: "upstream_rate_limited", message: failure.describe(), retry_after_secs: after.as_secs_f64().ceil() as u64 }
+        }
+        Failure::Status(429, _) | Failure::RateLimited { .. } => ApiError::upstream(429, "upstream_rate_limited", failure.describe()),
         Failure::Status(s, _) if (400..500).contains(s) => ApiError::upstream(*s, "upstream_rejected", failure.describe()),
         _ => ApiError::upstream(502, "upstream_error", failure.describe()),
     }

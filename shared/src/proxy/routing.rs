@@ -80,6 +80,7 @@ fn own_model(
         output_price_micros: priced.as_ref().map_or(0, |m| m.output_price_micros),
         cached_input_price_micros: priced.as_ref().and_then(|m| m.cached_input_price_micros),
         cache_write_price_micros: priced.as_ref().and_then(|m| m.cache_write_price_micros),
+        cache_write_1h_price_micros: priced.as_ref().and_then(|m| m.cache_write_1h_price_micros),
         context_window: priced.as_ref().map_or(DYNAMIC_CONTEXT_WINDOW, |m| m.context_window),
         max_output_tokens: priced.as_ref().and_then(|m| m.max_output_tokens),
         capabilities: vec![],
@@ -90,6 +91,8 @@ fn own_model(
         has_api_key,
         secret_id: uuid::Uuid::nil(),
         dynamic: Some(dynamic),
+        routing: Default::default(),
+        deployment: None,
         created_at: at,
         updated_at: at,
     }
@@ -150,6 +153,50 @@ pub(super) async fn route(gw: &super::Gateway, project: &crate::projects::Projec
         ));
     }
     Ok(out)
+}
+
+/// The models a request may be served by, in order: each routed model (or, when the request is
+/// too long for its context window by the gateway's estimate, its `contextWindowFallback`),
+/// then its `fallbacks`, for every kind of key. A fallback the key may not use, or that the
+/// catalog no longer has, is left out; each model appears once.
+pub(super) async fn with_fallbacks(gw: &Gateway, key: &ApiKey, estimated_input: i64, routed: Vec<Model>) -> ApiResult<Vec<Model>> {
+    if routed.iter().all(|m| m.routing.fallbacks.is_empty() && m.routing.context_window_fallback.is_none()) {
+        return Ok(routed);
+    }
+    let mut chain: Vec<Model> = Vec::with_capacity(routed.len());
+    let usable = async |id: &str| -> ApiResult<Option<Model>> {
+        if !key.allows_model(id) {
+            return Ok(None);
+        }
+        match resolve_model(gw, id).await {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.is("model_not_found") => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    for mut model in routed {
+        // At most a few hops, each to a larger window.
+        for _ in 0..3 {
+            let Some(larger) = model.routing.context_window_fallback.clone().filter(|_| estimated_input > model.context_window) else { break };
+            match usable(&larger).await? {
+                Some(m) => model = m,
+                None => break,
+            }
+        }
+        let fallbacks = model.routing.fallbacks.clone();
+        if !chain.iter().any(|m| m.id == model.id) {
+            chain.push(model);
+        }
+        for id in fallbacks {
+            if chain.iter().any(|m| m.id == id) {
+                continue;
+            }
+            if let Some(m) = usable(&id).await? {
+                chain.push(m);
+            }
+        }
+    }
+    Ok(chain)
 }
 
 /// `GET /v1/models/{id}`: one model this key may use, as OpenAI shows it (with the fields

@@ -23,6 +23,12 @@ pub enum Failure {
     Transport(String),
     /// The upstream answered with an error status.
     Status(u16, String),
+    /// The upstream answered 429, saying when to come back (`retry-after`, or `retry-after-ms`
+    /// as Azure and OpenAI send it) when it did.
+    RateLimited {
+        retry_after: Option<Duration>,
+        message: String,
+    },
     /// The provider cannot carry the request (nothing was sent): the gateway's own refusal,
     /// naming the field; routing tries the next candidate.
     Unsupported(Unsupported),
@@ -32,6 +38,7 @@ impl Failure {
     pub fn status(&self) -> Option<u16> {
         match self {
             Failure::Status(s, _) => Some(*s),
+            Failure::RateLimited { .. } => Some(429),
             _ => None,
         }
     }
@@ -41,9 +48,25 @@ impl Failure {
             Failure::Timeout => "the upstream did not answer in time".into(),
             Failure::Transport(e) => format!("the upstream could not be reached: {e}"),
             Failure::Status(s, m) => format!("the upstream answered {s}: {m}"),
+            Failure::RateLimited { message, .. } => format!("the upstream answered 429: {message}"),
             Failure::Unsupported(u) => format!("this model's provider cannot carry the request's {}: {}", u.param, u.message),
         }
     }
+}
+
+/// How long a 429 asks to wait: `retry-after-ms`, else `retry-after` in seconds or as an HTTP
+/// date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(ms) = text("retry-after-ms").and_then(|t| t.parse::<f64>().ok()).filter(|ms| ms.is_finite() && *ms >= 0.0) {
+        return Some(Duration::from_secs_f64((ms / 1000.0).min(86_400.0)));
+    }
+    let value = text("retry-after")?;
+    if let Some(secs) = value.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0) {
+        return Some(Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some((at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// One server-sent event from an upstream stream.
@@ -143,8 +166,13 @@ impl Call<'_> {
             return Err(Failure::Status(status.as_u16(), crate::providers::redirect_refused(status)));
         }
         if !status.is_success() {
+            let retry_after = (status == reqwest::StatusCode::TOO_MANY_REQUESTS).then(|| retry_after(response.headers()));
             let text = response.text().await.unwrap_or_default();
-            return Err(Failure::Status(status.as_u16(), crate::providers::redact(self.provider.error_message(&text), key)));
+            let message = crate::providers::redact(self.provider.error_message(&text), key);
+            return Err(match retry_after {
+                Some(retry_after) => Failure::RateLimited { retry_after, message },
+                None => Failure::Status(status.as_u16(), message),
+            });
         }
         Ok(response)
     }

@@ -127,17 +127,18 @@ impl FlightTrace {
     }
 
     /// One upstream attempt, at `provider`'s `model`.
-    pub fn attempt(&self, operation_of: Endpoint, provider: &str, model: &str) -> Child {
+    pub fn attempt(&self, operation_of: Endpoint, provider: &str, model: &str, deployment: Option<&str>) -> Child {
         let operation = operation(operation_of);
-        self.child(
-            format!("{operation} {model}"),
-            SpanKind::Client,
-            vec![
-                KeyValue::new("gen_ai.operation.name", operation),
-                KeyValue::new("gen_ai.provider.name", provider.to_string()),
-                KeyValue::new("gen_ai.request.model", model.to_string()),
-            ],
-        )
+        let mut attributes = vec![
+            KeyValue::new("gen_ai.operation.name", operation),
+            KeyValue::new("gen_ai.provider.name", provider.to_string()),
+            KeyValue::new("gen_ai.request.model", model.to_string()),
+        ];
+        // Which of the model's deployments the attempt went to, when it has several.
+        if let Some(deployment) = deployment {
+            attributes.push(KeyValue::new("tollgate.deployment", deployment.to_string()));
+        }
+        self.child(format!("{operation} {model}"), SpanKind::Client, attributes)
     }
 
     /// The settlement: counters, usage record and outbox, one transaction.

@@ -43,6 +43,9 @@ impl Outcome {
 pub struct Attempt {
     pub model: String,
     pub provider: String,
+    /// Which of the model's deployments it went to (absent: the model's own provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
     pub status: Option<i64>,
     pub latency_ms: i64,
     pub error: Option<String>,
@@ -68,6 +71,9 @@ pub struct UsageRecord {
     /// Input tokens written to the provider's prompt cache.
     #[serde(default)]
     pub cache_write_tokens: i64,
+    /// Of those, the tokens written to Anthropic's 1-hour cache.
+    #[serde(default)]
+    pub cache_write_1h_tokens: i64,
     pub reasoning_tokens: i64,
     pub cost_micros: i64,
     /// The prices the request was charged at (per million tokens of each class).
@@ -77,6 +83,8 @@ pub struct UsageRecord {
     pub cached_input_price_micros: i64,
     #[serde(default)]
     pub cache_write_price_micros: i64,
+    #[serde(default)]
+    pub cache_write_1h_price_micros: i64,
     /// `catalog` (each token class at the model's prices) or `provider` (what the provider
     /// reported it charged, `provider_cost_micros`).
     pub pricing_source: String,
@@ -224,12 +232,14 @@ pub fn lost(request_id: &str, lease_record: &str, released_at: DateTime<Utc>) ->
         output_tokens: 0,
         cached_tokens: 0,
         cache_write_tokens: 0,
+        cache_write_1h_tokens: 0,
         reasoning_tokens: 0,
         cost_micros: 0,
         input_price_micros: 0,
         output_price_micros: 0,
         cached_input_price_micros: 0,
         cache_write_price_micros: 0,
+        cache_write_1h_price_micros: 0,
         pricing_source: "catalog".into(),
         provider_cost_micros: None,
         latency_ms: 0,

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use crate::provider_type::ProviderType;
+pub use routing::{Deployment, RetryPolicy, Routing, Strategy};
+
+pub mod routing;
 
 use crate::error::{ApiError, ApiResult};
 use crate::invalidate::Invalidate;
@@ -32,6 +35,10 @@ pub struct Model {
     /// Per million input tokens written to the provider's prompt cache (default: the input price).
     #[serde(default)]
     pub cache_write_price_micros: Option<i64>,
+    /// Per million input tokens written to Anthropic's cache for an hour (default: the cache
+    /// write price).
+    #[serde(default)]
+    pub cache_write_1h_price_micros: Option<i64>,
     pub context_window: i64,
     /// The most output tokens the model writes in one answer (default: its context window):
     /// a request without `max_tokens` is reserved at this.
@@ -58,6 +65,12 @@ pub struct Model {
     /// never stored, made per request from the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic: Option<DynamicRef>,
+    /// Its deployments, strategy, retries and fallbacks (`routing`).
+    #[serde(default, skip_serializing_if = "Routing::is_default")]
+    pub routing: Routing,
+    /// Set on a copy made for one of its deployments (`Model::deployed`): never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -85,8 +98,11 @@ pub struct DynamicRef {
 
 impl Model {
     pub fn secret_name(&self) -> String {
-        match &self.dynamic {
-            Some(d) => d.secret_name.clone(),
+        if let Some(d) = &self.dynamic {
+            return d.secret_name.clone();
+        }
+        match self.deployment.as_deref().filter(|id| self.routing.deployments.iter().any(|d| d.id == *id && d.has_api_key)) {
+            Some(deployment) => routing::deployment_secret_name(self.secret_id, deployment),
             None => format!("models/{}/api-key", self.secret_id),
         }
     }
@@ -106,6 +122,7 @@ impl Model {
             input: self.input_price_micros,
             cached_input: self.cached_input_price_micros.unwrap_or(self.input_price_micros),
             cache_write: self.cache_write_price_micros.unwrap_or(self.input_price_micros),
+            cache_write_1h: self.cache_write_1h_price_micros.or(self.cache_write_price_micros).unwrap_or(self.input_price_micros),
             output: self.output_price_micros,
         }
     }
@@ -140,10 +157,10 @@ pub fn validate_id(id: &str) -> ApiResult<()> {
     crate::names::validate("id", id)
 }
 
-pub fn validate(model: &Model) -> ApiResult<()> {
-    validate_id(&model.id)?;
-    if model.provider.needs_base_url() && model.base_url.is_none() {
-        let what = match model.provider {
+/// Refuses a provider that needs a base URL without one, or a base URL that is not http(s).
+pub(crate) fn validate_endpoint(provider: ProviderType, base_url: Option<&str>, param: &str) -> ApiResult<()> {
+    if provider.needs_base_url() && base_url.is_none() {
+        let what = match provider {
             ProviderType::Azure => ": its deployment's URL, https://<resource>.openai.azure.com/openai/deployments/<deployment>",
             ProviderType::Vertex => {
                 ": its publisher's URL, https://<location>-aiplatform.googleapis.com/v1/projects/<project>/locations/<location>/publishers/google"
@@ -151,16 +168,23 @@ pub fn validate(model: &Model) -> ApiResult<()> {
             _ => "",
         };
         return Err(ApiError::invalid_param(
-            "baseUrl",
-            format!("a{} {} model needs baseUrl{what}", if model.provider == ProviderType::Azure { "n" } else { "" }, model.provider),
+            param,
+            format!("a{} {provider} model needs {param}{what}", if provider == ProviderType::Azure { "n" } else { "" }),
         ));
     }
-    if let Some(url) = &model.base_url {
+    if let Some(url) = base_url {
         let parsed = reqwest::Url::parse(url).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
         if parsed.is_none() {
-            return Err(ApiError::invalid_param("baseUrl", "baseUrl must be an http(s) URL such as https://api.example.com/v1"));
+            return Err(ApiError::invalid_param(param, format!("{param} must be an http(s) URL such as https://api.example.com/v1")));
         }
     }
+    Ok(())
+}
+
+pub fn validate(model: &Model) -> ApiResult<()> {
+    validate_id(&model.id)?;
+    validate_endpoint(model.provider, model.base_url.as_deref(), "baseUrl")?;
+    routing::validate(model)?;
     if !(1..=MAX_CONTEXT_WINDOW).contains(&model.context_window) {
         return Err(ApiError::invalid_param("contextWindow", format!("contextWindow must be from 1 to {MAX_CONTEXT_WINDOW} tokens")));
     }
@@ -208,6 +232,9 @@ pub async fn create(store: &dyn Store, secrets: &dyn SecretStore, mut model: Mod
             if api_key.is_some() {
                 secrets.delete(&model.secret_name()).await.map_err(ApiError::internal)?;
             }
+            for deployment in model.routing.deployments.iter().filter(|d| d.has_api_key) {
+                secrets.delete(&routing::deployment_secret_name(model.secret_id, &deployment.id)).await.map_err(ApiError::internal)?;
+            }
             Err(ApiError::conflict("model_exists", format!("a model with id {:?} already exists", model.id)))
         }
         Err(e) => Err(e.into()),
@@ -253,6 +280,9 @@ pub async fn delete(store: &dyn Store, secrets: &dyn SecretStore, id: &str, cach
         Err(e) => return Err(e.into()),
     }
     forget(caches, &model);
+    for deployment in model.routing.deployments.iter().filter(|d| d.has_api_key) {
+        secrets.delete(&routing::deployment_secret_name(model.secret_id, &deployment.id)).await.map_err(ApiError::internal)?;
+    }
     secrets.delete(&model.secret_name()).await.map_err(ApiError::internal)
 }
 
@@ -261,4 +291,7 @@ pub async fn delete(store: &dyn Store, secrets: &dyn SecretStore, id: &str, cach
 fn forget(caches: &dyn Invalidate, model: &Model) {
     caches.model(&model.id);
     caches.secret(&model.secret_name());
+    for deployment in &model.routing.deployments {
+        caches.secret(&routing::deployment_secret_name(model.secret_id, &deployment.id));
+    }
 }

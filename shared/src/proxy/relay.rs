@@ -1,0 +1,145 @@
+//! A streamed answer: opened (retried and fallen back until then), then relayed to the client
+//! as it comes, and settled before its last event.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::fit;
+use super::headers::standing;
+use super::observed::{Observed, outcome_of};
+use super::upstream::{Event, Events, Failure};
+use super::{Answer, Flight};
+use crate::error::ApiResult;
+use crate::limits;
+use crate::usage::Outcome;
+
+impl Flight {
+    /// Opens a stream from the current model.
+    pub(super) async fn open_once(&self, id: &str, created: i64) -> ApiResult<Result<Events, Failure>> {
+        self.call_upstream(id, created, async |call| call.stream().await).await
+    }
+
+    pub(super) async fn stream(mut self) -> ApiResult<Answer> {
+        let id = self.response_id();
+        let created = self.gw.clock.now().timestamp();
+        // Retries and fallbacks happen while opening; once the first byte is sent, the stream
+        // is this deployment's.
+        if let Err(answer) = self.first(true).await? {
+            return Ok(answer);
+        }
+        let source = loop {
+            let since = Instant::now();
+            match self.open_once(&id, created).await? {
+                Ok(source) => {
+                    self.attempted(since, None);
+                    break source;
+                }
+                Err(failure) => {
+                    self.attempted(since, Some(&failure));
+                    match self.next_after(&failure) {
+                        Ok(next) => self.begin(next).await,
+                        Err(_) => return self.fail(&failure, true).await,
+                    }
+                }
+            }
+        };
+        let mut headers = standing(&self.reservations, None, self.gw.clock.now());
+        headers.extend(self.lowered_header());
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        tokio::spawn(self.relay(source, tx));
+        Ok(Answer::Stream { events: rx, headers })
+    }
+
+    /// Relays a stream to the client, then settles and records it before the final `[DONE]`, so
+    /// the record is durable before the request is over.
+    ///
+    /// While it runs, its lease is renewed halfway through each lease period (one conditional
+    /// write per level and period), so a stream longer than the upstream timeout plus
+    /// `TOLLGATE_LEASE_MARGIN_SECS` keeps its reservation; should the lease be gone all the same
+    /// (released as lapsed, say after the store was unreachable for a whole period), the stream
+    /// ends with an error event, since nothing is reserved for it any more.
+    ///
+    /// A client that goes away is recorded as cancelled, and the upstream is read on without
+    /// relaying, for at most the upstream timeout, until it ends: its usage (reasoning tokens
+    /// no chunk showed included) is what the provider bills, and what is charged. When no usage
+    /// comes, the request's whole worst case is charged, its documented upper bound.
+    pub(super) async fn relay(self, mut source: Events, tx: tokio::sync::mpsc::Sender<Bytes>) {
+        let mut seen = Observed::default();
+        let mut cancelled = false;
+        let mut failure = None;
+        let mut writer = self.door.writer(self.req.client_wants_usage, self.native());
+        let lease_span = self.timeout + self.gw.tuning.lease_margin;
+        let renew_every = (lease_span / 2).max(Duration::from_secs(1));
+        let leased = self.reservations.iter().any(|r| r.lease_tail.is_some());
+        // Two timers made once (not one per chunk): the next renewal, and once the client is
+        // gone, the end of the wait for the upstream's usage.
+        let renew = tokio::time::sleep(renew_every);
+        let drain = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(renew, drain);
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = tx.closed(), if !cancelled => {
+                    cancelled = true;
+                    drain.as_mut().reset(tokio::time::Instant::now() + self.timeout);
+                    continue;
+                }
+                _ = &mut drain, if cancelled => break,
+                _ = &mut renew, if leased => {
+                    renew.as_mut().reset(tokio::time::Instant::now() + renew_every);
+                    let expires_at = self.gw.clock.now().timestamp().saturating_add(lease_span.as_secs() as i64).saturating_add(1);
+                    match limits::renew(self.gw.store.as_ref(), &self.reservations, expires_at).await {
+                        Ok(true) => continue,
+                        Ok(false) => {
+                            failure = Some(Failure::Transport(
+                                "the stream outlived its reservation's lease, which was released; it was ended so no budget is overspent".into(),
+                            ));
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(request_id = %self.request_id, error = %e, "renewing a stream's lease failed; trying again at the next period");
+                            continue;
+                        }
+                    }
+                }
+                next = futures::StreamExt::next(&mut source) => next,
+            };
+            match next {
+                None | Some(Ok(Event::Done)) => break,
+                Some(Ok(Event::Data(value, frame))) => {
+                    seen.absorb(&value, self.started);
+                    if cancelled {
+                        continue;
+                    }
+                    for frame in writer.chunk(&value, frame) {
+                        if tx.send(frame).await.is_err() && !cancelled {
+                            cancelled = true;
+                            drain.as_mut().reset(tokio::time::Instant::now() + self.timeout);
+                        }
+                    }
+                }
+                Some(Err(f)) => {
+                    failure = Some(f);
+                    break;
+                }
+            }
+        }
+        let actual = if cancelled && seen.output.is_none() { fit::worst_case(&self.req, std::slice::from_ref(&self.model)) } else { self.charge(&seen) };
+        let (outcome, status, error) = match &failure {
+            None => (Outcome::Success, 200, None),
+            // Mid-stream the status is already sent; the record says what it would have been.
+            Some(f) => (outcome_of(f), if matches!(f, Failure::Timeout) { 504 } else { 502 }, Some(f.describe())),
+        };
+        let stored = if failure.is_none() && !cancelled { writer.response() } else { None };
+        if let Err(e) = self.record_full(actual, &seen, outcome, status, true, cancelled, error, stored).await {
+            tracing::error!(request_id = %self.request_id, error = %e, "could not record a streamed request");
+        }
+        if !cancelled {
+            let described = failure.as_ref().map(Failure::describe);
+            for frame in writer.finish(described.as_deref().map(|m| ("upstream_error", m)), &self.request_id) {
+                let _ = tx.send(frame).await;
+            }
+        }
+    }
+}
