@@ -2,6 +2,7 @@
 main journey from first-admin setup to a revoked key, failing on any console error, with a
 screenshot of each page under target/screenshots/."""
 
+import json
 import os
 import shutil
 import time
@@ -10,7 +11,7 @@ import openai
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from conftest import ROOT, running_gateway
+from conftest import ROOT, call, running_gateway
 
 CHROMIUM = os.environ.get("TOLLGATE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = ROOT / "target" / "screenshots"
@@ -223,6 +224,98 @@ def test_the_main_journey_in_a_real_browser():
         page.keyboard.type("dashboard password 1")
         page.keyboard.press("Enter")
         expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+        browser.close()
+        assert problems == [], problems
+
+
+def test_a_models_routing_is_edited_in_a_real_browser():
+    """Deployments (with a key that is never shown again), strategy, fallbacks and retry set
+    through the "Edit routing" form, read back from the API; a bad weight shows the API's
+    message; a deployment removed leaves the other's key in place. The deployments' URLs are
+    never called."""
+    assert CHROMIUM, "no chromium: install Debian's (apt-get install chromium) or set TOLLGATE_CHROMIUM"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    secret = "sk-east-browser-secret"
+    with running_gateway("admin@example.com") as (base, token), sync_playwright() as p:
+        for model in ("relay", "big"):
+            body = {"id": model, "provider": "openai-compatible", "baseUrl": "http://127.0.0.1:9/v1", "inputPrice": 1, "outputPrice": 2, "contextWindow": 8000}
+            call(base, "POST", "/api/models", body, token)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        problems = []
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+
+        page.goto(base + "/#/models")
+        page.get_by_label("Email").fill("admin@example.com")
+        page.get_by_label("Password").fill("compat test password")
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("heading", name="Models", level=1)).to_be_visible()
+
+        page.get_by_role("button", name="Edit routing of relay").click()
+        form = page.get_by_role("form", name="Routing of relay")
+        # The deployments' inputs are named by aria-label (exactly); the other fields by a label
+        # that wraps them (whose name includes the field's value).
+        label = lambda text: form.get_by_label(text, exact=text.startswith("Deployment "))
+        for i, (name, region, weight) in enumerate([("east", "eastus", "3"), ("west", "westus", "1")], 1):
+            form.get_by_role("button", name="Add a deployment").click()
+            label(f"Deployment {i} id").fill(name)
+            label(f"Deployment {i} provider").select_option("openai-compatible")
+            label(f"Deployment {i} base URL").fill(f"http://127.0.0.1:9/{name}/v1")
+            label(f"Deployment {i} region").fill(region)
+            label(f"Deployment {i} weight").fill(weight)
+        label("Deployment 1 API key").fill(secret)
+        label("Deployment 1 rpm").fill("100")
+        label("Deployment 2 tpm").fill("50000")
+        label("Routing strategy").select_option("least_latency")
+        label("Fallbacks (comma-separated model ids)").fill("big")
+        label("Context-window fallback").fill("big")
+        label("Retry max attempts").fill("3")
+        label("Retry max total ms").fill("20000")
+        form.get_by_role("button", name="Save routing").click()
+        expect(page.get_by_role("status")).to_contain_text("Saved the routing of relay")
+        expect(form).to_have_count(0)
+        row = page.get_by_role("row").filter(has=page.get_by_role("cell", name="relay", exact=True))
+        expect(row).to_contain_text("east (openai-compatible, eastus, w3)")
+        expect(row).to_contain_text("west (openai-compatible, westus, w1)")
+        expect(row).to_contain_text("big; context window: big")
+        page.screenshot(path=str(SHOTS / "models-routing.png"), full_page=True)
+
+        model = call(base, "GET", "/api/models/relay", token=token)
+        assert model["deployments"] == [
+            {"id": "east", "provider": "openai-compatible", "baseUrl": "http://127.0.0.1:9/east/v1", "region": "eastus", "weight": 3, "rpm": 100, "tpm": None, "hasApiKey": True},
+            {"id": "west", "provider": "openai-compatible", "baseUrl": "http://127.0.0.1:9/west/v1", "region": "westus", "weight": 1, "rpm": None, "tpm": 50000, "hasApiKey": False},
+        ], model
+        assert (model["routingStrategy"], model["fallbacks"], model["contextWindowFallback"]) == ("least_latency", ["big"], "big"), model
+        assert model["retry"] == {"maxAttempts": 3, "maxTotalMs": 20000}, model
+        assert secret not in page.content() and secret not in json.dumps(model)
+
+        # Opened again, the form holds what was saved (the key as set, not shown); a weight of 0
+        # is refused with the API's message and the field it names.
+        page.get_by_role("button", name="Edit routing of relay").click()
+        expect(label("Deployment 2 id")).to_have_value("west")
+        expect(label("Deployment 1 API key")).to_have_value("")
+        expect(label("Deployment 1 API key")).to_have_attribute("placeholder", "set (blank: keep)")
+        expect(label("Routing strategy")).to_have_value("least_latency")
+        label("Deployment 2 weight").fill("0")
+        form.get_by_role("button", name="Save routing").click()
+        expect(form.get_by_role("alert")).to_contain_text("weight must be from 1 to 1000000 (deployments[1].weight)")
+        page.screenshot(path=str(SHOTS / "models-routing-error.png"), full_page=True)
+        assert call(base, "GET", "/api/models/relay", token=token)["deployments"][1]["weight"] == 1, "nothing was saved"
+        # The browser logs the refused request as a console error: the one expected.
+        assert sum("status of 400" in x for x in problems) == 1, problems
+        problems[:] = [x for x in problems if "status of 400" not in x]
+
+        # The second deployment removed: the first keeps its key.
+        form.get_by_role("button", name="Remove deployment 2").click()
+        form.get_by_role("button", name="Save routing").click()
+        expect(form).to_have_count(0)
+        expect(row).not_to_contain_text("west")
+        model = call(base, "GET", "/api/models/relay", token=token)
+        assert [(d["id"], d["hasApiKey"]) for d in model["deployments"]] == [("east", True)], model
+        assert model["fallbacks"] == ["big"], "fields not changed are not sent"
+        assert secret not in page.content()
 
         browser.close()
         assert problems == [], problems

@@ -8,6 +8,8 @@ export class ApiError extends Error {
     public status: number,
     public code: string,
     message: string,
+    /** The request field it is about, when the API names one (`deployments[0].weight`). */
+    public param: string | null = null,
   ) {
     super(message);
   }
@@ -35,7 +37,7 @@ export function keepSession(s: Session | null) {
 async function errorOf(resp: Response): Promise<ApiError> {
   try {
     const body = await resp.json();
-    if (body?.error?.message) return new ApiError(resp.status, body.error.code ?? "", body.error.message);
+    if (body?.error?.message) return new ApiError(resp.status, body.error.code ?? "", body.error.message, body.error.param ?? null);
   } catch {
     // Not JSON: say what we know.
   }
@@ -80,6 +82,21 @@ let refreshing: Promise<Session | null> | null = null;
 function refreshOnce(s: Session): Promise<Session | null> {
   if (!refreshing) refreshing = refresh(s).finally(() => (refreshing = null));
   return refreshing;
+}
+
+interface ApiDocument {
+  components: { schemas: Record<string, { enum?: string[]; properties?: Record<string, { enum?: string[] }> }> };
+}
+
+// The server's API document, read once per page load (again after a failed read).
+let apiDocument: Promise<ApiDocument> | null = null;
+
+/** The names a schema of the server's API document (/openapi.json) allows: its own enum, or
+ * `property`'s. The dashboard keeps no lists of its own of what the server defines. */
+export async function schemaEnum(schema: string, property?: string): Promise<string[]> {
+  if (!apiDocument) apiDocument = publicCall<ApiDocument>("GET", "/openapi.json").catch((e) => ((apiDocument = null), Promise.reject(e)));
+  const found = (await apiDocument).components.schemas[schema];
+  return (property ? found?.properties?.[property]?.enum : found?.enum) ?? [];
 }
 
 /** A call with the session: a 401 is retried once after a refresh. */

@@ -60,6 +60,60 @@ impl Cli {
     }
 }
 
+/// A model's routing: deployments (keys from standard input only), strategy, fallbacks and
+/// retry set, shown and removed; the API's message, with its field, for a bad one. (The
+/// deployments' URLs are never called: nothing here is sent through the proxy.)
+fn routing(cli: &Cli) {
+    let add = ["models", "add", "relay", "--provider", "openai-compatible", "--base-url", "http://127.0.0.1:9/v1", "--input-price", "1", "--output-price", "2"];
+    assert!(cli.ok(&add).contains("Added model relay"));
+    let east = "id=east,provider=openai-compatible,base-url=http://127.0.0.1:9/v1,region=eastus,weight=3,rpm=100,tpm=50000";
+    let args = [
+        ["models", "route", "relay", "--strategy", "least_busy", "--fallback", "mock-a", "--max-attempts", "3", "--max-total-ms", "20000"].as_slice(),
+        &["--deployment", east, "--deployment", "id=west,base-url=http://127.0.0.1:9/v2", "--deployment-key-stdin", "east"],
+    ]
+    .concat();
+    let out = cli.run_with_stdin(&args, "sk-east-secret\n");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("Changed the routing of relay") && stdout.contains("least_busy") && stdout.contains("at most 3 attempts, within 20000 ms"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("eastus") && !stdout.contains("sk-east-secret"), "the key is never shown: {stdout}");
+
+    let listed: Value = serde_json::from_str(&cli.ok(&["models", "deployments", "relay", "--json"])).unwrap();
+    assert_eq!(
+        listed[0],
+        json!({"id": "east", "provider": "openai-compatible", "baseUrl": "http://127.0.0.1:9/v1", "region": "eastus", "weight": 3, "rpm": 100, "tpm": 50000, "hasApiKey": true})
+    );
+    assert_eq!((listed[1]["id"].as_str(), listed[1]["weight"].as_i64(), listed[1]["hasApiKey"].as_bool()), (Some("west"), Some(1), Some(false)));
+    let table = cli.ok(&["models", "deployments", "relay"]);
+    assert!(table.lines().next().unwrap().starts_with("ID") && table.contains("west") && table.contains("50000"), "{table}");
+
+    // A key for one deployment alone: the others, and the rest of the routing, stay.
+    let out = cli.run_with_stdin(&["models", "route", "relay", "--deployment-key-stdin", "west", "--json"], "sk-west-secret\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let model: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(model["deployments"].as_array().unwrap().iter().map(|d| d["hasApiKey"].clone()).collect::<Vec<_>>(), [true, true]);
+    assert_eq!(
+        (model["deployments"][0]["weight"].clone(), model["fallbacks"].clone(), model["retry"]["maxAttempts"].clone()),
+        (json!(3), json!(["mock-a"]), json!(3))
+    );
+    assert!(cli.ok(&["models", "route", "relay"]).contains("Fallbacks:               mock-a"), "without options, the routing is shown");
+
+    // Refused: the API's message with the field it names; a key on the command line; an unknown id.
+    let bad = cli.fails(&["models", "route", "relay", "--deployment", "id=east,weight=0"]);
+    assert!(bad.contains("weight must be") && bad.contains("deployments[0].weight") && bad.contains("HTTP 400"), "{bad}");
+    let keyed = cli.fails(&["models", "route", "relay", "--deployment", "id=east,api-key=sk-typed"]);
+    assert!(keyed.contains("--deployment-key-stdin") && !keyed.contains("sk-typed"), "{keyed}");
+    assert!(cli.fails(&["models", "route", "relay", "--deployment-key-stdin", "north"]).contains("no deployment \"north\""));
+
+    let cleared: Value =
+        serde_json::from_str(&cli.ok(&["models", "route", "relay", "--no-deployments", "--no-fallbacks", "--strategy", "weighted", "--json"])).unwrap();
+    assert!(cleared.get("deployments").is_none() && cleared.get("fallbacks").is_none() && cleared.get("routingStrategy").is_none(), "{cleared}");
+    assert!(cli.ok(&["models", "deployments", "relay"]).contains("served by its own provider (openai-compatible)"));
+}
+
 async fn drive_the_gateway(envs: &[(&str, String)], args: &[&str]) {
     let server = common::start(envs, args);
     let http = reqwest::Client::new();
@@ -86,6 +140,7 @@ async fn drive_the_gateway(envs: &[(&str, String)], args: &[&str]) {
     let duplicate = cli.fails(&["models", "add", "mock-a", "--input-price", "1", "--output-price", "2"]);
     assert!(duplicate.contains("HTTP 409"), "{duplicate}");
     assert_eq!(cli.session()["refresh_token"], refresh.as_str(), "a token far from expiry is not refreshed");
+    routing(&cli);
 
     let created = cli.ok(&["keys", "create", "--name", "cli", "--budget-cents", "100"]);
     let secret = created.lines().last().unwrap().to_string();

@@ -1,9 +1,11 @@
-// The model catalog: prices, whether a provider key is set, add, rotate a key, remove.
+// The model catalog: prices, whether a provider key is set, routing (deployments and
+// fallbacks), add, edit the routing, rotate a key, remove.
 import { useState } from "preact/hooks";
 import { call } from "../api";
 import { ErrorLine, Field, Table, useAction, useLoad } from "../ui";
+import { DeploymentsCell, RoutingEditor, fallbacksText, type Routed } from "./routing";
 
-interface Model {
+interface Model extends Routed {
   id: string;
   provider: string;
   inputPrice: number;
@@ -16,6 +18,8 @@ export function Models() {
   const models = useLoad(() => call<Model[]>("GET", "/api/models"));
   const blank = { id: "", provider: "mock", inputPrice: "1", outputPrice: "2", contextWindow: "128000", baseUrl: "", apiKey: "" };
   const [form, setForm] = useState(blank);
+  const [editing, setEditing] = useState<string | null>(null);
+  const [saved, setSaved] = useState<string | null>(null);
   const action = useAction();
   const add = (e: Event) => {
     e.preventDefault();
@@ -38,6 +42,7 @@ export function Models() {
     if (apiKey) action.run(async () => void (await call("POST", `/api/models/${encodeURIComponent(id)}/apikey`, { apiKey }), models.reload()));
   };
   const remove = (id: string) => action.run(async () => void (await call("DELETE", `/api/models/${encodeURIComponent(id)}`), models.reload()));
+  const edited = models.data?.find((m) => m.id === editing);
   const set = (name: keyof typeof form) => (e: Event) => setForm({ ...form, [name]: (e.currentTarget as HTMLInputElement).value });
   return (
     <section>
@@ -67,8 +72,18 @@ export function Models() {
         <button disabled={action.busy}>Add model</button>
       </form>
       <ErrorLine error={action.error ?? models.error} />
+      {saved && <p role="status">{saved}</p>}
+      {edited && (
+        <RoutingEditor
+          key={edited.id}
+          model={edited}
+          models={(models.data ?? []).map((m) => m.id)}
+          onSaved={() => (setSaved(`Saved the routing of ${edited.id}.`), setEditing(null), models.reload())}
+          onCancel={() => setEditing(null)}
+        />
+      )}
       <Table
-        head={["Model", "Provider", "Input $/M", "Output $/M", "Context", "Key", ""]}
+        head={["Model", "Provider", "Input $/M", "Output $/M", "Context", "Key", "Deployments", "Fallbacks", ""]}
         rows={(models.data ?? []).map((m) => [
           m.id,
           m.provider,
@@ -76,7 +91,12 @@ export function Models() {
           m.outputPrice,
           m.contextWindow,
           m.hasApiKey ? "set" : "not set",
+          <DeploymentsCell model={m} />,
+          fallbacksText(m),
           <span class="actions">
+            <button type="button" onClick={() => (setSaved(null), setEditing(m.id))} aria-label={`Edit routing of ${m.id}`}>
+              Edit routing
+            </button>
             <button type="button" onClick={() => rotateKey(m.id)} aria-label={`Rotate the key of ${m.id}`}>
               Rotate key
             </button>

@@ -1,6 +1,6 @@
 // Your own providers (bring your own key): add, test, enable or disable, remove.
 import { useState } from "preact/hooks";
-import { call, publicCall } from "../api";
+import { call, schemaEnum } from "../api";
 import { ErrorLine, Field, Table, useAction, useLoad } from "../ui";
 
 interface Provider {
@@ -15,10 +15,7 @@ interface Provider {
 
 /** The types a provider of your own may have, as the server's API document says (its enum
  * comes from the server's one list of provider types). */
-async function providerTypes(): Promise<string[]> {
-  const doc = await publicCall<{ components: { schemas: Record<string, { properties: Record<string, { enum?: string[] }> }> } }>("GET", "/openapi.json");
-  return doc.components.schemas.CreateProvider?.properties.provider_type?.enum ?? [];
-}
+const providerTypes = () => schemaEnum("CreateProvider", "provider_type");
 
 export function Providers() {
   const providers = useLoad(() => call<{ data: Provider[] }>("GET", "/admin/v1/me/providers?limit=1000"));

@@ -13,14 +13,16 @@ pub struct Api {
     pub server: String,
 }
 
-/// The API's answer to a failed call, as one line: its message, status and code.
+/// The API's answer to a failed call, as one line: its message, status, code and param.
 pub async fn error_of(resp: reqwest::Response) -> anyhow::Error {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     match body.pointer("/error/message").and_then(Value::as_str) {
         Some(message) => {
             let code = body.pointer("/error/code").and_then(Value::as_str).unwrap_or_default();
-            anyhow!("{message} (HTTP {}, {code})", status.as_u16())
+            // The field it is about, when the API names one (`deployments[1].weight`).
+            let param = body.pointer("/error/param").and_then(Value::as_str).map(|p| format!(", {p}")).unwrap_or_default();
+            anyhow!("{message} (HTTP {}, {code}{param})", status.as_u16())
         }
         None => anyhow!("the server answered HTTP {status} without an error message"),
     }

@@ -3,6 +3,7 @@
 //! API's message and exit non-zero.
 
 mod api;
+mod routing;
 mod session;
 mod table;
 
@@ -91,6 +92,13 @@ pub enum Models {
     SetKey {
         id: String,
     },
+    /// A model's deployments: where it is served (provider, base URL, region, weight, rpm/tpm).
+    Deployments {
+        id: String,
+    },
+    /// Show or change a model's routing: deployments (their keys read from standard input),
+    /// strategy, fallbacks, retry policy.
+    Route(routing::RouteArgs),
 }
 
 #[derive(Subcommand)]
@@ -272,6 +280,8 @@ async fn models(api: &Api, json: bool, command: Models) -> anyhow::Result<()> {
             let model = api.call(Method::POST, &format!("/api/models/{}/apikey", segment(&id)), Some(json!({"apiKey": key}))).await?;
             done(json, &model, &format!("Replaced the provider key of {id}."));
         }
+        Models::Deployments { id } => routing::deployments(api, json, &id).await?,
+        Models::Route(args) => routing::route(api, json, args).await?,
     }
     Ok(())
 }
