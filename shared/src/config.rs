@@ -66,6 +66,9 @@ pub struct Config {
     /// `TOLLGATE_COOLDOWN_SECS` (30): a deployment failing that many times within the window
     /// (429, 5xx, unreachable, timed out) is skipped for the cooldown, then probed once.
     pub cooldown: CooldownPolicy,
+    /// `TOLLGATE_CACHE_HIT_PERCENT`, default 0: what an answer from the response cache is
+    /// charged, as a percentage (0 to 100) of what the first answer cost.
+    pub cache_hit_percent: u8,
     /// `TOLLGATE_LEASE_MARGIN_SECS`, default 600: how long past its upstream timeout a request's
     /// reservation is held before anyone may release it as abandoned (its process died). A live
     /// stream renews its lease halfway through each such period.
@@ -144,6 +147,7 @@ impl Default for Config {
             key_cache: std::time::Duration::from_secs(10),
             upstream_timeout: std::time::Duration::from_secs(60),
             cooldown: Default::default(),
+            cache_hit_percent: 0,
             lease_margin: std::time::Duration::from_secs(600),
             relaxed_durability: false,
             usage_retention_days: 400,
@@ -284,6 +288,13 @@ impl Config {
                     .ok_or_else(|| BadSetting::new(name, &v, "use a whole number from 1 to 86400"))?
                     * scale;
             }
+        }
+        if let Some(v) = lookup("TOLLGATE_CACHE_HIT_PERCENT") {
+            config.cache_hit_percent = v
+                .parse()
+                .ok()
+                .filter(|p| *p <= 100)
+                .ok_or_else(|| BadSetting::new("TOLLGATE_CACHE_HIT_PERCENT", &v, "use a whole percentage from 0 to 100"))?;
         }
         if let Some(v) = lookup("TOLLGATE_COOLDOWN_FAILURES") {
             cooldown.failures = v

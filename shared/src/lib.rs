@@ -33,6 +33,7 @@ pub mod provider_type;
 pub mod providers;
 pub mod proxy;
 pub mod readiness;
+pub mod response_cache;
 pub mod responses;
 pub mod runtime;
 pub mod secrets;

@@ -46,6 +46,9 @@ pub struct Project {
     pub default_timeout_ms: i64,
     #[serde(default)]
     pub limits: Vec<Limit>,
+    /// Opt-in: its tokens' requests answered from the response cache when asked before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::response_cache::CacheSettings>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -100,6 +103,9 @@ pub fn validate(project: &Project) -> ApiResult<()> {
         return Err(ApiError::invalid_param("name", "name must be 1 to 200 characters"));
     }
     validate_slug(&project.slug)?;
+    if let Some(cache) = &project.cache {
+        cache.validate("cache")?;
+    }
     if !(1..=MAX_TIMEOUT_MS).contains(&project.default_timeout_ms) {
         return Err(ApiError::invalid_param("defaultTimeoutMs", format!("defaultTimeoutMs must be between 1 and {MAX_TIMEOUT_MS}")));
     }

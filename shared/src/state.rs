@@ -172,6 +172,7 @@ impl AppState {
             lease_margin: config.lease_margin,
             relaxed_durability: config.relaxed_durability,
             responses_ttl: chrono::Duration::days(i64::from(config.responses_ttl_days)),
+            cache_hit_percent: config.cache_hit_percent,
             usage_retention: (config.usage_retention_days > 0).then(|| chrono::Duration::days(i64::from(config.usage_retention_days))),
         };
         let integrations = crate::integrations::Endpoints {

@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
+
+use crate::response_cache::CacheSettings;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -40,6 +42,9 @@ pub struct KeyView {
     sovereignty_requirements: Option<Value>,
     expires_at: Option<DateTime<Utc>>,
     fit_max_tokens: bool,
+    /// The response cache, when the key opted in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<CacheSettings>,
     revoked_at: Option<DateTime<Utc>>,
     rotated_from_key_id: Option<Uuid>,
     rotation_grace_until: Option<DateTime<Utc>>,
@@ -71,6 +76,7 @@ impl KeyView {
             sovereignty_requirements: s.sovereignty_requirements.and_then(|s| serde_json::from_str(&s).ok()),
             expires_at: s.expires_at,
             fit_max_tokens: s.fit_max_tokens,
+            cache: s.cache,
             revoked_at: k.revoked_at,
             rotated_from_key_id: k.rotated_from_key_id,
             rotation_grace_until: k.rotation_grace_until,
@@ -121,6 +127,10 @@ pub struct CreateKey {
     /// says to what) instead of refusing it with 402. Default false.
     #[serde(default)]
     fit_max_tokens: bool,
+    /// Answer a request this key sent before from the response cache: `{"ttl": seconds,
+    /// "mode": "exact"}`. A hit says `x-tollgate-cache: hit` and is charged what the operator
+    /// set (`TOLLGATE_CACHE_HIT_PERCENT` of the first answer's cost, 0 by default).
+    cache: Option<CacheSettings>,
 }
 
 /// Creates a key; its secret is in `key`, shown this once. An API key (with `keys:write`) may
@@ -142,6 +152,7 @@ async fn create_key(State(state): State<AppState>, me: Me, ApiJson(body): ApiJso
         sovereignty_requirements: body.sovereignty_requirements.filter(|v| !v.is_null()).map(|v| v.to_string()),
         expires_at: body.expires_at,
         fit_max_tokens: body.fit_max_tokens,
+        cache: body.cache,
     };
     let issued = keys::create(state.store.as_ref(), Owner::User { user_id: me.user_id }, settings, me.key(), state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(KeyView::of(issued.key, Some(issued.secret)))))

@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::response_cache::CacheSettings;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -34,6 +36,9 @@ pub struct ProjectTokenView {
     limits: Vec<LimitSpec>,
     expires_at: Option<DateTime<Utc>>,
     fit_max_tokens: bool,
+    /// The response cache, when the token opted in itself (else its project's applies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<CacheSettings>,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
     /// The token itself: present once, in the answer to its creation.
@@ -50,6 +55,7 @@ fn view(key: ApiKey, project_id: Uuid, secret: Option<String>) -> ProjectTokenVi
         limits: key.settings.limits.iter().map(LimitSpec::of).collect(),
         expires_at: key.settings.expires_at,
         fit_max_tokens: key.settings.fit_max_tokens,
+        cache: key.settings.cache,
         created_at: key.created_at,
         last_used_at: key.last_used_at,
         token: secret,
@@ -80,6 +86,8 @@ pub struct CreateProjectToken {
     /// says to what) instead of refusing it with 402. Default false.
     #[serde(default)]
     fit_max_tokens: bool,
+    /// The response cache for this token (`{"ttl": seconds, "mode": "exact"}`), over the project's.
+    cache: Option<CacheSettings>,
 }
 
 /// Creates a project token; the answer holds the token, once. Editors and admins.
@@ -98,6 +106,7 @@ async fn create_token(
         limits: limits::from_specs(&body.limits)?,
         expires_at: body.expires_at,
         fit_max_tokens: body.fit_max_tokens,
+        cache: body.cache,
         ..KeySettings::default()
     };
     let issued = keys::create(store, Owner::Project { project_id: project.id }, settings, None, state.clock.now()).await?;
@@ -112,6 +121,8 @@ pub struct UpdateProjectToken {
     limits: Option<Vec<LimitSpec>>,
     /// See the creation's fitMaxTokens.
     fit_max_tokens: Option<bool>,
+    /// See the creation's cache.
+    cache: Option<CacheSettings>,
 }
 
 #[utoipa::path(put, path = "/api/projects/{slug}/tokens/{tokenId}", tag = "projects", params(("slug" = String, Path), ("tokenId" = Uuid, Path)), request_body = UpdateProjectToken,
@@ -135,6 +146,9 @@ async fn update_token(
         }
         if let Some(fit) = body.fit_max_tokens {
             settings.fit_max_tokens = fit;
+        }
+        if let Some(cache) = body.cache {
+            settings.cache = Some(cache);
         }
         Ok(())
     })

@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::response_cache::CacheSettings;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -45,6 +47,9 @@ pub struct ProjectView {
     models: Vec<String>,
     default_timeout_ms: i64,
     limits: Vec<LimitSpec>,
+    /// The response cache for its tokens, when it opted in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<CacheSettings>,
     /// The caller's role on this project.
     role: Role,
     created_at: DateTime<Utc>,
@@ -60,6 +65,7 @@ fn view(p: Project, role: Role) -> ProjectView {
         models: p.models,
         default_timeout_ms: p.default_timeout_ms,
         limits: p.limits.iter().map(LimitSpec::of).collect(),
+        cache: p.cache,
         role,
         created_at: p.created_at,
         updated_at: p.updated_at,
@@ -101,6 +107,8 @@ pub struct CreateProject {
     limits: Vec<LimitSpec>,
     /// The workspace the project belongs to (its owners and admins may then create it).
     workspace_id: Option<String>,
+    /// Answer a request its tokens sent before from the response cache: `{"ttl": seconds, "mode": "exact"}`.
+    cache: Option<CacheSettings>,
 }
 
 /// Creates a project; the creator becomes its admin. Needs `project:write`, or, for a project
@@ -125,6 +133,7 @@ async fn create_project(State(state): State<AppState>, caller: Caller, ApiJson(b
         models: body.models,
         default_timeout_ms: body.default_timeout_ms.unwrap_or(projects::DEFAULT_TIMEOUT_MS),
         limits: limits::from_specs(&body.limits)?,
+        cache: body.cache,
         created_at: now,
         updated_at: now,
     };
@@ -150,6 +159,10 @@ pub struct UpdateProject {
     default_timeout_ms: Option<i64>,
     models: Option<Vec<String>>,
     limits: Option<Vec<LimitSpec>>,
+    /// The response cache for its tokens (`cacheOff: true` stops it).
+    cache: Option<CacheSettings>,
+    /// Stops caching its tokens' answers.
+    cache_off: Option<bool>,
 }
 
 /// Changes a project: editors and admins.
@@ -175,6 +188,12 @@ async fn update_project(
     if let Some(models) = body.models {
         check_models(&state, &models).await?;
         project.models = models;
+    }
+    if let Some(cache) = body.cache {
+        project.cache = Some(cache);
+    }
+    if body.cache_off == Some(true) {
+        project.cache = None;
     }
     if let Some(specs) = body.limits {
         project.limits = limits::from_specs(&specs)?;

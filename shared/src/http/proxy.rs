@@ -62,6 +62,7 @@ fn caller(headers: &HeaderMap, ip: ClientIp) -> Requester {
         referer: text([&HTTP_REFERER, &header::REFERER]),
         title: text([&OPENROUTER_TITLE, &X_TITLE]),
         traceparent,
+        cache: crate::response_cache::Directive::of(headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok())),
     }
 }
 

@@ -35,6 +35,9 @@ pub struct TokenView {
     budget_limit: Option<f64>,
     budget_reset_interval: Option<ResetInterval>,
     expires_at: Option<DateTime<Utc>>,
+    /// The response cache, when the token opted in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<crate::response_cache::CacheSettings>,
     revoked_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
@@ -54,6 +57,7 @@ fn view(key: ApiKey, business_id: Uuid, secret: Option<String>) -> TokenView {
         budget_limit: budget.map(|b| b.0),
         budget_reset_interval: budget.map(|b| b.1),
         expires_at: key.settings.expires_at,
+        cache: key.settings.cache,
         revoked_at: key.revoked_at,
         created_at: key.created_at,
         last_used_at: key.last_used_at,
@@ -92,6 +96,8 @@ pub struct CreateToken {
     budget_limit: Option<f64>,
     /// daily, weekly, monthly (the default) or never (a lifetime total).
     budget_reset_interval: Option<ResetInterval>,
+    /// Answer a request the token sent before from the response cache: `{"ttl": seconds, "mode": "exact"}`.
+    cache: Option<crate::response_cache::CacheSettings>,
 }
 
 /// Creates a workspace token; the answer holds its secret, once. Owners and admins only.
@@ -100,8 +106,9 @@ pub struct CreateToken {
 async fn create_token(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateToken>) -> ApiResult<(StatusCode, Json<TokenView>)> {
     let store = state.store.as_ref();
     let workspace_id = parse_uuid(&body.business_id, "business_id")?;
-    let settings =
+    let mut settings =
         workspace_tokens::settings(body.name, body.scopes, body.expires_in.as_deref(), body.budget_limit, body.budget_reset_interval, state.clock.now())?;
+    settings.cache = body.cache;
     let (workspace, _) = workspaces::require_manager(store, workspace_id, caller.user.id).await?;
     let issued = keys::create(store, Owner::Workspace { workspace_id: workspace.id }, settings, None, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(view(issued.key, workspace.id, Some(issued.secret)))))

@@ -113,6 +113,9 @@ pub struct KeySettings {
     /// `max_tokens` to what the budget can still pay for (and say so) instead of refusing it.
     #[serde(default)]
     pub fit_max_tokens: bool,
+    /// Opt-in: answer a request this key sent before from the response cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::response_cache::CacheSettings>,
 }
 
 /// Every scope a token may hold.
@@ -120,6 +123,9 @@ pub const SCOPES: [&str; 9] = ["chat", "completions", "embeddings", "models", "u
 
 impl KeySettings {
     pub fn validate(&self, now: DateTime<Utc>) -> ApiResult<()> {
+        if let Some(cache) = &self.cache {
+            cache.validate("cache")?;
+        }
         if self.name.trim().is_empty() || self.name.chars().count() > 128 {
             return Err(ApiError::invalid_param("name", "name must be 1-128 characters"));
         }

@@ -84,6 +84,8 @@ pub struct Tuning {
     pub usage_retention: Option<chrono::Duration>,
     /// How long a stored response (the Responses API's `store`) is kept.
     pub responses_ttl: chrono::Duration,
+    /// What a response-cache hit is charged, as a percentage of the first answer's cost.
+    pub cache_hit_percent: u8,
 }
 
 pub struct Gateway {

@@ -13,6 +13,7 @@ pub mod levels;
 mod observed;
 mod record;
 mod relay;
+mod replay;
 pub mod retry;
 pub mod routing;
 mod settle;
@@ -57,6 +58,8 @@ pub struct Requester {
     pub title: Option<String>,
     /// The caller's W3C trace context, which the request's span continues.
     pub traceparent: Option<String>,
+    /// What the caller's `Cache-Control` asks of the response cache.
+    pub cache: crate::response_cache::Directive,
 }
 
 /// The key behind a presented secret, refusing unknown, revoked, expired and rotated-out keys
@@ -184,6 +187,10 @@ struct Flight {
     lowered_max_tokens: Option<i64>,
     /// Counts the reservation as held until the flight ends.
     held: Option<crate::metrics::Held>,
+    /// The response cache's entry for this request, when its key or project opted in.
+    cache: Option<replay::Cached>,
+    /// The answer to keep in the cache, written with the settlement.
+    keep: Option<crate::store::TxOp>,
     /// The request's span (when tracing is on), and the upstream attempt's under way.
     trace: Option<FlightTrace>,
     attempt_span: std::sync::Mutex<Option<Child>>,
@@ -228,6 +235,7 @@ async fn admit(
     let timeout = context.project.as_ref().map_or(gw.tuning.upstream_timeout, |p| Duration::from_millis(p.default_timeout_ms.max(1) as u64));
     let request_id = current_request_id();
     let model = candidates[0].clone();
+    let directive = caller.cache;
     let app = providers::App { referer: caller.referer.clone().or_else(|| gw.app.referer.clone()), title: caller.title.or_else(|| gw.app.title.clone()) };
     let mut flight = Flight {
         gw,
@@ -249,10 +257,13 @@ async fn admit(
         referer: caller.referer,
         lowered_max_tokens: None,
         held: None,
+        cache: None,
+        keep: None,
         // From here the flight ends the span, whenever it ends.
         trace: trace.map(FlightTrace::owned),
         attempt_span: std::sync::Mutex::new(None),
     };
+    flight.cache = replay::Cached::of(&flight.key, context.project.as_ref(), &flight.req, &flight.door, directive);
     let levels = levels::levels(&flight.key, &context);
     routing::budgets_can_hold(&levels, flight.plan.chain())?;
     let now = flight.gw.clock.now();
@@ -380,6 +391,9 @@ impl Flight {
     }
 
     async fn complete(mut self) -> ApiResult<Answer> {
+        if let Some(answer) = self.answer_from_cache().await? {
+            return Ok(answer);
+        }
         let id = self.response_id();
         let created = self.gw.clock.now().timestamp();
         if let Err(answer) = self.first(false).await? {
@@ -393,11 +407,13 @@ impl Flight {
                     let mut seen = Observed::default();
                     seen.absorb(&body, self.started);
                     let actual = self.charge(&seen);
+                    self.keep(&body, actual.cost_micros);
                     let (answer, stored) = self.door.answer(bytes, &body, self.native());
                     self.record_full(actual, &seen, Outcome::Success, 200, false, false, None, stored).await?;
                     let mut headers = standing(&self.reservations, Some(&actual), self.gw.clock.now());
                     headers.push(("x-tollgate-cost-usd", format_dollars(actual.cost_micros)));
                     headers.extend(self.lowered_header());
+                    headers.extend(self.cache_header());
                     return Ok(Answer::Whole { body: answer, headers });
                 }
                 Err(failure) => {

@@ -51,8 +51,13 @@ impl Flight {
         let record = self.usage_record(&actual, seen, outcome, status, streamed, cancelled, error, now);
         // Boxed, as only Responses API requests store anything.
         let stored = if response.is_some() { Box::pin(self.store_response(response, now)).await? } else { vec![] };
-        let writes =
-            if stored.is_empty() { std::borrow::Cow::Borrowed(&self.events.ops) } else { std::borrow::Cow::Owned([self.events.ops.clone(), stored].concat()) };
+        // A kept answer (the response cache's) goes in the same transaction.
+        let kept: Vec<store::TxOp> = self.keep.iter().cloned().collect();
+        let writes = if stored.is_empty() && kept.is_empty() {
+            std::borrow::Cow::Borrowed(&self.events.ops)
+        } else {
+            std::borrow::Cow::Owned([self.events.ops.clone(), stored, kept].concat())
+        };
         let settlement = self.trace.as_ref().map(crate::traces::FlightTrace::settlement);
         settle::settle(self.gw.store.as_ref(), &record, &self.reservations, &actual, touch_ops, &writes, self.gw.tuning.relaxed_durability).await?;
         drop(settlement);

@@ -25,6 +25,9 @@ impl Flight {
         let created = self.gw.clock.now().timestamp();
         // Retries and fallbacks happen while opening; once the first byte is sent, the stream
         // is this deployment's.
+        if let Some(answer) = self.answer_from_cache().await? {
+            return Ok(answer);
+        }
         if let Err(answer) = self.first(true).await? {
             return Ok(answer);
         }
@@ -46,6 +49,7 @@ impl Flight {
         };
         let mut headers = standing(&self.reservations, None, self.gw.clock.now());
         headers.extend(self.lowered_header());
+        headers.extend(self.cache_header());
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         tokio::spawn(self.relay(source, tx));
         Ok(Answer::Stream { events: rx, headers })

@@ -169,7 +169,8 @@ impl FlightTrace {
             KeyValue::new("http.response.status_code", record.status_code),
             KeyValue::new("tollgate.cost_usd", record.cost_micros as f64 / 1e6),
             KeyValue::new("tollgate.outcome", record.outcome.as_str()),
-            KeyValue::new("tollgate.fallback", record.routing.len() > 1),
+            KeyValue::new("tollgate.fallback", record.routing.iter().any(|a| a.model != record.model)),
+            KeyValue::new("tollgate.attempts", record.routing.len() as i64),
         ];
         if let Some(reason) = &record.finish_reason {
             attributes.push(KeyValue::new(
@@ -180,9 +181,15 @@ impl FlightTrace {
         let ids = [("tollgate.key_id", record.api_key_id), ("tollgate.project_id", record.project_id), ("tollgate.workspace_id", record.org_id)];
         attributes.extend(ids.into_iter().filter_map(|(name, id)| Some(KeyValue::new(name, id?.to_string()))));
         span.set_attributes(attributes);
-        if record.outcome != Outcome::Success {
+        if !matches!(record.outcome, Outcome::Success | Outcome::CacheHit) {
             span.set_status(Status::error(record.error.clone().unwrap_or_else(|| record.outcome.as_str().to_string())));
         }
+    }
+
+    /// Whether the response cache answered (`hit`), was asked in vain (`miss`) or was told
+    /// by the caller not to answer (`bypass`).
+    pub fn cache(&self, state: &'static str) {
+        self.cx.span().set_attribute(KeyValue::new("tollgate.cache", state));
     }
 
     /// Handed to the flight, which ends the span when it ends.

@@ -23,10 +23,12 @@ pub enum Outcome {
     Error,
     BudgetExceeded,
     Timeout,
+    /// Answered from the response cache.
+    CacheHit,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [Outcome::Success, Outcome::Error, Outcome::BudgetExceeded, Outcome::Timeout];
+    pub const ALL: [Outcome; 5] = [Outcome::Success, Outcome::Error, Outcome::BudgetExceeded, Outcome::Timeout, Outcome::CacheHit];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -34,6 +36,7 @@ impl Outcome {
             Outcome::Error => "error",
             Outcome::BudgetExceeded => "budget_exceeded",
             Outcome::Timeout => "timeout",
+            Outcome::CacheHit => "cache_hit",
         }
     }
 }
