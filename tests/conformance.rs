@@ -65,10 +65,13 @@ async fn providers(app: &TestApp, admin: &str) -> Vec<Provider> {
     let bedrock_base = format!("{}/?region={REGION}", bedrock.base_url);
     let account = google.service_account(google::PRIVATE_KEY);
     // kind, answering base, key, JSON mode, how a stub's base is written for the kind.
-    let kinds: [(&str, Option<String>, Option<String>, bool); 10] = [
+    // `openai-responses`: an OpenAI model served only on the Responses API (upstreamApi), which
+    // every door's request reaches translated.
+    let kinds: [(&str, Option<String>, Option<String>, bool); 11] = [
         ("mock", None, None, true),
         ("openai", Some(openai.base_url.clone()), Some("sk-up-0123456789abcdef".into()), true),
         ("openai-compatible", Some(openai.base_url.clone()), Some("sk-up-0123456789abcdef".into()), true),
+        ("openai-responses", Some(openai.base_url.clone()), Some("sk-up-0123456789abcdef".into()), true),
         ("openrouter", Some(openai.base_url.clone()), Some("sk-or-0123456789abcdef".into()), true),
         ("huggingface", Some(openai.base_url.clone()), Some("hf_0123456789abcdef".into()), true),
         ("azure", Some(deployment), Some(azure::API_KEY.into()), true),
@@ -80,7 +83,15 @@ async fn providers(app: &TestApp, admin: &str) -> Vec<Provider> {
     let mut out = Vec::new();
     for (kind, base, key, json) in kinds {
         let id = format!("c-{kind}");
-        app.post("/api/models", Some(admin), entry(&id, kind, base.as_deref(), key.as_deref())).await.expect(201);
+        let (provider, responses_only) = if kind == "openai-responses" { ("openai", true) } else { (kind, false) };
+        let entry = |id: &str, base: Option<&str>| {
+            let mut entry = entry(id, provider, base, key.as_deref());
+            if responses_only {
+                entry["upstreamApi"] = json!("responses");
+            }
+            entry
+        };
+        app.post("/api/models", Some(admin), entry(&id, base.as_deref())).await.expect(201);
         if kind != "mock" {
             let stubs = [
                 ("err", Mode::Fail(500, "application/json", error_body(kind, "stub failure"))),
@@ -96,7 +107,7 @@ async fn providers(app: &TestApp, admin: &str) -> Vec<Provider> {
                     "vertex" => format!("{}/v1/projects/{}/locations/{}/publishers/google", stub.base_url, google::PROJECT, google::LOCATION),
                     _ => stub.base_url.clone(),
                 };
-                app.post("/api/models", Some(admin), entry(&format!("{id}-{suffix}"), kind, Some(&base), key.as_deref())).await.expect(201);
+                app.post("/api/models", Some(admin), entry(&format!("{id}-{suffix}"), Some(&base))).await.expect(201);
             }
         }
         out.push(Provider { kind, model: id, json });

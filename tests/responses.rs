@@ -225,4 +225,41 @@ backend_tests! {
         create(&app, &embed_only, json!({"model": "mock-1", "input": "hi"})).await.expect_error(403, "insufficient_scope");
         app.get("/v1/responses/resp_0/input_items?limit=0", Some(&key)).await.expect_error(404, "not_found");
     }
+
+    async fn a_model_served_only_on_the_responses_api_takes_chat_and_messages_requests(backend) {
+        let app = TestApp::start(backend).await;
+        let fake = FakeUpstream::start().await;
+        let (admin, _) = app.admin().await;
+        let created = app.post("/api/models", Some(&admin), json!({"id": "o3-pro", "provider": "openai", "baseUrl": fake.base_url, "apiKey": "sk-x",
+            "inputPrice": 20.0, "outputPrice": 80.0, "contextWindow": 200000, "maxOutputTokens": 1000, "upstreamApi": "responses"})).await.expect(201);
+        assert_eq!(created.body["upstreamApi"], "responses");
+        let (_, key) = app.api_key(&admin, json!({})).await;
+        // Chat completions, whole: translated to a Responses request and its answer back.
+        let r = app.chat(&key, json!({"model": "o3-pro", "max_tokens": 50, "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]})).await.expect(200);
+        assert_eq!(r.body["object"], "chat.completion");
+        assert_eq!(r.body["choices"][0]["message"]["content"], "upstream says hello");
+        assert_eq!(r.body["usage"]["prompt_tokens"], USAGE.0);
+        let (_, sent) = fake.requests().pop().unwrap();
+        assert!(sent.get("messages").is_none() && sent["input"].is_array(), "{sent}");
+        assert_eq!((sent["max_output_tokens"].as_i64(), sent["store"].as_bool()), (Some(50), Some(false)));
+        // 7 x $20 + 5 x $80 per million.
+        assert_eq!(r.headers["x-tollgate-cost-usd"], "0.000540");
+        // Streamed: Responses events become chat chunks.
+        let streamed = app.chat(&key, json!({"model": "o3-pro", "stream": true, "messages": [{"role": "user", "content": "hi"}]})).await.expect(200);
+        assert!(streamed.text.contains("chat.completion.chunk") && streamed.text.ends_with("data: [DONE]\n\n"), "{}", streamed.text);
+        let words: String = streamed.text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|v| v.pointer("/choices/0/delta/content").and_then(Value::as_str).map(str::to_string)).collect();
+        assert_eq!(words, "upstream says hello");
+        // Anthropic's Messages door too.
+        let messages = app.client.post(format!("{}/v1/messages", app.base)).header("x-api-key", &key)
+            .json(&json!({"model": "o3-pro", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]})).send().await.unwrap();
+        let messages: Value = messages.json().await.unwrap();
+        assert_eq!(messages["content"][0]["text"], "upstream says hello", "{messages}");
+        // A Responses request goes as it is.
+        let native = create(&app, &key, json!({"model": "o3-pro", "input": "hi"})).await.expect(200);
+        assert_eq!(native.body["object"], "response");
+        // Only OpenAI's wire serves the Responses API.
+        app.post("/api/models", Some(&admin), json!({"id": "claude-x", "provider": "anthropic", "apiKey": "k", "inputPrice": 1.0, "outputPrice": 1.0,
+            "contextWindow": 1000, "upstreamApi": "responses"})).await.expect_error(400, "invalid_value");
+    }
 }

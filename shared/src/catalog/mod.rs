@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use crate::provider_type::ProviderType;
-pub use routing::{Deployment, RetryPolicy, Routing, Strategy};
+pub use routing::{Deployment, RetryPolicy, Routing, Strategy, UpstreamApi};
 
 pub mod routing;
 

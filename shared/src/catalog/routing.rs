@@ -33,6 +33,9 @@ pub struct Routing {
     pub context_window_fallback: Option<String>,
     #[serde(default)]
     pub retry: Option<RetryPolicy>,
+    /// The API its provider serves it on.
+    #[serde(default)]
+    pub upstream_api: UpstreamApi,
 }
 
 impl Routing {
@@ -42,7 +45,19 @@ impl Routing {
             && self.fallbacks.is_empty()
             && self.context_window_fallback.is_none()
             && self.retry.is_none()
+            && self.upstream_api == UpstreamApi::Chat
     }
+}
+
+/// Which of OpenAI's APIs a model is served on: chat completions (every provider's canonical
+/// or translated wire), or only the Responses API (OpenAI's o1-pro, o3-pro and codex models),
+/// to which chat and messages requests are translated and their answers back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamApi {
+    #[default]
+    Chat,
+    Responses,
 }
 
 /// One place a model is served: a provider account, in a region, with its share of the traffic
@@ -196,6 +211,15 @@ pub fn validate(model: &Model) -> ApiResult<()> {
         crate::names::validate(param, id)?;
         if *id == model.id {
             return Err(ApiError::invalid_param(param, format!("{} cannot fall back to itself", model.id)));
+        }
+    }
+    if routing.upstream_api == UpstreamApi::Responses {
+        let served_by = std::iter::once(model.provider).chain(routing.deployments.iter().map(|d| d.provider));
+        if let Some(other) = served_by.into_iter().find(|p| !matches!(p, ProviderType::OpenAi | ProviderType::OpenAiCompatible)) {
+            return Err(ApiError::invalid_param(
+                "upstreamApi",
+                format!("upstreamApi responses is OpenAI's Responses API: every deployment must be openai or openai-compatible, not {other}"),
+            ));
         }
     }
     if let Some(retry) = routing.retry {

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::error::ErrorEnvelope;
 use super::extract::{ApiJson, Caller};
-use crate::catalog::{self, Deployment, Model, ProviderType, RetryPolicy, Strategy};
+use crate::catalog::{self, Deployment, Model, ProviderType, RetryPolicy, Strategy, UpstreamApi};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::roles::Permission;
 use crate::money::{dollars_to_micros, micros_to_dollars};
@@ -68,6 +68,9 @@ pub struct ModelView {
     context_window_fallback: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry: Option<RetryView>,
+    /// `responses` for a model its provider serves only on OpenAI's Responses API (absent: chat).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_api: Option<UpstreamApi>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -152,7 +155,11 @@ fn apply_routing(
     fallbacks: Option<Vec<String>>,
     context_window_fallback: Option<String>,
     retry: Option<RetryView>,
+    upstream_api: Option<UpstreamApi>,
 ) {
+    if let Some(api) = upstream_api {
+        model.routing.upstream_api = api;
+    }
     if let Some(s) = strategy {
         model.routing.strategy = s;
     }
@@ -217,6 +224,7 @@ impl From<Model> for ModelView {
             fallbacks: Some(m.routing.fallbacks).filter(|f| !f.is_empty()),
             context_window_fallback: m.routing.context_window_fallback,
             retry: m.routing.retry.map(|r| RetryView { max_attempts: r.max_attempts, max_total_ms: r.max_total_ms }),
+            upstream_api: Some(m.routing.upstream_api).filter(|a| *a != UpstreamApi::Chat),
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -281,6 +289,9 @@ pub struct CreateModel {
     context_window_fallback: Option<String>,
     /// Attempts and total time (default: one attempt per deployment, within the timeout).
     retry: Option<RetryView>,
+    /// `responses` for a model served only on OpenAI's Responses API (o1-pro, o3-pro, codex):
+    /// chat and messages requests are translated to it and back. Default `chat`.
+    upstream_api: Option<UpstreamApi>,
 }
 
 #[utoipa::path(post, path = "/api/models", tag = "models", request_body = CreateModel,
@@ -313,7 +324,7 @@ async fn create_model(State(state): State<AppState>, caller: Caller, ApiJson(bod
         updated_at: now,
     };
     let mut model = model;
-    apply_routing(&mut model, body.routing_strategy, body.fallbacks, body.context_window_fallback, body.retry);
+    apply_routing(&mut model, body.routing_strategy, body.fallbacks, body.context_window_fallback, body.retry, body.upstream_api);
     place_deployments(&state, &mut model, body.deployments).await?;
     let model = catalog::create(state.store.as_ref(), state.secrets.as_ref(), model, body.api_key).await?;
     Ok((StatusCode::CREATED, Json(model.into())))
@@ -354,6 +365,7 @@ pub struct UpdateModel {
     /// An empty string removes it.
     context_window_fallback: Option<String>,
     retry: Option<RetryView>,
+    upstream_api: Option<UpstreamApi>,
 }
 
 /// `toolCallPrices` (dollars per call) in micro-dollars, each tool one the gateway knows.
@@ -435,7 +447,7 @@ async fn update_model(
     if let Some(u) = body.base_url {
         model.base_url = Some(u);
     }
-    apply_routing(&mut model, body.routing_strategy, body.fallbacks, body.context_window_fallback, body.retry);
+    apply_routing(&mut model, body.routing_strategy, body.fallbacks, body.context_window_fallback, body.retry, body.upstream_api);
     place_deployments(&state, &mut model, body.deployments).await?;
     if let Some(key) = body.api_key {
         state.secrets.put(&model.secret_name(), &key).await.map_err(ApiError::internal)?;

@@ -16,6 +16,7 @@ pub mod gemini;
 pub mod google_auth;
 pub mod mock;
 pub mod openai;
+pub mod openai_responses;
 pub mod openrouter;
 pub mod sigv4;
 pub mod vertex;

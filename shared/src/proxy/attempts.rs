@@ -178,7 +178,7 @@ impl Flight {
     pub(super) async fn call_upstream<T>(&self, id: &str, created: i64, go: impl AsyncFnOnce(upstream::Call<'_>) -> T) -> ApiResult<T> {
         let secret = model_secret(&self.gw, &self.model).await?;
         let base = self.model.endpoint().unwrap_or_default();
-        let provider = providers::of(self.model.provider);
+        let provider = super::serving(&self.model, self.model.provider);
         // Only what a global admin configured (a catalog model) gets the trusted client and the
         // gateway's own cloud identity; a user's provider or a workspace's integration gets
         // neither.

@@ -84,6 +84,15 @@ pub async fn authenticate(gw: &Gateway, secret: Option<&str>, ip: Option<IpAddr>
     Ok(key)
 }
 
+/// How `model`, on a deployment of `provider` type, is called: the provider type's own wire,
+/// or OpenAI's Responses API for a model served only there (`upstreamApi: responses`).
+fn serving(model: &Model, provider: crate::catalog::ProviderType) -> &'static dyn providers::Provider {
+    match model.routing.upstream_api {
+        crate::catalog::UpstreamApi::Responses => &providers::openai_responses::OPENAI_RESPONSES,
+        crate::catalog::UpstreamApi::Chat => providers::of(provider),
+    }
+}
+
 pub fn require_scope(key: &ApiKey, scope: &str) -> ApiResult<()> {
     if key.grants(scope) { Ok(()) } else { Err(ApiError::forbidden("insufficient_scope", format!("this API key lacks the {scope} scope"))) }
 }
@@ -228,7 +237,7 @@ async fn admit(
     fees::admit(&req.extras, &mut candidates)?;
     if let Door::Responses(exchange) = &door
         && let Some(why) = &exchange.untranslatable
-        && candidates.iter().any(|m| m.deployments().iter().any(|d| !providers::of(d.provider).speaks_responses()))
+        && candidates.iter().any(|m| m.deployments().iter().any(|d| !serving(m, d.provider).speaks_responses()))
     {
         return Err(ApiError::invalid_param(why.param().unwrap_or("input"), why.to_string()).into());
     }
@@ -324,7 +333,7 @@ impl Flight {
     /// Whether the current model takes the request in the caller's own shape: a Responses
     /// request to OpenAI goes as it is, not translated.
     pub(super) fn native(&self) -> bool {
-        matches!(self.door, Door::Responses(_)) && providers::of(self.model.provider).speaks_responses()
+        matches!(self.door, Door::Responses(_)) && serving(&self.model, self.model.provider).speaks_responses()
     }
 
     /// The endpoint the usage record names.

@@ -185,6 +185,10 @@ impl Call<'_> {
         let response = self.send().await?;
         let bytes = tokio::time::timeout(self.timeout, response.bytes()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
         let value = serde_json::from_slice(&bytes).map_err(|e| Failure::Transport(format!("the upstream's answer is not JSON: {e}")))?;
+        // A Responses request that went as it is comes back as it is.
+        if self.endpoint == Endpoint::Responses {
+            return Ok((bytes, value));
+        }
         Ok(match self.provider.canonical_answer(&value, self.created) {
             Some(canonical) => (Bytes::from(canonical.to_string()), canonical),
             None => (bytes, value),
@@ -197,7 +201,7 @@ impl Call<'_> {
             return streamed(local);
         }
         let response = self.send().await?;
-        if let Some(translator) = self.provider.stream_translator(&self.request.model, self.created) {
+        if let Some(translator) = self.provider.stream_translator(&self.request.model, self.created).filter(|_| self.endpoint != Endpoint::Responses) {
             return Ok(match self.provider.framing() {
                 Framing::Sse => translated(response, translator),
                 Framing::AwsEventStream => aws_event_stream(response, translator),
