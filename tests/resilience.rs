@@ -81,6 +81,9 @@ backend_tests! {
         assert_eq!(updated["deployments"].as_array().unwrap().len(), 1);
         app.chat(&key, ask("gpt-4o")).await.expect(200);
         assert_eq!(auth(&east).last().unwrap(), "Bearer sk-east-key");
+        // PATCH is the same partial update.
+        let patched = app.call(reqwest::Method::PATCH, "/api/models/gpt-4o", Some(&admin), Some(json!({"routingStrategy": "least_busy"}))).await.expect(200).body;
+        assert_eq!((patched["routingStrategy"].as_str(), patched["deployments"][0]["id"].as_str()), (Some("least_busy"), Some("east")));
         // An empty list serves it from its own provider again.
         let own = app.put("/api/models/gpt-4o", Some(&admin), json!({"deployments": []})).await.expect(200).body;
         assert!(own.get("deployments").is_none(), "{own}");

@@ -93,6 +93,14 @@ backend_tests! {
         assert!(!skipped.headers.contains_key("x-tollgate-cache"));
         assert_eq!(app.chat(&key, ask("never kept")).await.expect(200).headers["x-tollgate-cache"], "miss");
 
+        // A streamed miss is kept too: the same request whole is then a hit, with the streamed text.
+        let stream = |text: &str| json!({"model": "gpt-4o", "max_tokens": 5, "stream": true, "messages": [{"role": "user", "content": text}]});
+        let streamed_miss = app.chat(&key, stream("streamed first")).await.expect(200);
+        assert_eq!(streamed_miss.headers["x-tollgate-cache"], "miss");
+        let whole_hit = app.chat(&key, ask("streamed first")).await.expect(200);
+        assert_eq!(whole_hit.headers["x-tollgate-cache"], "hit");
+        assert_eq!(whole_hit.body["choices"][0]["message"]["content"].as_str().unwrap(), streamed_text(&streamed_miss.text));
+
         // Past its TTL an entry is gone.
         app.clock.advance(chrono::Duration::seconds(61));
         assert_eq!(app.chat(&key, ask("hello")).await.expect(200).headers["x-tollgate-cache"], "miss");

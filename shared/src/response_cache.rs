@@ -164,6 +164,79 @@ pub fn replay_chunks(answer: &Value) -> Vec<Value> {
     chunks
 }
 
+/// A streamed answer's canonical chunks put back together as the whole answer, so that a
+/// streamed miss is kept as a whole one is.
+#[derive(Default)]
+pub struct Assembler {
+    head: Option<(Value, Value, Value)>,
+    text: String,
+    calls: Vec<Value>,
+    finish: Option<Value>,
+    usage: Option<Value>,
+    /// A chunk of another choice (`n` > 1), which is not kept.
+    several: bool,
+}
+
+impl Assembler {
+    pub fn push(&mut self, chunk: &Value) {
+        if self.head.is_none() {
+            let field = |name: &str| chunk.get(name).cloned().unwrap_or(Value::Null);
+            self.head = Some((field("id"), field("model"), field("created")));
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = Some(usage.clone());
+        }
+        for choice in chunk.get("choices").and_then(Value::as_array).into_iter().flatten() {
+            if choice.get("index").and_then(Value::as_i64).unwrap_or(0) != 0 {
+                self.several = true;
+                continue;
+            }
+            if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str) {
+                self.text.push_str(text);
+            }
+            for call in choice.pointer("/delta/tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                let i = call.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+                if i >= 128 {
+                    continue;
+                }
+                while self.calls.len() <= i {
+                    self.calls.push(serde_json::json!({"id": null, "type": "function", "function": {"name": null, "arguments": ""}}));
+                }
+                let kept = &mut self.calls[i];
+                if let Some(id) = call.get("id").filter(|v| v.is_string()) {
+                    kept["id"] = id.clone();
+                }
+                if let Some(name) = call.pointer("/function/name").filter(|v| v.is_string()) {
+                    kept["function"]["name"] = name.clone();
+                }
+                if let Some(part) = call.pointer("/function/arguments").and_then(Value::as_str) {
+                    let arguments = format!("{}{part}", kept["function"]["arguments"].as_str().unwrap_or_default());
+                    kept["function"]["arguments"] = Value::String(arguments);
+                }
+            }
+            if let Some(reason) = choice.get("finish_reason").filter(|r| r.is_string()) {
+                self.finish = Some(reason.clone());
+            }
+        }
+    }
+
+    /// The whole answer, when the stream finished with one choice.
+    pub fn answer(self) -> Option<Value> {
+        let (id, model, created) = self.head?;
+        let finish = self.finish.filter(|_| !self.several)?;
+        let mut message = serde_json::json!({"role": "assistant", "content": if self.text.is_empty() && !self.calls.is_empty() { Value::Null } else { Value::String(self.text) }});
+        if !self.calls.is_empty() {
+            message["tool_calls"] = Value::Array(self.calls);
+        }
+        let mut answer = serde_json::json!({"id": id, "object": "chat.completion", "created": created, "model": model,
+                                            "choices": [{"index": 0, "message": message, "finish_reason": finish}]});
+        if let Some(usage) = self.usage {
+            answer["usage"] = usage;
+        }
+        Some(answer)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -203,5 +276,11 @@ mod tests {
         assert_eq!(chunks[3]["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(chunks[4]["usage"]["total_tokens"], 5);
         assert!(!storable(&json!({"choices": [{"message": {}}, {"message": {}}]})), "several choices are not kept");
+        // And back: the chunks assemble into the answer they came from.
+        let mut assembler = Assembler::default();
+        for chunk in &chunks {
+            assembler.push(chunk);
+        }
+        assert_eq!(assembler.answer().unwrap(), answer);
     }
 }

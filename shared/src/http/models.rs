@@ -22,7 +22,10 @@ use crate::money::{dollars_to_micros, micros_to_dollars};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_models, create_model)).routes(routes!(get_model, update_model, delete_model)).routes(routes!(rotate_model_key))
+    OpenApiRouter::new()
+        .routes(routes!(list_models, create_model))
+        .routes(routes!(get_model, update_model, patch_model, delete_model))
+        .routes(routes!(rotate_model_key))
 }
 
 /// A catalog model. Prices are dollars per million tokens; the key itself is never returned.
@@ -456,6 +459,13 @@ async fn update_model(
     model.updated_at = state.clock.now();
     catalog::save(state.store.as_ref(), &model, state.hot.as_ref()).await?;
     Ok(Json(model.into()))
+}
+
+/// The same partial update as PUT (whose fields are all optional): only what is sent changes.
+#[utoipa::path(patch, path = "/api/models/{id}", tag = "models", params(("id" = String, Path)), request_body = UpdateModel,
+    responses((status = 200, body = ModelView), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn patch_model(state: State<AppState>, caller: Caller, id: Path<String>, body: ApiJson<UpdateModel>) -> ApiResult<Json<ModelView>> {
+    update_model(state, caller, id, body).await
 }
 
 #[utoipa::path(delete, path = "/api/models/{id}", tag = "models", params(("id" = String, Path)),

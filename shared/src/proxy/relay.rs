@@ -68,7 +68,9 @@ impl Flight {
     /// relaying, for at most the upstream timeout, until it ends: its usage (reasoning tokens
     /// no chunk showed included) is what the provider bills, and what is charged. When no usage
     /// comes, the request's whole worst case is charged, its documented upper bound.
-    pub(super) async fn relay(self, mut source: Events, tx: tokio::sync::mpsc::Sender<Bytes>) {
+    pub(super) async fn relay(mut self, mut source: Events, tx: tokio::sync::mpsc::Sender<Bytes>) {
+        // With the response cache on, the answer is put together to be kept.
+        let mut assembled = self.cache.as_ref().map(|_| crate::response_cache::Assembler::default());
         let mut seen = Observed::default();
         let mut cancelled = false;
         let mut failure = None;
@@ -113,6 +115,9 @@ impl Flight {
                 None | Some(Ok(Event::Done)) => break,
                 Some(Ok(Event::Data(value, frame))) => {
                     seen.absorb(&value, self.started);
+                    if let Some(assembler) = &mut assembled {
+                        assembler.push(&value);
+                    }
                     if cancelled {
                         continue;
                     }
@@ -135,6 +140,9 @@ impl Flight {
             // Mid-stream the status is already sent; the record says what it would have been.
             Some(f) => (outcome_of(f), if matches!(f, Failure::Timeout) { 504 } else { 502 }, Some(f.describe())),
         };
+        if let Some(answer) = assembled.filter(|_| failure.is_none() && !cancelled).and_then(crate::response_cache::Assembler::answer) {
+            self.keep(&answer, actual.cost_micros);
+        }
         let stored = if failure.is_none() && !cancelled { writer.response() } else { None };
         if let Err(e) = self.record_full(actual, &seen, outcome, status, true, cancelled, error, stored).await {
             tracing::error!(request_id = %self.request_id, error = %e, "could not record a streamed request");
