@@ -319,3 +319,139 @@ def test_a_models_routing_is_edited_in_a_real_browser():
 
         browser.close()
         assert problems == [], problems
+
+
+def test_caches_and_a_models_upstream_api_are_set_in_a_real_browser():
+    """The response cache set through the forms, read back from the API: a key's (a TTL out of
+    range shows the API's message in place; a blank field is no cache), a project's (created,
+    changed, turned off) and a project token's. A model's upstream API set to responses through
+    the routing form (its choices those of the API document; the only field sent), refused in
+    place for a provider that is not OpenAI's, and set back to chat."""
+    assert CHROMIUM, "no chromium: install Debian's (apt-get install chromium) or set TOLLGATE_CHROMIUM"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with running_gateway("admin@example.com") as (base, token), sync_playwright() as p:
+        call(base, "POST", "/api/models", {"id": "mock-a", "provider": "mock", "inputPrice": 1, "outputPrice": 2, "contextWindow": 8000}, token)
+        pro = {"id": "pro", "provider": "openai-compatible", "baseUrl": "http://127.0.0.1:9/v1", "inputPrice": 1, "outputPrice": 2, "contextWindow": 8000}
+        call(base, "POST", "/api/models", pro, token)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        problems = []
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        # The bodies of the PUTs the forms send.
+        sent = []
+        page.on("request", lambda r: sent.append((r.url.split(base, 1)[1], r.post_data_json)) if r.method == "PUT" else None)
+        row = lambda name: page.get_by_role("row").filter(has=page.get_by_role("cell", name=name, exact=True))
+
+        page.goto(base + "/#/keys")
+        page.get_by_label("Email").fill("admin@example.com")
+        page.get_by_label("Password").fill("compat test password")
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("heading", name="API keys", level=1)).to_be_visible()
+
+        # Keys: a TTL past 30 days is refused with the API's message; then 300 s, and none.
+        page.get_by_label("Name").fill("cached")
+        page.get_by_label("Cache answers for (seconds)").fill("2592001")
+        page.get_by_role("button", name="Create key").click()
+        expect(page.get_by_role("alert")).to_contain_text("cache.ttl must be from 1 to 2592000 seconds")
+        page.get_by_label("Cache answers for (seconds)").fill("300")
+        page.get_by_role("button", name="Create key").click()
+        expect(page.get_by_test_id("secret")).to_contain_text("tg")
+        page.get_by_role("button", name="Done").click()
+        expect(page.get_by_role("alert")).to_have_count(0)
+        expect(row("cached")).to_contain_text("cache 300 s")
+        page.get_by_label("Name").fill("plain")
+        page.get_by_role("button", name="Create key").click()
+        page.get_by_role("button", name="Done").click()
+        expect(row("plain")).not_to_contain_text("cache ")
+        page.screenshot(path=str(SHOTS / "keys-cache.png"), full_page=True)
+        keys = {k["name"]: k for k in call(base, "GET", "/admin/v1/me/api-keys?limit=100", token=token)["data"]}
+        assert keys["cached"]["cache"] == {"ttl": 300, "mode": "exact"}, keys["cached"]
+        assert "cache" not in keys["plain"], keys["plain"]
+
+        # Projects: created with a cache, changed, then turned off by a blank field.
+        page.get_by_role("link", name="Projects", exact=True).click()
+        create = page.get_by_role("form", name="Create a project")
+        create.get_by_label("Project name").fill("Cached")
+        create.get_by_label("Slug").fill("cached")
+        create.get_by_label("Models (comma-separated)").fill("mock-a")
+        create.get_by_label("Cache answers for (seconds)").fill("600")
+        create.get_by_role("button", name="Create project").click()
+        expect(row("cached")).to_contain_text("cache 600 s")
+        assert call(base, "GET", "/api/projects/cached", token=token)["cache"] == {"ttl": 600, "mode": "exact"}
+        page.get_by_role("button", name="Open cached").click()
+        settings = page.get_by_role("form", name="Settings of cached")
+        ttl = settings.get_by_label("Cache answers for (seconds, blank: off)")
+        expect(ttl).to_have_value("600")
+        ttl.fill("900")
+        settings.get_by_role("button", name="Save project").click()
+        expect(settings.get_by_role("status")).to_contain_text("Saved")
+        expect(row("cached")).to_contain_text("cache 900 s")
+        assert call(base, "GET", "/api/projects/cached", token=token)["cache"] == {"ttl": 900, "mode": "exact"}
+        # A project token with a cache of its own.
+        tokens = page.get_by_role("form", name="Create a project token")
+        tokens.get_by_label("Token name").fill("ci")
+        tokens.get_by_label("Cache this token's answers for (seconds, blank: the project's)").fill("60")
+        tokens.get_by_role("button", name="Create token").click()
+        expect(page.get_by_test_id("secret")).to_contain_text("tg")
+        expect(row("ci")).to_contain_text("cache 60 s")
+        [ci] = call(base, "GET", "/api/projects/cached/tokens", token=token)
+        assert ci["cache"] == {"ttl": 60, "mode": "exact"}, ci
+        page.screenshot(path=str(SHOTS / "projects-cache.png"), full_page=True)
+        ttl.fill("")
+        settings.get_by_role("button", name="Save project").click()
+        expect(row("cached")).not_to_contain_text("cache 900 s")
+        expect(row("cached")).to_contain_text("none")
+        assert "cache" not in call(base, "GET", "/api/projects/cached", token=token)
+        path, body = sent[-1]
+        assert path == "/api/projects/cached" and body["cacheOff"] is True and "cache" not in body, sent
+
+        # Models: the upstream API's choices are the API document's; responses is the only field sent.
+        page.get_by_role("link", name="Models", exact=True).click()
+        page.get_by_role("button", name="Edit routing of pro").click()
+        form = page.get_by_role("form", name="Routing of pro")
+        select = form.get_by_label("Upstream API")
+        expect(select).to_have_value("chat")
+        choices = call(base, "GET", "/openapi.json")["components"]["schemas"]["UpstreamApi"]["enum"]
+        assert sorted(choices) == ["chat", "responses"], choices
+        expect(select.locator("option")).to_have_text(choices)
+        select.select_option("responses")
+        sent.clear()
+        form.get_by_role("button", name="Save routing").click()
+        expect(page.get_by_role("status")).to_contain_text("Saved the routing of pro")
+        expect(row("pro")).to_contain_text("responses API")
+        expect(row("mock-a")).not_to_contain_text("responses API")
+        assert sent == [("/api/models/pro", {"upstreamApi": "responses"})], sent
+        assert call(base, "GET", "/api/models/pro", token=token)["upstreamApi"] == "responses"
+        page.screenshot(path=str(SHOTS / "models-upstream-api.png"), full_page=True)
+        # Opened again it holds responses; a save that changes nothing sends nothing.
+        page.get_by_role("button", name="Edit routing of pro").click()
+        expect(form.get_by_label("Upstream API")).to_have_value("responses")
+        sent.clear()
+        form.get_by_role("button", name="Save routing").click()
+        expect(form).to_have_count(0)
+        assert sent == [], sent
+
+        # The mock provider cannot be served on the Responses API: the API's message, in place.
+        page.get_by_role("button", name="Edit routing of mock-a").click()
+        form = page.get_by_role("form", name="Routing of mock-a")
+        form.get_by_label("Upstream API").select_option("responses")
+        form.get_by_role("button", name="Save routing").click()
+        expect(form.get_by_role("alert")).to_contain_text("every deployment must be openai or openai-compatible, not mock (upstreamApi)")
+        assert "upstreamApi" not in call(base, "GET", "/api/models/mock-a", token=token)
+        form.get_by_role("button", name="Cancel").click()
+
+        # And back to chat: absent from the model again.
+        page.get_by_role("button", name="Edit routing of pro").click()
+        form = page.get_by_role("form", name="Routing of pro")
+        form.get_by_label("Upstream API").select_option("chat")
+        form.get_by_role("button", name="Save routing").click()
+        expect(form).to_have_count(0)
+        expect(row("pro")).not_to_contain_text("responses API")
+        assert "upstreamApi" not in call(base, "GET", "/api/models/pro", token=token)
+
+        browser.close()
+        # The two refused requests (the key's TTL, mock-a's upstream API) are logged by the browser.
+        assert sum("status of 400" in x for x in problems) == 2, problems
+        problems[:] = [x for x in problems if "status of 400" not in x]
+        assert problems == [], problems

@@ -1,7 +1,7 @@
-// A secret the API shows once, with a copy button; and the form that creates a named token and
-// shows its secret.
+// A secret the API shows once, with a copy button; and the form that creates a named token (with
+// a response cache of its own, where the token takes one) and shows its secret.
 import { useState } from "preact/hooks";
-import { ErrorLine, Field, useAction } from "./ui";
+import { CacheField, ErrorLine, Field, cacheOf, useAction, type Cache } from "./ui";
 
 export function Secret({ secret, close }: { secret: string; close: () => void }) {
   const [copied, setCopied] = useState(false);
@@ -25,16 +25,29 @@ export function Secret({ secret, close }: { secret: string; close: () => void })
   );
 }
 
-/** A form creating a token by name; `create` returns its secret, shown once. */
-export function NewToken({ label, create, created }: { label: string; create: (name: string) => Promise<string>; created: () => void }) {
+/** A form creating a token by name; `create` returns its secret, shown once. With `cacheField`
+ * (its label, and what a blank one means), it also asks how long to cache the token's answers. */
+export function NewToken({
+  label,
+  create,
+  created,
+  cacheField,
+}: {
+  label: string;
+  create: (name: string, cache?: Cache) => Promise<string>;
+  created: () => void;
+  cacheField?: { label: string; blank: string };
+}) {
   const [name, setName] = useState("");
+  const [cache, setCache] = useState("");
   const [secret, setSecret] = useState<string | null>(null);
   const action = useAction();
   const submit = (e: Event) => {
     e.preventDefault();
     action.run(async () => {
-      setSecret(await create(name));
+      setSecret(await create(name, cacheField ? cacheOf(cache) : undefined));
       setName("");
+      setCache("");
       created();
     });
   };
@@ -45,6 +58,7 @@ export function NewToken({ label, create, created }: { label: string; create: (n
         <Field label="Token name">
           <input required value={name} onInput={(e) => setName(e.currentTarget.value)} />
         </Field>
+        {cacheField && <CacheField {...cacheField} value={cache} onInput={setCache} />}
         <button disabled={action.busy}>Create token</button>
       </form>
       <ErrorLine error={action.error} />

@@ -81,3 +81,34 @@ export function Table({ head, rows, empty = "Nothing yet." }: { head: string[]; 
     </table>
   );
 }
+
+/** The response cache a key, project or token opted into, as the API gives and takes it. */
+export interface Cache {
+  ttl: number;
+  mode: string;
+}
+
+/** "cache 300 s", or "" with no cache. */
+export const cacheText = (cache?: Cache | null) => (cache ? `cache ${cache.ttl} s` : "");
+
+/** The cache a seconds field asks for: none when blank (the API checks the range). */
+export const cacheOf = (seconds: string): Cache | undefined => (seconds.trim() === "" ? undefined : { ttl: Number(seconds), mode: "exact" });
+
+/** A field of how long answers are cached, in seconds; `blank` says what an empty one means. */
+export function CacheField({
+  label = "Cache answers for (seconds)",
+  blank = "blank: no cache",
+  value,
+  onInput,
+}: {
+  label?: string;
+  blank?: string;
+  value: string;
+  onInput: (v: string) => void;
+}) {
+  return (
+    <Field label={label}>
+      <input type="number" min={1} step={1} placeholder={blank} value={value} onInput={(e) => onInput(e.currentTarget.value)} />
+    </Field>
+  );
+}

@@ -1,9 +1,9 @@
-// Personal API keys: create with limits (the secret shown once, with a copy button), rotate
-// with a grace period, revoke.
+// Personal API keys: create with limits and an optional response cache (the secret shown once,
+// with a copy button), rotate with a grace period, revoke.
 import { useState } from "preact/hooks";
 import { call } from "../api";
 import { Secret } from "../secret";
-import { ErrorLine, Field, Table, dollars, useAction, useLoad } from "../ui";
+import { CacheField, ErrorLine, Field, Table, cacheOf, cacheText, dollars, useAction, useLoad, type Cache } from "../ui";
 
 interface Key {
   id: string;
@@ -12,6 +12,7 @@ interface Key {
   budget_limit_cents: number | null;
   rate_limit_rpm: number | null;
   rate_limit_tpm: number | null;
+  cache?: Cache;
   created_at: string;
   revoked_at: string | null;
   last_used_at: string | null;
@@ -21,17 +22,24 @@ const num = (v: string) => (v.trim() === "" ? undefined : Number(v));
 
 export function Keys() {
   const keys = useLoad(() => call<{ data: Key[] }>("GET", "/admin/v1/me/api-keys?limit=1000"));
-  const [form, setForm] = useState({ name: "", budget: "", rpm: "", tpm: "" });
+  const blank = { name: "", budget: "", rpm: "", tpm: "", cache: "" };
+  const [form, setForm] = useState(blank);
   const [secret, setSecret] = useState<string | null>(null);
   const [grace, setGrace] = useState("3600");
   const action = useAction();
   const create = (e: Event) => {
     e.preventDefault();
     action.run(async () => {
-      const body = { name: form.name, budget_limit_cents: num(form.budget), rate_limit_rpm: num(form.rpm), rate_limit_tpm: num(form.tpm) };
+      const body = {
+        name: form.name,
+        budget_limit_cents: num(form.budget),
+        rate_limit_rpm: num(form.rpm),
+        rate_limit_tpm: num(form.tpm),
+        cache: cacheOf(form.cache),
+      };
       const created = await call<{ key: string }>("POST", "/admin/v1/me/api-keys", body);
       setSecret(created.key);
-      setForm({ name: "", budget: "", rpm: "", tpm: "" });
+      setForm(blank);
       keys.reload();
     });
   };
@@ -64,6 +72,7 @@ export function Keys() {
         <Field label="Tokens per minute">
           <input type="number" min={1} value={form.tpm} onInput={set("tpm")} />
         </Field>
+        <CacheField value={form.cache} onInput={(cache) => setForm({ ...form, cache })} />
         <button disabled={action.busy}>Create key</button>
       </form>
       <ErrorLine error={action.error ?? keys.error} />
@@ -73,12 +82,13 @@ export function Keys() {
         </Field>
       </div>
       <Table
-        head={["Name", "Prefix", "Budget", "Limits", "Last used", "State", ""]}
+        head={["Name", "Prefix", "Budget", "Limits", "Cache", "Last used", "State", ""]}
         rows={(keys.data?.data ?? []).map((k) => [
           k.name,
           <code>{k.key_prefix}</code>,
           k.budget_limit_cents == null ? "none" : dollars(k.budget_limit_cents / 100),
           [k.rate_limit_rpm && `${k.rate_limit_rpm} rpm`, k.rate_limit_tpm && `${k.rate_limit_tpm} tpm`].filter(Boolean).join(", ") || "none",
+          cacheText(k.cache) || "none",
           k.last_used_at?.slice(0, 19).replace("T", " ") ?? "never",
           k.revoked_at ? "revoked" : "active",
           k.revoked_at ? (

@@ -1,8 +1,9 @@
-// Projects: create, model order, timeout and limits, members, project tokens.
+// Projects: create, model order, timeout, limits and response cache, members, project tokens
+// (each with an optional cache of its own).
 import { useState } from "preact/hooks";
 import { call } from "../api";
 import { LimitsEditor, type Limit } from "../limits";
-import { ErrorLine, Field, Table, useAction, useLoad } from "../ui";
+import { CacheField, ErrorLine, Field, Table, cacheOf, cacheText, useAction, useLoad, type Cache } from "../ui";
 import { NewToken } from "../secret";
 
 interface Project {
@@ -13,25 +14,38 @@ interface Project {
   models: string[];
   defaultTimeoutMs: number;
   limits: Limit[];
+  cache?: Cache;
   role: string;
+}
+
+interface Token {
+  id: string;
+  name: string;
+  tokenPrefix: string;
+  cache?: Cache;
+  lastUsedAt: string | null;
 }
 
 function ProjectDetail({ project, changed }: { project: Project; changed: () => void }) {
   const [models, setModels] = useState(project.models.join(", "));
   const [timeout, setTimeoutMs] = useState(String(project.defaultTimeoutMs));
   const [limits, setLimits] = useState<Limit[]>(project.limits);
+  const [cache, setCache] = useState(project.cache ? String(project.cache.ttl) : "");
   const [member, setMember] = useState({ userId: "", role: "viewer" });
   const [saved, setSaved] = useState(false);
   const base = `/api/projects/${encodeURIComponent(project.slug)}`;
   const members = useLoad(() => call<{ userId: string; email: string; role: string }[]>("GET", `${base}/members`), [project.slug]);
-  const tokens = useLoad(() => call<{ id: string; name: string; tokenPrefix: string; lastUsedAt: string | null }[]>("GET", `${base}/tokens`), [project.slug]);
+  const tokens = useLoad(() => call<Token[]>("GET", `${base}/tokens`), [project.slug]);
   const action = useAction();
   const save = (e: Event) => {
     e.preventDefault();
     setSaved(false);
     action.run(async () => {
       const list = models.split(",").map((m) => m.trim()).filter(Boolean);
-      await call("PUT", base, { models: list, defaultTimeoutMs: Number(timeout), limits });
+      // A blank cache field turns a cache the project has off.
+      const caching = cacheOf(cache);
+      const cacheChange = caching ? { cache: caching } : project.cache ? { cacheOff: true } : {};
+      await call("PUT", base, { models: list, defaultTimeoutMs: Number(timeout), limits, ...cacheChange });
       setSaved(true);
       changed();
     });
@@ -47,6 +61,7 @@ function ProjectDetail({ project, changed }: { project: Project; changed: () => 
           <Field label="Upstream timeout (ms)">
             <input type="number" min={1} value={timeout} onInput={(e) => setTimeoutMs(e.currentTarget.value)} />
           </Field>
+          <CacheField label="Cache answers for (seconds, blank: off)" blank="blank: off" value={cache} onInput={setCache} />
         </div>
         <LimitsEditor limits={limits} onChange={setLimits} />
         <button disabled={action.busy}>Save project</button>
@@ -77,31 +92,39 @@ function ProjectDetail({ project, changed }: { project: Project; changed: () => 
       </form>
       <h3>Tokens</h3>
       <Table
-        head={["Name", "Prefix", "Last used", ""]}
+        head={["Name", "Prefix", "Cache", "Last used", ""]}
         rows={(tokens.data ?? []).map((t) => [
           t.name,
           <code>{t.tokenPrefix}</code>,
+          cacheText(t.cache) || "the project's",
           t.lastUsedAt ?? "never",
           <button type="button" class="danger" aria-label={`Delete token ${t.name}`} onClick={() => action.run(async () => void (await call("DELETE", `${base}/tokens/${t.id}`), tokens.reload()))}>
             Delete
           </button>,
         ])}
       />
-      <NewToken label="Create a project token" created={tokens.reload} create={async (name) => (await call<{ token: string }>("POST", `${base}/tokens`, { name, limits: [] })).token} />
+      <NewToken
+        label="Create a project token"
+        cacheField={{ label: "Cache this token's answers for (seconds, blank: the project's)", blank: "blank: the project's" }}
+        created={tokens.reload}
+        create={async (name, cache) => (await call<{ token: string }>("POST", `${base}/tokens`, { name, limits: [], cache })).token}
+      />
     </div>
   );
 }
 
 export function Projects() {
   const projects = useLoad(() => call<Project[]>("GET", "/api/projects"));
-  const [form, setForm] = useState({ name: "", slug: "", models: "" });
+  const blank = { name: "", slug: "", models: "", cache: "" };
+  const [form, setForm] = useState(blank);
   const [open, setOpen] = useState<string | null>(null);
   const action = useAction();
   const create = (e: Event) => {
     e.preventDefault();
     action.run(async () => {
-      await call("POST", "/api/projects", { name: form.name, slug: form.slug, models: form.models.split(",").map((m) => m.trim()).filter(Boolean) });
-      setForm({ name: "", slug: "", models: "" });
+      const models = form.models.split(",").map((m) => m.trim()).filter(Boolean);
+      await call("POST", "/api/projects", { name: form.name, slug: form.slug, models, cache: cacheOf(form.cache) });
+      setForm(blank);
       projects.reload();
     });
   };
@@ -119,16 +142,18 @@ export function Projects() {
         <Field label="Models (comma-separated)">
           <input value={form.models} onInput={(e) => setForm({ ...form, models: e.currentTarget.value })} />
         </Field>
+        <CacheField value={form.cache} onInput={(cache) => setForm({ ...form, cache })} />
         <button disabled={action.busy}>Create project</button>
       </form>
       <ErrorLine error={action.error ?? projects.error} />
       <Table
-        head={["Slug", "Name", "Models", "Timeout", "Your role", ""]}
+        head={["Slug", "Name", "Models", "Timeout", "Cache", "Your role", ""]}
         rows={(projects.data ?? []).map((p) => [
           p.slug,
           p.name,
           p.models.join(" → "),
           `${p.defaultTimeoutMs} ms`,
+          cacheText(p.cache) || "none",
           p.role,
           <button type="button" onClick={() => setOpen(p.slug)} aria-label={`Open ${p.slug}`}>
             Open

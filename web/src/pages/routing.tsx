@@ -1,6 +1,7 @@
 // A model's routing: where it is served (its deployments: provider, base URL, key, region,
-// weight, rpm/tpm), how a deployment is chosen, its retry policy and the models that stand in
-// for it. The choices of provider type and strategy come from the server's API document.
+// weight, rpm/tpm), how a deployment is chosen, its retry policy, the models that stand in for
+// it and the upstream API it is served on. The choices of provider type, strategy and upstream
+// API come from the server's API document.
 import { useState } from "preact/hooks";
 import { ApiError, call, schemaEnum } from "../api";
 import { ErrorLine, Field, useAction, useLoad } from "../ui";
@@ -25,14 +26,18 @@ export interface Routed {
   fallbacks?: string[];
   contextWindowFallback?: string;
   retry?: { maxAttempts: number; maxTotalMs?: number | null };
+  /** `responses` for a model served only on OpenAI's Responses API (absent: chat). */
+  upstreamApi?: string;
 }
 
 /** "east (azure, eastus, w3)". */
 export const deploymentText = (d: DeploymentView) => `${d.id} (${[d.provider, d.region, `w${d.weight}`].filter(Boolean).join(", ")})`;
 
-/** The models table's cell for where a model is served, with its strategy and retry policy. */
+/** The models table's cell for where a model is served, with its strategy, retry policy and
+ * upstream API (when not chat). */
 export function DeploymentsCell({ model }: { model: Routed }) {
   const notes = [
+    model.upstreamApi && `${model.upstreamApi} API`,
     model.routingStrategy,
     model.retry && `${model.retry.maxAttempts} attempts${model.retry.maxTotalMs ? ` in ${model.retry.maxTotalMs} ms` : ""}`,
   ].filter(Boolean);
@@ -68,6 +73,7 @@ interface Form {
   contextWindowFallback: string;
   maxAttempts: string;
   maxTotalMs: string;
+  upstreamApi: string;
 }
 
 const text = (v: string | number | null | undefined) => (v == null ? "" : String(v));
@@ -94,6 +100,7 @@ function formOf(model: Routed): Form {
     contextWindowFallback: model.contextWindowFallback ?? "",
     maxAttempts: text(model.retry?.maxAttempts),
     maxTotalMs: text(model.retry?.maxTotalMs),
+    upstreamApi: model.upstreamApi ?? "chat",
   };
 }
 
@@ -117,6 +124,7 @@ function changes(model: Routed, form: Form): Record<string, unknown> {
   // The list is replaced whole, so it goes whole when any of it changed (a key typed included).
   if (!same(deployments, was.rows.map(deploymentInput))) body.deployments = deployments;
   if (form.strategy !== was.strategy) body.routingStrategy = form.strategy;
+  if (form.upstreamApi !== was.upstreamApi) body.upstreamApi = form.upstreamApi;
   if (!same(ids(form.fallbacks), ids(was.fallbacks))) body.fallbacks = ids(form.fallbacks);
   // An empty id removes it.
   if (form.contextWindowFallback.trim() !== was.contextWindowFallback) body.contextWindowFallback = form.contextWindowFallback.trim();
@@ -153,6 +161,7 @@ export function RoutingEditor({ model, models, onSaved, onCancel }: { model: Rou
   const [form, setForm] = useState(() => formOf(model));
   const providers = useLoad(() => schemaEnum("ProviderType"));
   const strategies = useLoad(() => schemaEnum("Strategy"));
+  const upstreamApis = useLoad(() => schemaEnum("UpstreamApi"));
   const action = useAction();
   const setRow = (i: number, patch: Partial<Row>) => setForm({ ...form, rows: form.rows.map((r, j) => (i === j ? { ...r, ...patch } : r)) });
   const addRow = () =>
@@ -232,6 +241,13 @@ export function RoutingEditor({ model, models, onSaved, onCancel }: { model: Rou
             ))}
           </select>
         </Field>
+        <Field label="Upstream API">
+          <select value={form.upstreamApi} onChange={set("upstreamApi")}>
+            {(upstreamApis.data ?? [form.upstreamApi]).map((a) => (
+              <option value={a}>{a}</option>
+            ))}
+          </select>
+        </Field>
         <Field label="Fallbacks (comma-separated model ids)">
           <input value={form.fallbacks} onInput={set("fallbacks")} />
         </Field>
@@ -252,7 +268,7 @@ export function RoutingEditor({ model, models, onSaved, onCancel }: { model: Rou
             ))}
         </datalist>
       </div>
-      <ErrorLine error={action.error ?? providers.error ?? strategies.error} />
+      <ErrorLine error={action.error ?? providers.error ?? strategies.error ?? upstreamApis.error} />
       <p class="actions">
         <button disabled={action.busy}>Save routing</button>
         <button type="button" onClick={onCancel}>
