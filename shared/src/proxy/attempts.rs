@@ -76,7 +76,7 @@ impl Flight {
     /// watched by the balancer.
     pub(super) async fn begin(&mut self, next: retry::Next) {
         if !next.wait.is_zero() {
-            tokio::time::sleep(next.wait).await;
+            Box::pin(tokio::time::sleep(next.wait)).await;
         }
         self.model = next.model;
         if self.model.deployment.is_some() {
@@ -127,7 +127,7 @@ impl Flight {
                     ),
                     retry_after_secs: wait.as_secs().max(1),
                 };
-                self.record(Charge::default(), &Observed::default(), Outcome::Error, 429, streamed, Some(error.to_string())).await?;
+                Box::pin(self.record(Charge::default(), &Observed::default(), Outcome::Error, 429, streamed, Some(error.to_string()))).await?;
                 Ok(Err(error.into()))
             }
         }

@@ -25,7 +25,11 @@ impl Flight {
         let created = self.gw.clock.now().timestamp();
         // Retries and fallbacks happen while opening; once the first byte is sent, the stream
         // is this deployment's.
-        if let Some(answer) = self.answer_from_cache().await? {
+        // Boxed, as are the other paths most requests never take: inline, each would grow the
+        // flight's future, which its task copies whole (callgrind: ~100k instructions a request).
+        if self.cache.is_some()
+            && let Some(answer) = Box::pin(self.answer_from_cache()).await?
+        {
             return Ok(answer);
         }
         if let Err(answer) = self.first(true).await? {
@@ -42,7 +46,7 @@ impl Flight {
                     self.attempted(since, Some(&failure));
                     match self.next_after(&failure) {
                         Ok(next) => self.begin(next).await,
-                        Err(_) => return self.fail(&failure, true).await,
+                        Err(_) => return Box::pin(self.fail(&failure, true)).await,
                     }
                 }
             }
