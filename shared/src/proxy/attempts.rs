@@ -78,7 +78,7 @@ impl Flight {
         if !next.wait.is_zero() {
             Box::pin(tokio::time::sleep(next.wait)).await;
         }
-        self.model = next.model;
+        self.model = *next.model;
         if self.model.deployment.is_some() {
             let tokens = self.req.estimated_input_tokens();
             self.in_flight = Some(self.gw.balancer.begin(&self.model, tokens, self.now_ms()));

@@ -196,10 +196,11 @@ struct Flight {
     lowered_max_tokens: Option<i64>,
     /// Counts the reservation as held until the flight ends.
     held: Option<crate::metrics::Held>,
-    /// The response cache's entry for this request, when its key or project opted in.
-    cache: Option<replay::Cached>,
+    /// The response cache's entry for this request, when its key or project opted in (boxed,
+    /// like the rest of what most requests never use: the flight is copied whole).
+    cache: Option<Box<replay::Cached>>,
     /// The answer to keep in the cache, written with the settlement.
-    keep: Option<crate::store::TxOp>,
+    keep: Option<Box<crate::store::TxOp>>,
     /// The request's span (when tracing is on), and the upstream attempt's under way.
     trace: Option<FlightTrace>,
     attempt_span: std::sync::Mutex<Option<Child>>,
@@ -272,7 +273,7 @@ async fn admit(
         trace: trace.map(FlightTrace::owned),
         attempt_span: std::sync::Mutex::new(None),
     };
-    flight.cache = replay::Cached::of(&flight.key, context.project.as_ref(), &flight.req, &flight.door, directive);
+    flight.cache = replay::Cached::of(&flight.key, context.project.as_ref(), &flight.req, &flight.door, directive).map(Box::new);
     let levels = levels::levels(&flight.key, &context);
     routing::budgets_can_hold(&levels, flight.plan.chain())?;
     let now = flight.gw.clock.now();

@@ -52,7 +52,7 @@ impl Flight {
         // Boxed, as only Responses API requests store anything.
         let stored = if response.is_some() { Box::pin(self.store_response(response, now)).await? } else { vec![] };
         // A kept answer (the response cache's) goes in the same transaction.
-        let kept: Vec<store::TxOp> = self.keep.iter().cloned().collect();
+        let kept: Vec<store::TxOp> = self.keep.iter().map(|op| (**op).clone()).collect();
         let writes = if stored.is_empty() && kept.is_empty() {
             std::borrow::Cow::Borrowed(&self.events.ops)
         } else {

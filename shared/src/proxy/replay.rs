@@ -90,7 +90,7 @@ impl Flight {
         let Some(cached) = &self.cache else { return };
         if response_cache::storable(answer) {
             let expires_at = self.gw.clock.now().timestamp().saturating_add(i64::from(cached.ttl));
-            self.keep = Some(response_cache::put(&cached.key, answer, cost_micros, expires_at));
+            self.keep = Some(Box::new(response_cache::put(&cached.key, answer, cost_micros, expires_at)));
         }
     }
 

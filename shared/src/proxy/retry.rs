@@ -64,9 +64,10 @@ impl Reason {
     }
 }
 
-/// The next attempt: on this model (a copy for one deployment), after this wait.
+/// The next attempt: on this model (a copy for one deployment), after this wait. Boxed: it
+/// passes through the flight's future, which its task copies whole.
 pub struct Next {
-    pub model: Model,
+    pub model: Box<Model>,
     pub wait: Duration,
 }
 
@@ -138,7 +139,7 @@ impl Plan {
         if reason != Reason::Unsupported && self.attempts < model.max_attempts() {
             // Another deployment, at once.
             if let Pick::Healthy(d) = balancer.choose(model, &self.tried, now_ms, random()) {
-                return Ok(Next { model: model.deployed(&d), wait: Duration::ZERO });
+                return Ok(Next { model: Box::new(model.deployed(&d)), wait: Duration::ZERO });
             }
             // Then the same one (or the best of those tried) again, after a backoff.
             let wait = match failure {
@@ -153,7 +154,7 @@ impl Plan {
                 && self.deadline.is_none_or(|deadline| Instant::now() + wait < deadline)
             {
                 self.backoffs += 1;
-                return Ok(Next { model: model.deployed(&d), wait });
+                return Ok(Next { model: Box::new(model.deployed(&d)), wait });
             }
         }
         self.pick_from(self.at + 1, balancer, now_ms, Some(failure))
@@ -168,7 +169,7 @@ impl Plan {
             match balancer.choose(&self.chain[at], &[], now_ms, random()) {
                 Pick::Healthy(d) => {
                     self.move_to(at);
-                    return Ok(Next { model: self.chain[at].deployed(&d), wait: Duration::ZERO });
+                    return Ok(Next { model: Box::new(self.chain[at].deployed(&d)), wait: Duration::ZERO });
                 }
                 Pick::Cooling(d) => {
                     cooling.get_or_insert((at, d));
@@ -179,7 +180,7 @@ impl Plan {
         }
         if let Some((at, d)) = cooling {
             self.move_to(at);
-            return Ok(Next { model: self.chain[at].deployed(&d), wait: Duration::ZERO });
+            return Ok(Next { model: Box::new(self.chain[at].deployed(&d)), wait: Duration::ZERO });
         }
         match full {
             Some(ms) if from == 0 => Err(Stop::Full(Duration::from_millis(ms.max(1) as u64))),
