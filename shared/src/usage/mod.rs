@@ -54,6 +54,10 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UsageRecord {
     pub id: Uuid,
@@ -74,8 +78,9 @@ pub struct UsageRecord {
     /// Input tokens written to the provider's prompt cache.
     #[serde(default)]
     pub cache_write_tokens: i64,
-    /// Of those, the tokens written to Anthropic's 1-hour cache.
-    #[serde(default)]
+    /// Of those, the tokens written to Anthropic's 1-hour cache (left out when none: most
+    /// records have none, and each field is encoded and decoded on the hot path).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub cache_write_1h_tokens: i64,
     pub reasoning_tokens: i64,
     pub cost_micros: i64,
