@@ -17,15 +17,21 @@ CHROMIUM = os.environ.get("TOLLGATE_CHROMIUM") or shutil.which("chromium") or sh
 SHOTS = ROOT / "target" / "screenshots"
 
 
+def open_page(p, width):
+    """Headless chromium with a page whose console errors and page errors are collected."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    problems = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    return browser, page, problems
+
+
 def test_the_main_journey_in_a_real_browser():
     assert CHROMIUM, "no chromium: install Debian's (apt-get install chromium) or set TOLLGATE_CHROMIUM"
     SHOTS.mkdir(parents=True, exist_ok=True)
     with running_gateway(None) as (base, _), sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        problems = []
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        browser, page, problems = open_page(p, width=1280)
         shot = lambda name: page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
         def go(section):
@@ -241,11 +247,7 @@ def test_a_models_routing_is_edited_in_a_real_browser():
         for model in ("relay", "big"):
             body = {"id": model, "provider": "openai-compatible", "baseUrl": "http://127.0.0.1:9/v1", "inputPrice": 1, "outputPrice": 2, "contextWindow": 8000}
             call(base, "POST", "/api/models", body, token)
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        problems = []
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        browser, page, problems = open_page(p, width=1440)
 
         page.goto(base + "/#/models")
         page.get_by_label("Email").fill("admin@example.com")
@@ -333,11 +335,7 @@ def test_caches_and_a_models_upstream_api_are_set_in_a_real_browser():
         call(base, "POST", "/api/models", {"id": "mock-a", "provider": "mock", "inputPrice": 1, "outputPrice": 2, "contextWindow": 8000}, token)
         pro = {"id": "pro", "provider": "openai-compatible", "baseUrl": "http://127.0.0.1:9/v1", "inputPrice": 1, "outputPrice": 2, "contextWindow": 8000}
         call(base, "POST", "/api/models", pro, token)
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        problems = []
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        browser, page, problems = open_page(p, width=1440)
         # The bodies of the PUTs the forms send.
         sent = []
         page.on("request", lambda r: sent.append((r.url.split(base, 1)[1], r.post_data_json)) if r.method == "PUT" else None)
