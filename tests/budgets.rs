@@ -127,7 +127,7 @@ backend_tests! {
         let record = app.get(&format!("/api/usage/{id}"), Some(&admin)).await.expect(200);
         assert_eq!(record.body["cachedTokens"], 4);
         assert_eq!(record.body["cacheWriteTokens"], 3);
-        assert_eq!(record.body["prices"], json!({"input": 3.0, "cachedInput": 0.3, "cacheWrite": 3.75, "output": 15.0}), "the prices it was charged at");
+        assert_eq!(record.body["prices"], json!({"input": 3.0, "cachedInput": 0.3, "cacheWrite": 3.75, "cacheWrite1h": 3.75, "output": 15.0}), "the prices it was charged at");
         // A price change later does not change what the record says.
         app.put("/api/models/claude-like", Some(&admin), json!({"cacheWritePrice": 5.0})).await.expect(200);
         assert_eq!(app.get(&format!("/api/usage/{id}"), Some(&admin)).await.expect(200).body["prices"]["cacheWrite"], 3.75);
