@@ -84,6 +84,9 @@ backend_tests! {
         // PATCH is the same partial update.
         let patched = app.call(reqwest::Method::PATCH, "/api/models/gpt-4o", Some(&admin), Some(json!({"routingStrategy": "least_busy"}))).await.expect(200).body;
         assert_eq!((patched["routingStrategy"].as_str(), patched["deployments"][0]["id"].as_str()), (Some("least_busy"), Some("east")));
+        // retryOff removes a model's policy.
+        let off = app.put("/api/models/gpt-4o", Some(&admin), json!({"retryOff": true})).await.expect(200).body;
+        assert!(off.get("retry").is_none(), "{off}");
         // An empty list serves it from its own provider again.
         let own = app.put("/api/models/gpt-4o", Some(&admin), json!({"deployments": []})).await.expect(200).body;
         assert!(own.get("deployments").is_none(), "{own}");
@@ -184,6 +187,18 @@ backend_tests! {
         let r = app.chat(&key, ask("solo")).await.expect_error(429, "upstream_rate_limited");
         assert_eq!(r.headers["retry-after"], "60");
         assert_eq!(record_of(&app, &r).await.routing.len(), 1);
+        // A project's policy is over each model's: its tokens get 2 attempts on a model that allows 3.
+        a.behave(Behaviour::FailTimes(2, 503));
+        let project = app.post("/api/projects", Some(&admin), json!({"name": "Strict", "slug": "strict", "models": ["solo"], "retry": {"maxAttempts": 2}})).await.expect(201);
+        assert_eq!(project.body["retry"], json!({"maxAttempts": 2, "maxTotalMs": null}));
+        let token = app.post("/api/projects/strict/tokens", Some(&admin), json!({"name": "t"})).await.expect(201).body["token"].as_str().unwrap().to_string();
+        let r = app.chat(&token, ask("solo")).await.expect_error(502, "upstream_error");
+        assert_eq!(record_of(&app, &r).await.routing.len(), 2);
+        app.put("/api/projects/strict", Some(&admin), json!({"retry": {"maxAttempts": 0}})).await.expect_error(400, "invalid_value");
+        app.put("/api/projects/strict", Some(&admin), json!({"retryOff": true})).await.expect(200);
+        a.behave(Behaviour::FailTimes(2, 503));
+        let r = app.chat(&token, ask("solo")).await.expect(200);
+        assert_eq!(record_of(&app, &r).await.routing.len(), 3, "the model's own 3 again");
         // The total time bounds every attempt: a hanging upstream gets what is left of it.
         app.put("/api/models/solo", Some(&admin), json!({"retry": {"maxAttempts": 3, "maxTotalMs": 300}})).await.expect(200);
         a.behave(Behaviour::Delay(Duration::from_secs(5)));

@@ -49,6 +49,9 @@ pub struct Project {
     /// Opt-in: its tokens' requests answered from the response cache when asked before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<crate::response_cache::CacheSettings>,
+    /// Attempts per model and total time for its tokens' requests, over each model's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<crate::catalog::RetryPolicy>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -105,6 +108,9 @@ pub fn validate(project: &Project) -> ApiResult<()> {
     validate_slug(&project.slug)?;
     if let Some(cache) = &project.cache {
         cache.validate("cache")?;
+    }
+    if let Some(retry) = &project.retry {
+        retry.validate()?;
     }
     if !(1..=MAX_TIMEOUT_MS).contains(&project.default_timeout_ms) {
         return Err(ApiError::invalid_param("defaultTimeoutMs", format!("defaultTimeoutMs must be between 1 and {MAX_TIMEOUT_MS}")));

@@ -223,14 +223,22 @@ pub fn validate(model: &Model) -> ApiResult<()> {
         }
     }
     if let Some(retry) = routing.retry {
-        if !(1..=MAX_ATTEMPTS).contains(&retry.max_attempts) {
-            return Err(ApiError::invalid_param("retry.maxAttempts", format!("maxAttempts must be from 1 to {MAX_ATTEMPTS}")));
-        }
-        if retry.max_total_ms.is_some_and(|t| !(1..=MAX_TOTAL_MS).contains(&t)) {
-            return Err(ApiError::invalid_param("retry.maxTotalMs", format!("maxTotalMs must be from 1 to {MAX_TOTAL_MS}")));
-        }
+        retry.validate()?;
     }
     Ok(())
+}
+
+impl RetryPolicy {
+    /// Refuses limits out of range, naming the field.
+    pub fn validate(&self) -> ApiResult<()> {
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return Err(ApiError::invalid_param("retry.maxAttempts", format!("maxAttempts must be from 1 to {MAX_ATTEMPTS}")));
+        }
+        if self.max_total_ms.is_some_and(|t| !(1..=MAX_TOTAL_MS).contains(&t)) {
+            return Err(ApiError::invalid_param("retry.maxTotalMs", format!("maxTotalMs must be from 1 to {MAX_TOTAL_MS}")));
+        }
+        Ok(())
+    }
 }
 
 /// Replaces `model`'s deployments with `wanted`, each with its key if one came: the keys go to

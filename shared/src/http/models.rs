@@ -103,6 +103,18 @@ pub struct RetryView {
     max_total_ms: Option<u64>,
 }
 
+impl From<RetryView> for RetryPolicy {
+    fn from(r: RetryView) -> Self {
+        RetryPolicy { max_attempts: r.max_attempts, max_total_ms: r.max_total_ms }
+    }
+}
+
+impl From<RetryPolicy> for RetryView {
+    fn from(r: RetryPolicy) -> Self {
+        RetryView { max_attempts: r.max_attempts, max_total_ms: r.max_total_ms }
+    }
+}
+
 /// A deployment as a request gives it.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -174,7 +186,7 @@ fn apply_routing(
         model.routing.context_window_fallback = Some(f).filter(|f| !f.is_empty());
     }
     if let Some(r) = retry {
-        model.routing.retry = Some(RetryPolicy { max_attempts: r.max_attempts, max_total_ms: r.max_total_ms });
+        model.routing.retry = Some(r.into());
     }
 }
 
@@ -226,7 +238,7 @@ impl From<Model> for ModelView {
             routing_strategy: Some(m.routing.strategy).filter(|s| *s != Strategy::Weighted),
             fallbacks: Some(m.routing.fallbacks).filter(|f| !f.is_empty()),
             context_window_fallback: m.routing.context_window_fallback,
-            retry: m.routing.retry.map(|r| RetryView { max_attempts: r.max_attempts, max_total_ms: r.max_total_ms }),
+            retry: m.routing.retry.map(RetryView::from),
             upstream_api: Some(m.routing.upstream_api).filter(|a| *a != UpstreamApi::Chat),
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -369,6 +381,8 @@ pub struct UpdateModel {
     context_window_fallback: Option<String>,
     retry: Option<RetryView>,
     upstream_api: Option<UpstreamApi>,
+    /// Removes its retry policy (back to one attempt per deployment).
+    retry_off: Option<bool>,
 }
 
 /// `toolCallPrices` (dollars per call) in micro-dollars, each tool one the gateway knows.
@@ -451,6 +465,9 @@ async fn update_model(
         model.base_url = Some(u);
     }
     apply_routing(&mut model, body.routing_strategy, body.fallbacks, body.context_window_fallback, body.retry, body.upstream_api);
+    if body.retry_off == Some(true) {
+        model.routing.retry = None;
+    }
     place_deployments(&state, &mut model, body.deployments).await?;
     if let Some(key) = body.api_key {
         state.secrets.put(&model.secret_name(), &key).await.map_err(ApiError::internal)?;

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::models::RetryView;
 use crate::response_cache::CacheSettings;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -50,6 +51,9 @@ pub struct ProjectView {
     /// The response cache for its tokens, when it opted in.
     #[serde(skip_serializing_if = "Option::is_none")]
     cache: Option<CacheSettings>,
+    /// Attempts per model and total time for its tokens' requests, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry: Option<RetryView>,
     /// The caller's role on this project.
     role: Role,
     created_at: DateTime<Utc>,
@@ -66,6 +70,7 @@ fn view(p: Project, role: Role) -> ProjectView {
         default_timeout_ms: p.default_timeout_ms,
         limits: p.limits.iter().map(LimitSpec::of).collect(),
         cache: p.cache,
+        retry: p.retry.map(RetryView::from),
         role,
         created_at: p.created_at,
         updated_at: p.updated_at,
@@ -109,6 +114,9 @@ pub struct CreateProject {
     workspace_id: Option<String>,
     /// Answer a request its tokens sent before from the response cache: `{"ttl": seconds, "mode": "exact"}`.
     cache: Option<CacheSettings>,
+    /// Attempts per model (across its deployments, then its fallbacks) and total time for its
+    /// tokens' requests, over each model's own `retry`: `{"maxAttempts": 1-16, "maxTotalMs"}`.
+    retry: Option<RetryView>,
 }
 
 /// Creates a project; the creator becomes its admin. Needs `project:write`, or, for a project
@@ -134,6 +142,7 @@ async fn create_project(State(state): State<AppState>, caller: Caller, ApiJson(b
         default_timeout_ms: body.default_timeout_ms.unwrap_or(projects::DEFAULT_TIMEOUT_MS),
         limits: limits::from_specs(&body.limits)?,
         cache: body.cache,
+        retry: body.retry.map(Into::into),
         created_at: now,
         updated_at: now,
     };
@@ -163,6 +172,9 @@ pub struct UpdateProject {
     cache: Option<CacheSettings>,
     /// Stops caching its tokens' answers.
     cache_off: Option<bool>,
+    /// Replaces its retry policy (`retryOff: true` removes it).
+    retry: Option<RetryView>,
+    retry_off: Option<bool>,
 }
 
 /// Changes a project: editors and admins.
@@ -194,6 +206,12 @@ async fn update_project(
     }
     if body.cache_off == Some(true) {
         project.cache = None;
+    }
+    if let Some(retry) = body.retry {
+        project.retry = Some(retry.into());
+    }
+    if body.retry_off == Some(true) {
+        project.retry = None;
     }
     if let Some(specs) = body.limits {
         project.limits = limits::from_specs(&specs)?;

@@ -254,7 +254,7 @@ async fn admit(
         req,
         raw: body,
         model,
-        plan: retry::Plan::new(candidates, started),
+        plan: retry::Plan::new(candidates, started, context.project.as_ref().and_then(|p| p.retry)),
         in_flight: None,
         reservations: vec![],
         events: Default::default(),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::balance::{Balancer, Pick};
 use super::upstream::Failure;
-use crate::catalog::Model;
+use crate::catalog::{Model, RetryPolicy};
 
 /// The longest retry-after the gateway waits out on the same deployment; past it, the attempt
 /// moves on (or the 429 is the answer).
@@ -88,14 +88,23 @@ pub struct Plan {
     attempts: u32,
     /// Retries of one deployment after a backoff, for the next backoff's length.
     backoffs: u32,
-    /// When the request's attempts must be over (its first model's `retry.maxTotalMs`).
+    /// When the request's attempts must be over (its project's `retry.maxTotalMs`, else its
+    /// first model's).
     pub deadline: Option<Instant>,
+    /// A project's retry policy, over each model's own.
+    policy: Option<RetryPolicy>,
 }
 
 impl Plan {
-    pub fn new(chain: Vec<Model>, started: Instant) -> Plan {
-        let deadline = chain.first().and_then(|m| m.routing.retry).and_then(|r| r.max_total_ms).map(|ms| started + Duration::from_millis(ms));
-        Plan { chain, at: 0, tried: vec![], attempts: 0, backoffs: 0, deadline }
+    pub fn new(chain: Vec<Model>, started: Instant, policy: Option<RetryPolicy>) -> Plan {
+        let total = policy.or_else(|| chain.first().and_then(|m| m.routing.retry)).and_then(|r| r.max_total_ms);
+        let deadline = total.map(|ms| started + Duration::from_millis(ms));
+        Plan { chain, at: 0, tried: vec![], attempts: 0, backoffs: 0, deadline, policy }
+    }
+
+    /// How many attempts `model` may take: the project's limit, else the model's.
+    fn attempts_on(&self, model: &Model) -> u32 {
+        self.policy.map_or_else(|| model.max_attempts(), |p| p.max_attempts)
     }
 
     pub fn chain(&self) -> &[Model] {
@@ -106,7 +115,7 @@ impl Plan {
     /// backoffs, or the deadline if sooner (what a reservation's lease must outlast).
     pub fn longest(&self, timeout: Duration) -> Duration {
         let wait = BACKOFF_CAP.max(RETRY_AFTER_MAX);
-        let all: Duration = self.chain.iter().map(|m| timeout * m.max_attempts() + wait * (m.max_attempts() - 1)).sum();
+        let all: Duration = self.chain.iter().map(|m| self.attempts_on(m)).map(|n| timeout * n + wait * (n - 1)).sum();
         match self.deadline {
             Some(deadline) => all.min(deadline.saturating_duration_since(Instant::now())),
             None => all,
@@ -136,7 +145,7 @@ impl Plan {
             return Err(Stop::Failed);
         }
         let model = &self.chain[self.at];
-        if reason != Reason::Unsupported && self.attempts < model.max_attempts() {
+        if reason != Reason::Unsupported && self.attempts < self.attempts_on(model) {
             // Another deployment, at once.
             if let Pick::Healthy(d) = balancer.choose(model, &self.tried, now_ms, random()) {
                 return Ok(Next { model: Box::new(model.deployed(&d)), wait: Duration::ZERO });
