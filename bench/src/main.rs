@@ -237,6 +237,7 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
     wait_listening(&client, &format!("{base}/api/setup/status")).await;
     wait_listening(&client, &format!("http://127.0.0.1:{forwarder_port}/")).await;
+    let idle_rss = resident_mib(gateway.0.id());
     let admin = admin_call(&client, &base, "/api/setup/first-admin", None, json!({"email": "bench@example.com", "password": "bench password"})).await?;
     let admin = admin["token"].as_str().unwrap_or_default().to_string();
     admin_call(
@@ -297,6 +298,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("  bare: tollgate-forwarder, the floor; ratio: throughput over the direct path's; added: proxy minus direct; bare, gw: CPU us per request");
     let ms = |v: f64| format!("{v:.3}ms");
+    let mut loaded_rss = 0.0f64;
     for streamed in [false, true] {
         let body =
             json!({"model": "bench", "stream": streamed, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark prompt of a few words"}]});
@@ -311,6 +313,7 @@ async fn main() -> anyhow::Result<()> {
             let meter = CpuMeter::start(gateway.0.id());
             let p = load(&client, &proxied, &body, concurrency, Duration::from_secs(seconds)).await;
             let gateway_cpu = meter.per_request(p.latencies_us.len());
+            loaded_rss = loaded_rss.max(resident_mib(gateway.0.id()));
             let errors = d.errors + b.errors + p.errors;
             println!(
                 "{:>4} {:>8} | {:>8} {:>8} {:>6.0} | {:>8} {:>8} {:>6.0} {:>5.2} | {:>8} {:>8} {:>6.0} {:>5.2} | {:>8} {:>8} | {:>6} {:>6} {:>5}{}",
@@ -336,5 +339,19 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
+    // What the gateway holds in memory: started, right after the heaviest run, and a while after
+    // the load (what it keeps: caches, pools, the allocator's retained pages).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!(
+        "  gateway resident memory: {idle_rss:.1} MiB idle after start, {loaded_rss:.1} MiB at most right after a run, {:.1} MiB 5 s after the last",
+        resident_mib(gateway.0.id())
+    );
     Ok(())
+}
+
+/// A process's resident set (VmRSS) in MiB, from /proc (0 where there is none to read).
+fn resident_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kib.unwrap_or(0.0) / 1024.0
 }
