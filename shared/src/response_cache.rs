@@ -108,7 +108,7 @@ pub fn key(owner: &str, endpoint: &str, canonical: &Map<String, Value>) -> Key {
 /// seconds, which the store's own expiry, by the system clock, may not have reached).
 pub async fn get(store: &dyn Store, key: &Key, now: i64) -> ApiResult<Option<Entry>> {
     let Some(item) = store.get(key).await? else { return Ok(None) };
-    if item.get(crate::store::TTL).and_then(Attr::as_i64).is_some_and(|at| at <= now) {
+    if crate::store::is_expired(&item, now) {
         return Ok(None);
     }
     let answer = item.get("answer").and_then(Attr::as_str).and_then(|a| serde_json::from_str(a).ok());

@@ -232,9 +232,7 @@ pub async fn create(store: &dyn Store, secrets: &dyn SecretStore, mut model: Mod
             if api_key.is_some() {
                 secrets.delete(&model.secret_name()).await.map_err(ApiError::internal)?;
             }
-            for deployment in model.routing.deployments.iter().filter(|d| d.has_api_key) {
-                secrets.delete(&routing::deployment_secret_name(model.secret_id, &deployment.id)).await.map_err(ApiError::internal)?;
-            }
+            delete_deployment_keys(secrets, &model).await?;
             Err(ApiError::conflict("model_exists", format!("a model with id {:?} already exists", model.id)))
         }
         Err(e) => Err(e.into()),
@@ -280,10 +278,16 @@ pub async fn delete(store: &dyn Store, secrets: &dyn SecretStore, id: &str, cach
         Err(e) => return Err(e.into()),
     }
     forget(caches, &model);
+    delete_deployment_keys(secrets, &model).await?;
+    secrets.delete(&model.secret_name()).await.map_err(ApiError::internal)
+}
+
+/// Deletes the keys the model's deployments have of their own.
+async fn delete_deployment_keys(secrets: &dyn SecretStore, model: &Model) -> ApiResult<()> {
     for deployment in model.routing.deployments.iter().filter(|d| d.has_api_key) {
         secrets.delete(&routing::deployment_secret_name(model.secret_id, &deployment.id)).await.map_err(ApiError::internal)?;
     }
-    secrets.delete(&model.secret_name()).await.map_err(ApiError::internal)
+    Ok(())
 }
 
 /// Drops this process's copies of a model and its key; other warm processes follow within the

@@ -98,24 +98,6 @@ pub enum Strategy {
     LeastBusy,
 }
 
-impl Strategy {
-    pub const ALL: [Strategy; 3] = [Strategy::Weighted, Strategy::LeastLatency, Strategy::LeastBusy];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::Weighted => "weighted",
-            Strategy::LeastLatency => "least_latency",
-            Strategy::LeastBusy => "least_busy",
-        }
-    }
-
-    pub fn parse(text: &str) -> ApiResult<Strategy> {
-        Strategy::ALL.into_iter().find(|s| s.name() == text).ok_or_else(|| {
-            ApiError::invalid_param("routingStrategy", format!("routingStrategy must be one of {}", Strategy::ALL.map(Strategy::name).join(", ")))
-        })
-    }
-}
-
 /// How many attempts a request may make on a model (across its deployments, retries of the same
 /// one included), and how long all of a request's attempts may take together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

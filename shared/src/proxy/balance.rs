@@ -43,10 +43,15 @@ struct Health {
 }
 
 impl Health {
-    fn at_capacity(&mut self, d: &Deployment, now: i64) -> bool {
+    /// Starts counting a new clock minute when `now` is past the one counted.
+    fn roll_minute(&mut self, now: i64) {
         if self.minute != now / 60_000 {
             (self.minute, self.requests, self.tokens) = (now / 60_000, 0, 0);
         }
+    }
+
+    fn at_capacity(&mut self, d: &Deployment, now: i64) -> bool {
+        self.roll_minute(now);
         d.rpm.is_some_and(|rpm| self.requests >= rpm) || d.tpm.is_some_and(|tpm| self.tokens >= tpm)
     }
 
@@ -167,9 +172,7 @@ impl Balancer {
         {
             let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
             let h = health.entry(key.clone()).or_default();
-            if h.minute != now / 60_000 {
-                (h.minute, h.requests, h.tokens) = (now / 60_000, 0, 0);
-            }
+            h.roll_minute(now);
             h.requests += 1;
             h.tokens = h.tokens.saturating_add(tokens.max(0));
             h.in_flight += 1;

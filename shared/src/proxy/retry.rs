@@ -130,7 +130,7 @@ impl Plan {
         if self.chain[0].routing.deployments.is_empty() {
             return Ok(None);
         }
-        self.pick_from(0, balancer, now_ms, None).map(Some)
+        self.pick_from(0, balancer, now_ms).map(Some)
     }
 
     /// The attempt after `failure` (already counted against the deployment), if any.
@@ -166,12 +166,12 @@ impl Plan {
                 return Ok(Next { model: Box::new(model.deployed(&d)), wait });
             }
         }
-        self.pick_from(self.at + 1, balancer, now_ms, Some(failure))
+        self.pick_from(self.at + 1, balancer, now_ms)
     }
 
     /// The first model from `from` on with a healthy deployment; else the cooled deployment of
     /// the first of them whose cooldown ends first.
-    fn pick_from(&mut self, from: usize, balancer: &Balancer, now_ms: i64, _after: Option<&Failure>) -> Result<Next, Stop> {
+    fn pick_from(&mut self, from: usize, balancer: &Balancer, now_ms: i64) -> Result<Next, Stop> {
         let mut cooling = None;
         let mut full = None;
         for at in from..self.chain.len() {
