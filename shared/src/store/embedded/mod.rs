@@ -4,6 +4,7 @@
 //! then redb. Each GSI is a table of (index pk, index sk, pk, sk) keys kept in step with the
 //! items in the same commit.
 
+mod codec;
 #[cfg(test)]
 mod tests;
 mod wal;
@@ -83,7 +84,7 @@ impl EmbeddedStore {
         let durable = match replay.last() {
             Some((last, _)) => {
                 let entries: Vec<&(Key, Option<Item>)> = replay.iter().flat_map(|(_, entries)| entries).collect();
-                let encoded: Vec<Option<Vec<u8>>> = entries.iter().map(|(_, item)| item.as_ref().map(writes::encode)).collect();
+                let encoded: Vec<Option<Vec<u8>>> = entries.iter().map(|(_, item)| item.as_ref().map(codec::encode)).collect();
                 let batch = entries.iter().zip(&encoded).map(|((key, item), bytes)| (key, item.as_ref().zip(bytes.as_deref())));
                 writes::commit(&db, batch, *last, &std::sync::Mutex::new(()))?;
                 *last
@@ -120,13 +121,9 @@ impl EmbeddedStore {
     }
 }
 
-fn decode(bytes: &[u8]) -> StoreResult<Item> {
-    serde_json::from_slice(bytes).map_err(backend)
-}
-
 fn raw_get(table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>, key: &Key) -> StoreResult<Option<Item>> {
     match table.get((key.pk.as_str(), key.sk.as_str())).map_err(backend)? {
-        Some(guard) => Ok(Some(decode(guard.value())?)),
+        Some(guard) => Ok(Some(codec::decode(key, guard.value())?)),
         None => Ok(None),
     }
 }
@@ -215,7 +212,9 @@ fn query_sync(db: &Database, q: &Query, lo: &str, hi: &str, after: Option<&(Stri
                 for entry in iter {
                     let (k, value) = entry.map_err(backend)?;
                     let (ipk, isk) = k.value();
-                    if take(Key::new(ipk, isk), Some(decode(value.value())?)) {
+                    let key = Key::new(ipk, isk);
+                    let item = codec::decode(&key, value.value())?;
+                    if take(key, Some(item)) {
                         break;
                     }
                 }

@@ -20,7 +20,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::backend;
+use prost::encoding::encode_varint;
+
+use super::{backend, codec};
 use crate::store::{Item, Key, StoreResult};
 
 const MAGIC: u32 = 0x5447_574c; // "TGWL"
@@ -68,7 +70,7 @@ impl Wal {
     }
 
     /// Appends a record of `round` covering transactions up to `seq`; returns once it is on disk.
-    /// Each entry is an item's key and its encoding (`writes::encode`; None for a deletion).
+    /// Each entry is an item's key and its encoding (`codec::encode`; None for a deletion).
     pub fn append(&mut self, round: u64, seq: u64, entries: &[(&Key, Option<&[u8]>)]) -> StoreResult<()> {
         let n = (round % 2) as usize;
         if self.round != Some(round) {
@@ -90,25 +92,45 @@ impl Wal {
     }
 }
 
-/// The JSON of `[[pk, sk, item or null], ...]`, the items spliced in as already encoded.
+/// A record's entries: `FORMAT count (pk sk item)*`, each string as `codec` writes one and
+/// each item as its length plus one (0: deleted) and its encoding, as already made for redb.
 fn payload(entries: &[(&Key, Option<&[u8]>)]) -> StoreResult<Vec<u8>> {
-    let size: usize = entries.iter().map(|(k, item)| k.pk.len() + k.sk.len() + item.map_or(4, <[u8]>::len) + 12).sum();
-    let mut out = Vec::with_capacity(size + 2);
-    out.push(b'[');
-    for (i, (key, item)) in entries.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'[');
-        serde_json::to_writer(&mut out, &key.pk).map_err(backend)?;
-        out.push(b',');
-        serde_json::to_writer(&mut out, &key.sk).map_err(backend)?;
-        out.push(b',');
-        out.extend_from_slice(item.unwrap_or(b"null"));
-        out.push(b']');
+    let size: usize = entries.iter().map(|(k, item)| k.pk.len() + k.sk.len() + item.map_or(0, <[u8]>::len) + 12).sum();
+    let mut out = Vec::with_capacity(size + 4);
+    out.push(codec::FORMAT);
+    encode_varint(entries.len() as u64, &mut out);
+    for (key, item) in entries {
+        codec::put_str(&key.pk, &mut out);
+        codec::put_str(&key.sk, &mut out);
+        encode_varint(item.map_or(0, |bytes| bytes.len() as u64 + 1), &mut out);
+        out.extend_from_slice(item.unwrap_or_default());
     }
-    out.push(b']');
     Ok(out)
+}
+
+/// The entries of a payload: this version's, or the JSON `[[pk, sk, item or null], ...]` of
+/// earlier ones (a log left by a crash before an upgrade still replays).
+fn entries(payload: &[u8]) -> StoreResult<Vec<Entry>> {
+    let Some((&codec::FORMAT, mut rest)) = payload.split_first() else {
+        let body: Vec<(String, String, Option<Item>)> = serde_json::from_slice(payload).map_err(backend)?;
+        return Ok(body.into_iter().map(|(pk, sk, item)| (Key { pk, sk }, item)).collect());
+    };
+    let n = codec::count(&mut rest)?;
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        let key = Key { pk: codec::take_str(&mut rest)?, sk: codec::take_str(&mut rest)? };
+        let item = match prost::encoding::decode_varint(&mut rest).map_err(backend)? {
+            0 => None,
+            len => {
+                let len = usize::try_from(len - 1).ok().filter(|len| *len <= rest.len()).ok_or_else(|| backend("a logged item runs past its record"))?;
+                let (bytes, after) = rest.split_at(len);
+                rest = after;
+                Some(codec::decode(&key, bytes)?)
+            }
+        };
+        entries.push((key, item));
+    }
+    Ok(entries)
 }
 
 fn checksum(seq: u64, payload: &[u8]) -> u32 {
@@ -130,9 +152,9 @@ fn read_records(bytes: &[u8], durable: u64) -> Vec<Record> {
         if checksum(seq, payload) != crc || seq <= last {
             break;
         }
-        let Ok(body) = serde_json::from_slice::<Vec<(String, String, Option<Item>)>>(payload) else { break };
+        let Ok(entries) = entries(payload) else { break };
         if seq > durable {
-            records.push((seq, body.into_iter().map(|(pk, sk, item)| (Key { pk, sk }, item)).collect()));
+            records.push((seq, entries));
         }
         (at, last) = (at + HEADER + len, seq);
     }
@@ -144,12 +166,13 @@ mod tests {
     use super::*;
     use crate::store::Attr;
 
-    fn item(n: i64) -> Item {
-        Item::from([("PK".to_string(), Attr::S("P".into())), ("SK".to_string(), Attr::S(format!("S{n:03}"))), ("n".to_string(), Attr::S(format!("{n:03}")))])
+    /// The item at `key` in its `n`th version (an item's PK and SK are its key).
+    fn item(key: &Key, n: i64) -> Item {
+        Item::from([("PK".to_string(), Attr::S(key.pk.clone())), ("SK".to_string(), Attr::S(key.sk.clone())), ("n".to_string(), Attr::S(format!("{n:03}")))])
     }
 
-    fn bytes(n: i64) -> Vec<u8> {
-        super::super::writes::encode(&item(n))
+    fn bytes(key: &Key, n: i64) -> Vec<u8> {
+        codec::encode(&item(key, n))
     }
 
     fn seqs(replay: &[Record]) -> Vec<u64> {
@@ -157,11 +180,12 @@ mod tests {
     }
 
     #[test]
-    fn a_record_is_the_json_of_its_entries() {
+    fn a_record_holds_its_entries_and_earlier_json_records_still_read() {
         let (k1, k2) = (Key::new("P\"q", "S1\n"), Key::new("P", "S2"));
-        let spliced = payload(&[(&k1, Some(&bytes(1))), (&k2, None)]).unwrap();
-        let whole = serde_json::to_vec(&[(k1.pk.as_str(), k1.sk.as_str(), Some(item(1))), (k2.pk.as_str(), k2.sk.as_str(), None)]).unwrap();
-        assert_eq!(String::from_utf8(spliced).unwrap(), String::from_utf8(whole).unwrap());
+        let expected = vec![(k1.clone(), Some(item(&k1, 1))), (k2.clone(), None)];
+        assert_eq!(entries(&payload(&[(&k1, Some(&bytes(&k1, 1))), (&k2, None)]).unwrap()).unwrap(), expected);
+        let json = serde_json::to_vec(&[(k1.pk.as_str(), k1.sk.as_str(), Some(item(&k1, 1))), (k2.pk.as_str(), k2.sk.as_str(), None)]).unwrap();
+        assert_eq!(entries(&json).unwrap(), expected);
     }
 
     #[test]
@@ -171,17 +195,17 @@ mod tests {
         let (mut wal, replay) = Wal::open(&base, 0).unwrap();
         assert!(replay.is_empty());
         let (k1, k2) = (Key::new("P", "S1"), Key::new("P", "S2"));
-        wal.append(0, 3, &[(&k1, Some(&bytes(1)))]).unwrap();
-        wal.append(0, 5, &[(&k2, Some(&bytes(2))), (&k1, None)]).unwrap();
+        wal.append(0, 3, &[(&k1, Some(&bytes(&k1, 1)))]).unwrap();
+        wal.append(0, 5, &[(&k2, Some(&bytes(&k2, 2))), (&k1, None)]).unwrap();
         // A third record torn half-way.
         let end = wal.ends[0];
-        wal.append(0, 9, &[(&k2, Some(&bytes(9)))]).unwrap();
+        wal.append(0, 9, &[(&k2, Some(&bytes(&k2, 9)))]).unwrap();
         wal.files[0].write_all_at(&[0xff; 8], end + HEADER as u64 + 2).unwrap();
         drop(wal);
 
         let (_, replay) = Wal::open(&base, 0).unwrap();
         assert_eq!(seqs(&replay), [3, 5]);
-        assert_eq!(replay[1].1, vec![(k2.clone(), Some(item(2))), (k1.clone(), None)]);
+        assert_eq!(replay[1].1, vec![(k2.clone(), Some(item(&k2, 2))), (k1.clone(), None)]);
         // What redb already holds is skipped.
         let (_, replay) = Wal::open(&base, 3).unwrap();
         assert_eq!(seqs(&replay), [5]);
@@ -198,7 +222,7 @@ mod tests {
         for (round, records) in [(0, 4), (1, 4), (2, 2)] {
             for _ in 0..records {
                 seq += 1;
-                wal.append(round, seq, &[(&k, Some(&bytes(seq as i64)))]).unwrap();
+                wal.append(round, seq, &[(&k, Some(&bytes(&k, seq as i64)))]).unwrap();
             }
         }
         // Round 2 overwrote the first two of round 0's records in file 0; the other two are left
@@ -209,6 +233,6 @@ mod tests {
         // After the commit that ended round 1, only round 2 is replayed.
         let (_, replay) = Wal::open(&base, 8).unwrap();
         assert_eq!(seqs(&replay), [9, 10]);
-        assert_eq!(replay[1].1, vec![(k, Some(item(10)))]);
+        assert_eq!(replay[1].1, vec![(k.clone(), Some(item(&k, 10)))]);
     }
 }

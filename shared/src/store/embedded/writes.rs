@@ -41,14 +41,8 @@ impl Pending {
     /// The item's stored form (None for a deletion).
     fn encoded(&self) -> Option<&[u8]> {
         let item = self.item.as_deref()?;
-        Some(self.encoded.get_or_init(|| encode(item)))
+        Some(self.encoded.get_or_init(|| super::codec::encode(item)))
     }
-}
-
-/// An item as redb and the log store it: its JSON.
-pub(super) fn encode(item: &Item) -> Vec<u8> {
-    // An item is a map of string keys to plain values: serde_json has nothing to refuse in it.
-    serde_json::to_vec(item).expect("an item always serialises")
 }
 
 #[derive(Default)]

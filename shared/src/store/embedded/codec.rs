@@ -1,0 +1,282 @@
+//! How the embedded store keeps an item on disk (redb's values and the log's records): a
+//! compact binary form, about a third of the item's JSON. Every proxied request writes a usage
+//! record of some forty attributes; as JSON (`{"input_tokens":{"N":12},...}`) it took ~1.7 KB,
+//! most of it attribute names, type tags and quotes, and encoding and decoding it was a visible
+//! share of a request's CPU.
+//!
+//! ```text
+//! item  := FORMAT count attr*          (PK and SK left out: they are the item's key)
+//! attr  := name value
+//! name  := varint k                    (k >= 1: NAMES[k - 1]; 0: inline, varint length + UTF-8)
+//! value := 0 (null) | 1 (false) | 2 (true) | 3 zigzag-varint (N) | 4 varint length + UTF-8 (S)
+//!        | 5 count value* (L) | 6 count (name value)* (M)
+//! ```
+//!
+//! Items stored by earlier versions are JSON (they begin with `{`, never with `FORMAT`) and
+//! still read. `NAMES` is part of the format: names may be appended, never removed or reordered.
+
+use std::collections::HashMap;
+
+use prost::encoding::{decode_varint, encode_varint};
+
+use crate::store::{Attr, Item, Key, PK, SK, StoreError, StoreResult};
+
+/// The first byte of an item in this form.
+pub(super) const FORMAT: u8 = 1;
+
+/// Attribute names given a one-byte code: those of the items written on every request (the
+/// usage record, its attempts, its idempotency marker and rollup entry). Others are inline.
+const NAMES: &[&str] = &[
+    "GSI1PK",
+    "GSI1SK",
+    "GSI2PK",
+    "GSI2SK",
+    "ttl",
+    "id",
+    "request_id",
+    "owner",
+    "api_key_id",
+    "user_id",
+    "org_id",
+    "project_id",
+    "endpoint",
+    "model",
+    "provider",
+    "provider_source",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+    "cost_micros",
+    "input_price_micros",
+    "output_price_micros",
+    "cached_input_price_micros",
+    "cache_write_price_micros",
+    "cache_write_1h_price_micros",
+    "pricing_source",
+    "provider_cost_micros",
+    "latency_ms",
+    "ttft_ms",
+    "status_code",
+    "outcome",
+    "streamed",
+    "cancelled",
+    "finish_reason",
+    "http_referer",
+    "error",
+    "candidates",
+    "routing",
+    "recorded_at",
+    "expires_at",
+    "deployment",
+    "status",
+    "usage_pk",
+    "usage_sk",
+    "r",
+];
+
+/// How deep lists and maps may nest in a stored item (ours nest two levels at most).
+const MAX_DEPTH: usize = 32;
+
+const NULL: u8 = 0;
+const FALSE: u8 = 1;
+const TRUE: u8 = 2;
+const NUMBER: u8 = 3;
+const STRING: u8 = 4;
+const LIST: u8 = 5;
+const MAP: u8 = 6;
+
+/// The stored form of `item`, its PK and SK left out (the store keeps them as its key).
+pub(super) fn encode(item: &Item) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.push(FORMAT);
+    let attrs = || item.iter().filter(|(name, _)| name.as_str() != PK && name.as_str() != SK);
+    encode_varint(attrs().count() as u64, &mut out);
+    for (name, value) in attrs() {
+        put_name(name, &mut out);
+        put_value(value, &mut out);
+    }
+    out
+}
+
+/// The item stored at `key` as `bytes` (this form or, from earlier versions, JSON).
+pub(super) fn decode(key: &Key, bytes: &[u8]) -> StoreResult<Item> {
+    match bytes.split_first() {
+        Some((&FORMAT, mut rest)) => {
+            let mut item = Item::new();
+            item.insert(PK.into(), Attr::S(key.pk.clone()));
+            item.insert(SK.into(), Attr::S(key.sk.clone()));
+            for _ in 0..count(&mut rest)? {
+                let name = take_name(&mut rest)?;
+                item.insert(name, take_value(&mut rest, 0)?);
+            }
+            Ok(item)
+        }
+        _ => serde_json::from_slice(bytes).map_err(|e| corrupt(&e.to_string())),
+    }
+}
+
+fn corrupt(why: &str) -> StoreError {
+    StoreError::Backend(format!("a stored item cannot be read ({why})"))
+}
+
+pub(super) fn put_str(s: &str, out: &mut Vec<u8>) {
+    encode_varint(s.len() as u64, out);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Each name of `NAMES` with its code: a hash lookup, where comparing with each name in turn
+/// was most of the encoding's cost.
+static CODES: std::sync::LazyLock<HashMap<&'static str, u64, foldhash::fast::FixedState>> =
+    std::sync::LazyLock::new(|| NAMES.iter().enumerate().map(|(i, name)| (*name, i as u64 + 1)).collect());
+
+fn put_name(name: &str, out: &mut Vec<u8>) {
+    match CODES.get(name) {
+        Some(code) => encode_varint(*code, out),
+        None => {
+            out.push(0);
+            put_str(name, out);
+        }
+    }
+}
+
+fn put_value(value: &Attr, out: &mut Vec<u8>) {
+    match value {
+        Attr::Null => out.push(NULL),
+        Attr::Bool(b) => out.push(if *b { TRUE } else { FALSE }),
+        Attr::N(n) => {
+            out.push(NUMBER);
+            // Zigzag: small negative numbers stay short too.
+            encode_varint(((n << 1) ^ (n >> 63)) as u64, out);
+        }
+        Attr::S(s) => {
+            out.push(STRING);
+            put_str(s, out);
+        }
+        Attr::L(values) => {
+            out.push(LIST);
+            encode_varint(values.len() as u64, out);
+            values.iter().for_each(|v| put_value(v, out));
+        }
+        Attr::M(map) => {
+            out.push(MAP);
+            encode_varint(map.len() as u64, out);
+            for (name, v) in map {
+                put_name(name, out);
+                put_value(v, out);
+            }
+        }
+    }
+}
+
+fn varint(bytes: &mut &[u8]) -> StoreResult<u64> {
+    decode_varint(bytes).map_err(|_| corrupt("a number is cut short"))
+}
+
+/// A count of what follows, which cannot exceed the bytes left (each entry takes one at least):
+/// a corrupt count must not reserve memory for billions.
+pub(super) fn count(bytes: &mut &[u8]) -> StoreResult<usize> {
+    let n = varint(bytes)?;
+    usize::try_from(n).ok().filter(|n| *n <= bytes.len()).ok_or_else(|| corrupt("a count runs past the end"))
+}
+
+pub(super) fn take_str(bytes: &mut &[u8]) -> StoreResult<String> {
+    let len = count(bytes)?;
+    let (text, rest) = bytes.split_at(len);
+    *bytes = rest;
+    String::from_utf8(text.to_vec()).map_err(|_| corrupt("a string is not UTF-8"))
+}
+
+fn take_name(bytes: &mut &[u8]) -> StoreResult<String> {
+    match varint(bytes)? {
+        0 => take_str(bytes),
+        k => NAMES.get(k as usize - 1).map(|name| (*name).to_string()).ok_or_else(|| corrupt("an unknown attribute name code")),
+    }
+}
+
+fn take_value(bytes: &mut &[u8], depth: usize) -> StoreResult<Attr> {
+    if depth > MAX_DEPTH {
+        return Err(corrupt("values nest too deep"));
+    }
+    let (&tag, rest) = bytes.split_first().ok_or_else(|| corrupt("a value is missing"))?;
+    *bytes = rest;
+    Ok(match tag {
+        NULL => Attr::Null,
+        FALSE => Attr::Bool(false),
+        TRUE => Attr::Bool(true),
+        NUMBER => {
+            let z = varint(bytes)?;
+            Attr::N(((z >> 1) as i64) ^ -((z & 1) as i64))
+        }
+        STRING => Attr::S(take_str(bytes)?),
+        LIST => {
+            let n = count(bytes)?;
+            Attr::L((0..n).map(|_| take_value(bytes, depth + 1)).collect::<StoreResult<_>>()?)
+        }
+        MAP => {
+            let n = count(bytes)?;
+            let mut map = std::collections::BTreeMap::new();
+            for _ in 0..n {
+                let name = take_name(bytes)?;
+                map.insert(name, take_value(bytes, depth + 1)?);
+            }
+            Attr::M(map)
+        }
+        _ => return Err(corrupt("an unknown value type")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Item {
+        let nested = Attr::M([("model".to_string(), Attr::S("m".into())), ("not known".to_string(), Attr::N(-3))].into());
+        Item::from([
+            (PK.to_string(), Attr::S("USAGE#user#1".into())),
+            (SK.to_string(), Attr::S("2026-12-05T00:00:00.000000Z#r".into())),
+            ("input_tokens".to_string(), Attr::N(12)),
+            ("cost_micros".to_string(), Attr::N(i64::MAX)),
+            ("a_name_not_in_the_table".to_string(), Attr::N(i64::MIN)),
+            ("streamed".to_string(), Attr::Bool(true)),
+            ("cancelled".to_string(), Attr::Bool(false)),
+            ("error".to_string(), Attr::Null),
+            ("model".to_string(), Attr::S("gpt-4o-mini ✓".into())),
+            ("routing".to_string(), Attr::L(vec![nested, Attr::L(vec![])])),
+        ])
+    }
+
+    #[test]
+    fn items_round_trip_with_their_key_and_are_smaller_than_json() {
+        let item = sample();
+        let key = Key::of(&item).unwrap();
+        let bytes = encode(&item);
+        assert_eq!(decode(&key, &bytes).unwrap(), item);
+        assert!(bytes.len() * 2 < serde_json::to_vec(&item).unwrap().len(), "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn items_stored_as_json_by_earlier_versions_still_read() {
+        let item = sample();
+        let key = Key::of(&item).unwrap();
+        assert_eq!(decode(&key, &serde_json::to_vec(&item).unwrap()).unwrap(), item);
+    }
+
+    #[test]
+    fn corrupt_bytes_are_an_error_never_a_panic() {
+        let key = Key::new("p", "s");
+        let bytes = encode(&sample());
+        for cut in 0..bytes.len() {
+            let _ = decode(&key, &bytes[..cut]);
+        }
+        // A count of a billion entries with nothing behind it, an unknown name code, an unknown tag.
+        for bad in [vec![FORMAT, 0x80, 0x94, 0xeb, 0xdc, 0x03], vec![FORMAT, 1, 0x7f, NULL], vec![FORMAT, 1, 1, 9], vec![FORMAT, 1, 1, STRING, 2, 0xff, 0xfe]] {
+            assert!(decode(&key, &bad).is_err(), "{bad:?}");
+        }
+        let deep = (0..100).fold(Attr::Null, |inner, _| Attr::L(vec![inner]));
+        let item = Item::from([("x".to_string(), deep)]);
+        assert!(decode(&key, &encode(&item)).is_err(), "nesting past MAX_DEPTH is refused");
+    }
+}
