@@ -35,13 +35,18 @@ pub enum Owner {
     Project { project_id: Uuid },
 }
 
+/// `prefix` and the id's hyphenated form, without `format!` (keys made on every request).
+fn tagged(prefix: &str, id: &Uuid) -> String {
+    [prefix, id.hyphenated().encode_lower(&mut Uuid::encode_buffer())].concat()
+}
+
 impl Owner {
     /// The owner as a key fragment: `user#<id>`.
     pub fn tag(&self) -> String {
         match self {
-            Owner::User { user_id } => format!("user#{user_id}"),
-            Owner::Workspace { workspace_id } => format!("workspace#{workspace_id}"),
-            Owner::Project { project_id } => format!("project#{project_id}"),
+            Owner::User { user_id } => tagged("user#", user_id),
+            Owner::Workspace { workspace_id } => tagged("workspace#", workspace_id),
+            Owner::Project { project_id } => tagged("project#", project_id),
         }
     }
 }
@@ -195,7 +200,7 @@ impl ApiKey {
 
     /// The item holding this token's limit counters.
     pub fn counters(&self) -> Key {
-        Key::new(format!("LIMITS#token#{}", self.counters_key_id()), "COUNTERS")
+        Key::new(tagged("LIMITS#token#", &self.counters_key_id()), "COUNTERS")
     }
 
     /// Whether the token grants `scope` (`null` = every scope, `[]` = none).

@@ -25,7 +25,7 @@ pub struct LeaseSpec {
 
 impl LeaseSpec {
     pub fn attr(&self) -> String {
-        format!("{PREFIX}{}", self.id)
+        [PREFIX, &self.id].concat()
     }
 
     /// The lease attribute's value, one short string: `<exp>;<counter>=<amount>,...;<rec>`.
@@ -33,12 +33,14 @@ impl LeaseSpec {
     /// however many levels release it. (A string rather than a map: every update of the item
     /// re-encodes all the leases on it, and nested maps cost several times the CPU.)
     pub fn value(&self, amounts: &[(String, i64)], with_record: bool) -> Attr {
-        let mut value = format!("{};", self.expires_at);
+        use std::fmt::Write;
+        let mut value = String::with_capacity(64 + self.record.len());
+        let _ = write!(value, "{};", self.expires_at);
         for (i, (attr, amount)) in amounts.iter().enumerate() {
             if i > 0 {
                 value.push(',');
             }
-            value.push_str(&format!("{attr}={amount}"));
+            let _ = write!(value, "{attr}={amount}");
         }
         value.push(';');
         if with_record {

@@ -208,12 +208,12 @@ pub struct Reservation {
 }
 
 fn attr_name(limit: &Limit, window_key: &str) -> String {
-    format!("{}{window_key}", counter_prefix(limit))
+    ["u_", &limit.id, "_", window_key].concat()
 }
 
 /// What every counter attribute of a limit starts with.
 pub fn counter_prefix(limit: &Limit) -> String {
-    format!("u_{}_", limit.id)
+    ["u_", &limit.id, "_"].concat()
 }
 
 /// What a limit has used at `now`, as `item` says: its current counter, or for a rolling

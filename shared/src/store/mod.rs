@@ -293,9 +293,11 @@ pub fn shard_of(text: &str, shards: u64) -> u64 {
     text.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % shards
 }
 
-/// A time as a sort key: sort keys must order as times do, so a fixed-width UTC format.
+/// A time as a sort key: sort keys must order as times do, so a fixed-width UTC format
+/// (`2026-12-05T05:06:55.760958Z`). chrono's RFC 3339 writer makes it without interpreting a
+/// format string, which `format` does on every call.
 pub fn time_key(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// Every item a query matches, following cursors page by page.
@@ -394,4 +396,18 @@ pub(crate) fn apply_update(key: &Key, current: Option<Item>, update: &Update) ->
         item.remove(name);
     }
     Ok(item)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn time_keys_are_fixed_width_and_order_as_times_do() {
+        let times = ["2026-01-02T03:04:05Z", "2026-01-02T03:04:05.000001Z", "2026-12-31T23:59:59.999999999Z"];
+        let keys: Vec<String> = times.iter().map(|t| super::time_key(t.parse().unwrap())).collect();
+        assert_eq!(keys, ["2026-01-02T03:04:05.000000Z", "2026-01-02T03:04:05.000001Z", "2026-12-31T23:59:59.999999Z"]);
+        for (t, key) in times.iter().zip(&keys) {
+            let at: chrono::DateTime<chrono::Utc> = t.parse().unwrap();
+            assert_eq!(*key, at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(), "the same keys as before");
+        }
+    }
 }

@@ -34,7 +34,10 @@ pub struct Filter {
 /// The index keys that file `record` by model and by outcome (see the module's comment).
 pub fn index_keys(owner: &str, model: &str, outcome: Outcome, sk: &str) -> [(Index, String, String); 2] {
     let outcome = outcome.as_str();
-    [(Index::Gsi1, format!("USAGEM#{owner}#{model}"), format!("{outcome}#{sk}")), (Index::Gsi2, format!("USAGEO#{owner}#{outcome}"), sk.to_string())]
+    [
+        (Index::Gsi1, ["USAGEM#", owner, "#", model].concat(), [outcome, "#", sk].concat()),
+        (Index::Gsi2, ["USAGEO#", owner, "#", outcome].concat(), sk.to_string()),
+    ]
 }
 
 /// One partition to read, its sort keys starting with `prefix`.

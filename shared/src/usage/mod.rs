@@ -137,12 +137,13 @@ pub(crate) fn time_range(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>)
     Ok((lo, hi))
 }
 
+// Keys made on every request are joined with `concat`: `format!` costs several times a copy.
 pub(crate) fn partition(owner: &str) -> String {
-    format!("USAGE#{owner}")
+    ["USAGE#", owner].concat()
 }
 
 fn marker_key(request_id: &str) -> Key {
-    Key::new(format!("REQ#{request_id}"), "USAGE")
+    Key::new(["REQ#", request_id].concat(), "USAGE")
 }
 
 /// Writes the record with `extra` operations (the settlement) in one transaction. Returns
@@ -171,7 +172,7 @@ pub async fn transact_record(store: &dyn Store, record: &UsageRecord, extra: Vec
 /// The operations that write a record: its idempotency marker (first, conditioned on not
 /// existing), the record itself, and its pending item for the owner's rollups (see `rollups`).
 pub fn record_ops(record: &UsageRecord) -> ApiResult<Vec<TxOp>> {
-    let sk = format!("{}#{}", time_key(record.recorded_at), record.request_id);
+    let sk = [time_key(record.recorded_at).as_str(), "#", &record.request_id].concat();
     let mut item = keyed_item(record, &Key::new(partition(&record.owner), sk.clone()))?;
     for (index, pk, index_sk) in listing::index_keys(&record.owner, &record.model, record.outcome, &sk) {
         set_index(&mut item, index, pk, index_sk);
@@ -214,7 +215,8 @@ pub async fn first_and_last(
 /// one short line.
 pub fn lease_record(owner: &str, api_key_id: Uuid, model: &str, endpoint: &str, expires_at: Option<DateTime<Utc>>) -> String {
     let expires = expires_at.map(|t| t.timestamp().to_string()).unwrap_or_default();
-    format!("{owner}\t{api_key_id}\t{model}\t{endpoint}\t{expires}")
+    let key = api_key_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).to_string();
+    [owner, "\t", &key, "\t", model, "\t", endpoint, "\t", &expires].concat()
 }
 
 /// The record of a request whose lease lapsed unsettled (the process serving it died): what it
