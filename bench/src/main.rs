@@ -299,11 +299,15 @@ async fn main() -> anyhow::Result<()> {
     println!("  bare: tollgate-forwarder, the floor; ratio: throughput over the direct path's; added: proxy minus direct; bare, gw: CPU us per request");
     let ms = |v: f64| format!("{v:.3}ms");
     let mut loaded_rss = 0.0f64;
+    let mut proxied_requests = 0usize;
+    // The files as set up (the log's files are written ahead, 16 MiB of zeros): what requests
+    // add is measured from here.
+    let disk_before = disk_usage(data.path());
     for streamed in [false, true] {
         let body =
             json!({"model": "bench", "stream": streamed, "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark prompt of a few words"}]});
         for &concurrency in &levels {
-            let _ = load(&client, &proxied, &body, concurrency, Duration::from_millis(500)).await; // warm-up
+            proxied_requests += load(&client, &proxied, &body, concurrency, Duration::from_millis(500)).await.latencies_us.len(); // warm-up
             let _ = load(&client, &bare, &body, concurrency, Duration::from_millis(200)).await;
             let machine = machine_ticks();
             let d = load(&client, &direct, &body, concurrency, Duration::from_secs(seconds)).await;
@@ -313,6 +317,7 @@ async fn main() -> anyhow::Result<()> {
             let meter = CpuMeter::start(gateway.0.id());
             let p = load(&client, &proxied, &body, concurrency, Duration::from_secs(seconds)).await;
             let gateway_cpu = meter.per_request(p.latencies_us.len());
+            proxied_requests += p.latencies_us.len();
             loaded_rss = loaded_rss.max(resident_mib(gateway.0.id()));
             let errors = d.errors + b.errors + p.errors;
             println!(
@@ -346,7 +351,34 @@ async fn main() -> anyhow::Result<()> {
         "  gateway resident memory: {idle_rss:.1} MiB idle after start, {loaded_rss:.1} MiB at most right after a run, {:.1} MiB 5 s after the last",
         resident_mib(gateway.0.id())
     );
+    // What each request leaves on disk: what the store's files (records, rollups, counters, the
+    // log) grew by over every request the gateway served, apparent size and blocks allocated.
+    let (apparent, allocated) = disk_usage(data.path());
+    let per = |bytes: u64, before: u64| bytes.saturating_sub(before) as f64 / proxied_requests.max(1) as f64;
+    println!(
+        "  data directory after {proxied_requests} proxied requests: {:.1} MiB apparent, {:.1} MiB allocated; grew by {:.0} and {:.0} bytes per request",
+        apparent as f64 / 1048576.0,
+        allocated as f64 / 1048576.0,
+        per(apparent, disk_before.0),
+        per(allocated, disk_before.1)
+    );
     Ok(())
+}
+
+/// The apparent size and the allocated bytes of every file under `dir`.
+fn disk_usage(dir: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = (0, 0);
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            let (a, b) = disk_usage(&entry.path());
+            total = (total.0 + a, total.1 + b);
+        } else {
+            total = (total.0 + meta.len(), total.1 + meta.blocks() * 512);
+        }
+    }
+    total
 }
 
 /// A process's resident set (VmRSS) in MiB, from /proc (0 where there is none to read).
