@@ -259,7 +259,20 @@ async fn hot_path_round_trips(backend: tollgate_tests::Backend) {
         // The background task (the outbox's deliverer, the rollups and their lag, interrupted
         // account deletions) queries its partitions every few seconds, off every request's path.
         let background = |p: &str| p.starts_with("OUTBOX#") || p.starts_with(tollgate::usage::rollups::PENDING_PREFIX) || p == "DELETING";
-        let ops: Vec<Op> = store.take().into_iter().filter(|op| !matches!(op, Op::Query(p) if background(p))).collect();
+        // So does its folding of pending rollup entries, one transaction on rollup items alone.
+        let rollup_fold = |ops: &[tollgate::store::TxOp]| {
+            ops.iter().all(|op| match op {
+                tollgate::store::TxOp::Put { item, .. } => item["PK"].as_str().is_some_and(|pk| pk.starts_with("ROLLUP")),
+                tollgate::store::TxOp::Update { key, .. } | tollgate::store::TxOp::Delete { key, .. } | tollgate::store::TxOp::Check { key, .. } => {
+                    key.pk.starts_with("ROLLUP")
+                }
+            })
+        };
+        let ops: Vec<Op> = store
+            .take()
+            .into_iter()
+            .filter(|op| !matches!(op, Op::Query(p) if background(p)) && !matches!(op, Op::Transact(ops) if rollup_fold(ops)))
+            .collect();
         assert_eq!(ops.len(), 2, "streamed={streamed}: {ops:#?}");
         let Op::Update(reserve_key, reserve) = &ops[0] else { panic!("first a reservation: {ops:#?}") };
         // Counters change by ADD only; the one SET is the request's lease beside them.
@@ -291,4 +304,69 @@ async fn hot_path_makes_two_round_trips_embedded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_path_makes_two_round_trips_dynamodb() {
     hot_path_round_trips(tollgate_tests::Backend::Dynamo).await;
+}
+
+/// An item's size as DynamoDB bills it: each attribute's name plus its value (strings by their
+/// UTF-8 length, numbers about one byte per two digits plus one, lists and maps 3 bytes plus
+/// their elements).
+fn dynamo_size(item: &tollgate::store::Item) -> usize {
+    use tollgate::store::Attr;
+    fn value(v: &Attr) -> usize {
+        match v {
+            Attr::S(s) => s.len(),
+            Attr::N(n) => n.unsigned_abs().to_string().len().div_ceil(2) + 1,
+            Attr::Bool(_) | Attr::Null => 1,
+            Attr::L(l) => 3 + l.iter().map(|v| value(v) + 1).sum::<usize>(),
+            Attr::M(m) => 3 + m.iter().map(|(k, v)| k.len() + value(v) + 1).sum::<usize>(),
+        }
+    }
+    item.iter().map(|(name, v)| name.len() + value(v)).sum()
+}
+
+backend_tests! {
+    mod hot_key;
+
+    /// One key's counters are one item, which DynamoDB writes at most 1,000 WCU a second (a
+    /// partition's limit), each write billed per started KB of the item as it stands. Every
+    /// request in flight keeps a lease on that item, so its size, and with it what each
+    /// reservation and settlement costs, grows with the key's concurrency. This pins the figures
+    /// the README's "One key's ceiling on DynamoDB" computes that ceiling from.
+    async fn a_keys_counters_item_grows_by_one_short_lease_per_request_in_flight(backend) {
+        const IN_FLIGHT: usize = 32;
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-1", 1.0, 1.0, None).await;
+        let (key_id, key) = app.api_key(&admin, json!({"budget_limit_cents": 100000, "rate_limit_rpm": 100000, "rate_limit_tpm": 100000000})).await;
+        let body = |content: &str| json!({"model": "mock-1", "max_tokens": 10, "messages": [{"role": "user", "content": content}]});
+        app.chat(&key, body("hi")).await.expect(200);
+        let idle = counters(&app, &admin, &key_id).await;
+        let leases = |item: &tollgate::store::Item| item.keys().filter(|k| k.starts_with("lease_")).count();
+        assert_eq!(leases(&idle), 0);
+
+        // Held upstream long enough for all of them to be in flight at once.
+        let requests = join_all((0..IN_FLIGHT).map(|_| app.chat(&key, body("hi [mock:delay_ms=5000]"))));
+        let watch = async {
+            let mut busiest = idle.clone();
+            for _ in 0..600 {
+                let item = counters(&app, &admin, &key_id).await;
+                if leases(&item) > leases(&busiest) {
+                    busiest = item;
+                }
+                if leases(&busiest) == IN_FLIGHT {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            busiest
+        };
+        let (results, busy) = tokio::join!(requests, watch);
+        assert!(results.iter().all(|r| r.status == 200));
+        assert_eq!(leases(&busy), IN_FLIGHT, "every request in flight holds one lease");
+        let (idle_size, busy_size) = (dynamo_size(&idle), dynamo_size(&busy));
+        let per_lease = (busy_size - idle_size) / IN_FLIGHT;
+        println!("counters item: {idle_size} bytes idle, {busy_size} bytes with {IN_FLIGHT} requests in flight: {per_lease} bytes per lease");
+        assert!(idle_size <= 400, "idle counters of three limits: {idle_size} bytes");
+        assert!((150..=320).contains(&per_lease), "a lease is {per_lease} bytes: {busy:#?}");
+        assert_eq!(leases(&counters(&app, &admin, &key_id).await), 0, "settled, every lease is gone");
+    }
 }
