@@ -255,8 +255,14 @@ fn choices(endpoint: Endpoint, body: &Map<String, Value>) -> ApiResult<i64> {
     Ok(choices)
 }
 
+/// A request body as the client sent it, parsed once and inspected.
 pub fn inspect(endpoint: Endpoint, bytes: &[u8]) -> ApiResult<Inspected> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))?;
+    inspect_value(endpoint, value)
+}
+
+/// A request already parsed (a front door's canonical request), inspected.
+pub fn inspect_value(endpoint: Endpoint, value: Value) -> ApiResult<Inspected> {
     let Value::Object(body) = value else {
         return Err(ApiError::bad_request("invalid_body", "the body must be a JSON object"));
     };

@@ -92,7 +92,7 @@ fn object_and_model(body: &[u8]) -> ApiResult<(Map<String, Value>, String)> {
 }
 
 /// A Messages request as the canonical chat request.
-pub fn canonical_request(body: &[u8]) -> ApiResult<Vec<u8>> {
+pub fn canonical_request(body: &[u8]) -> ApiResult<Value> {
     let (body, model) = object_and_model(body)?;
     let max_tokens = body
         .get("max_tokens")
@@ -103,13 +103,13 @@ pub fn canonical_request(body: &[u8]) -> ApiResult<Vec<u8>> {
 }
 
 /// A `count_tokens` request (a Messages request without `max_tokens`) as the canonical one.
-pub fn canonical_count_request(body: &[u8]) -> ApiResult<Vec<u8>> {
+pub fn canonical_count_request(body: &[u8]) -> ApiResult<Value> {
     let (body, model) = object_and_model(body)?;
     canonical(&body, &model, None)
 }
 
 /// The canonical request for a Messages body (`max_tokens` absent for count_tokens).
-fn canonical(body: &Map<String, Value>, model: &str, max_tokens: Option<i64>) -> ApiResult<Vec<u8>> {
+fn canonical(body: &Map<String, Value>, model: &str, max_tokens: Option<i64>) -> ApiResult<Value> {
     let mut messages = Vec::new();
     match body.get("system") {
         None | Some(Value::Null) => {}
@@ -201,7 +201,7 @@ fn canonical(body: &Map<String, Value>, model: &str, max_tokens: Option<i64>) ->
             }
         }
     }
-    Ok(out.to_string().into_bytes())
+    Ok(out)
 }
 
 fn stop_reason(finish_reason: &str) -> &'static str {
@@ -390,7 +390,7 @@ mod tests {
             {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}, {"type": "text", "text": "Thanks"}]},
         ]});
-        let out: Value = serde_json::from_slice(&canonical_request(&serde_json::to_vec(&body).unwrap()).unwrap()).unwrap();
+        let out = canonical_request(&serde_json::to_vec(&body).unwrap()).unwrap();
         assert_eq!(out["max_tokens"], 100);
         assert_eq!(out["stop"], json!(["END"]));
         assert_eq!(out["user"], "u");

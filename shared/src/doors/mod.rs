@@ -12,6 +12,26 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
+/// A request as the proxy takes it: the canonical request's bytes (what an OpenAI-shaped
+/// upstream is sent as they are) and, where a door wrote them, the canonical request they were
+/// written from, so the proxy does not parse again what the door has just serialised.
+pub struct Entered {
+    pub bytes: Bytes,
+    pub canonical: Option<Value>,
+}
+
+impl Entered {
+    /// The client's own bytes: OpenAI's door, whose shape is the canonical one.
+    pub fn as_sent(bytes: Bytes) -> Self {
+        Self { bytes, canonical: None }
+    }
+
+    /// A canonical request a door made.
+    pub fn translated(canonical: Value) -> Self {
+        Self { bytes: Bytes::from(canonical.to_string()), canonical: Some(canonical) }
+    }
+}
+
 /// Which shape the caller speaks.
 #[derive(Clone, Debug)]
 pub enum Door {

@@ -83,7 +83,7 @@ pub fn parse(bytes: &[u8]) -> ApiResult<Parsed> {
 
 impl Parsed {
     /// The exchange and its canonical chat request, the conversation so far being `history`.
-    pub fn exchange(self, id: String, created_at: i64, history: Vec<Value>) -> ApiResult<(Exchange, Vec<u8>)> {
+    pub fn exchange(self, id: String, created_at: i64, history: Vec<Value>) -> ApiResult<(Exchange, Value)> {
         let mut body = self.body;
         let input = input_items(body.remove("input").unwrap_or(Value::Null))?;
         let store = body.get("store").and_then(Value::as_bool).unwrap_or(true);
@@ -97,7 +97,7 @@ impl Parsed {
                 canonical(&exchange, false)?
             }
         };
-        Ok((exchange, canonical.to_string().into_bytes()))
+        Ok((exchange, canonical))
     }
 }
 
@@ -404,8 +404,7 @@ mod tests {
 
     fn exchange(body: Value, history: Vec<Value>) -> ApiResult<(Exchange, Value)> {
         let parsed = parse(body.to_string().as_bytes())?;
-        let (exchange, canonical) = parsed.exchange("resp_1".into(), 1, history)?;
-        Ok((exchange, serde_json::from_slice(&canonical).unwrap()))
+        parsed.exchange("resp_1".into(), 1, history)
     }
 
     #[test]

@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::error::ErrorEnvelope;
 use super::extract::{ApiQuery, ClientIp};
-use crate::doors::{self, Door};
+use crate::doors::{self, Door, Entered};
 use crate::error::{ApiError, ApiResult};
 use crate::proxy::{self, Endpoint, Requester};
 use crate::state::AppState;
@@ -100,8 +100,8 @@ async fn forward(state: AppState, endpoint: Endpoint, front: Front, headers: Hea
     let entered = async {
         let body = read_body(body).await?;
         Ok::<_, ApiError>(match front {
-            Front::OpenAi => (Door::OpenAi, body),
-            Front::Anthropic => (Door::Anthropic, doors::anthropic::canonical_request(&body)?.into()),
+            Front::OpenAi => (Door::OpenAi, Entered::as_sent(body)),
+            Front::Anthropic => (Door::Anthropic, Entered::translated(doors::anthropic::canonical_request(&body)?)),
             Front::Responses => {
                 let parsed = doors::responses::parse(&body)?;
                 let history = match &parsed.previous_response_id {
@@ -109,7 +109,7 @@ async fn forward(state: AppState, endpoint: Endpoint, front: Front, headers: Hea
                     None => vec![],
                 };
                 let (exchange, canonical) = parsed.exchange(doors::responses::new_id("resp"), state.gateway.clock.now().timestamp(), history)?;
-                (Door::Responses(std::sync::Arc::new(exchange)), canonical.into())
+                (Door::Responses(std::sync::Arc::new(exchange)), Entered::translated(canonical))
             }
         })
     };
@@ -183,7 +183,7 @@ async fn count_tokens(State(state): State<AppState>, headers: HeaderMap, ip: Cli
     let counted = async {
         let key = proxy::admit_key(&state.gateway, Endpoint::Chat, &caller(&headers, ip)).await?;
         let canonical = doors::anthropic::canonical_count_request(&read_body(body).await?)?;
-        let tokens = proxy::count_input_tokens(&state.gateway, &key, &canonical).await?;
+        let tokens = proxy::count_input_tokens(&state.gateway, &key, canonical).await?;
         Ok::<_, ApiError>(axum::Json(serde_json::json!({"input_tokens": tokens})))
     };
     in_anthropic_shape(counted.await.into_response()).await

@@ -37,7 +37,7 @@ use upstream::Failure;
 
 use crate::budget_events;
 use crate::catalog::Model;
-use crate::doors::Door;
+use crate::doors::{Door, Entered};
 use crate::error::{ApiError, ApiResult, current_request_id};
 use crate::identity::sha256_hex;
 use crate::keys::{self, ApiKey};
@@ -132,7 +132,7 @@ impl From<ApiError> for Answer {
 /// Serves one POST to the proxy, whose key `admit_key` accepted at `started`.
 /// The body is canonical (a door other than OpenAI's has translated it); the answer goes back
 /// through `door`.
-pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Requester, body: Bytes, started: Instant) -> Answer {
+pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Requester, body: Entered, started: Instant) -> Answer {
     let trace = gw.traces.as_ref().map(|t| t.request(endpoint, caller.traceparent.as_deref()));
     let root = trace.as_ref().map(FlightTrace::root);
     // Boxed: admission's future holds the request's parts and is kilobytes; inline it would
@@ -213,11 +213,15 @@ async fn admit(
     door: Door,
     key: ApiKey,
     caller: Requester,
-    body: Bytes,
+    body: Entered,
     started: Instant,
     trace: Option<FlightTrace>,
 ) -> Result<Flight, Answer> {
-    let mut req = crate::canonical::inspect(endpoint, &body)?;
+    let Entered { bytes: body, canonical } = body;
+    let mut req = match canonical {
+        Some(canonical) => crate::canonical::inspect_value(endpoint, canonical)?,
+        None => crate::canonical::inspect(endpoint, &body)?,
+    };
     if let Some(trace) = &trace {
         trace.admitted(&req.model, req.body.get("messages").or_else(|| req.body.get("input")));
     }

@@ -214,8 +214,8 @@ pub async fn get_model(gw: &Gateway, key: &ApiKey, id: &str) -> ApiResult<Value>
 
 /// `POST /v1/messages/count_tokens`: the input tokens a canonical request is reserved at on
 /// its model: an upper bound (bytes of text plus framing), not a tokenizer's count.
-pub async fn count_input_tokens(gw: &Gateway, key: &ApiKey, canonical: &[u8]) -> ApiResult<i64> {
-    let req = crate::canonical::inspect(Endpoint::Chat, canonical)?;
+pub async fn count_input_tokens(gw: &Gateway, key: &ApiKey, canonical: Value) -> ApiResult<i64> {
+    let req = crate::canonical::inspect_value(Endpoint::Chat, canonical)?;
     if !key.allows_model(&req.model) {
         return Err(ApiError::forbidden("model_not_allowed", format!("this API key may not use the model {:?}", req.model)));
     }
