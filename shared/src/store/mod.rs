@@ -371,6 +371,42 @@ pub(crate) fn holds(cond: &Cond, item: Option<&Item>) -> bool {
 
 /// Applies an update to an item (or to a new one holding only the key).
 pub(crate) fn apply_update(key: &Key, current: Option<Item>, update: &Update) -> StoreResult<Item> {
+    let added = added_values(current.as_ref(), update)?;
+    Ok(apply_checked(key, current, update, added))
+}
+
+/// What each attribute an update ADDs to comes to on `item`, or why the update cannot apply
+/// (an ADD to a value that is not a number, or past i64): checked before anything changes, so
+/// a store can apply a transaction's updates in place once all of them are known to apply.
+pub(crate) fn added_values(item: Option<&Item>, update: &Update) -> StoreResult<Vec<(String, i64)>> {
+    let mut added: Vec<(String, i64)> = Vec::with_capacity(update.add.len());
+    for (name, delta) in &update.add {
+        let current = match added.iter().position(|(n, _)| n == name) {
+            Some(i) => Some(Attr::N(added.swap_remove(i).1)),
+            // As `apply_checked` leaves it before its ADDs: SET wins, then what is there, then
+            // SET if absent.
+            None => update
+                .set
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| item.and_then(|i| i.get(name)).cloned())
+                .or_else(|| update.set_if_absent.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())),
+        };
+        let current = match current {
+            None => 0,
+            Some(Attr::N(n)) => n,
+            Some(_) => return Err(StoreError::Backend(format!("ADD to non-numeric attribute {name}"))),
+        };
+        let next = current.checked_add(*delta).ok_or_else(|| StoreError::Backend(format!("counter {name} overflowed")))?;
+        added.push((name.clone(), next));
+    }
+    Ok(added)
+}
+
+/// Applies an update whose ADDs `added_values` has worked out.
+pub(crate) fn apply_checked(key: &Key, current: Option<Item>, update: &Update, added: Vec<(String, i64)>) -> Item {
     let mut item = current.unwrap_or_else(|| {
         let mut i = Item::new();
         i.insert(PK.into(), Attr::S(key.pk.clone()));
@@ -383,23 +419,42 @@ pub(crate) fn apply_update(key: &Key, current: Option<Item>, update: &Update) ->
     for (name, value) in &update.set_if_absent {
         item.entry(name.clone()).or_insert_with(|| value.clone());
     }
-    for (name, delta) in &update.add {
-        let current = match item.get(name) {
-            None => 0,
-            Some(Attr::N(n)) => *n,
-            Some(_) => return Err(StoreError::Backend(format!("ADD to non-numeric attribute {name}"))),
-        };
-        let next = current.checked_add(*delta).ok_or_else(|| StoreError::Backend(format!("counter {name} overflowed")))?;
-        item.insert(name.clone(), Attr::N(next));
+    for (name, value) in added {
+        item.insert(name, Attr::N(value));
     }
     for name in &update.remove {
         item.remove(name);
     }
-    Ok(item)
+    item
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_add_after_their_sets_and_refuse_before_changing_anything() {
+        let key = Key::new("P", "S");
+        let item = Item::from([("n".to_string(), Attr::N(5)), ("s".to_string(), Attr::S("x".into())), ("kept".to_string(), Attr::N(1))]);
+        let update = Update::default()
+            .add("n", 2)
+            .add("n", 3)
+            .set("m", 10)
+            .add("m", 1)
+            .set_if_absent("n", 100)
+            .set_if_absent("fresh", 7)
+            .add("fresh", 1)
+            .add("zero", -4)
+            .remove("kept");
+        let after = apply_update(&key, Some(item.clone()), &update).unwrap();
+        let n = |name: &str| after.get(name).and_then(Attr::as_i64);
+        assert_eq!((n("n"), n("m"), n("fresh"), n("zero"), n("kept")), (Some(10), Some(11), Some(8), Some(-4), None));
+        assert!(added_values(Some(&item), &Update::default().add("n", 1).add("s", 1)).is_err(), "an ADD to a string");
+        assert!(added_values(Some(&item), &Update::default().add("n", i64::MAX)).is_err(), "past i64");
+        let fresh = apply_update(&key, None, &Update::default().add("c", 1)).unwrap();
+        assert_eq!(fresh, Item::from([("PK".to_string(), Attr::S("P".into())), ("SK".to_string(), Attr::S("S".into())), ("c".to_string(), Attr::N(1))]));
+    }
+
     #[test]
     fn time_keys_are_fixed_width_and_order_as_times_do() {
         let times = ["2026-01-02T03:04:05Z", "2026-01-02T03:04:05.000001Z", "2026-12-31T23:59:59.999999999Z"];

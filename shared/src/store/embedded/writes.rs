@@ -16,7 +16,7 @@ use redb::{Database, ReadOnlyTable, ReadableDatabase, Table};
 
 use super::wal::Wal;
 use super::{GSI1, GSI2, ITEMS, META, backend, index_key, raw_get};
-use crate::store::{Index, Item, Key, StoreError, StoreResult, TxOp, apply_update, holds, is_expired, now_epoch};
+use crate::store::{Index, Item, Key, StoreError, StoreResult, TxOp, added_values, apply_checked, holds, is_expired, now_epoch};
 
 /// How long a write stays in the overlay (and the log) before redb takes it. Nobody waits for
 /// this; it bounds the overlay's size and, for writes nobody waits on, what a crash can lose.
@@ -26,6 +26,13 @@ pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// transaction of checks), or the index of the operation whose condition failed (and then
 /// nothing of it was written).
 pub(super) type TxOutcome = Result<Option<Arc<Item>>, usize>;
+
+/// One write of a transaction whose conditions all held.
+enum Write {
+    Put(Item),
+    Update { current: Option<Arc<Item>>, update: crate::store::Update, added: Vec<(String, i64)> },
+    Delete,
+}
 
 /// An item written since the last commit: its newest version (None: deleted) and the
 /// transaction that wrote it.
@@ -138,7 +145,7 @@ impl Writes {
         // from redb, which serves them from its cache.
         let now = now_epoch();
         let mut checked: Vec<Key> = Vec::with_capacity(ops.len());
-        let mut writes: Vec<(Key, Option<Arc<Item>>)> = Vec::with_capacity(ops.len());
+        let mut writes: Vec<(Key, Write)> = Vec::with_capacity(ops.len());
         for (i, op) in ops.into_iter().enumerate() {
             let (key, cond) = match &op {
                 TxOp::Put { item, cond } => (Key::of(item).ok_or_else(|| StoreError::Backend("item lacks a string PK and SK".into()))?, cond.as_ref()),
@@ -163,22 +170,37 @@ impl Writes {
                 return Ok((Err(i), None));
             }
             match op {
-                TxOp::Put { item, .. } => writes.push((key, Some(Arc::new(item)))),
+                TxOp::Put { item, .. } => writes.push((key, Write::Put(item))),
                 TxOp::Update { update, .. } => {
-                    let updated = apply_update(&key, current.map(Arc::unwrap_or_clone), &update)?;
-                    writes.push((key, Some(Arc::new(updated))));
+                    let added = added_values(current.as_deref(), &update)?;
+                    writes.push((key, Write::Update { current, update, added }));
                 }
-                TxOp::Delete { .. } => writes.push((key, None)),
+                TxOp::Delete { .. } => writes.push((key, Write::Delete)),
                 TxOp::Check { .. } => checked.push(key),
             }
         }
         if writes.is_empty() {
             return Ok((Ok(None), None));
         }
+        // Every condition held and every update applies: from here nothing fails.
         overlay.applied += 1;
         let seq = overlay.applied;
-        let last = writes.last().and_then(|(_, item)| item.clone());
-        for (key, item) in writes {
+        let mut last = None;
+        for (key, write) in writes {
+            let item = match write {
+                Write::Put(item) => Some(Arc::new(item)),
+                Write::Delete => None,
+                Write::Update { current, update, added } => {
+                    // The overlay's copy of the item is replaced below: dropped first, the item
+                    // is updated in place rather than copied whole (a counters item carries a
+                    // lease for every request in flight), unless the log or a commit is reading it.
+                    if let Some(pending) = overlay.dirty.get_mut(&key) {
+                        pending.item = None;
+                    }
+                    Some(Arc::new(apply_checked(&key, current.map(Arc::unwrap_or_clone), &update, added)))
+                }
+            };
+            last.clone_from(&item);
             overlay.dirty.insert(key, Pending { item, seq, encoded: Arc::default() });
         }
         overlay.dirty_since.get_or_insert_with(Instant::now);
