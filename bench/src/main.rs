@@ -16,34 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde_json::{Value, json};
-
-const ANSWER: &str = r#"{"id":"b","object":"chat.completion","model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"a short benchmark answer"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
-
-/// The upstream: answers at once, so all measured time is HTTP and what is in between.
-async fn upstream(body: Bytes) -> Response {
-    let streamed = serde_json::from_slice::<Value>(&body).is_ok_and(|v| v["stream"] == true);
-    if !streamed {
-        return ([(header::CONTENT_TYPE, "application/json")], ANSWER).into_response();
-    }
-    let mut events = String::new();
-    for word in ["a", "short", "benchmark", "answer", "!"] {
-        events += &format!(
-            "data: {}\n\n",
-            json!({"id": "b", "object": "chat.completion.chunk", "model": "bench", "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": null}]})
-        );
-    }
-    events += &format!(
-        "data: {}\n\n",
-        json!({"id": "b", "object": "chat.completion.chunk", "model": "bench", "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}})
-    );
-    events += "data: [DONE]\n\n";
-    Response::builder().header(header::CONTENT_TYPE, "text/event-stream").body(Body::from(events)).unwrap()
-}
+use tollgate_bench::{CpuMeter, Pacing, Upstream, machine_ticks, resident_mib, steal_since, wait_listening};
 
 struct Target {
     url: String,
@@ -108,41 +82,6 @@ async fn load(client: &reqwest::Client, target: &Target, body: &Value, concurren
     run
 }
 
-/// The CPU time a process has used, from /proc (user + system, in clock ticks of 10 ms).
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; the fields after it are space-separated.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
-/// The machine's (all, stolen) time so far, in ticks, from the first line of /proc/stat.
-fn machine_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let ticks: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
-    Some((ticks.iter().take(8).sum(), *ticks.get(7)?))
-}
-
-/// The CPU µs per request a process spent over one run.
-struct CpuMeter {
-    pid: u32,
-    start: Option<u64>,
-}
-
-impl CpuMeter {
-    fn start(pid: u32) -> Self {
-        Self { pid, start: cpu_ticks(pid) }
-    }
-
-    fn per_request(&self, requests: usize) -> String {
-        match (self.start, cpu_ticks(self.pid)) {
-            (Some(a), Some(b)) if requests > 0 => format!("{:.0}", (b - a) as f64 * 10_000.0 / requests as f64),
-            _ => "-".into(),
-        }
-    }
-}
-
-/// The share of the machine's time the hypervisor stole since `start`.
 /// The latency of writing 4 KiB to a file in `dir` and syncing it (fdatasync), as the
 /// embedded store's write-ahead log does per commit: its p50 and p99 in ms.
 fn fsync_latency(dir: &std::path::Path) -> std::io::Result<(f64, f64)> {
@@ -162,42 +101,6 @@ fn fsync_latency(dir: &std::path::Path) -> std::io::Result<(f64, f64)> {
     Ok((took[took.len() / 2], took[took.len() * 99 / 100]))
 }
 
-fn steal_since(start: Option<(u64, u64)>) -> String {
-    match (start, machine_ticks()) {
-        (Some((all_a, st_a)), Some((all_b, st_b))) if all_b > all_a => format!("{:.0}%", (st_b - st_a) as f64 * 100.0 / (all_b - all_a) as f64),
-        _ => "-".into(),
-    }
-}
-
-/// A child process, killed when dropped (also when the benchmark fails half-way).
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_listening(client: &reqwest::Client, url: &str) {
-    for _ in 0..200 {
-        if client.get(url).send().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn admin_call(client: &reqwest::Client, base: &str, path: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
-    let mut req = client.post(format!("{base}{path}")).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await?;
-    anyhow::ensure!(resp.status().is_success(), "{path}: {}", resp.text().await?);
-    Ok(resp.json().await?)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -208,61 +111,23 @@ async fn main() -> anyhow::Result<()> {
         levels = vec![1, 16, 64];
     }
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let upstream_addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, axum::Router::new().route("/v1/chat/completions", post(upstream))).await });
+    let upstream = Upstream::start(Pacing { events: 5, gap: Duration::ZERO }).await?;
+    let upstream_addr = upstream.addr;
 
     let data = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let gateway = Child(
-        std::process::Command::new(&gateway_bin)
-            .arg("serve")
-            .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("TOLLGATE_DATA_DIR", data.path())
-            .env("TOLLGATE_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start {gateway_bin}: {e} (build it: cargo build --profile perf -p tollgate-local)"))?,
-    );
-    let forwarder_bin = std::env::current_exe()?.with_file_name("tollgate-forwarder");
-    let forwarder_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let forwarder = Child(
-        std::process::Command::new(&forwarder_bin)
-            .arg(format!("127.0.0.1:{forwarder_port}"))
-            .arg(format!("http://{upstream_addr}/v1/chat/completions"))
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start {}: {e} (build it: cargo build --profile perf -p tollgate-bench)", forwarder_bin.display()))?,
-    );
+    let port = tollgate_bench::free_port()?;
+    let gateway = tollgate_bench::spawn_gateway(&gateway_bin, data.path(), port)?;
+    let forwarder_port = tollgate_bench::free_port()?;
+    let forwarder = tollgate_bench::spawn_forwarder(forwarder_port, &upstream.url())?;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
     wait_listening(&client, &format!("{base}/api/setup/status")).await;
     wait_listening(&client, &format!("http://127.0.0.1:{forwarder_port}/")).await;
-    let idle_rss = resident_mib(gateway.0.id());
-    let admin = admin_call(&client, &base, "/api/setup/first-admin", None, json!({"email": "bench@example.com", "password": "bench password"})).await?;
-    let admin = admin["token"].as_str().unwrap_or_default().to_string();
-    admin_call(
-        &client,
-        &base,
-        "/api/models",
-        Some(&admin),
-        json!({
-            "id": "bench", "provider": "openai-compatible", "baseUrl": format!("http://{upstream_addr}/v1"), "apiKey": "sk-bench",
-            "inputPrice": 0.25, "outputPrice": 2.0, "contextWindow": 128000
-        }),
-    )
-    .await?;
+    let idle_rss = resident_mib(gateway.id());
+    let admin = tollgate_bench::first_admin(&client, &base).await?;
+    tollgate_bench::add_model(&client, &base, &admin, tollgate_bench::INSTANT, upstream_addr).await?;
     // Every limit on, none binding.
-    let key = admin_call(
-        &client,
-        &base,
-        "/admin/v1/me/api-keys",
-        Some(&admin),
-        json!({
-            "name": "bench", "budget_limit_cents": 100_000_000, "rate_limit_rpm": 100_000_000, "rate_limit_tpm": 2_000_000_000
-        }),
-    )
-    .await?;
-    let key = key["key"].as_str().unwrap_or_default().to_string();
+    let key = tollgate_bench::create_key(&client, &base, &admin, "bench").await?;
 
     let direct = Target { url: format!("http://{upstream_addr}/v1/chat/completions"), key: None };
     let bare = Target { url: format!("http://127.0.0.1:{forwarder_port}/v1/chat/completions"), key: None };
@@ -311,14 +176,14 @@ async fn main() -> anyhow::Result<()> {
             let _ = load(&client, &bare, &body, concurrency, Duration::from_millis(200)).await;
             let machine = machine_ticks();
             let d = load(&client, &direct, &body, concurrency, Duration::from_secs(seconds)).await;
-            let meter = CpuMeter::start(forwarder.0.id());
+            let meter = CpuMeter::start(forwarder.id());
             let b = load(&client, &bare, &body, concurrency, Duration::from_secs(seconds)).await;
             let bare_cpu = meter.per_request(b.latencies_us.len());
-            let meter = CpuMeter::start(gateway.0.id());
+            let meter = CpuMeter::start(gateway.id());
             let p = load(&client, &proxied, &body, concurrency, Duration::from_secs(seconds)).await;
             let gateway_cpu = meter.per_request(p.latencies_us.len());
             proxied_requests += p.latencies_us.len();
-            loaded_rss = loaded_rss.max(resident_mib(gateway.0.id()));
+            loaded_rss = loaded_rss.max(resident_mib(gateway.id()));
             let errors = d.errors + b.errors + p.errors;
             println!(
                 "{:>4} {:>8} | {:>8} {:>8} {:>6.0} | {:>8} {:>8} {:>6.0} {:>5.2} | {:>8} {:>8} {:>6.0} {:>5.2} | {:>8} {:>8} | {:>6} {:>6} {:>5}{}",
@@ -349,7 +214,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     println!(
         "  gateway resident memory: {idle_rss:.1} MiB idle after start, {loaded_rss:.1} MiB at most right after a run, {:.1} MiB 5 s after the last",
-        resident_mib(gateway.0.id())
+        resident_mib(gateway.id())
     );
     // What each request leaves on disk: what the store's files (records, rollups, counters, the
     // log) grew by over every request the gateway served, apparent size and blocks allocated.
@@ -379,11 +244,4 @@ fn disk_usage(dir: &std::path::Path) -> (u64, u64) {
         }
     }
     total
-}
-
-/// A process's resident set (VmRSS) in MiB, from /proc (0 where there is none to read).
-fn resident_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
-    kib.unwrap_or(0.0) / 1024.0
 }
