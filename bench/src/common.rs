@@ -34,10 +34,17 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Starts it on a free local port, in this process's runtime.
-    pub async fn start(pacing: Pacing) -> anyhow::Result<Self> {
+    /// Starts it on a free local port, in this process's runtime; `nodelay`: without Nagle's
+    /// algorithm on accepted connections, as a stream's events need (else each small write
+    /// after the first waits for the client's delayed acknowledgement, ~40 ms).
+    pub async fn start(pacing: Pacing, nodelay: bool) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| {
+            if nodelay {
+                let _ = tcp.set_nodelay(true);
+            }
+        });
         let (release, _) = tokio::sync::watch::channel(0u64);
         let state = UpstreamState { pacing, release: release.subscribe() };
         let app = axum::Router::new().route("/v1/chat/completions", post(upstream)).with_state(state);
@@ -96,8 +103,11 @@ async fn upstream(State(state): State<UpstreamState>, body: Bytes) -> Response {
             let paced = futures::stream::unfold(0usize, move |i| async move {
                 match i {
                     _ if i < events => {
-                        // On a fixed schedule from the start, so the gaps do not drift.
-                        tokio::time::sleep_until(start + gap * i as u32).await;
+                        // On a fixed schedule from the start, so the gaps do not drift; the
+                        // first at once (a timer would wait for its next millisecond tick).
+                        if i > 0 {
+                            tokio::time::sleep_until(start + gap * i as u32).await;
+                        }
                         Some((chunk(&format!("w{i} ")), i + 1))
                     }
                     _ if i == events => Some((usage_chunk(events) + "data: [DONE]\n\n", i + 1)),

@@ -111,7 +111,8 @@ async fn main() -> anyhow::Result<()> {
         levels = vec![1, 16, 64];
     }
 
-    let upstream = Upstream::start(Pacing { events: 5, gap: Duration::ZERO }).await?;
+    // Its answers are written whole: Nagle's algorithm left on, as it always was here.
+    let upstream = Upstream::start(Pacing { events: 5, gap: Duration::ZERO }, false).await?;
     let upstream_addr = upstream.addr;
 
     let data = tempfile::tempdir()?;
