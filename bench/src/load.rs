@@ -858,7 +858,8 @@ async fn main() -> anyhow::Result<()> {
     let mut gateway_frontier = None;
     if o.runs("frontier") {
         let steps = frontier_section(&client, &vias, &o).await;
-        gateway_frontier = frontier(&steps[2], 10.0, LADDER[LADDER.len() - 1]);
+        // Below the ladder's lowest rate: half of that.
+        gateway_frontier = Some(frontier(&steps[2], 10.0, LADDER[LADDER.len() - 1]).map_or(LADDER[0], |(r, _)| r));
     }
     // The memory figures each on a fresh gateway (and forwarder): one that has just been
     // overloaded, or taken 10,000 keys, holds more for a while, and that would blur them.
@@ -872,7 +873,7 @@ async fn main() -> anyhow::Result<()> {
         streams_section(&paths, &upstream, o.streams).await?;
     }
     if let Some(seconds) = o.soak {
-        let rate = o.rate.or(gateway_frontier.map(|(r, _)| r / 2.0)).unwrap_or(500.0);
+        let rate = o.rate.or(gateway_frontier.map(|r| r / 2.0)).unwrap_or(500.0);
         let fresh = start_ours(&o.gateway_bin, &upstream, &client).await?;
         soak_section(&client, &fresh.via, "a fresh gateway", seconds, rate).await;
         for via in &vias[3..] {
