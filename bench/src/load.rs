@@ -262,7 +262,7 @@ async fn ttft(client: &reqwest::Client, vias: &[Via], o: &Options) {
     for concurrency in [1, o.ttft_concurrency] {
         let mut direct: Option<[f64; 4]> = None;
         for via in vias {
-            let _ = paced_streams(client, via, events, 2, 2, Duration::ZERO).await; // warm-up: connections, caches
+            let _ = paced_streams(client, via, events, 1, 2, Duration::ZERO).await; // warm-up: a connection, caches
             let s = paced_streams(client, via, events, concurrency, o.ttft_sequential, Duration::from_secs(2)).await;
             let v = [pct_ms(&s.ttft_us, 0.5), pct_ms(&s.ttft_us, 0.99), pct_ms(&s.gaps_us, 0.5), pct_ms(&s.gaps_us, 0.99)];
             let d = *direct.get_or_insert(v);
@@ -359,8 +359,9 @@ async fn open_loop(client: &reqwest::Client, via: &Via, body: Bytes, rate: f64, 
 }
 
 /// Waits (up to 30 s) until the path's process has gone quiet: under 20% of a core over a
-/// quarter second. An overloaded gateway goes on working through what its clients gave up
-/// on; the next rate, or the next path's, should not run beside that. Returns the wait.
+/// quarter second. An overloaded process may go on working after its load has stopped
+/// (requests still queued, records to settle); the next rate, or the next path's, should not
+/// run beside that. Returns the wait.
 async fn settle(via: &Via) -> Duration {
     let started = Instant::now();
     let Some(pid) = via.pid else { return Duration::ZERO };
@@ -417,7 +418,7 @@ async fn frontier_section(client: &reqwest::Client, vias: &[Via], o: &Options) -
     }
     let mut steps: Vec<Vec<Step>> = vec![Vec::new(); vias.len()];
     let mut notes = Vec::new();
-    // What came before (the keys section's first requests, say) may still keep it busy.
+    // What came before (the ttft section's streams, say) may still keep it busy.
     for via in vias {
         let waited = settle(via).await;
         if waited > Duration::from_secs(2) {
@@ -633,7 +634,9 @@ async fn soak_section(client: &reqwest::Client, via: &Via, label: &str, seconds:
     let b = body(INSTANT, false);
     while started.elapsed().as_secs() + sample <= seconds {
         let s = open_loop(client, via, b.clone(), rate, Duration::from_secs(sample)).await;
-        let t = started.elapsed().as_secs_f64();
+        // Each window's nominal end (each runs a little over, draining), so the windows of the
+        // verdict hold the samples meant, not the one at 60.5 s in "after 60 s".
+        let t = ((samples.len() + 1) as u64 * sample) as f64;
         let rss = via.rss();
         samples.push((t, rss));
         println!("  {t:>5.0} s {rss:>7.1} MiB   achieved {:>6.0}/s p50 {} p99 {} errors {}", s.achieved, ms(s.p50), ms(s.p99), s.errors);
