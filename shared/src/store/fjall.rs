@@ -2,17 +2,18 @@
 //! in `docs/embedded-engines.md` (`TOLLGATE_STORE_ENGINE=fjall`). Three keyspaces: the items
 //! under their (pk, sk), and one per GSI holding (index pk, index sk, pk, sk) with no value.
 //!
-//! A transaction is one fjall single-writer transaction, run on the caller's thread: fjall
-//! serialises them, each reads its items as they stand, and its commit writes the journal
-//! (flushed to the OS, not synced) and is visible at once. Durability is one `persist(SyncData)`
-//! (fdatasync of the journal) shared by every durable writer that waits meanwhile (group commit,
-//! on a thread of its own); buffered writes ride on the next one, or on a flush within
-//! `FLUSH_EVERY`.
+//! Writes go to one writer thread, which takes every transaction waiting and runs each as one
+//! fjall single-writer transaction (reading its items as they stand, committed to the journal's
+//! buffer and visible at once), then makes the batch durable with one `persist(SyncData)` (the
+//! journal's fdatasync) when any of them waits for durability, or only hands it to the OS
+//! (`persist(Buffer)`) when none does: group commit, as with redb's log. Buffered writes are
+//! synced by the next durable batch or a flush within `FLUSH_EVERY`. (fjall's persist holds the
+//! journal's lock while it syncs, so commits made meanwhile wait: on the writer thread, not on
+//! the async runtime's.) Reads run on the caller's thread.
 
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -29,34 +30,48 @@ const HIGH: &str = "\u{10FFFF}";
 /// only), or the index of the operation whose condition failed.
 type Outcome = Result<Option<Item>, usize>;
 
+struct Job {
+    ops: Vec<TxOp>,
+    durable: bool,
+    reply: tokio::sync::oneshot::Sender<StoreResult<Outcome>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    closing: bool,
+}
+
 struct Shared {
     db: SingleWriterTxDatabase,
     items: SingleWriterTxKeyspace,
     gsi: [SingleWriterTxKeyspace; 2],
-    /// Transactions committed (to the journal, unsynced) so far.
-    committed: AtomicU64,
-    /// The last transaction someone waits to see synced, and whether the store closes.
-    wanted: Mutex<(u64, bool)>,
+    queue: Mutex<Queue>,
     wake: Condvar,
-    /// Transactions synced so far, or why syncing failed.
-    synced: tokio::sync::watch::Sender<Result<u64, String>>,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 #[derive(Clone)]
 pub struct FjallStore {
     shared: Arc<Shared>,
-    _syncer: Arc<Syncer>,
+    _writer: Arc<Writer>,
 }
 
-/// The thread that syncs the journal; dropped with the last handle, after a last sync.
-struct Syncer {
+/// The writer thread, which commits and syncs what is queued and ends when the last handle is
+/// dropped.
+struct Writer {
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Drop for Syncer {
+impl Drop for Writer {
     fn drop(&mut self) {
-        self.shared.wanted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).1 = true;
+        self.shared.queue().closing = true;
         self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -127,77 +142,20 @@ impl FjallStore {
         let db = SingleWriterTxDatabase::builder(path).open().map_err(backend)?;
         let keyspace = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(backend);
         let (items, gsi) = (keyspace("items")?, [keyspace("gsi1")?, keyspace("gsi2")?]);
-        let shared = Arc::new(Shared {
-            db,
-            items,
-            gsi,
-            committed: AtomicU64::new(0),
-            wanted: Mutex::new((0, false)),
-            wake: Condvar::new(),
-            synced: tokio::sync::watch::Sender::new(Ok(0)),
-        });
-        let syncer = shared.clone();
-        let thread = std::thread::Builder::new().name("tollgate-fjall-sync".into()).spawn(move || run_sync(&syncer)).map_err(backend)?;
-        Ok(Self { shared: shared.clone(), _syncer: Arc::new(Syncer { shared, thread: Some(thread) }) })
+        let shared = Arc::new(Shared { db, items, gsi, queue: Mutex::default(), wake: Condvar::new() });
+        let writer = shared.clone();
+        let thread = std::thread::Builder::new().name("tollgate-fjall-write".into()).spawn(move || run_writer(&writer)).map_err(backend)?;
+        Ok(Self { shared: shared.clone(), _writer: Arc::new(Writer { shared, thread: Some(thread) }) })
     }
 
     async fn write(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<Outcome> {
         if ops.len() > 100 {
             return Err(StoreError::Backend("a transaction holds at most 100 operations".into()));
         }
-        let (outcome, seq) = self.apply(ops)?;
-        if let Some(seq) = seq.filter(|_| durable) {
-            let mut synced = self.shared.synced.subscribe();
-            {
-                let mut wanted = self.shared.wanted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                wanted.0 = wanted.0.max(seq);
-            }
-            self.shared.wake.notify_one();
-            let reached = synced
-                .wait_for(|s| s.as_ref().map_or(true, |done| *done >= seq))
-                .await
-                .map_err(|_| StoreError::Backend("the store's sync thread has stopped".into()))?;
-            if let Err(failed) = &*reached {
-                return Err(StoreError::Backend(failed.clone()));
-            }
-        }
-        Ok(outcome)
-    }
-
-    /// Runs one transaction; its outcome, and its number when it wrote anything.
-    fn apply(&self, ops: Vec<TxOp>) -> StoreResult<(Outcome, Option<u64>)> {
-        let s = &*self.shared;
-        let mut tx = s.db.write_tx();
-        let planned = plan(ops, |key| tx.get(&s.items, key_of(&[&key.pk, &key.sk])).map_err(backend)?.map(|v| decode(&v)).transpose())?;
-        let writes = match planned {
-            Ok(writes) if !writes.is_empty() => writes,
-            other => return Ok((other.map(|_| None), None)),
-        };
-        for write in &writes {
-            let key = &write.key;
-            for (n, index) in [Index::Gsi1, Index::Gsi2].into_iter().enumerate() {
-                let new = write.new.as_ref().and_then(|item| index_key(item, index));
-                if write.old_index[n] == new {
-                    continue;
-                }
-                if let Some((gpk, gsk)) = &write.old_index[n] {
-                    tx.remove(&s.gsi[n], key_of(&[gpk, gsk, &key.pk, &key.sk]));
-                }
-                if let Some((gpk, gsk)) = &new {
-                    tx.insert(&s.gsi[n], key_of(&[gpk, gsk, &key.pk, &key.sk]), []);
-                }
-            }
-            let item_key = key_of(&[&key.pk, &key.sk]);
-            match &write.new {
-                // An item is a map of string keys to plain values: serde_json has nothing to refuse.
-                Some(item) => tx.insert(&s.items, item_key, serde_json::to_vec(item).map_err(backend)?),
-                None => tx.remove(&s.items, item_key),
-            }
-        }
-        tx.commit().map_err(backend)?;
-        // Counted once committed: a sync that starts later covers it.
-        let seq = s.committed.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok((Ok(writes.into_iter().next_back().and_then(|w| w.new)), Some(seq)))
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.shared.queue().jobs.push(Job { ops, durable, reply });
+        self.shared.wake.notify_one();
+        answer.await.map_err(|_| StoreError::Backend("the store's writer thread has stopped".into()))?
     }
 
     async fn transact_with(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<()> {
@@ -261,44 +219,75 @@ impl FjallStore {
     }
 }
 
-/// The sync thread: whenever someone waits for durability, or buffered writes have waited
-/// `FLUSH_EVERY`, syncs the journal and tells the waiters how far it came.
-fn run_sync(s: &Shared) {
-    let mut done = 0u64;
-    let mut unsynced_since: Option<Instant> = None;
+/// The writer thread: takes every queued transaction, commits each, then syncs the journal
+/// once when any of them is durable (or buffered ones have waited `FLUSH_EVERY`) and answers.
+fn run_writer(s: &Shared) {
+    let mut unsynced: Option<Instant> = None;
     loop {
-        let mut wanted = s.wanted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        loop {
-            let committed = s.committed.load(Ordering::SeqCst);
-            if committed > done {
-                unsynced_since.get_or_insert_with(Instant::now);
+        let (mut jobs, closing) = {
+            let mut queue = s.queue();
+            while queue.jobs.is_empty() && !queue.closing && unsynced.is_none_or(|since| since.elapsed() < FLUSH_EVERY) {
+                let wait = unsynced.map_or(FLUSH_EVERY, |since| FLUSH_EVERY.saturating_sub(since.elapsed()));
+                queue = s.wake.wait_timeout(queue, wait).unwrap_or_else(std::sync::PoisonError::into_inner).0;
             }
-            let due = unsynced_since.is_some_and(|since| since.elapsed() >= FLUSH_EVERY);
-            if wanted.0 > done || due || (wanted.1 && committed > done) {
-                break;
-            }
-            if wanted.1 {
+            (std::mem::take(&mut queue.jobs), queue.closing)
+        };
+        if jobs.is_empty() && unsynced.is_none() {
+            if closing {
                 return;
             }
-            let wait = unsynced_since.map_or(FLUSH_EVERY, |since| FLUSH_EVERY.saturating_sub(since.elapsed()));
-            wanted = s.wake.wait_timeout(wanted, wait).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+            continue;
         }
-        drop(wanted);
-        let upto = s.committed.load(Ordering::SeqCst);
-        match s.db.persist(PersistMode::SyncData) {
-            Ok(()) => {
-                done = upto;
-                unsynced_since = None;
-                s.synced.send_modify(|v| *v = Ok(upto));
-            }
+        let mut outcomes: Vec<StoreResult<Outcome>> = jobs.iter_mut().map(|job| apply(s, std::mem::take(&mut job.ops))).collect();
+        let durable = jobs.iter().any(|j| j.durable) || (jobs.is_empty() && unsynced.is_some());
+        match s.db.persist(if durable { PersistMode::SyncData } else { PersistMode::Buffer }) {
+            Ok(()) if durable => unsynced = None,
+            Ok(()) => unsynced = unsynced.or_else(|| Some(Instant::now())),
             Err(e) => {
-                let failed = format!("the embedded store could not sync its journal ({e}); it takes no more durable writes until restarted");
-                tracing::error!("{failed}");
-                s.synced.send_modify(|v| *v = Err(failed));
-                return;
+                // fjall takes no more writes after a failed persist; those waiting hear why.
+                tracing::error!("the embedded store could not sync its journal: {e}");
+                unsynced = Some(Instant::now());
+                outcomes.iter_mut().for_each(|o| *o = Err(backend(&e)));
             }
+        }
+        for (job, outcome) in jobs.into_iter().zip(outcomes) {
+            let _ = job.reply.send(outcome);
         }
     }
+}
+
+/// Runs one transaction as a fjall transaction committed to the journal's buffer (the writer
+/// thread flushes or syncs it after the batch).
+fn apply(s: &Shared, ops: Vec<TxOp>) -> StoreResult<Outcome> {
+    let mut tx = s.db.write_tx().durability(None);
+    let planned = plan(ops, |key| tx.get(&s.items, key_of(&[&key.pk, &key.sk])).map_err(backend)?.map(|v| decode(&v)).transpose())?;
+    let writes = match planned {
+        Ok(writes) => writes,
+        Err(index) => return Ok(Err(index)),
+    };
+    for write in &writes {
+        let key = &write.key;
+        for (n, index) in [Index::Gsi1, Index::Gsi2].into_iter().enumerate() {
+            let new = write.new.as_ref().and_then(|item| index_key(item, index));
+            if write.old_index[n] == new {
+                continue;
+            }
+            if let Some((gpk, gsk)) = &write.old_index[n] {
+                tx.remove(&s.gsi[n], key_of(&[gpk, gsk, &key.pk, &key.sk]));
+            }
+            if let Some((gpk, gsk)) = &new {
+                tx.insert(&s.gsi[n], key_of(&[gpk, gsk, &key.pk, &key.sk]), []);
+            }
+        }
+        let item_key = key_of(&[&key.pk, &key.sk]);
+        match &write.new {
+            // An item is a map of string keys to plain values: serde_json has nothing to refuse.
+            Some(item) => tx.insert(&s.items, item_key, serde_json::to_vec(item).map_err(backend)?),
+            None => tx.remove(&s.items, item_key),
+        }
+    }
+    tx.commit().map_err(backend)?;
+    Ok(Ok(writes.into_iter().next_back().and_then(|w| w.new)))
 }
 
 #[async_trait]

@@ -177,7 +177,8 @@ fn run_writer(shared: &Shared, conn: Connection) {
         };
         let durable = jobs.iter().any(|j| j.durable) || (jobs.is_empty() && unsynced.is_some());
         if durable != synchronous_full {
-            if let Err(e) = conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" }) {
+            let pragma = if durable { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
+            if let Err(e) = conn.prepare_cached(pragma).and_then(|mut s| s.execute([])) {
                 jobs.into_iter().for_each(|job| drop(job.reply.send(Err(backend(&e)))));
                 continue;
             }
