@@ -293,7 +293,9 @@ fn query_sync(conn: &Connection, q: &Query) -> StoreResult<Page> {
         Index::Gsi1 => ("g1pk", "g1sk", vec!["g1sk", "pk", "sk"]),
         Index::Gsi2 => ("g2pk", "g2sk", vec!["g2sk", "pk", "sk"]),
     };
-    let mut sql = format!("SELECT item FROM items WHERE {ipk} = ?1 AND {isk} >= ?2 AND {isk} <= ?3 AND (ttl IS NULL OR ttl > ?4)");
+    // `IS NOT NULL` spelled out: a GSI's partial index is then usable whatever ?1 is bound to,
+    // where otherwise SQLite (built with STAT4) re-prepared the statement at every new binding.
+    let mut sql = format!("SELECT item FROM items WHERE {ipk} IS NOT NULL AND {ipk} = ?1 AND {isk} >= ?2 AND {isk} <= ?3 AND (ttl IS NULL OR ttl > ?4)");
     let mut params: Vec<Value> = vec![q.pk.clone().into(), lo.into(), hi.into(), now_epoch().into(), ((q.limit + 1) as i64).into()];
     if let Some(cursor) = &q.cursor {
         let c = decode_cursor(cursor, q.index)?;
