@@ -98,6 +98,10 @@ fn connect(path: &Path) -> StoreResult<Connection> {
     conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
     // The writes' few statements and the queries' variants (index, direction, cursor).
     conn.set_prepared_statement_cache_capacity(64);
+    // One plan per statement, whatever its parameters: otherwise a query's plan hung on its
+    // bound values (the partial GSI indexes) and SQLite re-prepared it at every new binding,
+    // ~2 re-prepares and ~10% of the instructions per proxied request.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(backend)?;
     Ok(conn)
 }
 
@@ -293,9 +297,7 @@ fn query_sync(conn: &Connection, q: &Query) -> StoreResult<Page> {
         Index::Gsi1 => ("g1pk", "g1sk", vec!["g1sk", "pk", "sk"]),
         Index::Gsi2 => ("g2pk", "g2sk", vec!["g2sk", "pk", "sk"]),
     };
-    // `IS NOT NULL` spelled out: a GSI's partial index is then usable whatever ?1 is bound to,
-    // where otherwise SQLite (built with STAT4) re-prepared the statement at every new binding.
-    let mut sql = format!("SELECT item FROM items WHERE {ipk} IS NOT NULL AND {ipk} = ?1 AND {isk} >= ?2 AND {isk} <= ?3 AND (ttl IS NULL OR ttl > ?4)");
+    let mut sql = format!("SELECT item FROM items WHERE {ipk} = ?1 AND {isk} >= ?2 AND {isk} <= ?3 AND (ttl IS NULL OR ttl > ?4)");
     let mut params: Vec<Value> = vec![q.pk.clone().into(), lo.into(), hi.into(), now_epoch().into(), ((q.limit + 1) as i64).into()];
     if let Some(cursor) = &q.cursor {
         let c = decode_cursor(cursor, q.index)?;
