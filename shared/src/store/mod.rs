@@ -409,6 +409,8 @@ pub(crate) fn apply_update(key: &Key, current: Option<Item>, update: &Update) ->
 #[cfg(any(feature = "engine-sqlite", feature = "engine-fjall"))]
 pub(crate) struct Planned {
     pub key: Key,
+    // SQLite keeps its indexes itself.
+    #[cfg_attr(not(feature = "engine-fjall"), allow(dead_code))]
     pub old_index: [Option<(String, String)>; 2],
     pub new: Option<Item>,
 }
