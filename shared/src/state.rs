@@ -82,7 +82,9 @@ fn data_dir_problem(config: &Config, what: &str, err: impl std::fmt::Display) ->
 
 pub async fn open_store(config: &Config, create_table: bool) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match config.store {
-        StoreKind::Embedded => embedded_store(config)?,
+        StoreKind::Embedded => {
+            Arc::new(EmbeddedStore::open(&config.data_dir.join("tollgate.redb")).map_err(|e| data_dir_problem(config, "the embedded store", e))?)
+        }
         StoreKind::DynamoDb => {
             let store = dynamo_store(config).await;
             if create_table && let Err(e) = store.create_table_if_missing().await {
@@ -91,29 +93,6 @@ pub async fn open_store(config: &Config, create_table: bool) -> anyhow::Result<A
             }
             Arc::new(store)
         }
-    })
-}
-
-/// The embedded store on the engine TOLLGATE_STORE_ENGINE names: redb (the default), or
-/// sqlite / fjall where built with the engine-sqlite / engine-fjall features (they exist for the
-/// comparison in docs/embedded-engines.md).
-fn embedded_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let problem = |e| data_dir_problem(config, "the embedded store", e);
-    let engine = std::env::var("TOLLGATE_STORE_ENGINE").unwrap_or_default();
-    #[allow(unused_variables)]
-    let missing =
-        |engine: &str| format!("TOLLGATE_STORE_ENGINE={engine}: this build lacks that engine (build with the tollgate-shared/engine-{engine} feature)");
-    Ok(match engine.as_str() {
-        "" | "redb" => Arc::new(EmbeddedStore::open(&config.data_dir.join("tollgate.redb")).map_err(problem)?),
-        #[cfg(feature = "engine-sqlite")]
-        "sqlite" => Arc::new(crate::store::SqliteStore::open(&config.data_dir.join("tollgate.sqlite")).map_err(problem)?),
-        #[cfg(feature = "engine-fjall")]
-        "fjall" => Arc::new(crate::store::FjallStore::open(&config.data_dir.join("tollgate.fjall")).map_err(problem)?),
-        #[cfg(not(feature = "engine-sqlite"))]
-        "sqlite" => anyhow::bail!(missing(&engine)),
-        #[cfg(not(feature = "engine-fjall"))]
-        "fjall" => anyhow::bail!(missing(&engine)),
-        other => anyhow::bail!("TOLLGATE_STORE_ENGINE={other}: unknown engine (redb, sqlite or fjall)"),
     })
 }
 

@@ -4,8 +4,6 @@
 //! The DynamoDB backend needs `TOLLGATE_TEST_DYNAMODB_ENDPOINT` (moto's server, DynamoDB Local
 //! or AWS, and the same endpoint serves Secrets Manager unless
 //! `TOLLGATE_TEST_SECRETS_ENDPOINT` says otherwise). `scripts/test` starts moto and sets it.
-//! The embedded backend runs on the engine `TOLLGATE_STORE_ENGINE` names (redb by default; sqlite
-//! and fjall with this crate's engine-sqlite / engine-fjall features), as `open_store` reads it.
 
 pub mod anthropic;
 pub mod azure;

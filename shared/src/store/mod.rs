@@ -6,11 +6,7 @@
 mod attr_ser;
 mod dynamo;
 mod embedded;
-#[cfg(feature = "engine-fjall")]
-mod fjall;
 mod item;
-#[cfg(feature = "engine-sqlite")]
-mod sqlite;
 
 use std::collections::BTreeMap;
 
@@ -20,11 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use dynamo::DynamoStore;
 pub use embedded::EmbeddedStore;
-#[cfg(feature = "engine-fjall")]
-pub use fjall::FjallStore;
 pub use item::{attr_of, from_attr, from_item, keyed_item, set_index, to_item};
-#[cfg(feature = "engine-sqlite")]
-pub use sqlite::SqliteStore;
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -473,57 +465,4 @@ mod tests {
             assert_eq!(*key, at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(), "the same keys as before");
         }
     }
-}
-
-/// One write a transaction decided on: the item's key, its GSI keys as stored before (for
-/// engines that keep their indexes themselves) and what it becomes (None: deleted).
-#[cfg(any(feature = "engine-sqlite", feature = "engine-fjall"))]
-pub(crate) struct Planned {
-    pub key: Key,
-    // SQLite keeps its indexes itself.
-    #[cfg_attr(not(feature = "engine-fjall"), allow(dead_code))]
-    pub old_index: [Option<(String, String)>; 2],
-    pub new: Option<Item>,
-}
-
-/// Where an item sits in a GSI, when it has both of the index's keys.
-#[cfg(any(feature = "engine-sqlite", feature = "engine-fjall"))]
-pub(crate) fn index_key(item: &Item, index: Index) -> Option<(String, String)> {
-    let (ipk, isk) = index.key_names();
-    Some((item.get(ipk)?.as_str()?.to_string(), item.get(isk)?.as_str()?.to_string()))
-}
-
-/// Checks a transaction's conditions against the items as `read` finds them (as stored,
-/// expired or not) and works out its writes: Ok(writes), or Err(index) of the first operation
-/// whose condition failed, when nothing may be written. The engines other than redb share it.
-#[cfg(any(feature = "engine-sqlite", feature = "engine-fjall"))]
-pub(crate) fn plan(ops: Vec<TxOp>, mut read: impl FnMut(&Key) -> StoreResult<Option<Item>>) -> StoreResult<Result<Vec<Planned>, usize>> {
-    let now = now_epoch();
-    let mut seen: Vec<Key> = Vec::with_capacity(ops.len());
-    let mut writes = Vec::with_capacity(ops.len());
-    for (i, op) in ops.into_iter().enumerate() {
-        let (key, cond) = match &op {
-            TxOp::Put { item, cond } => (Key::of(item).ok_or_else(|| StoreError::Backend("item lacks a string PK and SK".into()))?, cond.as_ref()),
-            TxOp::Update { key, cond, .. } | TxOp::Delete { key, cond } => (key.clone(), cond.as_ref()),
-            TxOp::Check { key, cond } => (key.clone(), Some(cond)),
-        };
-        if seen.contains(&key) {
-            return Err(StoreError::Backend("a transaction cannot include two operations on one item".into()));
-        }
-        seen.push(key.clone());
-        let stored = read(&key)?;
-        let old_index = [Index::Gsi1, Index::Gsi2].map(|index| stored.as_ref().and_then(|item| index_key(item, index)));
-        let current = stored.filter(|item| !is_expired(item, now));
-        if !cond.is_none_or(|c| holds(c, current.as_ref())) {
-            return Ok(Err(i));
-        }
-        let new = match op {
-            TxOp::Put { item, .. } => Some(item),
-            TxOp::Update { update, .. } => Some(apply_update(&key, current, &update)?),
-            TxOp::Delete { .. } => None,
-            TxOp::Check { .. } => continue,
-        };
-        writes.push(Planned { key, old_index, new });
-    }
-    Ok(Ok(writes))
 }
