@@ -26,7 +26,8 @@ pub(crate) fn start_litellm(dir: &std::path::Path, port: u16, upstream: &Upstrea
             None => return Ok(None),
         },
     };
-    let mut config = String::from("model_list:\n");
+    // Recent versions refuse to start without a master key, which clients then present.
+    let mut config = format!("general_settings:\n  master_key: {LITELLM_KEY}\nmodel_list:\n");
     for model in [INSTANT, PACED, HELD] {
         config += &format!(
             "  - model_name: {model}\n    litellm_params:\n      model: openai/{model}\n      api_base: http://{}/v1\n      api_key: sk-bench\n",
@@ -38,6 +39,8 @@ pub(crate) fn start_litellm(dir: &std::path::Path, port: u16, upstream: &Upstrea
     let child = Child(
         std::process::Command::new(&bin)
             .args(["--config", &path.to_string_lossy(), "--host", "127.0.0.1", "--port", &port.to_string(), "--num_workers", "1"])
+            // Its bundled price list, not a fetch from GitHub at start (this machine may be offline).
+            .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?,
@@ -45,12 +48,15 @@ pub(crate) fn start_litellm(dir: &std::path::Path, port: u16, upstream: &Upstrea
     let via = Via {
         name: "litellm".into(),
         url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
-        headers: vec![("authorization".into(), "Bearer sk-bench".into())],
+        headers: vec![("authorization".into(), format!("Bearer {LITELLM_KEY}"))],
         pid: Some(child.id()),
         gateway: true,
     };
     Ok(Some((child, via)))
 }
+
+/// The master key of the LiteLLM proxy the benchmark starts (local, for this run only).
+const LITELLM_KEY: &str = "sk-tollgate-bench-litellm";
 
 /// Portkey's open-source gateway (node), sent to our upstream by its custom-host headers.
 pub(crate) fn start_portkey(port: u16, upstream: &Upstream) -> anyhow::Result<Option<(Child, Via)>> {
