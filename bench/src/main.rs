@@ -32,11 +32,7 @@ struct Run {
 
 impl Run {
     fn pct(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us[i] as f64 / 1000.0
+        tollgate_bench::pct_ms(&self.latencies_us, p)
     }
     fn rps(&self) -> f64 {
         self.latencies_us.len() as f64 / self.seconds

@@ -208,7 +208,7 @@ pub struct Reservation {
 }
 
 fn attr_name(limit: &Limit, window_key: &str) -> String {
-    ["u_", &limit.id, "_", window_key].concat()
+    counter_prefix(limit) + window_key
 }
 
 /// What every counter attribute of a limit starts with.

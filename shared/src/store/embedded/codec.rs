@@ -171,7 +171,7 @@ fn put_value(value: &Attr, out: &mut Vec<u8>) {
     }
 }
 
-fn varint(bytes: &mut &[u8]) -> StoreResult<u64> {
+pub(super) fn varint(bytes: &mut &[u8]) -> StoreResult<u64> {
     decode_varint(bytes).map_err(|_| corrupt("a number is cut short"))
 }
 

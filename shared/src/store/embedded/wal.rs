@@ -78,7 +78,7 @@ impl Wal {
             self.round = Some(round);
             self.ends[n] = 0;
         }
-        let payload = payload(entries)?;
+        let payload = payload(entries);
         let mut record = Vec::with_capacity(HEADER + payload.len());
         record.extend_from_slice(&MAGIC.to_le_bytes());
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -94,7 +94,7 @@ impl Wal {
 
 /// A record's entries: `FORMAT count (pk sk item)*`, each string as `codec` writes one and
 /// each item as its length plus one (0: deleted) and its encoding, as already made for redb.
-fn payload(entries: &[(&Key, Option<&[u8]>)]) -> StoreResult<Vec<u8>> {
+fn payload(entries: &[(&Key, Option<&[u8]>)]) -> Vec<u8> {
     let size: usize = entries.iter().map(|(k, item)| k.pk.len() + k.sk.len() + item.map_or(0, <[u8]>::len) + 12).sum();
     let mut out = Vec::with_capacity(size + 4);
     out.push(codec::FORMAT);
@@ -105,7 +105,7 @@ fn payload(entries: &[(&Key, Option<&[u8]>)]) -> StoreResult<Vec<u8>> {
         encode_varint(item.map_or(0, |bytes| bytes.len() as u64 + 1), &mut out);
         out.extend_from_slice(item.unwrap_or_default());
     }
-    Ok(out)
+    out
 }
 
 /// The entries of a payload: this version's, or the JSON `[[pk, sk, item or null], ...]` of
@@ -119,7 +119,7 @@ fn entries(payload: &[u8]) -> StoreResult<Vec<Entry>> {
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
         let key = Key { pk: codec::take_str(&mut rest)?, sk: codec::take_str(&mut rest)? };
-        let item = match prost::encoding::decode_varint(&mut rest).map_err(backend)? {
+        let item = match codec::varint(&mut rest)? {
             0 => None,
             len => {
                 let len = usize::try_from(len - 1).ok().filter(|len| *len <= rest.len()).ok_or_else(|| backend("a logged item runs past its record"))?;
@@ -183,7 +183,7 @@ mod tests {
     fn a_record_holds_its_entries_and_earlier_json_records_still_read() {
         let (k1, k2) = (Key::new("P\"q", "S1\n"), Key::new("P", "S2"));
         let expected = vec![(k1.clone(), Some(item(&k1, 1))), (k2.clone(), None)];
-        assert_eq!(entries(&payload(&[(&k1, Some(&bytes(&k1, 1))), (&k2, None)]).unwrap()).unwrap(), expected);
+        assert_eq!(entries(&payload(&[(&k1, Some(&bytes(&k1, 1))), (&k2, None)])).unwrap(), expected);
         let json = serde_json::to_vec(&[(k1.pk.as_str(), k1.sk.as_str(), Some(item(&k1, 1))), (k2.pk.as_str(), k2.sk.as_str(), None)]).unwrap();
         assert_eq!(entries(&json).unwrap(), expected);
     }
