@@ -118,6 +118,18 @@ pub struct Config {
     /// `TOLLGATE_AUDIT_RETENTION_DAYS`, default 400 (0: forever): how long an audit event is
     /// kept, through the table's TTL.
     pub audit_retention_days: u32,
+    /// `TOLLGATE_OIDC_ISSUER`, `TOLLGATE_OIDC_CLIENT_ID` and `TOLLGATE_OIDC_CLIENT_SECRET`, all
+    /// three or none: single sign-on through this OpenID provider (`identity::oidc`). Set
+    /// here, they win over the ones saved through `PUT /api/settings/oidc`.
+    pub oidc: Option<OidcClientConfig>,
+}
+
+/// An OpenID provider the operator named in the environment.
+#[derive(Clone, Debug)]
+pub struct OidcClientConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: secrecy::SecretString,
 }
 
 /// Where spans go and what they may carry.
@@ -164,8 +176,32 @@ impl Default for Config {
             log_json: false,
             traces: TraceConfig::default(),
             audit_retention_days: 400,
+            oidc: None,
         }
     }
+}
+
+/// The OpenID provider of `TOLLGATE_OIDC_*`: all three set, or none.
+fn oidc_from(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<OidcClientConfig>, BadSetting> {
+    let (issuer, client_id, secret) = (lookup("TOLLGATE_OIDC_ISSUER"), lookup("TOLLGATE_OIDC_CLIENT_ID"), lookup("TOLLGATE_OIDC_CLIENT_SECRET"));
+    let (Some(issuer), Some(client_id), Some(secret)) = (issuer.clone(), client_id.clone(), secret.clone()) else {
+        return match (issuer, client_id, secret) {
+            (None, None, None) => Ok(None),
+            (issuer, client_id, _) => Err(BadSetting::new(
+                "TOLLGATE_OIDC_ISSUER",
+                issuer.as_deref().or(client_id.as_deref()).unwrap_or("(unset)"),
+                "set TOLLGATE_OIDC_ISSUER, TOLLGATE_OIDC_CLIENT_ID and TOLLGATE_OIDC_CLIENT_SECRET together, or none of them",
+            )),
+        };
+    };
+    if crate::identity::oidc::check_issuer(&issuer).is_err() {
+        return Err(BadSetting::new(
+            "TOLLGATE_OIDC_ISSUER",
+            &issuer,
+            "use the provider's issuer URL, such as https://example.okta.com (https, or http on a loopback address)",
+        ));
+    }
+    Ok(Some(OidcClientConfig { issuer, client_id, client_secret: secrecy::SecretString::from(secret) }))
 }
 
 /// A setting whose value cannot be used: its name, the value, and what to use instead.
@@ -327,6 +363,7 @@ impl Config {
             };
         }
         config.metrics_token = lookup("TOLLGATE_METRICS_TOKEN").map(secrecy::SecretString::from);
+        config.oidc = oidc_from(&lookup)?;
         if let Some(on) = flag(&lookup, "TOLLGATE_METRICS_KEY_LABELS")? {
             config.metrics_key_labels = on;
         }

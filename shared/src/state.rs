@@ -37,6 +37,8 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     /// What the background task reports, for readiness.
     pub heartbeat: Arc<crate::health::Heartbeat>,
+    /// The single sign-on provider's metadata and keys, cached (`identity::oidc`).
+    pub oidc: Arc<crate::identity::oidc::discovery::Discovery>,
 }
 
 /// What every handler is given: the services wired together once per process. The domain
@@ -181,6 +183,8 @@ impl AppState {
             huggingface_hub: config.huggingface_hub_url.clone(),
         };
         let traces = crate::traces::Tracing::start(&config.traces, http.trusted.clone(), metrics.clone())?;
+        // The identity provider is the operator's (environment, or a global admin's settings).
+        let oidc = Arc::new(crate::identity::oidc::discovery::Discovery::new(http.trusted.clone()));
         // Cooldowns are shared through the store where several processes serve one table.
         let shared = (config.store == crate::config::StoreKind::DynamoDb).then(|| store.clone());
         let balancer = Arc::new(crate::proxy::balance::Balancer::new(config.cooldown, shared, metrics.clone()));
@@ -213,6 +217,7 @@ impl AppState {
             outbox,
             metrics,
             heartbeat: Default::default(),
+            oidc,
         })))
     }
 

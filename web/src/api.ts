@@ -63,6 +63,38 @@ export async function login(email: string, password: string) {
   keepSession({ token: answer.token, refreshToken: answer.refreshToken, email });
 }
 
+/** The sign-in page's single sign-on offer (`GET /api/auth/oidc/status`). */
+export interface SsoStatus {
+  enabled: boolean;
+  displayName: string | null;
+  loginUrl: string | null;
+  passwordLogin: "enabled" | "break_glass_only";
+}
+
+/**
+ * Finishes a single sign-on the callback sent the browser back from: `?sso_code=` becomes a
+ * session, `?sso_error=` is returned to show. Either is taken out of the address bar at once
+ * (the code works once, and must not stay in the history).
+ */
+export async function finishSso(): Promise<string | null> {
+  const params = new URLSearchParams(location.search);
+  const code = params.get("sso_code");
+  const error = params.get("sso_error");
+  if (!code && !error) return null;
+  params.delete("sso_code");
+  params.delete("sso_error");
+  const rest = params.toString();
+  history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+  if (error) return error;
+  try {
+    const answer = await publicCall<{ token: string; refreshToken: string; user: { email: string } }>("POST", "/api/auth/oidc/exchange", { code });
+    keepSession({ token: answer.token, refreshToken: answer.refreshToken, email: answer.user.email });
+    return null;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
 async function refresh(s: Session): Promise<Session | null> {
   const resp = await send("POST", "/api/auth/refresh", null, { refreshToken: s.refreshToken });
   if (!resp.ok) {

@@ -1,6 +1,6 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { logout, publicCall, session } from "./api";
+import { finishSso, logout, publicCall, session } from "./api";
 import { Login, Setup } from "./pages/auth";
 import { AcceptInvite, inviteToken } from "./pages/invite";
 import { Keys } from "./pages/keys";
@@ -39,7 +39,10 @@ function App() {
   const [configured, setConfigured] = useState<boolean | null>(null);
   const [invite, setInvite] = useState(inviteToken());
   const [loginFirst, setLoginFirst] = useState(false);
+  const [ssoError, setSsoError] = useState<string | null>(null);
+  const [ssoPending, setSsoPending] = useState(new URLSearchParams(location.search).has("sso_code"));
   useEffect(() => {
+    finishSso().then((error) => (setSsoError(error), setSsoPending(false)));
     const onHash = () => (setPage(route()), setInvite(inviteToken()));
     const onSession = () => setSignedIn(session() !== null);
     window.addEventListener("hashchange", onHash);
@@ -50,9 +53,9 @@ function App() {
       window.removeEventListener("tollgate-session", onSession);
     };
   }, []);
-  if (configured === null) return <p>Loading…</p>;
+  if (configured === null || ssoPending) return <p>Loading…</p>;
   if (invite && (signedIn || !loginFirst)) return <AcceptInvite token={invite} wantLogin={() => setLoginFirst(true)} />;
-  if (!signedIn) return configured ? <Login done={() => setSignedIn(true)} /> : <Setup done={() => (setConfigured(true), setSignedIn(true))} />;
+  if (!signedIn) return configured ? <Login done={() => setSignedIn(true)} ssoError={ssoError} /> : <Setup done={() => (setConfigured(true), setSignedIn(true))} />;
   const View = PAGES[page].view;
   return (
     <>

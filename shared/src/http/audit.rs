@@ -23,12 +23,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_audit)).routes(routes!(export_audit))
 }
 
-/// Requests that change nothing an admin manages: signing in (sessions are churn; revoking one
-/// is audited), and the proxy's data plane (metered in usage instead).
+/// Requests that change nothing an admin manages: signing in with a password (sessions are
+/// churn; revoking one is audited), and the proxy's data plane (metered in usage instead).
+/// Single sign-on is audited, though it comes back as a GET: it creates accounts and changes
+/// roles and memberships from the provider's groups.
 fn audited(method: &Method, path: &str) -> bool {
-    matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+    let changes = matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
         && !path.starts_with("/v1/")
-        && !matches!(path, "/api/auth/login" | "/api/auth/refresh")
+        && !matches!(path, "/api/auth/login" | "/api/auth/refresh");
+    changes || (*method == Method::GET && path == super::oidc::CALLBACK_PATH)
 }
 
 /// The route's parameters as `name=value`, from its template and its path.

@@ -60,7 +60,7 @@ async fn view(state: &AppState, user: &User) -> ApiResult<UserView> {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SessionResponse {
+pub(super) struct SessionResponse {
     /// JWT access token, valid one hour.
     token: String,
     /// Opaque, single use; exchange it at POST /api/auth/refresh.
@@ -68,7 +68,7 @@ pub struct SessionResponse {
     user: UserView,
 }
 
-async fn session_response(state: &AppState, tokens: sessions::Tokens, user: &User) -> ApiResult<SessionResponse> {
+pub(super) async fn session_response(state: &AppState, tokens: sessions::Tokens, user: &User) -> ApiResult<SessionResponse> {
     Ok(SessionResponse { token: tokens.access_token, refresh_token: tokens.refresh_token, user: view(state, user).await? })
 }
 
@@ -105,7 +105,7 @@ async fn first_admin(
 }
 
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = Credentials,
-    responses((status = 200, body = SessionResponse), (status = 401, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
+    responses((status = 200, body = SessionResponse), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -13,6 +13,7 @@ pub mod extract;
 pub mod integrations;
 pub mod me;
 pub mod models;
+pub mod oidc;
 pub mod ops;
 pub mod project_tokens;
 pub mod projects;
@@ -69,9 +70,13 @@ impl Group {
     /// yet serve nothing.
     pub fn routes(self) -> OpenApiRouter<AppState> {
         match self {
-            Group::Auth => {
-                auth::routes().merge(me::routes()).merge(settings::routes()).merge(audit::routes()).merge(dashboard::routes()).routes(routes!(openapi_json))
-            }
+            Group::Auth => auth::routes()
+                .merge(oidc::routes())
+                .merge(me::routes())
+                .merge(settings::routes())
+                .merge(audit::routes())
+                .merge(dashboard::routes())
+                .routes(routes!(openapi_json)),
             Group::Tokens => api_keys::routes().merge(tokens::routes()).merge(project_tokens::routes()),
             Group::Providers => models::routes().merge(dynamic_providers::routes()).merge(integrations::routes()),
             Group::Usage => usage::routes().merge(usage_records::routes()).merge(usage_views::routes()).merge(usage_export::routes()),

@@ -222,7 +222,7 @@ fn invite_url(redirect_to: &str, token: &str) -> ApiResult<String> {
 
 /// The gateway's own public URL, which invite links must stay on: the settings' `publicUrl`,
 /// else `TOLLGATE_PUBLIC_URL`, else the local server's own address.
-async fn public_url(state: &AppState) -> ApiResult<reqwest::Url> {
+pub(super) async fn public_url(state: &AppState) -> ApiResult<reqwest::Url> {
     let configured = crate::settings::get(state.store.as_ref()).await?.public_url.or_else(|| state.config.public_url.clone());
     let text = configured.unwrap_or_else(|| format!("http://{}/", state.config.listen));
     reqwest::Url::parse(&text).map_err(|e| ApiError::internal(format!("the gateway's public URL {text:?} is not a URL: {e}")))

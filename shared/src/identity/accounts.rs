@@ -41,8 +41,10 @@ pub async fn setup_first_admin(store: &dyn Store, email: String, password: &str,
 }
 
 /// The user behind an email and password, throttled per (account, address) and per address.
-/// An account being deleted cannot sign in.
+/// An account being deleted cannot sign in, nor anyone but the break-glass admin once password
+/// sign-in is switched off for single sign-on.
 pub async fn login(store: &dyn Store, email: &str, presented: &str, ip: Option<&str>, now: DateTime<Utc>) -> ApiResult<User> {
+    super::oidc::settings::check_password_login(store, email).await?;
     let now = now.timestamp();
     throttle::check(store, email, ip, now).await?;
     let user = users::find_by_email(store, email).await?.filter(|u| u.deleting_since.is_none());

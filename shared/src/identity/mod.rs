@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod jwt;
+pub mod oidc;
 pub mod password;
 pub mod roles;
 pub mod sessions;

@@ -1,6 +1,7 @@
-// First-admin setup and login: one email-and-password form.
-import { useState } from "preact/hooks";
-import { keepSession, login, publicCall } from "../api";
+// First-admin setup and login: one email-and-password form, and the single sign-on button
+// when an identity provider is configured.
+import { useEffect, useState } from "preact/hooks";
+import { type SsoStatus, keepSession, login, publicCall } from "../api";
 import { ErrorLine, Field, useAction } from "../ui";
 
 function CredentialsForm(props: { heading: string; intro?: string; button: string; minLength?: number; submit: (email: string, password: string) => Promise<void> }) {
@@ -43,15 +44,46 @@ export function Setup({ done }: { done: () => void }) {
   );
 }
 
-export function Login({ done }: { done: () => void }) {
-  return (
+export function Login({ done, ssoError }: { done: () => void; ssoError: string | null }) {
+  const [sso, setSso] = useState<SsoStatus | null>(null);
+  useEffect(() => {
+    publicCall<SsoStatus>("GET", "/api/auth/oidc/status").then(setSso, () => setSso(null));
+  }, []);
+  const form = (
     <CredentialsForm
-      heading="Log in to Tollgate"
+      heading={sso?.enabled ? "Or log in with a password" : "Log in to Tollgate"}
       button="Log in"
       submit={async (email, password) => {
         await login(email, password);
         done();
       }}
     />
+  );
+  if (!sso?.enabled) {
+    return (
+      <>
+        <ErrorLine error={ssoError} />
+        {form}
+      </>
+    );
+  }
+  return (
+    <>
+      <section class="card narrow">
+        <h1>Log in to Tollgate</h1>
+        <ErrorLine error={ssoError} />
+        <a class="button" href={sso.loginUrl ?? "/api/auth/oidc/login"}>
+          Sign in with {sso.displayName}
+        </a>
+      </section>
+      {sso.passwordLogin === "break_glass_only" ? (
+        <details class="card narrow">
+          <summary>Break-glass admin sign-in</summary>
+          {form}
+        </details>
+      ) : (
+        form
+      )}
+    </>
   );
 }

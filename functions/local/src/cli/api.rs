@@ -110,7 +110,7 @@ impl Api {
     }
 }
 
-fn session_of(answer: &Value, email: &str) -> anyhow::Result<Session> {
+pub fn session_of(answer: &Value, email: &str) -> anyhow::Result<Session> {
     let text = |name: &str| answer.get(name).and_then(Value::as_str).map(str::to_string).ok_or_else(|| anyhow!("the server's answer has no {name}"));
     Ok(Session { token: text("token")?, refresh_token: text("refreshToken")?, email: email.to_string() })
 }

@@ -5,6 +5,7 @@
 mod api;
 mod routing;
 mod session;
+mod sso;
 mod table;
 
 use std::io::Write;
@@ -30,11 +31,17 @@ pub struct Global {
 pub enum Command {
     /// Log in; the session (a refresh token) is kept in your config directory, mode 0600.
     Login {
-        #[arg(long)]
-        email: String,
+        #[arg(long, required_unless_present = "sso", conflicts_with = "sso")]
+        email: Option<String>,
         /// Read the password from standard input (else TOLLGATE_PASSWORD, else a prompt).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "sso")]
         password_stdin: bool,
+        /// Sign in through the gateway's identity provider, in the browser.
+        #[arg(long)]
+        sso: bool,
+        /// With --sso: only print the sign-in URL, do not open a browser.
+        #[arg(long, requires = "sso")]
+        no_browser: bool,
     },
     /// End the session on the server and forget it here.
     Logout,
@@ -198,7 +205,12 @@ pub async fn run(global: Global, command: Command) -> anyhow::Result<()> {
     let api = Api::new(&global.server)?;
     let json = global.json;
     match command {
-        Command::Login { email, password_stdin } => {
+        Command::Login { sso: true, no_browser, .. } => {
+            let session = sso::login(&api, !no_browser).await?;
+            println!("Logged in to {} as {}.", api.server, session.email);
+        }
+        Command::Login { email, password_stdin, .. } => {
+            let email = email.ok_or_else(|| anyhow!("--email is needed (or --sso)"))?;
             let password = password(password_stdin)?;
             api.login(&email, &password).await?;
             println!("Logged in to {} as {email}.", api.server);

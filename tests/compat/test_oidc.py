@@ -1,0 +1,383 @@
+"""Single sign-on against a real OpenID provider: `oidc-provider-mock` (PyPI; authlib's
+authorization server: discovery, JWKS, the authorization code flow, RS256 ID tokens with the
+nonce it was sent), on a port of its own. The gateway is configured for it through
+TOLLGATE_OIDC_*; each test plays the browser with httpx (no redirects followed, so every hop
+is checked), or drives a real one (Debian's chromium) through the dashboard, or runs the CLI's
+`tollgate login --sso`.
+
+What a correct provider never sends (a token signed by another key, for another audience,
+expired) is refused in the ID token checks' own tests (shared/src/identity/oidc/verify.rs),
+with tokens signed by test keys."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from conftest import BINARY, call, free_port, running_gateway
+
+CLIENT_ID = "tollgate-dashboard"
+CLIENT_SECRET = "compat-client-secret"
+ADMIN = "admin@example.com"
+
+
+@contextmanager
+def provider(port=None):
+    """The OpenID provider, on `port` (a fresh one by default); yields its issuer URL."""
+    port = port or free_port()
+    log = tempfile.NamedTemporaryFile(prefix="oidc-provider-", suffix=".log", delete=False)
+    proc = subprocess.Popen([sys.executable, "-m", "oidc_provider_mock", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    issuer = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{issuer}/.well-known/openid-configuration").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"the OpenID provider did not start: {open(log.name).read()}")
+            time.sleep(0.1)
+        yield issuer
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def user(issuer, sub, **claims):
+    """Gives the provider's user `sub` these claims (the ID token carries them)."""
+    r = httpx.put(f"{issuer}/users/{sub}", json=claims)
+    assert r.status_code == 204, r.text
+
+
+def sso_env(issuer):
+    return {"TOLLGATE_OIDC_ISSUER": issuer, "TOLLGATE_OIDC_CLIENT_ID": CLIENT_ID, "TOLLGATE_OIDC_CLIENT_SECRET": CLIENT_SECRET}
+
+
+def location(response):
+    assert response.status_code in (302, 303), f"{response.status_code}: {response.text[:300]}"
+    return response.headers["location"]
+
+
+def to_provider(base, sub, **params):
+    """Starts a sign-in at the gateway and signs `sub` in at the provider; answers the URL the
+    provider sends the browser back to (the gateway's callback, with code and state)."""
+    with httpx.Client() as browser:
+        authorize = location(browser.get(f"{base}/api/auth/oidc/login", params=params))
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(authorize).query)
+        assert query["client_id"] == [CLIENT_ID] and query["code_challenge_method"] == ["S256"]
+        assert query["redirect_uri"] == [f"{base}/api/auth/oidc/callback"]
+        assert "openid" in query["scope"][0].split() and query["nonce"][0] and query["state"][0]
+        return location(browser.post(authorize, data={"sub": sub}))
+
+
+def back_at_gateway(callback):
+    """Follows the provider's redirect to the callback; answers where the gateway sends the
+    browser on, parsed, and its query."""
+    where = location(httpx.get(callback))
+    parts = urllib.parse.urlsplit(where)
+    return parts, dict(urllib.parse.parse_qsl(parts.query))
+
+
+def sign_in(base, sub, **params):
+    callback = to_provider(base, sub, **params)
+    assert callback.startswith(f"{base}/api/auth/oidc/callback?")
+    return back_at_gateway(callback)
+
+
+def exchange(base, code, verifier=None):
+    body = {"code": code} | ({"verifier": verifier} if verifier else {})
+    return httpx.post(f"{base}/api/auth/oidc/exchange", json=body)
+
+
+def test_first_sign_in_creates_the_account_and_gives_todays_session():
+    with provider() as issuer, running_gateway(ADMIN, sso_env(issuer)) as (base, admin):
+        status = httpx.get(f"{base}/api/auth/oidc/status").json()
+        assert status == {"enabled": True, "displayName": "127.0.0.1", "loginUrl": "/api/auth/oidc/login", "passwordLogin": "enabled"}
+        user(issuer, "ada-1", email="Ada@Example.com", email_verified=True, name="Ada Lovelace", groups=["eng"])
+
+        parts, query = sign_in(base, "ada-1")
+        assert parts.path == "/" and "sso_error" not in query, query
+        session = exchange(base, query["sso_code"])
+        assert session.status_code == 200, session.text
+        body = session.json()
+        assert body["user"]["email"] == "ada@example.com" and body["user"]["name"] == "Ada Lovelace"
+        # Just in time, with the role that grants nothing until a mapping or an admin says so.
+        assert body["user"]["role"] == "none"
+        me = httpx.get(f"{base}/api/me", headers={"Authorization": f"Bearer {body['token']}"})
+        assert me.status_code == 200 and me.json()["email"] == "ada@example.com"
+        # Today's session: the refresh token rotates as a password login's does.
+        refreshed = httpx.post(f"{base}/api/auth/refresh", json={"refreshToken": body["refreshToken"]})
+        assert refreshed.status_code == 200 and refreshed.json()["refreshToken"] != body["refreshToken"]
+        # The one-time code is spent.
+        again = exchange(base, query["sso_code"])
+        assert again.status_code == 401 and again.json()["error"]["code"] == "invalid_sso_code"
+
+        # A second sign-in finds the same account.
+        _, query = sign_in(base, "ada-1")
+        assert exchange(base, query["sso_code"]).json()["user"]["id"] == body["user"]["id"]
+        users = call(base, "GET", "/api/users", token=admin)
+        assert [u["email"] for u in users if u["email"] == "ada@example.com"] == ["ada@example.com"]
+
+        # The account's creation (at the first callback) and each sign-in (the session each
+        # exchange started) are in the audit log, by the user; the one-time secrets are not.
+        events = call(base, "GET", "/api/audit?action=oidc&limit=50", token=admin)["data"]
+        assert all(e["actor"] == {"kind": "user", "id": body["user"]["id"]} for e in events), events
+        callbacks = [e for e in events if e["action"] == "GET /api/auth/oidc/callback"]
+        created = [c for e in callbacks for c in e["changes"] if c["item"] == "USER" and c["op"] == "created"]
+        assert len(created) == 1 and created[0]["after"]["email"] == "ada@example.com"
+        exchanges = [e for e in events if e["action"] == "POST /api/auth/oidc/exchange"]
+        assert len({e["request_id"] for e in exchanges}) == 2
+        assert all(c["op"] == "created" and c["item"] in ("USER", "REFRESH") for e in exchanges for c in e["changes"])
+        assert not [c for e in events for c in e["changes"] if c["item"].startswith("OIDC")]
+
+
+def test_a_callback_works_once_and_a_code_from_another_sign_in_is_refused():
+    with provider() as issuer, running_gateway(ADMIN, sso_env(issuer)) as (base, _):
+        user(issuer, "bob-1", email="bob@example.com", email_verified=True)
+        callback = to_provider(base, "bob-1")
+        _, first = back_at_gateway(callback)
+        assert "sso_code" in first
+        # The same callback again (a replay from the history or a log) is refused.
+        _, replay = back_at_gateway(callback)
+        assert "sso_code" not in replay and "already completed" in replay["sso_error"]
+
+        # A code issued for one sign-in, delivered with another sign-in's state: the ID token
+        # carries the first sign-in's nonce, and the second refuses it.
+        code_of_a = urllib.parse.parse_qs(urllib.parse.urlsplit(to_provider(base, "bob-1")).query)["code"][0]
+        b = urllib.parse.urlsplit(to_provider(base, "bob-1"))
+        state_of_b = urllib.parse.parse_qs(b.query)["state"][0]
+        injected = f"{base}/api/auth/oidc/callback?" + urllib.parse.urlencode({"code": code_of_a, "state": state_of_b})
+        _, query = back_at_gateway(injected)
+        assert "sso_code" not in query and "nonce" in query["sso_error"], query
+
+        # An unknown state: nothing to complete.
+        _, query = back_at_gateway(f"{base}/api/auth/oidc/callback?code=x&state=made-up")
+        assert "sso_code" not in query and "start again" in query["sso_error"]
+
+
+def test_an_email_the_provider_has_not_verified_is_refused():
+    with provider() as issuer, running_gateway(ADMIN, sso_env(issuer)) as (base, admin):
+        user(issuer, "eve-1", email="eve@example.com", email_verified=False)
+        _, query = sign_in(base, "eve-1")
+        assert "sso_code" not in query and "not verified" in query["sso_error"], query
+        user(issuer, "eve-2", email="eve2@example.com")  # no email_verified claim at all
+        _, query = sign_in(base, "eve-2")
+        assert "not verified" in query["sso_error"]
+        assert not [u for u in call(base, "GET", "/api/users", token=admin) if u["email"].startswith("eve")]
+
+
+def test_a_provider_that_rotated_its_keys_is_followed():
+    port = free_port()
+    with provider(port) as issuer, running_gateway(ADMIN, sso_env(issuer)) as (base, _):
+        user(issuer, "kim-1", email="kim@example.com", email_verified=True)
+        _, query = sign_in(base, "kim-1")
+        assert "sso_code" in query, query
+    # The provider restarts with a new signing key (and a new key id) on the same address;
+    # the gateway's cached keys lack it, so it fetches them again.
+    with provider(port) as issuer:
+        user(issuer, "kim-1", email="kim@example.com", email_verified=True)
+        with running_gateway(ADMIN, sso_env(issuer)) as (base, _):
+            _, query = sign_in(base, "kim-1")
+            assert "sso_code" in query, query
+
+
+def test_a_provider_that_rotates_keys_under_a_running_gateway():
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data:
+        env = sso_env(f"http://127.0.0.1:{port}")
+        with running_gateway(ADMIN, env, data=data) as (base, _):
+            with provider(port) as issuer:
+                user(issuer, "lee-1", email="lee@example.com", email_verified=True)
+                _, query = sign_in(base, "lee-1")
+                assert "sso_code" in query, query
+            time.sleep(1.2)  # past the gateway's pause between two fetches of the keys
+            with provider(port) as issuer:
+                user(issuer, "lee-1", email="lee@example.com", email_verified=True)
+                _, query = sign_in(base, "lee-1")
+                assert "sso_code" in query, query
+
+
+def test_password_sign_in_can_be_left_to_a_break_glass_admin():
+    with provider() as issuer, running_gateway(ADMIN, sso_env(issuer)) as (base, admin):
+        call(base, "POST", "/api/users", {"email": "pat@example.com", "password": "pat password 123", "role": "viewer"}, token=admin)
+        auth = {"Authorization": f"Bearer {admin}"}
+        # Without naming the break-glass admin, it cannot be switched off.
+        r = httpx.put(f"{base}/api/settings/oidc", json={"passwordLogin": "break_glass_only"}, headers=auth)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "breakGlassEmail"
+        r = httpx.put(f"{base}/api/settings/oidc", json={"passwordLogin": "break_glass_only", "breakGlassEmail": "pat@example.com"}, headers=auth)
+        assert r.status_code == 400 and "admin" in r.json()["error"]["message"]
+        r = httpx.put(f"{base}/api/settings/oidc", json={"passwordLogin": "break_glass_only", "breakGlassEmail": ADMIN, "displayName": "Mock IdP"}, headers=auth)
+        assert r.status_code == 200, r.text
+        view = r.json()
+        assert view["source"] == "environment" and view["redirectUri"] == f"{base}/api/auth/oidc/callback" and "clientSecret" not in json.dumps(view)
+
+        refused = httpx.post(f"{base}/api/auth/login", json={"email": "pat@example.com", "password": "pat password 123"})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "password_login_disabled"
+        assert httpx.post(f"{base}/api/auth/login", json={"email": ADMIN, "password": "compat test password"}).status_code == 200
+        assert httpx.get(f"{base}/api/auth/oidc/status").json()["passwordLogin"] == "break_glass_only"
+        assert httpx.get(f"{base}/api/auth/oidc/status").json()["displayName"] == "Mock IdP"
+
+        # Only global admins see or change it.
+        user(issuer, "pat-1", email="pat@example.com", email_verified=True)
+        _, query = sign_in(base, "pat-1")
+        pat = exchange(base, query["sso_code"]).json()
+        assert pat["user"]["role"] == "viewer"
+        r = httpx.get(f"{base}/api/settings/oidc", headers={"Authorization": f"Bearer {pat['token']}"})
+        assert r.status_code == 403
+
+
+def test_settings_saved_through_the_api_configure_sign_in():
+    with provider() as issuer, running_gateway(ADMIN) as (base, admin):
+        assert httpx.get(f"{base}/api/auth/oidc/status").json()["enabled"] is False
+        r = httpx.get(f"{base}/api/auth/oidc/login")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "sso_not_configured"
+        auth = {"Authorization": f"Bearer {admin}"}
+        bad = httpx.put(f"{base}/api/settings/oidc", json={"issuer": "http://idp.example.com"}, headers=auth)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "issuer"
+        r = httpx.put(f"{base}/api/settings/oidc", json={"issuer": issuer, "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}, headers=auth)
+        assert r.status_code == 200 and r.json()["hasClientSecret"] is True and r.json()["source"] == "settings"
+        assert CLIENT_SECRET not in r.text
+        user(issuer, "sam-1", email="sam@example.com", email_verified=True)
+        _, query = sign_in(base, "sam-1")
+        assert exchange(base, query["sso_code"]).json()["user"]["email"] == "sam@example.com"
+
+
+def test_return_to_stays_on_the_gateway_or_the_loopback():
+    with provider() as issuer, running_gateway(ADMIN, sso_env(issuer)) as (base, _):
+        for bad in ["https://evil.example.com/", "//evil.example.com/", "http://10.0.0.1:8080/cb"]:
+            r = httpx.get(f"{base}/api/auth/oidc/login", params={"return_to": bad})
+            assert r.status_code == 400 and r.json()["error"]["param"] == "return_to", bad
+        r = httpx.get(f"{base}/api/auth/oidc/login", params={"return_to": "http://127.0.0.1:5555/callback"})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "challenge"
+        # With the CLI's challenge, the code is redeemed only with its verifier.
+        verifier = "v" * 43
+        import base64
+        import hashlib
+
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        user(issuer, "cli-1", email="cli@example.com", email_verified=True)
+        parts, query = sign_in(base, "cli-1", return_to="http://127.0.0.1:5555/callback", challenge=challenge)
+        assert (parts.scheme, parts.netloc, parts.path) == ("http", "127.0.0.1:5555", "/callback")
+        assert exchange(base, query["sso_code"]).status_code == 400  # no verifier
+        parts, query = sign_in(base, "cli-1", return_to="http://127.0.0.1:5555/callback", challenge=challenge)
+        assert exchange(base, query["sso_code"], verifier="w" * 43).status_code == 401
+        parts, query = sign_in(base, "cli-1", return_to="http://127.0.0.1:5555/callback", challenge=challenge)
+        assert exchange(base, query["sso_code"], verifier=verifier).status_code == 200
+
+
+def test_the_cli_signs_in_through_the_browser_and_a_loopback_redirect():
+    with provider() as issuer, running_gateway(ADMIN, sso_env(issuer)) as (base, _), tempfile.TemporaryDirectory() as config:
+        user(issuer, "cli-2", email="cli2@example.com", email_verified=True)
+        env = {**os.environ, "XDG_CONFIG_HOME": config, "TOLLGATE_SERVER": base}
+        cli = subprocess.Popen([BINARY, "login", "--sso", "--no-browser"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            url = None
+            for line in cli.stderr:
+                m = re.search(r"(http://\S+/api/auth/oidc/login\?\S+)", line)
+                if m:
+                    url = m.group(1)
+                    break
+            assert url, "the CLI printed no sign-in URL"
+            # The browser: to the provider, back to the gateway, on to the CLI's listener.
+            with httpx.Client() as browser:
+                authorize = location(browser.get(url))
+                callback = location(browser.post(authorize, data={"sub": "cli-2"}))
+                loopback = location(browser.get(callback))
+                assert loopback.startswith("http://127.0.0.1:") and "sso_code=" in loopback
+                page = browser.get(loopback)
+                assert page.status_code == 200 and "Signed in" in page.text
+            out, _ = cli.communicate(timeout=30)
+        finally:
+            cli.kill()
+        assert cli.returncode == 0 and "as cli2@example.com" in out
+        saved = json.load(open(os.path.join(config, "tollgate", "session.json")))
+        assert saved[base]["email"] == "cli2@example.com"
+        # The session file works as today: a command that needs the session runs.
+        keys = subprocess.run([BINARY, "keys", "list", "--json"], env=env, capture_output=True, text=True, timeout=30)
+        assert keys.returncode == 0, keys.stderr
+
+
+def test_signing_in_through_the_dashboard_in_a_real_browser():
+    from test_dashboard import CHROMIUM, open_page
+
+    if not CHROMIUM:
+        pytest.fail("no chromium: install Debian's (apt-get install chromium) or set TOLLGATE_CHROMIUM")
+    from playwright.sync_api import expect, sync_playwright
+
+    with provider() as issuer, running_gateway(ADMIN, sso_env(issuer)) as (base, admin), sync_playwright() as p:
+        # An account that exists already (an admin, so that every page answers it) is the one
+        # the provider's email signs in to.
+        call(base, "POST", "/api/users", {"email": "dee@example.com", "password": "dee password 123", "role": "admin"}, token=admin)
+        user(issuer, "dee-1", email="dee@example.com", email_verified=True, name="Dee")
+        browser, page, problems = open_page(p, 1280)
+        try:
+            page.goto(base + "/")
+            sign_in_link = page.get_by_role("link", name="Sign in with 127.0.0.1")
+            expect(sign_in_link).to_be_visible()
+            assert not problems, problems
+            sign_in_link.click()
+            # The provider's own page: who is signing in. (Its stylesheet, from a CDN this
+            # machine cannot reach, and its missing favicon are not the dashboard's errors.)
+            page.get_by_placeholder("sub").fill("dee-1")
+            problems.clear()
+            page.get_by_role("button", name="Authorize").click()
+            # Back on the dashboard, signed in, the code gone from the address bar.
+            expect(page.get_by_role("navigation", name="Sections")).to_contain_text("dee@example.com")
+            assert "sso_code" not in page.url
+            assert not problems, problems
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(not os.environ.get("TOLLGATE_TEST_DYNAMODB_ENDPOINT"), reason="needs moto's server: run through scripts/test")
+def test_a_sign_in_begun_on_one_replica_completes_on_another_on_dynamodb(tmp_path):
+    """On DynamoDB (as on Lambda, where each request may reach another instance) the sign-in's
+    state and one-time code live in the table: begun on one process, it completes on another,
+    and still only once."""
+    import uuid
+
+    import lambda_harness
+    from lambda_harness import stop, wait_for_port
+
+    table = f"sso-{uuid.uuid4().hex[:8]}"
+    with provider() as issuer:
+        user(issuer, "rep-1", email="rep@example.com", email_verified=True)
+        env = {**lambda_harness.lambda_env(table, os.environ["TOLLGATE_TEST_DYNAMODB_ENDPOINT"]), **sso_env(issuer)}
+        procs, bases = [], []
+        try:
+            for i in range(2):
+                port = free_port()
+                data = tmp_path / f"replica{i}"
+                data.mkdir()
+                # Both must send the provider the same redirect URI: the public URL is the first's.
+                public = bases[0] if bases else f"http://127.0.0.1:{port}"
+                args = [BINARY, "serve"] + (["--create-table"] if i == 0 else [])
+                proc_env = {**env, "TOLLGATE_LISTEN": f"127.0.0.1:{port}", "TOLLGATE_DATA_DIR": str(data), "TOLLGATE_PUBLIC_URL": public}
+                proc = subprocess.Popen(args, env=proc_env, stdout=open(data / "gateway.log", "wb"), stderr=subprocess.STDOUT)
+                procs.append(proc)
+                wait_for_port(port, proc, f"tollgate serve (replica {i})")
+                bases.append(f"http://127.0.0.1:{port}")
+            first, second = bases
+            call(first, "POST", "/api/setup/first-admin", {"email": ADMIN, "password": "compat test password"})
+            callback = to_provider(first, "rep-1")
+            # The provider sends the browser to the public URL (the first); deliver it to the second.
+            on_second = callback.replace(first, second, 1)
+            _, query = back_at_gateway(on_second)
+            assert "sso_code" in query, query
+            _, replay = back_at_gateway(callback)
+            assert "sso_code" not in replay, "the first process must see the state spent"
+            session = exchange(first, query["sso_code"])
+            assert session.status_code == 200 and session.json()["user"]["email"] == "rep@example.com"
+            assert exchange(second, query["sso_code"]).status_code == 401
+        finally:
+            for proc in procs:
+                stop(proc)
