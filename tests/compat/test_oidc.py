@@ -5,9 +5,11 @@ TOLLGATE_OIDC_*; each test plays the browser with httpx (no redirects followed, 
 is checked), or drives a real one (Debian's chromium) through the dashboard, or runs the CLI's
 `tollgate login --sso`.
 
-What a correct provider never sends (a token signed by another key, for another audience,
-expired) is refused in the ID token checks' own tests (shared/src/identity/oidc/verify.rs),
-with tokens signed by test keys."""
+A broken signature and a genuine token meant for another application are refused end to end
+through a proxy in front of the provider that tampers with what passes; an expired token, a
+wrong issuer and `none`/HMAC algorithms, which the provider will not produce, are refused in the
+ID token checks' own tests (shared/src/identity/oidc/verify.rs), with tokens signed by test
+keys."""
 
 import json
 import os
@@ -381,3 +383,84 @@ def test_a_sign_in_begun_on_one_replica_completes_on_another_on_dynamodb(tmp_pat
         finally:
             for proc in procs:
                 stop(proc)
+
+
+@contextmanager
+def tampering(upstream, tamper):
+    """A proxy in front of the provider that passes everything on (Host included, so the
+    provider names the proxy as its issuer and endpoints) but lets `tamper(method, path, query,
+    headers, body)` change a request, and changes the token endpoint's answer with
+    `tamper.answer(json)` when it has one: a provider gone wrong, or a network that is not."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def forward(self):
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            path, _, query = self.path.partition("?")
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "connection", "accept-encoding")}
+            query, headers, body = tamper(self.command, path, query, headers, body)
+            r = httpx.request(self.command, f"{upstream}{path}" + (f"?{query}" if query else ""), headers=headers, content=body)
+            content = r.content
+            if path == "/oauth2/token" and r.status_code == 200 and hasattr(tamper, "answer"):
+                content = json.dumps(tamper.answer(r.json())).encode()
+            self.send_response(r.status_code)
+            for k, v in r.headers.items():
+                if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                    self.send_header(k, v)
+            self.send_header("content-length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+
+        do_GET = do_POST = forward
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_a_token_with_a_broken_signature_or_for_another_app_is_refused():
+    import base64
+
+    def passthrough(method, path, query, headers, body):
+        return query, headers, body
+
+    def flip_signature(answer):
+        header, payload, signature = answer["id_token"].split(".")
+        raw = bytearray(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)))
+        raw[len(raw) // 2] ^= 0x01
+        answer["id_token"] = ".".join([header, payload, base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()])
+        return answer
+
+    passthrough.answer = flip_signature
+
+    # The same provider, asked on behalf of another application (another client id): its ID
+    # token is genuine, signed, and meant for that application.
+    def for_another_app(method, path, query, headers, body):
+        query = query.replace(f"client_id={CLIENT_ID}", "client_id=another-app")
+        if "Authorization" in headers or "authorization" in headers:
+            name = "Authorization" if "Authorization" in headers else "authorization"
+            headers[name] = "Basic " + base64.b64encode(f"another-app:{CLIENT_SECRET}".encode()).decode()
+        return query, headers, body
+
+    with provider() as upstream:
+        user(upstream, "mal-1", email="mal@example.com", email_verified=True)
+        for tamper, reason in [(passthrough, "signature does not verify"), (for_another_app, "not meant for this gateway")]:
+            with tampering(upstream, tamper) as issuer, running_gateway(ADMIN, sso_env(issuer)) as (base, admin):
+                _, query = sign_in(base, "mal-1") if tamper is passthrough else sign_in_via_tamper(base, "mal-1")
+                assert "sso_code" not in query and reason in query["sso_error"], query
+                assert not [u for u in call(base, "GET", "/api/users", token=admin) if u["email"] == "mal@example.com"]
+
+
+def sign_in_via_tamper(base, sub):
+    """`sign_in`, without the check that the provider was asked for our own client id."""
+    with httpx.Client() as browser:
+        authorize = location(browser.get(f"{base}/api/auth/oidc/login"))
+        return back_at_gateway(location(browser.post(authorize, data={"sub": sub})))
