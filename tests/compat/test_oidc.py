@@ -464,3 +464,42 @@ def sign_in_via_tamper(base, sub):
     with httpx.Client() as browser:
         authorize = location(browser.get(f"{base}/api/auth/oidc/login"))
         return back_at_gateway(location(browser.post(authorize, data={"sub": sub})))
+
+
+def test_an_admin_configures_sign_in_on_the_dashboard_and_a_user_signs_in():
+    from test_dashboard import CHROMIUM, open_page
+
+    if not CHROMIUM:
+        pytest.fail("no chromium: install Debian's (apt-get install chromium) or set TOLLGATE_CHROMIUM")
+    from playwright.sync_api import expect, sync_playwright
+
+    with provider() as issuer, running_gateway(ADMIN) as (base, admin), sync_playwright() as p:
+        call(base, "POST", "/api/users", {"email": "fay@example.com", "password": "fay password 123", "role": "admin"}, token=admin)
+        user(issuer, "fay-1", email="fay@example.com", email_verified=True)
+        browser, page, problems = open_page(p, 1280)
+        try:
+            page.goto(base + "/#/settings")
+            page.get_by_label("Email").fill(ADMIN)
+            page.get_by_label("Password").fill("compat test password")
+            page.get_by_role("button", name="Log in").click()
+            form = page.get_by_role("form", name="Single sign-on")
+            expect(form).to_contain_text(f"{base}/api/auth/oidc/callback")
+            form.get_by_label("Issuer URL").fill(issuer)
+            form.get_by_label("Client id").fill(CLIENT_ID)
+            form.get_by_label("Client secret").fill(CLIENT_SECRET)
+            form.get_by_label("Button name").fill("Mock IdP")
+            form.get_by_role("button", name="Save single sign-on").click()
+            expect(form.get_by_label("Client secret")).to_have_attribute("placeholder", "saved; type to replace")
+            saved = call(base, "GET", "/api/settings/oidc", token=admin)
+            assert (saved["issuer"], saved["clientId"], saved["hasClientSecret"], saved["displayName"]) == (issuer, CLIENT_ID, True, "Mock IdP")
+            assert not problems, problems
+
+            page.get_by_role("button", name="Log out").click()
+            page.get_by_role("link", name="Sign in with Mock IdP").click()
+            page.get_by_placeholder("sub").fill("fay-1")
+            problems.clear()
+            page.get_by_role("button", name="Authorize").click()
+            expect(page.get_by_role("navigation", name="Sections")).to_contain_text("fay@example.com")
+            assert not problems, problems
+        finally:
+            browser.close()

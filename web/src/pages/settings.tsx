@@ -3,6 +3,7 @@
 import { useState } from "preact/hooks";
 import { call } from "../api";
 import { ErrorLine, Field, Table, useAction, useLoad } from "../ui";
+import { SingleSignOn } from "./sso";
 
 interface Channel {
   name: string;
@@ -58,6 +59,7 @@ export function SettingsPage() {
           <button>Save settings</button>
         </form>
       )}
+      <SingleSignOn />
       <h2>Notification channels</h2>
       <Table
         head={["Name", "Type", "Where", ""]}
