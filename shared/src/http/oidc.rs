@@ -126,11 +126,25 @@ pub struct CallbackParams {
     error_description: Option<String>,
 }
 
-/// `return_to` with `name=value` added to its query.
+/// `return_to` with `name=value` added to its query (before any fragment: the dashboard reads
+/// the query, and its pages are fragments).
 fn with_param(return_to: &str, name: &str, value: &str) -> String {
-    let separator = if return_to.contains('?') { '&' } else { '?' };
+    let (before, fragment) = return_to.split_once('#').map_or((return_to, None), |(b, f)| (b, Some(f)));
+    let separator = if before.contains('?') { '&' } else { '?' };
     let value: String = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string();
-    format!("{return_to}{separator}{name}={value}")
+    let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+    format!("{before}{separator}{name}={value}{fragment}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parameters_go_into_the_query_before_the_fragment() {
+        assert_eq!(super::with_param("/", "sso_code", "a b"), "/?sso_code=a%20b");
+        assert_eq!(super::with_param("/#/keys", "sso_code", "c"), "/?sso_code=c#/keys");
+        assert_eq!(super::with_param("/?x=1#/keys", "sso_error", "no"), "/?x=1&sso_error=no#/keys");
+        assert_eq!(super::with_param("http://127.0.0.1:5555/callback", "sso_code", "c"), "http://127.0.0.1:5555/callback?sso_code=c");
+    }
 }
 
 /// Where the provider sends the browser back. It goes on to where the sign-in began, with

@@ -47,7 +47,10 @@ impl ReturnTo {
     /// loopback URL with a port. Anything else could send the one-time code off the machine.
     pub fn parse(raw: Option<&str>) -> ApiResult<ReturnTo> {
         let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(ReturnTo::Dashboard("/".into())) };
-        if raw.starts_with('/') && !raw.starts_with("//") && !raw.contains('\\') && raw.len() <= 512 {
+        // Browsers drop tabs and newlines from a URL, so "/\t/evil.example" would become
+        // "//evil.example": only visible ASCII is taken.
+        let visible = raw.bytes().all(|b| b.is_ascii_graphic());
+        if visible && raw.starts_with('/') && !raw.starts_with("//") && !raw.contains('\\') && raw.len() <= 512 {
             return Ok(ReturnTo::Dashboard(raw.into()));
         }
         let loopback = reqwest::Url::parse(raw).ok().filter(|u| {
@@ -315,4 +318,31 @@ pub async fn redeem(store: &dyn Store, code: &str, verifier: Option<&str>, now: 
         }
     }
     item.get("user_id").and_then(Attr::as_str).and_then(|s| s.parse().ok()).ok_or_else(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReturnTo;
+
+    #[test]
+    fn return_to_is_a_dashboard_path_or_a_loopback_url() {
+        assert_eq!(ReturnTo::parse(None).unwrap(), ReturnTo::Dashboard("/".into()));
+        assert_eq!(ReturnTo::parse(Some("/#/keys")).unwrap(), ReturnTo::Dashboard("/#/keys".into()));
+        assert!(matches!(ReturnTo::parse(Some("http://127.0.0.1:5555/callback")).unwrap(), ReturnTo::Loopback(_)));
+        assert!(matches!(ReturnTo::parse(Some("http://[::1]:5555/callback")).unwrap(), ReturnTo::Loopback(_)));
+        for bad in [
+            "//evil.example/",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "https://evil.example/",
+            "http://127.0.0.1/no-port",
+            "http://127.0.0.1:5555@evil.example/",
+            "http://user@127.0.0.1:5555/",
+            "http://10.0.0.1:5555/",
+            "javascript:alert(1)",
+        ] {
+            assert!(ReturnTo::parse(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
 }
