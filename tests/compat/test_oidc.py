@@ -52,6 +52,7 @@ def provider(port=None):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        os.unlink(log.name)
 
 
 def user(issuer, sub, **claims):

@@ -192,15 +192,27 @@ fn refused(reason: impl std::fmt::Display) -> ApiError {
 /// Exchanges the code for tokens and checks the ID token: who signed in.
 pub async fn complete(discovery: &Discovery, provider: &Provider, flow: &Flow, code: &str, redirect_uri: &str, now: DateTime<Utc>) -> ApiResult<Identity> {
     let metadata = discovery.metadata(&provider.issuer).await.map_err(unreachable)?;
-    let id_token = exchange(discovery, provider, &metadata, flow, code, redirect_uri).await?;
-    let expected = Expected {
+    let (id_token, access_token) = exchange(discovery, provider, &metadata, flow, code, redirect_uri).await?;
+    let mut expected = Expected {
         issuer: &provider.issuer,
         client_id: &provider.client_id,
         nonce: &flow.nonce,
         now: now.timestamp(),
         groups_claim: &provider.groups_claim,
         require_verified_email: provider.require_verified_email,
+        userinfo: None,
     };
+    // Some providers keep the email or the groups out of the ID token; userinfo has them.
+    let mut userinfo = None;
+    if expected.wants_userinfo(&id_token)
+        && let (Some(endpoint), Some(access_token)) = (&metadata.userinfo_endpoint, &access_token)
+    {
+        match fetch_userinfo(discovery, endpoint, access_token).await {
+            Ok(claims) => userinfo = Some(claims),
+            Err(e) => tracing::warn!(error = %e, "the provider's userinfo endpoint failed; signing in with the ID token's claims alone"),
+        }
+    }
+    expected.userinfo = userinfo.as_ref();
     let keys = discovery.keys(&metadata, false).await.map_err(unreachable)?;
     match verify::verify(&id_token, &keys, &expected) {
         // The provider may have rotated its keys since they were fetched (a token without a key
@@ -213,8 +225,28 @@ pub async fn complete(discovery: &Discovery, provider: &Provider, flow: &Flow, c
     }
 }
 
-/// The token endpoint's answer: the ID token, or the provider's reason for refusing.
-async fn exchange(discovery: &Discovery, provider: &Provider, metadata: &Metadata, flow: &Flow, code: &str, redirect_uri: &str) -> ApiResult<String> {
+/// The userinfo endpoint's claims for the access token.
+async fn fetch_userinfo(discovery: &Discovery, endpoint: &str, access_token: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let http = discovery.http();
+    let request = http.get(endpoint).timeout(TOKEN_TIMEOUT).bearer_auth(access_token).header("accept", "application/json");
+    let response = http.send(request).await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("{endpoint} answered {}", response.status()));
+    }
+    let body = read_limited(response).await?;
+    serde_json::from_slice(&body).map_err(|e| format!("{endpoint} did not answer a JSON object: {e}"))
+}
+
+/// The token endpoint's answer: the ID token and the access token, or the provider's reason
+/// for refusing.
+async fn exchange(
+    discovery: &Discovery,
+    provider: &Provider,
+    metadata: &Metadata,
+    flow: &Flow,
+    code: &str,
+    redirect_uri: &str,
+) -> ApiResult<(String, Option<String>)> {
     use secrecy::ExposeSecret;
     let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri), ("code_verifier", &flow.verifier)];
     let secret = provider.client_secret.expose_secret();
@@ -238,11 +270,9 @@ async fn exchange(discovery: &Discovery, provider: &Provider, metadata: &Metadat
         let text = |name: &str| answer.get(name).and_then(|v| v.as_str()).unwrap_or_default().chars().take(300).collect::<String>();
         return Err(refused(format!("the provider refused the code ({status}): {} {}", text("error"), text("error_description"))));
     }
-    answer
-        .get("id_token")
-        .and_then(|t| t.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| refused("the provider's token answer has no id_token (is the openid scope allowed for this client?)"))
+    let text = |name: &str| answer.get(name).and_then(|t| t.as_str()).map(str::to_string);
+    let id_token = text("id_token").ok_or_else(|| refused("the provider's token answer has no id_token (is the openid scope allowed for this client?)"))?;
+    Ok((id_token, text("access_token")))
 }
 
 /// The account the identity signs in to: the one with its email, else a new one (no password:

@@ -62,6 +62,17 @@ pub struct Expected<'a> {
     pub now: i64,
     pub groups_claim: &'a str,
     pub require_verified_email: bool,
+    /// The userinfo endpoint's claims, when the ID token lacked the email or the groups:
+    /// used for those (and the name) only when their `sub` is the token's.
+    pub userinfo: Option<&'a serde_json::Map<String, Value>>,
+}
+
+impl Expected<'_> {
+    /// Whether the ID token's claims leave out what the userinfo endpoint may add.
+    pub fn wants_userinfo(&self, token: &str) -> bool {
+        let Ok(claims) = jsonwebtoken::dangerous::insecure_decode::<serde_json::Map<String, Value>>(token).map(|d| d.claims) else { return false };
+        !claims.contains_key("email") || !claims.contains_key(self.groups_claim)
+    }
 }
 
 /// The claims the gateway acts on.
@@ -155,13 +166,18 @@ fn check_claims(claims: &serde_json::Map<String, Value>, expected: &Expected) ->
         return Err(Refused::Nonce);
     }
     let subject = text("sub").filter(|s| !s.is_empty()).ok_or(Refused::Malformed)?.to_string();
-    let email = text("email").filter(|e| !e.is_empty()).ok_or(Refused::NoEmail)?.to_string();
-    // Some providers send the flag as the string "true".
-    let verified = matches!(claims.get("email_verified"), Some(Value::Bool(true))) || text("email_verified") == Some("true");
+    // Userinfo speaks for the same user only (Core 5.3.2: its sub must be the token's).
+    let userinfo = expected.userinfo.filter(|u| u.get("sub").and_then(Value::as_str) == Some(subject.as_str()));
+    let claim = |name: &str| claims.get(name).or_else(|| userinfo.and_then(|u| u.get(name)));
+    let email = claim("email").and_then(Value::as_str).filter(|e| !e.is_empty()).ok_or(Refused::NoEmail)?.to_string();
+    // The flag comes from where the email came from. Some providers send it as the string "true".
+    let flag = if claims.contains_key("email") { claims.get("email_verified") } else { userinfo.and_then(|u| u.get("email_verified")) };
+    let verified = matches!(flag, Some(Value::Bool(true))) || flag.and_then(Value::as_str) == Some("true");
     if expected.require_verified_email && !verified {
         return Err(Refused::EmailNotVerified);
     }
-    Ok(Identity { subject, email, name: text("name").map(str::to_string), groups: groups_in(claims.get(expected.groups_claim)) })
+    let name = claim("name").and_then(Value::as_str).map(str::to_string);
+    Ok(Identity { subject, email, name, groups: groups_in(claim(expected.groups_claim)) })
 }
 
 /// A groups claim: a list of names (or ids), or one name.
@@ -221,7 +237,15 @@ mod tests {
     }
 
     fn expected() -> Expected<'static> {
-        Expected { issuer: "https://idp.example.com", client_id: "tollgate", nonce: "n-123", now: NOW, groups_claim: "groups", require_verified_email: true }
+        Expected {
+            issuer: "https://idp.example.com",
+            client_id: "tollgate",
+            nonce: "n-123",
+            now: NOW,
+            groups_claim: "groups",
+            require_verified_email: true,
+            userinfo: None,
+        }
     }
 
     fn with(field: &str, value: Value) -> Value {
@@ -317,6 +341,30 @@ mod tests {
         let mut no_email = claims();
         no_email.as_object_mut().unwrap().remove("email");
         assert_eq!(verify(&signed(&no_email, Some("a"), &key_a()), &keys(), &expected()), Err(Refused::NoEmail));
+    }
+
+    #[test]
+    fn userinfo_fills_in_the_email_and_groups_of_the_same_subject_only() {
+        let mut thin = claims();
+        for name in ["email", "email_verified", "groups", "name"] {
+            thin.as_object_mut().unwrap().remove(name);
+        }
+        let token = signed(&thin, Some("a"), &key_a());
+        assert!(expected().wants_userinfo(&token));
+        assert!(!expected().wants_userinfo(&signed(&claims(), Some("a"), &key_a())));
+        let info = json!({"sub": "u-1", "email": "ada@example.com", "email_verified": true, "groups": ["eng"]});
+        let mut with_info = expected();
+        with_info.userinfo = info.as_object();
+        let identity = verify(&token, &keys(), &with_info).unwrap();
+        assert_eq!((identity.email.as_str(), identity.groups), ("ada@example.com", vec!["eng".to_string()]));
+        // Another subject's userinfo is not this user's.
+        let other = json!({"sub": "u-2", "email": "eve@example.com", "email_verified": true});
+        with_info.userinfo = other.as_object();
+        assert_eq!(verify(&token, &keys(), &with_info), Err(Refused::NoEmail));
+        // The ID token's email is verified by the ID token's flag, not userinfo's.
+        let unverified = signed(&with("email_verified", json!(false)), Some("a"), &key_a());
+        with_info.userinfo = info.as_object();
+        assert_eq!(verify(&unverified, &keys(), &with_info), Err(Refused::EmailNotVerified));
     }
 
     #[test]
