@@ -70,8 +70,9 @@ pub async fn delete(
     Ok(Deleted { user_id: user.id, keys, usage_records, providers })
 }
 
-/// Revokes every key of the user; returns how many they had.
-async fn revoke_keys(store: &dyn Store, user_id: Uuid, now: DateTime<Utc>, caches: &dyn Invalidate) -> ApiResult<usize> {
+/// Revokes every key of the user; returns how many they had. Also what deprovisioning through
+/// SCIM does: the keys stop working at once, here and (within the key cache's TTL) elsewhere.
+pub async fn revoke_keys(store: &dyn Store, user_id: Uuid, now: DateTime<Utc>, caches: &dyn Invalidate) -> ApiResult<usize> {
     let owner = Owner::User { user_id };
     let all = keys::all_of(store, &owner).await?;
     for key in &all {

@@ -54,6 +54,10 @@ pub async fn login(store: &dyn Store, email: &str, presented: &str, ip: Option<&
         return Err(ApiError::unauthorized("invalid email or password"));
     };
     throttle::record_success(store, email, ip, now).await?;
+    // Said only to whoever knows the password: it tells that the account exists.
+    if user.disabled_at.is_some() {
+        return Err(users::deactivated());
+    }
     Ok(user)
 }
 
@@ -128,7 +132,7 @@ pub struct UserChange {
     pub name: Option<String>,
 }
 
-async fn check_role_exists(store: &dyn Store, role: &str) -> ApiResult<()> {
+pub async fn check_role_exists(store: &dyn Store, role: &str) -> ApiResult<()> {
     if roles::permissions_of(store, role).await?.is_none() {
         return Err(ApiError::invalid_param("role", format!("no role named {role:?}; see GET /api/roles")));
     }

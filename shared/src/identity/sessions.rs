@@ -124,6 +124,11 @@ pub async fn refresh(store: &dyn Store, jwt: &JwtKeys, now: DateTime<Utc>, prese
         Err(e) => return Err(e.into()),
     }
     let user = users::get(store, user_id).await?.filter(|u| u.deleting_since.is_none()).ok_or_else(invalid_refresh)?;
+    // Deprovisioning revokes every session, but a refresh racing it must not outlive it.
+    if user.disabled_at.is_some() {
+        revoke(store, user_id, session_id).await?;
+        return Err(users::deactivated());
+    }
     Ok((Tokens { access_token: access_token(jwt, user_id, session_id, now)?, refresh_token: new_token, session_id }, user))
 }
 
@@ -143,6 +148,9 @@ pub async fn authenticate(store: &dyn Store, jwt: &JwtKeys, now: DateTime<Utc>, 
         .await?
         .filter(|u| u.deleting_since.is_none())
         .ok_or_else(|| ApiError::unauthorized("this user no longer exists (or is being deleted)"))?;
+    if user.disabled_at.is_some() {
+        return Err(users::deactivated());
+    }
     if (now - session.last_activity).num_seconds() >= ACTIVITY_GRANULARITY_SECS {
         let update = Update::default().set("last_activity", now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
         // A session revoked meanwhile stays revoked: the condition keeps this from recreating it.

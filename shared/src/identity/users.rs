@@ -21,6 +21,26 @@ pub struct User {
     /// Set when the account's deletion began (`accounts::delete`): it no longer signs in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleting_since: Option<DateTime<Utc>>,
+    /// Set when the identity provider deprovisioned the account (SCIM `active: false`): it
+    /// keeps its data but cannot sign in, and its sessions and API keys were ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// The identity provider's group names for this user (from SCIM or sign-in), kept so the
+    /// group mapping can be re-applied when it changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+impl User {
+    /// Whether the account may act at all: not being deleted, not deprovisioned.
+    pub fn is_usable(&self) -> bool {
+        self.deleting_since.is_none() && self.disabled_at.is_none()
+    }
+}
+
+/// The 401 a deprovisioned account gets wherever it tries to sign in or act.
+pub fn deactivated() -> ApiError {
+    ApiError::unauthorized_as("account_deactivated", "this account was deactivated by the identity provider; ask your administrator to reactivate it there")
 }
 
 pub fn key(id: Uuid) -> Key {
@@ -51,7 +71,18 @@ fn email_taken(email: &str) -> ApiError {
 }
 
 pub fn new_user(email: String, password_hash: String, role: String, now: DateTime<Utc>) -> User {
-    User { id: Uuid::new_v4(), email, password_hash, role, name: None, created_at: now, updated_at: now, deleting_since: None }
+    User {
+        id: Uuid::new_v4(),
+        email,
+        password_hash,
+        role,
+        name: None,
+        created_at: now,
+        updated_at: now,
+        deleting_since: None,
+        disabled_at: None,
+        groups: Vec::new(),
+    }
 }
 
 /// Writes a new user with its email lock, plus `extra` operations in the same transaction;
@@ -96,15 +127,24 @@ pub async fn list(store: &dyn Store) -> ApiResult<Vec<User>> {
 /// Saves changed fields of an existing user. A changed email moves its lock in the same
 /// transaction, so uniqueness holds through the change.
 pub async fn save(store: &dyn Store, before: &User, after: &User) -> ApiResult<()> {
+    save_with(store, before, after, vec![], |i| ApiError::internal(format!("no extra operation {i} was sent"))).await
+}
+
+/// `save`, with `extra` operations in the same transaction; `extra_failed` names the error
+/// when the condition of extra operation `i` fails.
+pub async fn save_with(store: &dyn Store, before: &User, after: &User, extra: Vec<TxOp>, extra_failed: impl Fn(usize) -> ApiError) -> ApiResult<()> {
     let mut ops = Vec::new();
     if before.email != after.email {
         ops.push(email_lock(&after.email, after.id));
         ops.push(TxOp::Delete { key: email_key(&before.email), cond: Some(Cond::eq("user_id", after.id.to_string())) });
     }
     ops.push(TxOp::Put { item: user_item(after)?, cond: Some(Cond::Exists) });
+    let own = ops.len();
+    ops.extend(extra);
     match store.transact(ops).await {
         Ok(()) => Ok(()),
         Err(StoreError::TransactionCancelled { index: 0 }) if before.email != after.email => Err(email_taken(&after.email)),
+        Err(StoreError::TransactionCancelled { index }) if index >= own => Err(extra_failed(index - own)),
         Err(StoreError::TransactionCancelled { .. }) => Err(ApiError::not_found(format!("no user with id {}", after.id))),
         Err(e) => Err(e.into()),
     }

@@ -98,6 +98,19 @@ pub fn member_put(member: &Member) -> ApiResult<TxOp> {
     Ok(TxOp::Put { item, cond: Some(Cond::NotExists) })
 }
 
+/// Changes a member's role, provided it is still the role read (`member.role`): a change made
+/// meanwhile (a promotion to owner) is not overwritten.
+pub async fn set_member_role(store: &dyn Store, member: &Member, role: Role) -> ApiResult<()> {
+    let changed = Member { role, ..member.clone() };
+    let mut item = keyed_item(&changed, &member_key(member.workspace_id, member.user_id))?;
+    set_index(&mut item, Index::Gsi1, user_workspaces(member.user_id), member.workspace_id.to_string());
+    match store.put(item, Some(Cond::eq("role", member.role.as_str()))).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::ConditionFailed) => Err(ApiError::conflict("member_changed", "the member changed meanwhile; list the members and try again")),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Creates a workspace with its creator as owner, in one transaction.
 pub async fn create(store: &dyn Store, name: &str, limits: Vec<Limit>, creator: Uuid, now: DateTime<Utc>) -> ApiResult<Workspace> {
     let workspace = Workspace { id: Uuid::new_v4(), name: validate_name(name)?, limits, created_by: creator, created_at: now, updated_at: now };
