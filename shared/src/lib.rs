@@ -36,6 +36,7 @@ pub mod readiness;
 pub mod response_cache;
 pub mod responses;
 pub mod runtime;
+pub mod scim;
 pub mod secrets;
 pub mod settings;
 pub mod sovereignty;

@@ -16,6 +16,8 @@ pub enum Actor {
     User { id: Uuid },
     /// An API key acting for its owner.
     Key { id: Uuid, owner: String },
+    /// An identity provider provisioning through SCIM with the token `id`.
+    ScimToken { id: Uuid },
     /// No one signed in: the first admin's setup, an invitation accepted by link.
     Anonymous,
 }

@@ -23,7 +23,7 @@ pub struct Filter {
 impl Filter {
     fn keeps(&self, event: &Event) -> bool {
         let actor_id = match &event.actor {
-            super::Actor::User { id } | super::Actor::Key { id, .. } => Some(id.to_string()),
+            super::Actor::User { id } | super::Actor::Key { id, .. } | super::Actor::ScimToken { id } => Some(id.to_string()),
             super::Actor::Anonymous => None,
         };
         self.actor.as_ref().is_none_or(|a| actor_id.as_deref() == Some(a.as_str()))

@@ -142,8 +142,13 @@ async fn envelope(response: Response) -> Response {
     error.into_response()
 }
 
+/// JSON, and SCIM's `application/scim+json` (whose errors have their own shape).
 fn is_json(response: &Response) -> bool {
-    response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"))
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("application/scim+json"))
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ pub mod ops;
 pub mod project_tokens;
 pub mod projects;
 pub mod proxy;
+pub mod scim;
+pub mod scim_admin;
 pub mod settings;
 pub mod tokens;
 pub mod usage;
@@ -76,6 +78,8 @@ impl Group {
                 .merge(settings::routes())
                 .merge(audit::routes())
                 .merge(dashboard::routes())
+                .merge(scim::routes())
+                .merge(scim_admin::routes())
                 .routes(routes!(openapi_json)),
             Group::Tokens => api_keys::routes().merge(tokens::routes()).merge(project_tokens::routes()),
             Group::Providers => models::routes().merge(dynamic_providers::routes()).merge(integrations::routes()),
@@ -129,14 +133,27 @@ pub fn app(state: AppState, groups: &[Group]) -> Router {
         .with_state(state)
 }
 
-async fn unknown_route(method: Method, uri: Uri) -> ApiError {
-    ApiError::Status { status: 404, code: "unknown_route", message: format!("no route for {method} {}; GET /openapi.json lists every route", uri.path()) }
+/// SCIM clients read errors in SCIM's shape, unknown paths under `/scim/` included.
+fn is_scim(uri: &Uri) -> bool {
+    uri.path().starts_with("/scim/")
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+async fn unknown_route(method: Method, uri: Uri) -> axum::response::Response {
+    if is_scim(&uri) {
+        return scim::unknown(404, format!("no SCIM endpoint {method} {}; the resources are /Users and /Groups", uri.path()));
+    }
+    ApiError::Status { status: 404, code: "unknown_route", message: format!("no route for {method} {}; GET /openapi.json lists every route", uri.path()) }
+        .into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> axum::response::Response {
+    if is_scim(&uri) {
+        return scim::unknown(405, format!("{} does not accept {method}", uri.path()));
+    }
     ApiError::Status {
         status: 405,
         code: "method_not_allowed",
         message: format!("{} does not accept {method}; GET /openapi.json lists the methods of every route", uri.path()),
     }
+    .into_response()
 }

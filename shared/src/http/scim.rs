@@ -1,0 +1,456 @@
+//! Auth group, SCIM 2.0 at `/scim/v2` (RFC 7644): what an identity provider calls with a SCIM
+//! token. Answers are `application/scim+json`, errors SCIM's own shape
+//! (`{"schemas": [...Error], "status": "404", "scimType"?, "detail"}`). Rules live in `scim`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::identity::users::{self as accounts, User};
+use crate::scim::{self, ListParams, MAX_PAGE, Shape, groups, patch, schema, tokens, users};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(service_provider_config))
+        .routes(routes!(list_resource_types))
+        .routes(routes!(get_resource_type))
+        .routes(routes!(list_schemas))
+        .routes(routes!(get_schema))
+        .routes(routes!(search))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, replace_user, patch_user, delete_user))
+        .routes(routes!(list_groups, create_group))
+        .routes(routes!(get_group, replace_group, patch_group, delete_group))
+}
+
+const SCIM_JSON: &str = "application/scim+json";
+/// The scimType values of RFC 7644 §3.12 that our errors carry as their code.
+const SCIM_TYPES: [&str; 9] = ["invalidFilter", "tooMany", "uniqueness", "mutability", "invalidSyntax", "invalidPath", "noTarget", "invalidValue", "sensitive"];
+
+/// An error in SCIM's shape.
+pub struct ScimError(ApiError);
+
+impl From<ApiError> for ScimError {
+    fn from(e: ApiError) -> Self {
+        ScimError(e)
+    }
+}
+
+impl From<crate::store::StoreError> for ScimError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ScimError(e.into())
+    }
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let status = self.0.status_code();
+        let detail = match &self.0 {
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "The server failed to handle this request; it has been logged. Retry, and report the x-request-id header if it persists.".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut body = json!({"schemas": [scim::ERROR_SCHEMA], "status": status.to_string(), "detail": detail});
+        let code = self.0.code();
+        let scim_type = match status {
+            400 => Some(if SCIM_TYPES.contains(&code) { code } else { "invalidValue" }),
+            409 => Some("uniqueness"),
+            _ => None,
+        };
+        if let Some(t) = scim_type {
+            body["scimType"] = json!(t);
+        }
+        scim_json(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &body)
+    }
+}
+
+fn scim_json(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    response
+}
+
+type ScimResult<T = Response> = Result<T, ScimError>;
+
+/// A SCIM token's id, from `Authorization: Bearer scim_...`; it is the audit log's actor.
+pub struct ScimCaller {
+    pub token_id: Uuid,
+}
+
+impl FromRequestParts<AppState> for ScimCaller {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ScimError> {
+        let unauthorized = || ScimError(ApiError::unauthorized("send Authorization: Bearer <SCIM token>; a global admin makes one at POST /api/scim/tokens"));
+        let token = super::extract::bearer(parts).map_err(|_| unauthorized())?;
+        let token_id = tokens::authenticate(state.store.as_ref(), token).await?.ok_or_else(unauthorized)?;
+        crate::audit::context::identify(crate::audit::Actor::ScimToken { id: token_id });
+        Ok(ScimCaller { token_id })
+    }
+}
+
+/// `http(s)://host/scim/v2`, for `meta.location` and `$ref`: the public URL when one is set.
+async fn base_url(state: &AppState, headers: &HeaderMap) -> ScimResult<String> {
+    if let Some(url) = crate::settings::get(state.store.as_ref()).await?.public_url {
+        return Ok(format!("{}/scim/v2", url.trim_end_matches('/')));
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let scheme = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).filter(|p| *p == "https").unwrap_or("http");
+    Ok(format!("{scheme}://{host}/scim/v2"))
+}
+
+fn ok(body: &Value) -> ScimResult {
+    Ok(scim_json(StatusCode::OK, body))
+}
+
+fn created(body: &Value) -> ScimResult {
+    let mut response = scim_json(StatusCode::CREATED, body);
+    if let Some(location) = body["meta"]["location"].as_str().and_then(|l| HeaderValue::from_str(l).ok()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+fn json_body(body: Result<Bytes, BytesRejection>) -> ScimResult<Value> {
+    let bytes = body.map_err(|e| ApiError::Status {
+        status: e.status().as_u16(),
+        code: "invalidSyntax",
+        message: format!("the body could not be read: {}", e.body_text()),
+    })?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("invalidSyntax", format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("invalidSyntax", "the body must be a JSON object").into());
+    }
+    Ok(value)
+}
+
+/// A resource id from the path: anything but one of ours is simply not found.
+fn resource_id(raw: &str, kind: &str) -> Result<Uuid, ScimError> {
+    raw.parse().map_err(|_| ScimError(ApiError::not_found(format!("no {kind} with id {raw:?}"))))
+}
+
+#[derive(Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    /// A SCIM filter, such as `userName eq "ada@example.com"`.
+    filter: Option<String>,
+    /// 1-based index of the first result (default 1).
+    start_index: Option<String>,
+    /// Results per page (default and at most 200).
+    count: Option<String>,
+    /// Only these attributes (comma-separated).
+    attributes: Option<String>,
+    /// All but these attributes (comma-separated).
+    excluded_attributes: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct ShapeQuery {
+    /// Only these attributes (comma-separated).
+    attributes: Option<String>,
+    /// All but these attributes (comma-separated).
+    excluded_attributes: Option<String>,
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> ScimResult<T> {
+    q.map(|Query(q)| q).map_err(|e| ScimError(ApiError::bad_request("invalidValue", format!("the query string is not valid: {}", e.body_text()))))
+}
+
+fn number(raw: Option<&str>, name: &str, default: i64) -> ScimResult<i64> {
+    match raw {
+        None => Ok(default),
+        Some(s) => s.trim().parse().map_err(|_| ScimError(ApiError::bad_request("invalidValue", format!("{name} must be a whole number, not {s:?}")))),
+    }
+}
+
+fn list_params(q: ListQuery) -> ScimResult<ListParams> {
+    let start_index = number(q.start_index.as_deref(), "startIndex", 1)?.max(1);
+    let count = number(q.count.as_deref(), "count", MAX_PAGE as i64)?.clamp(0, MAX_PAGE as i64);
+    Ok(ListParams {
+        filter: q.filter.as_deref().map(scim::filter::parse).transpose()?,
+        start_index: usize::try_from(start_index).unwrap_or(1),
+        count: usize::try_from(count).unwrap_or(0),
+        shape: Shape::parse(q.attributes.as_deref(), q.excluded_attributes.as_deref())?,
+    })
+}
+
+// Discovery.
+
+#[utoipa::path(get, path = "/scim/v2/ServiceProviderConfig", tag = "scim",
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
+async fn service_provider_config(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
+    ok(&schema::service_provider_config(&base_url(&state, &headers).await?))
+}
+
+fn list_of(resources: Vec<Value>) -> Value {
+    let n = resources.len();
+    json!({"schemas": [scim::LIST_RESPONSE], "totalResults": n, "startIndex": 1, "itemsPerPage": n, "Resources": resources})
+}
+
+fn find_by_id(resources: Vec<Value>, id: &str, kind: &str) -> ScimResult {
+    match resources.into_iter().find(|r| r["id"] == id) {
+        Some(r) => ok(&r),
+        None => Err(ApiError::not_found(format!("no {kind} {id:?}")).into()),
+    }
+}
+
+#[utoipa::path(get, path = "/scim/v2/ResourceTypes", tag = "scim",
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
+async fn list_resource_types(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
+    ok(&list_of(schema::resource_types(&base_url(&state, &headers).await?)))
+}
+
+#[utoipa::path(get, path = "/scim/v2/ResourceTypes/{id}", tag = "scim", params(("id" = String, Path)),
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
+async fn get_resource_type(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, Path(id): Path<String>) -> ScimResult {
+    find_by_id(schema::resource_types(&base_url(&state, &headers).await?), &id, "ResourceType")
+}
+
+#[utoipa::path(get, path = "/scim/v2/Schemas", tag = "scim",
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
+async fn list_schemas(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
+    ok(&list_of(schema::schemas(&base_url(&state, &headers).await?)))
+}
+
+#[utoipa::path(get, path = "/scim/v2/Schemas/{id}", tag = "scim", params(("id" = String, Path)),
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
+async fn get_schema(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, Path(id): Path<String>) -> ScimResult {
+    find_by_id(schema::schemas(&base_url(&state, &headers).await?), &id, "Schema")
+}
+
+/// Searching several resource types at once is not offered: search each with GET and `filter`.
+#[utoipa::path(post, path = "/scim/v2/.search", tag = "scim",
+    responses((status = 401, body = Object, content_type = "application/scim+json"), (status = 501, body = Object, content_type = "application/scim+json")))]
+async fn search(_caller: ScimCaller) -> ScimResult {
+    Err(ApiError::Status {
+        status: 501,
+        code: "not_implemented",
+        message: "searching several resource types at once is not supported; GET /Users or /Groups with filter".into(),
+    }
+    .into())
+}
+
+// Users.
+
+/// Every account but those being deleted, as SCIM Users.
+async fn all_users(state: &AppState, base: &str) -> ScimResult<Vec<Value>> {
+    let store = state.store.as_ref();
+    let groups = groups::list(store).await?;
+    let mut out = Vec::new();
+    for user in accounts::list(store).await?.into_iter().filter(|u| u.deleting_since.is_none()) {
+        let profile = users::profile(store, user.id).await?;
+        out.push(users::resource(&user, profile.as_ref(), &groups::of_user(&groups, user.id), base));
+    }
+    Ok(out)
+}
+
+async fn user_resource(state: &AppState, user: &User, base: &str) -> ScimResult<Value> {
+    let store = state.store.as_ref();
+    let groups = groups::list(store).await?;
+    Ok(users::resource(user, users::profile(store, user.id).await?.as_ref(), &groups::of_user(&groups, user.id), base))
+}
+
+async fn require_user(state: &AppState, raw: &str) -> ScimResult<User> {
+    let id = resource_id(raw, "User")?;
+    match accounts::get(state.store.as_ref(), id).await? {
+        Some(user) if user.deleting_since.is_none() => Ok(user),
+        _ => Err(ApiError::not_found(format!("no User with id {id}")).into()),
+    }
+}
+
+#[utoipa::path(get, path = "/scim/v2/Users", tag = "scim", params(ListQuery),
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
+async fn list_users(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
+    let params = list_params(query(q)?)?;
+    let base = base_url(&state, &headers).await?;
+    ok(&scim::list_response(all_users(&state, &base).await?, &params))
+}
+
+#[utoipa::path(post, path = "/scim/v2/Users", tag = "scim", request_body(content = Object, content_type = "application/scim+json"),
+    responses((status = 201, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
+        (status = 401, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
+async fn create_user(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    let input = users::parse(&json_body(body)?)?;
+    let user = users::create(state.store.as_ref(), input, state.clock.now()).await?;
+    let base = base_url(&state, &headers).await?;
+    created(&user_resource(&state, &user, &base).await?)
+}
+
+#[utoipa::path(get, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path), ShapeQuery),
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
+async fn get_user(
+    State(state): State<AppState>,
+    _caller: ScimCaller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<ShapeQuery>, QueryRejection>,
+) -> ScimResult {
+    let q = query(q)?;
+    let shape = Shape::parse(q.attributes.as_deref(), q.excluded_attributes.as_deref())?;
+    let user = require_user(&state, &id).await?;
+    let base = base_url(&state, &headers).await?;
+    ok(&shape.apply(user_resource(&state, &user, &base).await?))
+}
+
+#[utoipa::path(put, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
+        (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
+async fn replace_user(
+    State(state): State<AppState>,
+    _caller: ScimCaller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ScimResult {
+    let user = require_user(&state, &id).await?;
+    let input = users::parse(&json_body(body)?)?;
+    let after = users::replace(state.store.as_ref(), &user, input, state.clock.now(), state.hot.as_ref()).await?;
+    let base = base_url(&state, &headers).await?;
+    ok(&user_resource(&state, &after, &base).await?)
+}
+
+#[utoipa::path(patch, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
+        (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
+async fn patch_user(
+    State(state): State<AppState>,
+    _caller: ScimCaller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ScimResult {
+    let user = require_user(&state, &id).await?;
+    let operations = patch::parse_request(&json_body(body)?)?;
+    let base = base_url(&state, &headers).await?;
+    let mut resource = user_resource(&state, &user, &base).await?;
+    patch::apply(&mut resource, &operations)?;
+    let after = users::replace(state.store.as_ref(), &user, users::parse(&resource)?, state.clock.now(), state.hot.as_ref()).await?;
+    ok(&user_resource(&state, &after, &base).await?)
+}
+
+#[utoipa::path(delete, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path)),
+    responses((status = 204), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
+async fn delete_user(State(state): State<AppState>, _caller: ScimCaller, Path(id): Path<String>) -> ScimResult {
+    let user = require_user(&state, &id).await?;
+    let now = state.clock.now();
+    users::delete(state.store.as_ref(), state.secrets.as_ref(), &user, now, state.hot.as_ref()).await?;
+    groups::forget_user(state.store.as_ref(), user.id, now).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// Groups.
+
+async fn group_resource(state: &AppState, group: &groups::Group, base: &str) -> ScimResult<Value> {
+    let mut members = Vec::with_capacity(group.members.len());
+    for id in &group.members {
+        if let Some(user) = accounts::get(state.store.as_ref(), *id).await?.filter(|u| u.deleting_since.is_none()) {
+            members.push(user);
+        }
+    }
+    Ok(groups::resource(group, &members, base))
+}
+
+async fn require_group(state: &AppState, raw: &str) -> ScimResult<groups::Group> {
+    Ok(groups::require(state.store.as_ref(), resource_id(raw, "Group")?).await?)
+}
+
+#[utoipa::path(get, path = "/scim/v2/Groups", tag = "scim", params(ListQuery),
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
+async fn list_groups(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
+    let params = list_params(query(q)?)?;
+    let base = base_url(&state, &headers).await?;
+    let store = state.store.as_ref();
+    let everyone: Vec<User> = accounts::list(store).await?.into_iter().filter(|u| u.deleting_since.is_none()).collect();
+    let resources = groups::list(store).await?.iter().map(|g| groups::resource(g, &everyone, &base)).collect();
+    ok(&scim::list_response(resources, &params))
+}
+
+#[utoipa::path(post, path = "/scim/v2/Groups", tag = "scim", request_body(content = Object, content_type = "application/scim+json"),
+    responses((status = 201, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
+async fn create_group(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    let input = groups::parse(&json_body(body)?)?;
+    let group = groups::create(state.store.as_ref(), input, state.clock.now()).await?;
+    let base = base_url(&state, &headers).await?;
+    created(&group_resource(&state, &group, &base).await?)
+}
+
+#[utoipa::path(get, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path), ShapeQuery),
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
+async fn get_group(
+    State(state): State<AppState>,
+    _caller: ScimCaller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<ShapeQuery>, QueryRejection>,
+) -> ScimResult {
+    let q = query(q)?;
+    let shape = Shape::parse(q.attributes.as_deref(), q.excluded_attributes.as_deref())?;
+    let group = require_group(&state, &id).await?;
+    let base = base_url(&state, &headers).await?;
+    ok(&shape.apply(group_resource(&state, &group, &base).await?))
+}
+
+#[utoipa::path(put, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
+        (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
+async fn replace_group(
+    State(state): State<AppState>,
+    _caller: ScimCaller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ScimResult {
+    let group = require_group(&state, &id).await?;
+    let input = groups::parse(&json_body(body)?)?;
+    let after = groups::replace(state.store.as_ref(), &group, input, state.clock.now()).await?;
+    let base = base_url(&state, &headers).await?;
+    ok(&group_resource(&state, &after, &base).await?)
+}
+
+#[utoipa::path(patch, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
+        (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
+async fn patch_group(
+    State(state): State<AppState>,
+    _caller: ScimCaller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ScimResult {
+    let group = require_group(&state, &id).await?;
+    let operations = patch::parse_request(&json_body(body)?)?;
+    let base = base_url(&state, &headers).await?;
+    let mut resource = group_resource(&state, &group, &base).await?;
+    patch::apply(&mut resource, &operations)?;
+    let after = groups::replace(state.store.as_ref(), &group, groups::parse(&resource)?, state.clock.now()).await?;
+    ok(&group_resource(&state, &after, &base).await?)
+}
+
+#[utoipa::path(delete, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path)),
+    responses((status = 204), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
+async fn delete_group(State(state): State<AppState>, _caller: ScimCaller, Path(id): Path<String>) -> ScimResult {
+    let group = require_group(&state, &id).await?;
+    groups::delete(state.store.as_ref(), &group, state.clock.now()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The SCIM error for a path under `/scim/` that no route serves (the router's fallbacks).
+pub fn unknown(status: u16, message: String) -> Response {
+    ScimError(ApiError::Status { status, code: "not_found", message }).into_response()
+}
