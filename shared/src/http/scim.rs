@@ -22,16 +22,16 @@ use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(service_provider_config))
-        .routes(routes!(list_resource_types))
-        .routes(routes!(get_resource_type))
-        .routes(routes!(list_schemas))
-        .routes(routes!(get_schema))
-        .routes(routes!(search))
-        .routes(routes!(list_users, create_user))
-        .routes(routes!(get_user, replace_user, patch_user, delete_user))
-        .routes(routes!(list_groups, create_group))
-        .routes(routes!(get_group, replace_group, patch_group, delete_group))
+        .routes(routes!(scim_service_provider_config))
+        .routes(routes!(scim_list_resource_types))
+        .routes(routes!(scim_get_resource_type))
+        .routes(routes!(scim_list_schemas))
+        .routes(routes!(scim_get_schema))
+        .routes(routes!(scim_search))
+        .routes(routes!(scim_list_users, scim_create_user))
+        .routes(routes!(scim_get_user, scim_replace_user, scim_patch_user, scim_delete_user))
+        .routes(routes!(scim_list_groups, scim_create_group))
+        .routes(routes!(scim_get_group, scim_replace_group, scim_patch_group, scim_delete_group))
 }
 
 const SCIM_JSON: &str = "application/scim+json";
@@ -194,7 +194,7 @@ fn list_params(q: ListQuery) -> ScimResult<ListParams> {
 
 #[utoipa::path(get, path = "/scim/v2/ServiceProviderConfig", tag = "scim",
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn service_provider_config(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
+async fn scim_service_provider_config(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
     ok(&schema::service_provider_config(&base_url(&state, &headers).await?))
 }
 
@@ -212,32 +212,32 @@ fn find_by_id(resources: Vec<Value>, id: &str, kind: &str) -> ScimResult {
 
 #[utoipa::path(get, path = "/scim/v2/ResourceTypes", tag = "scim",
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn list_resource_types(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
+async fn scim_list_resource_types(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
     ok(&list_of(schema::resource_types(&base_url(&state, &headers).await?)))
 }
 
 #[utoipa::path(get, path = "/scim/v2/ResourceTypes/{id}", tag = "scim", params(("id" = String, Path)),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn get_resource_type(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, Path(id): Path<String>) -> ScimResult {
+async fn scim_get_resource_type(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, Path(id): Path<String>) -> ScimResult {
     find_by_id(schema::resource_types(&base_url(&state, &headers).await?), &id, "ResourceType")
 }
 
 #[utoipa::path(get, path = "/scim/v2/Schemas", tag = "scim",
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn list_schemas(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
+async fn scim_list_schemas(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
     ok(&list_of(schema::schemas(&base_url(&state, &headers).await?)))
 }
 
 #[utoipa::path(get, path = "/scim/v2/Schemas/{id}", tag = "scim", params(("id" = String, Path)),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn get_schema(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, Path(id): Path<String>) -> ScimResult {
+async fn scim_get_schema(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, Path(id): Path<String>) -> ScimResult {
     find_by_id(schema::schemas(&base_url(&state, &headers).await?), &id, "Schema")
 }
 
 /// Searching several resource types at once is not offered: search each with GET and `filter`.
 #[utoipa::path(post, path = "/scim/v2/.search", tag = "scim",
     responses((status = 401, body = Object, content_type = "application/scim+json"), (status = 501, body = Object, content_type = "application/scim+json")))]
-async fn search(_caller: ScimCaller) -> ScimResult {
+async fn scim_search(_caller: ScimCaller) -> ScimResult {
     Err(ApiError::Status {
         status: 501,
         code: "not_implemented",
@@ -276,7 +276,7 @@ async fn require_user(state: &AppState, raw: &str) -> ScimResult<User> {
 
 #[utoipa::path(get, path = "/scim/v2/Users", tag = "scim", params(ListQuery),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn list_users(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
+async fn scim_list_users(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
     let params = list_params(query(q)?)?;
     let base = base_url(&state, &headers).await?;
     ok(&scim::list_response(all_users(&state, &base).await?, &params))
@@ -285,7 +285,7 @@ async fn list_users(State(state): State<AppState>, _caller: ScimCaller, headers:
 #[utoipa::path(post, path = "/scim/v2/Users", tag = "scim", request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 201, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
-async fn create_user(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ScimResult {
+async fn scim_create_user(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ScimResult {
     let input = users::parse(&json_body(body)?)?;
     let user = users::create(state.store.as_ref(), input, state.clock.now()).await?;
     let base = base_url(&state, &headers).await?;
@@ -293,8 +293,8 @@ async fn create_user(State(state): State<AppState>, _caller: ScimCaller, headers
 }
 
 #[utoipa::path(get, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path), ShapeQuery),
-    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn get_user(
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
+async fn scim_get_user(
     State(state): State<AppState>,
     _caller: ScimCaller,
     headers: HeaderMap,
@@ -311,7 +311,7 @@ async fn get_user(
 #[utoipa::path(put, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
-async fn replace_user(
+async fn scim_replace_user(
     State(state): State<AppState>,
     _caller: ScimCaller,
     headers: HeaderMap,
@@ -328,7 +328,7 @@ async fn replace_user(
 #[utoipa::path(patch, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
-async fn patch_user(
+async fn scim_patch_user(
     State(state): State<AppState>,
     _caller: ScimCaller,
     headers: HeaderMap,
@@ -346,7 +346,7 @@ async fn patch_user(
 
 #[utoipa::path(delete, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path)),
     responses((status = 204), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
-async fn delete_user(State(state): State<AppState>, _caller: ScimCaller, Path(id): Path<String>) -> ScimResult {
+async fn scim_delete_user(State(state): State<AppState>, _caller: ScimCaller, Path(id): Path<String>) -> ScimResult {
     let user = require_user(&state, &id).await?;
     let now = state.clock.now();
     users::delete(state.store.as_ref(), state.secrets.as_ref(), &user, now, state.hot.as_ref()).await?;
@@ -372,7 +372,7 @@ async fn require_group(state: &AppState, raw: &str) -> ScimResult<groups::Group>
 
 #[utoipa::path(get, path = "/scim/v2/Groups", tag = "scim", params(ListQuery),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn list_groups(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
+async fn scim_list_groups(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
     let params = list_params(query(q)?)?;
     let base = base_url(&state, &headers).await?;
     let store = state.store.as_ref();
@@ -383,7 +383,7 @@ async fn list_groups(State(state): State<AppState>, _caller: ScimCaller, headers
 
 #[utoipa::path(post, path = "/scim/v2/Groups", tag = "scim", request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 201, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn create_group(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ScimResult {
+async fn scim_create_group(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ScimResult {
     let input = groups::parse(&json_body(body)?)?;
     let group = groups::create(state.store.as_ref(), input, state.clock.now()).await?;
     let base = base_url(&state, &headers).await?;
@@ -391,8 +391,8 @@ async fn create_group(State(state): State<AppState>, _caller: ScimCaller, header
 }
 
 #[utoipa::path(get, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path), ShapeQuery),
-    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn get_group(
+    responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
+async fn scim_get_group(
     State(state): State<AppState>,
     _caller: ScimCaller,
     headers: HeaderMap,
@@ -409,7 +409,7 @@ async fn get_group(
 #[utoipa::path(put, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn replace_group(
+async fn scim_replace_group(
     State(state): State<AppState>,
     _caller: ScimCaller,
     headers: HeaderMap,
@@ -426,7 +426,7 @@ async fn replace_group(
 #[utoipa::path(patch, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn patch_group(
+async fn scim_patch_group(
     State(state): State<AppState>,
     _caller: ScimCaller,
     headers: HeaderMap,
@@ -444,7 +444,7 @@ async fn patch_group(
 
 #[utoipa::path(delete, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path)),
     responses((status = 204), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn delete_group(State(state): State<AppState>, _caller: ScimCaller, Path(id): Path<String>) -> ScimResult {
+async fn scim_delete_group(State(state): State<AppState>, _caller: ScimCaller, Path(id): Path<String>) -> ScimResult {
     let group = require_group(&state, &id).await?;
     groups::delete(state.store.as_ref(), &group, state.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -21,7 +21,10 @@ use crate::scim::tokens::{self, ScimToken};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_tokens, create_token)).routes(routes!(delete_token)).routes(routes!(get_mapping, put_mapping))
+    OpenApiRouter::new()
+        .routes(routes!(list_scim_tokens, create_scim_token))
+        .routes(routes!(delete_scim_token))
+        .routes(routes!(get_group_mapping, put_group_mapping))
 }
 
 /// Provisioning decides who is admin: it is for global admins alone.
@@ -64,14 +67,14 @@ pub struct CreateScimToken {
 
 #[utoipa::path(get, path = "/api/scim/tokens", tag = "scim",
     responses((status = 200, body = Vec<ScimTokenView>), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ScimTokenView>>> {
+async fn list_scim_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ScimTokenView>>> {
     require_admin(&caller)?;
     Ok(Json(tokens::list(state.store.as_ref()).await?.into_iter().map(view).collect()))
 }
 
 #[utoipa::path(post, path = "/api/scim/tokens", tag = "scim", request_body = CreateScimToken,
     responses((status = 201, body = CreatedScimToken), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
-async fn create_token(
+async fn create_scim_token(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateScimToken>,
@@ -83,7 +86,7 @@ async fn create_token(
 
 #[utoipa::path(delete, path = "/api/scim/tokens/{id}", tag = "scim", params(("id" = String, Path)),
     responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-async fn delete_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_scim_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     require_admin(&caller)?;
     tokens::delete(state.store.as_ref(), parse_uuid(&id, "id")?).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -92,7 +95,7 @@ async fn delete_token(State(state): State<AppState>, caller: Caller, Path(id): P
 /// The saved mapping, or the one in force when none was saved (no rules; roles left alone).
 #[utoipa::path(get, path = "/api/settings/group-mapping", tag = "settings",
     responses((status = 200, body = GroupMapping), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-async fn get_mapping(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<GroupMapping>> {
+async fn get_group_mapping(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<GroupMapping>> {
     require_admin(&caller)?;
     caller.require(Permission::SettingsRead)?;
     let mapping = group_mapping::get(state.store.as_ref()).await?;
@@ -103,7 +106,7 @@ async fn get_mapping(State(state): State<AppState>, caller: Caller) -> ApiResult
 /// their groups (a SCIM change or a sign-in).
 #[utoipa::path(put, path = "/api/settings/group-mapping", tag = "settings", request_body = GroupMapping,
     responses((status = 200, body = GroupMapping), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-async fn put_mapping(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<GroupMapping>) -> ApiResult<Json<GroupMapping>> {
+async fn put_group_mapping(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<GroupMapping>) -> ApiResult<Json<GroupMapping>> {
     require_admin(&caller)?;
     caller.require(Permission::SettingsWrite)?;
     Ok(Json(group_mapping::save(state.store.as_ref(), body).await?))
