@@ -96,6 +96,13 @@ backend_tests! {
         scim_error(app.get("/scim/v2/Users", Some(&admin)).await, 401, None);
         app.get("/scim/v2/Users", Some(&token)).await.expect(200);
         scim_error(app.get("/scim/v2/Nothing", Some(&token)).await, 404, None);
+        scim_error(app.post("/scim/v2/.search", Some(&token), json!({})).await, 501, None);
+        let config = app.get("/scim/v2/ServiceProviderConfig", Some(&token)).await.expect(200).body;
+        assert_eq!((config["patch"]["supported"].as_bool(), config["filter"]["supported"].as_bool(), config["bulk"]["supported"].as_bool()), (Some(true), Some(true), Some(false)));
+        let schemas = app.get("/scim/v2/Schemas", Some(&token)).await.expect(200).body;
+        assert_eq!(schemas["totalResults"], 2);
+        app.get("/scim/v2/Schemas/urn:ietf:params:scim:schemas:core:2.0:Group", Some(&token)).await.expect(200);
+        app.get("/scim/v2/ResourceTypes/User", Some(&token)).await.expect(200);
 
         let id = listed.body[0]["id"].as_str().unwrap();
         app.delete(&format!("/api/scim/tokens/{id}"), Some(&admin)).await.expect(204);
