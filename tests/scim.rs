@@ -260,11 +260,14 @@ backend_tests! {
         assert!(workspaces::membership(store, unmanaged.parse().unwrap(), uid).await.unwrap().is_some());
         scim_error(app.get(&format!("/scim/v2/Groups/{everyone}"), Some(&scim)).await, 404, None);
 
-        // The last admin is never demoted by the mapping.
+        // The last admin is never demoted by the mapping, nor deactivated.
         let admin_id = app.get("/api/me", Some(&admin)).await.expect(200).body["id"].as_str().unwrap().to_string();
         app.put(&format!("/scim/v2/Groups/{gid}"), Some(&scim), json!({"displayName": "platform-admins", "members": [{"value": admin_id}]})).await.expect(200);
         app.get("/api/me", Some(&admin)).await.expect(200);
         assert_eq!(app.get(&format!("/api/users/{admin_id}"), Some(&admin)).await.expect(200).body["role"], "admin");
+        scim_error(patch(&app, &scim, &format!("/scim/v2/Users/{admin_id}"), json!([{"op": "replace", "path": "active", "value": false}])).await, 409, None);
+        scim_error(app.delete(&format!("/scim/v2/Users/{admin_id}"), Some(&scim)).await, 409, None);
+        app.get("/api/me", Some(&admin)).await.expect(200);
         scim_error(app.post("/scim/v2/Groups", Some(&scim), json!({"displayName": "g", "members": [{"value": Uuid::new_v4()}]})).await, 400, Some("invalidValue"));
     }
 

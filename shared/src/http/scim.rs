@@ -67,7 +67,8 @@ impl IntoResponse for ScimError {
         let code = self.0.code();
         let scim_type = match status {
             400 => Some(if SCIM_TYPES.contains(&code) { code } else { "invalidValue" }),
-            409 => Some("uniqueness"),
+            // Other conflicts (the last admin) are no uniqueness clash: they carry no scimType.
+            409 if code == "uniqueness" => Some("uniqueness"),
             _ => None,
         };
         if let Some(t) = scim_type {

@@ -175,9 +175,10 @@ pub async fn change_user(store: &dyn Store, actor_session: (Uuid, Uuid), id: Uui
     save_change(store, &before, after, change.password.as_deref().map(|p| (p, "password")), keep, now).await
 }
 
-/// Refuses a change that would leave no admin (nobody could manage users any more).
+/// Refuses a change that would leave no admin (nobody could manage users any more). A
+/// deprovisioned admin cannot sign in, so does not count.
 pub async fn ensure_other_admin(store: &dyn Store, leaving: Uuid) -> ApiResult<()> {
-    let others = users::list(store).await?.into_iter().filter(|u| u.role == "admin" && u.id != leaving && u.deleting_since.is_none()).count();
+    let others = users::list(store).await?.into_iter().filter(|u| u.role == "admin" && u.id != leaving && u.is_usable()).count();
     if others == 0 {
         return Err(ApiError::conflict("last_admin", "this is the only admin; make another user admin first"));
     }

@@ -164,6 +164,16 @@ fn set(resource: &mut Map<String, Value>, path: &Path, kind: Kind, value: Option
             };
         };
         let hits: Vec<usize> = items.iter().enumerate().filter(|(_, item)| filter::matches(filter, item)).map(|(i, _)| i).collect();
+        // Entra ID adds a first work email as `add emails[type eq "work"].value`: with nothing
+        // matching, the value the filter describes is created.
+        if let (true, Kind::Add, Some(sub), Filter::Compare(AttrPath { attr, sub: None }, filter::Op::Eq, wanted)) = (hits.is_empty(), kind, &path.sub, filter)
+        {
+            let mut created = Map::new();
+            created.insert(attr.clone(), wanted.clone());
+            created.insert(sub.clone(), value.unwrap_or(Value::Null));
+            items.push(Value::Object(created));
+            return Ok(());
+        }
         if hits.is_empty() && kind == Kind::Replace {
             return Err(ApiError::bad_request("noTarget", format!("no value of {} matches the path's filter", path.attr)));
         }
@@ -264,6 +274,8 @@ mod tests {
         assert_eq!(r["emails"][0]["value"], "z@example.com");
         let r = patched(user.clone(), json!([{"op": "remove", "path": "name.familyName"}]));
         assert_eq!(r["name"], json!({"givenName": "A"}));
+        let r = patched(user.clone(), json!([{"op": "Add", "path": "emails[type eq \"home\"].value", "value": "a@home.org"}]));
+        assert_eq!(r["emails"][1], json!({"type": "home", "value": "a@home.org"}), "Entra ID's first email of a type");
         let r = patched(user, json!([{"op": "replace", "value": {"urn:ietf:params:scim:schemas:core:2.0:User:name": {"familyName": "C"}}}]));
         assert_eq!(r["name"], json!({"givenName": "A", "familyName": "C"}), "sub-attributes not named stay");
     }

@@ -260,6 +260,10 @@ pub async fn replace(store: &dyn Store, user: &User, input: Input, now: DateTime
     after.email = input.email;
     after.name = account_name(&input.profile);
     let deprovisioned = !input.active && user.disabled_at.is_none();
+    // A deactivated admin can do nothing: someone must still be able to manage users.
+    if deprovisioned && user.role == "admin" {
+        crate::identity::accounts::ensure_other_admin(store, user.id).await?;
+    }
     after.disabled_at = if input.active { None } else { user.disabled_at.or(Some(now)) };
     after.updated_at = now;
     let taken = input.profile.user_name.clone();
