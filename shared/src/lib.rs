@@ -15,6 +15,7 @@ pub mod doors;
 pub mod dynamic_providers;
 pub mod egress;
 pub mod error;
+pub mod group_mapping;
 pub mod health;
 pub mod http;
 pub mod identity;

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::error::ErrorEnvelope;
 use super::extract::{ApiJson, Caller, parse_uuid};
 use crate::error::{ApiError, ApiResult};
-use crate::identity::group_mapping::{self, GroupMapping};
+use crate::group_mapping::{self, GroupMapping};
 use crate::identity::roles::{NO_ROLE, Permission};
 use crate::scim::tokens::{self, ScimToken};
 use crate::state::AppState;

@@ -2,7 +2,6 @@
 //! JWT access tokens and login throttling. Handlers in `http::auth` only call into these.
 
 pub mod accounts;
-pub mod group_mapping;
 pub mod jwt;
 pub mod oidc;
 pub mod password;

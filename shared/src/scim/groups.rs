@@ -1,5 +1,5 @@
 //! SCIM Groups: a name and member users, as the identity provider pushes them. They grant
-//! nothing themselves; each change re-applies the group mapping (`identity::group_mapping`) to
+//! nothing themselves; each change re-applies the group mapping (`group_mapping`) to
 //! every user whose groups it changed, with the names of all the SCIM groups they are in.
 
 use chrono::{DateTime, Utc};
@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{GROUP_SCHEMA, check_len, filter, meta, string_field};
 use crate::error::{ApiError, ApiResult};
-use crate::identity::group_mapping;
+use crate::group_mapping;
 use crate::identity::users::{self, User};
 use crate::store::{Cond, Index, Key, Query, Store, StoreError, from_item, keyed_item, query_all, set_index};
 

@@ -1,6 +1,6 @@
 //! SCIM 2.0 provisioning (RFC 7643, RFC 7644) over today's accounts: an identity provider
 //! creates, updates, deactivates and deletes users and groups at `/scim/v2`, and group
-//! membership drives the global role and workspaces through `identity::group_mapping`.
+//! membership drives the global role and workspaces through `group_mapping`.
 //!
 //! Resources are JSON built from what we store (`users`, `groups`); filters, PATCH and the
 //! `attributes` parameters work on that JSON, so they see exactly what a GET shows. Every

@@ -219,7 +219,7 @@ async fn check_not_anothers_email(store: &dyn Store, user_name: &str, user_id: U
 pub async fn create(store: &dyn Store, input: Input, now: DateTime<Utc>) -> ApiResult<User> {
     free_stale_lock(store, &input.profile.user_name).await?;
     check_not_anothers_email(store, &input.profile.user_name, Uuid::nil()).await?;
-    let role = crate::identity::group_mapping::get(store).await?.map_or_else(|| roles::NO_ROLE.to_string(), |m| m.default_role);
+    let role = crate::group_mapping::get(store).await?.map_or_else(|| roles::NO_ROLE.to_string(), |m| m.default_role);
     // A hash of a random secret no one ever sees: no password matches it.
     let unusable = password::hash(&random_secret("unusable_")).await?;
     let mut user = users::new_user(input.email, unusable, role, now);

@@ -1,6 +1,8 @@
 //! The mapping from an identity provider's group names to a global role and workspace
 //! memberships. SCIM provisioning and sign-in through the provider both call `apply` with the
 //! groups the provider says the user is in, so the two can never map one user differently.
+//! It sits above identity and workspaces, which it reaches into (as `account_deletion` does):
+//! inside `identity` it would make the two folders import each other.
 //!
 //! Rules are tried in order; the first one matching a group that names a role gives the global
 //! role, else `defaultRole`. Workspaces named by any rule are *managed*: the user is a member of
@@ -11,9 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::accounts;
-use super::users::{self, User};
 use crate::error::{ApiError, ApiResult};
+use crate::identity::accounts;
+use crate::identity::users::{self, User};
 use crate::store::{Attr, Item, Key, Store};
 use crate::workspaces::{self, Member, Role as WorkspaceRole};
 
