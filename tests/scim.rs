@@ -175,6 +175,11 @@ backend_tests! {
         scim_error(app.get(&format!("/scim/v2/Users/{ada}"), Some(&scim)).await, 404, None);
         app.get(&format!("/api/users/{ada}"), Some(&admin)).await.expect_error(404, "not_found");
         // The userName is free again.
+        let again = scim_user(&app, &scim, "ada@example.com").await;
+        // An account deleted by an admin takes its SCIM profile along, and frees its userName.
+        app.delete(&format!("/api/users/{again}"), Some(&admin)).await.expect(204);
+        let left = query_all(app.state.store.as_ref(), Query::new(Index::Primary, format!("USER#{again}"))).await.unwrap();
+        assert!(left.is_empty(), "{left:?}");
         scim_user(&app, &scim, "ada@example.com").await;
     }
 

@@ -150,8 +150,16 @@ pub async fn save_with(store: &dyn Store, before: &User, after: &User, extra: Ve
     }
 }
 
-/// Deletes the user and the email lock (`accounts::delete` removes the rest first).
+/// Deletes the user and the email lock (`accounts::delete` removes the rest first), and
+/// whatever else is still kept in the user's partition: what an identity provider said of them
+/// (the SCIM profile: names, emails) must not outlive the account.
 pub async fn delete(store: &dyn Store, user: &User) -> ApiResult<()> {
+    let profile = key(user.id);
+    for item in query_all(store, Query::new(Index::Primary, profile.pk.clone())).await? {
+        if let Some(rest) = Key::of(&item).filter(|k| k.sk != profile.sk) {
+            store.delete(&rest, None).await?;
+        }
+    }
     let ops = vec![TxOp::Delete { key: key(user.id), cond: Some(Cond::Exists) }, TxOp::Delete { key: email_key(&user.email), cond: None }];
     match store.transact(ops).await {
         Ok(()) => {}

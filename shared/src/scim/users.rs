@@ -58,8 +58,10 @@ fn profile_key(user_id: Uuid) -> Key {
     Key::new(format!("USER#{user_id}"), "SCIM")
 }
 
+/// The lock of a userName, by its hash: a lock left behind by an account deleted outside SCIM
+/// (freed lazily, `free_stale_lock`) then holds no one's name or email.
 fn user_name_key(user_name: &str) -> Key {
-    Key::new(format!("SCIM_USERNAME#{}", user_name.to_lowercase()), "LOCK")
+    Key::new(format!("SCIM_USERNAME#{}", crate::identity::sha256_hex(&user_name.to_lowercase())), "LOCK")
 }
 
 fn lock_op(user_name: &str, user_id: Uuid) -> TxOp {
