@@ -121,15 +121,7 @@ pub struct Config {
     /// `TOLLGATE_OIDC_ISSUER`, `TOLLGATE_OIDC_CLIENT_ID` and `TOLLGATE_OIDC_CLIENT_SECRET`, all
     /// three or none: single sign-on through this OpenID provider (`identity::oidc`). Set
     /// here, they win over the ones saved through `PUT /api/settings/oidc`.
-    pub oidc: Option<OidcClientConfig>,
-}
-
-/// An OpenID provider the operator named in the environment.
-#[derive(Clone, Debug)]
-pub struct OidcClientConfig {
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: secrecy::SecretString,
+    pub oidc: Option<crate::identity::oidc::OidcClientConfig>,
 }
 
 /// Where spans go and what they may carry.
@@ -182,7 +174,7 @@ impl Default for Config {
 }
 
 /// The OpenID provider of `TOLLGATE_OIDC_*`: all three set, or none.
-fn oidc_from(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<OidcClientConfig>, BadSetting> {
+fn oidc_from(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<crate::identity::oidc::OidcClientConfig>, BadSetting> {
     let (issuer, client_id, secret) = (lookup("TOLLGATE_OIDC_ISSUER"), lookup("TOLLGATE_OIDC_CLIENT_ID"), lookup("TOLLGATE_OIDC_CLIENT_SECRET"));
     let (Some(issuer), Some(client_id), Some(secret)) = (issuer.clone(), client_id.clone(), secret.clone()) else {
         return match (issuer, client_id, secret) {
@@ -201,7 +193,7 @@ fn oidc_from(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<OidcClie
             "use the provider's issuer URL, such as https://example.okta.com (https, or http on a loopback address)",
         ));
     }
-    Ok(Some(OidcClientConfig { issuer, client_id, client_secret: secrecy::SecretString::from(secret) }))
+    Ok(Some(crate::identity::oidc::OidcClientConfig { issuer, client_id, client_secret: secrecy::SecretString::from(secret) }))
 }
 
 /// A setting whose value cannot be used: its name, the value, and what to use instead.

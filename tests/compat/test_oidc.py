@@ -504,3 +504,53 @@ def test_an_admin_configures_sign_in_on_the_dashboard_and_a_user_signs_in():
             assert not problems, problems
         finally:
             browser.close()
+
+
+def test_the_groups_claim_drives_role_and_workspaces_at_every_sign_in():
+    with provider() as issuer, running_gateway(ADMIN, sso_env(issuer)) as (base, admin):
+        ws = call(base, "POST", "/api/workspaces", {"name": "Platform"}, token=admin)["id"]
+        mapping = {"defaultRole": "viewer", "rules": [{"group": "platform", "role": "operator", "workspaces": [{"workspaceId": ws, "role": "admin"}]}]}
+        call(base, "PUT", "/api/settings/group-mapping", mapping, token=admin)
+
+        def signed_in(groups):
+            claims = {"email": "gus@example.com", "email_verified": True} | ({"groups": groups} if groups is not None else {})
+            user(issuer, "gus-1", **claims)
+            _, query = sign_in(base, "gus-1")
+            session = exchange(base, query["sso_code"]).json()
+            mine = httpx.get(f"{base}/api/workspaces", headers={"Authorization": f"Bearer {session['token']}"}).json()["workspaces"]
+            return session["user"]["role"], {(w["id"], w["role"]) for w in mine}
+
+        # Created just in time with the mapping's role and membership.
+        assert signed_in(["platform", "other"]) == ("operator", {(ws, "admin")})
+        # The provider took the group away: the next sign-in takes the role and membership away.
+        assert signed_in(["other"]) == ("viewer", set())
+        assert signed_in(["platform"]) == ("operator", {(ws, "admin")})
+        # No groups claim at all: the groups kept on the account (SCIM's, or the last sign-in's) decide.
+        assert signed_in(None) == ("operator", {(ws, "admin")})
+        events = call(base, "GET", "/api/audit?action=oidc%2Fcallback&limit=100", token=admin)["data"]
+        # Each change the mapping made is an audit event of the sign-in: the role (USER) and the
+        # membership (WS, the workspace's member item).
+        items = [c["item"] for e in events for c in e["changes"]]
+        assert items.count("WS") >= 3 and "USER" in items, items
+
+
+def test_an_account_deprovisioned_by_scim_cannot_sign_in():
+    with provider() as issuer, running_gateway(ADMIN, sso_env(issuer)) as (base, admin):
+        scim = call(base, "POST", "/api/scim/tokens", {"name": "idp"}, token=admin)["token"]
+        headers = {"Authorization": f"Bearer {scim}", "Content-Type": "application/scim+json"}
+        created = httpx.post(
+            f"{base}/scim/v2/Users",
+            headers=headers,
+            json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "hal@example.com", "emails": [{"value": "hal@example.com", "primary": True}], "active": True},
+        )
+        assert created.status_code == 201, created.text
+        user(issuer, "hal-1", email="hal@example.com", email_verified=True)
+        _, query = sign_in(base, "hal-1")
+        session = exchange(base, query["sso_code"]).json()
+        assert session["user"]["id"] == created.json()["id"], "sign-in finds the account SCIM provisioned"
+        off = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "value": {"active": False}}]}
+        assert httpx.patch(f"{base}/scim/v2/Users/{created.json()['id']}", headers=headers, json=off).status_code == 200
+        # The session ended at once, and single sign-on does not start a new one.
+        assert httpx.get(f"{base}/api/me", headers={"Authorization": f"Bearer {session['token']}"}).status_code == 401
+        _, query = sign_in(base, "hal-1")
+        assert "sso_code" not in query and "deactivated" in query["sso_error"], query

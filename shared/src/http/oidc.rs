@@ -169,10 +169,15 @@ async fn oidc_callback(State(state): State<AppState>, ApiQuery(q): ApiQuery<Call
             q.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 4096).ok_or_else(|| ApiError::invalid_param("code", "the provider sent no code"))?;
         let provider = require_provider(&state).await?;
         let identity = flow::complete(&state.oidc, &provider, &flow, code, &redirect_uri(&state).await?, now).await?;
-        let (user, created) = flow::account_for(store, &identity, roles::NO_ROLE, now).await?;
+        let acting = |id| crate::audit::context::identify(crate::audit::Actor::User { id });
+        let (user, created) = flow::account_for(store, &identity, roles::NO_ROLE, now, &acting).await?;
         if created {
             tracing::info!(user = %user.id, "single sign-on created an account");
         }
+        // The groups decide the role and memberships at every sign-in; without a groups claim,
+        // the ones SCIM provisioned (kept on the user) do.
+        let groups = identity.groups.clone().unwrap_or_else(|| user.groups.clone());
+        let user = crate::group_mapping::apply(store, &user, &groups, now).await?;
         // The code is bookkeeping; the sign-in's event is the session it becomes (exchange).
         crate::audit::context::unaudited(flow::issue_code(store, &flow, user.id, now)).await
     }
@@ -213,6 +218,10 @@ async fn oidc_exchange(
         .await?
         .filter(|u| u.deleting_since.is_none())
         .ok_or_else(|| ApiError::unauthorized("this account no longer exists (or is being deleted)"))?;
+    // Deprovisioned between the callback and now.
+    if user.disabled_at.is_some() {
+        return Err(users::deactivated());
+    }
     let tokens = sessions::start(store, state.jwt().await?, now, &user, ip.map(|i| i.to_string()), agent).await?;
     Ok(Json(session_response(&state, tokens, &user).await?))
 }

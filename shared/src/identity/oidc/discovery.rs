@@ -124,11 +124,11 @@ impl Discovery {
 }
 
 /// The body, refused past `MAX_BODY`.
-pub(super) async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+pub(super) async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, Unreachable> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| Unreachable(e.to_string()))? {
         if body.len() + chunk.len() > MAX_BODY {
-            return Err(format!("the answer is larger than {MAX_BODY} bytes"));
+            return Err(Unreachable(format!("the answer is larger than {MAX_BODY} bytes")));
         }
         body.extend_from_slice(&chunk);
     }

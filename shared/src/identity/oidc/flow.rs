@@ -19,7 +19,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::discovery::{Discovery, Metadata, read_limited};
+use super::discovery::{Discovery, Metadata, Unreachable, read_limited};
 use super::verify::{self, Expected, Identity, Refused};
 use super::{Provider, pkce_challenge, random_token};
 use crate::error::{ApiError, ApiResult};
@@ -226,15 +226,15 @@ pub async fn complete(discovery: &Discovery, provider: &Provider, flow: &Flow, c
 }
 
 /// The userinfo endpoint's claims for the access token.
-async fn fetch_userinfo(discovery: &Discovery, endpoint: &str, access_token: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+async fn fetch_userinfo(discovery: &Discovery, endpoint: &str, access_token: &str) -> Result<serde_json::Map<String, serde_json::Value>, Unreachable> {
     let http = discovery.http();
     let request = http.get(endpoint).timeout(TOKEN_TIMEOUT).bearer_auth(access_token).header("accept", "application/json");
-    let response = http.send(request).await.map_err(|e| e.to_string())?;
+    let response = http.send(request).await.map_err(|e| Unreachable(e.to_string()))?;
     if !response.status().is_success() {
-        return Err(format!("{endpoint} answered {}", response.status()));
+        return Err(Unreachable(format!("{endpoint} answered {}", response.status())));
     }
     let body = read_limited(response).await?;
-    serde_json::from_slice(&body).map_err(|e| format!("{endpoint} did not answer a JSON object: {e}"))
+    serde_json::from_slice(&body).map_err(|e| Unreachable(format!("{endpoint} did not answer a JSON object: {e}")))
 }
 
 /// The token endpoint's answer: the ID token and the access token, or the provider's reason
@@ -277,14 +277,24 @@ async fn exchange(
 
 /// The account the identity signs in to: the one with its email, else a new one (no password:
 /// it signs in through the provider) with `new_role`. Accounts being deleted or deactivated
-/// stay out.
-pub async fn account_for(store: &dyn Store, identity: &Identity, new_role: &str, now: DateTime<Utc>) -> ApiResult<(User, bool)> {
+/// stay out. `acting` is told the account's id before anything is written for it (the HTTP
+/// layer names it as the actor of the audit events).
+pub async fn account_for(
+    store: &dyn Store,
+    identity: &Identity,
+    new_role: &str,
+    now: DateTime<Utc>,
+    acting: &(dyn Fn(Uuid) + Sync),
+) -> ApiResult<(User, bool)> {
     let email = normalize_email(&identity.email, "email").map_err(|_| refused(format!("the email claim {:?} is not an email address", identity.email)))?;
     if let Some(user) = users::find_by_email(store, &email).await? {
         if user.deleting_since.is_some() {
             return Err(refused("this account is being deleted"));
         }
-        crate::audit::context::identify(crate::audit::Actor::User { id: user.id });
+        if user.disabled_at.is_some() {
+            return Err(users::deactivated());
+        }
+        acting(user.id);
         return Ok((user, false));
     }
     if roles::permissions_of(store, new_role).await?.is_none() {
@@ -292,8 +302,8 @@ pub async fn account_for(store: &dyn Store, identity: &Identity, new_role: &str,
     }
     let mut user = users::new_user(email, String::new(), new_role.to_string(), now);
     user.name = identity.name.clone().filter(|n| !n.trim().is_empty()).map(|n| n.chars().take(200).collect());
-    // The new user's id is known before the write: the audit names them as the actor.
-    crate::audit::context::identify(crate::audit::Actor::User { id: user.id });
+    // The new user's id is known before the write: they are the actor of their creation.
+    acting(user.id);
     match users::create(store, &user).await {
         Ok(()) => Ok((user, true)),
         // Two first sign-ins at once: the other created it.

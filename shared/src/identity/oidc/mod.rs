@@ -36,15 +36,30 @@ pub struct Provider {
     pub require_verified_email: bool,
 }
 
-/// The provider's issuer URL: https, or http on a loopback address (a provider on the
+/// An OpenID provider the operator named in the environment.
+/// (`TOLLGATE_OIDC_*`, read by `config`.)
+#[derive(Clone, Debug)]
+pub struct OidcClientConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: secrecy::SecretString,
+}
+
+/// An issuer URL single sign-on cannot use, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("issuer {0:?} must be an https URL (http only on a loopback address) without query or fragment")]
+pub struct BadIssuer(pub String);
+
+/// An OpenID provider's issuer URL: https, or http on a loopback address (a provider on the
 /// operator's own machine, a test's), without query or fragment.
-pub fn check_issuer(issuer: &str) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(issuer).map_err(|e| format!("issuer {issuer:?} is not a URL ({e})"))?;
+pub fn check_issuer(issuer: &str) -> Result<reqwest::Url, BadIssuer> {
+    let bad = || BadIssuer(issuer.to_string());
+    let url = reqwest::Url::parse(issuer).map_err(|_| bad())?;
     let host = url.host_str().unwrap_or_default();
     let loopback = host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     let ok_scheme = url.scheme() == "https" || (url.scheme() == "http" && loopback);
-    if !ok_scheme || url.host().is_none() || url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("issuer {issuer:?} must be an https URL (http only on a loopback address) without query or fragment"));
+    if !ok_scheme || host.is_empty() || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad());
     }
     Ok(url)
 }

@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use super::{Provider, check_issuer};
-use crate::config::OidcClientConfig;
+use super::{OidcClientConfig, Provider, check_issuer};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::users;
 use crate::secrets::SecretStore;
@@ -105,7 +104,7 @@ fn bad(param: &str, message: impl Into<String>) -> ApiError {
 /// (saved here or in the environment), without which password sign-in cannot be switched off.
 pub async fn validate(store: &dyn Store, s: &OidcSettings, sso_available: bool) -> ApiResult<()> {
     if let Some(issuer) = &s.issuer {
-        check_issuer(issuer).map_err(|m| bad("issuer", m))?;
+        check_issuer(issuer).map_err(|e| bad("issuer", e.to_string()))?;
     }
     if s.client_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 512) {
         return Err(bad("clientId", "clientId is the client id the provider gave this gateway (1-512 characters)"));

@@ -81,7 +81,8 @@ pub struct Identity {
     pub subject: String,
     pub email: String,
     pub name: Option<String>,
-    pub groups: Vec<String>,
+    /// The groups claim; none when the provider sent none (groups may come from SCIM then).
+    pub groups: Option<Vec<String>>,
 }
 
 /// Checks `token` against `keys` and `expected`.
@@ -177,7 +178,8 @@ fn check_claims(claims: &serde_json::Map<String, Value>, expected: &Expected) ->
         return Err(Refused::EmailNotVerified);
     }
     let name = claim("name").and_then(Value::as_str).map(str::to_string);
-    Ok(Identity { subject, email, name, groups: groups_in(claim(expected.groups_claim)) })
+    let groups = claim(expected.groups_claim).map(|c| groups_in(Some(c)));
+    Ok(Identity { subject, email, name, groups })
 }
 
 /// A groups claim: a list of names (or ids), or one name.
@@ -259,7 +261,7 @@ mod tests {
         let identity = verify(&signed(&claims(), Some("a"), &key_a()), &keys(), &expected()).unwrap();
         assert_eq!(
             identity,
-            Identity { subject: "u-1".into(), email: "ada@example.com".into(), name: Some("Ada".into()), groups: vec!["eng".into(), "admins".into()] }
+            Identity { subject: "u-1".into(), email: "ada@example.com".into(), name: Some("Ada".into()), groups: Some(vec!["eng".into(), "admins".into()]) }
         );
     }
 
@@ -356,7 +358,7 @@ mod tests {
         let mut with_info = expected();
         with_info.userinfo = info.as_object();
         let identity = verify(&token, &keys(), &with_info).unwrap();
-        assert_eq!((identity.email.as_str(), identity.groups), ("ada@example.com", vec!["eng".to_string()]));
+        assert_eq!((identity.email.as_str(), identity.groups), ("ada@example.com", Some(vec!["eng".to_string()])));
         // Another subject's userinfo is not this user's.
         let other = json!({"sub": "u-2", "email": "eve@example.com", "email_verified": true});
         with_info.userinfo = other.as_object();
