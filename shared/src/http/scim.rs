@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -103,6 +103,23 @@ impl FromRequestParts<AppState> for ScimCaller {
     }
 }
 
+/// What a SCIM operation works from: the caller authenticated (as [`ScimCaller`] does), the
+/// state, and the request's headers for the base URL. One extractor, so that each route's
+/// signature says only what sets it apart (an id, a query, a body).
+struct Scim {
+    state: AppState,
+    headers: HeaderMap,
+}
+
+impl FromRequestParts<AppState> for Scim {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ScimError> {
+        ScimCaller::from_request_parts(parts, state).await?;
+        Ok(Scim { state: state.clone(), headers: parts.headers.clone() })
+    }
+}
+
 /// `http(s)://host/scim/v2`, for `meta.location` and `$ref`: the public URL when one is set.
 async fn base_url(state: &AppState, headers: &HeaderMap) -> ScimResult<String> {
     if let Some(url) = crate::settings::get(state.store.as_ref()).await?.public_url {
@@ -195,7 +212,7 @@ fn list_params(q: ListQuery) -> ScimResult<ListParams> {
 
 #[utoipa::path(get, path = "/scim/v2/ServiceProviderConfig", tag = "scim",
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn scim_service_provider_config(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
+async fn scim_service_provider_config(Scim { state, headers }: Scim) -> ScimResult {
     ok(&schema::service_provider_config(&base_url(&state, &headers).await?))
 }
 
@@ -213,25 +230,25 @@ fn find_by_id(resources: Vec<Value>, id: &str, kind: &str) -> ScimResult {
 
 #[utoipa::path(get, path = "/scim/v2/ResourceTypes", tag = "scim",
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn scim_list_resource_types(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
+async fn scim_list_resource_types(Scim { state, headers }: Scim) -> ScimResult {
     ok(&list_of(schema::resource_types(&base_url(&state, &headers).await?)))
 }
 
 #[utoipa::path(get, path = "/scim/v2/ResourceTypes/{id}", tag = "scim", params(("id" = String, Path)),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn scim_get_resource_type(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, Path(id): Path<String>) -> ScimResult {
+async fn scim_get_resource_type(Scim { state, headers }: Scim, Path(id): Path<String>) -> ScimResult {
     find_by_id(schema::resource_types(&base_url(&state, &headers).await?), &id, "ResourceType")
 }
 
 #[utoipa::path(get, path = "/scim/v2/Schemas", tag = "scim",
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn scim_list_schemas(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
+async fn scim_list_schemas(Scim { state, headers }: Scim) -> ScimResult {
     ok(&list_of(schema::schemas(&base_url(&state, &headers).await?)))
 }
 
 #[utoipa::path(get, path = "/scim/v2/Schemas/{id}", tag = "scim", params(("id" = String, Path)),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn scim_get_schema(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, Path(id): Path<String>) -> ScimResult {
+async fn scim_get_schema(Scim { state, headers }: Scim, Path(id): Path<String>) -> ScimResult {
     find_by_id(schema::schemas(&base_url(&state, &headers).await?), &id, "Schema")
 }
 
@@ -360,20 +377,20 @@ async fn require<K: Kind>(state: &AppState, raw: &str) -> ScimResult<K> {
     K::find(state, id).await?.ok_or_else(|| ApiError::not_found(format!("no {} with id {id}", K::NAME)).into())
 }
 
-async fn list<K: Kind>(state: AppState, headers: HeaderMap, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
+async fn list<K: Kind>(Scim { state, headers }: Scim, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
     let params = list_params(query(q)?)?;
     let base = base_url(&state, &headers).await?;
     ok(&scim::list_response(K::all(&state, &base).await?, &params))
 }
 
-async fn create<K: Kind>(state: AppState, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ScimResult {
+async fn create<K: Kind>(Scim { state, headers }: Scim, body: Result<Bytes, BytesRejection>) -> ScimResult {
     let input = K::parse(&json_body(body)?)?;
     let made = K::create(&state, input).await?;
     let base = base_url(&state, &headers).await?;
     created(&made.resource(&state, &base).await?)
 }
 
-async fn get<K: Kind>(state: AppState, headers: HeaderMap, id: String, q: Result<Query<ShapeQuery>, QueryRejection>) -> ScimResult {
+async fn get<K: Kind>(Scim { state, headers }: Scim, id: String, q: Result<Query<ShapeQuery>, QueryRejection>) -> ScimResult {
     let q = query(q)?;
     let shape = Shape::parse(q.attributes.as_deref(), q.excluded_attributes.as_deref())?;
     let found = require::<K>(&state, &id).await?;
@@ -381,7 +398,7 @@ async fn get<K: Kind>(state: AppState, headers: HeaderMap, id: String, q: Result
     ok(&shape.apply(found.resource(&state, &base).await?))
 }
 
-async fn replace<K: Kind>(state: AppState, headers: HeaderMap, id: String, body: Result<Bytes, BytesRejection>) -> ScimResult {
+async fn replace<K: Kind>(Scim { state, headers }: Scim, id: String, body: Result<Bytes, BytesRejection>) -> ScimResult {
     let before = require::<K>(&state, &id).await?;
     let input = K::parse(&json_body(body)?)?;
     let after = before.replace(&state, input).await?;
@@ -390,7 +407,7 @@ async fn replace<K: Kind>(state: AppState, headers: HeaderMap, id: String, body:
 }
 
 /// A PATCH is applied to the resource as SCIM shows it, and the result stored as a PUT would be.
-async fn patch<K: Kind>(state: AppState, headers: HeaderMap, id: String, body: Result<Bytes, BytesRejection>) -> ScimResult {
+async fn patch<K: Kind>(Scim { state, headers }: Scim, id: String, body: Result<Bytes, BytesRejection>) -> ScimResult {
     let before = require::<K>(&state, &id).await?;
     let operations = scim::patch::parse_request(&json_body(body)?)?;
     let base = base_url(&state, &headers).await?;
@@ -400,122 +417,86 @@ async fn patch<K: Kind>(state: AppState, headers: HeaderMap, id: String, body: R
     ok(&after.resource(&state, &base).await?)
 }
 
-async fn delete<K: Kind>(state: AppState, id: String) -> ScimResult {
+async fn delete<K: Kind>(Scim { state, .. }: Scim, id: String) -> ScimResult {
     require::<K>(&state, &id).await?.delete(&state).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[utoipa::path(get, path = "/scim/v2/Users", tag = "scim", params(ListQuery),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn scim_list_users(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
-    list::<User>(state, headers, q).await
+async fn scim_list_users(scim: Scim, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
+    list::<User>(scim, q).await
 }
 
 #[utoipa::path(post, path = "/scim/v2/Users", tag = "scim", request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 201, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
-async fn scim_create_user(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ScimResult {
-    create::<User>(state, headers, body).await
+async fn scim_create_user(scim: Scim, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    create::<User>(scim, body).await
 }
 
 #[utoipa::path(get, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path), ShapeQuery),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn scim_get_user(
-    State(state): State<AppState>,
-    _caller: ScimCaller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    q: Result<Query<ShapeQuery>, QueryRejection>,
-) -> ScimResult {
-    get::<User>(state, headers, id, q).await
+async fn scim_get_user(scim: Scim, Path(id): Path<String>, q: Result<Query<ShapeQuery>, QueryRejection>) -> ScimResult {
+    get::<User>(scim, id, q).await
 }
 
 #[utoipa::path(put, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
-async fn scim_replace_user(
-    State(state): State<AppState>,
-    _caller: ScimCaller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ScimResult {
-    replace::<User>(state, headers, id, body).await
+async fn scim_replace_user(scim: Scim, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    replace::<User>(scim, id, body).await
 }
 
 #[utoipa::path(patch, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
-async fn scim_patch_user(
-    State(state): State<AppState>,
-    _caller: ScimCaller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ScimResult {
-    patch::<User>(state, headers, id, body).await
+async fn scim_patch_user(scim: Scim, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    patch::<User>(scim, id, body).await
 }
 
 #[utoipa::path(delete, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path)),
     responses((status = 204), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
-async fn scim_delete_user(State(state): State<AppState>, _caller: ScimCaller, Path(id): Path<String>) -> ScimResult {
-    delete::<User>(state, id).await
+async fn scim_delete_user(scim: Scim, Path(id): Path<String>) -> ScimResult {
+    delete::<User>(scim, id).await
 }
 
 #[utoipa::path(get, path = "/scim/v2/Groups", tag = "scim", params(ListQuery),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn scim_list_groups(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
-    list::<groups::Group>(state, headers, q).await
+async fn scim_list_groups(scim: Scim, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
+    list::<groups::Group>(scim, q).await
 }
 
 #[utoipa::path(post, path = "/scim/v2/Groups", tag = "scim", request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 201, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn scim_create_group(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ScimResult {
-    create::<groups::Group>(state, headers, body).await
+async fn scim_create_group(scim: Scim, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    create::<groups::Group>(scim, body).await
 }
 
 #[utoipa::path(get, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path), ShapeQuery),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn scim_get_group(
-    State(state): State<AppState>,
-    _caller: ScimCaller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    q: Result<Query<ShapeQuery>, QueryRejection>,
-) -> ScimResult {
-    get::<groups::Group>(state, headers, id, q).await
+async fn scim_get_group(scim: Scim, Path(id): Path<String>, q: Result<Query<ShapeQuery>, QueryRejection>) -> ScimResult {
+    get::<groups::Group>(scim, id, q).await
 }
 
 #[utoipa::path(put, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn scim_replace_group(
-    State(state): State<AppState>,
-    _caller: ScimCaller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ScimResult {
-    replace::<groups::Group>(state, headers, id, body).await
+async fn scim_replace_group(scim: Scim, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    replace::<groups::Group>(scim, id, body).await
 }
 
 #[utoipa::path(patch, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn scim_patch_group(
-    State(state): State<AppState>,
-    _caller: ScimCaller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ScimResult {
-    patch::<groups::Group>(state, headers, id, body).await
+async fn scim_patch_group(scim: Scim, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    patch::<groups::Group>(scim, id, body).await
 }
 
 #[utoipa::path(delete, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path)),
     responses((status = 204), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn scim_delete_group(State(state): State<AppState>, _caller: ScimCaller, Path(id): Path<String>) -> ScimResult {
-    delete::<groups::Group>(state, id).await
+async fn scim_delete_group(scim: Scim, Path(id): Path<String>) -> ScimResult {
+    delete::<groups::Group>(scim, id).await
 }
 
 /// The SCIM error for a path under `/scim/` that no route serves (the router's fallbacks).
