@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::identity::users::{self as accounts, User};
-use crate::scim::{self, ListParams, MAX_PAGE, Shape, groups, patch, schema, tokens, users};
+use crate::scim::{self, ListParams, MAX_PAGE, Shape, groups, schema, tokens, users};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -100,6 +100,23 @@ impl FromRequestParts<AppState> for ScimCaller {
         let token_id = tokens::authenticate(state.store.as_ref(), token).await?.ok_or_else(unauthorized)?;
         crate::audit::context::identify(crate::audit::Actor::ScimToken { id: token_id });
         Ok(ScimCaller { token_id })
+    }
+}
+
+/// What a SCIM operation works from: the caller authenticated (as [`ScimCaller`] does), the
+/// state, and the request's headers for the base URL. One extractor, so that each route's
+/// signature says only what sets it apart (an id, a query, a body).
+struct Scim {
+    state: AppState,
+    headers: HeaderMap,
+}
+
+impl FromRequestParts<AppState> for Scim {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ScimError> {
+        ScimCaller::from_request_parts(parts, state).await?;
+        Ok(Scim { state: state.clone(), headers: parts.headers.clone() })
     }
 }
 
@@ -195,7 +212,7 @@ fn list_params(q: ListQuery) -> ScimResult<ListParams> {
 
 #[utoipa::path(get, path = "/scim/v2/ServiceProviderConfig", tag = "scim",
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn scim_service_provider_config(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
+async fn scim_service_provider_config(Scim { state, headers }: Scim) -> ScimResult {
     ok(&schema::service_provider_config(&base_url(&state, &headers).await?))
 }
 
@@ -213,25 +230,25 @@ fn find_by_id(resources: Vec<Value>, id: &str, kind: &str) -> ScimResult {
 
 #[utoipa::path(get, path = "/scim/v2/ResourceTypes", tag = "scim",
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn scim_list_resource_types(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
+async fn scim_list_resource_types(Scim { state, headers }: Scim) -> ScimResult {
     ok(&list_of(schema::resource_types(&base_url(&state, &headers).await?)))
 }
 
 #[utoipa::path(get, path = "/scim/v2/ResourceTypes/{id}", tag = "scim", params(("id" = String, Path)),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn scim_get_resource_type(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, Path(id): Path<String>) -> ScimResult {
+async fn scim_get_resource_type(Scim { state, headers }: Scim, Path(id): Path<String>) -> ScimResult {
     find_by_id(schema::resource_types(&base_url(&state, &headers).await?), &id, "ResourceType")
 }
 
 #[utoipa::path(get, path = "/scim/v2/Schemas", tag = "scim",
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn scim_list_schemas(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap) -> ScimResult {
+async fn scim_list_schemas(Scim { state, headers }: Scim) -> ScimResult {
     ok(&list_of(schema::schemas(&base_url(&state, &headers).await?)))
 }
 
 #[utoipa::path(get, path = "/scim/v2/Schemas/{id}", tag = "scim", params(("id" = String, Path)),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn scim_get_schema(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, Path(id): Path<String>) -> ScimResult {
+async fn scim_get_schema(Scim { state, headers }: Scim, Path(id): Path<String>) -> ScimResult {
     find_by_id(schema::schemas(&base_url(&state, &headers).await?), &id, "Schema")
 }
 
@@ -247,208 +264,239 @@ async fn scim_search(_caller: ScimCaller) -> ScimResult {
     .into())
 }
 
-// Users.
+// Users and Groups. The six operations are written once, over `Kind`; each route below only
+// names its resource type, since utoipa wants one annotated function for each path and method.
 
-/// Every account but those being deleted, as SCIM Users.
-async fn all_users(state: &AppState, base: &str) -> ScimResult<Vec<Value>> {
-    let store = state.store.as_ref();
-    let groups = groups::list(store).await?;
-    let mut out = Vec::new();
-    for user in accounts::list(store).await?.into_iter().filter(|u| u.deleting_since.is_none()) {
-        let profile = users::profile(store, user.id).await?;
-        out.push(users::resource(&user, profile.as_ref(), &groups::of_user(&groups, user.id), base));
-    }
-    Ok(out)
+/// What sets a SCIM resource type apart: how it is read, stored and shown. The steps around
+/// (parsing the query and body, the base URL, shaping, the answer) are the same for every type.
+trait Kind: Sized {
+    /// The resource type's name, as errors say it.
+    const NAME: &'static str;
+    /// A create or replace body, checked.
+    type Input;
+    /// The resource with this id, if SCIM may see it.
+    async fn find(state: &AppState, id: Uuid) -> ScimResult<Option<Self>>;
+    /// Every resource of this type, as SCIM JSON.
+    async fn all(state: &AppState, base: &str) -> ScimResult<Vec<Value>>;
+    async fn resource(&self, state: &AppState, base: &str) -> ScimResult<Value>;
+    fn parse(body: &Value) -> ScimResult<Self::Input>;
+    async fn replace(&self, state: &AppState, input: Self::Input) -> ScimResult<Self>;
+    async fn create(state: &AppState, input: Self::Input) -> ScimResult<Self>;
+    async fn delete(&self, state: &AppState) -> ScimResult<()>;
 }
 
-async fn user_resource(state: &AppState, user: &User, base: &str) -> ScimResult<Value> {
-    let store = state.store.as_ref();
-    let groups = groups::list(store).await?;
-    Ok(users::resource(user, users::profile(store, user.id).await?.as_ref(), &groups::of_user(&groups, user.id), base))
+impl Kind for User {
+    const NAME: &'static str = "User";
+    type Input = users::Input;
+
+    async fn find(state: &AppState, id: Uuid) -> ScimResult<Option<User>> {
+        Ok(accounts::get(state.store.as_ref(), id).await?.filter(|u| u.deleting_since.is_none()))
+    }
+
+    /// Every account but those being deleted.
+    async fn all(state: &AppState, base: &str) -> ScimResult<Vec<Value>> {
+        let store = state.store.as_ref();
+        let groups = groups::list(store).await?;
+        let mut out = Vec::new();
+        for user in accounts::list(store).await?.into_iter().filter(|u| u.deleting_since.is_none()) {
+            let profile = users::profile(store, user.id).await?;
+            out.push(users::resource(&user, profile.as_ref(), &groups::of_user(&groups, user.id), base));
+        }
+        Ok(out)
+    }
+
+    async fn resource(&self, state: &AppState, base: &str) -> ScimResult<Value> {
+        let store = state.store.as_ref();
+        let groups = groups::list(store).await?;
+        Ok(users::resource(self, users::profile(store, self.id).await?.as_ref(), &groups::of_user(&groups, self.id), base))
+    }
+
+    fn parse(body: &Value) -> ScimResult<users::Input> {
+        Ok(users::parse(body)?)
+    }
+
+    async fn replace(&self, state: &AppState, input: users::Input) -> ScimResult<User> {
+        Ok(users::replace(state.store.as_ref(), self, input, state.clock.now(), state.hot.as_ref()).await?)
+    }
+
+    async fn create(state: &AppState, input: users::Input) -> ScimResult<User> {
+        Ok(users::create(state.store.as_ref(), input, state.clock.now()).await?)
+    }
+
+    async fn delete(&self, state: &AppState) -> ScimResult<()> {
+        let now = state.clock.now();
+        users::delete(state.store.as_ref(), state.secrets.as_ref(), self, now, state.hot.as_ref()).await?;
+        Ok(groups::forget_user(state.store.as_ref(), self.id, now).await?)
+    }
 }
 
-async fn require_user(state: &AppState, raw: &str) -> ScimResult<User> {
-    let id = resource_id(raw, "User")?;
-    match accounts::get(state.store.as_ref(), id).await? {
-        Some(user) if user.deleting_since.is_none() => Ok(user),
-        _ => Err(ApiError::not_found(format!("no User with id {id}")).into()),
+impl Kind for groups::Group {
+    const NAME: &'static str = "Group";
+    type Input = groups::Input;
+
+    async fn find(state: &AppState, id: Uuid) -> ScimResult<Option<groups::Group>> {
+        Ok(groups::get(state.store.as_ref(), id).await?)
     }
+
+    async fn all(state: &AppState, base: &str) -> ScimResult<Vec<Value>> {
+        let store = state.store.as_ref();
+        let everyone: Vec<User> = accounts::list(store).await?.into_iter().filter(|u| u.deleting_since.is_none()).collect();
+        Ok(groups::list(store).await?.iter().map(|g| groups::resource(g, &everyone, base)).collect())
+    }
+
+    /// Members being deleted are left out, as they are of the Users list.
+    async fn resource(&self, state: &AppState, base: &str) -> ScimResult<Value> {
+        let mut members = Vec::with_capacity(self.members.len());
+        for id in &self.members {
+            if let Some(user) = accounts::get(state.store.as_ref(), *id).await?.filter(|u| u.deleting_since.is_none()) {
+                members.push(user);
+            }
+        }
+        Ok(groups::resource(self, &members, base))
+    }
+
+    fn parse(body: &Value) -> ScimResult<groups::Input> {
+        Ok(groups::parse(body)?)
+    }
+
+    async fn replace(&self, state: &AppState, input: groups::Input) -> ScimResult<groups::Group> {
+        Ok(groups::replace(state.store.as_ref(), self, input, state.clock.now()).await?)
+    }
+
+    async fn create(state: &AppState, input: groups::Input) -> ScimResult<groups::Group> {
+        Ok(groups::create(state.store.as_ref(), input, state.clock.now()).await?)
+    }
+
+    async fn delete(&self, state: &AppState) -> ScimResult<()> {
+        Ok(groups::delete(state.store.as_ref(), self, state.clock.now()).await?)
+    }
+}
+
+async fn require<K: Kind>(state: &AppState, raw: &str) -> ScimResult<K> {
+    let id = resource_id(raw, K::NAME)?;
+    K::find(state, id).await?.ok_or_else(|| ApiError::not_found(format!("no {} with id {id}", K::NAME)).into())
+}
+
+async fn list<K: Kind>(Scim { state, headers }: Scim, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
+    let params = list_params(query(q)?)?;
+    let base = base_url(&state, &headers).await?;
+    ok(&scim::list_response(K::all(&state, &base).await?, &params))
+}
+
+async fn create<K: Kind>(Scim { state, headers }: Scim, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    let input = K::parse(&json_body(body)?)?;
+    let made = K::create(&state, input).await?;
+    let base = base_url(&state, &headers).await?;
+    created(&made.resource(&state, &base).await?)
+}
+
+async fn get<K: Kind>(Scim { state, headers }: Scim, id: String, q: Result<Query<ShapeQuery>, QueryRejection>) -> ScimResult {
+    let q = query(q)?;
+    let shape = Shape::parse(q.attributes.as_deref(), q.excluded_attributes.as_deref())?;
+    let found = require::<K>(&state, &id).await?;
+    let base = base_url(&state, &headers).await?;
+    ok(&shape.apply(found.resource(&state, &base).await?))
+}
+
+async fn replace<K: Kind>(Scim { state, headers }: Scim, id: String, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    let before = require::<K>(&state, &id).await?;
+    let input = K::parse(&json_body(body)?)?;
+    let after = before.replace(&state, input).await?;
+    let base = base_url(&state, &headers).await?;
+    ok(&after.resource(&state, &base).await?)
+}
+
+/// A PATCH is applied to the resource as SCIM shows it, and the result stored as a PUT would be.
+async fn patch<K: Kind>(Scim { state, headers }: Scim, id: String, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    let before = require::<K>(&state, &id).await?;
+    let operations = scim::patch::parse_request(&json_body(body)?)?;
+    let base = base_url(&state, &headers).await?;
+    let mut resource = before.resource(&state, &base).await?;
+    scim::patch::apply(&mut resource, &operations)?;
+    let after = before.replace(&state, K::parse(&resource)?).await?;
+    ok(&after.resource(&state, &base).await?)
+}
+
+async fn delete<K: Kind>(Scim { state, .. }: Scim, id: String) -> ScimResult {
+    require::<K>(&state, &id).await?.delete(&state).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[utoipa::path(get, path = "/scim/v2/Users", tag = "scim", params(ListQuery),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn scim_list_users(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
-    let params = list_params(query(q)?)?;
-    let base = base_url(&state, &headers).await?;
-    ok(&scim::list_response(all_users(&state, &base).await?, &params))
+async fn scim_list_users(scim: Scim, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
+    list::<User>(scim, q).await
 }
 
 #[utoipa::path(post, path = "/scim/v2/Users", tag = "scim", request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 201, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
-async fn scim_create_user(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ScimResult {
-    let input = users::parse(&json_body(body)?)?;
-    let user = users::create(state.store.as_ref(), input, state.clock.now()).await?;
-    let base = base_url(&state, &headers).await?;
-    created(&user_resource(&state, &user, &base).await?)
+async fn scim_create_user(scim: Scim, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    create::<User>(scim, body).await
 }
 
 #[utoipa::path(get, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path), ShapeQuery),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn scim_get_user(
-    State(state): State<AppState>,
-    _caller: ScimCaller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    q: Result<Query<ShapeQuery>, QueryRejection>,
-) -> ScimResult {
-    let q = query(q)?;
-    let shape = Shape::parse(q.attributes.as_deref(), q.excluded_attributes.as_deref())?;
-    let user = require_user(&state, &id).await?;
-    let base = base_url(&state, &headers).await?;
-    ok(&shape.apply(user_resource(&state, &user, &base).await?))
+async fn scim_get_user(scim: Scim, Path(id): Path<String>, q: Result<Query<ShapeQuery>, QueryRejection>) -> ScimResult {
+    get::<User>(scim, id, q).await
 }
 
 #[utoipa::path(put, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
-async fn scim_replace_user(
-    State(state): State<AppState>,
-    _caller: ScimCaller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ScimResult {
-    let user = require_user(&state, &id).await?;
-    let input = users::parse(&json_body(body)?)?;
-    let after = users::replace(state.store.as_ref(), &user, input, state.clock.now(), state.hot.as_ref()).await?;
-    let base = base_url(&state, &headers).await?;
-    ok(&user_resource(&state, &after, &base).await?)
+async fn scim_replace_user(scim: Scim, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    replace::<User>(scim, id, body).await
 }
 
 #[utoipa::path(patch, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
-async fn scim_patch_user(
-    State(state): State<AppState>,
-    _caller: ScimCaller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ScimResult {
-    let user = require_user(&state, &id).await?;
-    let operations = patch::parse_request(&json_body(body)?)?;
-    let base = base_url(&state, &headers).await?;
-    let mut resource = user_resource(&state, &user, &base).await?;
-    patch::apply(&mut resource, &operations)?;
-    let after = users::replace(state.store.as_ref(), &user, users::parse(&resource)?, state.clock.now(), state.hot.as_ref()).await?;
-    ok(&user_resource(&state, &after, &base).await?)
+async fn scim_patch_user(scim: Scim, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    patch::<User>(scim, id, body).await
 }
 
 #[utoipa::path(delete, path = "/scim/v2/Users/{id}", tag = "scim", params(("id" = String, Path)),
     responses((status = 204), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json"), (status = 409, body = Object, content_type = "application/scim+json")))]
-async fn scim_delete_user(State(state): State<AppState>, _caller: ScimCaller, Path(id): Path<String>) -> ScimResult {
-    let user = require_user(&state, &id).await?;
-    let now = state.clock.now();
-    users::delete(state.store.as_ref(), state.secrets.as_ref(), &user, now, state.hot.as_ref()).await?;
-    groups::forget_user(state.store.as_ref(), user.id, now).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-// Groups.
-
-async fn group_resource(state: &AppState, group: &groups::Group, base: &str) -> ScimResult<Value> {
-    let mut members = Vec::with_capacity(group.members.len());
-    for id in &group.members {
-        if let Some(user) = accounts::get(state.store.as_ref(), *id).await?.filter(|u| u.deleting_since.is_none()) {
-            members.push(user);
-        }
-    }
-    Ok(groups::resource(group, &members, base))
-}
-
-async fn require_group(state: &AppState, raw: &str) -> ScimResult<groups::Group> {
-    Ok(groups::require(state.store.as_ref(), resource_id(raw, "Group")?).await?)
+async fn scim_delete_user(scim: Scim, Path(id): Path<String>) -> ScimResult {
+    delete::<User>(scim, id).await
 }
 
 #[utoipa::path(get, path = "/scim/v2/Groups", tag = "scim", params(ListQuery),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn scim_list_groups(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
-    let params = list_params(query(q)?)?;
-    let base = base_url(&state, &headers).await?;
-    let store = state.store.as_ref();
-    let everyone: Vec<User> = accounts::list(store).await?.into_iter().filter(|u| u.deleting_since.is_none()).collect();
-    let resources = groups::list(store).await?.iter().map(|g| groups::resource(g, &everyone, &base)).collect();
-    ok(&scim::list_response(resources, &params))
+async fn scim_list_groups(scim: Scim, q: Result<Query<ListQuery>, QueryRejection>) -> ScimResult {
+    list::<groups::Group>(scim, q).await
 }
 
 #[utoipa::path(post, path = "/scim/v2/Groups", tag = "scim", request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 201, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json")))]
-async fn scim_create_group(State(state): State<AppState>, _caller: ScimCaller, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ScimResult {
-    let input = groups::parse(&json_body(body)?)?;
-    let group = groups::create(state.store.as_ref(), input, state.clock.now()).await?;
-    let base = base_url(&state, &headers).await?;
-    created(&group_resource(&state, &group, &base).await?)
+async fn scim_create_group(scim: Scim, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    create::<groups::Group>(scim, body).await
 }
 
 #[utoipa::path(get, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path), ShapeQuery),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn scim_get_group(
-    State(state): State<AppState>,
-    _caller: ScimCaller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    q: Result<Query<ShapeQuery>, QueryRejection>,
-) -> ScimResult {
-    let q = query(q)?;
-    let shape = Shape::parse(q.attributes.as_deref(), q.excluded_attributes.as_deref())?;
-    let group = require_group(&state, &id).await?;
-    let base = base_url(&state, &headers).await?;
-    ok(&shape.apply(group_resource(&state, &group, &base).await?))
+async fn scim_get_group(scim: Scim, Path(id): Path<String>, q: Result<Query<ShapeQuery>, QueryRejection>) -> ScimResult {
+    get::<groups::Group>(scim, id, q).await
 }
 
 #[utoipa::path(put, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn scim_replace_group(
-    State(state): State<AppState>,
-    _caller: ScimCaller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ScimResult {
-    let group = require_group(&state, &id).await?;
-    let input = groups::parse(&json_body(body)?)?;
-    let after = groups::replace(state.store.as_ref(), &group, input, state.clock.now()).await?;
-    let base = base_url(&state, &headers).await?;
-    ok(&group_resource(&state, &after, &base).await?)
+async fn scim_replace_group(scim: Scim, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    replace::<groups::Group>(scim, id, body).await
 }
 
 #[utoipa::path(patch, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path)), request_body(content = Object, content_type = "application/scim+json"),
     responses((status = 200, body = Object, content_type = "application/scim+json"), (status = 400, body = Object, content_type = "application/scim+json"),
         (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn scim_patch_group(
-    State(state): State<AppState>,
-    _caller: ScimCaller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ScimResult {
-    let group = require_group(&state, &id).await?;
-    let operations = patch::parse_request(&json_body(body)?)?;
-    let base = base_url(&state, &headers).await?;
-    let mut resource = group_resource(&state, &group, &base).await?;
-    patch::apply(&mut resource, &operations)?;
-    let after = groups::replace(state.store.as_ref(), &group, groups::parse(&resource)?, state.clock.now()).await?;
-    ok(&group_resource(&state, &after, &base).await?)
+async fn scim_patch_group(scim: Scim, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ScimResult {
+    patch::<groups::Group>(scim, id, body).await
 }
 
 #[utoipa::path(delete, path = "/scim/v2/Groups/{id}", tag = "scim", params(("id" = String, Path)),
     responses((status = 204), (status = 401, body = Object, content_type = "application/scim+json"), (status = 404, body = Object, content_type = "application/scim+json")))]
-async fn scim_delete_group(State(state): State<AppState>, _caller: ScimCaller, Path(id): Path<String>) -> ScimResult {
-    let group = require_group(&state, &id).await?;
-    groups::delete(state.store.as_ref(), &group, state.clock.now()).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+async fn scim_delete_group(scim: Scim, Path(id): Path<String>) -> ScimResult {
+    delete::<groups::Group>(scim, id).await
 }
 
 /// The SCIM error for a path under `/scim/` that no route serves (the router's fallbacks).

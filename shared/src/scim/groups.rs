@@ -36,10 +36,6 @@ pub async fn get(store: &dyn Store, id: Uuid) -> ApiResult<Option<Group>> {
     Ok(store.get(&key(id)).await?.map(from_item).transpose()?)
 }
 
-pub async fn require(store: &dyn Store, id: Uuid) -> ApiResult<Group> {
-    get(store, id).await?.ok_or_else(|| ApiError::not_found(format!("no Group with id {id}")))
-}
-
 /// Every group, oldest first.
 pub async fn list(store: &dyn Store) -> ApiResult<Vec<Group>> {
     let items = query_all(store, Query::new(Index::Gsi1, "SCIM_GROUPS")).await?;
