@@ -6,10 +6,10 @@ is checked), or drives a real one (Debian's chromium) through the dashboard, or 
 `tollgate login --sso`.
 
 A broken signature and a genuine token meant for another application are refused end to end
-through a proxy in front of the provider that tampers with what passes; an expired token, a
-wrong issuer and `none`/HMAC algorithms, which the provider will not produce, are refused in the
-ID token checks' own tests (shared/src/identity/oidc/verify.rs), with tokens signed by test
-keys."""
+through a proxy in front of the provider that tampers with what passes, and an expired token from
+a provider whose tokens expire before they are issued; a wrong issuer and `none`/HMAC
+algorithms, which the provider will not produce, are refused in the ID token checks' own tests
+(shared/src/identity/oidc/verify.rs), with tokens signed by test keys."""
 
 import json
 import os
@@ -32,11 +32,15 @@ ADMIN = "admin@example.com"
 
 
 @contextmanager
-def provider(port=None):
-    """The OpenID provider, on `port` (a fresh one by default); yields its issuer URL."""
+def provider(port=None, token_max_age=None):
+    """The OpenID provider, on `port` (a fresh one by default); yields its issuer URL. Its ID
+    tokens live `token_max_age` seconds (an hour by default)."""
     port = port or free_port()
     log = tempfile.NamedTemporaryFile(prefix="oidc-provider-", suffix=".log", delete=False)
-    proc = subprocess.Popen([sys.executable, "-m", "oidc_provider_mock", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    args = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port)]
+    if token_max_age is not None:
+        args += ["--token-max-age", str(token_max_age)]
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     issuer = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
@@ -554,3 +558,14 @@ def test_an_account_deprovisioned_by_scim_cannot_sign_in():
         assert httpx.get(f"{base}/api/me", headers={"Authorization": f"Bearer {session['token']}"}).status_code == 401
         _, query = sign_in(base, "hal-1")
         assert "sso_code" not in query and "deactivated" in query["sso_error"], query
+
+
+def test_an_expired_id_token_is_refused():
+    # The provider's tokens expire five minutes before they are issued (past the gateway's
+    # minute of leeway for clocks): what a provider with a slow clock, or a replayed old token,
+    # looks like.
+    with provider(token_max_age=-300) as issuer, running_gateway(ADMIN, sso_env(issuer)) as (base, admin):
+        user(issuer, "old-1", email="old@example.com", email_verified=True)
+        _, query = sign_in(base, "old-1")
+        assert "sso_code" not in query and "expired" in query["sso_error"], query
+        assert not [u for u in call(base, "GET", "/api/users", token=admin) if u["email"] == "old@example.com"]
