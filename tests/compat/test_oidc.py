@@ -569,3 +569,19 @@ def test_an_expired_id_token_is_refused():
         _, query = sign_in(base, "old-1")
         assert "sso_code" not in query and "expired" in query["sso_error"], query
         assert not [u for u in call(base, "GET", "/api/users", token=admin) if u["email"] == "old@example.com"]
+
+
+def test_of_concurrent_callbacks_with_one_state_exactly_one_signs_in():
+    from concurrent.futures import ThreadPoolExecutor
+
+    with provider() as issuer, running_gateway(ADMIN, sso_env(issuer)) as (base, _):
+        user(issuer, "ray-1", email="ray@example.com", email_verified=True)
+        callback = to_provider(base, "ray-1")
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(lambda _: back_at_gateway(callback)[1], range(8)))
+        codes = [o["sso_code"] for o in outcomes if "sso_code" in o]
+        assert len(codes) == 1, outcomes
+        # And of concurrent exchanges of that code, exactly one gets a session.
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda _: exchange(base, codes[0]).status_code, range(8)))
+        assert sorted(statuses) == [200] + [401] * 7, statuses

@@ -159,6 +159,17 @@ fn unreachable(reason: impl std::fmt::Display) -> ApiError {
     ApiError::upstream(502, "sso_provider_unreachable", reason.to_string())
 }
 
+/// Reads an item and deletes it, for whoever reads it first: of two callers racing, the one
+/// whose conditional delete lands gets it, the other nothing (a state or a code works once).
+async fn take_once(store: &dyn Store, key: &Key) -> ApiResult<Option<Item>> {
+    let Some(item) = store.get(key).await? else { return Ok(None) };
+    match store.delete(key, Some(Cond::Exists)).await {
+        Ok(()) => Ok(Some(item)),
+        Err(StoreError::ConditionFailed) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn unknown_flow() -> ApiError {
     ApiError::bad_request("sign_in_expired", "this sign-in is unknown, expired or was already completed; start again from the sign-in page")
 }
@@ -168,14 +179,7 @@ pub async fn consume(store: &dyn Store, state: &str, now: DateTime<Utc>) -> ApiR
     if state.is_empty() || state.len() > 256 {
         return Err(unknown_flow());
     }
-    let key = flow_key(state);
-    let Some(item) = store.get(&key).await? else { return Err(unknown_flow()) };
-    // Of two callbacks with one state, the one whose delete lands completes.
-    match store.delete(&key, Some(Cond::Exists)).await {
-        Ok(()) => {}
-        Err(StoreError::ConditionFailed) => return Err(unknown_flow()),
-        Err(e) => return Err(e.into()),
-    }
+    let Some(item) = take_once(store, &flow_key(state)).await? else { return Err(unknown_flow()) };
     let text = |name: &str| item.get(name).and_then(Attr::as_str).map(str::to_string);
     let created = item.get("created").and_then(Attr::as_i64).unwrap_or_default();
     if created + FLOW_TTL_SECS <= now.timestamp() {
@@ -339,13 +343,7 @@ pub async fn redeem(store: &dyn Store, code: &str, verifier: Option<&str>, now: 
     if code.is_empty() || code.len() > 256 {
         return Err(invalid());
     }
-    let key = code_key(code);
-    let Some(item) = store.get(&key).await? else { return Err(invalid()) };
-    match store.delete(&key, Some(Cond::Exists)).await {
-        Ok(()) => {}
-        Err(StoreError::ConditionFailed) => return Err(invalid()),
-        Err(e) => return Err(e.into()),
-    }
+    let Some(item) = take_once(store, &code_key(code)).await? else { return Err(invalid()) };
     if item.get("created").and_then(Attr::as_i64).unwrap_or_default() + CODE_TTL_SECS <= now.timestamp() {
         return Err(invalid());
     }
