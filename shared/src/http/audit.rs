@@ -91,16 +91,11 @@ pub struct AuditPage {
     next_cursor: Option<String>,
 }
 
-/// The log is for global admins.
-fn require_admin(caller: &Caller) -> ApiResult<()> {
-    if caller.user.role == "admin" { Ok(()) } else { Err(ApiError::forbidden("admin_required", "the audit log is for global admins")) }
-}
-
 /// Audit events, newest first, filtered by actor, target, action and time.
 #[utoipa::path(get, path = "/api/audit", tag = "settings", params(AuditParams),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 async fn list_audit(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<AuditParams>) -> ApiResult<axum::Json<AuditPage>> {
-    require_admin(&caller)?;
+    caller.require_global_admin("the audit log is")?;
     if q.format.is_some() {
         return Err(ApiError::invalid_param("format", "format is for GET /api/audit/export"));
     }
@@ -138,7 +133,7 @@ fn encode(csv: bool, events: &[Event]) -> Bytes {
     responses((status = 200, description = "the events, one per line", content_type = "application/x-ndjson"),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 async fn export_audit(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<AuditParams>) -> ApiResult<Response> {
-    require_admin(&caller)?;
+    caller.require_global_admin("the audit log is")?;
     let csv = match q.format.as_deref() {
         None | Some("jsonl") => false,
         Some("csv") => true,

@@ -130,6 +130,13 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// 403 unless the caller is a global admin: for what decides who may do anything (the
+    /// audit log, single sign-on, provisioning), which no custom role's permissions reach.
+    /// `what` says what is theirs alone, as the message's start.
+    pub fn require_global_admin(&self, what: &str) -> ApiResult<()> {
+        if self.user.role == "admin" { Ok(()) } else { Err(ApiError::forbidden("admin_required", format!("{what} for global admins"))) }
+    }
+
     /// 403 unless the caller's role grants `permission`.
     pub fn require(&self, permission: Permission) -> ApiResult<()> {
         if self.permissions.contains(&permission) {

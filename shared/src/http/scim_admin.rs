@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use super::error::ErrorEnvelope;
 use super::extract::{ApiJson, Caller, parse_uuid};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::group_mapping::{self, GroupMapping};
-use crate::identity::roles::{NO_ROLE, Permission};
+use crate::identity::roles::NO_ROLE;
 use crate::scim::tokens::{self, ScimToken};
 use crate::state::AppState;
 
@@ -25,11 +25,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_scim_tokens, create_scim_token))
         .routes(routes!(delete_scim_token))
         .routes(routes!(get_group_mapping, put_group_mapping))
-}
-
-/// Provisioning decides who is admin: it is for global admins alone.
-fn require_admin(caller: &Caller) -> ApiResult<()> {
-    if caller.user.role == "admin" { Ok(()) } else { Err(ApiError::forbidden("admin_required", "SCIM provisioning is set up by global admins")) }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -68,7 +63,7 @@ pub struct CreateScimToken {
 #[utoipa::path(get, path = "/api/scim/tokens", tag = "scim",
     responses((status = 200, body = Vec<ScimTokenView>), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 async fn list_scim_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ScimTokenView>>> {
-    require_admin(&caller)?;
+    caller.require_global_admin("SCIM provisioning is")?;
     Ok(Json(tokens::list(state.store.as_ref()).await?.into_iter().map(view).collect()))
 }
 
@@ -79,7 +74,7 @@ async fn create_scim_token(
     caller: Caller,
     ApiJson(body): ApiJson<CreateScimToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedScimToken>)> {
-    require_admin(&caller)?;
+    caller.require_global_admin("SCIM provisioning is")?;
     let (token, secret) = tokens::create(state.store.as_ref(), &body.name, caller.user.id, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(CreatedScimToken { info: view(token), token: secret, base_path: "/scim/v2" })))
 }
@@ -87,7 +82,7 @@ async fn create_scim_token(
 #[utoipa::path(delete, path = "/api/scim/tokens/{id}", tag = "scim", params(("id" = String, Path)),
     responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn delete_scim_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    require_admin(&caller)?;
+    caller.require_global_admin("SCIM provisioning is")?;
     tokens::delete(state.store.as_ref(), parse_uuid(&id, "id")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -96,8 +91,7 @@ async fn delete_scim_token(State(state): State<AppState>, caller: Caller, Path(i
 #[utoipa::path(get, path = "/api/settings/group-mapping", tag = "settings",
     responses((status = 200, body = GroupMapping), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 async fn get_group_mapping(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<GroupMapping>> {
-    require_admin(&caller)?;
-    caller.require(Permission::SettingsRead)?;
+    caller.require_global_admin("SCIM provisioning is")?;
     let mapping = group_mapping::get(state.store.as_ref()).await?;
     Ok(Json(mapping.unwrap_or_else(|| GroupMapping { default_role: NO_ROLE.into(), rules: vec![] })))
 }
@@ -107,7 +101,6 @@ async fn get_group_mapping(State(state): State<AppState>, caller: Caller) -> Api
 #[utoipa::path(put, path = "/api/settings/group-mapping", tag = "settings", request_body = GroupMapping,
     responses((status = 200, body = GroupMapping), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 async fn put_group_mapping(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<GroupMapping>) -> ApiResult<Json<GroupMapping>> {
-    require_admin(&caller)?;
-    caller.require(Permission::SettingsWrite)?;
+    caller.require_global_admin("SCIM provisioning is")?;
     Ok(Json(group_mapping::save(state.store.as_ref(), body).await?))
 }
