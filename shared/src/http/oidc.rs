@@ -21,7 +21,7 @@ use super::extract::{ApiJson, ApiQuery, Caller, ClientIp, UserAgent};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::oidc::flow::{self, ReturnTo};
 use crate::identity::oidc::{self, OidcSettings, PasswordLogin, Provider};
-use crate::identity::{normalize_email, roles, sessions, users};
+use crate::identity::{normalize_email, sessions, users};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -36,7 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub const CALLBACK_PATH: &str = "/api/auth/oidc/callback";
 
 async fn provider(state: &AppState) -> ApiResult<Option<Provider>> {
-    oidc::settings::provider(state.store.as_ref(), state.secrets.as_ref(), state.config.oidc.as_ref()).await
+    oidc::settings::provider(state.store.as_ref(), state.config.oidc.as_ref()).await
 }
 
 async fn require_provider(state: &AppState) -> ApiResult<Provider> {
@@ -70,13 +70,14 @@ pub struct OidcStatus {
 /// What the sign-in page offers. Public: the page shows it before anyone signs in.
 #[utoipa::path(get, path = "/api/auth/oidc/status", tag = "auth", responses((status = 200, body = OidcStatus)))]
 async fn oidc_status(State(state): State<AppState>) -> ApiResult<Json<OidcStatus>> {
-    let provider = provider(&state).await?;
     let saved = oidc::settings::get(state.store.as_ref()).await?;
+    let password_login = saved.password_login;
+    let provider = oidc::settings::provider_of(saved, state.config.oidc.as_ref());
     Ok(Json(OidcStatus {
         enabled: provider.is_some(),
         display_name: provider.as_ref().map(|p| p.display_name.clone()),
         login_url: provider.map(|_| "/api/auth/oidc/login".into()),
-        password_login: saved.password_login,
+        password_login,
     }))
 }
 
@@ -168,9 +169,10 @@ async fn oidc_callback(State(state): State<AppState>, ApiQuery(q): ApiQuery<Call
         let code =
             q.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 4096).ok_or_else(|| ApiError::invalid_param("code", "the provider sent no code"))?;
         let provider = require_provider(&state).await?;
-        let identity = flow::complete(&state.oidc, &provider, &flow, code, &redirect_uri(&state).await?, now).await?;
+        let secret = oidc::settings::client_secret(&provider, state.secrets.as_ref()).await?;
+        let identity = flow::complete(&state.oidc, &provider, &secret, &flow, code, &redirect_uri(&state).await?, now).await?;
         let acting = |id| crate::audit::context::identify(crate::audit::Actor::User { id });
-        let (user, created) = flow::account_for(store, &identity, roles::NO_ROLE, now, &acting).await?;
+        let (user, created) = flow::account_for(store, &identity, now, &acting).await?;
         if created {
             tracing::info!(user = %user.id, "single sign-on created an account");
         }
@@ -264,17 +266,11 @@ async fn view(state: &AppState, s: OidcSettings) -> ApiResult<OidcSettingsView> 
     })
 }
 
-/// The identity provider is reached with the gateway's own network standing, and decides who
-/// signs in: global admins only.
-fn require_admin(caller: &Caller) -> ApiResult<()> {
-    if caller.user.role == "admin" { Ok(()) } else { Err(ApiError::forbidden("admin_required", "single sign-on settings are for global admins")) }
-}
-
 /// The single sign-on settings (the client secret only as `hasClientSecret`).
 #[utoipa::path(get, path = "/api/settings/oidc", tag = "settings",
     responses((status = 200, body = OidcSettingsView), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 async fn get_oidc_settings(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<OidcSettingsView>> {
-    require_admin(&caller)?;
+    caller.require_global_admin("single sign-on settings are")?;
     let saved = oidc::settings::get(state.store.as_ref()).await?;
     Ok(Json(view(&state, saved).await?))
 }
@@ -305,7 +301,7 @@ pub struct OidcSettingsInput {
 #[utoipa::path(put, path = "/api/settings/oidc", tag = "settings", request_body = OidcSettingsInput,
     responses((status = 200, body = OidcSettingsView), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 async fn put_oidc_settings(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<OidcSettingsInput>) -> ApiResult<Json<OidcSettingsView>> {
-    require_admin(&caller)?;
+    caller.require_global_admin("single sign-on settings are")?;
     let mut s = oidc::settings::get(state.store.as_ref()).await?;
     s.issuer = body.issuer.or(s.issuer);
     s.client_id = body.client_id.or(s.client_id);

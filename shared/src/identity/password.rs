@@ -32,6 +32,14 @@ pub async fn hash(password: &str) -> ApiResult<String> {
     .map_err(ApiError::internal)?
 }
 
+/// The password hash of an account that has no password (it signs in through an identity
+/// provider): a real hash of a random secret no one ever sees, so that no password matches it
+/// and a login attempt costs what any other does (an empty hash would fail at once, and tell
+/// by its speed that the account exists).
+pub async fn unusable_hash() -> ApiResult<String> {
+    hash(&super::random_secret("unusable_")).await
+}
+
 /// Verifies `password` against `stored`, or against a dummy hash when there is no account, so
 /// that a login for an unknown email takes as long as one for a known email.
 pub async fn verify(password: &str, stored: Option<&str>) -> ApiResult<bool> {

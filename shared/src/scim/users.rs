@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{USER_SCHEMA, bool_field, check_len, filter, meta, string_field};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::users::{self, User};
-use crate::identity::{normalize_email, password, random_secret, roles, sessions};
+use crate::identity::{normalize_email, password, roles, sessions};
 use crate::invalidate::Invalidate;
 use crate::secrets::SecretStore;
 use crate::store::{Attr, Cond, Item, Key, Store, StoreError, TxOp, from_item, keyed_item};
@@ -222,9 +222,7 @@ pub async fn create(store: &dyn Store, input: Input, now: DateTime<Utc>) -> ApiR
     free_stale_lock(store, &input.profile.user_name).await?;
     check_not_anothers_email(store, &input.profile.user_name, Uuid::nil()).await?;
     let role = crate::group_mapping::get(store).await?.map_or_else(|| roles::NO_ROLE.to_string(), |m| m.default_role);
-    // A hash of a random secret no one ever sees: no password matches it.
-    let unusable = password::hash(&random_secret("unusable_")).await?;
-    let mut user = users::new_user(input.email, unusable, role, now);
+    let mut user = users::new_user(input.email, password::unusable_hash().await?, role, now);
     user.name = account_name(&input.profile);
     if !input.active {
         user.disabled_at = Some(now);

@@ -17,6 +17,7 @@
 //! (or Lambda instance) than the one that began the sign-in.
 
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::discovery::{Discovery, Metadata, Unreachable, read_limited};
@@ -24,7 +25,7 @@ use super::verify::{self, Expected, Identity, Refused};
 use super::{Provider, pkce_challenge, random_token};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::users::{self, User};
-use crate::identity::{normalize_email, roles, sha256_hex};
+use crate::identity::{normalize_email, password, roles, sha256_hex};
 use crate::store::{Attr, Cond, Item, Key, Store, StoreError, TTL};
 
 /// How long the provider may take to send the browser back.
@@ -194,9 +195,17 @@ fn refused(reason: impl std::fmt::Display) -> ApiError {
 }
 
 /// Exchanges the code for tokens and checks the ID token: who signed in.
-pub async fn complete(discovery: &Discovery, provider: &Provider, flow: &Flow, code: &str, redirect_uri: &str, now: DateTime<Utc>) -> ApiResult<Identity> {
+pub async fn complete(
+    discovery: &Discovery,
+    provider: &Provider,
+    client_secret: &SecretString,
+    flow: &Flow,
+    code: &str,
+    redirect_uri: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<Identity> {
     let metadata = discovery.metadata(&provider.issuer).await.map_err(unreachable)?;
-    let (id_token, access_token) = exchange(discovery, provider, &metadata, flow, code, redirect_uri).await?;
+    let (id_token, access_token) = exchange(discovery, provider, client_secret, &metadata, flow, code, redirect_uri).await?;
     let mut expected = Expected {
         issuer: &provider.issuer,
         client_id: &provider.client_id,
@@ -246,6 +255,7 @@ async fn fetch_userinfo(discovery: &Discovery, endpoint: &str, access_token: &st
 async fn exchange(
     discovery: &Discovery,
     provider: &Provider,
+    client_secret: &SecretString,
     metadata: &Metadata,
     flow: &Flow,
     code: &str,
@@ -253,7 +263,7 @@ async fn exchange(
 ) -> ApiResult<(String, Option<String>)> {
     use secrecy::ExposeSecret;
     let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri), ("code_verifier", &flow.verifier)];
-    let secret = provider.client_secret.expose_secret();
+    let secret = client_secret.expose_secret();
     let http = discovery.http();
     let mut request = http.post(&metadata.token_endpoint).timeout(TOKEN_TIMEOUT).header("accept", "application/json");
     if metadata.secret_in_body() {
@@ -279,17 +289,12 @@ async fn exchange(
     Ok((id_token, text("access_token")))
 }
 
-/// The account the identity signs in to: the one with its email, else a new one (no password:
-/// it signs in through the provider) with `new_role`. Accounts being deleted or deactivated
-/// stay out. `acting` is told the account's id before anything is written for it (the HTTP
-/// layer names it as the actor of the audit events).
-pub async fn account_for(
-    store: &dyn Store,
-    identity: &Identity,
-    new_role: &str,
-    now: DateTime<Utc>,
-    acting: &(dyn Fn(Uuid) + Sync),
-) -> ApiResult<(User, bool)> {
+/// The account the identity signs in to: the one with its email, else a new one without a
+/// password (it signs in through the provider) and with the role `none`, which the group
+/// mapping, applied next, may change. Accounts being deleted or deactivated stay out. `acting`
+/// is told the account's id before anything is written for it (the HTTP layer names it as the
+/// actor of the audit events).
+pub async fn account_for(store: &dyn Store, identity: &Identity, now: DateTime<Utc>, acting: &(dyn Fn(Uuid) + Sync)) -> ApiResult<(User, bool)> {
     let email = normalize_email(&identity.email, "email").map_err(|_| refused(format!("the email claim {:?} is not an email address", identity.email)))?;
     if let Some(user) = users::find_by_email(store, &email).await? {
         if user.deleting_since.is_some() {
@@ -301,10 +306,7 @@ pub async fn account_for(
         acting(user.id);
         return Ok((user, false));
     }
-    if roles::permissions_of(store, new_role).await?.is_none() {
-        return Err(ApiError::internal(format!("the role {new_role:?} for accounts created at sign-in does not exist")));
-    }
-    let mut user = users::new_user(email, String::new(), new_role.to_string(), now);
+    let mut user = users::new_user(email, password::unusable_hash().await?, roles::NO_ROLE.to_string(), now);
     user.name = identity.name.clone().filter(|n| !n.trim().is_empty()).map(|n| n.chars().take(200).collect());
     // The new user's id is known before the write: they are the actor of their creation.
     acting(user.id);

@@ -25,7 +25,9 @@ pub use settings::{OidcSettings, PasswordLogin};
 pub struct Provider {
     pub issuer: String,
     pub client_id: String,
-    pub client_secret: SecretString,
+    /// The environment's client secret; a saved one stays in the secret store until the token
+    /// exchange needs it (`settings::client_secret`).
+    pub client_secret: Option<SecretString>,
     /// The name on the dashboard's button ("Sign in with Okta").
     pub display_name: String,
     /// Scopes asked for besides `openid email profile` (`groups` on Okta and Keycloak).

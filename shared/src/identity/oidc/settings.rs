@@ -73,27 +73,42 @@ fn default_display_name(issuer: &str) -> String {
 
 /// The provider in use: the environment's when `TOLLGATE_OIDC_*` are set, else the saved
 /// one when complete; none when single sign-on is not configured.
-pub async fn provider(store: &dyn Store, secrets: &dyn SecretStore, env: Option<&OidcClientConfig>) -> ApiResult<Option<Provider>> {
-    let saved = get(store).await?;
+pub async fn provider(store: &dyn Store, env: Option<&OidcClientConfig>) -> ApiResult<Option<Provider>> {
+    Ok(provider_of(get(store).await?, env))
+}
+
+/// `provider`, from settings already read. A saved client secret is not read here: only the
+/// token exchange needs it (`client_secret`), and the sign-in page asks whether single sign-on
+/// is on at every view, which must not cost a secret store call.
+pub fn provider_of(saved: OidcSettings, env: Option<&OidcClientConfig>) -> Option<Provider> {
     let (issuer, client_id, client_secret) = match env {
-        Some(env) => (env.issuer.clone(), env.client_id.clone(), env.client_secret.clone()),
+        Some(env) => (env.issuer.clone(), env.client_id.clone(), Some(env.client_secret.clone())),
         None => {
-            let (Some(issuer), Some(client_id), true) = (saved.issuer.clone(), saved.client_id.clone(), saved.has_secret) else {
-                return Ok(None);
-            };
-            let Some(secret) = secrets.get(CLIENT_SECRET).await.map_err(ApiError::internal)? else { return Ok(None) };
-            (issuer, client_id, secret)
+            let (Some(issuer), Some(client_id), true) = (saved.issuer, saved.client_id, saved.has_secret) else { return None };
+            (issuer, client_id, None)
         }
     };
-    Ok(Some(Provider {
-        display_name: saved.display_name.clone().unwrap_or_else(|| default_display_name(&issuer)),
+    Some(Provider {
+        display_name: saved.display_name.unwrap_or_else(|| default_display_name(&issuer)),
         issuer,
         client_id,
         client_secret,
         extra_scopes: saved.extra_scopes,
         groups_claim: saved.groups_claim,
         require_verified_email: saved.require_verified_email,
-    }))
+    })
+}
+
+/// The provider's client secret: the environment's, else the saved one from the secret store.
+pub async fn client_secret(provider: &Provider, secrets: &dyn SecretStore) -> ApiResult<SecretString> {
+    if let Some(secret) = &provider.client_secret {
+        return Ok(secret.clone());
+    }
+    secrets
+        .get(CLIENT_SECRET)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal("the saved single sign-on client secret is missing from the secret store; save it again with PUT /api/settings/oidc"))
 }
 
 fn bad(param: &str, message: impl Into<String>) -> ApiError {
