@@ -133,6 +133,19 @@ pub fn app(state: AppState, groups: &[Group]) -> Router {
         .with_state(state)
 }
 
+/// The gateway's public URL as an operator set it: the settings' `publicUrl`, else
+/// `TOLLGATE_PUBLIC_URL`.
+async fn configured_public_url(state: &AppState) -> crate::error::ApiResult<Option<String>> {
+    Ok(crate::settings::get(state.store.as_ref()).await?.public_url.or_else(|| state.config.public_url.clone()))
+}
+
+/// The gateway's own public URL, which invite links and the single sign-on redirect URI must
+/// stay on: the configured one, else the local server's own address.
+async fn public_url(state: &AppState) -> crate::error::ApiResult<reqwest::Url> {
+    let text = configured_public_url(state).await?.unwrap_or_else(|| format!("http://{}/", state.config.listen));
+    reqwest::Url::parse(&text).map_err(|e| ApiError::internal(format!("the gateway's public URL {text:?} is not a URL: {e}")))
+}
+
 /// SCIM clients read errors in SCIM's shape, unknown paths under `/scim/` included.
 fn is_scim(uri: &Uri) -> bool {
     uri.path().starts_with("/scim/")

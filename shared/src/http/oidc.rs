@@ -50,7 +50,7 @@ async fn require_provider(state: &AppState) -> ApiResult<Provider> {
 
 /// The redirect URI registered with the provider: the callback under the gateway's public URL.
 async fn redirect_uri(state: &AppState) -> ApiResult<String> {
-    let base = super::workspaces::public_url(state).await?;
+    let base = super::public_url(state).await?;
     Ok(format!("{}{CALLBACK_PATH}", base.as_str().trim_end_matches('/')))
 }
 

@@ -120,9 +120,10 @@ impl FromRequestParts<AppState> for Scim {
     }
 }
 
-/// `http(s)://host/scim/v2`, for `meta.location` and `$ref`: the public URL when one is set.
+/// `http(s)://host/scim/v2`, for `meta.location` and `$ref`: under the public URL when one is
+/// configured (as invite links and sign-in are), else the host the request named.
 async fn base_url(state: &AppState, headers: &HeaderMap) -> ScimResult<String> {
-    if let Some(url) = crate::settings::get(state.store.as_ref()).await?.public_url {
+    if let Some(url) = super::configured_public_url(state).await? {
         return Ok(format!("{}/scim/v2", url.trim_end_matches('/')));
     }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");

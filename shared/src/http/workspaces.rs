@@ -220,14 +220,6 @@ fn invite_url(redirect_to: &str, token: &str) -> ApiResult<String> {
     Ok(url.into())
 }
 
-/// The gateway's own public URL, which invite links must stay on: the settings' `publicUrl`,
-/// else `TOLLGATE_PUBLIC_URL`, else the local server's own address.
-pub(super) async fn public_url(state: &AppState) -> ApiResult<reqwest::Url> {
-    let configured = crate::settings::get(state.store.as_ref()).await?.public_url.or_else(|| state.config.public_url.clone());
-    let text = configured.unwrap_or_else(|| format!("http://{}/", state.config.listen));
-    reqwest::Url::parse(&text).map_err(|e| ApiError::internal(format!("the gateway's public URL {text:?} is not a URL: {e}")))
-}
-
 /// Refuses a `redirect_to` off the gateway's own public URL: an invite mail is sent in the
 /// gateway's name, and its link must not lead anywhere else (a phishing page collecting the
 /// invite and a password).
@@ -257,7 +249,7 @@ async fn invite_user(State(state): State<AppState>, caller: Caller, ApiJson(body
     let email = normalize_email(&body.email, "email")?;
     // Checked before anything is written, so a bad link leaves no invite behind.
     invite_url(&body.redirect_to, "")?;
-    check_redirect(&body.redirect_to, &public_url(&state).await?)?;
+    check_redirect(&body.redirect_to, &super::public_url(&state).await?)?;
     let (workspace, _) = workspaces::require_manager(store, parse_uuid(&body.business_id, "business_id")?, caller.user.id).await?;
     let issued = invites::create(store, &workspace, email, role, caller.user.id, state.clock.now()).await?;
     let url = invite_url(&body.redirect_to, &issued.token)?;

@@ -281,13 +281,13 @@ async fn deprovision(store: &dyn Store, user_id: Uuid, now: DateTime<Utc>, cache
     Ok(())
 }
 
-/// Deletes the account through the account deletion service (as a global admin would), then
-/// what SCIM kept of it.
+/// Deletes the account through the account deletion service (as a global admin would), which
+/// takes the SCIM profile with the rest of the user's partition; then the userName lock, kept
+/// outside it.
 pub async fn delete(store: &dyn Store, secrets: &dyn SecretStore, user: &User, now: DateTime<Utc>, caches: &dyn Invalidate) -> ApiResult<()> {
     let kept = profile(store, user.id).await?;
     // Uuid::nil() is the deleting "admin": no account, so never the user themself.
     crate::account_deletion::delete(store, secrets, user, Some(Uuid::nil()), now, caches).await?;
-    store.delete(&profile_key(user.id), None).await?;
     if let Some(kept) = kept {
         match store.delete(&user_name_key(&kept.user_name), Some(Cond::eq("user_id", user.id.to_string()))).await {
             Ok(()) | Err(StoreError::ConditionFailed) => {}
