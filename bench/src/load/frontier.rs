@@ -121,7 +121,7 @@ pub(crate) fn share(ours: Option<(f64, bool)>, floor: Option<(f64, bool)>) -> St
 pub(crate) async fn frontier_section(client: &reqwest::Client, vias: &[Via], o: &Options) -> Vec<Vec<Step>> {
     println!();
     println!(
-        "2. frontier: open loop, unstreamed; each offered rate for {:.0} s, requests started on schedule whether or not earlier ones finished, latency from the scheduled start; a path stops after two rates in a row it cannot keep up with (achieved < 90%, p99 > 50 ms or errors > 1%); steal: the machine's time the hypervisor took during the row",
+        "2. frontier: open loop, unstreamed; each offered rate for {:.0} s, requests started on schedule whether or not earlier ones finished, latency from the scheduled start; a path stops after two rates in a row it cannot keep up with (achieved < 90%, p99 > 50 ms or errors > 1%) unless --whole-ladder; err: failed, timed out or refused (503 overloaded); steal: the machine's time the hypervisor took during the row",
         o.step.as_secs_f64()
     );
     let mut header = format!("{:>8}", "offered");
@@ -148,7 +148,7 @@ pub(crate) async fn frontier_section(client: &reqwest::Client, vias: &[Via], o: 
         let mut row = format!("{rate:>8}");
         let machine = machine_ticks();
         for (i, via) in vias.iter().enumerate() {
-            if steps[i].len() >= 2 && steps[i][steps[i].len() - 2..].iter().all(Step::saturated) {
+            if !o.whole_ladder && steps[i].len() >= 2 && steps[i][steps[i].len() - 2..].iter().all(Step::saturated) {
                 row += &format!(" | {:>10} {:>8} {:>8} {:>5}", "-", "", "", "");
                 continue;
             }

@@ -53,6 +53,9 @@ struct Options {
     pacing: Pacing,
     ttft_sequential: usize,
     ttft_concurrency: usize,
+    /// Every path runs every rate of the frontier's ladder, past its capacity too, to show
+    /// whether it levels off or collapses there.
+    whole_ladder: bool,
 }
 
 impl Options {
@@ -68,6 +71,7 @@ impl Options {
             pacing: Pacing { events: 20, gap: Duration::from_millis(5) },
             ttft_sequential: 30,
             ttft_concurrency: 32,
+            whole_ladder: false,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -83,6 +87,7 @@ impl Options {
                 "--streams" => o.streams = value()?.parse()?,
                 "--events" => o.pacing.events = value()?.parse()?,
                 "--gap-ms" => o.pacing.gap = Duration::from_millis(value()?.parse()?),
+                "--whole-ladder" => o.whole_ladder = true,
                 flag if flag.starts_with("--") => anyhow::bail!("unknown option {flag}"),
                 bin => o.gateway_bin = bin.to_string(),
             }
