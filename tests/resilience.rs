@@ -406,4 +406,55 @@ backend_tests! {
         assert_eq!(spent, charged, "{counters:?}");
         assert!(fakes[1].requests().len() < 250, "the flapping deployment was cooled: {}", fakes[1].requests().len());
     }
+
+    async fn past_its_requests_in_flight_the_gateway_sheds_at_once_and_charges_nothing(backend) {
+        let app = TestApp::start_with(
+            backend,
+            &tollgate::Group::ALL,
+            |c| {
+                c.max_in_flight = 1;
+                c.admission_wait = Duration::from_millis(50);
+            },
+            None,
+        )
+        .await;
+        let (admin, _) = app.admin().await;
+        let slow = FakeUpstream::start().await;
+        slow.behave(Behaviour::Delay(Duration::from_secs(2)));
+        deployed(&app, &admin, "slow", &[&slow], json!({})).await;
+        app.model(&admin, "mock-1", 1.0, 1.0, None).await;
+        let (_, key) = app.api_key(&admin, json!({})).await;
+        let gate = &app.state.gateway.admission;
+        assert_eq!(gate.free(), Some(1));
+
+        // One request waiting on its upstream holds the only slot: the wait for an answer is
+        // part of being in flight.
+        let (base, client, k) = (app.base.clone(), app.client.clone(), key.clone());
+        let first = tokio::spawn(async move {
+            TestApp::read(client.post(format!("{base}/v1/chat/completions")).bearer_auth(k).json(&ask("slow")).send().await.unwrap()).await
+        });
+        while gate.free() != Some(0) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // Another is turned away once the wait is over, in each door's own envelope, with a
+        // retry-after the SDKs honour; it reserved nothing and left no usage record.
+        let shed = app.chat(&key, ask("mock-1")).await.expect_error(503, "overloaded");
+        assert_eq!(shed.headers["retry-after"], "1");
+        assert_eq!(shed.body["error"]["type"], "api_error");
+        let request_id = shed.headers["x-request-id"].to_str().unwrap();
+        assert!(tollgate::usage::by_request_id(app.state.store.as_ref(), request_id).await.unwrap().is_none());
+        let messages = app.post("/v1/messages", Some(&key), ask("mock-1")).await.expect(503);
+        assert_eq!(messages.body["error"]["type"], "overloaded_error", "{}", messages.text);
+        assert_eq!(messages.headers["retry-after"], "1");
+        let metrics = scrape(&app, &admin).await;
+        assert!(metrics.contains(r#"tollgate_proxy_refusals_total{reason="overload",level="gateway"} 2"#), "{metrics}");
+
+        // The first is served and charged as usual; its slot comes back with its end.
+        let served = first.await.unwrap().expect(200);
+        assert!(record_of(&app, &served).await.cost_micros > 0);
+        assert_eq!(gate.free(), Some(1));
+        app.chat(&key, ask("mock-1")).await.expect(200);
+        assert_eq!(gate.free(), Some(1));
+    }
 }

@@ -62,6 +62,12 @@ pub struct Config {
     pub key_cache: std::time::Duration,
     /// `TOLLGATE_UPSTREAM_TIMEOUT_MS`, default 60000: the wait for an upstream's answer to begin.
     pub upstream_timeout: std::time::Duration,
+    /// `TOLLGATE_MAX_IN_FLIGHT`, default 1024 (0: no limit): how many proxied requests one
+    /// process serves at once, streams included until their last event; and
+    /// `TOLLGATE_ADMISSION_WAIT_MS`, default 100: how long another waits for one of them to end
+    /// before it is answered 503 `overloaded` (see `admission`).
+    pub max_in_flight: usize,
+    pub admission_wait: std::time::Duration,
     /// `TOLLGATE_COOLDOWN_FAILURES` (default 3), `TOLLGATE_COOLDOWN_WINDOW_SECS` (60) and
     /// `TOLLGATE_COOLDOWN_SECS` (30): a deployment failing that many times within the window
     /// (429, 5xx, unreachable, timed out) is skipped for the cooldown, then probed once.
@@ -150,6 +156,8 @@ impl Default for Config {
             private_upstreams: Vec::new(),
             key_cache: std::time::Duration::from_secs(10),
             upstream_timeout: std::time::Duration::from_secs(60),
+            max_in_flight: 1024,
+            admission_wait: std::time::Duration::from_millis(100),
             cooldown: Default::default(),
             cache_hit_percent: 0,
             lease_margin: std::time::Duration::from_secs(600),
@@ -289,6 +297,21 @@ impl Config {
                 .ok_or_else(|| BadSetting::new("TOLLGATE_UPSTREAM_TIMEOUT_MS", &v, "use a positive number of milliseconds"))?;
             config.upstream_timeout = std::time::Duration::from_millis(ms);
         }
+        if let Some(v) = lookup("TOLLGATE_MAX_IN_FLIGHT") {
+            config.max_in_flight = v
+                .parse()
+                .ok()
+                .filter(|n| *n <= 1_000_000)
+                .ok_or_else(|| BadSetting::new("TOLLGATE_MAX_IN_FLIGHT", &v, "use a whole number up to 1000000 (0: no limit)"))?;
+        }
+        if let Some(v) = lookup("TOLLGATE_ADMISSION_WAIT_MS") {
+            let ms: u64 = v
+                .parse()
+                .ok()
+                .filter(|ms| *ms <= 60_000)
+                .ok_or_else(|| BadSetting::new("TOLLGATE_ADMISSION_WAIT_MS", &v, "use a whole number of milliseconds up to 60000"))?;
+            config.admission_wait = std::time::Duration::from_millis(ms);
+        }
         for (name, field, expected) in [
             ("TOLLGATE_USAGE_RETENTION_DAYS", &mut config.usage_retention_days, "use a whole number of days up to 36500 (0: keep records forever)"),
             ("TOLLGATE_AUDIT_RETENTION_DAYS", &mut config.audit_retention_days, "use a whole number of days up to 36500 (0: keep events forever)"),
@@ -386,5 +409,27 @@ impl Config {
             config.metrics_sink = crate::metrics::Sink::Emf;
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: &str, value: &str) -> Result<Config, BadSetting> {
+        Config::from_lookup(|n| (n == name).then(|| value.to_string()))
+    }
+
+    #[test]
+    fn the_admission_bound_is_read_and_bad_values_are_named() {
+        let default = with("NONE", "").expect("defaults");
+        assert_eq!((default.max_in_flight, default.admission_wait), (1024, std::time::Duration::from_millis(100)));
+        assert_eq!(with("TOLLGATE_MAX_IN_FLIGHT", "256").ok().map(|c| c.max_in_flight), Some(256));
+        assert_eq!(with("TOLLGATE_MAX_IN_FLIGHT", "0").ok().map(|c| c.max_in_flight), Some(0), "0: no limit");
+        assert_eq!(with("TOLLGATE_ADMISSION_WAIT_MS", "250").ok().map(|c| c.admission_wait.as_millis()), Some(250));
+        for (name, value) in [("TOLLGATE_MAX_IN_FLIGHT", "-1"), ("TOLLGATE_MAX_IN_FLIGHT", "lots"), ("TOLLGATE_ADMISSION_WAIT_MS", "60001")] {
+            let bad = with(name, value).expect_err("refused");
+            assert_eq!((bad.name, bad.value.as_str()), (name, value));
+        }
     }
 }

@@ -29,6 +29,9 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("{message}")]
     TooManyRequests { code: &'static str, message: String, retry_after_secs: u64 },
+    /// The gateway is at capacity (`overloaded`, 503 with `retry-after`; see `admission`).
+    #[error("{message}")]
+    Overloaded { message: String, retry_after_secs: u64 },
     /// A budget has no room for the request (`budget_exceeded`).
     #[error("{0}")]
     BudgetExceeded(String),
@@ -102,6 +105,7 @@ impl ApiError {
             Self::Conflict { .. } => 409,
             Self::TooManyRequests { .. } => 429,
             Self::BudgetExceeded(_) => 402,
+            Self::Overloaded { .. } => 503,
             Self::Status { status, .. } => *status,
             Self::Internal(_) => 500,
         }
@@ -117,6 +121,7 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::BudgetExceeded(_) => "budget_exceeded",
+            Self::Overloaded { .. } => "overloaded",
             Self::Internal(_) => "internal_error",
         }
     }

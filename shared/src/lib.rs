@@ -4,6 +4,7 @@
 //! thin handlers grouped by resource group, `runtime` how a group is served.
 
 pub mod account_deletion;
+pub mod admission;
 pub mod audit;
 pub mod budget_events;
 pub mod cache;

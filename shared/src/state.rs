@@ -201,6 +201,7 @@ impl AppState {
             app: crate::providers::App { referer: config.app_url.clone(), title: config.app_title.clone() },
             metrics: metrics.clone(),
             traces,
+            admission: crate::admission::Admission::new(config.max_in_flight, config.admission_wait),
         });
         let jwt = tokio::sync::OnceCell::new();
         Ok(Self(Arc::new(Inner {

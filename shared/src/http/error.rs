@@ -47,7 +47,7 @@ impl IntoResponse for ApiError {
             error: ErrorBody { code: self.code().to_string(), message, param, request_id: current_request_id(), kind: self.kind().to_string() },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::TooManyRequests { retry_after_secs, .. } = self {
+        if let Self::TooManyRequests { retry_after_secs, .. } | Self::Overloaded { retry_after_secs, .. } = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
         }
         response

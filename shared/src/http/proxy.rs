@@ -99,7 +99,8 @@ async fn forward(state: AppState, endpoint: Endpoint, front: Front, headers: Hea
     };
     let entered = async {
         let body = read_body(body).await?;
-        Ok::<_, ApiError>(match front {
+        let slot = proxy::enter(&state.gateway).await?;
+        let entered = match front {
             Front::OpenAi => (Door::OpenAi, Entered::as_sent(body)),
             Front::Anthropic => (Door::Anthropic, Entered::translated(doors::anthropic::canonical_request(&body)?)),
             Front::Responses => {
@@ -111,10 +112,11 @@ async fn forward(state: AppState, endpoint: Endpoint, front: Front, headers: Hea
                 let (exchange, canonical) = parsed.exchange(doors::responses::new_id("resp"), state.gateway.clock.now().timestamp(), history)?;
                 (Door::Responses(std::sync::Arc::new(exchange)), Entered::translated(canonical))
             }
-        })
+        };
+        Ok::<_, ApiError>((entered, slot))
     };
     match entered.await {
-        Ok((door, body)) => respond(proxy::handle(state.gateway.clone(), endpoint, door, key, caller, body, started).await),
+        Ok(((door, body), slot)) => respond(proxy::handle(state.gateway.clone(), endpoint, door, key, caller, body, started, slot).await),
         Err(error) => error.into_response(),
     }
 }
@@ -170,7 +172,7 @@ async fn in_anthropic_shape(response: Response) -> Response {
 /// any provider type. The key goes in `x-api-key` (or `Authorization: Bearer`); errors are
 /// Anthropic's envelope. The answer carries the same standing headers as chat completions.
 #[utoipa::path(post, path = "/v1/messages", tag = "proxy", request_body = Object,
-    responses((status = 200, body = Object), (status = 400, body = Object), (status = 401, body = Object), (status = 402, body = Object), (status = 403, body = Object), (status = 429, body = Object), (status = 502, body = Object)))]
+    responses((status = 200, body = Object), (status = 400, body = Object), (status = 401, body = Object), (status = 402, body = Object), (status = 403, body = Object), (status = 429, body = Object), (status = 502, body = Object), (status = 503, body = Object)))]
 async fn messages(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
     in_anthropic_shape(forward(state, Endpoint::Chat, Front::Anthropic, headers, ip, body).await).await
 }
@@ -192,21 +194,21 @@ async fn count_tokens(State(state): State<AppState>, headers: HeaderMap, ip: Cli
 /// OpenAI chat completions, streamed (SSE) or not. The answer carries the key's standing
 /// (`x-ratelimit-*`, `x-budget-*`), `x-request-id` and, unstreamed, `x-tollgate-cost-usd`.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "proxy", request_body = Object,
-    responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope), (status = 502, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)))]
+    responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope), (status = 502, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)))]
 async fn chat_completions(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
     forward(state, Endpoint::Chat, Front::OpenAi, headers, ip, body).await
 }
 
 /// OpenAI (legacy) text completions, streamed or not.
 #[utoipa::path(post, path = "/v1/completions", tag = "proxy", request_body = Object,
-    responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope)))]
+    responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 async fn completions(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
     forward(state, Endpoint::Completions, Front::OpenAi, headers, ip, body).await
 }
 
 /// OpenAI embeddings.
 #[utoipa::path(post, path = "/v1/embeddings", tag = "proxy", request_body = Object,
-    responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope)))]
+    responses((status = 200, body = Object), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 async fn embeddings(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
     forward(state, Endpoint::Embeddings, Front::OpenAi, headers, ip, body).await
 }
@@ -217,7 +219,7 @@ async fn embeddings(State(state): State<AppState>, headers: HeaderMap, ip: Clien
 /// `TOLLGATE_RESPONSES_TTL_DAYS`, readable and continuable (`previous_response_id`) only by keys
 /// of the same owner; the conversation it continues is part of the reservation and the charge.
 #[utoipa::path(post, path = "/v1/responses", tag = "proxy", request_body = Object,
-    responses((status = 200, body = Object), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope), (status = 502, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)))]
+    responses((status = 200, body = Object), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 402, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope), (status = 502, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)))]
 async fn create_response(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, body: Body) -> Response {
     forward(state, Endpoint::Chat, Front::Responses, headers, ip, body).await
 }

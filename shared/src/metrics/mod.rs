@@ -69,6 +69,8 @@ pub enum RefusalReason {
     Scope,
     /// The request came from an address the key does not allow.
     Address,
+    /// The gateway was at capacity (`admission`); its level is `gateway`.
+    Overload,
 }
 
 impl RefusalReason {
@@ -78,6 +80,7 @@ impl RefusalReason {
             RefusalReason::Rate => "rate",
             RefusalReason::Scope => "scope",
             RefusalReason::Address => "address",
+            RefusalReason::Overload => "overload",
         }
     }
 }

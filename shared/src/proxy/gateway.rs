@@ -107,4 +107,6 @@ pub struct Gateway {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Spans of proxied requests, when an OTLP endpoint is configured.
     pub traces: Option<crate::traces::Tracing>,
+    /// The bound on requests in flight at once.
+    pub admission: crate::admission::Admission,
 }

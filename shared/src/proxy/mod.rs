@@ -109,6 +109,12 @@ pub async fn admit_key(gw: &Gateway, endpoint: Endpoint, caller: &Requester) -> 
     Ok(key)
 }
 
+/// A slot among the requests in flight (`admission`), taken once the body is read; or
+/// `overloaded`, counted as a refusal at the gateway's level.
+pub async fn enter(gw: &Gateway) -> ApiResult<crate::admission::Slot> {
+    gw.admission.enter().await.inspect_err(|_| gw.metrics.refusal(RefusalReason::Overload, "gateway"))
+}
+
 /// Response headers: names and values, for the HTTP layer to set.
 pub type Headers = Vec<(&'static str, String)>;
 
@@ -131,13 +137,24 @@ impl From<ApiError> for Answer {
 
 /// Serves one POST to the proxy, whose key `admit_key` accepted at `started`.
 /// The body is canonical (a door other than OpenAI's has translated it); the answer goes back
-/// through `door`.
-pub async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, door: Door, key: ApiKey, caller: Requester, body: Entered, started: Instant) -> Answer {
+/// through `door`. `slot` is given back when the request is over: refused, or answered and
+/// settled (a stream, after its last event).
+#[allow(clippy::too_many_arguments)]
+pub async fn handle(
+    gw: Arc<Gateway>,
+    endpoint: Endpoint,
+    door: Door,
+    key: ApiKey,
+    caller: Requester,
+    body: Entered,
+    started: Instant,
+    slot: crate::admission::Slot,
+) -> Answer {
     let trace = gw.traces.as_ref().map(|t| t.request(endpoint, caller.traceparent.as_deref()));
     let root = trace.as_ref().map(FlightTrace::root);
     // Boxed: admission's future holds the request's parts and is kilobytes; inline it would
     // grow this future, which every layer above copies.
-    match Box::pin(admit(gw, endpoint, door, key, caller, body, started, trace)).await {
+    match Box::pin(admit(gw, endpoint, door, key, caller, body, started, trace, slot)).await {
         Ok(flight) => {
             // The flight runs on its own task, so a client that goes away cannot cut its
             // settlement and record short.
@@ -196,6 +213,8 @@ struct Flight {
     lowered_max_tokens: Option<i64>,
     /// Counts the reservation as held until the flight ends.
     held: Option<crate::metrics::Held>,
+    /// Its place among the requests in flight, given back when the flight ends.
+    _slot: crate::admission::Slot,
     /// The response cache's entry for this request, when its key or project opted in (boxed,
     /// like the rest of what most requests never use: the flight is copied whole).
     cache: Option<Box<replay::Cached>>,
@@ -216,6 +235,7 @@ async fn admit(
     body: Entered,
     started: Instant,
     trace: Option<FlightTrace>,
+    slot: crate::admission::Slot,
 ) -> Result<Flight, Answer> {
     let Entered { bytes: body, canonical } = body;
     let mut req = match canonical {
@@ -271,6 +291,7 @@ async fn admit(
         referer: caller.referer,
         lowered_max_tokens: None,
         held: None,
+        _slot: slot,
         cache: None,
         keep: None,
         // From here the flight ends the span, whenever it ends.
