@@ -64,7 +64,7 @@ impl Store for CountingStore {
         self.log(Op::Update(key.clone(), update.clone()));
         self.inner.update(key, update, cond).await
     }
-    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
+    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<std::sync::Arc<Item>> {
         self.log(Op::Update(key.clone(), update.clone()));
         self.inner.update_buffered(key, update, cond).await
     }

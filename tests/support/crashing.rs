@@ -62,7 +62,7 @@ impl Store for CrashingStore {
         }
         out
     }
-    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
+    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<std::sync::Arc<Item>> {
         self.check()?;
         self.inner.update_buffered(key, update, cond).await
     }

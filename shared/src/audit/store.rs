@@ -128,9 +128,9 @@ impl Store for Audited {
         }
     }
 
-    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
+    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<std::sync::Arc<Item>> {
         match context::current() {
-            Some(_) => self.update(key, update, cond).await,
+            Some(_) => self.update(key, update, cond).await.map(std::sync::Arc::new),
             None => self.inner.update_buffered(key, update, cond).await,
         }
     }

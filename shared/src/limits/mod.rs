@@ -576,7 +576,7 @@ async fn try_reserve(
             Err(e) => return Err((e.into(), None)),
         }
         for level in levels {
-            items.push(store.get(&level.counters).await.map_err(|e| (e.into(), None))?.unwrap_or_default());
+            items.push(std::sync::Arc::new(store.get(&level.counters).await.map_err(|e| (e.into(), None))?.unwrap_or_default()));
         }
     }
     let reservations: Vec<Reservation> =

@@ -33,7 +33,7 @@ impl Store for Timed {
     async fn update(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
         self.timed("update", self.inner.update(key, update, cond)).await
     }
-    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
+    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<std::sync::Arc<Item>> {
         self.timed("update", self.inner.update_buffered(key, update, cond)).await
     }
     async fn delete(&self, key: &Key, cond: Option<Cond>) -> StoreResult<()> {

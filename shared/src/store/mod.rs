@@ -74,6 +74,13 @@ impl From<bool> for Attr {
 
 pub type Item = BTreeMap<String, Attr>;
 
+/// The attributes of `item` whose names start with `prefix`, found in the item's order rather
+/// than by reading every attribute: a counters item carries a lease for each request in flight,
+/// and a limit's counters are a handful among them.
+pub fn prefixed<'a>(item: &'a Item, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a Attr)> + 'a {
+    item.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded)).take_while(move |(name, _)| name.starts_with(prefix))
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
     pub pk: String,
@@ -259,8 +266,10 @@ pub trait Store: Send + Sync + 'static {
     /// For limit reservations: a crash can only lose the reservations of requests that were
     /// in flight with it, which then recorded nothing either. DynamoDB makes every write
     /// durable; the embedded store skips this write's own fsync.
-    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
-        self.update(key, update, cond).await
+    /// The item comes back shared: the embedded store hands out its own copy rather than a
+    /// clone of a counters item that carries every lease in flight.
+    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<std::sync::Arc<Item>> {
+        self.update(key, update, cond).await.map(std::sync::Arc::new)
     }
     async fn delete(&self, key: &Key, cond: Option<Cond>) -> StoreResult<()>;
     async fn query(&self, query: Query) -> StoreResult<Page>;
@@ -464,5 +473,16 @@ mod tests {
             let at: chrono::DateTime<chrono::Utc> = t.parse().unwrap();
             assert_eq!(*key, at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(), "the same keys as before");
         }
+    }
+
+    #[test]
+    fn prefixed_finds_exactly_the_names_that_start_so() {
+        let names = ["lease_a", "lease_b", "u_b_1", "u_b_2", "u_b", "u_bb_1", "u_a_9", "PK", "u_b_"];
+        let item: Item = names.iter().map(|n| (n.to_string(), Attr::N(1))).collect();
+        let found = |p: &str| prefixed(&item, p).map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(found("u_b_"), ["u_b_", "u_b_1", "u_b_2"]);
+        assert_eq!(found("lease_"), ["lease_a", "lease_b"]);
+        assert!(found("u_c_").is_empty());
+        assert_eq!(found("").len(), names.len());
     }
 }

@@ -84,8 +84,8 @@ impl EmbeddedStore {
         let durable = match replay.last() {
             Some((last, _)) => {
                 let entries: Vec<&(Key, Option<Item>)> = replay.iter().flat_map(|(_, entries)| entries).collect();
-                let encoded: Vec<Option<Vec<u8>>> = entries.iter().map(|(_, item)| item.as_ref().map(codec::encode)).collect();
-                let batch = entries.iter().zip(&encoded).map(|((key, item), bytes)| (key, item.as_ref().zip(bytes.as_deref())));
+                let stored: Vec<Option<writes::Stored>> = entries.iter().map(|(_, item)| item.as_ref().map(writes::Stored::of)).collect();
+                let batch = entries.iter().zip(&stored).map(|((key, _), stored)| (key, stored.as_ref()));
                 writes::commit(&db, batch, *last, &std::sync::Mutex::new(()))?;
                 *last
             }
@@ -287,8 +287,11 @@ impl Store for EmbeddedStore {
         single(self.write(vec![TxOp::Update { key: key.clone(), update, cond }], true).await)
     }
 
-    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
-        single(self.write(vec![TxOp::Update { key: key.clone(), update, cond }], false).await)
+    async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<std::sync::Arc<Item>> {
+        match self.write(vec![TxOp::Update { key: key.clone(), update, cond }], false).await? {
+            Ok(item) => Ok(item.unwrap_or_default()),
+            Err(_) => Err(StoreError::ConditionFailed),
+        }
     }
 
     async fn delete(&self, key: &Key, cond: Option<Cond>) -> StoreResult<()> {
