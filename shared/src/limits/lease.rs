@@ -67,8 +67,8 @@ impl Lapsed {
 
 /// The leases on `item` that lapsed before `now`, other than `own`.
 pub fn lapsed(item: &Item, now: i64, own: Option<&str>) -> Vec<Lapsed> {
-    item.iter()
-        .filter(|(name, _)| name.starts_with(PREFIX) && Some(name.as_str()) != own)
+    crate::store::prefixed(item, PREFIX)
+        .filter(|(name, _)| Some(name.as_str()) != own)
         .filter_map(|(name, value)| {
             let mut parts = value.as_str()?.splitn(3, ';');
             let expires: i64 = parts.next()?.parse().ok()?;

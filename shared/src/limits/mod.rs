@@ -651,7 +651,7 @@ fn stale_attrs(item: &Item, entries: &[Reserved], now: DateTime<Utc>) -> Vec<Str
         let prefix = counter_prefix(&entry.limit);
         match entry.limit.window.slices() {
             Some(slices) => stale.extend(slices.stale(&prefix, item, now)),
-            None => stale.extend(item.keys().filter(|name| name.starts_with(&prefix) && **name != entry.attr).cloned()),
+            None => stale.extend(crate::store::prefixed(item, &prefix).map(|(name, _)| name).filter(|name| **name != entry.attr).cloned()),
         }
     }
     stale.sort_unstable();

@@ -66,8 +66,7 @@ impl Slices {
     /// amount, oldest first, and whether each still counts at `now`.
     fn slices<'a>(&self, prefix: &'a str, item: &'a Item, now: i64) -> impl Iterator<Item = (i64, i64, bool)> + 'a {
         let this = *self;
-        let mut found: Vec<(i64, i64, bool)> = item
-            .iter()
+        let mut found: Vec<(i64, i64, bool)> = crate::store::prefixed(item, prefix)
             .filter_map(|(name, value)| {
                 let start: i64 = name.strip_prefix(prefix)?.parse().ok()?;
                 Some((start, value.as_i64().unwrap_or(0), this.leaves(start) > now))
@@ -80,7 +79,8 @@ impl Slices {
     /// The limit's slice counters in `item`: name, start and amount (in the item's order; on
     /// every request, so without sorting or allocating).
     fn counters<'a>(prefix: &'a str, item: &'a Item) -> impl Iterator<Item = (&'a String, i64, i64)> + 'a {
-        item.iter().filter_map(move |(name, value)| Some((name, name.strip_prefix(prefix)?.parse().ok()?, value.as_i64().unwrap_or(0))))
+        crate::store::prefixed(item, prefix)
+            .filter_map(move |(name, value)| Some((name, name.strip_prefix(prefix)?.parse().ok()?, value.as_i64().unwrap_or(0))))
     }
 
     /// What the limit has used over the window at `now`. A slice a late settlement left below
