@@ -8,6 +8,13 @@
 //! the lost request. No process has to survive, no sweeper has to run, and no extra round
 //! trip is made: the release rides on a settlement that happens anyway. A request refused
 //! because of lapsed leases releases them first and tries once more.
+//!
+//! A lease's name carries the minute it lapses (as first granted: a renewal moves only the
+//! expiry in its value, which can only be later), zero-padded, so the leases that may have
+//! lapsed by now are one range of the item's sorted attributes: a settlement reads those,
+//! not every lease in flight (at 256 in flight, reading them all was a tenth of a request's
+//! instructions). Leases named before that (`lease_<id>`) are still found by the refused
+//! request's release, which reads them all.
 
 use crate::store::{Attr, Item};
 
@@ -23,9 +30,23 @@ pub struct LeaseSpec {
     pub record: String,
 }
 
+/// The first part of the names of leases that lapse in the minute of `at` (epoch seconds), and
+/// what every lease name lapsing earlier sorts before: `lease_` and the minute in ten digits.
+fn minute_prefix(at: i64) -> String {
+    let minute = (at.max(0) / 60).to_string();
+    let mut name = String::with_capacity(PREFIX.len() + MINUTE_DIGITS + 1);
+    name.push_str(PREFIX);
+    name.extend(std::iter::repeat_n('0', MINUTE_DIGITS.saturating_sub(minute.len())));
+    name.push_str(&minute);
+    name
+}
+
+const MINUTE_DIGITS: usize = 10;
+
 impl LeaseSpec {
+    /// `lease_<minute it lapses>_<request id>`.
     pub fn attr(&self) -> String {
-        [PREFIX, &self.id].concat()
+        [&minute_prefix(self.expires_at), "_", &self.id].concat()
     }
 
     /// The lease attribute's value, one short string: `<exp>;<counter>=<amount>,...;<rec>`.
@@ -61,14 +82,31 @@ pub struct Lapsed {
 impl Lapsed {
     /// The id of the request that held it.
     pub fn request_id(&self) -> &str {
-        self.attr.trim_start_matches(PREFIX)
+        let rest = self.attr.strip_prefix(PREFIX).unwrap_or(&self.attr);
+        match rest.split_at_checked(MINUTE_DIGITS) {
+            Some((minute, id)) if minute.bytes().all(|b| b.is_ascii_digit()) && id.starts_with('_') => &id[1..],
+            // Named before leases carried their minute.
+            _ => rest,
+        }
     }
 }
 
-/// The leases on `item` that lapsed before `now`, other than `own`.
+/// The leases on `item` that lapsed before `now`, other than `own`: of those named for this
+/// minute or an earlier one, the ones whose expiry has passed.
 pub fn lapsed(item: &Item, now: i64, own: Option<&str>) -> Vec<Lapsed> {
-    crate::store::prefixed(item, PREFIX)
-        .filter(|(name, _)| Some(name.as_str()) != own)
+    let before = minute_prefix(now.saturating_add(60));
+    let candidates = item.range::<str, _>((std::ops::Bound::Included(PREFIX), std::ops::Bound::Excluded(before.as_str())));
+    found_lapsed(candidates, now, own)
+}
+
+/// Every lapsed lease on `item`, whatever its name: for a request refused while they hold room.
+pub fn all_lapsed(item: &Item, now: i64) -> Vec<Lapsed> {
+    found_lapsed(crate::store::prefixed(item, PREFIX), now, None)
+}
+
+fn found_lapsed<'a>(candidates: impl Iterator<Item = (&'a String, &'a Attr)>, now: i64, own: Option<&str>) -> Vec<Lapsed> {
+    candidates
+        .filter(|(name, _)| name.starts_with(PREFIX) && Some(name.as_str()) != own)
         .filter_map(|(name, value)| {
             let mut parts = value.as_str()?.splitn(3, ';');
             let expires: i64 = parts.next()?.parse().ok()?;
@@ -99,11 +137,30 @@ mod tests {
         item.insert(spec("live", 300).attr(), spec("live", 300).value(&[("u_budget_1".into(), 7)], false));
         item.insert(spec("mine", 50).attr(), spec("mine", 50).value(&[], false));
         item.insert("u_budget_1".into(), Attr::N(507));
-        let found = lapsed(&item, 200, Some("lease_mine"));
+        let found = lapsed(&item, 200, Some(&spec("mine", 50).attr()));
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].attr, "lease_old");
+        assert_eq!(found[0].attr, spec("old", 100).attr());
         assert_eq!(found[0].amounts, vec![("u_budget_1".to_string(), 500)]);
         assert_eq!(found[0].record.as_deref(), Some("user#1"));
         assert_eq!(found[0].request_id(), "old");
+    }
+
+    #[test]
+    fn a_lease_is_named_for_the_minute_it_lapses_and_only_earlier_minutes_are_read() {
+        let spec = |id: &str, exp| LeaseSpec { id: id.into(), expires_at: exp, record: String::new() };
+        assert_eq!(spec("r-1", 1_800_000_125).attr(), "lease_0030000002_r-1");
+        let mut item = Item::new();
+        // Lapsed a minute ago; lapsed this minute; lapses later this minute; renewed (named for
+        // its first minute, lapsing later); an hour ahead; and one named the old way.
+        let leases = [("gone", 1_000, 1_000), ("now", 1_090, 1_090), ("soon", 1_150, 1_150), ("renewed", 1_000, 9_000), ("later", 4_600, 4_600)];
+        for (id, named, expires) in leases {
+            item.insert(spec(id, named).attr(), spec(id, expires).value(&[("u_b_1".into(), 1)], false));
+        }
+        item.insert("lease_0ld".into(), spec("0ld", 500).value(&[], false));
+        item.insert("lease_old".into(), spec("old", 500).value(&[], false));
+        let ids = |found: Vec<Lapsed>| found.iter().map(|l| l.request_id().to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(lapsed(&item, 1_100, None)), ["gone", "now"], "old-named leases sort after every minute: all_lapsed finds them");
+        assert_eq!(ids(all_lapsed(&item, 1_100)), ["gone", "now", "0ld", "old"]);
+        assert_eq!(ids(lapsed(&item, 9_500, Some(&spec("later", 4_600).attr()))), ["gone", "renewed", "now", "soon"]);
     }
 }

@@ -373,7 +373,7 @@ fn reserved(counters: Key, item: &Item, plan: Vec<Planned>, lease: &LeaseSpec, n
 async fn release_lapsed(store: &dyn Store, counters: &Key, now: DateTime<Utc>) -> ApiResult<bool> {
     let Some(item) = store.get(counters).await? else { return Ok(false) };
     let mut released = false;
-    for lease in lease::lapsed(&item, now.timestamp(), None) {
+    for lease in lease::all_lapsed(&item, now.timestamp()) {
         let mut update = Update::default().remove(&lease.attr);
         for (attr, amount) in &lease.amounts {
             if item.contains_key(attr) {
