@@ -9,11 +9,12 @@
 //! reached gigabytes. A bound only on the gateway's own work before the upstream (parsing,
 //! authorising, reserving) was tried first and changed nothing: that work never queued, the
 //! requests in flight did. So a request holds its slot from the moment its body is read (a
-//! slow client must not hold one) until it is over: refused, or answered and settled (a stream
-//! after its last event). Slots are per process (`TOLLGATE_MAX_IN_FLIGHT`, default 1,024, the
-//! bound Envoy's circuit breakers start from), so they bound long LLM calls too: set it to the
-//! streams a process should hold at once. A request that finds no slot free within `wait` is
-//! answered 503 `overloaded` with `retry-after`, which the OpenAI and Anthropic SDKs retry on
+//! client slow to send one holds none) until it is over: refused, or answered and settled (a
+//! stream after its last event, or once its client has read nothing for an upstream timeout).
+//! Slots are per process (`TOLLGATE_MAX_IN_FLIGHT`, default 1,024, the bound Envoy's circuit
+//! breakers start from), so they bound long LLM calls too: set it to the streams a process
+//! should hold at once. A request that finds no slot free within `wait` is answered 503
+//! `overloaded` with `retry-after`, which the OpenAI and Anthropic SDKs retry on
 //! their own. Figures in README, "Overload".
 
 use std::sync::Arc;

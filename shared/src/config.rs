@@ -63,10 +63,10 @@ pub struct Config {
     /// `TOLLGATE_UPSTREAM_TIMEOUT_MS`, default 60000: the wait for an upstream's answer to begin.
     pub upstream_timeout: std::time::Duration,
     /// `TOLLGATE_MAX_IN_FLIGHT`, default 1024 (0: no limit): how many proxied requests one
-    /// process serves at once, streams included until their last event; and
-    /// `TOLLGATE_ADMISSION_WAIT_MS`, default 100: how long another waits for one of them to end
-    /// before it is answered 503 `overloaded` (see `admission`).
+    /// process serves at once, streams included until their last event (see `admission`).
     pub max_in_flight: usize,
+    /// `TOLLGATE_ADMISSION_WAIT_MS`, default 100: how long a request past `max_in_flight` waits
+    /// for another to end before it is answered 503 `overloaded`.
     pub admission_wait: std::time::Duration,
     /// `TOLLGATE_COOLDOWN_FAILURES` (default 3), `TOLLGATE_COOLDOWN_WINDOW_SECS` (60) and
     /// `TOLLGATE_COOLDOWN_SECS` (30): a deployment failing that many times within the window

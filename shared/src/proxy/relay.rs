@@ -126,9 +126,10 @@ impl Flight {
                         continue;
                     }
                     for frame in writer.chunk(&value, frame) {
-                        if tx.send(frame).await.is_err() && !cancelled {
+                        if !self.deliver(&tx, frame).await {
                             cancelled = true;
                             drain.as_mut().reset(tokio::time::Instant::now() + self.timeout);
+                            break;
                         }
                     }
                 }
@@ -154,8 +155,17 @@ impl Flight {
         if !cancelled {
             let described = failure.as_ref().map(Failure::describe);
             for frame in writer.finish(described.as_deref().map(|m| ("upstream_error", m)), &self.request_id) {
-                let _ = tx.send(frame).await;
+                if !self.deliver(&tx, frame).await {
+                    break;
+                }
             }
         }
+    }
+
+    /// Hands a frame to the client's connection; false once the client is gone, or has read
+    /// nothing for a whole upstream timeout: waiting on it longer would hold the request's
+    /// admission slot, its reservation and its upstream for as long as it pleases.
+    async fn deliver(&self, tx: &tokio::sync::mpsc::Sender<Bytes>, frame: Bytes) -> bool {
+        matches!(tokio::time::timeout(self.timeout, tx.send(frame)).await, Ok(Ok(())))
     }
 }
