@@ -222,6 +222,19 @@ backend_tests! {
         assert!(tollgate::usage::by_request_id(app.state.store.as_ref(), "dead-running").await.unwrap().is_some(), "recorded as it was released");
         let logs = app.get("/admin/v1/me/usage/logs?limit=100", Some(&admin)).await.expect(200).body["data"].as_array().unwrap().clone();
         assert_eq!(logs.iter().map(|r| r["cost_micros"].as_i64().unwrap()).sum::<i64>(), 50_000);
+
+        // A lease is named for the minute it first lapses, where lapsed ones are looked for: a
+        // renewal for less time than the request first took (one with fallbacks to try) keeps
+        // the first expiry rather than lapse before its name says.
+        let now = app.clock.now();
+        let first = now.timestamp() + 7_200;
+        let held = tollgate::limits::reserve_levels(app.state.store.as_ref(), &levels, &worst, now, &dead("renewed", first)).await.unwrap();
+        assert!(tollgate::limits::renew(app.state.store.as_ref(), &held, now.timestamp() + 60).await.unwrap());
+        let item = counters(&app, &admin, &key_id).await;
+        let lease = held[0].lease.as_deref().unwrap();
+        assert!(item[lease].as_str().unwrap().starts_with(&format!("{first};")), "{:?}", item[lease]);
+        assert!(tollgate::limits::renew(app.state.store.as_ref(), &held, first + 600).await.unwrap());
+        assert!(counters(&app, &admin, &key_id).await[lease].as_str().unwrap().starts_with(&format!("{};", first + 600)), "a later one moves it");
     }
 
     async fn settlement_returns_unused_reservation(backend) {

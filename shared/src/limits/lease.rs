@@ -10,7 +10,7 @@
 //! because of lapsed leases releases them first and tries once more.
 //!
 //! A lease's name carries the minute it lapses (as first granted: a renewal moves only the
-//! expiry in its value, which can only be later), zero-padded, so the leases that may have
+//! expiry in its value, never before the first, `limits::renew`), zero-padded, so the leases that may have
 //! lapsed by now are one range of the item's sorted attributes: a settlement reads those,
 //! not every lease in flight (at 256 in flight, reading them all was a tenth of a request's
 //! instructions). Leases named before that (`lease_<id>`) are still found by the refused
@@ -33,7 +33,8 @@ pub struct LeaseSpec {
 /// The first part of the names of leases that lapse in the minute of `at` (epoch seconds), and
 /// what every lease name lapsing earlier sorts before: `lease_` and the minute in ten digits.
 fn minute_prefix(at: i64) -> String {
-    let minute = (at.max(0) / 60).to_string();
+    // Ten digits last until the year 21,000; clamped, so a name never outgrows its width.
+    let minute = (at.max(0) / 60).min(9_999_999_999).to_string();
     let mut name = String::with_capacity(PREFIX.len() + MINUTE_DIGITS + 1);
     name.push_str(PREFIX);
     name.extend(std::iter::repeat_n('0', MINUTE_DIGITS.saturating_sub(minute.len())));

@@ -203,6 +203,9 @@ pub struct Reservation {
     pub lease: Option<String>,
     /// The lease's value after its expiry (`;<counter>=<amount>,...;<rec>`), to renew it with.
     pub lease_tail: Option<String>,
+    /// When the lease first lapses (epoch seconds): a renewal never sets it earlier, since the
+    /// lease's name says this minute and lapsed leases are found by name (`lease`).
+    pub lease_expires: i64,
     /// Leases of other requests on this item that lapsed: released at settlement.
     pub lapsed: Vec<Lapsed>,
 }
@@ -364,7 +367,7 @@ fn reserved(counters: Key, item: &Item, plan: Vec<Planned>, lease: &LeaseSpec, n
     let own = lease.attr();
     let lapsed = lease::lapsed(item, now.timestamp(), Some(&own));
     let lease_tail = item.get(&own).and_then(Attr::as_str).and_then(|v| v.find(';').map(|i| v[i..].to_string()));
-    Reservation { counters, entries, stale, lease: Some(own), lease_tail, lapsed }
+    Reservation { counters, entries, stale, lease: Some(own), lease_tail, lease_expires: lease.expires_at, lapsed }
 }
 
 /// Releases the lapsed leases on a counters item (each only if still there, with its lost
@@ -512,7 +515,7 @@ pub async fn standing(store: &dyn Store, levels: &[Level], now: DateTime<Utc>) -
                 Reserved { limit: limit.clone(), attr, amount: 0, used, window_end }
             })
             .collect();
-        out.push(Reservation { counters: level.counters.clone(), entries, stale: vec![], lease: None, lease_tail: None, lapsed: vec![] });
+        out.push(Reservation { counters: level.counters.clone(), entries, stale: vec![], lease: None, lease_tail: None, lease_expires: 0, lapsed: vec![] });
     }
     Ok(out)
 }
@@ -594,7 +597,8 @@ async fn try_reserve(
     Ok(reservations)
 }
 
-/// Extends a live request's lease on every level to `expires_at` (epoch seconds), each only
+/// Extends a live request's lease on every level to `expires_at` (epoch seconds; never before
+/// its first expiry, which a request that may retry or fall back set further out), each only
 /// while it is still there: one conditional write per level (a transaction for several).
 /// `Ok(false)` when a lease was gone already (it lapsed, and another request released what it
 /// held): the request must stop spending, since nothing is reserved for it any more.
@@ -603,7 +607,7 @@ pub async fn renew(store: &dyn Store, reservations: &[Reservation], expires_at: 
         .iter()
         .filter_map(|r| {
             let (attr, tail) = (r.lease.as_ref()?, r.lease_tail.as_ref()?);
-            let update = Update::default().set(attr, Attr::S(format!("{expires_at}{tail}")));
+            let update = Update::default().set(attr, Attr::S(format!("{}{tail}", expires_at.max(r.lease_expires))));
             Some(TxOp::Update { key: r.counters.clone(), update, cond: Some(Cond::AttrExists(attr.clone())) })
         })
         .collect();
@@ -837,6 +841,7 @@ mod tests {
             stale: vec![],
             lease: Some("lease_r".into()),
             lease_tail: None,
+            lease_expires: 0,
             lapsed: vec![Lapsed { attr: "lease_dead".into(), amounts: vec![(reservation_attr(&level), i64::MAX)], record: None }],
         };
         let Some(TxOp::Update { update, .. }) = settlement(&reservation, &Charge { cost_micros: i64::MIN, ..Charge::default() }) else {
