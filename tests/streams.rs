@@ -84,4 +84,30 @@ backend_tests! {
         assert_eq!(record["outputTokens"], 10 + 500, "the words and the hidden reasoning: {record}");
         assert_eq!(record["reasoningTokens"], 500, "{record}");
     }
+
+    async fn a_stream_whose_upstream_falls_silent_ends_as_timed_out(backend) {
+        let app = TestApp::start_with(backend, &tollgate::Group::ALL, |c| c.stream_idle_timeout = Duration::from_secs(1), None).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-1", 1.0, 1.0, None).await;
+        let (_, key) = app.api_key(&admin, json!({})).await;
+        // The upstream's stream begins, then says nothing for 30 s before each word.
+        let resp = app.client.post(format!("{}/v1/chat/completions", app.base)).bearer_auth(&key).json(&ask("hi [mock:words=3][mock:delay_ms=30000]", true));
+        let resp = resp.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        // Not a speed bound: without the idle timeout the stream would run 90 s; 20 s tells the
+        // two apart on any machine.
+        let text = tokio::time::timeout(Duration::from_secs(20), resp.text()).await.expect("the silent stream was ended").unwrap();
+        assert!(text.contains("\"error\"") && text.contains("did not answer in time"), "an error event ends it: {text}");
+        let record = records(&app, &admin).await.into_iter().next().expect("a record");
+        assert_eq!(record["outcome"], "timeout", "{record}");
+        // Its slot is back once its task has ended (just after the client's last byte).
+        let gate = &app.state.gateway.admission;
+        for _ in 0..500 {
+            if gate.free() == Some(app.state.config.max_in_flight) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(gate.free(), Some(app.state.config.max_in_flight), "its slot is back");
+    }
 }

@@ -62,6 +62,10 @@ pub struct Config {
     pub key_cache: std::time::Duration,
     /// `TOLLGATE_UPSTREAM_TIMEOUT_MS`, default 60000: the wait for an upstream's answer to begin.
     pub upstream_timeout: std::time::Duration,
+    /// `TOLLGATE_STREAM_IDLE_TIMEOUT_SECS`, default 600: how long a stream's upstream may send
+    /// nothing, once it began, before the stream is ended with an error event and recorded as
+    /// timed out (generous: reasoning models stream nothing while they think).
+    pub stream_idle_timeout: std::time::Duration,
     /// `TOLLGATE_MAX_IN_FLIGHT`, default 1024 (0: no limit): how many proxied requests one
     /// process serves at once, streams included until their last event (see `admission`).
     pub max_in_flight: usize,
@@ -156,6 +160,7 @@ impl Default for Config {
             private_upstreams: Vec::new(),
             key_cache: std::time::Duration::from_secs(10),
             upstream_timeout: std::time::Duration::from_secs(60),
+            stream_idle_timeout: std::time::Duration::from_secs(600),
             max_in_flight: 1024,
             admission_wait: std::time::Duration::from_millis(100),
             cooldown: Default::default(),
@@ -296,6 +301,14 @@ impl Config {
                 .filter(|ms| *ms > 0)
                 .ok_or_else(|| BadSetting::new("TOLLGATE_UPSTREAM_TIMEOUT_MS", &v, "use a positive number of milliseconds"))?;
             config.upstream_timeout = std::time::Duration::from_millis(ms);
+        }
+        if let Some(v) = lookup("TOLLGATE_STREAM_IDLE_TIMEOUT_SECS") {
+            let secs: u64 = v
+                .parse()
+                .ok()
+                .filter(|s| (1..=86_400).contains(s))
+                .ok_or_else(|| BadSetting::new("TOLLGATE_STREAM_IDLE_TIMEOUT_SECS", &v, "use a whole number of seconds from 1 to 86400"))?;
+            config.stream_idle_timeout = std::time::Duration::from_secs(secs);
         }
         if let Some(v) = lookup("TOLLGATE_MAX_IN_FLIGHT") {
             config.max_in_flight = v

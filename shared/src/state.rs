@@ -171,6 +171,7 @@ impl AppState {
         let hot = Arc::new(Hot::new(config.key_cache));
         let tuning = Tuning {
             upstream_timeout: config.upstream_timeout,
+            stream_idle_timeout: config.stream_idle_timeout,
             lease_margin: config.lease_margin,
             relaxed_durability: config.relaxed_durability,
             responses_ttl: chrono::Duration::days(i64::from(config.responses_ttl_days)),

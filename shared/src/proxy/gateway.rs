@@ -75,6 +75,8 @@ impl Hot {
 pub struct Tuning {
     /// How long an upstream may take when the token's project does not say.
     pub upstream_timeout: Duration,
+    /// How long a stream's upstream may send nothing before the stream is ended as timed out.
+    pub stream_idle_timeout: Duration,
     /// How long past its upstream timeout a request's reservation is held before it is taken
     /// for dead and released.
     pub lease_margin: Duration,

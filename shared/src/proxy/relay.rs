@@ -82,14 +82,27 @@ impl Flight {
         let lease_span = self.timeout + self.gw.tuning.lease_margin;
         let renew_every = (lease_span / 2).max(Duration::from_secs(1));
         let leased = self.reservations.iter().any(|r| r.lease_tail.is_some());
-        // Two timers made once (not one per chunk): the next renewal, and once the client is
-        // gone, the end of the wait for the upstream's usage.
+        // Three timers made once (not one per chunk): the next renewal; once the client is gone,
+        // the end of the wait for the upstream's usage; and the upstream's silence, which ends a
+        // stream that stalled (it would hold its slot, reservation and client for ever). Each
+        // event only notes its time: the silence timer, when it fires early, is set again from it.
+        let idle_limit = self.gw.tuning.stream_idle_timeout;
+        let mut last_event = tokio::time::Instant::now();
         let renew = tokio::time::sleep(renew_every);
         let drain = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(renew, drain);
+        let idle = tokio::time::sleep(idle_limit);
+        tokio::pin!(renew, drain, idle);
         loop {
             let next = tokio::select! {
                 biased;
+                _ = &mut idle => {
+                    if last_event.elapsed() < idle_limit {
+                        idle.as_mut().reset(last_event + idle_limit);
+                        continue;
+                    }
+                    failure = Some(Failure::Timeout);
+                    break;
+                }
                 _ = tx.closed(), if !cancelled => {
                     cancelled = true;
                     drain.as_mut().reset(tokio::time::Instant::now() + self.timeout);
@@ -115,6 +128,7 @@ impl Flight {
                 }
                 next = futures::StreamExt::next(&mut source) => next,
             };
+            last_event = tokio::time::Instant::now();
             match next {
                 None | Some(Ok(Event::Done)) => break,
                 Some(Ok(Event::Data(value, frame))) => {
