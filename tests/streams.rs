@@ -110,4 +110,39 @@ backend_tests! {
         }
         assert_eq!(gate.free(), Some(app.state.config.max_in_flight), "its slot is back");
     }
+
+    async fn a_client_that_stops_reading_is_taken_as_gone_after_an_upstream_timeout(backend) {
+        let app = TestApp::start_with(backend, &tollgate::Group::ALL, |c| c.upstream_timeout = Duration::from_secs(1), None).await;
+        let (admin, _) = app.admin().await;
+        let model = json!({"id": "mock-1", "provider": "mock", "inputPrice": 1.0, "outputPrice": 1.0, "contextWindow": 1_000_000});
+        app.post("/api/models", Some(&admin), model).await.expect(201);
+        let (_, key) = app.api_key(&admin, json!({})).await;
+        // A client with a 4 KiB receive buffer that sends its request and never reads: the
+        // answer (40,000 chunks, megabytes) fills the sockets' buffers and then the relay's.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut client = socket.connect(app.addr).await.unwrap();
+        let body = json!({"model": "mock-1", "max_tokens": 100_000, "stream": true, "messages": [{"role": "user", "content": "hi [mock:words=40000]"}]}).to_string();
+        let request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut client, request.as_bytes()).await.unwrap();
+        // Its connection stays open, unread; the request ends anyway, recorded as cancelled,
+        // and gives its slot back (without the bound on the wait, it never would).
+        let gate = &app.state.gateway.admission;
+        let mut ended = None;
+        for _ in 0..600 {
+            if gate.free() == Some(app.state.config.max_in_flight)
+                && let Some(record) = records(&app, &admin).await.into_iter().find(|r| r["endpoint"] != "models")
+            {
+                ended = Some(record);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let record = ended.expect("the request ended while its client held the connection open");
+        assert_eq!(record["cancelled"], true, "{record}");
+        drop(client);
+    }
 }
