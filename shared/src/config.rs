@@ -234,6 +234,16 @@ fn flag(lookup: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<
     }
 }
 
+/// A whole-number setting, if set: within `range`, else refused saying what to use instead.
+fn number<T: std::str::FromStr + PartialOrd>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    range: impl std::ops::RangeBounds<T>,
+    expected: &'static str,
+) -> Result<Option<T>, BadSetting> {
+    lookup(name).map(|v| v.parse().ok().filter(|n| range.contains(n)).ok_or_else(|| BadSetting::new(name, &v, expected))).transpose()
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, BadSetting> {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
@@ -294,78 +304,42 @@ impl Config {
                 v.parse().map_err(|_| BadSetting::new("TOLLGATE_KEY_CACHE_SECS", &v, "use a number of seconds (0 turns the cache off)"))?,
             );
         }
-        if let Some(v) = lookup("TOLLGATE_UPSTREAM_TIMEOUT_MS") {
-            let ms: u64 = v
-                .parse()
-                .ok()
-                .filter(|ms| *ms > 0)
-                .ok_or_else(|| BadSetting::new("TOLLGATE_UPSTREAM_TIMEOUT_MS", &v, "use a positive number of milliseconds"))?;
+        if let Some(ms) = number(&lookup, "TOLLGATE_UPSTREAM_TIMEOUT_MS", 1.., "use a positive number of milliseconds")? {
             config.upstream_timeout = std::time::Duration::from_millis(ms);
         }
-        if let Some(v) = lookup("TOLLGATE_STREAM_IDLE_TIMEOUT_SECS") {
-            let secs: u64 = v
-                .parse()
-                .ok()
-                .filter(|s| (1..=86_400).contains(s))
-                .ok_or_else(|| BadSetting::new("TOLLGATE_STREAM_IDLE_TIMEOUT_SECS", &v, "use a whole number of seconds from 1 to 86400"))?;
+        if let Some(secs) = number(&lookup, "TOLLGATE_STREAM_IDLE_TIMEOUT_SECS", 1..=86_400, "use a whole number of seconds from 1 to 86400")? {
             config.stream_idle_timeout = std::time::Duration::from_secs(secs);
         }
-        if let Some(v) = lookup("TOLLGATE_MAX_IN_FLIGHT") {
-            config.max_in_flight = v
-                .parse()
-                .ok()
-                .filter(|n| *n <= 1_000_000)
-                .ok_or_else(|| BadSetting::new("TOLLGATE_MAX_IN_FLIGHT", &v, "use a whole number up to 1000000 (0: no limit)"))?;
+        if let Some(n) = number(&lookup, "TOLLGATE_MAX_IN_FLIGHT", ..=1_000_000, "use a whole number up to 1000000 (0: no limit)")? {
+            config.max_in_flight = n;
         }
-        if let Some(v) = lookup("TOLLGATE_ADMISSION_WAIT_MS") {
-            let ms: u64 = v
-                .parse()
-                .ok()
-                .filter(|ms| *ms <= 60_000)
-                .ok_or_else(|| BadSetting::new("TOLLGATE_ADMISSION_WAIT_MS", &v, "use a whole number of milliseconds up to 60000"))?;
+        if let Some(ms) = number(&lookup, "TOLLGATE_ADMISSION_WAIT_MS", ..=60_000, "use a whole number of milliseconds up to 60000")? {
             config.admission_wait = std::time::Duration::from_millis(ms);
         }
         for (name, field, expected) in [
             ("TOLLGATE_USAGE_RETENTION_DAYS", &mut config.usage_retention_days, "use a whole number of days up to 36500 (0: keep records forever)"),
             ("TOLLGATE_AUDIT_RETENTION_DAYS", &mut config.audit_retention_days, "use a whole number of days up to 36500 (0: keep events forever)"),
         ] {
-            if let Some(v) = lookup(name) {
-                *field = v.parse().ok().filter(|d| *d <= 36_500).ok_or_else(|| BadSetting::new(name, &v, expected))?;
+            if let Some(days) = number(&lookup, name, ..=36_500, expected)? {
+                *field = days;
             }
         }
-        if let Some(v) = lookup("TOLLGATE_RESPONSES_TTL_DAYS") {
-            config.responses_ttl_days = v
-                .parse()
-                .ok()
-                .filter(|d| (1..=3650).contains(d))
-                .ok_or_else(|| BadSetting::new("TOLLGATE_RESPONSES_TTL_DAYS", &v, "use a whole number of days from 1 to 3650"))?;
+        if let Some(days) = number(&lookup, "TOLLGATE_RESPONSES_TTL_DAYS", 1..=3650, "use a whole number of days from 1 to 3650")? {
+            config.responses_ttl_days = days;
         }
         let cooldown = &mut config.cooldown;
         for (name, field, scale) in
             [("TOLLGATE_COOLDOWN_WINDOW_SECS", &mut cooldown.window_ms, 1000), ("TOLLGATE_COOLDOWN_SECS", &mut cooldown.cooldown_ms, 1000)]
         {
-            if let Some(v) = lookup(name) {
-                *field = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=86_400).contains(n))
-                    .ok_or_else(|| BadSetting::new(name, &v, "use a whole number from 1 to 86400"))?
-                    * scale;
+            if let Some(n) = number::<i64>(&lookup, name, 1..=86_400, "use a whole number from 1 to 86400")? {
+                *field = n * scale;
             }
         }
-        if let Some(v) = lookup("TOLLGATE_CACHE_HIT_PERCENT") {
-            config.cache_hit_percent = v
-                .parse()
-                .ok()
-                .filter(|p| *p <= 100)
-                .ok_or_else(|| BadSetting::new("TOLLGATE_CACHE_HIT_PERCENT", &v, "use a whole percentage from 0 to 100"))?;
+        if let Some(percent) = number(&lookup, "TOLLGATE_CACHE_HIT_PERCENT", ..=100, "use a whole percentage from 0 to 100")? {
+            config.cache_hit_percent = percent;
         }
-        if let Some(v) = lookup("TOLLGATE_COOLDOWN_FAILURES") {
-            cooldown.failures = v
-                .parse()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| BadSetting::new("TOLLGATE_COOLDOWN_FAILURES", &v, "use a whole number from 1 to 1000"))?;
+        if let Some(n) = number(&lookup, "TOLLGATE_COOLDOWN_FAILURES", 1..=1000, "use a whole number from 1 to 1000")? {
+            cooldown.failures = n;
         }
         if let Some(v) = lookup("TOLLGATE_LEASE_MARGIN_SECS") {
             config.lease_margin =
@@ -434,13 +408,25 @@ mod tests {
     }
 
     #[test]
-    fn the_admission_bound_is_read_and_bad_values_are_named() {
+    fn numbers_are_read_within_their_ranges_and_bad_values_are_named() {
         let default = with("NONE", "").expect("defaults");
         assert_eq!((default.max_in_flight, default.admission_wait), (1024, std::time::Duration::from_millis(100)));
         assert_eq!(with("TOLLGATE_MAX_IN_FLIGHT", "256").ok().map(|c| c.max_in_flight), Some(256));
         assert_eq!(with("TOLLGATE_MAX_IN_FLIGHT", "0").ok().map(|c| c.max_in_flight), Some(0), "0: no limit");
         assert_eq!(with("TOLLGATE_ADMISSION_WAIT_MS", "250").ok().map(|c| c.admission_wait.as_millis()), Some(250));
-        for (name, value) in [("TOLLGATE_MAX_IN_FLIGHT", "-1"), ("TOLLGATE_MAX_IN_FLIGHT", "lots"), ("TOLLGATE_ADMISSION_WAIT_MS", "60001")] {
+        assert_eq!(with("TOLLGATE_UPSTREAM_TIMEOUT_MS", "1500").expect("ms").upstream_timeout.as_millis(), 1500);
+        assert_eq!(with("TOLLGATE_COOLDOWN_SECS", "30").expect("secs").cooldown.cooldown_ms, 30_000);
+        assert_eq!(with("TOLLGATE_USAGE_RETENTION_DAYS", "0").expect("days").usage_retention_days, 0);
+        for (name, value) in [
+            ("TOLLGATE_MAX_IN_FLIGHT", "-1"),
+            ("TOLLGATE_MAX_IN_FLIGHT", "lots"),
+            ("TOLLGATE_ADMISSION_WAIT_MS", "60001"),
+            ("TOLLGATE_UPSTREAM_TIMEOUT_MS", "0"),
+            ("TOLLGATE_STREAM_IDLE_TIMEOUT_SECS", "86401"),
+            ("TOLLGATE_CACHE_HIT_PERCENT", "101"),
+            ("TOLLGATE_COOLDOWN_FAILURES", "0"),
+            ("TOLLGATE_RESPONSES_TTL_DAYS", "3651"),
+        ] {
             let bad = with(name, value).expect_err("refused");
             assert_eq!((bad.name, bad.value.as_str()), (name, value));
         }
