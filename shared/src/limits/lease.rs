@@ -105,9 +105,10 @@ pub fn all_lapsed(item: &Item, now: i64) -> Vec<Lapsed> {
     found_lapsed(crate::store::prefixed(item, PREFIX), now, None)
 }
 
+/// Of `candidates` (lease attributes: every name starts with `lease_`), the lapsed ones.
 fn found_lapsed<'a>(candidates: impl Iterator<Item = (&'a String, &'a Attr)>, now: i64, own: Option<&str>) -> Vec<Lapsed> {
     candidates
-        .filter(|(name, _)| name.starts_with(PREFIX) && Some(name.as_str()) != own)
+        .filter(|(name, _)| Some(name.as_str()) != own)
         .filter_map(|(name, value)| {
             let mut parts = value.as_str()?.splitn(3, ';');
             let expires: i64 = parts.next()?.parse().ok()?;

@@ -137,9 +137,9 @@ fn index_key(item: &Item, index: Index) -> Option<(String, String)> {
     Some((item.get(ipk)?.as_str()?.to_string(), item.get(isk)?.as_str()?.to_string()))
 }
 
-fn single(result: StoreResult<TxOutcome>) -> StoreResult<Item> {
+fn single(result: StoreResult<TxOutcome>) -> StoreResult<Arc<Item>> {
     match result? {
-        Ok(item) => Ok(item.map(Arc::unwrap_or_clone).unwrap_or_default()),
+        Ok(item) => Ok(item.unwrap_or_default()),
         Err(_) => Err(StoreError::ConditionFailed),
     }
 }
@@ -284,14 +284,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn update(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
-        single(self.write(vec![TxOp::Update { key: key.clone(), update, cond }], true).await)
+        single(self.write(vec![TxOp::Update { key: key.clone(), update, cond }], true).await).map(Arc::unwrap_or_clone)
     }
 
     async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<std::sync::Arc<Item>> {
-        match self.write(vec![TxOp::Update { key: key.clone(), update, cond }], false).await? {
-            Ok(item) => Ok(item.unwrap_or_default()),
-            Err(_) => Err(StoreError::ConditionFailed),
-        }
+        single(self.write(vec![TxOp::Update { key: key.clone(), update, cond }], false).await)
     }
 
     async fn delete(&self, key: &Key, cond: Option<Cond>) -> StoreResult<()> {

@@ -294,12 +294,12 @@ impl Writes {
                 continue;
             }
             let upto = overlay.applied;
-            let batch: Vec<(Key, u64, Pending)> = overlay.dirty.iter().map(|(k, p)| (k.clone(), p.seq, p.clone())).collect();
+            let batch: Vec<(Key, Pending)> = overlay.dirty.iter().map(|(k, p)| (k.clone(), p.clone())).collect();
             // Records logged from now on may hold writes this commit lacks; they start a new
             // round, which the log keeps apart from the records this commit makes redundant.
             overlay.round += 1;
             drop(overlay);
-            let batch: Vec<(Key, u64, Taken)> = batch.into_iter().map(|(k, seq, p)| (k, seq, p.take())).collect();
+            let batch: Vec<(Key, u64, Taken)> = batch.into_iter().map(|(k, p)| (k, p.seq, p.take())).collect();
             // A panic in redb must fail the waiting writers, not leave them waiting forever.
             let committed =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(&self.db, batch.iter().map(|(k, _, t)| (k, stored(t))), upto, &self.disk)))
