@@ -101,15 +101,16 @@ impl EmbeddedStore {
         Ok(Self { writes: writes.clone(), _writer: Arc::new(Writer { writes, threads }) })
     }
 
-    async fn write(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<TxOutcome> {
-        self.writes.transact(ops, durable).await
+    /// Applies `ops`; with `returning`, the outcome carries the item the last one wrote.
+    async fn write(&self, ops: Vec<TxOp>, durable: bool, returning: bool) -> StoreResult<TxOutcome> {
+        self.writes.transact(ops, durable, returning).await
     }
 
     async fn transact_with(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<()> {
         if ops.len() > 100 {
             return Err(StoreError::Backend("a transaction holds at most 100 operations".into()));
         }
-        match self.write(ops, durable).await? {
+        match self.write(ops, durable, false).await? {
             Ok(_) => Ok(()),
             Err(index) => Err(StoreError::TransactionCancelled { index }),
         }
@@ -280,19 +281,19 @@ impl Store for EmbeddedStore {
     }
 
     async fn put(&self, item: Item, cond: Option<Cond>) -> StoreResult<()> {
-        single(self.write(vec![TxOp::Put { item, cond }], true).await).map(|_| ())
+        single(self.write(vec![TxOp::Put { item, cond }], true, false).await).map(|_| ())
     }
 
     async fn update(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<Item> {
-        single(self.write(vec![TxOp::Update { key: key.clone(), update, cond }], true).await).map(Arc::unwrap_or_clone)
+        single(self.write(vec![TxOp::Update { key: key.clone(), update, cond }], true, true).await).map(Arc::unwrap_or_clone)
     }
 
     async fn update_buffered(&self, key: &Key, update: Update, cond: Option<Cond>) -> StoreResult<std::sync::Arc<Item>> {
-        single(self.write(vec![TxOp::Update { key: key.clone(), update, cond }], false).await)
+        single(self.write(vec![TxOp::Update { key: key.clone(), update, cond }], false, true).await)
     }
 
     async fn delete(&self, key: &Key, cond: Option<Cond>) -> StoreResult<()> {
-        single(self.write(vec![TxOp::Delete { key: key.clone(), cond }], true).await).map(|_| ())
+        single(self.write(vec![TxOp::Delete { key: key.clone(), cond }], true, false).await).map(|_| ())
     }
 
     async fn query(&self, query: Query) -> StoreResult<Page> {

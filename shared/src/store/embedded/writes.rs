@@ -22,9 +22,9 @@ use crate::store::{Index, Item, Key, StoreError, StoreResult, TxOp, added_values
 /// this; it bounds the overlay's size and, for writes nobody waits on, what a crash can lose.
 pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
-/// What one transaction came to: the item its last operation wrote (None for a delete or a
-/// transaction of checks), or the index of the operation whose condition failed (and then
-/// nothing of it was written).
+/// What one transaction came to: the item its last operation wrote when the caller asked for it
+/// (None for a delete or a transaction of checks), or the index of the operation whose condition
+/// failed (and then nothing of it was written).
 pub(super) type TxOutcome = Result<Option<Arc<Item>>, usize>;
 
 /// One write of a transaction whose conditions all held.
@@ -141,25 +141,30 @@ impl Writes {
         self.overlay.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Applies a transaction; with `durable`, returns once it is on disk.
-    pub async fn transact(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<TxOutcome> {
-        let (outcome, seq) = self.apply(ops, durable)?;
-        if let Some(seq) = seq.filter(|_| durable) {
-            let mut progress = self.progress.subscribe();
-            let reached = progress
-                .wait_for(|p| p.done >= seq || p.failed.is_some())
-                .await
-                .map_err(|_| StoreError::Backend("the store's writer threads have stopped".into()))?;
-            if let Some(failed) = &reached.failed {
-                return Err(StoreError::Backend(failed.clone()));
-            }
+    /// Applies a transaction; with `durable`, returns once it is on disk. With `returning`, the
+    /// outcome carries the item the last operation wrote: shared with the overlay when the write
+    /// is buffered, the caller's own when it waits for the disk.
+    pub async fn transact(&self, ops: Vec<TxOp>, durable: bool, returning: bool) -> StoreResult<TxOutcome> {
+        let (outcome, seq) = self.apply(ops, durable, returning)?;
+        let Some(seq) = seq.filter(|_| durable) else { return Ok(outcome) };
+        // Not the overlay's item while waiting for the sync: every update of it meanwhile (other
+        // requests reserving on the same counters item) would copy it whole, since `apply`
+        // updates in place only what nobody else holds.
+        let outcome = outcome.map(|item| item.map(|shared| Arc::new(Item::clone(&shared))));
+        let mut progress = self.progress.subscribe();
+        let reached = progress
+            .wait_for(|p| p.done >= seq || p.failed.is_some())
+            .await
+            .map_err(|_| StoreError::Backend("the store's writer threads have stopped".into()))?;
+        if let Some(failed) = &reached.failed {
+            return Err(StoreError::Backend(failed.clone()));
         }
         Ok(outcome)
     }
 
     /// Checks and applies a transaction in memory: its outcome, and its sequence number when it
     /// wrote anything.
-    fn apply(&self, ops: Vec<TxOp>, durable: bool) -> StoreResult<(TxOutcome, Option<u64>)> {
+    fn apply(&self, ops: Vec<TxOp>, durable: bool, returning: bool) -> StoreResult<(TxOutcome, Option<u64>)> {
         let mut overlay = self.overlay();
         if let Some(failed) = &overlay.failed {
             return Err(StoreError::Backend(failed.clone()));
@@ -224,7 +229,9 @@ impl Writes {
                     Some(Arc::new(apply_checked(&key, current.map(Arc::unwrap_or_clone), &update, added)))
                 }
             };
-            last.clone_from(&item);
+            if returning {
+                last.clone_from(&item);
+            }
             overlay.dirty.insert(key, Pending { item, seq, stored: Arc::default() });
         }
         overlay.dirty_since.get_or_insert_with(Instant::now);
