@@ -124,7 +124,7 @@ impl Cond {
 
 /// An update: SET, atomic ADD to numbers (missing counts as 0) and REMOVE. Like DynamoDB's
 /// UpdateItem it creates the item when absent unless a condition says otherwise.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Update {
     pub set: Vec<(String, Attr)>,
     /// Set only where the attribute is absent (DynamoDB's `SET a = if_not_exists(a, :v)`):

@@ -132,7 +132,7 @@ pub(super) fn put_str(s: &str, out: &mut Vec<u8>) {
 static CODES: std::sync::LazyLock<HashMap<&'static str, u64, foldhash::fast::FixedState>> =
     std::sync::LazyLock::new(|| NAMES.iter().enumerate().map(|(i, name)| (*name, i as u64 + 1)).collect());
 
-fn put_name(name: &str, out: &mut Vec<u8>) {
+pub(super) fn put_name(name: &str, out: &mut Vec<u8>) {
     match CODES.get(name) {
         Some(code) => encode_varint(*code, out),
         None => {
@@ -142,7 +142,7 @@ fn put_name(name: &str, out: &mut Vec<u8>) {
     }
 }
 
-fn put_value(value: &Attr, out: &mut Vec<u8>) {
+pub(super) fn put_value(value: &Attr, out: &mut Vec<u8>) {
     match value {
         Attr::Null => out.push(NULL),
         Attr::Bool(b) => out.push(if *b { TRUE } else { FALSE }),
@@ -189,11 +189,16 @@ pub(super) fn take_str(bytes: &mut &[u8]) -> StoreResult<String> {
     String::from_utf8(text.to_vec()).map_err(|_| corrupt("a string is not UTF-8"))
 }
 
-fn take_name(bytes: &mut &[u8]) -> StoreResult<String> {
+pub(super) fn take_name(bytes: &mut &[u8]) -> StoreResult<String> {
     match varint(bytes)? {
         0 => take_str(bytes),
         k => NAMES.get(k as usize - 1).map(|name| (*name).to_string()).ok_or_else(|| corrupt("an unknown attribute name code")),
     }
+}
+
+/// One value as `put_value` wrote it.
+pub(super) fn value(bytes: &mut &[u8]) -> StoreResult<Attr> {
+    take_value(bytes, 0)
 }
 
 fn take_value(bytes: &mut &[u8], depth: usize) -> StoreResult<Attr> {

@@ -81,16 +81,7 @@ impl EmbeddedStore {
         let mut log_base = path.as_os_str().to_owned();
         log_base.push(".wal");
         let (wal, replay) = wal::Wal::open(Path::new(&log_base), durable)?;
-        let durable = match replay.last() {
-            Some((last, _)) => {
-                let entries: Vec<&(Key, Option<Item>)> = replay.iter().flat_map(|(_, entries)| entries).collect();
-                let stored: Vec<Option<writes::Stored>> = entries.iter().map(|(_, item)| item.as_ref().map(writes::Stored::of)).collect();
-                let batch = entries.iter().zip(&stored).map(|((key, _), stored)| (key, stored.as_ref()));
-                writes::commit(&db, batch, *last, &std::sync::Mutex::new(()))?;
-                *last
-            }
-            None => durable,
-        };
+        let durable = if replay.is_empty() { durable } else { writes::replay(&db, replay)? };
         let writes = Arc::new(Writes::new(Arc::new(db), durable, flush_every));
         let (logger, committer) = (writes.clone(), writes.clone());
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name.into()).spawn(run).map_err(backend);

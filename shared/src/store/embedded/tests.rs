@@ -87,3 +87,30 @@ async fn a_crash_amid_many_rounds_of_the_log_loses_nothing() {
         assert_eq!(count(&restarted, &format!("b{i}")).await, Some(1), "buffered write b{i}, made durable by the durable one after it");
     }
 }
+
+#[tokio::test]
+async fn a_logged_update_replays_onto_the_item_it_was_made_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let store = EmbeddedStore::open_with(&live.join("db"), NEVER).unwrap();
+    // An item that has expired, which an update therefore makes anew: replayed later, when the
+    // log holds the item's put, the update must not land on what it did not see.
+    let (expired, kept) = (Key::new("C", "expired"), Key::new("C", "c"));
+    let mut item = crate::store::Item::from([("PK".into(), Attr::from("C")), ("SK".into(), Attr::from("expired"))]);
+    item.insert("n".into(), Attr::N(5));
+    item.insert("old".into(), Attr::S("gone with the item".into()));
+    item.insert(crate::store::TTL.into(), Attr::N(crate::store::now_epoch() - 10));
+    store.put(item, None).await.unwrap();
+    store.update(&expired, Update::default().add("n", 1), None).await.unwrap();
+    store.update(&kept, Update::default().add("n", 2).set("s", "a").set("gone", "b"), None).await.unwrap();
+    store.update(&kept, Update::default().add("n", 3).set_if_absent("s", "not this").remove("gone"), None).await.unwrap();
+    let crashed = dir.path().join("crashed");
+    crash_copy(&live, &crashed, true);
+    drop(store);
+
+    let restarted = EmbeddedStore::open(&crashed.join("db")).unwrap();
+    let remade = restarted.get(&expired).await.unwrap().expect("made anew by the update");
+    assert_eq!((remade.get("n"), remade.get("old")), (Some(&Attr::N(1)), None));
+    let item = restarted.get(&kept).await.unwrap().unwrap();
+    assert_eq!((item.get("n"), item.get("s"), item.get("gone")), (Some(&Attr::N(5)), Some(&Attr::S("a".into())), None));
+}

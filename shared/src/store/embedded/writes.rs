@@ -2,8 +2,8 @@
 //! lock, to the overlay: the items written since redb last committed. It is visible to every
 //! later operation the moment the lock is released, with no thread hop and no disk write on the
 //! caller's path. Two threads make writes durable. The logger, when someone waits for durability,
-//! appends what is new to the write-ahead log (group commit: everyone who arrived meanwhile
-//! shares the sync). The committer commits the overlay to redb within `FLUSH_EVERY`, off the
+//! appends the transactions applied since its last record to the write-ahead log (group commit:
+//! everyone who arrived meanwhile shares the sync). The committer commits the overlay to redb within `FLUSH_EVERY`, off the
 //! waiters' path, and then drops what redb took from the overlay. Each transaction
 //! is all-or-nothing in memory, and every log record and commit takes the overlay as it stood
 //! between two transactions, so no half of one ever reaches the disk.
@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, Table};
 
-use super::wal::Wal;
+use super::wal::{Logged, Payload, Tx, Wal};
 use super::{GSI1, GSI2, ITEMS, META, backend, index_key, raw_get};
-use crate::store::{Index, Item, Key, StoreError, StoreResult, TxOp, added_values, apply_checked, holds, is_expired, now_epoch};
+use crate::store::{Index, Item, Key, StoreError, StoreResult, TxOp, Update, added_values, apply_checked, apply_update, holds, is_expired, now_epoch};
 
 /// How long a write stays in the overlay (and the log) before redb takes it. Nobody waits for
 /// this; it bounds the overlay's size and, for writes nobody waits on, what a crash can lose.
@@ -30,8 +30,20 @@ pub(super) type TxOutcome = Result<Option<Arc<Item>>, usize>;
 /// One write of a transaction whose conditions all held.
 enum Write {
     Put(Item),
-    Update { current: Option<Arc<Item>>, update: crate::store::Update, added: Vec<(String, i64)> },
+    Update { current: Option<Arc<Item>>, update: Update, added: Vec<(String, i64)> },
     Delete,
+}
+
+/// One write of a transaction awaiting the log: an update as itself, not the item it made.
+enum Journaled {
+    /// The item put, and its stored form, shared with the committer.
+    Put(Arc<Item>, Arc<OnceLock<Stored>>),
+    Delete,
+    /// `fresh`: the update made the item anew (it was absent or expired).
+    Update {
+        fresh: bool,
+        update: Update,
+    },
 }
 
 /// An item written since the last commit: its newest version (None: deleted) and the
@@ -60,11 +72,10 @@ impl Stored {
 type Taken = Option<Arc<OnceLock<Stored>>>;
 
 impl Pending {
-    /// The stored form, made now if need be, without the item: the log and the committer let
-    /// go of the item before their disk work, since `apply` updates an item in place only
-    /// while nobody else holds it, and copies it whole otherwise (a counters item carries a
-    /// lease for every request in flight: at 1,024 in flight those copies were a quarter of
-    /// the gateway's CPU).
+    /// The stored form, made now if need be, without the item: the committer lets go of the
+    /// item before its disk work, since `apply` updates an item in place only while nobody else
+    /// holds it, and copies it whole otherwise (a counters item carries a lease for every
+    /// request in flight: at 1,024 in flight those copies were a quarter of the gateway's CPU).
     fn take(self) -> Taken {
         let item = self.item?;
         self.stored.get_or_init(|| Stored::of(&item));
@@ -79,6 +90,9 @@ fn stored(taken: &Taken) -> Option<&Stored> {
 #[derive(Default)]
 pub(super) struct Overlay {
     pub dirty: BTreeMap<Key, Pending>,
+    /// The transactions applied since the log's last record that redb does not hold yet, in
+    /// order, for the logger.
+    journal: Vec<(u64, Vec<(Key, Journaled)>)>,
     /// When `dirty` last became non-empty.
     dirty_since: Option<Instant>,
     /// The last transaction applied.
@@ -215,25 +229,34 @@ impl Writes {
         overlay.applied += 1;
         let seq = overlay.applied;
         let mut last = None;
+        let mut journaled = Vec::with_capacity(writes.len());
         for (key, write) in writes {
-            let item = match write {
-                Write::Put(item) => Some(Arc::new(item)),
-                Write::Delete => None,
+            let stored: Arc<OnceLock<Stored>> = Arc::default();
+            let (item, logged) = match write {
+                Write::Put(item) => {
+                    let item = Arc::new(item);
+                    (Some(item.clone()), Journaled::Put(item, stored.clone()))
+                }
+                Write::Delete => (None, Journaled::Delete),
                 Write::Update { current, update, added } => {
                     // The overlay's copy of the item is replaced below: dropped first, the item
                     // is updated in place rather than copied whole (a counters item carries a
-                    // lease for every request in flight), unless the log or a commit is reading it.
+                    // lease for every request in flight), unless a commit is reading it.
                     if let Some(pending) = overlay.dirty.get_mut(&key) {
                         pending.item = None;
                     }
-                    Some(Arc::new(apply_checked(&key, current.map(Arc::unwrap_or_clone), &update, added)))
+                    let fresh = current.is_none();
+                    let item = Arc::new(apply_checked(&key, current.map(Arc::unwrap_or_clone), &update, added));
+                    (Some(item), Journaled::Update { fresh, update })
                 }
             };
             if returning {
                 last.clone_from(&item);
             }
-            overlay.dirty.insert(key, Pending { item, seq, stored: Arc::default() });
+            journaled.push((key.clone(), logged));
+            overlay.dirty.insert(key, Pending { item, seq, stored });
         }
+        overlay.journal.push((seq, journaled));
         overlay.dirty_since.get_or_insert_with(Instant::now);
         if durable {
             overlay.wanted = seq;
@@ -256,8 +279,8 @@ impl Writes {
         wake.wait_timeout(overlay, timeout).unwrap_or_else(std::sync::PoisonError::into_inner).0
     }
 
-    /// The logger thread: whenever someone waits for durability, appends to the log every item
-    /// written since the last record (or redb commit) and wakes the waiters.
+    /// The logger thread: whenever someone waits for durability, appends to the log every
+    /// transaction applied since the last record (or redb commit) and wakes the waiters.
     pub fn run_log(&self, mut wal: Wal) {
         let mut overlay = self.overlay();
         loop {
@@ -270,12 +293,11 @@ impl Writes {
                 continue;
             }
             let (upto, round) = (overlay.applied, overlay.round);
-            let fresh: Vec<(Key, Pending)> = overlay.dirty.iter().filter(|(_, p)| p.seq > done).map(|(k, p)| (k.clone(), p.clone())).collect();
+            let txs = std::mem::take(&mut overlay.journal);
             drop(overlay);
-            let fresh: Vec<(Key, Taken)> = fresh.into_iter().map(|(k, p)| (k, p.take())).collect();
-            let entries: Vec<(&Key, Option<&[u8]>)> = fresh.iter().map(|(k, t)| (k, stored(t).map(|s| s.bytes.as_slice()))).collect();
+            let payload = payload(txs);
             let disk = self.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let logged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wal.append(round, upto, &entries)))
+            let logged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wal.append(round, upto, &payload)))
                 .unwrap_or_else(|_| Err(StoreError::Backend("the write-ahead log panicked".into())));
             drop(disk);
             overlay = self.overlay();
@@ -315,6 +337,9 @@ impl Writes {
             match committed {
                 Ok(()) => {
                     overlay.snapshot = None;
+                    // What redb now holds need not be logged.
+                    let held = overlay.journal.partition_point(|(seq, _)| *seq <= upto);
+                    overlay.journal.drain(..held);
                     for (key, seq, _) in batch {
                         // Written again meanwhile: the newer version stays for the next commit.
                         if overlay.dirty.get(&key).is_some_and(|p| p.seq == seq) {
@@ -336,6 +361,54 @@ impl Writes {
         overlay.failed = Some(failed.clone());
         self.progress.send_modify(|p| p.failed = Some(failed));
     }
+}
+
+/// The log record of `txs`. Their puts' stored forms are made here, outside the overlay's
+/// lock, and kept for the committer; the items are let go before the disk work.
+fn payload(txs: Vec<(u64, Vec<(Key, Journaled)>)>) -> Payload {
+    let mut payload = Payload::new(txs.len());
+    for (seq, writes) in &txs {
+        payload.tx(*seq, writes.len());
+        for (key, write) in writes {
+            match write {
+                Journaled::Put(item, stored) => payload.put(key, &stored.get_or_init(|| Stored::of(item)).bytes),
+                Journaled::Delete => payload.delete(key),
+                Journaled::Update { fresh, update } => payload.update(key, *fresh, update),
+            }
+        }
+    }
+    payload
+}
+
+/// Brings redb up to date with the log after a crash: applies the logged transactions it
+/// lacks (`txs`, in order) to what it holds, and commits what they come to.
+pub(super) fn replay(db: &Database, txs: Vec<Tx>) -> StoreResult<u64> {
+    let Some(&(last, _)) = txs.last() else { return Ok(0) };
+    let mut items: BTreeMap<Key, Option<Item>> = BTreeMap::new();
+    {
+        let read = db.begin_read().map_err(backend)?;
+        let table = read.open_table(ITEMS).map_err(backend)?;
+        for (_, writes) in txs {
+            for (key, logged) in writes {
+                let item = match logged {
+                    Logged::Item(item) => Some(item),
+                    Logged::Delete => None,
+                    Logged::Update { fresh: true, update } => Some(apply_update(&key, None, &update)?),
+                    Logged::Update { fresh: false, update } => {
+                        let current = match items.remove(&key) {
+                            Some(item) => item,
+                            None => raw_get(&table, &key)?,
+                        };
+                        Some(apply_update(&key, current, &update)?)
+                    }
+                };
+                items.insert(key, item);
+            }
+        }
+    }
+    let stored: Vec<(Key, Option<Stored>)> = items.into_iter().map(|(key, item)| (key, item.as_ref().map(Stored::of))).collect();
+    commit(db, stored.iter().map(|(key, item)| (key, item.as_ref())), last, &Mutex::new(()))?;
+    Ok(last)
 }
 
 /// The tables one write transaction works on.
