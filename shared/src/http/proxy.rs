@@ -116,7 +116,7 @@ async fn forward(state: AppState, endpoint: Endpoint, front: Front, headers: Hea
         Ok::<_, ApiError>((entered, slot))
     };
     match entered.await {
-        Ok(((door, body), slot)) => respond(proxy::handle(state.gateway.clone(), endpoint, door, key, caller, body, started, slot).await),
+        Ok(((door, body), slot)) => respond(proxy::handle(state.gateway.clone(), proxy::Inbound { endpoint, door, key, caller, body, started, slot }).await),
         Err(error) => error.into_response(),
     }
 }

@@ -135,26 +135,29 @@ impl From<ApiError> for Answer {
     }
 }
 
-/// Serves one POST to the proxy, whose key `admit_key` accepted at `started`.
-/// The body is canonical (a door other than OpenAI's has translated it); the answer goes back
-/// through `door`. `slot` is given back when the request is over: refused, or answered and
-/// settled (a stream, after its last event).
-#[allow(clippy::too_many_arguments)]
-pub async fn handle(
-    gw: Arc<Gateway>,
-    endpoint: Endpoint,
-    door: Door,
-    key: ApiKey,
-    caller: Requester,
-    body: Entered,
-    started: Instant,
-    slot: crate::admission::Slot,
-) -> Answer {
-    let trace = gw.traces.as_ref().map(|t| t.request(endpoint, caller.traceparent.as_deref()));
+/// One POST to the proxy as the HTTP layer hands it over: read, its key accepted by
+/// `admit_key` at `started`, its place among the requests in flight taken.
+pub struct Inbound {
+    pub endpoint: Endpoint,
+    /// The shape the caller speaks; the answer goes back through it.
+    pub door: Door,
+    pub key: ApiKey,
+    pub caller: Requester,
+    /// Canonical (a door other than OpenAI's has translated it).
+    pub body: Entered,
+    pub started: Instant,
+    /// Given back when the request is over: refused, or answered and settled (a stream, after
+    /// its last event).
+    pub slot: crate::admission::Slot,
+}
+
+/// Serves one POST to the proxy.
+pub async fn handle(gw: Arc<Gateway>, inbound: Inbound) -> Answer {
+    let trace = gw.traces.as_ref().map(|t| t.request(inbound.endpoint, inbound.caller.traceparent.as_deref()));
     let root = trace.as_ref().map(FlightTrace::root);
     // Boxed: admission's future holds the request's parts and is kilobytes; inline it would
     // grow this future, which every layer above copies.
-    match Box::pin(admit(gw, endpoint, door, key, caller, body, started, trace, slot)).await {
+    match Box::pin(admit(gw, inbound, trace)).await {
         Ok(flight) => {
             // The flight runs on its own task, so a client that goes away cannot cut its
             // settlement and record short.
@@ -225,19 +228,8 @@ struct Flight {
     attempt_span: std::sync::Mutex<Option<Child>>,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn admit(
-    gw: Arc<Gateway>,
-    endpoint: Endpoint,
-    door: Door,
-    key: ApiKey,
-    caller: Requester,
-    body: Entered,
-    started: Instant,
-    trace: Option<FlightTrace>,
-    slot: crate::admission::Slot,
-) -> Result<Flight, Answer> {
-    let Entered { bytes: body, canonical } = body;
+async fn admit(gw: Arc<Gateway>, inbound: Inbound, trace: Option<FlightTrace>) -> Result<Flight, Answer> {
+    let Inbound { endpoint, door, key, caller, body: Entered { bytes: body, canonical }, started, slot } = inbound;
     let mut req = match canonical {
         Some(canonical) => crate::canonical::inspect_value(endpoint, canonical)?,
         None => crate::canonical::inspect(endpoint, &body)?,
