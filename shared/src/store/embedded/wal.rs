@@ -69,14 +69,14 @@ impl Wal {
     /// Opens (or creates) the log files (`<base>-0`, `<base>-1`); returns the log with the
     /// transactions to replay, oldest first: those after `durable`, the last one redb holds.
     pub fn open(base: &Path, durable: u64) -> StoreResult<(Self, Vec<Tx>)> {
-        let mut records = Vec::new();
+        let (mut records, mut whole) = (Vec::new(), false);
         let mut open = |n: usize| -> StoreResult<File> {
             let mut path = base.as_os_str().to_owned();
             path.push(format!("-{n}"));
             let mut file = File::options().read(true).write(true).create(true).truncate(false).open(path).map_err(backend)?;
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes).map_err(backend)?;
-            records.extend(read_records(&bytes, durable));
+            whole |= read_records(&bytes, durable, &mut records)?;
             if (bytes.len() as u64) < PREPARED {
                 file.seek(SeekFrom::End(0)).map_err(backend)?;
                 file.write_all(&vec![0; (PREPARED - bytes.len() as u64) as usize]).map_err(backend)?;
@@ -86,6 +86,9 @@ impl Wal {
         };
         let files = [open(0)?, open(1)?];
         records.sort_by_key(|(seq, _)| *seq);
+        if !whole {
+            consecutive(&records, durable, base)?;
+        }
         Ok((Self { files, ends: [0, 0], round: None }, records))
     }
 
@@ -271,9 +274,28 @@ fn checksum(seq: u64, payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-/// The transactions after `durable` in a log file's records.
-fn read_records(bytes: &[u8], durable: u64) -> Vec<Tx> {
-    let mut records = Vec::new();
+/// Every transaction gets the next number and is logged once, so those redb lacks run on from
+/// the one after `durable` without a gap or a repeat. Either means a damaged log, and an update
+/// replayed past a gap would land on the wrong counts: the store refuses to open instead.
+fn consecutive(txs: &[Tx], durable: u64, base: &Path) -> StoreResult<()> {
+    for (expected, (seq, _)) in (durable + 1..).zip(txs) {
+        if *seq != expected {
+            return Err(backend(format!(
+                "the write-ahead log {}-0/-1 lacks transaction {expected} (the next it holds is {seq}), so the store cannot be brought up to date; \
+                 move the log files aside to start without the writes they hold",
+                base.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Adds to `txs` the transactions after `durable` in a log file's records; says whether any
+/// record held whole items (an earlier version's, numbered by record rather than one by one).
+/// Reading stops at a record that is torn or left over from an earlier round; one that is
+/// intact by its checksum but cannot be read is an error (a bug, or a log of a later version).
+fn read_records(bytes: &[u8], durable: u64, txs: &mut Vec<Tx>) -> StoreResult<bool> {
+    let mut whole = false;
     let (mut at, mut last) = (0usize, 0u64);
     let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
     while at + HEADER <= bytes.len() && word(at) == MAGIC {
@@ -284,11 +306,13 @@ fn read_records(bytes: &[u8], durable: u64) -> Vec<Tx> {
         if checksum(seq, payload) != crc || seq <= last {
             break;
         }
-        let Ok(txs) = transactions(seq, payload) else { break };
-        records.extend(txs.into_iter().filter(|(tx, _)| *tx > durable));
+        let read =
+            transactions(seq, payload).map_err(|e| backend(format!("a write-ahead log record up to transaction {seq} is intact but cannot be read ({e})")))?;
+        whole |= payload.first() != Some(&TRANSACTIONS);
+        txs.extend(read.into_iter().filter(|(tx, _)| *tx > durable));
         (at, last) = (at + HEADER + len, seq);
     }
-    records
+    Ok(whole)
 }
 
 #[cfg(test)]
@@ -368,7 +392,7 @@ mod tests {
         let (mut wal, replay) = Wal::open(&base, 0).unwrap();
         assert!(replay.is_empty());
         let (k1, k2) = (Key::new("P", "S1"), Key::new("P", "S2"));
-        wal.append(0, 3, &puts(&k1, [2, 3])).unwrap();
+        wal.append(0, 3, &puts(&k1, [1, 2, 3])).unwrap();
         wal.append(0, 6, &puts(&k2, [4, 5, 6])).unwrap();
         // A third record torn half-way.
         let end = wal.ends[0];
@@ -377,8 +401,8 @@ mod tests {
         drop(wal);
 
         let (_, replay) = Wal::open(&base, 0).unwrap();
-        assert_eq!(seqs(&replay), [2, 3, 4, 5, 6]);
-        assert_eq!(replay[4].1, vec![(k2.clone(), Logged::Item(item(&k2, 6)))]);
+        assert_eq!(seqs(&replay), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(replay[5].1, vec![(k2.clone(), Logged::Item(item(&k2, 6)))]);
         // What redb already holds is skipped, transaction by transaction: a redb commit may
         // fall in the middle of a record.
         let (_, replay) = Wal::open(&base, 4).unwrap();
@@ -399,14 +423,41 @@ mod tests {
                 wal.append(round, seq, &puts(&k, [seq])).unwrap();
             }
         }
-        // Round 2 overwrote the first two of round 0's records in file 0; the other two are left
-        // over after them and must not be taken, whatever redb holds.
+        // Round 2 overwrote the first two of round 0's records in file 0 (redb held round 0 by
+        // then); the other two are left over after them and must not be taken.
         drop(wal);
-        let (_, replay) = Wal::open(&base, 0).unwrap();
+        let (_, replay) = Wal::open(&base, 4).unwrap();
         assert_eq!(seqs(&replay), [5, 6, 7, 8, 9, 10]);
+        // Were redb behind that, the log would lack what it needs: the store must not open on it.
+        let lacking = Wal::open(&base, 0).err().expect("transactions 1 to 4 are gone").to_string();
+        assert!(lacking.contains("lacks transaction 1 (the next it holds is 5)"), "{lacking}");
         // After the commit that ended round 1, only round 2 is replayed.
         let (_, replay) = Wal::open(&base, 8).unwrap();
         assert_eq!(seqs(&replay), [9, 10]);
         assert_eq!(replay[1].1, vec![(k.clone(), Logged::Item(item(&k, 10)))]);
+    }
+
+    #[test]
+    fn a_gap_a_repeat_or_an_unreadable_record_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Key::new("P", "S1");
+        let open = |name: &str, records: &[(u64, Payload)]| {
+            let base = dir.path().join(name);
+            let (mut wal, _) = Wal::open(&base, 0).unwrap();
+            for (seq, payload) in records {
+                wal.append(0, *seq, payload).unwrap();
+            }
+            drop(wal);
+            Wal::open(&base, 0).map(|(_, replay)| seqs(&replay)).map_err(|e| e.to_string())
+        };
+        assert_eq!(open("whole", &[(2, puts(&k, [1, 2])), (3, puts(&k, [3]))]), Ok(vec![1, 2, 3]));
+        let gap = open("gap", &[(2, puts(&k, [1, 2])), (5, puts(&k, [4, 5]))]).unwrap_err();
+        assert!(gap.contains("lacks transaction 3"), "{gap}");
+        let repeat = open("repeat", &[(2, puts(&k, [1, 2])), (3, puts(&k, [2, 3]))]).unwrap_err();
+        assert!(repeat.contains("lacks transaction 3"), "{repeat}");
+        // Intact by its checksum, in a form this version does not know.
+        let unknown = Payload { bytes: vec![9, 1, 2, 3] };
+        let unreadable = open("unreadable", &[(1, puts(&k, [1])), (2, unknown)]).unwrap_err();
+        assert!(unreadable.contains("up to transaction 2 is intact but cannot be read"), "{unreadable}");
     }
 }

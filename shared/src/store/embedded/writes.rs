@@ -128,7 +128,7 @@ pub(super) struct Writes {
     commit_wake: Condvar,
     /// Held while syncing: concurrent syncs (the log's and redb's) were slower here than one
     /// after the other, and the log's wait behind a redb sync sets the tail latency.
-    disk: Mutex<()>,
+    pub(super) disk: Mutex<()>,
     progress: tokio::sync::watch::Sender<Progress>,
     flush_every: Duration,
 }
@@ -295,11 +295,12 @@ impl Writes {
             let (upto, round) = (overlay.applied, overlay.round);
             let txs = std::mem::take(&mut overlay.journal);
             drop(overlay);
-            let payload = payload(txs);
-            let disk = self.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let logged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wal.append(round, upto, &payload)))
-                .unwrap_or_else(|_| Err(StoreError::Backend("the write-ahead log panicked".into())));
-            drop(disk);
+            let logged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let payload = payload(txs);
+                let _disk = self.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                wal.append(round, upto, &payload)
+            }))
+            .unwrap_or_else(|_| Err(StoreError::Backend("the write-ahead log panicked".into())));
             overlay = self.overlay();
             match logged {
                 Ok(()) => self.progress.send_modify(|p| p.done = p.done.max(upto)),
@@ -388,18 +389,19 @@ pub(super) fn replay(db: &Database, txs: Vec<Tx>) -> StoreResult<u64> {
     {
         let read = db.begin_read().map_err(backend)?;
         let table = read.open_table(ITEMS).map_err(backend)?;
-        for (_, writes) in txs {
+        for (seq, writes) in txs {
             for (key, logged) in writes {
+                let failed = |e: StoreError| backend(format!("replaying transaction {seq} of the write-ahead log on {key:?}: {e}"));
                 let item = match logged {
                     Logged::Item(item) => Some(item),
                     Logged::Delete => None,
-                    Logged::Update { fresh: true, update } => Some(apply_update(&key, None, &update)?),
+                    Logged::Update { fresh: true, update } => Some(apply_update(&key, None, &update).map_err(failed)?),
                     Logged::Update { fresh: false, update } => {
                         let current = match items.remove(&key) {
                             Some(item) => item,
                             None => raw_get(&table, &key)?,
                         };
-                        Some(apply_update(&key, current, &update)?)
+                        Some(apply_update(&key, current, &update).map_err(failed)?)
                     }
                 };
                 items.insert(key, item);
