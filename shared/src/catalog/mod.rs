@@ -103,7 +103,7 @@ impl Model {
         }
         match self.deployment.as_deref().filter(|id| self.routing.deployments.iter().any(|d| d.id == *id && d.has_api_key)) {
             Some(deployment) => routing::deployment_secret_name(self.secret_id, deployment),
-            None => format!("models/{}/api-key", self.secret_id),
+            None => ["models/", self.secret_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()), "/api-key"].concat(),
         }
     }
 

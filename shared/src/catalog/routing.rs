@@ -155,7 +155,7 @@ impl Model {
 
 /// The secret name of a deployment's own key.
 pub fn deployment_secret_name(model_secret_id: uuid::Uuid, deployment: &str) -> String {
-    format!("models/{model_secret_id}/deployments/{deployment}/api-key")
+    ["models/", model_secret_id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()), "/deployments/", deployment, "/api-key"].concat()
 }
 
 /// Refuses routing that could not be served: duplicate or malformed deployment ids, a

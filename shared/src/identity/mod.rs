@@ -24,7 +24,8 @@ pub fn random_secret(prefix: &str) -> String {
 
 /// SHA-256 in hex: how opaque secrets (refresh tokens, API keys) are stored and looked up.
 pub fn sha256_hex(secret: &str) -> String {
-    format!("{:x}", Sha256::digest(secret.as_bytes()))
+    // Every proxied request hashes its key: `hex` writes it at a fraction of `format!`'s cost.
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// Emails are compared case-insensitively and stored lower-cased.

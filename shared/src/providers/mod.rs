@@ -41,7 +41,7 @@ pub trait Provider: Send + Sync {
     /// The whole URL for an endpoint under the model's base URL (the base, a slash, the path,
     /// unless the type says otherwise).
     fn url(&self, base: &str, endpoint: Endpoint) -> Option<String> {
-        Some(format!("{}/{}", base.trim_end_matches('/'), self.path(endpoint)?))
+        Some([base.trim_end_matches('/'), "/", self.path(endpoint)?].concat())
     }
 
     /// The URL of a call to `model` (its upstream id), streamed or not: where a provider puts

@@ -9,11 +9,21 @@ use crate::money::format_dollars;
 /// OpenAI's duration text for reset headers: "59s", "1m30s", "2h0m0s".
 fn duration_text(secs: i64) -> String {
     let secs = secs.max(0);
-    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, m, s) => format!("{h}h{m}m{s}s"),
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    // Pushed piece by piece: `format!` cost several times this, on every request.
+    let mut out = String::with_capacity(16);
+    let mut number = itoa::Buffer::new();
+    if h > 0 {
+        out.push_str(number.format(h));
+        out.push('h');
     }
+    if h > 0 || m > 0 {
+        out.push_str(number.format(m));
+        out.push('m');
+    }
+    out.push_str(number.format(s));
+    out.push('s');
+    out
 }
 
 /// The key's standing after this request: OpenAI's rate-limit headers and our budget headers.
@@ -63,5 +73,21 @@ fn rate_limit_names(kind: &str) -> [&'static str; 3] {
         ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"]
     } else {
         ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration_text;
+
+    #[test]
+    fn durations_read_as_openai_writes_them() {
+        assert_eq!(duration_text(-5), "0s");
+        assert_eq!(duration_text(0), "0s");
+        assert_eq!(duration_text(59), "59s");
+        assert_eq!(duration_text(60), "1m0s");
+        assert_eq!(duration_text(3_599), "59m59s");
+        assert_eq!(duration_text(3_600), "1h0m0s");
+        assert_eq!(duration_text(90_061), "25h1m1s");
     }
 }

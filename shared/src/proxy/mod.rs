@@ -398,7 +398,8 @@ impl Flight {
 
     /// The id of an answer made here (the mock's; an upstream's answer keeps its own).
     pub(super) fn response_id(&self) -> String {
-        format!("{}-{}", if self.req.endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }, Uuid::new_v4().simple())
+        let prefix = if self.req.endpoint == Endpoint::Chat { "chatcmpl-" } else { "cmpl-" };
+        [prefix, Uuid::new_v4().simple().encode_lower(&mut Uuid::encode_buffer())].concat()
     }
 
     /// Records a request the upstream failed before answering (one call, no tokens, its whole

@@ -19,6 +19,7 @@
 //! owner; pending items at `ROLLUP_PENDING#<0-7>` / `<recorded at>#<request id>`, eight
 //! partitions picked by request id, so no partition is shared by all of the gateway's traffic.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
@@ -82,8 +83,9 @@ impl Totals {
     }
 }
 
+// Keys made for every record are joined with `concat` (`format!` costs several times a copy).
 pub fn partition(owner: &str) -> String {
-    format!("ROLLUP#{owner}")
+    ["ROLLUP#", owner].concat()
 }
 
 /// How many partitions pending items are spread over.
@@ -98,7 +100,17 @@ const MAX_OPS: usize = 100;
 const READ: usize = 96;
 
 fn pending_partition(shard: u64) -> String {
-    format!("{PENDING_PREFIX}{shard}")
+    const PARTITIONS: [&str; PENDING_SHARDS as usize] = [
+        "ROLLUP_PENDING#0",
+        "ROLLUP_PENDING#1",
+        "ROLLUP_PENDING#2",
+        "ROLLUP_PENDING#3",
+        "ROLLUP_PENDING#4",
+        "ROLLUP_PENDING#5",
+        "ROLLUP_PENDING#6",
+        "ROLLUP_PENDING#7",
+    ];
+    PARTITIONS[(shard % PENDING_SHARDS) as usize].to_string()
 }
 
 /// The pending item of `record` (`sk`: the record's own sort key, time first), for the
@@ -110,19 +122,38 @@ pub fn pending_op(record: &UsageRecord, sk: &str) -> TxOp {
     // attribute encodes several times faster than nine. (A model named by a caller could hold
     // a tab; it is counted under the name with a space there.) The key comes last, so that an
     // item written before it was kept still reads.
-    let clean = |s: &str| if s.contains('\t') { s.replace('\t', " ") } else { s.to_string() };
-    let key = record.api_key_id.map(|k| k.to_string()).unwrap_or_default();
-    let what = format!(
-        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{key}",
-        record.owner,
-        record.recorded_at.date_naive(),
-        clean(&record.model),
-        clean(&record.provider),
-        record.pricing_source,
-        t.input_tokens,
-        t.output_tokens,
-        t.cost_micros
-    );
+    fn clean(s: &str) -> Cow<'_, str> {
+        if s.contains('\t') { Cow::Owned(s.replace('\t', " ")) } else { Cow::Borrowed(s) }
+    }
+    let mut uuid = uuid::Uuid::encode_buffer();
+    let key = record.api_key_id.map_or("", |k| k.hyphenated().encode_lower(&mut uuid));
+    // The record's day: its sort key starts with its time in RFC 3339, UTC.
+    let day = match sk.get(..10) {
+        Some(day) if sk.as_bytes().get(10) == Some(&b'T') => Cow::Borrowed(day),
+        _ => Cow::Owned(record.recorded_at.date_naive().to_string()),
+    };
+    let mut numbers = [itoa::Buffer::new(), itoa::Buffer::new(), itoa::Buffer::new()];
+    let [input, output, cost] = &mut numbers;
+    let what = [
+        record.owner.as_str(),
+        "\t",
+        &day,
+        "\t",
+        &clean(&record.model),
+        "\t",
+        &clean(&record.provider),
+        "\t",
+        &record.pricing_source,
+        "\t",
+        input.format(t.input_tokens),
+        "\t",
+        output.format(t.output_tokens),
+        "\t",
+        cost.format(t.cost_micros),
+        "\t",
+        key,
+    ]
+    .concat();
     let item = Item::from([("PK".into(), Attr::S(pending_partition(shard))), ("SK".into(), Attr::S(sk.to_string())), ("r".into(), Attr::S(what))]);
     TxOp::Put { item, cond: None }
 }
@@ -137,6 +168,7 @@ fn additions(pending: &Item) -> Option<(Vec<Key>, Totals)> {
     if owner.is_empty() || day.is_empty() {
         return None;
     }
+    let pk = partition(owner);
     let keys = DIMENSIONS
         .iter()
         .map(|dim| {
@@ -147,7 +179,7 @@ fn additions(pending: &Item) -> Option<(Vec<Key>, Totals)> {
                 Dimension::PricingSource => pricing,
                 Dimension::Token => token,
             };
-            Key::new(partition(owner), format!("{}#{day}#{value}", dim.tag()))
+            Key::new(pk.clone(), [dim.tag(), "#", day, "#", value].concat())
         })
         .collect();
     Some((keys, totals))
@@ -321,4 +353,41 @@ pub async fn erase(store: &dyn Store, owner: &str) -> ApiResult<usize> {
         }
     }
     Ok(items.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_partitions_are_the_prefix_and_the_shard() {
+        for shard in 0..PENDING_SHARDS {
+            assert_eq!(pending_partition(shard), format!("{PENDING_PREFIX}{shard}"));
+        }
+    }
+
+    #[test]
+    fn a_pending_item_adds_its_record_to_each_dimension_of_its_day() {
+        let at = "2026-12-05T23:59:59.123456Z".parse().unwrap();
+        let lease = crate::usage::lease_record("user#u1", uuid::Uuid::nil(), "gpt", "chat", None);
+        let mut record = crate::usage::lost("r1", &lease, at).expect("a record");
+        (record.model, record.provider, record.pricing_source) = ("gpt\tx".into(), "openai".into(), "catalog".into());
+        (record.input_tokens, record.output_tokens, record.cost_micros) = (12, 5, 1_234);
+        let sk = [crate::store::time_key(record.recorded_at).as_str(), "#r1"].concat();
+        let TxOp::Put { item, .. } = pending_op(&record, &sk) else { panic!("a put") };
+        let (keys, totals) = additions(&item).expect("additions");
+        assert_eq!(totals, Totals { request_count: 1, input_tokens: 12, output_tokens: 5, cost_micros: 1_234 });
+        let sks: Vec<&str> = keys.iter().map(|k| k.sk.as_str()).collect();
+        assert_eq!(
+            sks,
+            [
+                "all#2026-12-05#",
+                "model#2026-12-05#gpt x",
+                "provider#2026-12-05#openai",
+                "pricing#2026-12-05#catalog",
+                "token#2026-12-05#00000000-0000-0000-0000-000000000000"
+            ]
+        );
+        assert!(keys.iter().all(|k| k.pk == "ROLLUP#user#u1"));
+    }
 }

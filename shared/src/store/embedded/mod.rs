@@ -290,7 +290,7 @@ impl Store for EmbeddedStore {
     async fn query(&self, query: Query) -> StoreResult<Page> {
         let (lo, hi) = match &query.sk {
             None => (String::new(), HIGH.to_string()),
-            Some(SkCond::Prefix(p)) => (p.clone(), format!("{p}{HIGH}")),
+            Some(SkCond::Prefix(p)) => (p.clone(), [p.as_str(), HIGH].concat()),
             Some(SkCond::Between(a, b)) => (a.clone(), b.clone()),
         };
         let after = match query.cursor.as_deref() {
