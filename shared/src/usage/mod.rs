@@ -58,6 +58,13 @@ fn is_zero(n: &i64) -> bool {
     *n == 0
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A request's usage record. Fields at their default (no tokens of a class, no id, no error,
+/// false) are left out of the stored item and read back as that default: each field is
+/// encoded, logged and committed on every request, and most of these are empty on most.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UsageRecord {
     pub id: Uuid,
@@ -65,8 +72,11 @@ pub struct UsageRecord {
     /// `user#<id>`, `workspace#<id>` or `project#<id>`: whose usage this is.
     pub owner: String,
     pub api_key_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_id: Option<Uuid>,
     pub endpoint: String,
     pub model: String,
@@ -74,14 +84,16 @@ pub struct UsageRecord {
     pub provider_source: String,
     pub input_tokens: i64,
     pub output_tokens: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub cached_tokens: i64,
     /// Input tokens written to the provider's prompt cache.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub cache_write_tokens: i64,
     /// Of those, the tokens written to Anthropic's 1-hour cache (left out when none: most
     /// records have none, and each field is encoded and decoded on the hot path).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cache_write_1h_tokens: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub reasoning_tokens: i64,
     pub cost_micros: i64,
     /// The prices the request was charged at (per million tokens of each class).
@@ -98,16 +110,21 @@ pub struct UsageRecord {
     pub pricing_source: String,
     /// The cost the provider reported, where it reports one (OpenRouter), whether or not it
     /// was charged: a budget is charged at most the request's reserved worst case.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_cost_micros: Option<i64>,
     pub latency_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_ms: Option<i64>,
     pub status_code: i64,
     pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "is_false")]
     pub streamed: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
     pub cancelled: bool,
     pub finish_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_referer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Every model the request could have been served by, in routing order.
     #[serde(default)]
@@ -328,4 +345,43 @@ pub async fn logs(
     let sk = Some(SkCond::Between(lo, hi));
     let (items, pagination) = pagination::page(store, Index::Primary, &partition(owner), sk, limit, cursor, direction, keep).await?;
     Ok((items.into_iter().map(from_item).collect::<Result<_, _>>()?, pagination))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::to_item;
+
+    #[test]
+    fn a_record_keeps_only_what_it_holds_and_reads_back_whole() {
+        let at = "2026-12-05T10:00:00Z".parse().unwrap();
+        let lease = lease_record("user#u1", Uuid::nil(), "m", "chat", None);
+        let mut record = lost("r1", &lease, at).expect("a record");
+        (record.cancelled, record.error) = (false, None);
+        let item = to_item(&record).unwrap();
+        for absent in [
+            "cached_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "provider_cost_micros",
+            "ttft_ms",
+            "http_referer",
+            "error",
+            "streamed",
+            "cancelled",
+            "org_id",
+            "project_id",
+        ] {
+            assert!(!item.contains_key(absent), "{absent} is at its default and left out");
+        }
+        assert_eq!(from_item::<UsageRecord>(item).unwrap(), record);
+
+        (record.cached_tokens, record.reasoning_tokens, record.ttft_ms, record.streamed, record.cancelled) = (3, 4, Some(5), true, true);
+        (record.error, record.http_referer, record.provider_cost_micros) = (Some("cut".into()), Some("https://app.example".into()), Some(6));
+        let item = to_item(&record).unwrap();
+        for present in ["cached_tokens", "reasoning_tokens", "ttft_ms", "streamed", "cancelled", "error", "http_referer", "provider_cost_micros"] {
+            assert!(item.contains_key(present), "{present} holds something and is kept");
+        }
+        assert_eq!(from_item::<UsageRecord>(item).unwrap(), record);
+    }
 }
