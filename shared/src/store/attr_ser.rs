@@ -105,6 +105,11 @@ impl ser::Serializer for AttrSerializer {
     fn serialize_str(self, v: &str) -> Result<Attr, StoreError> {
         Ok(Attr::S(v.to_string()))
     }
+    // What a value writes of itself (a timestamp, say) becomes the attribute's string as it is;
+    // serde's default would write it to a string and copy that again.
+    fn collect_str<T: Display + ?Sized>(self, value: &T) -> Result<Attr, StoreError> {
+        Ok(Attr::S(value.to_string()))
+    }
     fn serialize_bytes(self, v: &[u8]) -> Result<Attr, StoreError> {
         Ok(Attr::L(v.iter().map(|b| Attr::N(i64::from(*b))).collect()))
     }
