@@ -58,10 +58,6 @@ fn is_zero(n: &i64) -> bool {
     *n == 0
 }
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
 /// A time as chrono's serde writes one (RFC 3339, `Z`, as many digits of the second's fraction
 /// as it needs), made with `to_rfc3339_opts`, which writes into one string: chrono's own
 /// `Serialize` goes through `Display` and cost ~3x as much, twice on every record.
@@ -76,9 +72,13 @@ fn rfc3339_or_none<S: serde::Serializer>(at: &Option<DateTime<Utc>>, to: S) -> R
     }
 }
 
-/// A request's usage record. Fields at their default (no tokens of a class, no id, no error,
-/// false) are left out of the stored item and read back as that default: each field is
+/// A request's usage record. Optional fields that hold nothing, and cache-write tokens when
+/// none, are left out of the stored item and read back as their default: each field is
 /// encoded, logged and committed on every request, and most of these are empty on most.
+/// Only fields that earlier versions also read as absent are left out (an `Option`, or one
+/// marked `serde(default)` in a release before): a version being deployed or rolled back
+/// reads the same records. Cached and reasoning tokens, streamed and cancelled are marked
+/// `default` now and can be left out a release later.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UsageRecord {
     pub id: Uuid,
@@ -98,7 +98,7 @@ pub struct UsageRecord {
     pub provider_source: String,
     pub input_tokens: i64,
     pub output_tokens: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default)]
     pub cached_tokens: i64,
     /// Input tokens written to the provider's prompt cache.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -107,7 +107,7 @@ pub struct UsageRecord {
     /// records have none, and each field is encoded and decoded on the hot path).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cache_write_1h_tokens: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default)]
     pub reasoning_tokens: i64,
     pub cost_micros: i64,
     /// The prices the request was charged at (per million tokens of each class).
@@ -131,9 +131,9 @@ pub struct UsageRecord {
     pub ttft_ms: Option<i64>,
     pub status_code: i64,
     pub outcome: Outcome,
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default)]
     pub streamed: bool,
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default)]
     pub cancelled: bool,
     pub finish_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -375,20 +375,12 @@ mod tests {
         let mut record = lost("r1", &lease, at).expect("a record");
         (record.cancelled, record.error) = (false, None);
         let item = to_item(&record).unwrap();
-        for absent in [
-            "cached_tokens",
-            "cache_write_tokens",
-            "reasoning_tokens",
-            "provider_cost_micros",
-            "ttft_ms",
-            "http_referer",
-            "error",
-            "streamed",
-            "cancelled",
-            "org_id",
-            "project_id",
-        ] {
+        for absent in ["cache_write_tokens", "provider_cost_micros", "ttft_ms", "http_referer", "error", "org_id", "project_id"] {
             assert!(!item.contains_key(absent), "{absent} is at its default and left out");
+        }
+        // Earlier versions require these: they stay until every version reads them as optional.
+        for kept in ["cached_tokens", "reasoning_tokens", "streamed", "cancelled"] {
+            assert!(item.contains_key(kept), "{kept} is kept");
         }
         assert_eq!(from_item::<UsageRecord>(item).unwrap(), record);
 
