@@ -9,6 +9,12 @@ use super::upstream::Failure;
 use crate::error::ApiError;
 use crate::usage::Outcome;
 
+/// The value at `path` (object keys) under `value`. `Value::pointer` would do, but it makes a
+/// string of every step of its path on each call; this runs for every answer and stream event.
+fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, key| v.get(*key))
+}
+
 /// What the upstream reported (or what we saw delivered) about one answer.
 #[derive(Default)]
 pub(super) struct Observed {
@@ -45,20 +51,22 @@ impl Observed {
             return;
         }
         if let Some(usage) = answer.get("usage").filter(|u| u.is_object()) {
-            let n = |p: &str| usage.pointer(p).and_then(Value::as_i64);
-            self.input = n("/prompt_tokens").or(self.input);
-            self.output = n("/completion_tokens").or(self.output);
-            self.cached = n("/prompt_tokens_details/cached_tokens").unwrap_or(self.cached);
+            let n = |path: &[&str]| at(usage, path).and_then(Value::as_i64);
+            self.input = n(&["prompt_tokens"]).or(self.input);
+            self.output = n(&["completion_tokens"]).or(self.output);
+            let prompt = usage.get("prompt_tokens_details");
+            let detail = |name: &str| prompt.and_then(|d| d.get(name)).and_then(Value::as_i64);
+            self.cached = detail("cached_tokens").unwrap_or(self.cached);
             // OpenRouter's name for the tokens a request wrote to the prompt cache.
-            self.cache_write = n("/prompt_tokens_details/cache_write_tokens").unwrap_or(self.cache_write);
-            self.cache_write_1h = n("/prompt_tokens_details/cache_write_1h_tokens").unwrap_or(self.cache_write_1h);
-            self.reasoning = n("/completion_tokens_details/reasoning_tokens").unwrap_or(self.reasoning);
+            self.cache_write = detail("cache_write_tokens").unwrap_or(self.cache_write);
+            self.cache_write_1h = detail("cache_write_1h_tokens").unwrap_or(self.cache_write_1h);
+            self.reasoning = n(&["completion_tokens_details", "reasoning_tokens"]).unwrap_or(self.reasoning);
             if let Some(cost) = usage.get("cost").and_then(Value::as_f64) {
                 self.reported_cost = crate::money::reported_dollars_to_micros(cost);
             }
         }
-        if let Some(choice) = answer.pointer("/choices/0") {
-            let text = choice.pointer("/delta/content").or_else(|| choice.get("text")).and_then(Value::as_str);
+        if let Some(choice) = answer.get("choices").and_then(|c| c.get(0)) {
+            let text = at(choice, &["delta", "content"]).or_else(|| choice.get("text")).and_then(Value::as_str);
             if text.is_some_and(|t| !t.is_empty()) {
                 self.delivered_chunks += 1;
                 self.ttft_ms.get_or_insert(started.elapsed().as_millis() as i64);
@@ -80,13 +88,13 @@ impl Observed {
             }
         }
         if let Some(usage) = response.get("usage").filter(|u| u.is_object()) {
-            let n = |p: &str| usage.pointer(p).and_then(Value::as_i64);
-            self.input = n("/input_tokens").or(self.input);
-            self.output = n("/output_tokens").or(self.output);
-            self.cached = n("/input_tokens_details/cached_tokens").unwrap_or(self.cached);
-            self.reasoning = n("/output_tokens_details/reasoning_tokens").unwrap_or(self.reasoning);
+            let n = |path: &[&str]| at(usage, path).and_then(Value::as_i64);
+            self.input = n(&["input_tokens"]).or(self.input);
+            self.output = n(&["output_tokens"]).or(self.output);
+            self.cached = n(&["input_tokens_details", "cached_tokens"]).unwrap_or(self.cached);
+            self.reasoning = n(&["output_tokens_details", "reasoning_tokens"]).unwrap_or(self.reasoning);
         }
-        let reason = response.pointer("/incomplete_details/reason").and_then(Value::as_str);
+        let reason = at(response, &["incomplete_details", "reason"]).and_then(Value::as_str);
         match (response.get("status").and_then(Value::as_str), reason) {
             (Some("incomplete"), Some("max_output_tokens")) => self.finish_reason = Some("length".into()),
             (Some("incomplete"), Some(other)) => self.finish_reason = Some(other.into()),
@@ -113,4 +121,40 @@ pub(super) fn failure_error(failure: &Failure) -> ApiError {
 /// What an upstream failure counts as in the usage record.
 pub(super) fn outcome_of(failure: &Failure) -> Outcome {
     if matches!(failure, Failure::Timeout) { Outcome::Timeout } else { Outcome::Error }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn usage_and_progress_are_read_from_chat_answers_chunks_and_responses() {
+        let started = Instant::now();
+        let mut seen = Observed::default();
+        seen.absorb(&json!({"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": null}]}), started);
+        seen.absorb(&json!({"choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "stop"}]}), started);
+        seen.absorb(
+            &json!({"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "cost": 0.0015,
+                "prompt_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 3, "cache_write_1h_tokens": 1},
+                "completion_tokens_details": {"reasoning_tokens": 2}}}),
+            started,
+        );
+        assert_eq!((seen.input, seen.output, seen.cached, seen.cache_write, seen.cache_write_1h, seen.reasoning), (Some(12), Some(5), 4, 3, 1, 2));
+        assert_eq!((seen.delivered_chunks, seen.finish_reason.as_deref(), seen.reported_cost), (1, Some("stop"), Some(1_500)));
+        assert!(seen.ttft_ms.is_some());
+
+        let mut whole = Observed::default();
+        whole.absorb(&json!({"choices": [{"index": 0, "text": "done", "finish_reason": "length"}], "usage": {"prompt_tokens": 1}}), started);
+        assert_eq!((whole.input, whole.output, whole.delivered_chunks, whole.finish_reason.as_deref()), (Some(1), None, 1, Some("length")));
+
+        let mut response = Observed::default();
+        response.absorb(
+            &json!({"object": "response", "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"},
+                "usage": {"input_tokens": 7, "output_tokens": 9, "input_tokens_details": {"cached_tokens": 6}, "output_tokens_details": {"reasoning_tokens": 8}}}),
+            started,
+        );
+        assert_eq!((response.input, response.output, response.cached, response.reasoning), (Some(7), Some(9), 6, 8));
+        assert_eq!(response.finish_reason.as_deref(), Some("length"));
+    }
 }
