@@ -54,12 +54,10 @@ impl Observed {
             let n = |path: &[&str]| at(usage, path).and_then(Value::as_i64);
             self.input = n(&["prompt_tokens"]).or(self.input);
             self.output = n(&["completion_tokens"]).or(self.output);
-            let prompt = usage.get("prompt_tokens_details");
-            let detail = |name: &str| prompt.and_then(|d| d.get(name)).and_then(Value::as_i64);
-            self.cached = detail("cached_tokens").unwrap_or(self.cached);
+            self.cached = n(&["prompt_tokens_details", "cached_tokens"]).unwrap_or(self.cached);
             // OpenRouter's name for the tokens a request wrote to the prompt cache.
-            self.cache_write = detail("cache_write_tokens").unwrap_or(self.cache_write);
-            self.cache_write_1h = detail("cache_write_1h_tokens").unwrap_or(self.cache_write_1h);
+            self.cache_write = n(&["prompt_tokens_details", "cache_write_tokens"]).unwrap_or(self.cache_write);
+            self.cache_write_1h = n(&["prompt_tokens_details", "cache_write_1h_tokens"]).unwrap_or(self.cache_write_1h);
             self.reasoning = n(&["completion_tokens_details", "reasoning_tokens"]).unwrap_or(self.reasoning);
             if let Some(cost) = usage.get("cost").and_then(Value::as_f64) {
                 self.reported_cost = crate::money::reported_dollars_to_micros(cost);

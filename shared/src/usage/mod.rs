@@ -149,8 +149,7 @@ pub struct UsageRecord {
     pub recorded_at: DateTime<Utc>,
     /// When the record expires (`TOLLGATE_USAGE_RETENTION_DAYS`): the store's TTL removes it,
     /// and its idempotency marker, then; its rollups stay.
-    #[serde(default)]
-    #[serde(serialize_with = "rfc3339_or_none")]
+    #[serde(default, serialize_with = "rfc3339_or_none")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
