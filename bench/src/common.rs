@@ -181,16 +181,17 @@ pub fn spawn_gateway(bin: &str, data: &std::path::Path, port: u16) -> anyhow::Re
     ))
 }
 
-/// The bare forwarder (`tollgate-forwarder`, beside this executable) on `port`, to `upstream_url`.
-pub fn spawn_forwarder(port: u16, upstream_url: &str) -> anyhow::Result<Child> {
+/// The bare forwarder (`tollgate-forwarder`, beside this executable) on `port`, to `upstream_url`;
+/// with `log_dir`, the floor of a proxy that syncs a record of each request before its answer
+/// ends (its log file goes there).
+pub fn spawn_forwarder(port: u16, upstream_url: &str, log_dir: Option<&std::path::Path>) -> anyhow::Result<Child> {
     let bin = std::env::current_exe()?.with_file_name("tollgate-forwarder");
-    Ok(Child(
-        std::process::Command::new(&bin)
-            .arg(format!("127.0.0.1:{port}"))
-            .arg(upstream_url)
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start {}: {e} (build it: cargo build --profile perf -p tollgate-bench)", bin.display()))?,
-    ))
+    let mut command = std::process::Command::new(&bin);
+    command.arg(format!("127.0.0.1:{port}")).arg(upstream_url);
+    if let Some(dir) = log_dir {
+        command.arg(dir);
+    }
+    Ok(Child(command.spawn().map_err(|e| anyhow::anyhow!("cannot start {}: {e} (build it: cargo build --profile perf -p tollgate-bench)", bin.display()))?))
 }
 
 pub async fn wait_listening(client: &reqwest::Client, url: &str) {

@@ -1,12 +1,14 @@
 //! Measures what the proxy adds: the same OpenAI-shaped upstream (local, instant) called
 //! directly, through a bare forwarder (`tollgate-forwarder`: the gateway's own HTTP parts and
-//! nothing else, the floor of any proxy built from them) and through a `tollgate` server (a
-//! separate process, embedded store, with authentication, limits and usage recording all on),
-//! at 1, 16 and 64 concurrent connections, unstreamed and streamed. Prints p50/p99 latency and
-//! throughput of each path, the latency the gateway adds over the direct path, each
-//! process's CPU time per request (from /proc, so Linux only) and the share of the machine's
-//! time the hypervisor stole meanwhile, which says how far to trust that row on a shared
-//! virtual machine.
+//! nothing else, the floor of any proxy built from them), through the same forwarder syncing a
+//! one-line record of each request to disk before the answer ends (the floor of any proxy that
+//! keeps a durable record, as the gateway does with strict durability) and through a
+//! `tollgate` server (a separate process, embedded store, with authentication, limits and usage
+//! recording all on), at 1, 16 and 64 concurrent connections, unstreamed and streamed. Prints
+//! p50/p99 latency and throughput of each path, the latency the gateway and the durable
+//! forwarder add over the direct path, each process's CPU time per request (from /proc, so
+//! Linux only) and the share of the machine's time the hypervisor stole meanwhile, which says
+//! how far to trust that row on a shared virtual machine.
 //!
 //!   scripts/bench                      # builds with the perf profile and runs
 //!   TOLLGATE_DURABILITY=relaxed scripts/bench   # the same, records synced within 50 ms
@@ -115,11 +117,16 @@ async fn main() -> anyhow::Result<()> {
     let port = tollgate_bench::free_port()?;
     let gateway = tollgate_bench::spawn_gateway(&gateway_bin, data.path(), port)?;
     let forwarder_port = tollgate_bench::free_port()?;
-    let forwarder = tollgate_bench::spawn_forwarder(forwarder_port, &upstream.url())?;
+    let forwarder = tollgate_bench::spawn_forwarder(forwarder_port, &upstream.url(), None)?;
+    // Its log on the same disk as the gateway's data (both under the temporary directory).
+    let log_dir = tempfile::tempdir()?;
+    let durable_port = tollgate_bench::free_port()?;
+    let durable_forwarder = tollgate_bench::spawn_forwarder(durable_port, &upstream.url(), Some(log_dir.path()))?;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
     wait_listening(&client, &format!("{base}/api/setup/status")).await;
     wait_listening(&client, &format!("http://127.0.0.1:{forwarder_port}/")).await;
+    wait_listening(&client, &format!("http://127.0.0.1:{durable_port}/")).await;
     let idle_rss = resident_mib(gateway.id());
     let admin = tollgate_bench::first_admin(&client, &base).await?;
     tollgate_bench::add_model(&client, &base, &admin, tollgate_bench::INSTANT, upstream_addr).await?;
@@ -128,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
 
     let direct = Target { url: format!("http://{upstream_addr}/v1/chat/completions"), key: None };
     let bare = Target { url: format!("http://127.0.0.1:{forwarder_port}/v1/chat/completions"), key: None };
+    let durable = Target { url: format!("http://127.0.0.1:{durable_port}/v1/chat/completions"), key: None };
     let proxied = Target { url: format!("{base}/v1/chat/completions"), key: Some(key) };
     let durability = std::env::var("TOLLGATE_DURABILITY").unwrap_or_else(|_| "strict".into());
     println!(
@@ -138,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
     let (sync50, sync99) = fsync_latency(data.path())?;
     println!("  fsync of the data directory's disk (4 KiB written, then synced, 200 times): p50 {sync50:.3}ms p99 {sync99:.3}ms");
     println!(
-        "{:>4} {:>8} | {:>8} {:>8} {:>6} | {:>8} {:>8} {:>6} {:>5} | {:>8} {:>8} {:>6} {:>5} | {:>8} {:>8} | {:>6} {:>6} {:>5}",
+        "{:>4} {:>8} | {:>8} {:>8} {:>6} | {:>8} {:>8} {:>6} {:>5} | {:>8} {:>8} {:>6} {:>5} | {:>8} {:>8} {:>6} {:>5} | {:>8} {:>8} | {:>8} {:>8} | {:>4} {:>4} {:>4} {:>5}",
         "conc",
         "mode",
         "direct50",
@@ -148,17 +156,26 @@ async fn main() -> anyhow::Result<()> {
         "bare99",
         "/s",
         "ratio",
+        "dur50",
+        "dur99",
+        "/s",
+        "ratio",
         "proxy50",
         "proxy99",
         "/s",
         "ratio",
         "added50",
         "added99",
+        "floor50",
+        "floor99",
         "bare",
+        "dur",
         "gw",
         "steal"
     );
-    println!("  bare: tollgate-forwarder, the floor; ratio: throughput over the direct path's; added: proxy minus direct; bare, gw: CPU us per request");
+    println!(
+        "  bare: tollgate-forwarder, the floor of one more hop; dur: the same forwarder syncing a record of each request before its answer ends, the floor of strict durability; ratio: throughput over the direct path's; added: proxy minus direct; floor: dur minus direct; bare, dur, gw: CPU us per request"
+    );
     let ms = |v: f64| format!("{v:.3}ms");
     let mut loaded_rss = 0.0f64;
     let mut proxied_requests = 0usize;
@@ -171,19 +188,23 @@ async fn main() -> anyhow::Result<()> {
         for &concurrency in &levels {
             proxied_requests += load(&client, &proxied, &body, concurrency, Duration::from_millis(500)).await.latencies_us.len(); // warm-up
             let _ = load(&client, &bare, &body, concurrency, Duration::from_millis(200)).await;
+            let _ = load(&client, &durable, &body, concurrency, Duration::from_millis(200)).await;
             let machine = machine_ticks();
             let d = load(&client, &direct, &body, concurrency, Duration::from_secs(seconds)).await;
             let meter = CpuMeter::start(forwarder.id());
             let b = load(&client, &bare, &body, concurrency, Duration::from_secs(seconds)).await;
             let bare_cpu = meter.per_request(b.latencies_us.len());
+            let meter = CpuMeter::start(durable_forwarder.id());
+            let f = load(&client, &durable, &body, concurrency, Duration::from_secs(seconds)).await;
+            let durable_cpu = meter.per_request(f.latencies_us.len());
             let meter = CpuMeter::start(gateway.id());
             let p = load(&client, &proxied, &body, concurrency, Duration::from_secs(seconds)).await;
             let gateway_cpu = meter.per_request(p.latencies_us.len());
             proxied_requests += p.latencies_us.len();
             loaded_rss = loaded_rss.max(resident_mib(gateway.id()));
-            let errors = d.errors + b.errors + p.errors;
+            let errors = d.errors + b.errors + f.errors + p.errors;
             println!(
-                "{:>4} {:>8} | {:>8} {:>8} {:>6.0} | {:>8} {:>8} {:>6.0} {:>5.2} | {:>8} {:>8} {:>6.0} {:>5.2} | {:>8} {:>8} | {:>6} {:>6} {:>5}{}",
+                "{:>4} {:>8} | {:>8} {:>8} {:>6.0} | {:>8} {:>8} {:>6.0} {:>5.2} | {:>8} {:>8} {:>6.0} {:>5.2} | {:>8} {:>8} {:>6.0} {:>5.2} | {:>8} {:>8} | {:>8} {:>8} | {:>4} {:>4} {:>4} {:>5}{}",
                 concurrency,
                 if streamed { "streamed" } else { "whole" },
                 ms(d.pct(0.5)),
@@ -193,16 +214,23 @@ async fn main() -> anyhow::Result<()> {
                 ms(b.pct(0.99)),
                 b.rps(),
                 b.rps() / d.rps(),
+                ms(f.pct(0.5)),
+                ms(f.pct(0.99)),
+                f.rps(),
+                f.rps() / d.rps(),
                 ms(p.pct(0.5)),
                 ms(p.pct(0.99)),
                 p.rps(),
                 p.rps() / d.rps(),
                 ms(p.pct(0.5) - d.pct(0.5)),
                 ms(p.pct(0.99) - d.pct(0.99)),
+                ms(f.pct(0.5) - d.pct(0.5)),
+                ms(f.pct(0.99) - d.pct(0.99)),
                 bare_cpu,
+                durable_cpu,
                 gateway_cpu,
                 steal_since(machine),
-                if errors > 0 { format!("  errors: direct {} bare {} proxy {}", d.errors, b.errors, p.errors) } else { String::new() }
+                if errors > 0 { format!("  errors: direct {} bare {} dur {} proxy {}", d.errors, b.errors, f.errors, p.errors) } else { String::new() }
             );
         }
     }

@@ -189,7 +189,7 @@ struct Bare {
 
 async fn start_bare(upstream: &Upstream, client: &reqwest::Client) -> anyhow::Result<Bare> {
     let port = tollgate_bench::free_port()?;
-    let child = tollgate_bench::spawn_forwarder(port, &upstream.url())?;
+    let child = tollgate_bench::spawn_forwarder(port, &upstream.url(), None)?;
     wait_listening(client, &format!("http://127.0.0.1:{port}/")).await;
     let via = Via { name: "bare".into(), url: format!("http://127.0.0.1:{port}/v1/chat/completions"), headers: vec![], pid: Some(child.id()), gateway: false };
     Ok(Bare { _child: child, via })
