@@ -311,3 +311,49 @@ mod under_load {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 }
+
+/// An item's index entries follow it when redb already holds an older version: the committer
+/// reads the old entries from the stored bytes (`codec::index_entries`) to remove them.
+#[tokio::test]
+async fn index_entries_follow_an_item_across_commits() {
+    use crate::store::{Index, Item, Query, set_index};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let key = Key::new("U", "1");
+    let item = |indexes: &[(Index, &str)]| {
+        let mut item = Item::from([("PK".to_string(), Attr::S("U".into())), ("SK".to_string(), Attr::S("1".into()))]);
+        item.insert("note".into(), Attr::S("some other attribute".into()));
+        for (index, pk) in indexes {
+            set_index(&mut item, *index, *pk, "sk");
+        }
+        item
+    };
+    let found = |store: EmbeddedStore, index: Index, pk: &'static str| async move { store.query(Query::new(index, pk)).await.unwrap().items.len() };
+    // Each version is committed to redb (by closing the store) before the next is written.
+    let store = EmbeddedStore::open(&path).unwrap();
+    store.put(item(&[(Index::Gsi1, "A")]), None).await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(found(store.clone(), Index::Gsi1, "A").await, 1);
+    store.put(item(&[(Index::Gsi1, "B"), (Index::Gsi2, "C")]), None).await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(found(store.clone(), Index::Gsi1, "A").await, 0, "the old entry is gone");
+    assert_eq!(found(store.clone(), Index::Gsi1, "B").await, 1);
+    assert_eq!(found(store.clone(), Index::Gsi2, "C").await, 1);
+    store.update(&key, Update::default().add("n", 1), None).await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!((found(store.clone(), Index::Gsi1, "B").await, found(store.clone(), Index::Gsi2, "C").await), (1, 1), "an update keeps them");
+    store.put(item(&[]), None).await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!((found(store.clone(), Index::Gsi1, "B").await, found(store.clone(), Index::Gsi2, "C").await), (0, 0));
+    store.put(item(&[(Index::Gsi2, "D")]), None).await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(&path).unwrap();
+    store.delete(&key, None).await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(found(store.clone(), Index::Gsi2, "D").await, 0, "a delete takes its entries");
+}

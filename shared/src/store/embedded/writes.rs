@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadOnlyTable, ReadableDatabase, Table};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table};
 
 use super::wal::{Logged, Payload, Tx, Wal};
 use super::{GSI1, GSI2, ITEMS, META, backend, index_key, raw_get};
@@ -424,10 +424,13 @@ impl Tables<'_> {
     /// Replaces what is stored at `key` with `new` (None: deletes it), keeping the indexes in
     /// step.
     fn write(&mut self, key: &Key, new: Option<&Stored>) -> StoreResult<()> {
-        let old = raw_get(&self.items, key)?;
+        let old = match self.items.get((key.pk.as_str(), key.sk.as_str())).map_err(backend)? {
+            Some(guard) => super::codec::index_entries(key, guard.value())?,
+            None => [None, None],
+        };
         let bytes = new.map(|n| n.bytes.as_slice());
-        for (i, (index, table)) in [(Index::Gsi1, &mut self.gsi1), (Index::Gsi2, &mut self.gsi2)].into_iter().enumerate() {
-            let (old_entry, new_entry) = (old.as_ref().and_then(|o| index_key(o, index)), new.and_then(|n| n.indexes[i].clone()));
+        for (i, (old_entry, table)) in old.into_iter().zip([&mut self.gsi1, &mut self.gsi2]).enumerate() {
+            let new_entry = new.and_then(|n| n.indexes[i].clone());
             if old_entry == new_entry {
                 continue;
             }
