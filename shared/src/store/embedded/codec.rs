@@ -130,16 +130,8 @@ pub(super) fn index_entries(key: &Key, bytes: &[u8]) -> StoreResult<[Option<(Str
     // GSI1PK, GSI1SK, GSI2PK, GSI2SK, when they are strings.
     let mut found: [Option<&str>; 4] = [None; 4];
     for _ in 0..count(&mut rest)? {
-        let slot = match varint(&mut rest)? {
-            0 => {
-                let name = borrow_str(&mut rest)?;
-                NAMES[..4].iter().position(|n| *n == name)
-            }
-            k @ 1..=4 => Some(k as usize - 1),
-            k if (k as usize) <= NAMES.len() => None,
-            _ => return Err(corrupt("an unknown attribute name code")),
-        };
-        match slot {
+        let name = borrow_name(&mut rest)?;
+        match NAMES[..4].iter().position(|n| *n == name) {
             Some(slot) if rest.first() == Some(&STRING) => {
                 rest = &rest[1..];
                 found[slot] = Some(borrow_str(&mut rest)?);
@@ -181,13 +173,7 @@ fn skip_value(bytes: &mut &[u8], depth: usize) -> StoreResult<()> {
         }
         MAP => {
             for _ in 0..count(bytes)? {
-                match varint(bytes)? {
-                    0 => {
-                        borrow_str(bytes)?;
-                    }
-                    k if (k as usize) <= NAMES.len() => {}
-                    _ => return Err(corrupt("an unknown attribute name code")),
-                }
+                borrow_name(bytes)?;
                 skip_value(bytes, depth + 1)?;
             }
         }
@@ -261,16 +247,18 @@ pub(super) fn count(bytes: &mut &[u8]) -> StoreResult<usize> {
 }
 
 pub(super) fn take_str(bytes: &mut &[u8]) -> StoreResult<String> {
-    let len = count(bytes)?;
-    let (text, rest) = bytes.split_at(len);
-    *bytes = rest;
-    String::from_utf8(text.to_vec()).map_err(|_| corrupt("a string is not UTF-8"))
+    borrow_str(bytes).map(str::to_owned)
 }
 
 pub(super) fn take_name(bytes: &mut &[u8]) -> StoreResult<String> {
+    borrow_name(bytes).map(str::to_owned)
+}
+
+/// A name as `put_name` wrote it, borrowed (from `NAMES` or the bytes).
+fn borrow_name<'a>(bytes: &mut &'a [u8]) -> StoreResult<&'a str> {
     match varint(bytes)? {
-        0 => take_str(bytes),
-        k => NAMES.get(k as usize - 1).map(|name| (*name).to_string()).ok_or_else(|| corrupt("an unknown attribute name code")),
+        0 => borrow_str(bytes),
+        k => NAMES.get(k as usize - 1).copied().ok_or_else(|| corrupt("an unknown attribute name code")),
     }
 }
 

@@ -316,13 +316,12 @@ mod under_load {
 /// reads the old entries from the stored bytes (`codec::index_entries`) to remove them.
 #[tokio::test]
 async fn index_entries_follow_an_item_across_commits() {
-    use crate::store::{Index, Item, Query, set_index};
+    use crate::store::{Index, Query, keyed_item, set_index};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let key = Key::new("U", "1");
     let item = |indexes: &[(Index, &str)]| {
-        let mut item = Item::from([("PK".to_string(), Attr::S("U".into())), ("SK".to_string(), Attr::S("1".into()))]);
-        item.insert("note".into(), Attr::S("some other attribute".into()));
+        let mut item = keyed_item(&serde_json::json!({"note": "some other attribute"}), &key).unwrap();
         for (index, pk) in indexes {
             set_index(&mut item, *index, *pk, "sk");
         }
