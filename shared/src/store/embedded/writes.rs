@@ -198,9 +198,13 @@ impl Writes {
             if checked.contains(&key) || writes.iter().any(|(k, _)| *k == key) {
                 return Err(StoreError::Backend("a transaction cannot include two operations on one item".into()));
             }
-            let current = match overlay.dirty.get(&key) {
-                Some(pending) => pending.item.clone(),
-                None => {
+            // Only a condition or an update reads the item: a plain put or delete replaces it
+            // whatever it was (two of the four items a proxied request writes).
+            let reads = cond.is_some() || matches!(op, TxOp::Update { .. });
+            let current = match (reads, overlay.dirty.get(&key)) {
+                (false, _) => None,
+                (true, Some(pending)) => pending.item.clone(),
+                (true, None) => {
                     let snapshot = match &mut overlay.snapshot {
                         Some(table) => table,
                         empty => empty.insert(self.db.begin_read().map_err(backend)?.open_table(ITEMS).map_err(backend)?),
