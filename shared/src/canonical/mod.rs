@@ -1,8 +1,10 @@
 //! What the proxy needs to know about an OpenAI-shaped request before forwarding it: the model,
-//! whether it streams, and the bounds of its worst case (input size, output cap).
+//! whether it streams, and the bounds of its worst case (input size, output cap); and of the
+//! answer that comes back (`answer`).
 
 use serde_json::{Map, Value};
 
+pub mod answer;
 pub mod extras;
 pub mod media;
 

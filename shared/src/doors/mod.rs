@@ -12,6 +12,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::canonical::answer::Parsed;
+
 /// A request as the proxy takes it: the canonical request's bytes (what an OpenAI-shaped
 /// upstream is sent as they are) and, where a door wrote them, the canonical request they were
 /// written from, so the proxy does not parse again what the door has just serialised.
@@ -47,12 +49,13 @@ impl Door {
     /// A whole answer as the caller's answer: its bytes, and for the Responses API the response
     /// object (to be stored). `native`: the answer is already in the caller's shape (OpenAI's
     /// Responses answer from OpenAI); otherwise it is canonical.
-    pub fn answer(&self, bytes: Bytes, answer: &Value, native: bool) -> (Bytes, Option<Value>) {
+    pub fn answer(&self, bytes: Bytes, answer: &Parsed, native: bool) -> (Bytes, Option<Value>) {
         match self {
             Door::OpenAi => (bytes, None),
-            Door::Anthropic => (Bytes::from(anthropic::answer(answer).to_string()), None),
+            Door::Anthropic => (Bytes::from(anthropic::answer(&answer.json(&bytes)).to_string()), None),
             Door::Responses(exchange) => {
-                let response = if native { exchange.adopt(answer.clone()) } else { exchange.translate(answer) };
+                let answer = answer.json(&bytes);
+                let response = if native { exchange.adopt(answer.into_owned()) } else { exchange.translate(&answer) };
                 (Bytes::from(response.to_string()), Some(response))
             }
         }

@@ -91,8 +91,8 @@ impl Provider for Bedrock {
         Some(request(canonical, model, max_tokens))
     }
 
-    fn canonical_answer(&self, wire: &Value, created: i64) -> Option<Value> {
-        Some(answer(wire, created))
+    fn answer_translator(&self) -> Option<fn(&Value, i64) -> Value> {
+        Some(answer)
     }
 
     fn error_message(&self, body: &str) -> String {

@@ -57,8 +57,8 @@ impl Provider for Gemini {
         Some(request(canonical, max_tokens))
     }
 
-    fn canonical_answer(&self, wire: &Value, created: i64) -> Option<Value> {
-        Some(answer(wire, created))
+    fn answer_translator(&self) -> Option<fn(&Value, i64) -> Value> {
+        Some(answer)
     }
 
     fn stream_translator(&self, model: &str, created: i64) -> Option<Box<dyn StreamTranslator>> {

@@ -5,7 +5,7 @@
 //!
 //! A provider type is one module implementing `Provider`, registered in `of`. Where the
 //! provider speaks the canonical shape itself (OpenAI and every OpenAI-compatible service),
-//! bodies and stream chunks pass through untouched: `wire_body`, `canonical_answer` and
+//! bodies and stream chunks pass through untouched: `wire_body`, `answer_translator` and
 //! `stream_translator` return `None`. See docs/providers.md.
 
 pub mod anthropic;
@@ -101,9 +101,10 @@ pub trait Provider: Send + Sync {
         None
     }
 
-    /// A whole answer in the canonical shape (`created`: its timestamp); `None` (the default)
-    /// when it is in it already.
-    fn canonical_answer(&self, _wire: &Value, _created: i64) -> Option<Value> {
+    /// What turns a whole answer into the canonical shape (given its wire JSON and `created`,
+    /// its timestamp); `None` (the default) when it is in it already: then the answer is not
+    /// parsed whole unless the caller's door or the cache needs it.
+    fn answer_translator(&self) -> Option<fn(&Value, i64) -> Value> {
         None
     }
 

@@ -61,8 +61,8 @@ impl Provider for OpenAiResponses {
         Some(request(canonical, model, max_tokens))
     }
 
-    fn canonical_answer(&self, wire: &Value, created: i64) -> Option<Value> {
-        Some(answer(wire, created))
+    fn answer_translator(&self) -> Option<fn(&Value, i64) -> Value> {
+        Some(answer)
     }
 
     fn stream_translator(&self, model: &str, created: i64) -> Option<Box<dyn StreamTranslator>> {
@@ -511,7 +511,7 @@ mod tests {
             ],
             "usage": {"input_tokens": 120, "input_tokens_details": {"cached_tokens": 100}, "output_tokens": 50,
                       "output_tokens_details": {"reasoning_tokens": 30}, "total_tokens": 170}});
-        let out = OPENAI_RESPONSES.canonical_answer(&wire, 1_700_000_000).unwrap();
+        let out = OPENAI_RESPONSES.answer_translator().unwrap()(&wire, 1_700_000_000);
         assert_eq!((out["id"].as_str(), out["model"].as_str(), out["created"].as_i64()), (Some("resp_1"), Some("o3-pro-2025-06-10"), Some(1_700_000_000)));
         assert_eq!(out["object"], "chat.completion");
         let choice = &out["choices"][0];

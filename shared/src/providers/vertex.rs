@@ -39,8 +39,8 @@ impl Provider for Vertex {
         gemini::Gemini.wire_body(canonical, model, max_tokens)
     }
 
-    fn canonical_answer(&self, wire: &Value, created: i64) -> Option<Value> {
-        gemini::Gemini.canonical_answer(wire, created)
+    fn answer_translator(&self) -> Option<fn(&Value, i64) -> Value> {
+        gemini::Gemini.answer_translator()
     }
 
     fn stream_translator(&self, model: &str, created: i64) -> Option<Box<dyn StreamTranslator>> {

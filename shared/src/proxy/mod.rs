@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde_json::Value;
 use uuid::Uuid;
 
+use crate::canonical::answer::Parsed;
 pub use crate::canonical::{Endpoint, Inspected};
 pub use gateway::{Gateway, Hot, Tuning};
 use headers::standing;
@@ -414,7 +414,7 @@ impl Flight {
     /// One whole answer from the current model: its bytes and their JSON. An upstream's answer
     /// goes to the client as the upstream sent it (serialising it again was ~1.5% of a request's
     /// instructions, and a proxy has no business reformatting it).
-    pub(super) async fn answer_once(&self, id: &str, created: i64) -> ApiResult<Result<(Bytes, Value), Failure>> {
+    pub(super) async fn answer_once(&self, id: &str, created: i64) -> ApiResult<Result<(Bytes, Parsed), Failure>> {
         self.call_upstream(id, created, async |call| call.complete().await).await
     }
 
@@ -437,9 +437,11 @@ impl Flight {
                 Ok((bytes, body)) => {
                     self.attempted(since, None);
                     let mut seen = Observed::default();
-                    seen.absorb(&body, self.started);
+                    seen.absorb_parsed(&body, self.started);
                     let actual = self.charge(&seen);
-                    self.keep(&body, actual.cost_micros);
+                    if self.cache.is_some() {
+                        self.keep(&body.json(&bytes), actual.cost_micros);
+                    }
                     let (answer, stored) = self.door.answer(bytes, &body, self.native());
                     self.record_full(actual, &seen, Outcome::Success, 200, false, false, None, stored).await?;
                     let mut headers = standing(&self.reservations, Some(&actual), self.gw.clock.now());

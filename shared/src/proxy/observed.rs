@@ -6,14 +6,9 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::upstream::Failure;
+use crate::canonical::answer::{Glimpse, Parsed, at};
 use crate::error::ApiError;
 use crate::usage::Outcome;
-
-/// The value at `path` (object keys) under `value`. `Value::pointer` would do, but it makes a
-/// string of every step of its path on each call; this runs for every answer and stream event.
-fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(value, |v, key| v.get(*key))
-}
 
 /// What the upstream reported (or what we saw delivered) about one answer.
 #[derive(Default)]
@@ -36,7 +31,11 @@ pub(super) struct Observed {
 }
 
 impl Observed {
+    /// Takes in what an answer or stream chunk says (a Responses API answer or event too).
     pub(super) fn absorb(&mut self, answer: &Value, started: Instant) {
+        if let Some(glimpse) = Glimpse::of_value(answer) {
+            return self.take(&glimpse, started);
+        }
         // The Responses API's answers and events (from OpenAI, untranslated) name their type.
         if answer.get("object").and_then(Value::as_str) == Some("response") {
             return self.absorb_response(answer);
@@ -48,30 +47,37 @@ impl Observed {
             } else if let Some(response) = answer.get("response").filter(|_| kind.starts_with("response.")) {
                 self.absorb_response(response);
             }
-            return;
         }
-        if let Some(usage) = answer.get("usage").filter(|u| u.is_object()) {
-            let n = |path: &[&str]| at(usage, path).and_then(Value::as_i64);
-            self.input = n(&["prompt_tokens"]).or(self.input);
-            self.output = n(&["completion_tokens"]).or(self.output);
-            self.cached = n(&["prompt_tokens_details", "cached_tokens"]).unwrap_or(self.cached);
-            // OpenRouter's name for the tokens a request wrote to the prompt cache.
-            self.cache_write = n(&["prompt_tokens_details", "cache_write_tokens"]).unwrap_or(self.cache_write);
-            self.cache_write_1h = n(&["prompt_tokens_details", "cache_write_1h_tokens"]).unwrap_or(self.cache_write_1h);
-            self.reasoning = n(&["completion_tokens_details", "reasoning_tokens"]).unwrap_or(self.reasoning);
-            if let Some(cost) = usage.get("cost").and_then(Value::as_f64) {
+    }
+
+    /// Takes in a whole answer, parsed or glimpsed.
+    pub(super) fn absorb_parsed(&mut self, answer: &Parsed, started: Instant) {
+        match answer {
+            Parsed::Json(value) => self.absorb(value, started),
+            Parsed::Glimpsed(glimpse) => self.take(glimpse, started),
+        }
+    }
+
+    /// Takes in what a canonical answer or chunk says: its usage (what it reports replaces what
+    /// an earlier chunk did), the first text delivered, how it finished.
+    fn take(&mut self, glimpse: &Glimpse, started: Instant) {
+        if let Some(usage) = &glimpse.usage {
+            self.input = usage.input.or(self.input);
+            self.output = usage.output.or(self.output);
+            self.cached = usage.cached.unwrap_or(self.cached);
+            self.cache_write = usage.cache_write.unwrap_or(self.cache_write);
+            self.cache_write_1h = usage.cache_write_1h.unwrap_or(self.cache_write_1h);
+            self.reasoning = usage.reasoning.unwrap_or(self.reasoning);
+            if let Some(cost) = usage.cost {
                 self.reported_cost = crate::money::reported_dollars_to_micros(cost);
             }
         }
-        if let Some(choice) = answer.get("choices").and_then(|c| c.get(0)) {
-            let text = at(choice, &["delta", "content"]).or_else(|| choice.get("text")).and_then(Value::as_str);
-            if text.is_some_and(|t| !t.is_empty()) {
-                self.delivered_chunks += 1;
-                self.ttft_ms.get_or_insert(started.elapsed().as_millis() as i64);
-            }
-            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-                self.finish_reason = Some(reason.to_string());
-            }
+        if glimpse.text {
+            self.delivered_chunks += 1;
+            self.ttft_ms.get_or_insert(started.elapsed().as_millis() as i64);
+        }
+        if let Some(reason) = &glimpse.finish_reason {
+            self.finish_reason = Some(reason.clone());
         }
     }
 }

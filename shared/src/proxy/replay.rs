@@ -70,7 +70,8 @@ impl Flight {
         let seen = Observed::default();
         if !self.req.stream {
             self.record(actual, &seen, Outcome::CacheHit, 200, false, None).await?;
-            let (body, _) = self.door.answer(Bytes::from(entry.answer.to_string()), &entry.answer, false);
+            let bytes = Bytes::from(entry.answer.to_string());
+            let (body, _) = self.door.answer(bytes, &crate::canonical::answer::Parsed::Json(entry.answer), false);
             return Ok(Some(Answer::Whole { body, headers }));
         }
         let mut writer = self.door.writer(self.req.client_wants_usage, false);

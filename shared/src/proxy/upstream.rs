@@ -13,6 +13,7 @@ use crate::providers::{App, Credentials, Framing, Local, Provider, StreamTransla
 use serde_json::Value;
 
 use crate::cache::TtlCache;
+use crate::canonical::answer::Parsed;
 use crate::canonical::{Endpoint, Inspected};
 
 /// Why an upstream call failed.
@@ -130,6 +131,9 @@ pub struct Call<'a> {
     pub timeout: Duration,
     /// The W3C trace context of this attempt's span, sent upstream when tracing is on.
     pub traceparent: Option<&'a str>,
+    /// Whether the caller needs a whole answer's JSON (a door that translates it, the response
+    /// cache): else an answer already in the canonical shape is only glimpsed (`Parsed`).
+    pub json_needed: bool,
 }
 
 impl Call<'_> {
@@ -178,21 +182,33 @@ impl Call<'_> {
     }
 
     /// A whole (non-streamed) answer: its bytes, as they go to the client, and their JSON.
-    pub async fn complete(&self) -> Result<(Bytes, Value), Failure> {
+    pub async fn complete(&self) -> Result<(Bytes, Parsed), Failure> {
         if let Some(local) = self.provider.local_answer(self.request, self.id, self.created, false) {
             return whole(local, self.timeout).await;
         }
         let response = self.send().await?;
         let bytes = tokio::time::timeout(self.timeout, response.bytes()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
-        let value = serde_json::from_slice(&bytes).map_err(|e| Failure::Transport(format!("the upstream's answer is not JSON: {e}")))?;
+        let not_json = |e: serde_json::Error| Failure::Transport(format!("the upstream's answer is not JSON: {e}"));
+        let parse = |bytes: &[u8]| serde_json::from_slice::<Value>(bytes).map_err(not_json);
         // A Responses request that went as it is comes back as it is.
         if self.endpoint == Endpoint::Responses {
-            return Ok((bytes, value));
+            let value = parse(&bytes)?;
+            return Ok((bytes, Parsed::Json(value)));
         }
-        Ok(match self.provider.canonical_answer(&value, self.created) {
-            Some(canonical) => (Bytes::from(canonical.to_string()), canonical),
-            None => (bytes, value),
-        })
+        match self.provider.answer_translator() {
+            Some(translate) => {
+                let canonical = translate(&parse(&bytes)?, self.created);
+                Ok((Bytes::from(canonical.to_string()), Parsed::Json(canonical)))
+            }
+            None if self.json_needed => {
+                let value = parse(&bytes)?;
+                Ok((bytes, Parsed::Json(value)))
+            }
+            None => {
+                let parsed = Parsed::glimpse(&bytes).map_err(not_json)?;
+                Ok((bytes, parsed))
+            }
+        }
     }
 
     /// A streamed answer, as parsed events.
@@ -227,14 +243,14 @@ impl Call<'_> {
 
 /// A local answer, whole, after its delay (or a timeout, when the delay is longer than the
 /// wait for an upstream's answer may be).
-async fn whole(local: Local, timeout: Duration) -> Result<(Bytes, Value), Failure> {
+async fn whole(local: Local, timeout: Duration) -> Result<(Bytes, Parsed), Failure> {
     if local.delay > timeout {
         tokio::time::sleep(timeout).await;
         return Err(Failure::Timeout);
     }
     tokio::time::sleep(local.delay).await;
     let body = local.outcome.map_err(|(status, why)| Failure::Status(status, why))?.into_iter().next().unwrap_or_default();
-    Ok((Bytes::from(body.to_string()), body))
+    Ok((Bytes::from(body.to_string()), Parsed::Json(body)))
 }
 
 /// A local answer's chunks as a stream, each after the delay.

@@ -1,0 +1,287 @@
+//! What the proxy reads of an answer or stream chunk in the canonical shape (a chat or
+//! completions answer): its usage, whether its first choice carried text, and how it finished.
+//! An answer that goes to the client as the upstream sent it is read here through borrowed,
+//! typed structs instead of being parsed into a `serde_json::Value`: everything else in it
+//! (the message, ids, logprobs) is stepped over without being copied. Building the whole
+//! value was ~12k instructions of a small answer, ~3% of a proxied request.
+
+use std::borrow::Cow;
+
+use serde::de::{Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The usage an answer reports, as the canonical shape names it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Usage {
+    pub input: Option<i64>,
+    pub output: Option<i64>,
+    pub cached: Option<i64>,
+    /// OpenRouter's name for the tokens a request wrote to the prompt cache, and of those the
+    /// ones written to Anthropic's 1-hour cache.
+    pub cache_write: Option<i64>,
+    pub cache_write_1h: Option<i64>,
+    pub reasoning: Option<i64>,
+    /// What the provider says it charged, in dollars (OpenRouter's `usage.cost`).
+    pub cost: Option<f64>,
+}
+
+/// What the proxy reads of one canonical answer or chunk.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Glimpse {
+    /// `usage`, when it is an object.
+    pub usage: Option<Usage>,
+    /// Whether the first choice carried text (a chunk's `delta.content`, a completion's `text`).
+    pub text: bool,
+    /// The first choice's `finish_reason`, when it is a string.
+    pub finish_reason: Option<String>,
+    /// Whether it is only usage: `choices` empty and `usage` there (the chunk that ends a stream
+    /// whose client may not have asked for it).
+    pub usage_only: bool,
+}
+
+/// The value at `path` (object keys) under `value`. `Value::pointer` would do, but it makes a
+/// string of every step of its path on each call.
+pub(crate) fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, key| v.get(*key))
+}
+
+impl Glimpse {
+    /// Read from a parsed value; `None` for the Responses API's shapes (an answer whose
+    /// `object` is `response`, an event with a `type`), which are read as they are.
+    pub fn of_value(answer: &Value) -> Option<Glimpse> {
+        if answer.get("object").and_then(Value::as_str) == Some("response") || answer.get("type").and_then(Value::as_str).is_some() {
+            return None;
+        }
+        let usage = answer.get("usage").filter(|u| u.is_object()).map(|usage| {
+            let n = |path: &[&str]| at(usage, path).and_then(Value::as_i64);
+            Usage {
+                input: n(&["prompt_tokens"]),
+                output: n(&["completion_tokens"]),
+                cached: n(&["prompt_tokens_details", "cached_tokens"]),
+                cache_write: n(&["prompt_tokens_details", "cache_write_tokens"]),
+                cache_write_1h: n(&["prompt_tokens_details", "cache_write_1h_tokens"]),
+                reasoning: n(&["completion_tokens_details", "reasoning_tokens"]),
+                cost: usage.get("cost").and_then(Value::as_f64),
+            }
+        });
+        let choice = answer.get("choices").and_then(|c| c.get(0));
+        let text = choice.and_then(|c| at(c, &["delta", "content"]).or_else(|| c.get("text"))).and_then(Value::as_str);
+        Some(Glimpse {
+            usage,
+            text: text.is_some_and(|t| !t.is_empty()),
+            finish_reason: choice.and_then(|c| c.get("finish_reason")).and_then(Value::as_str).map(str::to_string),
+            usage_only: answer.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty) && answer.get("usage").is_some(),
+        })
+    }
+
+    /// Read straight from an answer's bytes, as `of_value` reads the parsed answer. `None` when
+    /// they are not read the quick way: not JSON, a Responses API shape, or anything unusual
+    /// (a field of an unexpected type, a key given twice, an escaped `object`), which the caller
+    /// then parses whole, so the result never differs from `of_value`'s.
+    pub fn of_bytes(bytes: &[u8]) -> Option<Glimpse> {
+        let wire: Wire<'_> = serde_json::from_slice(bytes).ok()?;
+        if wire.object == Some("response") || wire.kind.is_some() {
+            return None;
+        }
+        let usage_there = wire.usage.is_some();
+        let usage = wire.usage.flatten().map(|u| {
+            let (prompt, completion) = (u.prompt_tokens_details.unwrap_or_default(), u.completion_tokens_details.unwrap_or_default());
+            Usage {
+                input: u.prompt_tokens,
+                output: u.completion_tokens,
+                cached: prompt.cached_tokens,
+                cache_write: prompt.cache_write_tokens,
+                cache_write_1h: prompt.cache_write_1h_tokens,
+                reasoning: completion.reasoning_tokens,
+                cost: u.cost,
+            }
+        });
+        let usage_only = wire.choices.as_ref().is_some_and(Vec::is_empty) && usage_there;
+        let first = wire.choices.and_then(|c| c.into_iter().next());
+        let (text, finish_reason) = match first {
+            // `delta.content` when the chunk has it (even null), else `text`.
+            Some(choice) => (choice.delta.and_then(|d| d.content).unwrap_or(choice.text.flatten()), choice.finish_reason),
+            None => (None, None),
+        };
+        Some(Glimpse { usage, text: text.is_some_and(|Filled(filled)| filled), finish_reason: finish_reason.map(Cow::into_owned), usage_only })
+    }
+}
+
+/// A whole answer from upstream in the canonical shape: its JSON, or where nothing needs more
+/// than the proxy reads of it, that alone.
+pub enum Parsed {
+    Json(Value),
+    Glimpsed(Glimpse),
+}
+
+impl Parsed {
+    /// The answer's bytes read: glimpsed where they can be, else parsed whole; `Err` when they
+    /// are not JSON.
+    pub fn glimpse(bytes: &[u8]) -> Result<Parsed, serde_json::Error> {
+        match Glimpse::of_bytes(bytes) {
+            Some(glimpse) => Ok(Parsed::Glimpsed(glimpse)),
+            None => serde_json::from_slice(bytes).map(Parsed::Json),
+        }
+    }
+
+    /// The answer's JSON (`bytes`: the answer), parsed now if it was only glimpsed.
+    pub fn json(&self, bytes: &[u8]) -> Cow<'_, Value> {
+        match self {
+            Parsed::Json(value) => Cow::Borrowed(value),
+            Parsed::Glimpsed(_) => Cow::Owned(serde_json::from_slice(bytes).unwrap_or_default()),
+        }
+    }
+
+    /// What the proxy reads of it; `None` for a Responses API answer.
+    pub fn read(&self) -> Option<Cow<'_, Glimpse>> {
+        match self {
+            Parsed::Json(value) => Glimpse::of_value(value).map(Cow::Owned),
+            Parsed::Glimpsed(glimpse) => Some(Cow::Borrowed(glimpse)),
+        }
+    }
+}
+
+// The wire's shape, as far as the proxy reads it. Anything of another type than these fails
+// the quick read (and the answer is parsed whole), so each field can be strict.
+
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(default, borrow)]
+    object: Option<&'a str>,
+    #[serde(default, rename = "type", borrow)]
+    kind: Option<&'a str>,
+    /// `Some(None)`: there, but null.
+    #[serde(default, deserialize_with = "present")]
+    usage: Option<Option<WireUsage>>,
+    #[serde(default)]
+    choices: Option<Vec<WireChoice<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: Option<i64>,
+    #[serde(default)]
+    completion_tokens: Option<i64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionDetails>,
+    #[serde(default)]
+    cost: Option<f64>,
+}
+
+#[derive(Default, Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<i64>,
+    #[serde(default)]
+    cache_write_tokens: Option<i64>,
+    #[serde(default)]
+    cache_write_1h_tokens: Option<i64>,
+}
+
+#[derive(Default, Deserialize)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct WireChoice<'a> {
+    #[serde(default)]
+    delta: Option<WireDelta>,
+    #[serde(default, deserialize_with = "present")]
+    text: Option<Option<Filled>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct WireDelta {
+    #[serde(default, deserialize_with = "present")]
+    content: Option<Option<Filled>>,
+}
+
+/// A field that is there, null or not: `Some(None)` for null, `None` (the default) for absent.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+/// Whether a string is non-empty, read without copying it (escaped or not); anything but a
+/// string fails.
+struct Filled(bool);
+
+impl<'de> Deserialize<'de> for Filled {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = Filled;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Filled, E> {
+                Ok(Filled(!s.is_empty()))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The quick read agrees with the parsed one wherever it answers, and answers for what
+    /// upstreams send.
+    #[test]
+    fn the_quick_read_is_the_parsed_read() {
+        let usage = json!({"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17, "cost": 0.0015,
+            "prompt_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 3, "cache_write_1h_tokens": 1, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 2}});
+        let quick = [
+            json!({"id": "c", "object": "chat.completion", "model": "m", "usage": usage,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "a \"quoted\"\nanswer", "refusal": null}, "logprobs": null, "finish_reason": "stop"}]}),
+            json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi\n"}, "finish_reason": null}]}),
+            json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "stop"}]}),
+            json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": null}, "text": "x"}]}),
+            json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "text": "x"}]}),
+            json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": null, "text": "x"}]}),
+            json!({"object": "chat.completion.chunk", "choices": [], "usage": usage}),
+            json!({"object": "chat.completion.chunk", "choices": [], "usage": null}),
+            json!({"choices": [{"index": 0, "text": "done", "finish_reason": "length"}, {"index": 1, "text": ""}], "usage": {"prompt_tokens": 1}}),
+            json!({"choices": null, "usage": {"prompt_tokens": null, "prompt_tokens_details": null, "cost": 3}}),
+            json!({"data": [{"embedding": [0.1, -2e-3]}], "usage": {"prompt_tokens": 8, "total_tokens": 8}}),
+            json!({}),
+        ];
+        for answer in &quick {
+            let bytes = serde_json::to_vec(answer).unwrap();
+            let glimpse = Glimpse::of_bytes(&bytes).unwrap_or_else(|| panic!("not read quickly: {answer}"));
+            assert_eq!(Some(glimpse), Glimpse::of_value(answer), "{answer}");
+        }
+        // What the quick read leaves to the parsed one: the parse then decides.
+        let slow = [
+            r#"{"object": "response", "usage": {"input_tokens": 1}}"#,
+            r#"{"type": "response.output_text.delta", "delta": "x"}"#,
+            r#"{"usage": {"prompt_tokens": 1.5}, "choices": []}"#,
+            r#"{"usage": {"prompt_tokens": 18446744073709551615}}"#,
+            r#"{"usage": "none", "choices": {"0": {"text": "x"}}}"#,
+            r#"{"choices": [{"delta": {"content": 7}, "text": "x"}]}"#,
+            r#"{"choices": [{"text": "x"}, 3]}"#,
+            r#"{"choices": [{"finish_reason": 1}]}"#,
+            r#"{"usage": {"prompt_tokens": 1}, "usage": {"prompt_tokens": 2}}"#,
+            r#"{"object": "chat.completion\u0020", "choices": []}"#,
+            r#"[1, 2]"#,
+        ];
+        for answer in slow {
+            assert_eq!(Glimpse::of_bytes(answer.as_bytes()), None, "{answer}");
+            let parsed = Parsed::glimpse(answer.as_bytes()).unwrap();
+            assert!(matches!(parsed, Parsed::Json(_)), "{answer}");
+        }
+        assert!(Parsed::glimpse(b"{\"choices\": [").is_err(), "not JSON");
+        assert!(Parsed::glimpse(b"{\"id\": 1} trailing").is_err(), "not JSON");
+    }
+}
