@@ -35,8 +35,7 @@ pub struct Glimpse {
     pub text: bool,
     /// The first choice's `finish_reason`, when it is a string.
     pub finish_reason: Option<String>,
-    /// Whether it is only usage: `choices` empty and `usage` there (the chunk that ends a stream
-    /// whose client may not have asked for it).
+    /// Whether it is only usage (`usage_only`).
     pub usage_only: bool,
 }
 
@@ -71,7 +70,7 @@ impl Glimpse {
             usage,
             text: text.is_some_and(|t| !t.is_empty()),
             finish_reason: choice.and_then(|c| c.get("finish_reason")).and_then(Value::as_str).map(str::to_string),
-            usage_only: answer.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty) && answer.get("usage").is_some(),
+            usage_only: usage_only(answer),
         })
     }
 
@@ -108,7 +107,18 @@ impl Glimpse {
     }
 }
 
-/// A whole answer from upstream in the canonical shape: its JSON, or where nothing needs more
+/// Whether a chunk is only usage: `choices` empty and `usage` there (the chunk that ends a
+/// stream, which its client may not have asked for).
+pub fn usage_only(chunk: &Value) -> bool {
+    chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty) && chunk.get("usage").is_some()
+}
+
+/// The JSON in a server-sent event's frame as the proxy writes it, `data: <json>\n\n`.
+pub fn frame_json(frame: &[u8]) -> &[u8] {
+    frame.strip_prefix(b"data: ").and_then(|f| f.strip_suffix(b"\n\n")).unwrap_or(frame)
+}
+
+/// An answer or stream chunk from upstream in the canonical shape: its JSON, or where nothing needs more
 /// than the proxy reads of it, that alone.
 pub enum Parsed {
     Json(Value),
@@ -116,8 +126,8 @@ pub enum Parsed {
 }
 
 impl Parsed {
-    /// The answer's bytes read: glimpsed where they can be, else parsed whole; `Err` when they
-    /// are not JSON.
+    /// An answer's or chunk's bytes read: glimpsed where they can be, else parsed whole; `Err`
+    /// when they are not JSON.
     pub fn glimpse(bytes: &[u8]) -> Result<Parsed, serde_json::Error> {
         match Glimpse::of_bytes(bytes) {
             Some(glimpse) => Ok(Parsed::Glimpsed(glimpse)),
@@ -281,6 +291,11 @@ mod tests {
             let parsed = Parsed::glimpse(answer.as_bytes()).unwrap();
             assert!(matches!(parsed, Parsed::Json(_)), "{answer}");
         }
+        // A stream chunk's JSON, from the frame it goes to the client in.
+        let chunk = json!({"choices": [], "usage": {"prompt_tokens": 3}});
+        let frame = ["data: ", &chunk.to_string(), "\n\n"].concat();
+        assert_eq!(Parsed::glimpse(frame_json(frame.as_bytes())).unwrap().json(frame_json(frame.as_bytes())).into_owned(), chunk);
+        assert!(Glimpse::of_bytes(frame_json(frame.as_bytes())).unwrap().usage_only && usage_only(&chunk));
         assert!(Parsed::glimpse(b"{\"choices\": [").is_err(), "not JSON");
         assert!(Parsed::glimpse(b"{\"id\": 1} trailing").is_err(), "not JSON");
     }

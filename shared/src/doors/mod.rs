@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::canonical::answer::Parsed;
+use crate::canonical::answer::{Parsed, frame_json, usage_only};
 
 /// A request as the proxy takes it: the canonical request's bytes (what an OpenAI-shaped
 /// upstream is sent as they are) and, where a door wrote them, the canonical request they were
@@ -76,6 +76,12 @@ impl Door {
 pub trait StreamWriter: Send {
     /// The frames for one canonical chunk (`frame`: the chunk as a canonical SSE frame).
     fn chunk(&mut self, chunk: &Value, frame: Bytes) -> Vec<Bytes>;
+    /// The same, for a chunk as the proxy read it: parsed whole, or only glimpsed (where the
+    /// door needs no more: its JSON is then parsed from the frame).
+    fn chunk_read(&mut self, chunk: &Parsed, frame: Bytes) -> Vec<Bytes> {
+        let json = chunk.json(frame_json(&frame));
+        self.chunk(&json, frame)
+    }
     /// The answer as a whole once the stream is over, where the door keeps it (the Responses
     /// API's stored response); asked before `finish`.
     fn response(&mut self) -> Option<Value> {
@@ -90,10 +96,23 @@ struct OpenAiWriter {
     wants_usage: bool,
 }
 
+impl OpenAiWriter {
+    fn pass(&self, usage_only: bool, frame: Bytes) -> Vec<Bytes> {
+        if usage_only && !self.wants_usage { vec![] } else { vec![frame] }
+    }
+}
+
 impl StreamWriter for OpenAiWriter {
     fn chunk(&mut self, chunk: &Value, frame: Bytes) -> Vec<Bytes> {
-        let usage_only = chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty) && chunk.get("usage").is_some();
-        if usage_only && !self.wants_usage { vec![] } else { vec![frame] }
+        self.pass(usage_only(chunk), frame)
+    }
+
+    fn chunk_read(&mut self, chunk: &Parsed, frame: Bytes) -> Vec<Bytes> {
+        let usage_only = match chunk {
+            Parsed::Json(value) => usage_only(value),
+            Parsed::Glimpsed(glimpse) => glimpse.usage_only,
+        };
+        self.pass(usage_only, frame)
     }
 
     fn finish(&mut self, failure: Option<(&str, &str)>, request_id: &str) -> Vec<Bytes> {

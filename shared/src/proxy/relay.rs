@@ -10,6 +10,7 @@ use super::headers::standing;
 use super::observed::{Observed, outcome_of};
 use super::upstream::{Event, Events, Failure};
 use super::{Answer, Flight};
+use crate::canonical::answer::frame_json;
 use crate::error::ApiResult;
 use crate::limits;
 use crate::usage::Outcome;
@@ -131,15 +132,15 @@ impl Flight {
             last_event = tokio::time::Instant::now();
             match next {
                 None | Some(Ok(Event::Done)) => break,
-                Some(Ok(Event::Data(value, frame))) => {
-                    seen.absorb(&value, self.started);
+                Some(Ok(Event::Data(chunk, frame))) => {
+                    seen.absorb_parsed(&chunk, self.started);
                     if let Some(assembler) = &mut assembled {
-                        assembler.push(&value);
+                        assembler.push(&chunk.json(frame_json(&frame)));
                     }
                     if cancelled {
                         continue;
                     }
-                    for frame in writer.chunk(&value, frame) {
+                    for frame in writer.chunk_read(&chunk, frame) {
                         if !self.deliver(&tx, frame).await {
                             cancelled = true;
                             drain.as_mut().reset(tokio::time::Instant::now() + self.timeout);

@@ -72,8 +72,9 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 /// One server-sent event from an upstream stream.
 pub enum Event {
-    /// A chunk: its JSON, and the event as it goes to the client.
-    Data(Value, Bytes),
+    /// A chunk: its JSON (or where nothing needs more, what the proxy reads of it), and the
+    /// event as it goes to the client.
+    Data(Parsed, Bytes),
     Done,
 }
 
@@ -81,7 +82,7 @@ impl Event {
     /// A chunk of ours (the mock's, or one to lay out again) as an event.
     pub fn ours(value: Value) -> Self {
         let frame = sse(&value);
-        Event::Data(value, frame)
+        Event::Data(Parsed::Json(value), frame)
     }
 }
 
@@ -223,17 +224,20 @@ impl Call<'_> {
                 Framing::AwsEventStream => aws_event_stream(response, translator),
             });
         }
-        let events = response.bytes_stream().map(|chunk| chunk.map_err(reqwest::Error::without_url)).eventsource().filter_map(|event| async move {
+        let json_needed = self.json_needed;
+        let events = response.bytes_stream().map(|chunk| chunk.map_err(reqwest::Error::without_url)).eventsource().filter_map(move |event| async move {
+            let bad = |err: serde_json::Error| Failure::Transport(format!("bad event from upstream: {err}"));
             match event {
                 Ok(e) if e.data.trim() == "[DONE]" => Some(Ok(Event::Done)),
                 Ok(e) if e.data.trim().is_empty() => None,
-                // The chunk goes on as the upstream sent it: parsed for its usage, not rewritten,
-                // unless it came on several `data:` lines (joined by newlines here).
-                Ok(e) => Some(match serde_json::from_str(&e.data) {
-                    Ok(value) if e.data.contains('\n') => Ok(Event::ours(value)),
-                    Ok(value) => Ok(Event::Data(value, Bytes::from(format!("data: {}\n\n", e.data)))),
-                    Err(err) => Err(Failure::Transport(format!("bad event from upstream: {err}"))),
-                }),
+                // Laid out again: it came on several `data:` lines (joined by newlines here).
+                Ok(e) if e.data.contains('\n') => Some(serde_json::from_str(&e.data).map(Event::ours).map_err(bad)),
+                // The chunk goes on as the upstream sent it, read for its usage, not rewritten
+                // (and parsed whole only when the door or the cache needs its JSON).
+                Ok(e) => {
+                    let parsed = if json_needed { serde_json::from_str(&e.data).map(Parsed::Json) } else { Parsed::glimpse(e.data.as_bytes()) };
+                    Some(parsed.map(|parsed| Event::Data(parsed, Bytes::from(["data: ", &e.data, "\n\n"].concat()))).map_err(bad))
+                }
                 Err(err) => Some(Err(Failure::Transport(err.to_string()))),
             }
         });
