@@ -50,6 +50,8 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
 const HTTP_REFERER: HeaderName = HeaderName::from_static("http-referer");
 const OPENROUTER_TITLE: HeaderName = HeaderName::from_static("x-openrouter-title");
 const X_TITLE: HeaderName = HeaderName::from_static("x-title");
+/// Tells a proxy in front (nginx) not to buffer a stream.
+const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
 fn caller(headers: &HeaderMap, ip: ClientIp) -> Requester {
     let text = |names: [&HeaderName; 2]| {
@@ -132,7 +134,7 @@ fn respond(answer: proxy::Answer) -> Response {
             let response = Response::builder()
                 .header(axum::http::header::CONTENT_TYPE, "text/event-stream")
                 .header(axum::http::header::CACHE_CONTROL, "no-cache")
-                .header("x-accel-buffering", "no")
+                .header(X_ACCEL_BUFFERING, "no")
                 .body(body)
                 .unwrap_or_else(|e| ApiError::internal(e).into_response());
             (response, headers)
@@ -145,7 +147,8 @@ fn respond(answer: proxy::Answer) -> Response {
 /// Sets the proxy's headers on a response (a value that is no header value is left out).
 fn with_headers(mut response: Response, headers: proxy::Headers) -> Response {
     for (name, value) in headers {
-        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+        // Taken over, not copied (`from_str` copies the text).
+        if let Ok(v) = axum::http::HeaderValue::try_from(value) {
             response.headers_mut().insert(name, v);
         }
     }

@@ -2,9 +2,32 @@
 //! budget headers.
 
 use chrono::{DateTime, Utc};
+use reqwest::header::HeaderName;
 
 use crate::limits::{self, Charge, Metric, Reservation};
 use crate::money::format_dollars;
+
+// The names the proxy's answers carry, made at compile time: `HeaderName::from_static` checks
+// its text every time it runs (~750 instructions a name, ten names an answer).
+const BUDGET_LIMIT: HeaderName = HeaderName::from_static("x-budget-limit-usd");
+const BUDGET_REMAINING: HeaderName = HeaderName::from_static("x-budget-remaining-usd");
+const BUDGET_RESET: HeaderName = HeaderName::from_static("x-budget-reset-at");
+const REQUESTS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+];
+const TOKENS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+/// What the request cost, in dollars.
+pub(super) const COST: HeaderName = HeaderName::from_static("x-tollgate-cost-usd");
+/// `hit`, `miss` or `bypass`: what the response cache did.
+pub(super) const CACHE: HeaderName = HeaderName::from_static("x-tollgate-cache");
+/// The `max_tokens` a request was lowered to so that a budget could pay for it.
+pub(super) const MAX_TOKENS_LOWERED: HeaderName = HeaderName::from_static("x-tollgate-max-tokens-lowered");
 
 /// OpenAI's duration text for reset headers: "59s", "1m30s", "2h0m0s".
 fn duration_text(secs: i64) -> String {
@@ -49,13 +72,13 @@ pub(super) fn standing(reservations: &[Reservation], actual: Option<&Charge>, no
     let mut out: super::Headers = Vec::new();
     for (kind, remaining, limit, window_end) in tightest {
         if kind == "budget" {
-            out.push(("x-budget-limit-usd", format_dollars(limit)));
-            out.push(("x-budget-remaining-usd", format_dollars(remaining)));
+            out.push((BUDGET_LIMIT, format_dollars(limit)));
+            out.push((BUDGET_REMAINING, format_dollars(remaining)));
             if let Some(end) = window_end {
-                out.push(("x-budget-reset-at", end.to_rfc3339()));
+                out.push((BUDGET_RESET, end.to_rfc3339()));
             }
         } else {
-            let [limit_name, remaining_name, reset_name] = rate_limit_names(kind);
+            let [limit_name, remaining_name, reset_name] = if kind == "requests" { REQUESTS } else { TOKENS };
             out.push((limit_name, limit.to_string()));
             out.push((remaining_name, remaining.to_string()));
             if let Some(end) = window_end {
@@ -64,16 +87,6 @@ pub(super) fn standing(reservations: &[Reservation], actual: Option<&Charge>, no
         }
     }
     out
-}
-
-/// OpenAI's `x-ratelimit-{limit,remaining,reset}-{kind}` names, spelled out: building and
-/// checking them per request was a visible share of the proxy's header work.
-fn rate_limit_names(kind: &str) -> [&'static str; 3] {
-    if kind == "requests" {
-        ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"]
-    } else {
-        ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"]
-    }
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ pub async fn enter(gw: &Gateway) -> ApiResult<crate::admission::Slot> {
 }
 
 /// Response headers: names and values, for the HTTP layer to set.
-pub type Headers = Vec<(&'static str, String)>;
+pub type Headers = Vec<(reqwest::header::HeaderName, String)>;
 
 /// What the proxy answers; the HTTP layer (`http::proxy`) turns it into the response.
 pub enum Answer {
@@ -392,8 +392,8 @@ impl Flight {
     }
 
     /// Says that (and to what) the request's max_tokens was lowered to fit a budget.
-    pub(super) fn lowered_header(&self) -> Option<(&'static str, String)> {
-        self.lowered_max_tokens.map(|n| ("x-tollgate-max-tokens-lowered", n.to_string()))
+    pub(super) fn lowered_header(&self) -> Option<(reqwest::header::HeaderName, String)> {
+        self.lowered_max_tokens.map(|n| (headers::MAX_TOKENS_LOWERED, n.to_string()))
     }
 
     /// The id of an answer made here (the mock's; an upstream's answer keeps its own).
@@ -445,7 +445,7 @@ impl Flight {
                     let (answer, stored) = self.door.answer(bytes, &body, self.native());
                     self.record_full(actual, &seen, Outcome::Success, 200, false, false, None, stored).await?;
                     let mut headers = standing(&self.reservations, Some(&actual), self.gw.clock.now());
-                    headers.push(("x-tollgate-cost-usd", format_dollars(actual.cost_micros)));
+                    headers.push((headers::COST, format_dollars(actual.cost_micros)));
                     headers.extend(self.lowered_header());
                     headers.extend(self.cache_header());
                     return Ok(Answer::Whole { body: answer, headers });

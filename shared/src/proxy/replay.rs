@@ -65,8 +65,8 @@ impl Flight {
         let cost = i64::try_from((share + 99) / 100).unwrap_or(i64::MAX).min(self.reserved_cost().unwrap_or(i64::MAX));
         let actual = Charge { calls: 1, input_tokens: 0, output_tokens: 0, cost_micros: cost };
         let mut headers = standing(&self.reservations, Some(&actual), self.gw.clock.now());
-        headers.push(("x-tollgate-cost-usd", format_dollars(cost)));
-        headers.push(("x-tollgate-cache", "hit".into()));
+        headers.push((super::headers::COST, format_dollars(cost)));
+        headers.push((super::headers::CACHE, "hit".into()));
         let seen = Observed::default();
         if !self.req.stream {
             self.record(actual, &seen, Outcome::CacheHit, 200, false, None).await?;
@@ -97,7 +97,7 @@ impl Flight {
 
     /// `x-tollgate-cache` on an answer that did not come from the cache: `miss`, or `bypass`
     /// when the caller said `no-cache`.
-    pub(super) fn cache_header(&self) -> Option<(&'static str, String)> {
-        self.cache.as_ref().map(|c| ("x-tollgate-cache", if c.read { "miss" } else { "bypass" }.to_string()))
+    pub(super) fn cache_header(&self) -> Option<(reqwest::header::HeaderName, String)> {
+        self.cache.as_ref().map(|c| (super::headers::CACHE, if c.read { "miss" } else { "bypass" }.to_string()))
     }
 }
