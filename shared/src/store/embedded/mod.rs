@@ -229,9 +229,15 @@ fn query_sync(db: &Database, q: &Query, lo: &str, hi: &str, after: Option<&(Stri
                 let iter: Box<dyn Iterator<Item = _>> = if q.forward { Box::new(range) } else { Box::new(range.rev()) };
                 for entry in iter {
                     let (k, _) = entry.map_err(backend)?;
-                    let (_, _, ipk, isk) = k.value();
+                    let (gpk, gsk, ipk, isk) = k.value();
                     let key = Key::new(ipk, isk);
-                    let item = raw_get(&items_table, &key)?;
+                    // Only while the item is still filed there (see `Tables::write`).
+                    let (pk_name, sk_name) = q.index.key_names();
+                    let filed = |item: &Item| {
+                        item.get(pk_name).and_then(crate::store::Attr::as_str) == Some(gpk)
+                            && item.get(sk_name).and_then(crate::store::Attr::as_str) == Some(gsk)
+                    };
+                    let item = raw_get(&items_table, &key)?.filter(filed);
                     if take(key, item) {
                         break;
                     }

@@ -356,3 +356,39 @@ async fn index_entries_follow_an_item_across_commits() {
     let store = EmbeddedStore::open(&path).unwrap();
     assert_eq!(found(store.clone(), Index::Gsi2, "D").await, 0, "a delete takes its entries");
 }
+
+/// A put without a condition does not read what it replaces, so an old version that cannot be
+/// decoded reaches the committer: it is replaced there (the store goes on taking writes, after
+/// a restart too), and the index entry it had is skipped by queries.
+#[tokio::test]
+async fn an_unreadable_old_version_is_replaced_without_stopping_the_store() {
+    use crate::store::{Index, Query, keyed_item, set_index};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let key = Key::new("U", "1");
+    let item = |pk: &str| {
+        let mut item = keyed_item(&serde_json::json!({"note": pk}), &key).unwrap();
+        set_index(&mut item, Index::Gsi1, pk, "sk");
+        item
+    };
+    let store = EmbeddedStore::open(&path).unwrap();
+    store.put(item("A"), None).await.unwrap();
+    drop(store);
+    // Its stored form damaged behind the store's back: the format byte, then nonsense.
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(super::ITEMS).unwrap().insert(("U", "1"), [super::codec::FORMAT, 0xff, 0xff, 0xff].as_slice()).unwrap();
+        txn.commit().unwrap();
+    }
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert!(store.get(&key).await.is_err(), "the damaged item does not read");
+    store.put(item("B"), None).await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(store.get(&key).await.unwrap().and_then(|i| i.get("note").and_then(Attr::as_str).map(str::to_string)).as_deref(), Some("B"));
+    assert_eq!(store.query(Query::new(Index::Gsi1, "A")).await.unwrap().items.len(), 0, "the entry left behind is skipped");
+    assert_eq!(store.query(Query::new(Index::Gsi1, "B")).await.unwrap().items.len(), 1);
+    store.put(item("C"), None).await.unwrap();
+    assert_eq!(store.query(Query::new(Index::Gsi1, "C")).await.unwrap().items.len(), 1, "still taking writes");
+}

@@ -436,8 +436,15 @@ impl Tables<'_> {
             None => self.items.remove(at),
         }
         .map_err(backend)?;
-        let old = match old {
-            Some(guard) => super::codec::index_entries(key, guard.value())?,
+        let old = match old.map(|guard| super::codec::index_entries(key, guard.value())) {
+            Some(Ok(entries)) => entries,
+            // An old version that cannot be read (a put or delete without a condition does not
+            // read what it replaces) must not stop the store: it is replaced, and any index
+            // entries it had stay behind, which queries skip (`query_sync`).
+            Some(Err(e)) => {
+                tracing::warn!(pk = %key.pk, sk = %key.sk, error = %e, "replacing an item whose stored form could not be read");
+                [None, None]
+            }
             None => [None, None],
         };
         for (i, (old_entry, table)) in old.into_iter().zip([&mut self.gsi1, &mut self.gsi2]).enumerate() {
