@@ -7,7 +7,8 @@
 
 use std::borrow::Cow;
 
-use serde::de::{Deserializer, Visitor};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -76,16 +77,24 @@ impl Glimpse {
 
     /// Read straight from an answer's bytes, as `of_value` reads the parsed answer. `None` when
     /// they are not read the quick way: not JSON, a Responses API shape, or anything unusual
-    /// (a field of an unexpected type, a key given twice, an escaped `object`), which the caller
-    /// then parses whole, so the result never differs from `of_value`'s.
+    /// (a field of an unexpected type, a list where an object belongs, a key given twice, an
+    /// escaped `object`), which the caller then parses whole, so where this answers, it answers
+    /// as `of_value` would. What it steps over it checks only for JSON's grammar: a value nested
+    /// deeper than 128, a lone surrogate escape or a number past `f64` in a field the proxy
+    /// does not read, which the whole parse refuses, passes here (it is JSON, and goes on to
+    /// the client as it came).
     pub fn of_bytes(bytes: &[u8]) -> Option<Glimpse> {
-        let wire: Wire<'_> = serde_json::from_slice(bytes).ok()?;
+        // UTF-8 first (`from_str` then trusts it): skipped strings are not checked otherwise.
+        let text = std::str::from_utf8(bytes).ok()?;
+        let Obj(wire): Obj<Wire<'_>> = serde_json::from_str(text).ok()?;
         if wire.object == Some("response") || wire.kind.is_some() {
             return None;
         }
         let usage_there = wire.usage.is_some();
         let usage = wire.usage.flatten().map(|u| {
-            let (prompt, completion) = (u.prompt_tokens_details.unwrap_or_default(), u.completion_tokens_details.unwrap_or_default());
+            let Obj(u) = u;
+            let prompt = u.prompt_tokens_details.map(|Obj(d)| d).unwrap_or_default();
+            let completion = u.completion_tokens_details.map(|Obj(d)| d).unwrap_or_default();
             Usage {
                 input: u.prompt_tokens,
                 output: u.completion_tokens,
@@ -100,10 +109,10 @@ impl Glimpse {
         let first = wire.choices.and_then(|c| c.into_iter().next());
         let (text, finish_reason) = match first {
             // `delta.content` when the chunk has it (even null), else `text`.
-            Some(choice) => (choice.delta.and_then(|d| d.content).unwrap_or(choice.text.flatten()), choice.finish_reason),
+            Some(Obj(choice)) => (choice.delta.and_then(|Obj(d)| d.content).unwrap_or(choice.text.flatten()), choice.finish_reason),
             None => (None, None),
         };
-        Some(Glimpse { usage, text: text.is_some_and(|Filled(filled)| filled), finish_reason: finish_reason.map(Cow::into_owned), usage_only })
+        Some(Glimpse { usage, text: text.is_some_and(|Filled(filled)| filled), finish_reason, usage_only })
     }
 }
 
@@ -135,7 +144,10 @@ impl Parsed {
         }
     }
 
-    /// The answer's JSON (`bytes`: the answer), parsed now if it was only glimpsed.
+    /// The answer's JSON (`bytes`: the answer), parsed now if it was only glimpsed. That does
+    /// not happen on the proxy's paths: an answer is glimpsed only where neither the door
+    /// (`Door::needs_json`) nor the response cache reads it whole. Should it, JSON the whole
+    /// parse refuses (see `Glimpse::of_bytes`) reads as null.
     pub fn json(&self, bytes: &[u8]) -> Cow<'_, Value> {
         match self {
             Parsed::Json(value) => Cow::Borrowed(value),
@@ -163,9 +175,9 @@ struct Wire<'a> {
     kind: Option<&'a str>,
     /// `Some(None)`: there, but null.
     #[serde(default, deserialize_with = "present")]
-    usage: Option<Option<WireUsage>>,
+    usage: Option<Option<Obj<WireUsage>>>,
     #[serde(default)]
-    choices: Option<Vec<WireChoice<'a>>>,
+    choices: Option<Vec<Obj<WireChoice>>>,
 }
 
 #[derive(Deserialize)]
@@ -175,9 +187,9 @@ struct WireUsage {
     #[serde(default)]
     completion_tokens: Option<i64>,
     #[serde(default)]
-    prompt_tokens_details: Option<PromptDetails>,
+    prompt_tokens_details: Option<Obj<PromptDetails>>,
     #[serde(default)]
-    completion_tokens_details: Option<CompletionDetails>,
+    completion_tokens_details: Option<Obj<CompletionDetails>>,
     #[serde(default)]
     cost: Option<f64>,
 }
@@ -199,19 +211,39 @@ struct CompletionDetails {
 }
 
 #[derive(Deserialize)]
-struct WireChoice<'a> {
+struct WireChoice {
     #[serde(default)]
-    delta: Option<WireDelta>,
+    delta: Option<Obj<WireDelta>>,
     #[serde(default, deserialize_with = "present")]
     text: Option<Option<Filled>>,
-    #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct WireDelta {
     #[serde(default, deserialize_with = "present")]
     content: Option<Option<Filled>>,
+}
+
+/// An object, and only an object: serde reads a struct from a JSON list too (by position),
+/// where the parsed read finds no field at all.
+struct Obj<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Map<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Map<T> {
+            type Value = Obj<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Obj<T>, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Obj)
+            }
+        }
+        deserializer.deserialize_map(Map(std::marker::PhantomData))
+    }
 }
 
 /// A field that is there, null or not: `Some(None)` for null, `None` (the default) for absent.
@@ -285,6 +317,11 @@ mod tests {
             r#"{"usage": {"prompt_tokens": 1}, "usage": {"prompt_tokens": 2}}"#,
             r#"{"object": "chat.completion\u0020", "choices": []}"#,
             r#"[1, 2]"#,
+            r#"[null, null, {}, []]"#,
+            r#"{"usage": [5, 7]}"#,
+            r#"{"choices": [[null, "x", "stop"]]}"#,
+            r#"{"choices": [{"delta": ["x"]}]}"#,
+            r#"{"usage": {"prompt_tokens_details": [4]}}"#,
         ];
         for answer in slow {
             assert_eq!(Glimpse::of_bytes(answer.as_bytes()), None, "{answer}");
@@ -297,6 +334,12 @@ mod tests {
         assert_eq!(Parsed::glimpse(frame_json(frame.as_bytes())).unwrap().json(frame_json(frame.as_bytes())).into_owned(), chunk);
         assert!(Glimpse::of_bytes(frame_json(frame.as_bytes())).unwrap().usage_only && usage_only(&chunk));
         assert!(Parsed::glimpse(b"{\"choices\": [").is_err(), "not JSON");
+        assert!(Parsed::glimpse(b"{\"id\": \"\xff\"}").is_err(), "not UTF-8");
+        // JSON the whole parse refuses for its own limits, in a field the proxy does not read,
+        // is read quickly (and passed on as it came).
+        let lone_surrogate = br#"{"id": "\ud800", "choices": []}"#;
+        assert!(serde_json::from_slice::<Value>(lone_surrogate).is_err());
+        assert_eq!(Glimpse::of_bytes(lone_surrogate), Some(Glimpse::default()));
         assert!(Parsed::glimpse(b"{\"id\": 1} trailing").is_err(), "not JSON");
     }
 }

@@ -61,6 +61,12 @@ impl Door {
         }
     }
 
+    /// Whether the door reads answers and chunks whole (it translates them): the OpenAI door
+    /// passes them on as they came, so for it they are only glimpsed (`canonical::answer`).
+    pub fn needs_json(&self) -> bool {
+        !matches!(self, Door::OpenAi)
+    }
+
     /// What writes a stream to the caller (`native` as in `answer`).
     pub fn writer(&self, wants_usage: bool, native: bool) -> Box<dyn StreamWriter> {
         match self {

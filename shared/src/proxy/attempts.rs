@@ -202,8 +202,7 @@ impl Flight {
             body: self.upstream_body(provider),
             timeout: self.attempt_timeout(),
             traceparent: traceparent.as_deref(),
-            // The OpenAI door passes an answer on as it came; another door translates it.
-            json_needed: !matches!(self.door, Door::OpenAi) || self.cache.is_some(),
+            json_needed: self.door.needs_json() || self.cache.is_some(),
         };
         Ok(go(call).await)
     }
