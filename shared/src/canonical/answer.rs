@@ -7,13 +7,13 @@
 
 use std::borrow::Cow;
 
+use serde::Deserialize;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The usage an answer reports, as the canonical shape names it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Usage {
     pub input: Option<i64>,
     pub output: Option<i64>,
@@ -28,7 +28,7 @@ pub struct Usage {
 }
 
 /// What the proxy reads of one canonical answer or chunk.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Glimpse {
     /// `usage`, when it is an object.
     pub usage: Option<Usage>,
@@ -127,8 +127,8 @@ pub fn frame_json(frame: &[u8]) -> &[u8] {
     frame.strip_prefix(b"data: ").and_then(|f| f.strip_suffix(b"\n\n")).unwrap_or(frame)
 }
 
-/// An answer or stream chunk from upstream in the canonical shape: its JSON, or where nothing needs more
-/// than the proxy reads of it, that alone.
+/// An answer or stream chunk from upstream in the canonical shape: its JSON, or where nothing
+/// needs more than the proxy reads of it, that alone.
 pub enum Parsed {
     Json(Value),
     Glimpsed(Glimpse),
@@ -152,14 +152,6 @@ impl Parsed {
         match self {
             Parsed::Json(value) => Cow::Borrowed(value),
             Parsed::Glimpsed(_) => Cow::Owned(serde_json::from_slice(bytes).unwrap_or_default()),
-        }
-    }
-
-    /// What the proxy reads of it; `None` for a Responses API answer.
-    pub fn read(&self) -> Option<Cow<'_, Glimpse>> {
-        match self {
-            Parsed::Json(value) => Glimpse::of_value(value).map(Cow::Owned),
-            Parsed::Glimpsed(glimpse) => Some(Cow::Borrowed(glimpse)),
         }
     }
 }

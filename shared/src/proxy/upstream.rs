@@ -182,7 +182,8 @@ impl Call<'_> {
         Ok(response)
     }
 
-    /// A whole (non-streamed) answer: its bytes, as they go to the client, and their JSON.
+    /// A whole (non-streamed) answer: its bytes, as they go to the client, and their JSON (or,
+    /// where `json_needed` is false, what the proxy reads of it).
     pub async fn complete(&self) -> Result<(Bytes, Parsed), Failure> {
         if let Some(local) = self.provider.local_answer(self.request, self.id, self.created, false) {
             return whole(local, self.timeout).await;
