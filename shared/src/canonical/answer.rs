@@ -135,13 +135,13 @@ pub enum Parsed {
 }
 
 impl Parsed {
-    /// An answer's or chunk's bytes read: glimpsed where they can be, else parsed whole; `Err`
-    /// when they are not JSON.
-    pub fn glimpse(bytes: &[u8]) -> Result<Parsed, serde_json::Error> {
-        match Glimpse::of_bytes(bytes) {
-            Some(glimpse) => Ok(Parsed::Glimpsed(glimpse)),
-            None => serde_json::from_slice(bytes).map(Parsed::Json),
+    /// An answer's or chunk's bytes read: parsed whole when `whole` (a door or the cache needs
+    /// its JSON), else glimpsed where they can be; `Err` when they are not JSON.
+    pub fn read(bytes: &[u8], whole: bool) -> Result<Parsed, serde_json::Error> {
+        if !whole && let Some(glimpse) = Glimpse::of_bytes(bytes) {
+            return Ok(Parsed::Glimpsed(glimpse));
         }
+        serde_json::from_slice(bytes).map(Parsed::Json)
     }
 
     /// The answer's JSON (`bytes`: the answer), parsed now if it was only glimpsed. That does
@@ -317,21 +317,21 @@ mod tests {
         ];
         for answer in slow {
             assert_eq!(Glimpse::of_bytes(answer.as_bytes()), None, "{answer}");
-            let parsed = Parsed::glimpse(answer.as_bytes()).unwrap();
+            let parsed = Parsed::read(answer.as_bytes(), false).unwrap();
             assert!(matches!(parsed, Parsed::Json(_)), "{answer}");
         }
         // A stream chunk's JSON, from the frame it goes to the client in.
         let chunk = json!({"choices": [], "usage": {"prompt_tokens": 3}});
         let frame = ["data: ", &chunk.to_string(), "\n\n"].concat();
-        assert_eq!(Parsed::glimpse(frame_json(frame.as_bytes())).unwrap().json(frame_json(frame.as_bytes())).into_owned(), chunk);
+        assert_eq!(Parsed::read(frame_json(frame.as_bytes()), false).unwrap().json(frame_json(frame.as_bytes())).into_owned(), chunk);
         assert!(Glimpse::of_bytes(frame_json(frame.as_bytes())).unwrap().usage_only && usage_only(&chunk));
-        assert!(Parsed::glimpse(b"{\"choices\": [").is_err(), "not JSON");
-        assert!(Parsed::glimpse(b"{\"id\": \"\xff\"}").is_err(), "not UTF-8");
+        assert!(Parsed::read(b"{\"choices\": [", false).is_err(), "not JSON");
+        assert!(Parsed::read(b"{\"id\": \"\xff\"}", false).is_err(), "not UTF-8");
         // JSON the whole parse refuses for its own limits, in a field the proxy does not read,
         // is read quickly (and passed on as it came).
         let lone_surrogate = br#"{"id": "\ud800", "choices": []}"#;
         assert!(serde_json::from_slice::<Value>(lone_surrogate).is_err());
         assert_eq!(Glimpse::of_bytes(lone_surrogate), Some(Glimpse::default()));
-        assert!(Parsed::glimpse(b"{\"id\": 1} trailing").is_err(), "not JSON");
+        assert!(Parsed::read(b"{\"id\": 1} trailing", false).is_err(), "not JSON");
     }
 }

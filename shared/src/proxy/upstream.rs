@@ -202,12 +202,8 @@ impl Call<'_> {
                 let canonical = translate(&parse(&bytes)?, self.created);
                 Ok((Bytes::from(canonical.to_string()), Parsed::Json(canonical)))
             }
-            None if self.json_needed => {
-                let value = parse(&bytes)?;
-                Ok((bytes, Parsed::Json(value)))
-            }
             None => {
-                let parsed = Parsed::glimpse(&bytes).map_err(not_json)?;
+                let parsed = Parsed::read(&bytes, self.json_needed).map_err(not_json)?;
                 Ok((bytes, parsed))
             }
         }
@@ -235,10 +231,11 @@ impl Call<'_> {
                 Ok(e) if e.data.contains('\n') => Some(serde_json::from_str(&e.data).map(Event::ours).map_err(bad)),
                 // The chunk goes on as the upstream sent it, read for its usage, not rewritten
                 // (and parsed whole only when the door or the cache needs its JSON).
-                Ok(e) => {
-                    let parsed = if json_needed { serde_json::from_str(&e.data).map(Parsed::Json) } else { Parsed::glimpse(e.data.as_bytes()) };
-                    Some(parsed.map(|parsed| Event::Data(parsed, Bytes::from(["data: ", &e.data, "\n\n"].concat()))).map_err(bad))
-                }
+                Ok(e) => Some(
+                    Parsed::read(e.data.as_bytes(), json_needed)
+                        .map(|parsed| Event::Data(parsed, Bytes::from(["data: ", &e.data, "\n\n"].concat())))
+                        .map_err(bad),
+                ),
                 Err(err) => Some(Err(Failure::Transport(err.to_string()))),
             }
         });
