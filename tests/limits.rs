@@ -178,8 +178,8 @@ backend_tests! {
         let (key_id, key) = app.api_key(&admin, json!({"budget_limit_cents": 10, "budget_period": "monthly"})).await;
         let body = json!({"model": "mock-1", "max_tokens": 5, "messages": [{"role": "user", "content": "go [mock:words=50]"}]});
         app.chat(&key, body.clone()).await.expect(200);
-        // Two requests reserved 4 cents each and died (a kill -9 mid-flight): one whose lease
-        // lapsed, one whose lease still runs.
+        // Three requests reserved and died (a kill -9 mid-flight): two whose leases lapsed (4
+        // cents and half a cent held), one whose lease still runs (4 cents).
         let owner = tollgate::keys::Owner::User { user_id: app.get("/api/me", Some(&admin)).await.body["id"].as_str().unwrap().parse().unwrap() };
         let stored = tollgate::keys::get(app.state.store.as_ref(), &owner, key_id.parse().unwrap()).await.unwrap();
         let levels = tollgate::proxy::levels::levels(&stored, &Default::default());
@@ -190,14 +190,19 @@ backend_tests! {
             tollgate::limits::LeaseSpec { id: id.to_string(), expires_at, record }
         };
         tollgate::limits::reserve_levels(app.state.store.as_ref(), &levels, &worst, now, &dead("dead-lapsed", now.timestamp() - 1)).await.unwrap();
+        let half = tollgate::limits::Charge { cost_micros: 5_000, ..worst };
+        tollgate::limits::reserve_levels(app.state.store.as_ref(), &levels, &half, now, &dead("dead-lapsed-b", now.timestamp() - 1)).await.unwrap();
         tollgate::limits::reserve_levels(app.state.store.as_ref(), &levels, &worst, now, &dead("dead-running", now.timestamp() + 3600)).await.unwrap();
-        assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 90_000, "1 cent spent + 2 x 4 held");
+        assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 95_000, "1 cent spent + 4 + 0.5 + 4 held");
 
-        // The next request releases the lapsed one in its settlement, and records it.
+        // The next request releases the lapsed ones in its settlement, and records them (three
+        // records of one owner, day and model in one transaction: their rollups' shares merge).
         app.chat(&key, body.clone()).await.expect(200);
         assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 60_000, "2 cents spent + the running lease's 4");
-        let lost = tollgate::usage::by_request_id(app.state.store.as_ref(), "dead-lapsed").await.unwrap().expect("the lost request is recorded");
-        assert!(lost.cancelled && lost.cost_micros == 0 && lost.error.unwrap().contains("never settled"));
+        for id in ["dead-lapsed", "dead-lapsed-b"] {
+            let lost = tollgate::usage::by_request_id(app.state.store.as_ref(), id).await.unwrap().expect("the lost request is recorded");
+            assert!(lost.cancelled && lost.cost_micros == 0 && lost.error.unwrap().contains("never settled"));
+        }
         assert!(tollgate::usage::by_request_id(app.state.store.as_ref(), "dead-running").await.unwrap().is_none());
         // Released once: the next request finds nothing more to release.
         app.chat(&key, body.clone()).await.expect(200);
@@ -222,6 +227,10 @@ backend_tests! {
         assert!(tollgate::usage::by_request_id(app.state.store.as_ref(), "dead-running").await.unwrap().is_some(), "recorded as it was released");
         let logs = app.get("/admin/v1/me/usage/logs?limit=100", Some(&admin)).await.expect(200).body["data"].as_array().unwrap().clone();
         assert_eq!(logs.iter().map(|r| r["cost_micros"].as_i64().unwrap()).sum::<i64>(), 50_000);
+        // The rollups count every record once, the lost ones included.
+        tollgate::usage::rollups::roll_up(app.state.store.as_ref()).await.unwrap();
+        let summary = app.get("/admin/v1/me/usage", Some(&admin)).await.expect(200).body;
+        assert_eq!((summary["request_count"].as_u64(), summary["total_cost"].as_f64()), (Some(logs.len() as u64), Some(0.05)), "{summary}");
 
         // A lease is named for the minute it first lapses, where lapsed ones are looked for: a
         // renewal for less time than the request first took (one with fallbacks to try) keeps
