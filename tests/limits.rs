@@ -178,8 +178,9 @@ backend_tests! {
         let (key_id, key) = app.api_key(&admin, json!({"budget_limit_cents": 10, "budget_period": "monthly"})).await;
         let body = json!({"model": "mock-1", "max_tokens": 5, "messages": [{"role": "user", "content": "go [mock:words=50]"}]});
         app.chat(&key, body.clone()).await.expect(200);
-        // Three requests reserved and died (a kill -9 mid-flight): two whose leases lapsed (4
-        // cents and half a cent held), one whose lease still runs (4 cents).
+        // Three requests reserved and died (a kill -9 mid-flight): two whose leases lapsed (3.5
+        // cents and half a cent held), one whose lease still runs (4 cents). Together they leave
+        // exactly the next request's worst case (1 cent), so it is served without a refusal.
         let owner = tollgate::keys::Owner::User { user_id: app.get("/api/me", Some(&admin)).await.body["id"].as_str().unwrap().parse().unwrap() };
         let stored = tollgate::keys::get(app.state.store.as_ref(), &owner, key_id.parse().unwrap()).await.unwrap();
         let levels = tollgate::proxy::levels::levels(&stored, &Default::default());
@@ -189,19 +190,23 @@ backend_tests! {
             let record = tollgate::usage::lease_record(&owner.tag(), stored.id, "mock-1", "chat/completions", None);
             tollgate::limits::LeaseSpec { id: id.to_string(), expires_at, record }
         };
-        tollgate::limits::reserve_levels(app.state.store.as_ref(), &levels, &worst, now, &dead("dead-lapsed", now.timestamp() - 1)).await.unwrap();
+        let most = tollgate::limits::Charge { cost_micros: 35_000, ..worst };
+        tollgate::limits::reserve_levels(app.state.store.as_ref(), &levels, &most, now, &dead("dead-lapsed", now.timestamp() - 1)).await.unwrap();
         let half = tollgate::limits::Charge { cost_micros: 5_000, ..worst };
         tollgate::limits::reserve_levels(app.state.store.as_ref(), &levels, &half, now, &dead("dead-lapsed-b", now.timestamp() - 1)).await.unwrap();
         tollgate::limits::reserve_levels(app.state.store.as_ref(), &levels, &worst, now, &dead("dead-running", now.timestamp() + 3600)).await.unwrap();
-        assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 95_000, "1 cent spent + 4 + 0.5 + 4 held");
+        assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 90_000, "1 cent spent + 3.5 + 0.5 + 4 held");
 
-        // The next request releases the lapsed ones in its settlement, and records them (three
-        // records of one owner, day and model in one transaction: their rollups' shares merge).
-        app.chat(&key, body.clone()).await.expect(200);
+        // The next request releases both lapsed leases in its settlement, and records the two
+        // lost requests in that same transaction, beside its own record (so at its time: a
+        // release after a refusal records them at the reservation's).
+        let served = app.chat(&key, body.clone()).await.expect(200);
         assert_eq!(used(&counters(&app, &admin, &key_id).await, "budget"), 60_000, "2 cents spent + the running lease's 4");
+        let served = tollgate::usage::by_request_id(app.state.store.as_ref(), served.headers["x-request-id"].to_str().unwrap()).await.unwrap().unwrap();
         for id in ["dead-lapsed", "dead-lapsed-b"] {
             let lost = tollgate::usage::by_request_id(app.state.store.as_ref(), id).await.unwrap().expect("the lost request is recorded");
             assert!(lost.cancelled && lost.cost_micros == 0 && lost.error.unwrap().contains("never settled"));
+            assert_eq!(lost.recorded_at, served.recorded_at, "{id}: released by the settlement");
         }
         assert!(tollgate::usage::by_request_id(app.state.store.as_ref(), "dead-running").await.unwrap().is_none());
         // Released once: the next request finds nothing more to release.

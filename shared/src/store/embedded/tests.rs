@@ -397,8 +397,9 @@ async fn an_unreadable_old_version_is_replaced_without_stopping_the_store() {
 /// them again (plainly or on a condition), at once or after up to 2 ms, while redb commits
 /// every millisecond, so some deletes land before a commit takes the item, some after, some
 /// while a commit writes it. Afterwards redb alone, without the log, holds exactly the items
-/// kept. (It caught both bugs of a change that skipped redb for items it never held, tried on
-/// 2026-12-06 and dropped: see the README's performance notes.)
+/// kept. (Tried on 2026-12-06, a change that left out of redb the items it never held failed
+/// here on either of two planted bugs: a plain delete of a committed item taken for one redb
+/// lacked, and an item written again during a commit still marked as lacked after it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletes_racing_the_committer_leave_redb_holding_exactly_what_was_kept() {
     use crate::store::{Cond, Item};
