@@ -125,8 +125,13 @@ fn live(item: Option<Item>, now: i64) -> Option<Item> {
 }
 
 fn index_key(item: &Item, index: Index) -> Option<(String, String)> {
+    index_entry(item, index).map(|(pk, sk)| (pk.to_string(), sk.to_string()))
+}
+
+/// Where `item` is filed in `index`, borrowed.
+fn index_entry(item: &Item, index: Index) -> Option<(&str, &str)> {
     let (ipk, isk) = index.key_names();
-    Some((item.get(ipk)?.as_str()?.to_string(), item.get(isk)?.as_str()?.to_string()))
+    Some((item.get(ipk)?.as_str()?, item.get(isk)?.as_str()?))
 }
 
 fn single(result: StoreResult<TxOutcome>) -> StoreResult<Arc<Item>> {
@@ -232,12 +237,7 @@ fn query_sync(db: &Database, q: &Query, lo: &str, hi: &str, after: Option<&(Stri
                     let (gpk, gsk, ipk, isk) = k.value();
                     let key = Key::new(ipk, isk);
                     // Only while the item is still filed there (see `Tables::write`).
-                    let (pk_name, sk_name) = q.index.key_names();
-                    let filed = |item: &Item| {
-                        item.get(pk_name).and_then(crate::store::Attr::as_str) == Some(gpk)
-                            && item.get(sk_name).and_then(crate::store::Attr::as_str) == Some(gsk)
-                    };
-                    let item = raw_get(&items_table, &key)?.filter(filed);
+                    let item = raw_get(&items_table, &key)?.filter(|item| index_entry(item, q.index) == Some((gpk, gsk)));
                     if take(key, item) {
                         break;
                     }
