@@ -8,11 +8,12 @@
 //! is all-or-nothing in memory, and every log record and commit takes the overlay as it stood
 //! between two transactions, so no half of one ever reaches the disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, Table};
+use tokio::sync::oneshot::Receiver;
 
 use super::wal::{Logged, Payload, Tx, Wal};
 use super::{GSI1, GSI2, ITEMS, META, backend, index_key, raw_get};
@@ -97,8 +98,13 @@ pub(super) struct Overlay {
     dirty_since: Option<Instant>,
     /// The last transaction applied.
     applied: u64,
-    /// The last transaction someone waits to see committed.
-    wanted: u64,
+    /// Who waits for a transaction to be durable, in the order of the transactions: the logger
+    /// or a commit answers each once the disk holds it, and only those (a channel every waiter
+    /// watched woke all of them at each sync, most of them only to wait again).
+    waiters: VecDeque<(u64, Synced)>,
+    /// The logger is waiting for work: set by it, cleared by the first writer to wake it, so
+    /// the others (and a writer while the logger syncs) make no wakeup call.
+    logger_idle: bool,
     /// Which round of the log new records belong to: a new round starts whenever the committer
     /// takes a batch (see `Wal::append`).
     round: u64,
@@ -111,12 +117,20 @@ pub(super) struct Overlay {
     snapshot: Option<ReadOnlyTable<(&'static str, &'static str), &'static [u8]>>,
 }
 
-/// How far the logger and committer have come: every transaction up to `done` is durable (in
-/// the log or redb).
-#[derive(Clone, Default)]
-struct Progress {
-    done: u64,
-    failed: Option<String>,
+/// Tells a waiting writer that its transaction is on disk, or why it never will be.
+type Synced = tokio::sync::oneshot::Sender<StoreResult<()>>;
+/// What the writer waits on.
+type Heard = Receiver<StoreResult<()>>;
+
+/// Answers `waiters`. The logger and the committer do so after releasing the lock that gave
+/// them up, so that a woken writer's task does not find the overlay still locked (only a
+/// failure, which ends all writing, answers under it).
+/// `failed` says why the store failed, if it did.
+fn answer(waiters: impl IntoIterator<Item = (u64, Synced)>, failed: Option<&str>) {
+    for (_, waiter) in waiters {
+        // A writer that stopped waiting (its request was dropped) has nothing to hear.
+        let _ = waiter.send(failed.map_or(Ok(()), |why| Err(StoreError::Backend(why.to_string()))));
+    }
 }
 
 pub(super) struct Writes {
@@ -129,24 +143,14 @@ pub(super) struct Writes {
     /// Held while syncing: concurrent syncs (the log's and redb's) were slower here than one
     /// after the other, and the log's wait behind a redb sync sets the tail latency.
     pub(super) disk: Mutex<()>,
-    progress: tokio::sync::watch::Sender<Progress>,
     flush_every: Duration,
 }
 
 impl Writes {
     /// The write path over `db`, which holds every transaction up to `durable`.
     pub fn new(db: Arc<Database>, durable: u64, flush_every: Duration) -> Self {
-        let overlay = Overlay { applied: durable, wanted: durable, ..Overlay::default() };
-        let progress = Progress { done: durable, failed: None };
-        Self {
-            db,
-            overlay: Mutex::new(overlay),
-            log_wake: Condvar::new(),
-            commit_wake: Condvar::new(),
-            disk: Mutex::new(()),
-            progress: tokio::sync::watch::Sender::new(progress),
-            flush_every,
-        }
+        let overlay = Overlay { applied: durable, ..Overlay::default() };
+        Self { db, overlay: Mutex::new(overlay), log_wake: Condvar::new(), commit_wake: Condvar::new(), disk: Mutex::new(()), flush_every }
     }
 
     pub fn overlay(&self) -> MutexGuard<'_, Overlay> {
@@ -159,26 +163,19 @@ impl Writes {
     /// outcome carries the item the last operation wrote: shared with the overlay when the write
     /// is buffered, the caller's own when it waits for the disk.
     pub async fn transact(&self, ops: Vec<TxOp>, durable: bool, returning: bool) -> StoreResult<TxOutcome> {
-        let (outcome, seq) = self.apply(ops, durable, returning)?;
-        let Some(seq) = seq.filter(|_| durable) else { return Ok(outcome) };
+        let (outcome, synced) = self.apply(ops, durable, returning)?;
+        let Some(synced) = synced else { return Ok(outcome) };
         // Not the overlay's item while waiting for the sync: every update of it meanwhile (other
         // requests reserving on the same counters item) would copy it whole, since `apply`
         // updates in place only what nobody else holds.
         let outcome = outcome.map(|item| item.map(|shared| Arc::new(Item::clone(&shared))));
-        let mut progress = self.progress.subscribe();
-        let reached = progress
-            .wait_for(|p| p.done >= seq || p.failed.is_some())
-            .await
-            .map_err(|_| StoreError::Backend("the store's writer threads have stopped".into()))?;
-        if let Some(failed) = &reached.failed {
-            return Err(StoreError::Backend(failed.clone()));
-        }
+        synced.await.map_err(|_| StoreError::Backend("the store's writer threads have stopped".into()))??;
         Ok(outcome)
     }
 
-    /// Checks and applies a transaction in memory: its outcome, and its sequence number when it
-    /// wrote anything.
-    fn apply(&self, ops: Vec<TxOp>, durable: bool, returning: bool) -> StoreResult<(TxOutcome, Option<u64>)> {
+    /// Checks and applies a transaction in memory: its outcome, and when it wrote anything and
+    /// `durable`, what will say that it is on disk.
+    fn apply(&self, ops: Vec<TxOp>, durable: bool, returning: bool) -> StoreResult<(TxOutcome, Option<Heard>)> {
         let mut overlay = self.overlay();
         if let Some(failed) = &overlay.failed {
             return Err(StoreError::Backend(failed.clone()));
@@ -262,11 +259,18 @@ impl Writes {
         }
         overlay.journal.push((seq, journaled));
         overlay.dirty_since.get_or_insert_with(Instant::now);
-        if durable {
-            overlay.wanted = seq;
+        if !durable {
+            return Ok((Ok(last), None));
+        }
+        let (synced, heard) = tokio::sync::oneshot::channel();
+        overlay.waiters.push_back((seq, synced));
+        let wake = std::mem::take(&mut overlay.logger_idle);
+        // Woken under the lock, the logger would wake only to wait for it.
+        drop(overlay);
+        if wake {
             self.log_wake.notify_one();
         }
-        Ok((Ok(last), Some(seq)))
+        Ok((Ok(last), Some(heard)))
     }
 
     /// Asks the threads to finish: the committer commits what is pending, and both end.
@@ -288,16 +292,20 @@ impl Writes {
     pub fn run_log(&self, mut wal: Wal) {
         let mut overlay = self.overlay();
         loop {
-            let done = self.progress.borrow().done;
-            if overlay.failed.is_some() || overlay.wanted <= done {
+            if overlay.failed.is_some() || overlay.waiters.is_empty() {
                 if overlay.closing {
                     return;
                 }
+                overlay.logger_idle = true;
                 overlay = self.wait(&self.log_wake, overlay, self.flush_every);
+                overlay.logger_idle = false;
                 continue;
             }
             let (upto, round) = (overlay.applied, overlay.round);
             let txs = std::mem::take(&mut overlay.journal);
+            // Every waiter's transaction is among `txs` (or in redb already): each was applied,
+            // and given its number, under this lock.
+            let waiters = std::mem::take(&mut overlay.waiters);
             drop(overlay);
             let logged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let payload = payload(txs);
@@ -305,11 +313,9 @@ impl Writes {
                 wal.append(round, upto, &payload)
             }))
             .unwrap_or_else(|_| Err(StoreError::Backend("the write-ahead log panicked".into())));
+            let failed = logged.err().map(|e| self.fail(&mut self.overlay(), &e));
+            answer(waiters, failed.as_deref());
             overlay = self.overlay();
-            match logged {
-                Ok(()) => self.progress.send_modify(|p| p.done = p.done.max(upto)),
-                Err(e) => self.fail(&mut overlay, &e),
-            }
         }
     }
 
@@ -352,19 +358,28 @@ impl Writes {
                         }
                     }
                     overlay.dirty_since = (!overlay.dirty.is_empty()).then(Instant::now);
-                    self.progress.send_modify(|p| p.done = p.done.max(upto));
+                    // Those whose transactions this commit made durable need not wait for the log.
+                    let held = overlay.waiters.partition_point(|(seq, _)| *seq <= upto);
+                    let waiters: Vec<_> = overlay.waiters.drain(..held).collect();
+                    drop(overlay);
+                    answer(waiters, None);
+                    overlay = self.overlay();
                 }
-                Err(e) => self.fail(&mut overlay, &e),
+                Err(e) => {
+                    self.fail(&mut overlay, &e);
+                }
             }
         }
     }
 
     /// A write to disk failed: the store takes no more writes, and everyone waiting hears why.
-    fn fail(&self, overlay: &mut Overlay, e: &StoreError) {
+    /// Returns the reason, for the waiters a caller has already taken.
+    fn fail(&self, overlay: &mut Overlay, e: &StoreError) -> String {
         let failed = format!("the embedded store could not write to disk ({e}); it takes no more writes until restarted");
         tracing::error!("{failed}");
         overlay.failed = Some(failed.clone());
-        self.progress.send_modify(|p| p.failed = Some(failed));
+        answer(overlay.waiters.drain(..), Some(&failed));
+        failed
     }
 }
 
