@@ -158,21 +158,30 @@ struct Overlaid {
 impl EmbeddedStore {
     fn overlaid(&self, q: &Query, lo: &str, hi: &str, after: Option<&(String, String, String)>) -> Overlaid {
         let now = now_epoch();
-        let (ipk, _) = q.index.key_names();
+        let (ipk, isk) = q.index.key_names();
         let overlay = self.writes.overlay();
-        let keys = overlay.dirty.keys().cloned().collect();
-        let matching = overlay
-            .dirty
-            .values()
-            .filter_map(|p| p.item.as_deref())
-            .filter(|item| !is_expired(item, now) && item.get(ipk).and_then(super::Attr::as_str) == Some(q.pk.as_str()))
-            .filter(|item| {
-                let at = position(item, q.index);
-                item.get(q.index.key_names().1).is_some_and(|_| at.0.as_str() >= lo && at.0.as_str() <= hi)
-                    && after.is_none_or(|c| if q.forward { at > *c } else { at < *c })
-            })
-            .cloned()
-            .collect();
+        // In redb a primary query meets only items of its partition and range, so only those
+        // of the overlay's keys can decide anything. Taking them all, under the lock, was ~3%
+        // of a proxied request's CPU at 16 connections (`perf record`): the rollup consumer
+        // queries its partition at every pass, with a commit's worth of other items pending.
+        // An index can point at any item.
+        let decided: Box<dyn Iterator<Item = (&Key, &writes::Pending)>> = match q.index {
+            Index::Primary if lo > hi => Box::new(std::iter::empty()),
+            Index::Primary => Box::new(overlay.dirty.range(Key::new(q.pk.as_str(), lo)..=Key::new(q.pk.as_str(), hi))),
+            _ => Box::new(overlay.dirty.iter()),
+        };
+        let (mut keys, mut matching) = (BTreeSet::new(), Vec::new());
+        for (key, pending) in decided {
+            keys.insert(key.clone());
+            let Some(item) = pending.item.as_deref() else { continue };
+            if is_expired(item, now) || item.get(ipk).and_then(super::Attr::as_str) != Some(q.pk.as_str()) || !item.contains_key(isk) {
+                continue;
+            }
+            let at = position(item, q.index);
+            if at.0.as_str() >= lo && at.0.as_str() <= hi && after.is_none_or(|c| if q.forward { at > *c } else { at < *c }) {
+                matching.push(item.clone());
+            }
+        }
         Overlaid { keys, matching }
     }
 }
