@@ -156,33 +156,43 @@ struct Overlaid {
 }
 
 impl EmbeddedStore {
-    fn overlaid(&self, q: &Query, lo: &str, hi: &str, after: Option<&(String, String, String)>) -> Overlaid {
+    fn overlaid(&self, q: &Query, lo: &str, hi: &str, after: Option<&(String, String, String)>) -> StoreResult<Overlaid> {
         let now = now_epoch();
         let (ipk, isk) = q.index.key_names();
-        let overlay = self.writes.overlay();
-        // In redb a primary query meets only items of its partition and range, so only those
-        // of the overlay's keys can decide anything. Taking them all, under the lock, was ~3%
-        // of a proxied request's CPU at 16 connections (`perf record`): the rollup consumer
-        // queries its partition at every pass, with a commit's worth of other items pending.
-        // An index can point at any item.
-        let decided: Box<dyn Iterator<Item = (&Key, &writes::Pending)>> = match q.index {
-            Index::Primary if lo > hi => Box::new(std::iter::empty()),
-            Index::Primary => Box::new(overlay.dirty.range(Key::new(q.pk.as_str(), lo)..=Key::new(q.pk.as_str(), hi))),
-            _ => Box::new(overlay.dirty.iter()),
-        };
-        let (mut keys, mut matching) = (BTreeSet::new(), Vec::new());
-        for (key, pending) in decided {
-            keys.insert(key.clone());
-            let Some(item) = pending.item.as_deref() else { continue };
-            if is_expired(item, now) || item.get(ipk).and_then(super::Attr::as_str) != Some(q.pk.as_str()) || !item.contains_key(isk) {
-                continue;
-            }
-            let at = position(item, q.index);
-            if at.0.as_str() >= lo && at.0.as_str() <= hi && after.is_none_or(|c| if q.forward { at > *c } else { at < *c }) {
-                matching.push(item.clone());
+        let mut keys = BTreeSet::new();
+        let mut candidates = Vec::new();
+        {
+            let overlay = self.writes.overlay();
+            // In redb a primary query meets only items of its partition and range, so only those
+            // of the overlay's keys can decide anything. Taking them all, under the lock, was ~3%
+            // of a proxied request's CPU at 16 connections (`perf record`): the rollup consumer
+            // queries its partition at every pass, with a commit's worth of other items pending.
+            // An index can point at any item.
+            let decided: Box<dyn Iterator<Item = (&Key, &writes::Pending)>> = match q.index {
+                Index::Primary if lo > hi => Box::new(std::iter::empty()),
+                Index::Primary => Box::new(overlay.dirty.range(Key::new(q.pk.as_str(), lo)..=Key::new(q.pk.as_str(), hi))),
+                _ => Box::new(overlay.dirty.iter()),
+            };
+            for (key, pending) in decided {
+                keys.insert(key.clone());
+                if pending.version.may_be_under(q.index, &q.pk) {
+                    candidates.push((key.clone(), pending.version.clone()));
+                }
             }
         }
-        Overlaid { keys, matching }
+        // Decoded, where a put is kept encoded, after the lock is released.
+        let mut matching = Vec::new();
+        for (key, version) in candidates {
+            let Some(item) = version.item(&key)? else { continue };
+            if is_expired(&item, now) || item.get(ipk).and_then(super::Attr::as_str) != Some(q.pk.as_str()) || !item.contains_key(isk) {
+                continue;
+            }
+            let at = position(&item, q.index);
+            if at.0.as_str() >= lo && at.0.as_str() <= hi && after.is_none_or(|c| if q.forward { at > *c } else { at < *c }) {
+                matching.push(Arc::unwrap_or_clone(item));
+            }
+        }
+        Ok(Overlaid { keys, matching })
     }
 }
 
@@ -274,8 +284,9 @@ fn bounds_ok<T: PartialOrd>(lower: &Bound<T>, upper: &Bound<T>) -> bool {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
-        if let Some(pending) = self.writes.overlay().dirty.get(key) {
-            return Ok(live(pending.item.as_deref().cloned(), now_epoch()));
+        let pending = self.writes.overlay().dirty.get(key).map(|p| p.version.clone());
+        if let Some(version) = pending {
+            return Ok(live(version.item(key)?.map(Arc::unwrap_or_clone), now_epoch()));
         }
         let key = key.clone();
         self.blocking(move |db| {
@@ -317,7 +328,7 @@ impl Store for EmbeddedStore {
             None => None,
         };
         // The overlay is read first: whatever it leaves to redb is in redb by the time redb is read.
-        let overlaid = self.overlaid(&query, &lo, &hi, after.as_ref());
+        let overlaid = self.overlaid(&query, &lo, &hi, after.as_ref())?;
         self.blocking(move |db| query_sync(db, &query, &lo, &hi, after.as_ref(), overlaid)).await
     }
 

@@ -504,3 +504,45 @@ async fn a_primary_query_sees_the_overlays_versions_of_its_own_range_only() {
         assert_eq!(seen, want, "backward: {backward}");
     }
 }
+
+/// A put waits in the overlay in its stored form, not as the item: every read of it (a get, a
+/// condition, an update, a query by either index) gets the item it stands for, and redb gets
+/// the last version of each.
+#[tokio::test]
+async fn a_put_kept_in_its_stored_form_reads_as_its_item() {
+    use crate::store::{Cond, Index, Query, StoreError, keyed_item, set_index};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let item = |sk: &str, v: i64, gsi: &str| {
+        let mut item = keyed_item(&serde_json::json!({ "v": v, "note": "kept encoded" }), &Key::new("S", sk)).unwrap();
+        set_index(&mut item, Index::Gsi1, gsi, sk);
+        item
+    };
+    let store = EmbeddedStore::open_with(&path, NEVER).unwrap();
+    store.put(item("a", 1, "G"), None).await.unwrap();
+    store.put(item("b", 2, "H"), None).await.unwrap();
+    assert_eq!(store.get(&Key::new("S", "a")).await.unwrap(), Some(item("a", 1, "G")));
+    // A condition and an update read the put version.
+    let refused = store.put(item("a", 9, "G"), Some(Cond::NotExists)).await;
+    assert!(matches!(refused, Err(StoreError::ConditionFailed)), "{refused:?}");
+    let updated = store.update(&Key::new("S", "a"), Update::default().add("v", 10), Some(Cond::Eq("v".into(), Attr::N(1)))).await.unwrap();
+    assert_eq!(updated.get("v"), Some(&Attr::N(11)));
+    assert_eq!(updated.get("note"), Some(&Attr::S("kept encoded".into())));
+    // Queries by either index see each item once, as it now stands.
+    let by_gsi = |pk: &'static str| {
+        let store = store.clone();
+        async move { store.query(Query::new(Index::Gsi1, pk)).await.unwrap().items }
+    };
+    assert_eq!(by_gsi("G").await.iter().map(|i| i["v"].as_i64()).collect::<Vec<_>>(), [Some(11)]);
+    assert_eq!(by_gsi("H").await, [item("b", 2, "H")]);
+    assert!(by_gsi("S").await.is_empty(), "filed under its index key, not its partition");
+    let primary = store.query(Query::new(Index::Primary, "S")).await.unwrap().items;
+    assert_eq!(primary.iter().map(|i| i["v"].as_i64()).collect::<Vec<_>>(), [Some(11), Some(2)]);
+    store.put(item("b", 3, "J"), None).await.unwrap();
+    assert!(by_gsi("H").await.is_empty(), "moved to another index key");
+    assert_eq!(by_gsi("J").await, [item("b", 3, "J")]);
+    drop(store);
+    let store = EmbeddedStore::open_with(&path, NEVER).unwrap();
+    assert_eq!(store.get(&Key::new("S", "b")).await.unwrap(), Some(item("b", 3, "J")));
+    assert_eq!(store.get(&Key::new("S", "a")).await.unwrap().and_then(|i| i["v"].as_i64()), Some(11));
+}

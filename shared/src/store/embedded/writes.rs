@@ -9,7 +9,7 @@
 //! between two transactions, so no half of one ever reaches the disk.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, Table};
@@ -17,7 +17,9 @@ use tokio::sync::oneshot::Receiver;
 
 use super::wal::{Logged, Payload, Tx, Wal};
 use super::{GSI1, GSI2, ITEMS, META, backend, index_key, raw_get};
-use crate::store::{Index, Item, Key, StoreError, StoreResult, TxOp, Update, added_values, apply_checked, apply_update, holds, is_expired, now_epoch};
+use crate::store::{
+    Attr, Cond, Index, Item, Key, StoreError, StoreResult, TxOp, Update, added_values, apply_checked, apply_update, holds, is_expired, now_epoch,
+};
 
 /// How long a write stays in the overlay (and the log) before redb takes it. Nobody waits for
 /// this; it bounds the overlay's size and, for writes nobody waits on, what a crash can lose.
@@ -28,17 +30,39 @@ pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// failed (and then nothing of it was written).
 pub(super) type TxOutcome = Result<Option<Arc<Item>>, usize>;
 
+/// One operation of a transaction, made ready before the overlay's lock is taken: with its key
+/// and condition, and for a put the item's stored form.
+enum Ready {
+    Put(Item, Arc<Stored>),
+    Update(Update),
+    Delete,
+    Check,
+}
+
+fn ready(op: TxOp) -> StoreResult<(Key, Option<Cond>, Ready)> {
+    Ok(match op {
+        TxOp::Put { item, cond } => {
+            let key = Key::of(&item).ok_or_else(|| StoreError::Backend("item lacks a string PK and SK".into()))?;
+            let stored = Arc::new(Stored::of(&item));
+            (key, cond, Ready::Put(item, stored))
+        }
+        TxOp::Update { key, update, cond } => (key, cond, Ready::Update(update)),
+        TxOp::Delete { key, cond } => (key, cond, Ready::Delete),
+        TxOp::Check { key, cond } => (key, Some(cond), Ready::Check),
+    })
+}
+
 /// One write of a transaction whose conditions all held.
 enum Write {
-    Put(Item),
+    Put(Item, Arc<Stored>),
     Update { current: Option<Arc<Item>>, update: Update, added: Vec<(String, i64)> },
     Delete,
 }
 
 /// One write of a transaction awaiting the log: an update as itself, not the item it made.
 enum Journaled {
-    /// The item put, and its stored form, shared with the committer.
-    Put(Arc<Item>, Arc<OnceLock<Stored>>),
+    /// The stored form of the item put, shared with the committer.
+    Put(Arc<Stored>),
     Delete,
     /// `fresh`: the update made the item anew (it was absent or expired).
     Update {
@@ -47,14 +71,49 @@ enum Journaled {
     },
 }
 
-/// An item written since the last commit: its newest version (None: deleted) and the
-/// transaction that wrote it.
+/// An item's newest version in the overlay.
+#[derive(Clone)]
+pub(super) enum Version {
+    Deleted,
+    /// Made by an update, kept whole: the next update of it changes it in place.
+    Item(Arc<Item>),
+    /// Put: kept as the log and redb take it. The writer encodes the item and lets it go on its
+    /// own thread; kept whole, each of a usage record's ~80 allocations was freed by the
+    /// committer, on another thread, which costs both threads more (`perf record`: a sixth of
+    /// the committer's time went to dropping items). Reads decode it; puts are rarely read
+    /// before redb takes them.
+    Stored(Arc<Stored>),
+}
+
+impl Version {
+    /// The item (None: deleted), decoded if need be.
+    pub(super) fn item(&self, key: &Key) -> StoreResult<Option<Arc<Item>>> {
+        match self {
+            Version::Deleted => Ok(None),
+            Version::Item(item) => Ok(Some(item.clone())),
+            Version::Stored(stored) => super::codec::decode(key, &stored.bytes).map(|item| Some(Arc::new(item))),
+        }
+    }
+
+    /// Whether the item may be filed in `index` under `pk`, told without decoding it.
+    pub(super) fn may_be_under(&self, index: Index, pk: &str) -> bool {
+        let (ipk, _) = index.key_names();
+        match (self, index) {
+            (Version::Deleted, _) => false,
+            (Version::Item(item), _) => item.get(ipk).and_then(Attr::as_str) == Some(pk),
+            // A primary query asks only about keys of its own partition.
+            (Version::Stored(_), Index::Primary) => true,
+            (Version::Stored(stored), Index::Gsi1) => stored.indexes[0].as_ref().is_some_and(|(gpk, _)| gpk == pk),
+            (Version::Stored(stored), Index::Gsi2) => stored.indexes[1].as_ref().is_some_and(|(gpk, _)| gpk == pk),
+        }
+    }
+}
+
+/// An item written since the last commit: its newest version and the transaction that wrote it.
 #[derive(Clone)]
 pub(super) struct Pending {
-    pub item: Option<Arc<Item>>,
+    pub version: Version,
     seq: u64,
-    /// The item's stored form, made once for the log and for redb, whichever needs it first.
-    stored: Arc<OnceLock<Stored>>,
 }
 
 /// An item as the log and redb keep it: its encoding, and its entries in the two indexes.
@@ -69,23 +128,22 @@ impl Stored {
     }
 }
 
-/// A pending write's stored form, as the log and redb take it (None: deleted).
-type Taken = Option<Arc<OnceLock<Stored>>>;
+/// A pending write's stored form, as redb takes it (None: deleted).
+type Taken = Option<Arc<Stored>>;
 
 impl Pending {
-    /// The stored form, made now if need be, without the item: the committer lets go of the
-    /// item before its disk work, since `apply` updates an item in place only while nobody else
-    /// holds it, and copies it whole otherwise (a counters item carries a lease for every
-    /// request in flight: at 1,024 in flight those copies were a quarter of the gateway's CPU).
+    /// The stored form, made now for an updated item, without the item: the committer lets go
+    /// of the item before its disk work, since `apply` updates an item in place only while
+    /// nobody else holds it, and copies it whole otherwise (a counters item carries a lease for
+    /// every request in flight: at 1,024 in flight those copies were a quarter of the gateway's
+    /// CPU).
     fn take(self) -> Taken {
-        let item = self.item?;
-        self.stored.get_or_init(|| Stored::of(&item));
-        Some(self.stored)
+        match self.version {
+            Version::Deleted => None,
+            Version::Item(item) => Some(Arc::new(Stored::of(&item))),
+            Version::Stored(stored) => Some(stored),
+        }
     }
-}
-
-fn stored(taken: &Taken) -> Option<&Stored> {
-    taken.as_deref().and_then(OnceLock::get)
 }
 
 #[derive(Default)]
@@ -176,6 +234,7 @@ impl Writes {
     /// Checks and applies a transaction in memory: its outcome, and when it wrote anything and
     /// `durable`, what will say that it is on disk.
     fn apply(&self, ops: Vec<TxOp>, durable: bool, returning: bool) -> StoreResult<(TxOutcome, Option<Heard>)> {
+        let ops = ops.into_iter().map(ready).collect::<StoreResult<Vec<_>>>()?;
         let mut overlay = self.overlay();
         if let Some(failed) = &overlay.failed {
             return Err(StoreError::Backend(failed.clone()));
@@ -186,21 +245,16 @@ impl Writes {
         let now = now_epoch();
         let mut checked: Vec<Key> = Vec::with_capacity(ops.len());
         let mut writes: Vec<(Key, Write)> = Vec::with_capacity(ops.len());
-        for (i, op) in ops.into_iter().enumerate() {
-            let (key, cond) = match &op {
-                TxOp::Put { item, cond } => (Key::of(item).ok_or_else(|| StoreError::Backend("item lacks a string PK and SK".into()))?, cond.as_ref()),
-                TxOp::Update { key, cond, .. } | TxOp::Delete { key, cond } => (key.clone(), cond.as_ref()),
-                TxOp::Check { key, cond } => (key.clone(), Some(cond)),
-            };
+        for (i, (key, cond, op)) in ops.into_iter().enumerate() {
             if checked.contains(&key) || writes.iter().any(|(k, _)| *k == key) {
                 return Err(StoreError::Backend("a transaction cannot include two operations on one item".into()));
             }
             // Only a condition or an update reads the item: a plain put or delete replaces it
             // whatever it was (two of the four items a proxied request writes).
-            let reads = cond.is_some() || matches!(op, TxOp::Update { .. });
+            let reads = cond.is_some() || matches!(op, Ready::Update(_));
             let current = match (reads, overlay.dirty.get(&key)) {
                 (false, _) => None,
-                (true, Some(pending)) => pending.item.clone(),
+                (true, Some(pending)) => pending.version.item(&key)?,
                 (true, None) => {
                     let snapshot = match &mut overlay.snapshot {
                         Some(table) => table,
@@ -210,17 +264,17 @@ impl Writes {
                 }
             }
             .filter(|item| !is_expired(item, now));
-            if !cond.is_none_or(|c| holds(c, current.as_deref())) {
+            if !cond.is_none_or(|c| holds(&c, current.as_deref())) {
                 return Ok((Err(i), None));
             }
             match op {
-                TxOp::Put { item, .. } => writes.push((key, Write::Put(item))),
-                TxOp::Update { update, .. } => {
+                Ready::Put(item, stored) => writes.push((key, Write::Put(item, stored))),
+                Ready::Update(update) => {
                     let added = added_values(current.as_deref(), &update)?;
                     writes.push((key, Write::Update { current, update, added }));
                 }
-                TxOp::Delete { .. } => writes.push((key, Write::Delete)),
-                TxOp::Check { .. } => checked.push(key),
+                Ready::Delete => writes.push((key, Write::Delete)),
+                Ready::Check => checked.push(key),
             }
         }
         if writes.is_empty() {
@@ -230,47 +284,56 @@ impl Writes {
         overlay.applied += 1;
         let seq = overlay.applied;
         let mut last = None;
+        // The items put, let go once the lock is released.
+        let mut put = Vec::new();
         let mut journaled = Vec::with_capacity(writes.len());
         for (key, write) in writes {
-            let stored: Arc<OnceLock<Stored>> = Arc::default();
-            let (item, logged) = match write {
-                Write::Put(item) => {
-                    let item = Arc::new(item);
-                    (Some(item.clone()), Journaled::Put(item, stored.clone()))
+            let (version, written, logged) = match write {
+                Write::Put(item, stored) => {
+                    let written = if returning {
+                        Some(Arc::new(item))
+                    } else {
+                        put.push(item);
+                        None
+                    };
+                    (Version::Stored(stored.clone()), written, Journaled::Put(stored))
                 }
-                Write::Delete => (None, Journaled::Delete),
+                Write::Delete => (Version::Deleted, None, Journaled::Delete),
                 Write::Update { current, update, added } => {
                     // The overlay's copy of the item is replaced below: dropped first, the item
                     // is updated in place rather than copied whole (a counters item carries a
                     // lease for every request in flight), unless a commit is reading it.
                     if let Some(pending) = overlay.dirty.get_mut(&key) {
-                        pending.item = None;
+                        pending.version = Version::Deleted;
                     }
                     let fresh = current.is_none();
                     let item = Arc::new(apply_checked(&key, current.map(Arc::unwrap_or_clone), &update, added));
-                    (Some(item), Journaled::Update { fresh, update })
+                    (Version::Item(item.clone()), Some(item), Journaled::Update { fresh, update })
                 }
             };
             if returning {
-                last.clone_from(&item);
+                last = written;
             }
             journaled.push((key.clone(), logged));
-            overlay.dirty.insert(key, Pending { item, seq, stored });
+            overlay.dirty.insert(key, Pending { version, seq });
         }
         overlay.journal.push((seq, journaled));
         overlay.dirty_since.get_or_insert_with(Instant::now);
-        if !durable {
-            return Ok((Ok(last), None));
-        }
-        let (synced, heard) = tokio::sync::oneshot::channel();
-        overlay.waiters.push_back((seq, synced));
-        let wake = std::mem::take(&mut overlay.logger_idle);
+        let waiting = durable.then(|| {
+            let (synced, heard) = tokio::sync::oneshot::channel();
+            overlay.waiters.push_back((seq, synced));
+            (heard, std::mem::take(&mut overlay.logger_idle))
+        });
         // Woken under the lock, the logger would wake only to wait for it.
         drop(overlay);
-        if wake {
-            self.log_wake.notify_one();
-        }
-        Ok((Ok(last), Some(heard)))
+        drop(put);
+        let heard = waiting.map(|(heard, wake)| {
+            if wake {
+                self.log_wake.notify_one();
+            }
+            heard
+        });
+        Ok((Ok(last), heard))
     }
 
     /// Asks the threads to finish: the committer commits what is pending, and both end.
@@ -342,7 +405,7 @@ impl Writes {
             let batch: Vec<(Key, u64, Taken)> = batch.into_iter().map(|(k, p)| (k, p.seq, p.take())).collect();
             // A panic in redb must fail the waiting writers, not leave them waiting forever.
             let committed =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(&self.db, batch.iter().map(|(k, _, t)| (k, stored(t))), upto, &self.disk)))
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(&self.db, batch.iter().map(|(k, _, t)| (k, t.as_deref())), upto, &self.disk)))
                     .unwrap_or_else(|_| Err(StoreError::Backend("redb panicked while committing".into())));
             overlay = self.overlay();
             match committed {
@@ -391,7 +454,7 @@ fn payload(txs: Vec<(u64, Vec<(Key, Journaled)>)>) -> Payload {
         payload.tx(*seq, writes.len());
         for (key, write) in writes {
             match write {
-                Journaled::Put(item, stored) => payload.put(key, &stored.get_or_init(|| Stored::of(item)).bytes),
+                Journaled::Put(stored) => payload.put(key, &stored.bytes),
                 Journaled::Delete => payload.delete(key),
                 Journaled::Update { fresh, update } => payload.update(key, *fresh, update),
             }
