@@ -176,20 +176,20 @@ impl EmbeddedStore {
             for (key, pending) in decided {
                 keys.insert(key.clone());
                 if pending.version.may_be_under(q.index, &q.pk) {
-                    candidates.push((key.clone(), pending.version.clone()));
+                    candidates.push((key.clone(), pending.version.read()));
                 }
             }
         }
         // Decoded, where a put is kept encoded, after the lock is released.
         let mut matching = Vec::new();
-        for (key, version) in candidates {
-            let Some(item) = version.item(&key)? else { continue };
+        for (key, read) in candidates {
+            let Some(item) = read.item(&key)? else { continue };
             if is_expired(&item, now) || item.get(ipk).and_then(super::Attr::as_str) != Some(q.pk.as_str()) || !item.contains_key(isk) {
                 continue;
             }
             let at = position(&item, q.index);
             if at.0.as_str() >= lo && at.0.as_str() <= hi && after.is_none_or(|c| if q.forward { at > *c } else { at < *c }) {
-                matching.push(Arc::unwrap_or_clone(item));
+                matching.push(item);
             }
         }
         Ok(Overlaid { keys, matching })
@@ -215,10 +215,11 @@ fn query_sync(db: &Database, q: &Query, lo: &str, hi: &str, after: Option<&(Stri
         Index::Primary => {
             let mut lower = Bound::Included((pk, lo));
             let mut upper = Bound::Included((pk, hi));
+            // A cursor narrows the range; one outside it (a client's own) does not widen it.
             if let Some((sk, _, _)) = after {
-                if q.forward {
+                if q.forward && sk.as_str() >= lo {
                     lower = Bound::Excluded((pk, sk.as_str()));
-                } else {
+                } else if !q.forward && sk.as_str() <= hi {
                     upper = Bound::Excluded((pk, sk.as_str()));
                 }
             }
@@ -242,9 +243,9 @@ fn query_sync(db: &Database, q: &Query, lo: &str, hi: &str, after: Option<&(Stri
             let mut upper = Bound::Included((pk, hi, HIGH, HIGH));
             if let Some((isk, cpk, csk)) = after {
                 let k = (pk, isk.as_str(), cpk.as_str(), csk.as_str());
-                if q.forward {
+                if q.forward && isk.as_str() >= lo {
                     lower = Bound::Excluded(k);
-                } else {
+                } else if !q.forward && isk.as_str() <= hi {
                     upper = Bound::Excluded(k);
                 }
             }
@@ -284,9 +285,9 @@ fn bounds_ok<T: PartialOrd>(lower: &Bound<T>, upper: &Bound<T>) -> bool {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
-        let pending = self.writes.overlay().dirty.get(key).map(|p| p.version.clone());
-        if let Some(version) = pending {
-            return Ok(live(version.item(key)?.map(Arc::unwrap_or_clone), now_epoch()));
+        let pending = self.writes.overlay().dirty.get(key).map(|p| p.version.read());
+        if let Some(read) = pending {
+            return Ok(live(read.item(key)?, now_epoch()));
         }
         let key = key.clone();
         self.blocking(move |db| {

@@ -61,7 +61,7 @@ enum Write {
 
 /// One write of a transaction awaiting the log: an update as itself, not the item it made.
 enum Journaled {
-    /// The stored form of the item put, shared with the committer.
+    /// The stored form of the item put, shared with the overlay (and through it the committer).
     Put(Arc<Stored>),
     Delete,
     /// `fresh`: the update made the item anew (it was absent or expired).
@@ -86,12 +86,23 @@ pub(super) enum Version {
 }
 
 impl Version {
-    /// The item (None: deleted), decoded if need be.
+    /// The item (None: deleted), decoded if need be; for a transaction's checks, under the lock.
     pub(super) fn item(&self, key: &Key) -> StoreResult<Option<Arc<Item>>> {
         match self {
             Version::Deleted => Ok(None),
             Version::Item(item) => Ok(Some(item.clone())),
             Version::Stored(stored) => super::codec::decode(key, &stored.bytes).map(|item| Some(Arc::new(item))),
+        }
+    }
+
+    /// What a read takes of it under the overlay's lock: an updated item is copied there, since a
+    /// reference kept past the lock would make the next update of it (a limit's counters, read
+    /// after each reservation) copy it whole; a put's stored form is shared, and decoded after.
+    pub(super) fn read(&self) -> Read {
+        match self {
+            Version::Deleted => Read::Deleted,
+            Version::Item(item) => Read::Item(Item::clone(item)),
+            Version::Stored(stored) => Read::Stored(stored.clone()),
         }
     }
 
@@ -105,6 +116,24 @@ impl Version {
             (Version::Stored(_), Index::Primary) => true,
             (Version::Stored(stored), Index::Gsi1) => stored.indexes[0].as_ref().is_some_and(|(gpk, _)| gpk == pk),
             (Version::Stored(stored), Index::Gsi2) => stored.indexes[1].as_ref().is_some_and(|(gpk, _)| gpk == pk),
+        }
+    }
+}
+
+/// A version as a read took it from the overlay.
+pub(super) enum Read {
+    Deleted,
+    Item(Item),
+    Stored(Arc<Stored>),
+}
+
+impl Read {
+    /// The item (None: deleted), decoded if need be.
+    pub(super) fn item(self, key: &Key) -> StoreResult<Option<Item>> {
+        match self {
+            Read::Deleted => Ok(None),
+            Read::Item(item) => Ok(Some(item)),
+            Read::Stored(stored) => super::codec::decode(key, &stored.bytes).map(Some),
         }
     }
 }
@@ -218,8 +247,9 @@ impl Writes {
     }
 
     /// Applies a transaction; with `durable`, returns once it is on disk. With `returning`, the
-    /// outcome carries the item the last operation wrote: shared with the overlay when the write
-    /// is buffered, the caller's own when it waits for the disk.
+    /// outcome carries the item the last operation wrote: for an update, shared with the overlay
+    /// when the write is buffered and the caller's own when it waits for the disk; for a put,
+    /// the caller's own (the overlay keeps its stored form).
     pub async fn transact(&self, ops: Vec<TxOp>, durable: bool, returning: bool) -> StoreResult<TxOutcome> {
         let (outcome, synced) = self.apply(ops, durable, returning)?;
         let Some(synced) = synced else { return Ok(outcome) };
@@ -326,13 +356,13 @@ impl Writes {
         });
         // Woken under the lock, the logger would wake only to wait for it.
         drop(overlay);
-        drop(put);
         let heard = waiting.map(|(heard, wake)| {
             if wake {
                 self.log_wake.notify_one();
             }
             heard
         });
+        drop(put);
         Ok((Ok(last), heard))
     }
 
@@ -414,10 +444,10 @@ impl Writes {
                     // What redb now holds need not be logged.
                     let held = overlay.journal.partition_point(|(seq, _)| *seq <= upto);
                     overlay.journal.drain(..held);
-                    for (key, seq, _) in batch {
+                    for (key, seq, _) in &batch {
                         // Written again meanwhile: the newer version stays for the next commit.
-                        if overlay.dirty.get(&key).is_some_and(|p| p.seq == seq) {
-                            overlay.dirty.remove(&key);
+                        if overlay.dirty.get(key).is_some_and(|p| p.seq == *seq) {
+                            overlay.dirty.remove(key);
                         }
                     }
                     overlay.dirty_since = (!overlay.dirty.is_empty()).then(Instant::now);
@@ -426,6 +456,8 @@ impl Writes {
                     let waiters: Vec<_> = overlay.waiters.drain(..held).collect();
                     drop(overlay);
                     answer(waiters, None);
+                    // The batch's stored forms are freed here, not under the lock.
+                    drop(batch);
                     overlay = self.overlay();
                 }
                 Err(e) => {
@@ -446,8 +478,8 @@ impl Writes {
     }
 }
 
-/// The log record of `txs`. Their puts' stored forms are made here, outside the overlay's
-/// lock, and kept for the committer; the items are let go before the disk work.
+/// The log record of `txs`: their puts' stored forms (made by their writers), their deletes,
+/// and their updates as the updates themselves.
 fn payload(txs: Vec<(u64, Vec<(Key, Journaled)>)>) -> Payload {
     let mut payload = Payload::new(txs.len());
     for (seq, writes) in &txs {
