@@ -1,10 +1,11 @@
 //! The embedded store: one redb file on local disk, with the DynamoDB semantics the store
 //! conformance suite pins. Writes go through an in-memory overlay made durable by two threads,
-//! through a write-ahead log and then redb (see `writes`, `wal`); reads see the overlay first,
+//! through a write-ahead log and then redb (see `writes`, `wal`, `commit`); reads see the overlay first,
 //! then redb. Each GSI is a table of (index pk, index sk, pk, sk) keys kept in step with the
 //! items in the same commit.
 
 mod codec;
+mod commit;
 #[cfg(test)]
 mod tests;
 mod wal;
@@ -24,7 +25,7 @@ use writes::{TxOutcome, Writes};
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
 const GSI1: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("gsi1");
 const GSI2: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("gsi2");
-/// Bookkeeping: which transaction redb holds up to (`writes::APPLIED`).
+/// Bookkeeping: which transaction redb holds up to (`commit::APPLIED`).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// redb's page cache. The hot items (keys, counters, models) fit many times over; what grows is
 /// the usage records, which are written once and rarely read. With redb's default of 1 GiB the
@@ -76,12 +77,12 @@ impl EmbeddedStore {
         txn.open_table(ITEMS).map_err(backend)?;
         txn.open_table(GSI1).map_err(backend)?;
         txn.open_table(GSI2).map_err(backend)?;
-        let durable = txn.open_table(META).map_err(backend)?.get(writes::APPLIED).map_err(backend)?.map_or(0, |v| v.value());
+        let durable = txn.open_table(META).map_err(backend)?.get(commit::APPLIED).map_err(backend)?.map_or(0, |v| v.value());
         txn.commit().map_err(backend)?;
         let mut log_base = path.as_os_str().to_owned();
         log_base.push(".wal");
         let (wal, replay) = wal::Wal::open(Path::new(&log_base), durable)?;
-        let durable = if replay.is_empty() { durable } else { writes::replay(&db, replay)? };
+        let durable = if replay.is_empty() { durable } else { commit::replay(&db, replay)? };
         let writes = Arc::new(Writes::new(Arc::new(db), durable, flush_every));
         let (logger, committer) = (writes.clone(), writes.clone());
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name.into()).spawn(run).map_err(backend);
