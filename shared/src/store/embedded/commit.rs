@@ -21,6 +21,15 @@ impl Stored {
     pub(super) fn of(item: &Item) -> Self {
         Stored { bytes: super::codec::encode(item), indexes: [index_key(item, Index::Gsi1), index_key(item, Index::Gsi2)] }
     }
+
+    /// Where the item is filed in a secondary `index` (None for the primary one).
+    pub(super) fn filed(&self, index: Index) -> Option<&(String, String)> {
+        match index {
+            Index::Primary => None,
+            Index::Gsi1 => self.indexes[0].as_ref(),
+            Index::Gsi2 => self.indexes[1].as_ref(),
+        }
+    }
 }
 
 /// Brings redb up to date with the log after a crash: applies the logged transactions it

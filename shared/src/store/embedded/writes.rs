@@ -88,9 +88,9 @@ impl Version {
     /// The item (None: deleted), decoded if need be; for a transaction's checks, under the lock.
     pub(super) fn item(&self, key: &Key) -> StoreResult<Option<Arc<Item>>> {
         match self {
-            Version::Deleted => Ok(None),
+            // Shared, not copied: the update that reads it then changes it in place.
             Version::Item(item) => Ok(Some(item.clone())),
-            Version::Stored(stored) => super::codec::decode(key, &stored.bytes).map(|item| Some(Arc::new(item))),
+            other => Ok(other.read().item(key)?.map(Arc::new)),
         }
     }
 
@@ -113,8 +113,7 @@ impl Version {
             (Version::Item(item), _) => item.get(ipk).and_then(Attr::as_str) == Some(pk),
             // A primary query asks only about keys of its own partition.
             (Version::Stored(_), Index::Primary) => true,
-            (Version::Stored(stored), Index::Gsi1) => stored.indexes[0].as_ref().is_some_and(|(gpk, _)| gpk == pk),
-            (Version::Stored(stored), Index::Gsi2) => stored.indexes[1].as_ref().is_some_and(|(gpk, _)| gpk == pk),
+            (Version::Stored(stored), index) => stored.filed(index).is_some_and(|(gpk, _)| gpk == pk),
         }
     }
 }
