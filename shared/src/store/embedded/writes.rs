@@ -481,3 +481,7 @@ fn payload(txs: Vec<(u64, Vec<(Key, Journaled)>)>) -> Payload {
     }
     payload
 }
+
+#[cfg(test)]
+#[path = "writes_tests.rs"]
+mod tests;
