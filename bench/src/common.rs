@@ -4,6 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+/// The gateway's own code for appending to its write-ahead log, not a copy: the durable
+/// forwarder's log and the disk probe must write the way the gateway's log does.
+#[path = "../../shared/src/store/embedded/appender.rs"]
+pub mod appender;
+
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;

@@ -80,23 +80,35 @@ async fn load(client: &reqwest::Client, target: &Target, body: &Value, concurren
     run
 }
 
-/// The latency of writing 4 KiB to a file in `dir` and syncing it (fdatasync), as the
-/// embedded store's write-ahead log does per commit: its p50 and p99 in ms.
-fn fsync_latency(dir: &std::path::Path) -> std::io::Result<(f64, f64)> {
+/// The latency of 200 synced writes of 4 KiB to a file in `dir`, p50 and p99 in ms: appended
+/// through the page cache, then `fdatasync`; and as the embedded store's write-ahead log
+/// writes (`appender`: into a file written ahead, directly with `O_DSYNC` where the
+/// filesystem allows), with whether it could.
+fn sync_latency(dir: &std::path::Path) -> std::io::Result<([(f64, f64); 2], bool)> {
     use std::io::Write;
-    let mut file = std::fs::File::create(dir.join("fsync-probe"))?;
     let block = [7u8; 4096];
-    let mut took: Vec<f64> = (0..200)
-        .map(|_| {
-            let start = Instant::now();
-            file.write_all(&block)?;
-            file.sync_data()?;
-            Ok(start.elapsed().as_secs_f64() * 1000.0)
-        })
-        .collect::<std::io::Result<_>>()?;
-    std::fs::remove_file(dir.join("fsync-probe"))?;
-    took.sort_by(f64::total_cmp);
-    Ok((took[took.len() / 2], took[took.len() * 99 / 100]))
+    let timed = |mut write: Box<dyn FnMut() -> std::io::Result<()> + '_>| -> std::io::Result<(f64, f64)> {
+        let mut took: Vec<f64> = (0..200)
+            .map(|_| {
+                let start = Instant::now();
+                write()?;
+                Ok(start.elapsed().as_secs_f64() * 1000.0)
+            })
+            .collect::<std::io::Result<_>>()?;
+        took.sort_by(f64::total_cmp);
+        Ok((took[took.len() / 2], took[took.len() * 99 / 100]))
+    };
+    let path = dir.join("sync-probe");
+    let mut file = std::fs::File::create(&path)?;
+    let appended = timed(Box::new(|| {
+        file.write_all(&block)?;
+        file.sync_data()
+    }))?;
+    file.sync_all()?;
+    let mut log = tollgate_bench::appender::Appender::open(&path, true)?;
+    let logged = timed(Box::new(|| log.append(&block)))?;
+    std::fs::remove_file(&path)?;
+    Ok(([appended, logged], log.direct()))
 }
 
 #[tokio::main]
@@ -143,8 +155,10 @@ async fn main() -> anyhow::Result<()> {
     );
     // Strict durability syncs each request's record before answering: the disk's own sync
     // time is the floor under the latency the gateway adds at one connection.
-    let (sync50, sync99) = fsync_latency(data.path())?;
-    println!("  fsync of the data directory's disk (4 KiB written, then synced, 200 times): p50 {sync50:.3}ms p99 {sync99:.3}ms");
+    let ([(sync50, sync99), (log50, log99)], log_direct) = sync_latency(data.path())?;
+    println!("  fsync of the data directory's disk (4 KiB appended, then fdatasync, 200 times): p50 {sync50:.3}ms p99 {sync99:.3}ms");
+    let how = if log_direct { "O_DIRECT|O_DSYNC" } else { "then fdatasync: the filesystem refuses O_DIRECT" };
+    println!("  a synced write as the gateway's log makes it (4 KiB into a file written ahead, {how}): p50 {log50:.3}ms p99 {log99:.3}ms");
     println!(
         "{:>4} {:>8} | {:>8} {:>8} {:>6} | {:>8} {:>8} {:>6} {:>5} | {:>8} {:>8} {:>6} {:>5} | {:>8} {:>8} {:>6} {:>5} | {:>8} {:>8} | {:>8} {:>8} | {:>4} {:>4} {:>4} {:>5}",
         "conc",

@@ -4,6 +4,7 @@
 //! then redb. Each GSI is a table of (index pk, index sk, pk, sk) keys kept in step with the
 //! items in the same commit.
 
+mod appender;
 mod codec;
 mod commit;
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! the write path's threads itself, one at a time, so which of them answers is not left to
 //! timing.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +11,7 @@ use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot::error::TryRecvError;
 
 use super::{Heard, Wal, Writes};
+use crate::store::embedded::appender::Appender;
 use crate::store::embedded::{GSI1, GSI2, ITEMS, raw_get};
 use crate::store::{Key, StoreError, StoreResult, TxOp, keyed_item};
 
@@ -95,7 +95,7 @@ fn a_closing_store_logs_its_waiters_writes_before_the_logger_ends() {
 fn a_log_that_cannot_be_written_fails_every_waiter_and_every_later_write() {
     let dir = tempfile::tempdir().unwrap();
     // Every write to /dev/full fails with ENOSPC, as a full disk would.
-    let full = || File::options().write(true).open("/dev/full").unwrap();
+    let full = || Appender::open(Path::new("/dev/full"), false).unwrap();
     let wal = Wal::over([full(), full()]);
     let writes = writes(dir.path());
     let (first, second) = (waiting(&writes, put("a")), waiting(&writes, put("b")));
