@@ -9,8 +9,8 @@
 //! append, and what follows the new bytes in their last block is written as zeros. Rewriting
 //! the block cannot lose what it held: those bytes are written unchanged, so a torn write tears
 //! only the new ones (whose writers were not yet told they were durable).
-//! Elsewhere (tmpfs, some container filesystems refuse `O_DIRECT`), a plain write and
-//! `fdatasync`.
+//! Elsewhere (filesystems that refuse `O_DIRECT`, tmpfs before Linux 6.6 among them, and
+//! platforms without it), a plain write and `fdatasync`.
 //!
 //! The benchmark's durable forwarder includes this file too (`bench/src/forwarder.rs`), so the
 //! floor it measures writes the same way the gateway's log does.
@@ -19,6 +19,12 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+
+/// Whether `e` says the filesystem will not do direct writes (EINVAL from most, EOPNOTSUPP from
+/// a few).
+fn refused(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP))
+}
 
 /// The unit of a direct write: a multiple of every logical block size in use (512 or 4096).
 const BLOCK: usize = 4096;
@@ -50,7 +56,7 @@ impl Appender {
         let file = match DIRECT.filter(|_| direct) {
             Some(flags) => match File::options().write(true).custom_flags(flags).open(path) {
                 Ok(file) => Some(file),
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => None,
+                Err(e) if refused(&e) => None,
                 Err(e) => return Err(e),
             },
             None => None,
@@ -60,14 +66,14 @@ impl Appender {
             None => Self { file: plain()?, direct: false, end: 0, tail: Vec::new(), buf: Vec::new() },
         };
         // Some filesystems take the flag and refuse the writes: learn it now, by writing the
-        // first block as it stands (the caller has read what it needs of the file).
+        // first block as it stands (the caller has read what it needs of the file), whole
+        // even where the file is shorter, so that the probe always writes.
         if appender.direct {
             let mut first = vec![0u8; BLOCK];
-            let read = std::fs::File::open(path)?.read_at(&mut first, 0)?;
-            first.truncate(read);
+            std::fs::File::open(path)?.read_at(&mut first, 0)?;
             match appender.append(&first) {
                 Ok(()) => appender.restart(),
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Err(e) if refused(&e) => {
                     appender.file = plain()?;
                     appender.direct = false;
                 }
@@ -112,7 +118,8 @@ impl Appender {
         let out = &mut self.buf[at..at + blocks];
         out[..self.tail.len()].copy_from_slice(&self.tail);
         out[self.tail.len()..len].copy_from_slice(bytes);
-        // What lies past the end in the file is zeros (written ahead) or nothing: keep it so.
+        // Past the end the file holds zeros (written ahead), nothing, or after a restart older
+        // bytes: zeros there end what a reader takes, as they did.
         out[len..].fill(0);
         self.file.write_all_at(out, start)?;
         self.end += bytes.len() as u64;
@@ -165,6 +172,20 @@ mod tests {
     #[test]
     fn buffered_appends_land_in_place() {
         appends_land_in_place(false);
+    }
+
+    #[test]
+    fn opening_an_empty_file_directly_makes_it_a_block_of_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, b"").unwrap();
+        let log = Appender::open(&path, true).unwrap();
+        let file = std::fs::read(&path).unwrap();
+        if log.direct() {
+            assert!(file.len() == BLOCK && file.iter().all(|&b| b == 0), "the probe wrote a block");
+        } else {
+            assert!(file.is_empty());
+        }
     }
 
     #[test]

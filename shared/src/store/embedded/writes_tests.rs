@@ -92,6 +92,7 @@ fn a_closing_store_logs_its_waiters_writes_before_the_logger_ends() {
 }
 
 #[test]
+#[cfg(target_os = "linux")]
 fn a_log_that_cannot_be_written_fails_every_waiter_and_every_later_write() {
     let dir = tempfile::tempdir().unwrap();
     // Every write to /dev/full fails with ENOSPC, as a full disk would.
