@@ -2,9 +2,9 @@
 //!
 //! Where the filesystem allows, the file is opened `O_DIRECT | O_DSYNC`: an append goes from our
 //! buffer to the disk and is synced by the same call, without the page cache's copy and
-//! writeback and without a second call to `fdatasync`. On this project's disk, for records of a
-//! few KiB, that was 30-39 µs of CPU per synced append against 41-55, and 0.08-0.09 ms at p50
-//! against 0.09-0.13. Such writes must be whole blocks, from and to aligned places, so the
+//! writeback and without a second call to `fdatasync`. On this project's disk that was 30-39 µs
+//! of CPU per synced append of 1,200 bytes against 41-55 (a micro-benchmark), and 0.08-0.12 ms
+//! at p50 for 4 KiB against 0.19-0.26 (`scripts/bench`'s probe). Such writes must be whole blocks, from and to aligned places, so the
 //! last partial block is kept in memory and written again, with the next bytes, by the next
 //! append, and what follows the new bytes in their last block is written as zeros. Rewriting
 //! the block cannot lose what it held: those bytes are written unchanged, so a torn write tears
