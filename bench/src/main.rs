@@ -86,8 +86,7 @@ async fn load(client: &reqwest::Client, target: &Target, body: &Value, concurren
 /// filesystem allows), with whether it could.
 fn sync_latency(dir: &std::path::Path) -> std::io::Result<([(f64, f64); 2], bool)> {
     use std::io::Write;
-    let block = [7u8; 4096];
-    let timed = |mut write: Box<dyn FnMut() -> std::io::Result<()> + '_>| -> std::io::Result<(f64, f64)> {
+    fn timed(mut write: impl FnMut() -> std::io::Result<()>) -> std::io::Result<(f64, f64)> {
         let mut took: Vec<f64> = (0..200)
             .map(|_| {
                 let start = Instant::now();
@@ -97,16 +96,17 @@ fn sync_latency(dir: &std::path::Path) -> std::io::Result<([(f64, f64); 2], bool
             .collect::<std::io::Result<_>>()?;
         took.sort_by(f64::total_cmp);
         Ok((took[took.len() / 2], took[took.len() * 99 / 100]))
-    };
+    }
+    let block = [7u8; 4096];
     let path = dir.join("sync-probe");
     let mut file = std::fs::File::create(&path)?;
-    let appended = timed(Box::new(|| {
+    let appended = timed(|| {
         file.write_all(&block)?;
         file.sync_data()
-    }))?;
+    })?;
     file.sync_all()?;
     let mut log = tollgate_bench::appender::Appender::open(&path, true)?;
-    let logged = timed(Box::new(|| log.append(&block)))?;
+    let logged = timed(|| log.append(&block))?;
     std::fs::remove_file(&path)?;
     Ok(([appended, logged], log.direct()))
 }

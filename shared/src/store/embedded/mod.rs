@@ -58,6 +58,18 @@ impl Drop for Writer {
     }
 }
 
+/// Makes the store's tables in `db` where they are missing, so that reads find them before
+/// any commit; returns the last transaction redb holds.
+fn prepare(db: &Database) -> StoreResult<u64> {
+    let txn = db.begin_write().map_err(backend)?;
+    txn.open_table(ITEMS).map_err(backend)?;
+    txn.open_table(GSI1).map_err(backend)?;
+    txn.open_table(GSI2).map_err(backend)?;
+    let durable = txn.open_table(META).map_err(backend)?.get(commit::APPLIED).map_err(backend)?.map_or(0, |v| v.value());
+    txn.commit().map_err(backend)?;
+    Ok(durable)
+}
+
 fn backend<E: std::fmt::Display>(err: E) -> StoreError {
     StoreError::Backend(err.to_string())
 }
@@ -74,12 +86,7 @@ impl EmbeddedStore {
             std::fs::create_dir_all(dir).map_err(backend)?;
         }
         let db = Database::builder().set_cache_size(CACHE_BYTES).create(path).map_err(backend)?;
-        let txn = db.begin_write().map_err(backend)?;
-        txn.open_table(ITEMS).map_err(backend)?;
-        txn.open_table(GSI1).map_err(backend)?;
-        txn.open_table(GSI2).map_err(backend)?;
-        let durable = txn.open_table(META).map_err(backend)?.get(commit::APPLIED).map_err(backend)?.map_or(0, |v| v.value());
-        txn.commit().map_err(backend)?;
+        let durable = prepare(&db)?;
         let mut log_base = path.as_os_str().to_owned();
         log_base.push(".wal");
         let (wal, replay) = wal::Wal::open(Path::new(&log_base), durable)?;

@@ -12,7 +12,7 @@ use tokio::sync::oneshot::error::TryRecvError;
 
 use super::{Heard, Wal, Writes};
 use crate::store::embedded::appender::Appender;
-use crate::store::embedded::{GSI1, GSI2, ITEMS, raw_get};
+use crate::store::embedded::{ITEMS, prepare, raw_get};
 use crate::store::{Key, StoreError, StoreResult, TxOp, keyed_item};
 
 /// Longer than any test: no commit happens unless the store closes.
@@ -20,12 +20,7 @@ const NEVER: Duration = Duration::from_secs(3600);
 
 fn writes(dir: &Path) -> Arc<Writes> {
     let db = Database::create(dir.join("db")).unwrap();
-    // The tables the store makes at opening, so that a read finds them before any commit.
-    let txn = db.begin_write().unwrap();
-    txn.open_table(ITEMS).unwrap();
-    txn.open_table(GSI1).unwrap();
-    txn.open_table(GSI2).unwrap();
-    txn.commit().unwrap();
+    assert_eq!(prepare(&db).unwrap(), 0);
     Arc::new(Writes::new(Arc::new(db), 0, NEVER))
 }
 
