@@ -72,7 +72,8 @@ backend_tests! {
         // guessing gains nothing from a lucky hit...
         let refused = login_from(ATTACKER, ADMIN_EMAIL.into(), ADMIN_PASSWORD).await.expect_error(429, "too_many_login_attempts");
         let retry: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
-        assert!((1..=900).contains(&retry), "retry-after {retry}");
+        // Five failures in this window: refused until the next one ends, at most 30 minutes.
+        assert!((1..=1800).contains(&retry), "retry-after {retry}");
         assert!(refused.body["error"]["message"].as_str().unwrap().contains("account from your address"));
         // ...while the owner, from their own address, still gets in.
         login_from(OWNER, ADMIN_EMAIL.into(), ADMIN_PASSWORD).await.expect(200);
@@ -90,6 +91,29 @@ backend_tests! {
             app.post("/api/auth/login", None, json!({"email": "other@example.com", "password": "guess guess"})).await.expect(401);
         }
         app.post("/api/auth/login", None, json!({"email": "other@example.com", "password": "user password 1"})).await.expect_error(429, "too_many_login_attempts");
+    }
+
+    async fn the_end_of_a_window_never_wipes_a_count_of_failed_logins(backend) {
+        let app = TestApp::start(backend).await;
+        app.admin().await;
+        let window = tollgate::identity::throttle::WINDOW_SECS;
+        let now = app.clock.now().timestamp();
+        let next_window = now - now.rem_euclid(window) + window;
+        let at = |secs: i64| chrono::DateTime::from_timestamp(secs, 0).unwrap();
+        let login = |password: &'static str| app.post("/api/auth/login", None, json!({"email": ADMIN_EMAIL, "password": password}));
+        // Five failures a minute before a window ends...
+        for _ in 0..5 {
+            app.clock.set(at(next_window - 60));
+            login("guess guess").await.expect(401);
+        }
+        // ...still count a second after it: refused until the new window ends, when theirs
+        // drops out (not the end of the window after, which five failures in this one earn).
+        app.clock.set(at(next_window + 1));
+        let refused = login(ADMIN_PASSWORD).await.expect_error(429, "too_many_login_attempts");
+        let retry: i64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..window).contains(&retry), "retry-after {retry}");
+        app.clock.set(at(next_window + window));
+        login(ADMIN_PASSWORD).await.expect(200);
     }
 
     async fn refresh_rotates_and_reuse_revokes_the_whole_session(backend) {
