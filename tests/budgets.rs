@@ -64,6 +64,7 @@ backend_tests! {
 
     async fn a_key_that_opted_in_is_served_with_max_tokens_lowered_to_what_is_left(backend) {
         let app = TestApp::start(backend).await;
+        app.pin_mid_period();
         let (admin, _) = app.admin().await;
         // Output $1000 per million: 0.1 cent a token; input free.
         model(&app, &admin, json!({"id": "m", "inputPrice": 0.0, "outputPrice": 1000.0})).await;

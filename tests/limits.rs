@@ -30,6 +30,7 @@ fn used(item: &tollgate::store::Item, limit_id: &str) -> i64 {
 backend_tests! {
     async fn sixty_four_concurrent_requests_against_a_budget_for_ten_serve_ten(backend) {
         let app = TestApp::start(backend).await;
+        app.pin_mid_period();
         let (admin, _) = app.admin().await;
         // Output only is priced: 5 tokens x $2000/M = 1 cent, and the answer is exactly
         // max_tokens long, so each request's worst case is its real cost.
@@ -151,6 +152,7 @@ backend_tests! {
 
     async fn every_answer_of_n_is_reserved_and_charged(backend) {
         let app = TestApp::start(backend).await;
+        app.pin_mid_period();
         let (admin, _) = app.admin().await;
         // Output only is priced: 5 tokens x $2000/M = 1 cent per answer.
         app.model(&admin, "mock-1", 0.0, 2000.0, None).await;
@@ -270,6 +272,7 @@ backend_tests! {
 /// transaction). Counters change only by atomic ADD: never a put, never a SET.
 async fn hot_path_round_trips(backend: tollgate_tests::Backend) {
     let (app, store) = CountingStore::app(backend).await;
+    app.pin_mid_period();
     let (admin, _) = app.admin().await;
     app.model(&admin, "mock-1", 1.0, 1.0, None).await;
     let (_, key) = app.api_key(&admin, json!({"budget_limit_cents": 1000, "rate_limit_rpm": 1000, "rate_limit_tpm": 1000000})).await;

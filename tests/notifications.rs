@@ -107,6 +107,7 @@ backend_tests! {
 
     async fn invites_and_budget_events_are_delivered_once_each(backend) {
         let app = TestApp::start(backend).await;
+        app.pin_mid_period();
         let (admin, _) = app.admin().await;
         let smtp = SmtpSink::start().await;
         let hook = WebhookSink::start().await;

@@ -125,6 +125,7 @@ backend_tests! {
 
     async fn every_metric_is_enforced_at_every_level_and_never_overspent(backend) {
         let app = TestApp::start(backend).await;
+        app.pin_mid_period();
         let (admin, _) = app.admin().await;
         // $100 per million tokens: 0.01 cents a token.
         app.model(&admin, "mock-1", 100.0, 100.0, None).await;
@@ -173,6 +174,7 @@ backend_tests! {
 
     async fn calendar_and_rolling_windows_both_limit_and_say_when_they_reset(backend) {
         let app = TestApp::start(backend).await;
+        app.pin_mid_period();
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 1.0, 1.0, None).await;
         project(&app, &admin, "app", json!({})).await;
@@ -190,6 +192,7 @@ backend_tests! {
 
     async fn modes_combine_workspace_project_and_token_limits(backend) {
         let app = TestApp::start(backend).await;
+        app.pin_mid_period();
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 1.0, 1.0, None).await;
         let calls = |n: i64, mode: &str| json!([{"metric": "calls", "limit": n, "window": "daily", "mode": mode}]);
@@ -222,6 +225,7 @@ backend_tests! {
 
     async fn sixty_four_concurrent_requests_over_three_levels_serve_exactly_the_limit(backend) {
         let app = TestApp::start(backend).await;
+        app.pin_mid_period();
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 1.0, 1.0, None).await;
         let limits = |n: i64| json!([{"metric": "calls", "limit": n, "window": "daily", "mode": "extend"}]);
@@ -286,6 +290,7 @@ backend_tests! {
 
     async fn the_usage_view_filters_pages_and_shows_each_caller_only_their_records(backend) {
         let app = TestApp::start(backend).await;
+        app.pin_mid_period();
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 1.0, 1.0, None).await;
         app.model(&admin, "mock-2", 1.0, 1.0, None).await;
@@ -319,7 +324,7 @@ backend_tests! {
         let page = app.get("/api/usage?limit=2&offset=2", Some(&admin)).await.expect(200);
         assert_eq!(ids(&page), ids(&all)[2..4].to_vec());
         assert_eq!(page.body["hasMore"], true);
-        let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+        let yesterday = (app.clock.now() - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
         assert_eq!(ids(&app.get(&format!("/api/usage?to={yesterday}"), Some(&admin)).await.expect(200)).len(), 0);
         assert_eq!(ids(&app.get(&format!("/api/usage?from={yesterday}"), Some(&admin)).await.expect(200)).len(), 6);
         for bad in ["from=yesterday", "limit=0", "outcome=maybe", "colour=red"] {
@@ -386,7 +391,7 @@ backend_tests! {
         let mut want = vec![(None, 1), (Some(alpha_uuid.clone()), 4), (Some(beta_uuid.clone()), 1)];
         want.sort();
         assert_eq!(by_project, want);
-        let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        let today = app.clock.now().format("%Y-%m-%d").to_string();
         assert_eq!(counts(&summary(&format!("group_by=day&from={today}&to={today}"), &admin).await), vec![(Some(today.clone()), 6)]);
         assert_eq!(counts(&summary(&format!("to={yesterday}"), &admin).await), vec![]);
         assert_eq!(counts(&summary("group_by=token&project=alpha", &admin).await).iter().map(|g| g.1).sum::<i64>(), 4);

@@ -318,7 +318,8 @@ backend_tests! {
         deployments[0]["rpm"] = json!(1);
         deployments[1]["rpm"] = json!(2);
         app.put("/api/models/gpt-4o", Some(&admin), json!({"deployments": deployments})).await.expect(200);
-        app.clock.advance(chrono::Duration::seconds(60));
+        // A minute of its own, whatever the wall clock's second: the four requests share it.
+        app.to_next_minute();
         let (before_a, before_b) = (a.requests().len(), b.requests().len());
         for _ in 0..3 {
             app.chat(&key, ask("gpt-4o")).await.expect(200);
@@ -373,6 +374,7 @@ backend_tests! {
 
     async fn chaos_three_deployments_one_flapping_no_client_sees_an_error_and_budgets_add_up(backend) {
         let app = TestApp::start(backend).await;
+        app.pin_mid_period();
         let (admin, _) = app.admin().await;
         let fakes = [FakeUpstream::start().await, FakeUpstream::start().await, FakeUpstream::start().await];
         deployed(&app, &admin, "gpt-4o", &fakes.iter().collect::<Vec<_>>(), json!({})).await;

@@ -20,6 +20,7 @@ async fn key_of(app: &TestApp, admin: &str, id: &str) -> tollgate::keys::ApiKey 
 backend_tests! {
     async fn a_key_cannot_mint_a_key_wider_than_itself(backend) {
         let app = TestApp::start(backend).await;
+        app.pin_mid_period();
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 1.0, 1.0, None).await;
         // The probe's key: a 1-cent budget, one model, 2 requests a minute, every scope.
@@ -62,7 +63,7 @@ backend_tests! {
         // spent, the child is refused although its own is untouched.
         let parent_key = key_of(&app, &admin, &parent_id).await;
         let budget = parent_key.all_limits().into_iter().find(|l| l.id == "budget").unwrap();
-        let (attr, _) = tollgate::limits::current_counter(&budget, chrono::Utc::now());
+        let (attr, _) = tollgate::limits::current_counter(&budget, app.clock.now());
         app.state.store.update(&parent_key.counters(), Update::default().add(&attr, 9_990), None).await.unwrap();
         let refused = app.post(CHAT, Some(&child), hi()).await.expect_error(402, "budget_exceeded");
         assert!(refused.headers.contains_key("x-request-id"));

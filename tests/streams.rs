@@ -30,6 +30,7 @@ backend_tests! {
             None,
         )
         .await;
+        app.pin_mid_period();
         let (admin, _) = app.admin().await;
         app.model(&admin, "mock-1", 1000.0, 1000.0, None).await;
         // Each request's worst case is about $0.10 (its prompt and 50 tokens out at $1000 per

@@ -235,6 +235,23 @@ impl TestApp {
     }
 
     /// Creates the first admin; returns (access token, refresh token).
+    /// Sets the app's clock to 12:00:00 UTC on 15 March 2031: mid-month and mid-day, at the
+    /// start of an hour and of a minute. A test whose requests must share a calendar window (a
+    /// daily, monthly or hourly limit) calls it first, so that running across a midnight or a
+    /// month's end on the wall clock cannot split them. Before logging in: a jump of years
+    /// outlives every token issued before it.
+    pub fn pin_mid_period(&self) {
+        self.clock.set("2031-03-15T12:00:00Z".parse().expect("a moment"));
+    }
+
+    /// Moves the app's clock to the first second of its next minute, so that the requests that
+    /// follow share a minute's window (a deployment's capacity) however long they take.
+    pub fn to_next_minute(&self) {
+        use chrono::DurationRound;
+        let next = (self.clock.now() + chrono::Duration::minutes(1)).duration_trunc(chrono::Duration::minutes(1)).expect("a minute");
+        self.clock.set(next + chrono::Duration::seconds(1));
+    }
+
     pub async fn admin(&self) -> (String, String) {
         let r = self.post("/api/setup/first-admin", None, json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})).await.expect(201);
         (r.body["token"].as_str().unwrap().to_string(), r.body["refreshToken"].as_str().unwrap().to_string())
