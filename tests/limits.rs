@@ -293,6 +293,7 @@ async fn hot_path_round_trips(backend: tollgate_tests::Backend) {
         let rollup_fold = |ops: &[tollgate::store::TxOp]| {
             ops.iter().all(|op| match op {
                 tollgate::store::TxOp::Put { item, .. } => item["PK"].as_str().is_some_and(|pk| pk.starts_with("ROLLUP")),
+                tollgate::store::TxOp::PutEntity { put, .. } => put.key.pk.starts_with("ROLLUP"),
                 tollgate::store::TxOp::Update { key, .. } | tollgate::store::TxOp::Delete { key, .. } | tollgate::store::TxOp::Check { key, .. } => {
                     key.pk.starts_with("ROLLUP")
                 }
@@ -319,6 +320,7 @@ async fn hot_path_round_trips(backend: tollgate_tests::Backend) {
                     counter_updates += 1;
                 }
                 tollgate::store::TxOp::Put { item, .. } => assert!(!item["PK"].as_str().unwrap().starts_with("LIMITS#")),
+                tollgate::store::TxOp::PutEntity { put, .. } => assert!(!put.key.pk.starts_with("LIMITS#")),
                 _ => {}
             }
         }

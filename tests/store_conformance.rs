@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tollgate::store::{Attr, Cond, Index, Item, Key, Query, Store, StoreError, TTL, TxOp, Update, set_index};
+use tollgate::store::{Attr, Cond, EntityPut, Index, Item, Key, Query, Store, StoreError, TTL, TxOp, Update, set_index};
 use tollgate_tests::{backend_tests, store_for};
 
 fn item(pk: &str, sk: &str, extra: &[(&str, Attr)]) -> Item {
@@ -253,6 +253,34 @@ backend_tests! {
         assert_eq!(emails(&all.items), ["z@x", "d@x", "c@x", "b@x"]);
         store.delete(&Key::new("USER#1", "PROFILE"), None).await.unwrap();
         assert_eq!(store.query(Query::new(Index::Gsi1, "USERS")).await.unwrap().items.len(), 3);
+    }
+
+    async fn an_entity_put_whole_is_the_item_it_makes(backend) {
+        #[derive(serde::Serialize)]
+        struct Record {
+            request_id: &'static str,
+            input_tokens: u32,
+            note: Option<String>,
+            tags: Vec<&'static str>,
+            ttl: i64,
+        }
+        let (store, _dir) = store_for(backend).await;
+        let record = Arc::new(Record { request_id: "r1", input_tokens: 12, note: None, tags: vec!["a", "b"], ttl: 0 });
+        let mut put = EntityPut::new(Key::new("E", "r1"), record.clone());
+        put.index(Index::Gsi1, "BY#MODEL".into(), "ok#r1".into());
+        // Replaces the entity's own field of that name.
+        let ttl = now() + 3600;
+        put.set(TTL, Attr::N(ttl));
+        let expected = put.item().unwrap();
+        assert_eq!((&expected["ttl"], &expected["input_tokens"], &expected["note"]), (&Attr::N(ttl), &Attr::N(12), &Attr::Null));
+        assert_eq!((&expected["PK"], &expected["GSI1SK"]), (&Attr::S("E".into()), &Attr::S("ok#r1".into())));
+        // First in a transaction, conditioned on being absent, as a usage record is.
+        store.transact(vec![TxOp::PutEntity { put: put.clone(), cond: Some(Cond::NotExists) }]).await.unwrap();
+        assert_eq!(store.get(&Key::new("E", "r1")).await.unwrap(), Some(expected.clone()));
+        assert_eq!(store.query(Query::new(Index::Gsi1, "BY#MODEL")).await.unwrap().items, vec![expected.clone()]);
+        let again = store.transact(vec![TxOp::PutEntity { put, cond: Some(Cond::NotExists) }]).await;
+        assert!(matches!(again, Err(StoreError::TransactionCancelled { index: 0 })), "{again:?}");
+        assert_eq!(store.get(&Key::new("E", "r1")).await.unwrap(), Some(expected));
     }
 
     async fn delete_with_and_without_conditions(backend) {

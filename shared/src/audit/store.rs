@@ -30,6 +30,7 @@ pub struct Audited {
 fn after_write(op: &TxOp, before: Option<&Item>) -> Option<Item> {
     match op {
         TxOp::Put { item, .. } => Some(item.clone()),
+        TxOp::PutEntity { put, .. } => put.item().ok(),
         TxOp::Delete { .. } => None,
         TxOp::Update { key, update, .. } => crate::store::apply_update(key, before.cloned(), update).ok(),
         TxOp::Check { .. } => before.cloned(),
@@ -39,6 +40,7 @@ fn after_write(op: &TxOp, before: Option<&Item>) -> Option<Item> {
 fn key_of(op: &TxOp) -> Option<Key> {
     match op {
         TxOp::Put { item, .. } => Key::of(item),
+        TxOp::PutEntity { put, .. } => Some(put.key.clone()),
         TxOp::Update { key, .. } | TxOp::Delete { key, .. } => Some(key.clone()),
         TxOp::Check { .. } => None,
     }

@@ -251,7 +251,7 @@ async fn release_lapsed(store: &dyn Store, counters: &Key, now: DateTime<Utc>) -
         }
         let mut ops = vec![TxOp::Update { key: counters.clone(), update, cond: Some(Cond::AttrExists(lease.attr.clone())) }];
         if let Some(lost) = lease.record.as_deref().and_then(|record| crate::usage::lost(lease.request_id(), record, now)) {
-            ops.extend(crate::usage::record_ops(&lost)?);
+            ops.extend(crate::usage::record_ops(&std::sync::Arc::new(lost))?);
         }
         match store.transact(ops).await {
             Ok(()) => released = true,

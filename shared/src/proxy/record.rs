@@ -48,7 +48,8 @@ impl Flight {
         let now = self.gw.clock.now();
         let touch = self.key.last_used_at.is_none_or(|t| (now - t).num_seconds() >= 60);
         let touch_ops = if touch { keys::touch_ops(&self.key, now)? } else { vec![] };
-        let record = self.usage_record(&actual, seen, outcome, status, streamed, cancelled, error, now);
+        // Shared with the settlement's transaction, which the embedded store encodes straight from it.
+        let record = std::sync::Arc::new(self.usage_record(&actual, seen, outcome, status, streamed, cancelled, error, now));
         // Boxed, as only Responses API requests store anything.
         let stored = if response.is_some() { Box::pin(self.store_response(response, now)).await? } else { vec![] };
         // A kept answer (the response cache's) goes in the same transaction.

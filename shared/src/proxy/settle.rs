@@ -5,6 +5,8 @@
 //! or another request released a lapsed one first), it settles again on what the counters
 //! items say now.
 
+use std::sync::Arc;
+
 use crate::error::{ApiError, ApiResult};
 use crate::limits::{self, Charge, Reservation};
 use crate::store::{Store, StoreError, TxOp};
@@ -15,7 +17,7 @@ const RETRIES: usize = 3;
 
 pub(super) async fn settle(
     store: &dyn Store,
-    record: &UsageRecord,
+    record: &Arc<UsageRecord>,
     reservations: &[Reservation],
     actual: &Charge,
     touch: Vec<TxOp>,
@@ -27,7 +29,7 @@ pub(super) async fn settle(
     ops.extend(events.iter().cloned());
     for lapsed in reservations.iter().flat_map(|r| &r.lapsed) {
         if let Some(lost) = lapsed.record.as_deref().and_then(|fields| usage::lost(lapsed.request_id(), fields, record.recorded_at)) {
-            ops.extend(usage::record_ops(&lost)?);
+            ops.extend(usage::record_ops(&Arc::new(lost))?);
         }
     }
     match usage::transact_record(store, record, ops, relaxed).await {

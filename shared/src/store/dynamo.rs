@@ -256,21 +256,26 @@ impl DynamoStore {
         Ok(())
     }
 
+    fn tx_put(&self, item: &Item, cond: Option<&Cond>) -> StoreResult<TransactWriteItem> {
+        let mut e = Expr::default();
+        let c = cond.map(|c| e.condition(c));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_map(item)))
+            .set_condition_expression(c)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .build()
+            .map_err(backend)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
     fn tx_item(&self, op: &TxOp) -> StoreResult<TransactWriteItem> {
         let mut e = Expr::default();
         let item = match op {
-            TxOp::Put { item, cond } => {
-                let c = cond.as_ref().map(|c| e.condition(c));
-                let put = Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(to_map(item)))
-                    .set_condition_expression(c)
-                    .set_expression_attribute_names(e.names())
-                    .set_expression_attribute_values(e.values())
-                    .build()
-                    .map_err(backend)?;
-                TransactWriteItem::builder().put(put).build()
-            }
+            TxOp::Put { item, cond } => self.tx_put(item, cond.as_ref())?,
+            // An entity put whole is the item it makes, put as any other.
+            TxOp::PutEntity { put, cond } => self.tx_put(&put.item()?, cond.as_ref())?,
             TxOp::Update { key, update, cond } => {
                 let u = update_expression(&mut e, update);
                 let c = cond.as_ref().map(|c| e.condition(c));

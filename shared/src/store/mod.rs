@@ -6,6 +6,7 @@
 mod attr_ser;
 mod dynamo;
 mod embedded;
+mod entity;
 mod item;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use dynamo::DynamoStore;
 pub use embedded::EmbeddedStore;
+pub use entity::{Entity, EntityPut};
 pub use item::{attr_of, from_attr, from_item, keyed_item, set_index, to_item};
 
 pub const PK: &str = "PK";
@@ -231,9 +233,12 @@ pub struct Page {
     pub cursor: Option<String>,
 }
 
+/// One operation of a transaction. `PutEntity` puts an entity whole, made an item only by the
+/// backends that store items (see `entity`).
 #[derive(Clone, Debug)]
 pub enum TxOp {
     Put { item: Item, cond: Option<Cond> },
+    PutEntity { put: EntityPut, cond: Option<Cond> },
     Update { key: Key, update: Update, cond: Option<Cond> },
     Delete { key: Key, cond: Option<Cond> },
     Check { key: Key, cond: Cond },

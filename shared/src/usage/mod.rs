@@ -2,13 +2,15 @@
 //! of its reservation, and idempotent on the request id (a marker item written with the
 //! record), so a retried write can neither record nor settle twice.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
 use crate::pagination::{self, Direction, Pagination};
-use crate::store::{Attr, Cond, Index, Item, Key, SkCond, Store, StoreError, TxOp, from_item, keyed_item, set_index};
+use crate::store::{Attr, Cond, EntityPut, Index, Item, Key, SkCond, Store, StoreError, TxOp, from_item};
 
 pub mod grouped;
 pub mod listing;
@@ -186,11 +188,12 @@ pub async fn write(store: &dyn Store, record: &UsageRecord, extra: Vec<TxOp>) ->
 }
 
 pub async fn write_with(store: &dyn Store, record: &UsageRecord, extra: Vec<TxOp>, buffered: bool) -> ApiResult<bool> {
-    transact_record(store, record, extra, buffered).await.map_err(Into::into)
+    transact_record(store, &Arc::new(record.clone()), extra, buffered).await.map_err(Into::into)
 }
 
-/// `write_with`, the store's own error kept (a cancellation at index 0: already recorded).
-pub async fn transact_record(store: &dyn Store, record: &UsageRecord, extra: Vec<TxOp>, buffered: bool) -> Result<bool, StoreError> {
+/// `write_with`, the store's own error kept (a cancellation at index 0: already recorded). The
+/// record is shared with the transaction, which the embedded store encodes straight from it.
+pub async fn transact_record(store: &dyn Store, record: &Arc<UsageRecord>, extra: Vec<TxOp>, buffered: bool) -> Result<bool, StoreError> {
     let mut ops = record_ops(record).map_err(|e| StoreError::Backend(e.to_string()))?;
     ops.extend(extra);
     let written = if buffered { store.transact_buffered(ops).await } else { store.transact(ops).await };
@@ -203,11 +206,11 @@ pub async fn transact_record(store: &dyn Store, record: &UsageRecord, extra: Vec
 
 /// The operations that write a record: its idempotency marker (first, conditioned on not
 /// existing), the record itself, and its pending item for the owner's rollups (see `rollups`).
-pub fn record_ops(record: &UsageRecord) -> ApiResult<Vec<TxOp>> {
+pub fn record_ops(record: &Arc<UsageRecord>) -> ApiResult<Vec<TxOp>> {
     let sk = [time_key(record.recorded_at).as_str(), "#", &record.request_id].concat();
-    let mut item = keyed_item(record, &Key::new(partition(&record.owner), sk.clone()))?;
+    let mut put = EntityPut::new(Key::new(partition(&record.owner), sk.clone()), record.clone());
     for (index, pk, index_sk) in listing::index_keys(&record.owner, &record.model, record.outcome, &sk) {
-        set_index(&mut item, index, pk, index_sk);
+        put.index(index, pk, index_sk);
     }
     let marker_key = marker_key(&record.request_id);
     let mut marker = Item::from([
@@ -217,11 +220,11 @@ pub fn record_ops(record: &UsageRecord) -> ApiResult<Vec<TxOp>> {
         ("usage_sk".into(), Attr::S(sk.clone())),
     ]);
     if let Some(expires) = record.expires_at {
-        item.insert(crate::store::TTL.into(), Attr::N(expires.timestamp()));
+        put.set(crate::store::TTL, Attr::N(expires.timestamp()));
         marker.insert(crate::store::TTL.into(), Attr::N(expires.timestamp()));
     }
     let pending = rollups::pending_op(record, &sk);
-    Ok(vec![TxOp::Put { item: marker, cond: Some(Cond::NotExists) }, TxOp::Put { item, cond: None }, pending])
+    Ok(vec![TxOp::Put { item: marker, cond: Some(Cond::NotExists) }, TxOp::PutEntity { put, cond: None }, pending])
 }
 
 /// When an owner's first and last records between `from` and `to` were made (two reads of one

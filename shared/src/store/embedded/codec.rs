@@ -80,13 +80,13 @@ const NAMES: &[&str] = &[
 /// How deep lists and maps may nest in a stored item (ours nest two levels at most).
 const MAX_DEPTH: usize = 32;
 
-const NULL: u8 = 0;
+pub(super) const NULL: u8 = 0;
 const FALSE: u8 = 1;
 const TRUE: u8 = 2;
 const NUMBER: u8 = 3;
-const STRING: u8 = 4;
-const LIST: u8 = 5;
-const MAP: u8 = 6;
+pub(super) const STRING: u8 = 4;
+pub(super) const LIST: u8 = 5;
+pub(super) const MAP: u8 = 6;
 
 /// The stored form of `item`, its PK and SK left out (the store keeps them as its key).
 pub(super) fn encode(item: &Item) -> Vec<u8> {

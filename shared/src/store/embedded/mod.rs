@@ -6,6 +6,7 @@
 
 mod appender;
 mod codec;
+mod codec_ser;
 mod commit;
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{Cond, Index, Item, Key, Page, Query, SkCond, Store, StoreError, StoreResult, TxOp, Update, decode_cursor, is_expired, now_epoch};
+pub(super) use codec_ser::encode_entity;
 use writes::{TxOutcome, Writes};
 
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");

@@ -30,9 +30,9 @@ pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(50);
 pub(super) type TxOutcome = Result<Option<Arc<Item>>, usize>;
 
 /// One operation of a transaction, made ready before the overlay's lock is taken: with its key
-/// and condition, and for a put the item's stored form.
+/// and condition, and for a put the item's stored form (and the item, unless an entity's).
 enum Ready {
-    Put(Item, Arc<Stored>),
+    Put(Option<Item>, Arc<Stored>),
     Update(Update),
     Delete,
     Check,
@@ -43,7 +43,11 @@ fn ready(op: TxOp) -> StoreResult<(Key, Option<Cond>, Ready)> {
         TxOp::Put { item, cond } => {
             let key = Key::of(&item).ok_or_else(|| StoreError::Backend("item lacks a string PK and SK".into()))?;
             let stored = Arc::new(Stored::of(&item));
-            (key, cond, Ready::Put(item, stored))
+            (key, cond, Ready::Put(Some(item), stored))
+        }
+        TxOp::PutEntity { put, cond } => {
+            let stored = Arc::new(Stored::encoded(&put)?);
+            (put.key, cond, Ready::Put(None, stored))
         }
         TxOp::Update { key, update, cond } => (key, cond, Ready::Update(update)),
         TxOp::Delete { key, cond } => (key, cond, Ready::Delete),
@@ -53,7 +57,7 @@ fn ready(op: TxOp) -> StoreResult<(Key, Option<Cond>, Ready)> {
 
 /// One write of a transaction whose conditions all held.
 enum Write {
-    Put(Item, Arc<Stored>),
+    Put(Option<Item>, Arc<Stored>),
     Update { current: Option<Arc<Item>>, update: Update, added: Vec<(String, i64)> },
     Delete,
 }
@@ -284,7 +288,14 @@ impl Writes {
                 return Ok((Err(i), None));
             }
             match op {
-                Ready::Put(item, stored) => writes.push((key, Write::Put(item, stored))),
+                Ready::Put(item, stored) => {
+                    // An entity's item, made only for a caller who asks for it.
+                    let item = match item {
+                        None if returning => Some(super::codec::decode(&key, &stored.bytes)?),
+                        item => item,
+                    };
+                    writes.push((key, Write::Put(item, stored)));
+                }
                 Ready::Update(update) => {
                     let added = added_values(current.as_deref(), &update)?;
                     writes.push((key, Write::Update { current, update, added }));
@@ -307,9 +318,9 @@ impl Writes {
             let (version, written, logged) = match write {
                 Write::Put(item, stored) => {
                     let written = if returning {
-                        Some(Arc::new(item))
+                        item.map(Arc::new)
                     } else {
-                        put.push(item);
+                        put.extend(item);
                         None
                     };
                     (Version::Stored(stored.clone()), written, Journaled::Put(stored))
