@@ -7,14 +7,11 @@ use serde_json::{Value, json};
 use tollgate_tests::counting::{CountingStore, Op};
 use tollgate_tests::{TestApp, backend_tests};
 
-/// Sets the app's clock to the first second of a minute (a day ahead), so that the test's
-/// requests share one rate window however long they take, and the test moves to the next one.
-/// Returns the minute's start, for tests that set the clock to seconds after it.
+/// Sets the app's clock a second into a minute a day ahead (`TestApp::to_next_minute`): the
+/// test's requests share one rate window however long they take, and the test moves to the next.
 fn at_the_start_of_a_minute(app: &TestApp) -> chrono::DateTime<chrono::Utc> {
-    use chrono::DurationRound;
-    let minute = (chrono::Utc::now() + chrono::Duration::days(1)).duration_trunc(chrono::Duration::minutes(1)).unwrap();
-    app.clock.set(minute + chrono::Duration::seconds(1));
-    minute
+    app.clock.advance(chrono::Duration::days(1));
+    app.to_next_minute()
 }
 
 async fn counters(app: &TestApp, admin: &str, key_id: &str) -> tollgate::store::Item {

@@ -234,7 +234,6 @@ impl TestApp {
         self.call(Method::DELETE, path, token, None).await
     }
 
-    /// Creates the first admin; returns (access token, refresh token).
     /// Sets the app's clock to 12:00:00 UTC on 15 March 2031: mid-month and mid-day, at the
     /// start of an hour and of a minute. A test whose requests must share a calendar window (a
     /// daily, monthly or hourly limit) calls it first, so that running across a midnight or a
@@ -244,14 +243,18 @@ impl TestApp {
         self.clock.set("2031-03-15T12:00:00Z".parse().expect("a moment"));
     }
 
-    /// Moves the app's clock to the first second of its next minute, so that the requests that
-    /// follow share a minute's window (a deployment's capacity) however long they take.
-    pub fn to_next_minute(&self) {
+    /// Moves the app's clock a second into its next minute, so that the requests that follow
+    /// share a minute's window (a rate limit, a deployment's capacity) however long they take
+    /// (a minute at most), in a minute none before them touched. Returns the minute's start, for
+    /// tests that set the clock to seconds after it.
+    pub fn to_next_minute(&self) -> chrono::DateTime<chrono::Utc> {
         use chrono::DurationRound;
         let next = (self.clock.now() + chrono::Duration::minutes(1)).duration_trunc(chrono::Duration::minutes(1)).expect("a minute");
         self.clock.set(next + chrono::Duration::seconds(1));
+        next
     }
 
+    /// Creates the first admin; returns (access token, refresh token).
     pub async fn admin(&self) -> (String, String) {
         let r = self.post("/api/setup/first-admin", None, json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})).await.expect(201);
         (r.body["token"].as_str().unwrap().to_string(), r.body["refreshToken"].as_str().unwrap().to_string())

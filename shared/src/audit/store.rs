@@ -27,14 +27,15 @@ pub struct Audited {
 }
 
 /// The item a write leaves, from the item before it (`None`: the write deletes it).
-fn after_write(op: &TxOp, before: Option<&Item>) -> Option<Item> {
-    match op {
+fn after_write(op: &TxOp, before: Option<&Item>) -> StoreResult<Option<Item>> {
+    Ok(match op {
         TxOp::Put { item, .. } => Some(item.clone()),
-        TxOp::PutEntity { put, .. } => put.item().ok(),
+        // An entity that cannot be made an item cannot be written either: say why now.
+        TxOp::PutEntity { put, .. } => Some(put.item()?),
         TxOp::Delete { .. } => None,
         TxOp::Update { key, update, .. } => crate::store::apply_update(key, before.cloned(), update).ok(),
         TxOp::Check { .. } => before.cloned(),
-    }
+    })
 }
 
 fn key_of(op: &TxOp) -> Option<Key> {
@@ -61,7 +62,7 @@ impl Audited {
         for op in &ops {
             let Some(key) = key_of(op) else { continue };
             let before = self.inner.get(&key).await?;
-            changes.extend(change(&key, before.as_ref(), after_write(op, before.as_ref()).as_ref()));
+            changes.extend(change(&key, before.as_ref(), after_write(op, before.as_ref())?.as_ref()));
         }
         if changes.is_empty() {
             return self.pass(ops, single).await;
@@ -102,7 +103,8 @@ impl Audited {
             Some(TxOp::Put { item, cond }) => self.inner.put(item, cond).await,
             Some(TxOp::Update { key, update, cond }) => self.inner.update(&key, update, cond).await.map(|_| ()),
             Some(TxOp::Delete { key, cond }) => self.inner.delete(&key, cond).await,
-            _ => Ok(()),
+            Some(op) => self.inner.transact(vec![op]).await,
+            None => Ok(()),
         }
     }
 }

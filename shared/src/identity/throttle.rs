@@ -61,9 +61,12 @@ fn refused_for(previous: i64, current: i64, max: i64, now: i64) -> Option<i64> {
 /// Refuses the attempt when this address has failed too often, on this account or on all.
 pub async fn check(store: &dyn Store, email: &str, ip: Option<&str>, now: i64) -> ApiResult<()> {
     let start = window(now).0;
-    for (kind, subject, max, what) in subjects(email, ip) {
-        let (previous, current) = futures::try_join!(failures(store, kind, &subject, start - WINDOW_SECS), failures(store, kind, &subject, start))?;
-        if let Some(wait) = refused_for(previous, current, max, now) {
+    let subjects = subjects(email, ip);
+    // The four counts at once: the last window's and this one's, of each subject.
+    let reads = subjects.iter().flat_map(|(kind, subject, ..)| [start - WINDOW_SECS, start].map(|at| failures(store, kind, subject, at)));
+    let counts = futures::future::try_join_all(reads).await?;
+    for ((_, _, max, what), counts) in subjects.iter().zip(counts.chunks(2)) {
+        if let Some(wait) = refused_for(counts[0], counts[1], *max, now) {
             return Err(ApiError::TooManyRequests {
                 code: "too_many_login_attempts",
                 message: format!("too many failed logins for this {what}; try again in {wait} seconds"),

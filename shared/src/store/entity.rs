@@ -16,16 +16,25 @@ use super::{Attr, Index, Item, Key, PK, SK, StoreResult};
 pub trait Entity: Send + Sync + 'static {
     /// The entity's fields as an item's attributes (`to_item`).
     fn attrs(&self) -> StoreResult<Item>;
-    /// The embedded store's stored form of the entity's fields, `extra` after them, and whether
-    /// any of its own fields is named like an index's key (`codec_ser::encode_entity`).
-    fn encoded(&self, extra: &[(&'static str, Attr)]) -> StoreResult<(Vec<u8>, bool)>;
+    /// The embedded store's stored form of the entity's fields, `extra` after them
+    /// (`codec_ser::encode_entity`). Its format is the store's own: not for callers.
+    #[doc(hidden)]
+    fn encoded(&self, extra: &[(&'static str, Attr)]) -> StoreResult<Encoded>;
+}
+
+/// An entity's stored form in the embedded store.
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    /// Whether any of the entity's own fields is named like an index's key (`GSI...`): then its
+    /// index entries are read back from the bytes rather than from the attributes set beside it.
+    pub names_index_keys: bool,
 }
 
 impl<T: Serialize + Send + Sync + 'static> Entity for T {
     fn attrs(&self) -> StoreResult<Item> {
         super::to_item(self)
     }
-    fn encoded(&self, extra: &[(&'static str, Attr)]) -> StoreResult<(Vec<u8>, bool)> {
+    fn encoded(&self, extra: &[(&'static str, Attr)]) -> StoreResult<Encoded> {
         super::embedded::encode_entity(self, extra)
     }
 }
@@ -41,6 +50,7 @@ pub struct EntityPut {
 
 impl EntityPut {
     pub fn new(key: Key, entity: Arc<dyn Entity>) -> Self {
+        // A usage record's: two indexes' keys and a TTL.
         EntityPut { key, entity, extra: Vec::with_capacity(5) }
     }
 

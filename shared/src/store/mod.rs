@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use dynamo::DynamoStore;
 pub use embedded::EmbeddedStore;
-pub use entity::{Entity, EntityPut};
+pub use entity::{Encoded, Entity, EntityPut};
 pub use item::{attr_of, from_attr, from_item, keyed_item, set_index, to_item};
 
 pub const PK: &str = "PK";

@@ -12,8 +12,9 @@
 //!        | 5 count value* (L) | 6 count (name value)* (M)
 //! ```
 //!
-//! Items stored by earlier versions are JSON (they begin with `{`, never with `FORMAT`) and
-//! still read. `NAMES` is part of the format: names may be appended, never removed or reordered.
+//! A name may come more than once in an item (`codec_ser` writes an entity's fields, then the
+//! attributes set over them): the last wins, as inserting each into the item would. Items
+//! stored by earlier versions are JSON (they begin with `{`, never with `FORMAT`) and still read. `NAMES` is part of the format: names may be appended, never removed or reordered.
 
 use std::collections::HashMap;
 
@@ -131,12 +132,18 @@ pub(super) fn index_entries(key: &Key, bytes: &[u8]) -> StoreResult<[Option<(Str
     let mut found: [Option<&str>; 4] = [None; 4];
     for _ in 0..count(&mut rest)? {
         let name = borrow_name(&mut rest)?;
+        // A name may come twice (an entity's field, then an attribute set over it): the last
+        // wins, as in the decoded item, and is no entry unless a string.
         match NAMES[..4].iter().position(|n| *n == name) {
             Some(slot) if rest.first() == Some(&STRING) => {
                 rest = &rest[1..];
                 found[slot] = Some(borrow_str(&mut rest)?);
             }
-            _ => skip_value(&mut rest, 0)?,
+            Some(slot) => {
+                found[slot] = None;
+                skip_value(&mut rest, 0)?;
+            }
+            None => skip_value(&mut rest, 0)?,
         }
     }
     let pair = |pk: Option<&str>, sk: Option<&str>| Some((pk?.to_string(), sk?.to_string()));
@@ -354,6 +361,19 @@ mod tests {
             assert_eq!(index_entries(&key, &encode(&item)).unwrap(), wanted);
             assert_eq!(index_entries(&key, &serde_json::to_vec(&item).unwrap()).unwrap(), wanted, "from JSON");
         }
+        // A name written twice, as `codec_ser` may: the last of it, string or not, as decoded.
+        let mut twice = encode(&sample());
+        // Six attributes more (the sample's count takes one byte).
+        twice[1] += 6;
+        for (name, value) in
+            [("GSI1PK", s("first")), ("GSI1SK", s("sk")), ("GSI1PK", s("second")), ("GSI2PK", s("pk")), ("GSI2SK", s("sk")), ("GSI2SK", Attr::N(1))]
+        {
+            put_name(name, &mut twice);
+            put_value(&value, &mut twice);
+        }
+        let key = Key::new("p", "s");
+        assert_eq!(index_entries(&key, &twice).unwrap(), entries(&decode(&key, &twice).unwrap()));
+        assert_eq!(index_entries(&key, &twice).unwrap(), [Some(("second".to_string(), "sk".to_string())), None]);
         let bytes = encode(&sample());
         for cut in 0..bytes.len() {
             let _ = index_entries(&Key::new("p", "s"), &bytes[..cut]);

@@ -15,13 +15,13 @@ use serde::ser::{self, Serialize};
 
 use super::codec::{FORMAT, LIST, MAP, NULL, STRING, put_name, put_str, put_value};
 use crate::store::attr_ser::to_attr;
-use crate::store::{Attr, PK, SK, StoreError, StoreResult};
+use crate::store::{Attr, Encoded, PK, SK, StoreError, StoreResult};
 
 /// The stored form of `entity`'s fields, then `extra` (which replace fields of the same name, as
 /// inserting them into the entity's item would). PK and SK are left out, as `codec::encode`
 /// leaves them: the store keeps them as the item's key. Also says whether any of the entity's
 /// own fields is named like an index's key (`GSI...`), which only `extra` sets in ours.
-pub(in crate::store) fn encode_entity<T: Serialize + ?Sized>(entity: &T, extra: &[(&'static str, Attr)]) -> StoreResult<(Vec<u8>, bool)> {
+pub(in crate::store) fn encode_entity<T: Serialize + ?Sized>(entity: &T, extra: &[(&'static str, Attr)]) -> StoreResult<Encoded> {
     let mut out = Vec::with_capacity(768);
     let mut indexed = false;
     entity.serialize(Value { out: &mut out, top: Some(&mut indexed) })?;
@@ -39,7 +39,7 @@ pub(in crate::store) fn encode_entity<T: Serialize + ?Sized>(entity: &T, extra: 
         added += 1;
     }
     set_count(&mut out, 1, fields + added);
-    Ok((out, indexed))
+    Ok(Encoded { bytes: out, names_index_keys: indexed })
 }
 
 /// Writes `n` as the count at `at`, where a varint is (one byte when first written).
@@ -402,7 +402,8 @@ mod tests {
             bytes: serde_bytes_like::Bytes(vec![0, 7, 255]),
             shapes: vec![Shape::Unit, Shape::Newtype(5), Shape::Tuple(1, "x".into()), Shape::Struct { a: true, b: None }],
             tagged: Tagged::OneThing { id: uuid::Uuid::now_v7() },
-            by_name: [("k".to_string(), 1)].into(),
+            // PK and SK are left out of the item only: kept in a map within it.
+            by_name: [("k".to_string(), 1), (PK.to_string(), 2)].into(),
             by_number: [(42, true)].into(),
             // Counts of 128 and more take two bytes: the list's and, with `wide`, the item's.
             many: (0..300).collect(),
@@ -437,13 +438,13 @@ mod tests {
             (PK, Attr::S("neither".into())),
         ];
         let entity = entity();
-        let (bytes, indexed) = encode_entity(&entity, &extra).unwrap();
-        assert!(!indexed);
+        let Encoded { bytes, names_index_keys } = encode_entity(&entity, &extra).unwrap();
+        assert!(!names_index_keys);
         assert_eq!(decode(&key, &bytes).unwrap(), via_item(&entity, &key, &extra));
         assert_eq!(decode(&key, &bytes).unwrap()["ttl"], Attr::N(1_900_000_000));
         // Small entities too, and with nothing extra.
         let small = Inner { note: "n", ttl: 1 };
-        assert_eq!(decode(&key, &encode_entity(&small, &[]).unwrap().0).unwrap(), via_item(&small, &key, &[]));
+        assert_eq!(decode(&key, &encode_entity(&small, &[]).unwrap().bytes).unwrap(), via_item(&small, &key, &[]));
         // The indexes are found where the committer looks for them.
         assert_eq!(
             crate::store::embedded::codec::index_entries(&key, &bytes).unwrap()[0],
@@ -483,8 +484,31 @@ mod tests {
         // Named by the entity's own fields (read back from its bytes), an extra over one of them.
         let mut put = EntityPut::new(key, Arc::new(Own { pk: "own", sk: "fields", n: 1 }));
         put.set("GSI2SK", Attr::S("extra".into()));
-        assert!(encode_entity(&Own { pk: "", sk: "", n: 0 }, &[]).unwrap().1);
+        assert!(encode_entity(&Own { pk: "", sk: "", n: 0 }, &[]).unwrap().names_index_keys);
         assert_eq!(check(put), [None, Some(("own".to_string(), "extra".to_string()))]);
+    }
+
+    #[test]
+    fn a_usage_record_is_stored_as_its_item_was() {
+        use std::sync::Arc;
+
+        use crate::store::TxOp;
+        use crate::store::embedded::commit::Stored;
+        use crate::usage::{self, Attempt};
+
+        let at = "2026-12-06T15:00:00.123456Z".parse().unwrap();
+        let lease = usage::lease_record("user#7", uuid::Uuid::now_v7(), "gpt-4o", "chat", Some(at));
+        let mut record = usage::lost("req-1", &lease, at).expect("a record");
+        record.candidates = vec!["gpt-4o".into(), "claude".into()];
+        let attempt = |status| Attempt { model: "gpt-4o".into(), provider: "openai".into(), deployment: None, status, latency_ms: 12, error: None };
+        record.routing = vec![attempt(Some(502)), Attempt { deployment: Some("eu".into()), ..attempt(Some(200)) }];
+        (record.ttft_ms, record.finish_reason, record.expires_at) = (Some(40), Some("stop".into()), Some(at));
+        let ops = usage::record_ops(&Arc::new(record)).unwrap();
+        let Some(TxOp::PutEntity { put, .. }) = ops.iter().find(|op| matches!(op, TxOp::PutEntity { .. })) else { panic!("the record is put whole: {ops:?}") };
+        let (stored, made) = (Stored::encoded(put).unwrap(), Stored::of(&put.item().unwrap()));
+        assert_eq!(decode(&put.key, &stored.bytes).unwrap(), decode(&put.key, &made.bytes).unwrap());
+        assert_eq!(stored.indexes, made.indexes);
+        assert!(stored.indexes.iter().all(Option::is_some), "filed in both indexes: {:?}", stored.indexes);
     }
 
     #[test]
@@ -498,12 +522,12 @@ mod tests {
             price: f64,
         }
         #[derive(Serialize)]
-        struct FloatKeys {
+        struct TupleKeys {
             by_price: BTreeMap<(i64, i64), i64>,
         }
         assert!(encode_entity(&Big { n: u64::MAX }, &[]).is_err() && to_item(&Big { n: u64::MAX }).is_err());
         assert!(encode_entity(&Float { price: 0.25 }, &[]).is_err() && to_item(&Float { price: 0.25 }).is_err());
-        let keys = FloatKeys { by_price: [((1, 2), 3)].into() };
+        let keys = TupleKeys { by_price: [((1, 2), 3)].into() };
         assert!(encode_entity(&keys, &[]).is_err() && to_item(&keys).is_err());
         assert!(encode_entity(&"a string", &[]).is_err() && to_item(&"a string").is_err());
         assert!(encode_entity(&vec![1, 2], &[]).is_err() && to_item(&vec![1, 2]).is_err());
