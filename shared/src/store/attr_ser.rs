@@ -237,7 +237,7 @@ macro_rules! fields {
 fields!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::HashMap;
 
     use serde::Serialize;
@@ -260,9 +260,10 @@ mod tests {
         convert(serde_json::to_value(value).map_err(|e| StoreError::Backend(e.to_string()))?)
     }
 
+    /// Every shape an enum takes in serde (also used by `embedded::codec_ser`'s tests).
     #[derive(Serialize)]
     #[serde(rename_all = "snake_case")]
-    enum Shape {
+    pub(in crate::store) enum Shape {
         Unit,
         Newtype(i64),
         Tuple(i64, String),
@@ -271,12 +272,12 @@ mod tests {
 
     #[derive(Serialize)]
     #[serde(tag = "kind", rename_all = "camelCase")]
-    enum Tagged {
+    pub(in crate::store) enum Tagged {
         OneThing { id: uuid::Uuid },
     }
 
     #[derive(Serialize)]
-    struct Unit;
+    pub(in crate::store) struct Unit;
 
     #[derive(Serialize)]
     struct Inner {

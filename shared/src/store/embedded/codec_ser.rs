@@ -323,26 +323,9 @@ mod tests {
     use serde::Serialize;
 
     use super::*;
+    use crate::store::attr_ser::tests::{Shape, Tagged, Unit};
     use crate::store::embedded::codec::{decode, encode};
     use crate::store::{Item, Key, to_item};
-
-    #[derive(Serialize)]
-    #[serde(rename_all = "snake_case")]
-    enum Shape {
-        Unit,
-        Newtype(i64),
-        Tuple(i64, String),
-        Struct { a: bool, b: Option<String> },
-    }
-
-    #[derive(Serialize)]
-    #[serde(tag = "kind", rename_all = "camelCase")]
-    enum Tagged {
-        OneThing { id: uuid::Uuid },
-    }
-
-    #[derive(Serialize)]
-    struct Unit;
 
     #[derive(Serialize)]
     struct Inner {
