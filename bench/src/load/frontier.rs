@@ -18,6 +18,9 @@ pub(crate) struct Step {
     pub(crate) p99: f64,
     pub(crate) errors: usize,
     pub(crate) requests: usize,
+    /// The path's process's CPU per request served (µs), its work after the rate's window
+    /// included; None for the direct path, which has no process of its own.
+    pub(crate) cpu_us: Option<f64>,
 }
 
 impl Step {
@@ -72,7 +75,15 @@ pub(crate) async fn open_loop(client: &reqwest::Client, via: &Via, body: Bytes, 
     }
     latencies.sort_unstable();
     let seconds = (last - start).as_secs_f64().max(window.as_secs_f64());
-    Step { offered: rate, achieved: latencies.len() as f64 / seconds, p50: pct_ms(&latencies, 0.5), p99: pct_ms(&latencies, 0.99), errors, requests: n }
+    Step {
+        offered: rate,
+        achieved: latencies.len() as f64 / seconds,
+        p50: pct_ms(&latencies, 0.5),
+        p99: pct_ms(&latencies, 0.99),
+        errors,
+        requests: n,
+        cpu_us: None,
+    }
 }
 
 /// Waits (up to 30 s) until the path's process has gone quiet: under 20% of a core over a
@@ -116,6 +127,30 @@ pub(crate) fn share(ours: Option<(f64, bool)>, floor: Option<(f64, bool)>) -> St
     }
 }
 
+/// CPU µs per request from two readings of a process's clock ticks (10 ms each) around
+/// `requests`; None when too few ticks passed to say (under 10: +-10% or worse).
+pub(crate) fn cpu_per_request(start: u64, end: u64, requests: f64) -> Option<f64> {
+    let ticks = end.checked_sub(start)?;
+    (ticks >= 10 && requests >= 1.0).then(|| ticks as f64 * 10_000.0 / requests)
+}
+
+/// The gateway's CPU per request over `floor`'s at each offered rate both kept up with (the
+/// same load, so the same batching and the same idle wakeups, where the closed-loop table of
+/// `scripts/bench` compares each path at its own throughput).
+pub(crate) fn cpu_ratios(gateway: &[Step], floor: &[Step], name: &str) -> String {
+    let pairs: Vec<String> = gateway
+        .iter()
+        .zip(floor)
+        .filter(|(g, f)| !g.saturated() && !f.saturated())
+        .filter_map(|(g, f)| Some(format!("{:.0}/s {:.1}x", g.offered, g.cpu_us? / f.cpu_us?)))
+        .collect();
+    if pairs.is_empty() {
+        format!("CPU per request, gateway over {name} at the same offered rate: no rate both kept up with and used enough CPU to measure")
+    } else {
+        format!("CPU per request, gateway over {name} at the same offered rate (both kept up): {}", pairs.join(", "))
+    }
+}
+
 /// Runs the ladder; returns each path's steps (paths interleaved at each rate, so a noisy
 /// moment of the machine falls on all of them alike).
 pub(crate) async fn frontier_section(client: &reqwest::Client, vias: &[Via], o: &Options) -> Vec<Vec<Step>> {
@@ -126,7 +161,7 @@ pub(crate) async fn frontier_section(client: &reqwest::Client, vias: &[Via], o: 
     );
     let mut header = format!("{:>8}", "offered");
     for via in vias {
-        header += &format!(" | {:>10} {:>8} {:>8} {:>5}", format!("{}/s", via.name), "p50", "p99", "err");
+        header += &format!(" | {:>10} {:>8} {:>8} {:>5} {:>4}", format!("{}/s", via.name), "p50", "p99", "err", "cpu");
     }
     println!("{header} | {:>5}", "steal");
     let b = body(INSTANT, false);
@@ -149,17 +184,22 @@ pub(crate) async fn frontier_section(client: &reqwest::Client, vias: &[Via], o: 
         let machine = machine_ticks();
         for (i, via) in vias.iter().enumerate() {
             if !o.whole_ladder && steps[i].len() >= 2 && steps[i][steps[i].len() - 2..].iter().all(Step::saturated) {
-                row += &format!(" | {:>10} {:>8} {:>8} {:>5}", "-", "", "", "");
+                row += &format!(" | {:>10} {:>8} {:>8} {:>5} {:>4}", "-", "", "", "", "");
                 continue;
             }
-            let s = open_loop(client, via, b.clone(), rate, o.step).await;
+            let cpu = via.pid.map(|pid| (pid, tollgate_bench::cpu_ticks(pid)));
+            let mut s = open_loop(client, via, b.clone(), rate, o.step).await;
             peak[i] = peak[i].max(via.rss());
-            row += &format!(" | {:>10.0} {:>8} {:>8} {:>5}", s.achieved, ms(s.p50), ms(s.p99), s.errors);
-            steps[i].push(s);
             let waited = settle(via).await;
             if waited > Duration::from_secs(2) {
                 notes.push(format!("{} took {:.0} s to go quiet after {rate}/s", via.name, waited.as_secs_f64()));
             }
+            // Counted until the process went quiet: records settled after the window are the
+            // rate's work too.
+            s.cpu_us = cpu.and_then(|(pid, start)| cpu_per_request(start?, tollgate_bench::cpu_ticks(pid)?, s.requests.saturating_sub(s.errors) as f64));
+            row +=
+                &format!(" | {:>10.0} {:>8} {:>8} {:>5} {:>4}", s.achieved, ms(s.p50), ms(s.p99), s.errors, s.cpu_us.map_or("-".into(), |c| format!("{c:.0}")));
+            steps[i].push(s);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         println!("{row} | {:>5}", steal_since(machine));
@@ -182,6 +222,11 @@ pub(crate) async fn frontier_section(client: &reqwest::Client, vias: &[Via], o: 
         }
         println!("{row}");
     }
+    for floor in ["bare", "durable"] {
+        if let (Some(f), Some(g)) = (vias.iter().position(|v| v.name == floor), vias.iter().position(|v| v.gateway)) {
+            println!("  {}", cpu_ratios(&steps[g], &steps[f], floor));
+        }
+    }
     tokio::time::sleep(Duration::from_secs(5)).await;
     for (i, via) in vias.iter().enumerate().filter(|(_, v)| v.pid.is_some()) {
         println!(
@@ -200,7 +245,7 @@ mod tests {
     use super::*;
 
     fn step(offered: f64, p99: f64) -> Step {
-        Step { offered, achieved: offered, p50: p99 / 2.0, p99, errors: 0, requests: offered as usize }
+        Step { offered, achieved: offered, p50: p99 / 2.0, p99, errors: 0, requests: offered as usize, cpu_us: None }
     }
 
     #[test]
@@ -217,5 +262,17 @@ mod tests {
         assert!(!failing.meets(5.0));
         assert_eq!(share(Some((1000.0, false)), Some((4000.0, false))), "0.25");
         assert_eq!(share(Some((1000.0, false)), Some((8000.0, true))), "<=0.12");
+    }
+
+    #[test]
+    fn cpu_is_compared_only_where_both_kept_up_and_enough_ticks_passed() {
+        assert_eq!(cpu_per_request(100, 150, 2000.0), Some(250.0), "50 ticks of 10 ms over 2000 requests");
+        assert_eq!(cpu_per_request(100, 105, 2000.0), None, "5 ticks are too coarse to say");
+        assert_eq!(cpu_per_request(100, 90, 2000.0), None);
+        let with = |offered: f64, p99: f64, cpu: Option<f64>| Step { cpu_us: cpu, ..step(offered, p99) };
+        let gateway = [with(500.0, 1.0, Some(300.0)), with(1000.0, 2.0, Some(250.0)), with(2000.0, 80.0, Some(200.0))];
+        let floor = [with(500.0, 0.5, Some(100.0)), with(1000.0, 0.5, None), with(2000.0, 0.5, Some(50.0))];
+        assert_eq!(cpu_ratios(&gateway, &floor, "bare"), "CPU per request, gateway over bare at the same offered rate (both kept up): 500/s 3.0x");
+        assert!(cpu_ratios(&gateway[2..], &floor[2..], "bare").contains("no rate"), "a saturated rate is not compared");
     }
 }

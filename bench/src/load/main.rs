@@ -181,19 +181,24 @@ async fn start_ours(bin: &str, upstream: &Upstream, client: &reqwest::Client) ->
     Ok(Ours { _child: child, _data: data, base, admin, idle_rss, via })
 }
 
-/// A `tollgate-forwarder` to the upstream.
+/// A `tollgate-forwarder` to the upstream: bare, or with `log_dir` the durable one, which syncs
+/// a record of each request there before its answer ends.
 struct Bare {
     _child: Child,
     via: Via,
 }
 
-async fn start_bare(upstream: &Upstream, client: &reqwest::Client) -> anyhow::Result<Bare> {
+async fn start_bare(upstream: &Upstream, client: &reqwest::Client, log_dir: Option<&std::path::Path>) -> anyhow::Result<Bare> {
     let port = tollgate_bench::free_port()?;
-    let child = tollgate_bench::spawn_forwarder(port, &upstream.url(), None)?;
+    let child = tollgate_bench::spawn_forwarder(port, &upstream.url(), log_dir)?;
     wait_listening(client, &format!("http://127.0.0.1:{port}/")).await;
-    let via = Via { name: "bare".into(), url: format!("http://127.0.0.1:{port}/v1/chat/completions"), headers: vec![], pid: Some(child.id()), gateway: false };
+    let name = if log_dir.is_some() { "durable" } else { "bare" };
+    let via = Via { name: name.into(), url: format!("http://127.0.0.1:{port}/v1/chat/completions"), headers: vec![], pid: Some(child.id()), gateway: false };
     Ok(Bare { _child: child, via })
 }
+
+/// Where the other gateways start in the paths: after direct, bare, durable and ours.
+const OTHERS: usize = 4;
 
 /// Lets this process (and the gateway, which inherits it) hold as many sockets as allowed.
 fn raise_open_files() -> libc::rlim_t {
@@ -218,8 +223,14 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
     let data = tempfile::tempdir()?;
     let gateway = start_ours(&o.gateway_bin, &upstream, &client).await?;
-    let bare = start_bare(&upstream, &client).await?;
-    let mut vias = vec![Via { name: "direct".into(), url: upstream.url(), headers: vec![], pid: None, gateway: false }, bare.via.clone(), gateway.via.clone()];
+    let bare = start_bare(&upstream, &client, None).await?;
+    let durable = start_bare(&upstream, &client, Some(data.path())).await?;
+    let mut vias = vec![
+        Via { name: "direct".into(), url: upstream.url(), headers: vec![], pid: None, gateway: false },
+        bare.via.clone(),
+        durable.via.clone(),
+        gateway.via.clone(),
+    ];
     let mut others = Vec::new();
     let mut absent = Vec::new();
     for (name, started) in [
@@ -244,10 +255,10 @@ async fn main() -> anyhow::Result<()> {
 
     let durability = std::env::var("TOLLGATE_DURABILITY").unwrap_or_else(|_| "strict".into());
     println!(
-        "tollgate-bench-load: gateway {} ({:.1} MiB resident idle after start; embedded store, TOLLGATE_DURABILITY={durability}, auth + limits + usage on); paths: direct (the upstream itself), bare (tollgate-forwarder, the floor of any proxy made of the gateway's HTTP parts), gateway{}; open files allowed: {open_files}",
+        "tollgate-bench-load: gateway {} ({:.1} MiB resident idle after start; embedded store, TOLLGATE_DURABILITY={durability}, auth + limits + usage on); paths: direct (the upstream itself), bare (tollgate-forwarder, the floor of any proxy made of the gateway's HTTP parts), durable (the same forwarder syncing a record of each request before its answer ends), gateway{}; open files allowed: {open_files}",
         o.gateway_bin,
         gateway.idle_rss,
-        vias[3..].iter().map(|v| format!(", {}", v.name)).collect::<String>()
+        vias[OTHERS..].iter().map(|v| format!(", {}", v.name)).collect::<String>()
     );
     println!(
         "  sections: {} (1 ttft: added time to first token and between events; 2 frontier: open-loop rate at p99 < 5/10/50 ms, memory before/under/after; 3 keys: memory per key; 4 streams: memory per open stream; 5 soak: memory over time)",
@@ -270,7 +281,7 @@ async fn main() -> anyhow::Result<()> {
     if o.runs("frontier") {
         let steps = frontier_section(&client, &vias, &o).await;
         // Below the ladder's lowest rate: half of that.
-        gateway_frontier = Some(frontier(&steps[2], 10.0, LADDER[LADDER.len() - 1]).map_or(LADDER[0], |(r, _)| r));
+        gateway_frontier = Some(frontier(&steps[OTHERS - 1], 10.0, LADDER[LADDER.len() - 1]).map_or(LADDER[0], |(r, _)| r));
     }
     // The memory figures each on a fresh gateway (and forwarder): one that has just been
     // overloaded, or taken 10,000 keys, holds more for a while, and that would blur them.
@@ -279,15 +290,15 @@ async fn main() -> anyhow::Result<()> {
         keys_section(&client, &fresh, o.keys).await?;
     }
     if o.runs("streams") {
-        let (fresh, fresh_bare) = (start_ours(&o.gateway_bin, &upstream, &client).await?, start_bare(&upstream, &client).await?);
-        let paths: Vec<Via> = [fresh_bare.via.clone(), fresh.via.clone()].into_iter().chain(vias[3..].iter().cloned()).collect();
+        let (fresh, fresh_bare) = (start_ours(&o.gateway_bin, &upstream, &client).await?, start_bare(&upstream, &client, None).await?);
+        let paths: Vec<Via> = [fresh_bare.via.clone(), fresh.via.clone()].into_iter().chain(vias[OTHERS..].iter().cloned()).collect();
         streams_section(&paths, &upstream, o.streams).await?;
     }
     if let Some(seconds) = o.soak {
         let rate = o.rate.or(gateway_frontier.map(|r| r / 2.0)).unwrap_or(500.0);
         let fresh = start_ours(&o.gateway_bin, &upstream, &client).await?;
         soak_section(&client, &fresh.via, "a fresh gateway", seconds, rate).await;
-        for via in &vias[3..] {
+        for via in &vias[OTHERS..] {
             soak_section(&client, via, &via.name, seconds, rate).await;
         }
     }
