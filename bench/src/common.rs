@@ -304,9 +304,9 @@ pub fn resident_mib(pid: u32) -> f64 {
     kib.unwrap_or(0.0) / 1024.0
 }
 
-/// The resident memory of a process and all its descendants, in MiB (a gateway that runs as
-/// several processes, as LiteLLM's workers or `npx` over node do, is counted whole).
-pub fn tree_resident_mib(pid: u32) -> f64 {
+/// A process and all its descendants (a gateway that runs as several processes, as LiteLLM's
+/// workers or `npx` over node do, is measured whole).
+pub fn process_tree(pid: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
@@ -322,7 +322,19 @@ pub fn tree_resident_mib(pid: u32) -> f64 {
         tree.extend(parents.iter().filter(|(_, p)| *p == parent).map(|(c, _)| *c));
         i += 1;
     }
-    tree.iter().map(|&p| resident_mib(p)).sum()
+    tree
+}
+
+/// The resident memory of a process and all its descendants, in MiB.
+pub fn tree_resident_mib(pid: u32) -> f64 {
+    process_tree(pid).into_iter().map(resident_mib).sum()
+}
+
+/// The CPU time a process and its living descendants have used, in clock ticks of 10 ms (None
+/// when the process itself is gone).
+pub fn tree_cpu_ticks(pid: u32) -> Option<u64> {
+    let own = cpu_ticks(pid)?;
+    Some(own + process_tree(pid).into_iter().skip(1).filter_map(cpu_ticks).sum::<u64>())
 }
 
 /// The `p` quantile (0 to 1) of sorted values, in ms from µs (NaN when there are none).

@@ -18,7 +18,7 @@ pub(crate) struct Step {
     pub(crate) p99: f64,
     pub(crate) errors: usize,
     pub(crate) requests: usize,
-    /// The path's process's CPU per request served (µs), its work after the rate's window
+    /// The path's processes' CPU per request served (µs), their work after the rate's window
     /// included; None for the direct path, which has no process of its own.
     pub(crate) cpu_us: Option<f64>,
 }
@@ -94,10 +94,10 @@ pub(crate) async fn settle(via: &Via) -> Duration {
     let started = Instant::now();
     let Some(pid) = via.pid else { return Duration::ZERO };
     while started.elapsed() < Duration::from_secs(30) {
-        let Some(a) = tollgate_bench::cpu_ticks(pid) else { break };
+        let Some(a) = tollgate_bench::tree_cpu_ticks(pid) else { break };
         tokio::time::sleep(Duration::from_millis(250)).await;
         // Ticks are 10 ms: at most 5 of them in 250 ms is under 20% of a core.
-        if tollgate_bench::cpu_ticks(pid).is_none_or(|b| b - a <= 5) {
+        if tollgate_bench::tree_cpu_ticks(pid).is_none_or(|b| b.saturating_sub(a) <= 5) {
             break;
         }
     }
@@ -187,7 +187,7 @@ pub(crate) async fn frontier_section(client: &reqwest::Client, vias: &[Via], o: 
                 row += &format!(" | {:>10} {:>8} {:>8} {:>5} {:>4}", "-", "", "", "", "");
                 continue;
             }
-            let cpu = via.pid.map(|pid| (pid, tollgate_bench::cpu_ticks(pid)));
+            let cpu = via.pid.map(|pid| (pid, tollgate_bench::tree_cpu_ticks(pid)));
             let mut s = open_loop(client, via, b.clone(), rate, o.step).await;
             peak[i] = peak[i].max(via.rss());
             let waited = settle(via).await;
@@ -196,7 +196,7 @@ pub(crate) async fn frontier_section(client: &reqwest::Client, vias: &[Via], o: 
             }
             // Counted until the process went quiet: records settled after the window are the
             // rate's work too.
-            s.cpu_us = cpu.and_then(|(pid, start)| cpu_per_request(start?, tollgate_bench::cpu_ticks(pid)?, s.requests.saturating_sub(s.errors) as f64));
+            s.cpu_us = cpu.and_then(|(pid, start)| cpu_per_request(start?, tollgate_bench::tree_cpu_ticks(pid)?, s.requests.saturating_sub(s.errors) as f64));
             row +=
                 &format!(" | {:>10.0} {:>8} {:>8} {:>5} {:>4}", s.achieved, ms(s.p50), ms(s.p99), s.errors, s.cpu_us.map_or("-".into(), |c| format!("{c:.0}")));
             steps[i].push(s);
