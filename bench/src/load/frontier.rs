@@ -134,10 +134,10 @@ pub(crate) fn cpu_per_request(start: u64, end: u64, requests: f64) -> Option<f64
     (ticks >= 10 && requests >= 1.0).then(|| ticks as f64 * 10_000.0 / requests)
 }
 
-/// The gateway's CPU per request over `floor`'s at each offered rate both kept up with (the
+/// A gateway's CPU per request over a floor's at each offered rate both kept up with (the
 /// same load, so the same batching and the same idle wakeups, where the closed-loop table of
 /// `scripts/bench` compares each path at its own throughput).
-pub(crate) fn cpu_ratios(gateway: &[Step], floor: &[Step], name: &str) -> String {
+pub(crate) fn cpu_ratios(name: &str, gateway: &[Step], floor_name: &str, floor: &[Step]) -> String {
     let pairs: Vec<String> = gateway
         .iter()
         .zip(floor)
@@ -145,9 +145,9 @@ pub(crate) fn cpu_ratios(gateway: &[Step], floor: &[Step], name: &str) -> String
         .filter_map(|(g, f)| Some(format!("{:.0}/s {:.1}x", g.offered, g.cpu_us? / f.cpu_us?)))
         .collect();
     if pairs.is_empty() {
-        format!("CPU per request, gateway over {name} at the same offered rate: no rate both kept up with and used enough CPU to measure")
+        format!("CPU per request, {name} over {floor_name} at the same offered rate: no rate both kept up with and used enough CPU to measure")
     } else {
-        format!("CPU per request, gateway over {name} at the same offered rate (both kept up): {}", pairs.join(", "))
+        format!("CPU per request, {name} over {floor_name} at the same offered rate (both kept up): {}", pairs.join(", "))
     }
 }
 
@@ -222,9 +222,11 @@ pub(crate) async fn frontier_section(client: &reqwest::Client, vias: &[Via], o: 
         }
         println!("{row}");
     }
-    for floor in ["bare", "durable"] {
-        if let (Some(f), Some(g)) = (vias.iter().position(|v| v.name == floor), vias.iter().position(|v| v.gateway)) {
-            println!("  {}", cpu_ratios(&steps[g], &steps[f], floor));
+    for (g, gateway) in vias.iter().enumerate().filter(|(_, v)| v.gateway) {
+        for floor in ["bare", "durable"] {
+            if let Some(f) = vias.iter().position(|v| v.name == floor) {
+                println!("  {}", cpu_ratios(&gateway.name, &steps[g], floor, &steps[f]));
+            }
         }
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -272,7 +274,7 @@ mod tests {
         let with = |offered: f64, p99: f64, cpu: Option<f64>| Step { cpu_us: cpu, ..step(offered, p99) };
         let gateway = [with(500.0, 1.0, Some(300.0)), with(1000.0, 2.0, Some(250.0)), with(2000.0, 80.0, Some(200.0))];
         let floor = [with(500.0, 0.5, Some(100.0)), with(1000.0, 0.5, None), with(2000.0, 0.5, Some(50.0))];
-        assert_eq!(cpu_ratios(&gateway, &floor, "bare"), "CPU per request, gateway over bare at the same offered rate (both kept up): 500/s 3.0x");
-        assert!(cpu_ratios(&gateway[2..], &floor[2..], "bare").contains("no rate"), "a saturated rate is not compared");
+        assert_eq!(cpu_ratios("gateway", &gateway, "bare", &floor), "CPU per request, gateway over bare at the same offered rate (both kept up): 500/s 3.0x");
+        assert!(cpu_ratios("gateway", &gateway[2..], "bare", &floor[2..]).contains("no rate"), "a saturated rate is not compared");
     }
 }
