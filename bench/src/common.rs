@@ -337,6 +337,27 @@ pub fn tree_cpu_ticks(pid: u32) -> Option<u64> {
     Some(own + process_tree(pid).into_iter().skip(1).filter_map(cpu_ticks).sum::<u64>())
 }
 
+/// The context switches (voluntary and not) of every thread of a process so far, from /proc
+/// (threads that have ended no longer count).
+pub fn context_switches(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Some(total)
+}
+
+/// `context_switches` over a process and its living descendants.
+pub fn tree_context_switches(pid: u32) -> Option<u64> {
+    let own = context_switches(pid)?;
+    Some(own + process_tree(pid).into_iter().skip(1).filter_map(context_switches).sum::<u64>())
+}
+
 /// The `p` quantile (0 to 1) of sorted values, in ms from µs (NaN when there are none).
 pub fn pct_ms(sorted_us: &[u64], p: f64) -> f64 {
     if sorted_us.is_empty() {

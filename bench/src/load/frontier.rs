@@ -21,6 +21,9 @@ pub(crate) struct Step {
     /// The path's processes' CPU per request served (µs), their work after the rate's window
     /// included; None for the direct path, which has no process of its own.
     pub(crate) cpu_us: Option<f64>,
+    /// Its threads' context switches per request served, over the same span: each is a thread
+    /// put to sleep or woken, which on a VM costs about as much as the work between them.
+    pub(crate) switches: Option<f64>,
 }
 
 impl Step {
@@ -83,6 +86,7 @@ pub(crate) async fn open_loop(client: &reqwest::Client, via: &Via, body: Bytes, 
         errors,
         requests: n,
         cpu_us: None,
+        switches: None,
     }
 }
 
@@ -161,7 +165,7 @@ pub(crate) async fn frontier_section(client: &reqwest::Client, vias: &[Via], o: 
     );
     let mut header = format!("{:>8}", "offered");
     for via in vias {
-        header += &format!(" | {:>10} {:>8} {:>8} {:>5} {:>4}", format!("{}/s", via.name), "p50", "p99", "err", "cpu");
+        header += &format!(" | {:>10} {:>8} {:>8} {:>5} {:>4} {:>4}", format!("{}/s", via.name), "p50", "p99", "err", "cpu", "cs");
     }
     println!("{header} | {:>5}", "steal");
     let b = body(INSTANT, false);
@@ -184,10 +188,10 @@ pub(crate) async fn frontier_section(client: &reqwest::Client, vias: &[Via], o: 
         let machine = machine_ticks();
         for (i, via) in vias.iter().enumerate() {
             if !o.whole_ladder && steps[i].len() >= 2 && steps[i][steps[i].len() - 2..].iter().all(Step::saturated) {
-                row += &format!(" | {:>10} {:>8} {:>8} {:>5} {:>4}", "-", "", "", "", "");
+                row += &format!(" | {:>10} {:>8} {:>8} {:>5} {:>4} {:>4}", "-", "", "", "", "", "");
                 continue;
             }
-            let cpu = via.pid.map(|pid| (pid, tollgate_bench::tree_cpu_ticks(pid)));
+            let cpu = via.pid.map(|pid| (pid, tollgate_bench::tree_cpu_ticks(pid), tollgate_bench::tree_context_switches(pid)));
             let mut s = open_loop(client, via, b.clone(), rate, o.step).await;
             peak[i] = peak[i].max(via.rss());
             let waited = settle(via).await;
@@ -196,9 +200,17 @@ pub(crate) async fn frontier_section(client: &reqwest::Client, vias: &[Via], o: 
             }
             // Counted until the process went quiet: records settled after the window are the
             // rate's work too.
-            s.cpu_us = cpu.and_then(|(pid, start)| cpu_per_request(start?, tollgate_bench::tree_cpu_ticks(pid)?, s.requests.saturating_sub(s.errors) as f64));
-            row +=
-                &format!(" | {:>10.0} {:>8} {:>8} {:>5} {:>4}", s.achieved, ms(s.p50), ms(s.p99), s.errors, s.cpu_us.map_or("-".into(), |c| format!("{c:.0}")));
+            let served = s.requests.saturating_sub(s.errors) as f64;
+            if let Some((pid, ticks, switches)) = cpu {
+                s.cpu_us = ticks.zip(tollgate_bench::tree_cpu_ticks(pid)).and_then(|(a, b)| cpu_per_request(a, b, served));
+                s.switches = switches
+                    .zip(tollgate_bench::tree_context_switches(pid))
+                    .and_then(|(a, b)| b.checked_sub(a))
+                    .filter(|_| served >= 1.0)
+                    .map(|n| n as f64 / served);
+            }
+            let shown = |v: Option<f64>, places: usize| v.map_or("-".into(), |v| format!("{v:.places$}"));
+            row += &format!(" | {:>10.0} {:>8} {:>8} {:>5} {:>4} {:>4}", s.achieved, ms(s.p50), ms(s.p99), s.errors, shown(s.cpu_us, 0), shown(s.switches, 1));
             steps[i].push(s);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -247,7 +259,7 @@ mod tests {
     use super::*;
 
     fn step(offered: f64, p99: f64) -> Step {
-        Step { offered, achieved: offered, p50: p99 / 2.0, p99, errors: 0, requests: offered as usize, cpu_us: None }
+        Step { offered, achieved: offered, p50: p99 / 2.0, p99, errors: 0, requests: offered as usize, cpu_us: None, switches: None }
     }
 
     #[test]
