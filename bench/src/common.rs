@@ -342,14 +342,18 @@ pub fn tree_cpu_ticks(pid: u32) -> Option<u64> {
 pub fn context_switches(pid: u32) -> Option<u64> {
     let mut total = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
-        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        total += status
-            .lines()
-            .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
-            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .sum::<u64>();
+        total += switches_in(&std::fs::read_to_string(task.path().join("status")).unwrap_or_default());
     }
     Some(total)
+}
+
+/// A thread's context switches, from its /proc status.
+fn switches_in(status: &str) -> u64 {
+    status
+        .lines()
+        .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
 }
 
 /// `context_switches` over a process and its living descendants.
@@ -370,4 +374,24 @@ pub fn pct_ms(sorted_us: &[u64], p: f64) -> f64 {
 /// How long since `start`, in µs.
 pub fn micros_since(start: Instant) -> u64 {
     start.elapsed().as_micros() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_tree_is_read_whole_from_proc() {
+        let me = std::process::id();
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let tree = process_tree(me);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(tree[0], me);
+        assert!(tree.contains(&child.id()), "a child is in its parent's tree: {tree:?}");
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\nSigQ:\t0/1\n";
+        assert_eq!(switches_in(status), 15);
+        assert!(tree_context_switches(me).is_some_and(|n| n > 0), "this test's own threads have switched");
+        assert!(tree_cpu_ticks(me).is_some() && cpu_ticks(u32::MAX).is_none());
+    }
 }
