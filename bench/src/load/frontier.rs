@@ -22,7 +22,7 @@ pub(crate) struct Step {
     /// included; None for the direct path, which has no process of its own.
     pub(crate) cpu_us: Option<f64>,
     /// Its threads' context switches per request served, over the same span: each is a thread
-    /// put to sleep or woken, which on a VM costs about as much as the work between them.
+    /// put to sleep or woken, the handoffs between threads that CPU per request pays for.
     pub(crate) switches: Option<f64>,
 }
 
