@@ -330,11 +330,16 @@ pub fn tree_resident_mib(pid: u32) -> f64 {
     process_tree(pid).into_iter().map(resident_mib).sum()
 }
 
-/// The CPU time a process and its living descendants have used, in clock ticks of 10 ms (None
-/// when the process itself is gone).
+/// `read` of a process plus that of each of its living descendants (None when the process
+/// itself is gone).
+fn tree_total(pid: u32, read: fn(u32) -> Option<u64>) -> Option<u64> {
+    let own = read(pid)?;
+    Some(own + process_tree(pid).into_iter().skip(1).filter_map(read).sum::<u64>())
+}
+
+/// The CPU time a process and its living descendants have used, in clock ticks of 10 ms.
 pub fn tree_cpu_ticks(pid: u32) -> Option<u64> {
-    let own = cpu_ticks(pid)?;
-    Some(own + process_tree(pid).into_iter().skip(1).filter_map(cpu_ticks).sum::<u64>())
+    tree_total(pid, cpu_ticks)
 }
 
 /// The context switches (voluntary and not) of every thread of a process so far, from /proc
@@ -358,8 +363,7 @@ fn switches_in(status: &str) -> u64 {
 
 /// `context_switches` over a process and its living descendants.
 pub fn tree_context_switches(pid: u32) -> Option<u64> {
-    let own = context_switches(pid)?;
-    Some(own + process_tree(pid).into_iter().skip(1).filter_map(context_switches).sum::<u64>())
+    tree_total(pid, context_switches)
 }
 
 /// The `p` quantile (0 to 1) of sorted values, in ms from µs (NaN when there are none).
