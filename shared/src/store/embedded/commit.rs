@@ -3,7 +3,6 @@
 //! transactions that redb lacks replayed into it.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use redb::{Database, ReadableDatabase, Table};
 
@@ -79,7 +78,7 @@ pub(super) fn replay(db: &Database, txs: Vec<Tx>) -> StoreResult<u64> {
         }
     }
     let stored: Vec<(Key, Option<Stored>)> = items.into_iter().map(|(key, item)| (key, item.as_ref().map(Stored::of))).collect();
-    commit(db, stored.iter().map(|(key, item)| (key, item.as_ref())), last, &Mutex::new(()))?;
+    commit(db, stored.iter().map(|(key, item)| (key, item.as_ref())), last)?;
     Ok(last)
 }
 
@@ -130,8 +129,8 @@ impl Tables<'_> {
 }
 
 /// Writes a batch of items in one durable redb commit, noting `upto` as the last transaction
-/// redb holds. The tables are built while the logger may sync; the commit's own sync holds `disk`.
-pub(super) fn commit<'a>(db: &Database, batch: impl Iterator<Item = (&'a Key, Option<&'a Stored>)>, upto: u64, disk: &Mutex<()>) -> StoreResult<()> {
+/// redb holds. Its sync takes the disk a slice at a time, after the log (`disk::SlicedFile`).
+pub(super) fn commit<'a>(db: &Database, batch: impl Iterator<Item = (&'a Key, Option<&'a Stored>)>, upto: u64) -> StoreResult<()> {
     let txn = db.begin_write().map_err(backend)?;
     {
         let mut tables = Tables {
@@ -139,14 +138,21 @@ pub(super) fn commit<'a>(db: &Database, batch: impl Iterator<Item = (&'a Key, Op
             gsi1: txn.open_table(GSI1).map_err(backend)?,
             gsi2: txn.open_table(GSI2).map_err(backend)?,
         };
-        for (key, item) in batch {
+        for (i, (key, item)) in batch.enumerate() {
             tables.write(key, item)?;
+            // Building the tables is milliseconds of CPU: let a thread that woke on this core
+            // (the logger, a worker) run between every few items (see `disk`).
+            if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                std::thread::yield_now();
+            }
         }
         txn.open_table(META).map_err(backend)?.insert(APPLIED, upto).map_err(backend)?;
     }
-    let _disk = disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     txn.commit().map_err(backend)
 }
+
+/// How many items go into the tables between two yields of the core (~50 µs of CPU).
+const YIELD_EVERY: usize = 16;
 
 /// The META entry naming the last transaction redb holds.
 pub(super) const APPLIED: &str = "applied";

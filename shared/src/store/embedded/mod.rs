@@ -8,6 +8,7 @@ mod appender;
 mod codec;
 mod codec_ser;
 mod commit;
+mod disk;
 #[cfg(test)]
 mod tests;
 mod wal;
@@ -87,13 +88,16 @@ impl EmbeddedStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(backend)?;
         }
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path).map_err(backend)?;
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(backend)?;
+        let disk = Arc::new(disk::Disk::default());
+        let file = disk::SlicedFile::new(file, disk.clone()).map_err(backend)?;
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create_with_backend(file).map_err(backend)?;
         let durable = prepare(&db)?;
         let mut log_base = path.as_os_str().to_owned();
         log_base.push(".wal");
         let (wal, replay) = wal::Wal::open(Path::new(&log_base), durable)?;
         let durable = if replay.is_empty() { durable } else { commit::replay(&db, replay)? };
-        let writes = Arc::new(Writes::new(Arc::new(db), durable, flush_every));
+        let writes = Arc::new(Writes::new(Arc::new(db), disk, durable, flush_every));
         let (logger, committer) = (writes.clone(), writes.clone());
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name.into()).spawn(run).map_err(backend);
         let threads = vec![

@@ -262,7 +262,7 @@ mod under_load {
             let to = dir.path().join(format!("snap{s}"));
             let (writes, live2, to2) = (store.writes.clone(), live.clone(), to.clone());
             tokio::task::spawn_blocking(move || {
-                let _disk = writes.disk.lock().unwrap();
+                let _disk = writes.disk.first();
                 super::crash_copy(&live2, &to2, true);
             })
             .await

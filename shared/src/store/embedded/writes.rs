@@ -219,15 +219,15 @@ pub(super) struct Writes {
     commit_wake: Condvar,
     /// Held while syncing: concurrent syncs (the log's and redb's) were slower here than one
     /// after the other, and the log's wait behind a redb sync sets the tail latency.
-    pub(super) disk: Mutex<()>,
+    pub(super) disk: Arc<super::disk::Disk>,
     flush_every: Duration,
 }
 
 impl Writes {
     /// The write path over `db`, which holds every transaction up to `durable`.
-    pub fn new(db: Arc<Database>, durable: u64, flush_every: Duration) -> Self {
+    pub fn new(db: Arc<Database>, disk: Arc<super::disk::Disk>, durable: u64, flush_every: Duration) -> Self {
         let overlay = Overlay { applied: durable, ..Overlay::default() };
-        Self { db, overlay: Mutex::new(overlay), log_wake: Condvar::new(), commit_wake: Condvar::new(), disk: Mutex::new(()), flush_every }
+        Self { db, overlay: Mutex::new(overlay), log_wake: Condvar::new(), commit_wake: Condvar::new(), disk, flush_every }
     }
 
     pub fn overlay(&self) -> MutexGuard<'_, Overlay> {
@@ -399,7 +399,7 @@ impl Writes {
             drop(overlay);
             let logged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let payload = payload(txs);
-                let _disk = self.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _disk = self.disk.first();
                 wal.append(round, upto, &payload)
             }))
             .unwrap_or_else(|_| Err(StoreError::Backend("the write-ahead log panicked".into())));
@@ -432,7 +432,7 @@ impl Writes {
             let batch: Vec<(Key, u64, Taken)> = batch.into_iter().map(|(k, p)| (k, p.seq, p.take())).collect();
             // A panic in redb must fail the waiting writers, not leave them waiting forever.
             let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                super::commit::commit(&self.db, batch.iter().map(|(k, _, t)| (k, t.as_deref())), upto, &self.disk)
+                super::commit::commit(&self.db, batch.iter().map(|(k, _, t)| (k, t.as_deref())), upto)
             }))
             .unwrap_or_else(|_| Err(StoreError::Backend("redb panicked while committing".into())));
             overlay = self.overlay();
