@@ -128,16 +128,14 @@ impl SlicedFile {
         let ranges = std::mem::take(&mut *self.written.lock().unwrap_or_else(PoisonError::into_inner));
         for slice in slices(ranges, SLICE) {
             let _turn = self.disk.background();
+            // The slice's writes are started together, then waited for over the span they
+            // cover: waiting does not start the writing of the other dirty pages in that span
+            // (the next slices'), as a span given `SYNC_FILE_RANGE_WRITE` would.
             for &(offset, len) in &slice {
                 sync_range(self.file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)?;
             }
             let (start, end) = (slice[0].0, slice.last().map_or(0, |(o, l)| o + l));
-            sync_range(
-                self.file.as_raw_fd(),
-                start,
-                end - start,
-                libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-            )?;
+            sync_range(self.file.as_raw_fd(), start, end - start, libc::SYNC_FILE_RANGE_WAIT_AFTER)?;
         }
         Ok(())
     }
