@@ -217,8 +217,9 @@ pub(super) struct Writes {
     log_wake: Condvar,
     /// Wakes the committer when the store closes.
     commit_wake: Condvar,
-    /// Held while syncing: concurrent syncs (the log's and redb's) were slower here than one
-    /// after the other, and the log's wait behind a redb sync sets the tail latency.
+    /// Taken for each of the log's appends and for each slice of redb's sync (`disk`), the log
+    /// first: concurrent syncs were slower here than one after the other, and the log's wait
+    /// behind redb's sync set the tail latency.
     pub(super) disk: Arc<super::disk::Disk>,
     flush_every: Duration,
 }
