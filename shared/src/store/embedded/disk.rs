@@ -5,7 +5,7 @@
 //! 1-3 ms of CPU and then a sync of what it wrote: at one connection ~50 pages, 0.6-1.0 ms on this
 //! project's disk, nearly all of it writing the pages back (`sync_file_range` of 50 dirty pages
 //! took 0.51 ms at p50, the `fdatasync` after it 0.05). Both used to hold up the one request in a
-//! hundred that came meanwhile, at one connection the whole added p99 (`tollgate-bench`: 1.4-2.2
+//! hundred that came meanwhile, at one connection the whole added p99 (`tollgate-bench`: 1.5-3.0
 //! ms; 0.84-1.02 with no redb commit during the run):
 //! - the disk serves one at a time, so an append waited for all of redb's sync. Here redb's pages
 //!   go back in slices of `SLICE` bytes, each holding the disk alone, and the log goes first
@@ -18,8 +18,8 @@
 //!   at once, and when none waits the yield returns straight away.
 //!
 //! What is durable, and when, is unchanged: redb's commit still returns after an `fdatasync` of
-//! its file. With both, the added p99 at one connection was 0.70-0.93 ms (`tollgate-bench`, six
-//! runs alternated with the build before: 1.44-1.94).
+//! its file. With both, the added p99 at one connection was 0.70-0.98 ms in eleven runs
+//! (`tollgate-bench BIN 5 1`), against 1.59-3.03 in seven runs of the build before.
 
 use std::fs::File;
 use std::io;
