@@ -9,8 +9,8 @@
 //! ms; 0.84-1.02 with no redb commit during the run):
 //! - the disk serves one at a time, so an append waited for all of redb's sync. Here redb's pages
 //!   go back in slices of `SLICE` bytes, each holding the disk alone, and the log goes first
-//!   whenever it waits; the `fdatasync` that ends the sync then finds them written and only
-//!   flushes.
+//!   whenever it waits (passing a waiting slice once at most); the `fdatasync` that ends the
+//!   sync then finds them written and only flushes.
 //! - the scheduler (EEVDF, Linux 6.6 on) lets a running thread finish its slice, up to a few ms,
 //!   before a thread that wakes on its core runs: the logger whose append completed, the worker
 //!   it answers, the client. So the committer yields its core every few pages it writes (here)
@@ -24,6 +24,7 @@
 use std::fs::File;
 use std::io;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use redb::backends::FileBackend;
@@ -31,13 +32,17 @@ use redb::{BackendError, StorageBackend};
 
 /// How much of redb's written pages one turn on the disk writes back: ~10 µs a page here, so
 /// an append that arrives meanwhile waits ~80 µs at most.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const SLICE: u64 = 32 * 1024;
 
 /// How many of redb's page writes go between two yields of the core (~50 µs of CPU).
 const YIELD_EVERY: usize = 8;
 
 /// Whose turn it is on the disk. The log's appends go first: a writer waits for each, while
-/// nobody waits for redb's commits.
+/// nobody waits for redb's commits. But an append passes a waiting write-back once at most:
+/// under a steady stream of appends (the log busy at many connections), redb's sync still
+/// moves a slice for every append, where a gap between two appends that it had to win the
+/// race for could take long to come, and its commit with it.
 #[derive(Default)]
 pub(super) struct Disk {
     state: Mutex<Turns>,
@@ -47,10 +52,24 @@ pub(super) struct Disk {
 #[derive(Default)]
 struct Turns {
     busy: bool,
-    /// Logs waiting for the disk; the background waits while any does.
+    /// Logs waiting for the disk; the background waits while any does, unless one passed it.
     first: usize,
+    /// Write-backs waiting for the disk.
+    background: usize,
+    /// A log took the disk while a write-back waited: the write-back goes next.
+    passed: bool,
     /// Anyone waiting at all, so that a release with nobody waiting wakes nobody.
     waiting: usize,
+}
+
+impl Turns {
+    fn may_take(&self, urgent: bool) -> bool {
+        !self.busy && if urgent { !(self.passed && self.background > 0) } else { self.first == 0 || self.passed }
+    }
+
+    fn queue(&mut self, urgent: bool) -> &mut usize {
+        if urgent { &mut self.first } else { &mut self.background }
+    }
 }
 
 /// The disk held, until dropped.
@@ -63,25 +82,28 @@ impl Disk {
 
     fn take(&self, urgent: bool) -> Turn<'_> {
         let mut turns = self.state();
-        if turns.busy || (!urgent && turns.first > 0) {
+        if !turns.may_take(urgent) {
             turns.waiting += 1;
-            turns.first += usize::from(urgent);
-            while turns.busy || (!urgent && turns.first > 0) {
+            *turns.queue(urgent) += 1;
+            while !turns.may_take(urgent) {
                 turns = self.free.wait(turns).unwrap_or_else(PoisonError::into_inner);
             }
             turns.waiting -= 1;
-            turns.first -= usize::from(urgent);
+            *turns.queue(urgent) -= 1;
         }
+        turns.passed = urgent && turns.background > 0;
         turns.busy = true;
         Turn(self)
     }
 
-    /// The disk for a write someone waits on (the log's append), ahead of the background's.
+    /// The disk for a write someone waits on (the log's append), ahead of the background's
+    /// (of a write-back that waits, once).
     pub(super) fn first(&self) -> Turn<'_> {
         self.take(true)
     }
 
-    /// The disk for work nobody waits on (redb's write-back), once no first one waits.
+    /// The disk for work nobody waits on (redb's write-back), once no first one waits or one
+    /// has passed it.
     pub(super) fn background(&self) -> Turn<'_> {
         self.take(false)
     }
@@ -106,6 +128,8 @@ pub(super) struct SlicedFile {
     /// Byte ranges written since the last sync.
     written: Mutex<Vec<(u64, u64)>>,
     disk: Arc<Disk>,
+    /// `sync_file_range` was refused as unsupported here: the sync is the `fdatasync` alone.
+    unsliced: AtomicBool,
 }
 
 impl std::fmt::Debug for SlicedFile {
@@ -117,7 +141,13 @@ impl std::fmt::Debug for SlicedFile {
 impl SlicedFile {
     pub(super) fn new(file: File, disk: Arc<Disk>) -> io::Result<Self> {
         let own = file.try_clone()?;
-        Ok(SlicedFile { inner: FileBackend::new(file).map_err(io::Error::other)?, file: own, written: Mutex::default(), disk })
+        Ok(SlicedFile {
+            inner: FileBackend::new(file).map_err(io::Error::other)?,
+            file: own,
+            written: Mutex::default(),
+            disk,
+            unsliced: AtomicBool::new(false),
+        })
     }
 
     /// Writes back the pages written since the last sync, a slice at a time, each slice with the
@@ -125,19 +155,42 @@ impl SlicedFile {
     #[cfg(target_os = "linux")]
     fn write_back(&self) -> io::Result<()> {
         use std::os::fd::AsRawFd;
+        let fd = self.file.as_raw_fd();
+        self.write_back_with(|offset, len, flags| sync_range(fd, offset, len, flags))
+    }
+
+    /// `write_back` through `sync` (`sync_file_range`'s arguments). Where the system refuses
+    /// the call itself (a seccomp filter, an emulator, a file system without it), the pages are
+    /// left to the `fdatasync` that follows, which writes back everything anyway: slicing only
+    /// orders the disk's work, so going without it must not fail the commit as an I/O error does.
+    #[cfg(target_os = "linux")]
+    fn write_back_with(&self, mut sync: impl FnMut(u64, u64, libc::c_uint) -> io::Result<()>) -> io::Result<()> {
         let ranges = std::mem::take(&mut *self.written.lock().unwrap_or_else(PoisonError::into_inner));
-        for slice in slices(ranges, SLICE) {
-            let _turn = self.disk.background();
-            // The slice's writes are started together, then waited for over the span they
-            // cover: waiting does not start the writing of the other dirty pages in that span
-            // (the next slices'), as a span given `SYNC_FILE_RANGE_WRITE` would.
-            for &(offset, len) in &slice {
-                sync_range(self.file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)?;
-            }
-            let (start, end) = (slice[0].0, slice.last().map_or(0, |(o, l)| o + l));
-            sync_range(self.file.as_raw_fd(), start, end - start, libc::SYNC_FILE_RANGE_WAIT_AFTER)?;
+        if self.unsliced.load(Ordering::Relaxed) {
+            return Ok(());
         }
-        Ok(())
+        let sliced = || {
+            for slice in slices(ranges, SLICE) {
+                let _turn = self.disk.background();
+                // The slice's writes are started together, then waited for over the span they
+                // cover: waiting does not start the writing of the other dirty pages in that
+                // span (the next slices'), as a span given `SYNC_FILE_RANGE_WRITE` would.
+                for &(offset, len) in &slice {
+                    sync(offset, len, libc::SYNC_FILE_RANGE_WRITE)?;
+                }
+                let (start, end) = (slice[0].0, slice.last().map_or(0, |(o, l)| o + l));
+                sync(start, end - start, libc::SYNC_FILE_RANGE_WAIT_AFTER)?;
+            }
+            Ok(())
+        };
+        match sliced() {
+            Err(e) if unsupported(&e) => {
+                self.unsliced.store(true, Ordering::Relaxed);
+                tracing::warn!(error = %e, "sync_file_range is refused here; redb's file is synced whole, without giving the log's appends the disk between its pages");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -145,6 +198,13 @@ impl SlicedFile {
         self.written.lock().unwrap_or_else(PoisonError::into_inner).clear();
         Ok(())
     }
+}
+
+/// Whether `sync_file_range` failed for want of support rather than of the disk (EIO, ENOSPC
+/// and the like stay errors).
+#[cfg(target_os = "linux")]
+fn unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM | libc::EINVAL | libc::ESPIPE | libc::EOPNOTSUPP))
 }
 
 #[cfg(target_os = "linux")]
@@ -161,6 +221,7 @@ fn sync_range(fd: std::os::fd::RawFd, offset: u64, len: u64, flags: libc::c_uint
 
 /// `ranges` sorted, overlapping and touching ones merged, and grouped into slices of about
 /// `size` bytes each (a range longer than `size` is cut).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn slices(mut ranges: Vec<(u64, u64)>, size: u64) -> Vec<Vec<(u64, u64)>> {
     ranges.sort_unstable();
     let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
@@ -293,5 +354,81 @@ mod tests {
         first.join().unwrap();
         background.join().unwrap();
         assert_eq!(*order.lock().unwrap(), vec!["first", "background"]);
+    }
+
+    #[test]
+    fn a_first_comer_passes_a_waiting_write_back_once() {
+        use std::sync::mpsc;
+        let disk = Arc::new(Disk::default());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let wait_for = |done: &dyn Fn(&Turns) -> bool| {
+            while !done(&disk.state()) {
+                std::thread::yield_now();
+            }
+        };
+        let held = disk.first();
+        let spawn = |urgent: bool, name: &'static str, release: Option<mpsc::Receiver<()>>| {
+            let (disk, order) = (disk.clone(), order.clone());
+            std::thread::spawn(move || {
+                let _turn = if urgent { disk.first() } else { disk.background() };
+                order.lock().unwrap().push(name);
+                if let Some(release) = release {
+                    release.recv().unwrap();
+                }
+            })
+        };
+        let background = spawn(false, "background", None);
+        wait_for(&|t| t.background == 1);
+        let (release, released) = mpsc::channel();
+        let first = spawn(true, "first", Some(released));
+        wait_for(&|t| t.first == 1);
+        drop(held);
+        // The first comer goes ahead of the waiting write-back; a second one, waiting while it
+        // holds the disk, goes after the write-back.
+        while order.lock().unwrap().is_empty() {
+            std::thread::yield_now();
+        }
+        let second = spawn(true, "second", None);
+        wait_for(&|t| t.first == 1);
+        release.send(()).unwrap();
+        for thread in [first, background, second] {
+            thread.join().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec!["first", "background", "second"]);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_refused_sync_file_range_leaves_the_sync_to_fdatasync() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| {
+            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.path().join(name)).unwrap();
+            SlicedFile::new(file, Arc::new(Disk::default())).unwrap()
+        };
+        let refused = open("refused");
+        refused.write(0, &[7; 8192]).unwrap();
+        let mut calls = 0;
+        refused
+            .write_back_with(|_, _, _| {
+                calls += 1;
+                Err(io::Error::from_raw_os_error(libc::ENOSYS))
+            })
+            .unwrap();
+        assert_eq!(calls, 1);
+        // Not asked again, and the written ranges do not pile up meanwhile.
+        refused.write(8192, &[7; 4096]).unwrap();
+        refused.write_back_with(|_, _, _| panic!("sync_file_range was refused before")).unwrap();
+        assert!(refused.written.lock().unwrap().is_empty());
+        refused.sync_data().unwrap();
+        let mut back = [0; 4096];
+        refused.read(8192, &mut back).unwrap();
+        assert_eq!(back, [7; 4096]);
+
+        // The disk's own failure stays one.
+        let failing = open("failing");
+        failing.write(0, &[7; 4096]).unwrap();
+        let error = failing.write_back_with(|_, _, _| Err(io::Error::from_raw_os_error(libc::EIO))).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EIO));
+        assert!(!failing.unsliced.load(Ordering::Relaxed));
     }
 }
