@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod cli;
 use tollgate::{AppState, Config, Group};
 
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
