@@ -322,34 +322,36 @@ mod tests {
         assert!(slices(vec![], 8192).is_empty());
     }
 
+    type Order = Arc<Mutex<Vec<&'static str>>>;
+
+    /// Spins until the gate's state is as `done` says (a thread queued, say).
+    fn wait_until(disk: &Disk, done: impl Fn(&Turns) -> bool) {
+        while !done(&disk.state()) {
+            std::thread::yield_now();
+        }
+    }
+
+    /// A thread that takes the disk (`first` when `urgent`, else `background`), notes `name` in
+    /// `order` once it has it, and holds it until `release` says so, if given.
+    fn taker(disk: &Arc<Disk>, order: &Order, urgent: bool, name: &'static str, release: Option<std::sync::mpsc::Receiver<()>>) -> std::thread::JoinHandle<()> {
+        let (disk, order) = (disk.clone(), order.clone());
+        std::thread::spawn(move || {
+            let _turn = if urgent { disk.first() } else { disk.background() };
+            order.lock().unwrap().push(name);
+            if let Some(release) = release {
+                release.recv().unwrap();
+            }
+        })
+    }
+
     #[test]
     fn a_first_comer_goes_before_the_background() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let disk = Arc::new(Disk::default());
-        let order = Arc::new(Mutex::new(Vec::new()));
+        let (disk, order): (Arc<Disk>, Order) = Default::default();
         let held = disk.first();
-        let started = Arc::new(AtomicUsize::new(0));
-        let background = {
-            let (disk, order, started) = (disk.clone(), order.clone(), started.clone());
-            std::thread::spawn(move || {
-                started.fetch_add(1, Ordering::SeqCst);
-                let _turn = disk.background();
-                order.lock().unwrap().push("background");
-            })
-        };
-        while started.load(Ordering::SeqCst) == 0 || disk.state().waiting == 0 {
-            std::thread::yield_now();
-        }
-        let first = {
-            let (disk, order) = (disk.clone(), order.clone());
-            std::thread::spawn(move || {
-                let _turn = disk.first();
-                order.lock().unwrap().push("first");
-            })
-        };
-        while disk.state().first == 0 {
-            std::thread::yield_now();
-        }
+        let background = taker(&disk, &order, false, "background", None);
+        wait_until(&disk, |t| t.background == 1);
+        let first = taker(&disk, &order, true, "first", None);
+        wait_until(&disk, |t| t.first == 1);
         drop(held);
         first.join().unwrap();
         background.join().unwrap();
@@ -358,38 +360,21 @@ mod tests {
 
     #[test]
     fn a_first_comer_passes_a_waiting_write_back_once() {
-        use std::sync::mpsc;
-        let disk = Arc::new(Disk::default());
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let wait_for = |done: &dyn Fn(&Turns) -> bool| {
-            while !done(&disk.state()) {
-                std::thread::yield_now();
-            }
-        };
+        let (disk, order): (Arc<Disk>, Order) = Default::default();
         let held = disk.first();
-        let spawn = |urgent: bool, name: &'static str, release: Option<mpsc::Receiver<()>>| {
-            let (disk, order) = (disk.clone(), order.clone());
-            std::thread::spawn(move || {
-                let _turn = if urgent { disk.first() } else { disk.background() };
-                order.lock().unwrap().push(name);
-                if let Some(release) = release {
-                    release.recv().unwrap();
-                }
-            })
-        };
-        let background = spawn(false, "background", None);
-        wait_for(&|t| t.background == 1);
-        let (release, released) = mpsc::channel();
-        let first = spawn(true, "first", Some(released));
-        wait_for(&|t| t.first == 1);
+        let background = taker(&disk, &order, false, "background", None);
+        wait_until(&disk, |t| t.background == 1);
+        let (release, released) = std::sync::mpsc::channel();
+        let first = taker(&disk, &order, true, "first", Some(released));
+        wait_until(&disk, |t| t.first == 1);
         drop(held);
         // The first comer goes ahead of the waiting write-back; a second one, waiting while it
         // holds the disk, goes after the write-back.
         while order.lock().unwrap().is_empty() {
             std::thread::yield_now();
         }
-        let second = spawn(true, "second", None);
-        wait_for(&|t| t.first == 1);
+        let second = taker(&disk, &order, true, "second", None);
+        wait_until(&disk, |t| t.first == 1);
         release.send(()).unwrap();
         for thread in [first, background, second] {
             thread.join().unwrap();
