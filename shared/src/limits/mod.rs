@@ -5,6 +5,8 @@
 //! settles with one unconditional ADD of (actual - reserved). No counter is ever
 //! read-modify-written.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -47,8 +49,10 @@ pub enum Mode {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limit {
-    /// Stable within its level; names the counter.
-    pub id: String,
+    /// Stable within its level; names the counter. Borrowed for the limits a key's own
+    /// settings make on every request ("budget", "rpm", "tpm"), so that making and copying them
+    /// allocates nothing; owned where a limit spec names it.
+    pub id: Cow<'static, str>,
     pub metric: Metric,
     /// Micro-dollars for `cost`, a count otherwise.
     pub limit: i64,
@@ -169,25 +173,23 @@ const METRICS: [Metric; 5] = [Metric::Cost, Metric::Calls, Metric::InputTokens, 
 /// on a metric leaves the limits above on it as they are. Levels left with nothing to enforce
 /// are dropped.
 pub fn effective(levels: Vec<Level>) -> Vec<Level> {
-    let mut active: Vec<(usize, Limit)> = Vec::new();
+    // Runs on every request: the limits in force are borrowed while they are chosen and each
+    // is copied once, into its level.
+    let mut active: Vec<(usize, &Limit)> = Vec::new();
     for (i, level) in levels.iter().enumerate() {
         for metric in METRICS {
-            let own: Vec<&Limit> = level.limits.iter().filter(|l| l.metric == metric && l.mode != Mode::Disable).collect();
-            if own.is_empty() {
+            let on = |l: &&Limit| l.metric == metric && l.mode != Mode::Disable;
+            if !level.limits.iter().any(|l| on(&l)) {
                 continue;
             }
-            if own.iter().any(|l| l.mode == Mode::Replace) {
+            if level.limits.iter().any(|l| on(&l) && l.mode == Mode::Replace) {
                 active.retain(|(_, l)| l.metric != metric);
             }
-            active.extend(own.into_iter().map(|l| (i, l.clone())));
+            active.extend(level.limits.iter().filter(on).map(|l| (i, l)));
         }
     }
-    levels
-        .into_iter()
-        .enumerate()
-        .map(|(i, level)| Level { counters: level.counters, limits: active.iter().filter(|(j, _)| *j == i).map(|(_, l)| l.clone()).collect() })
-        .filter(|level| !level.limits.is_empty())
-        .collect()
+    let chosen: Vec<Vec<Limit>> = (0..levels.len()).map(|i| active.iter().filter(|(j, _)| *j == i).map(|(_, l)| (*l).clone()).collect()).collect();
+    levels.into_iter().zip(chosen).map(|(level, limits)| Level { counters: level.counters, limits }).filter(|level| !level.limits.is_empty()).collect()
 }
 
 /// One limit's planned share, before the store has answered.

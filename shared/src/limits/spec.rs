@@ -28,7 +28,7 @@ impl LimitSpec {
             }
             _ => self.limit as i64,
         };
-        let limit = Limit { id, metric: self.metric, limit, window: self.window, mode: self.mode };
+        let limit = Limit { id: id.into(), metric: self.metric, limit, window: self.window, mode: self.mode };
         validate(&limit)?;
         Ok(limit)
     }
