@@ -82,6 +82,23 @@ backend_tests! {
         assert!(matches!(store.update(&Key::new("N", "1"), Update::default().add("a", 1), Some(refused)).await, Err(StoreError::ConditionFailed)));
     }
 
+    async fn absent_or_at_most_passes_a_missing_or_small_number(backend) {
+        let (store, _dir) = store_for(backend).await;
+        let key = Key::new("M", "1");
+        let at_most = |v| Cond::AbsentOrAtMost("used".into(), v);
+        let refused = |r: Result<Item, StoreError>| matches!(r, Err(StoreError::ConditionFailed));
+        // Absent: holds whatever the bound. Then 5 <= 5 holds, and 8 <= 7 does not.
+        store.update(&key, Update::default().add("used", 5), Some(at_most(-1))).await.unwrap();
+        store.update(&key, Update::default().add("used", 3), Some(at_most(5))).await.unwrap();
+        assert!(refused(store.update(&key, Update::default().add("used", 1), Some(at_most(7))).await));
+        // Nested, as the limits and the outbox use it: in an AND, and in an OR (which DynamoDB's
+        // expression must not parenthesise twice).
+        store.update(&key, Update::default().add("n", 1), Some(Cond::And(vec![at_most(8), Cond::Exists]))).await.unwrap();
+        store.update(&key, Update::default().add("n", 1), Some(Cond::Or(vec![at_most(0), Cond::Le("n".into(), 1)]))).await.unwrap();
+        assert!(refused(store.update(&key, Update::default().add("n", 1), Some(Cond::Or(vec![at_most(0), Cond::Le("n".into(), 1)]))).await));
+        assert_eq!(store.get(&key).await.unwrap().unwrap()["n"], Attr::N(2));
+    }
+
     async fn update_adds_atomically_sets_removes_and_returns_the_new_item(backend) {
         let (store, _dir) = store_for(backend).await;
         let key = Key::new("C", "W1");

@@ -113,10 +113,7 @@ impl Outbox {
         let store = self.store.as_ref();
         let now = self.clock.now().timestamp();
         let claim = Update::default().set("claimed_until", Attr::N(now + CLAIM_SECS)).add("attempts", 1);
-        let free = Cond::And(vec![
-            Cond::Eq("state".into(), Attr::S("pending".into())),
-            Cond::Or(vec![Cond::AttrNotExists("claimed_until".into()), Cond::Le("claimed_until".into(), now)]),
-        ]);
+        let free = Cond::And(vec![Cond::Eq("state".into(), Attr::S("pending".into())), Cond::AbsentOrAtMost("claimed_until".into(), now)]);
         let item = match store.update(key, claim, Some(free)).await {
             Ok(item) => item,
             Err(StoreError::ConditionFailed) => return Ok(false),

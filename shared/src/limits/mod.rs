@@ -213,7 +213,7 @@ fn plan(level: &Level, charge: &Charge, now: DateTime<Utc>, lease: &LeaseSpec, r
         if amount > limit.limit {
             return Err(Planned { limit: limit.clone(), attr, amount, end });
         }
-        conds.push(Cond::Or(vec![Cond::AttrNotExists(attr.clone()), Cond::Le(attr.clone(), limit.limit.saturating_sub(amount))]));
+        conds.push(Cond::AbsentOrAtMost(attr.clone(), limit.limit.saturating_sub(amount)));
         update = update.add(&attr, amount);
         plan.push(Planned { limit: limit.clone(), attr, amount, end });
     }

@@ -110,6 +110,10 @@ impl Expr {
             Cond::Le(n, v) => cmp(self, n, "<=", *v),
             Cond::Gt(n, v) => cmp(self, n, ">", *v),
             Cond::Ge(n, v) => cmp(self, n, ">=", *v),
+            Cond::AbsentOrAtMost(n, v) => {
+                let at_most = cmp(self, n, "<=", *v);
+                format!("attribute_not_exists({}) OR {at_most}", self.name(n))
+            }
             Cond::And(cs) | Cond::Or(cs) => {
                 let joiner = if matches!(cond, Cond::And(_)) { " AND " } else { " OR " };
                 if cs.is_empty() {
@@ -125,7 +129,7 @@ impl Expr {
     /// `raw`, parenthesised when compound.
     fn nested(&mut self, cond: &Cond) -> String {
         let text = self.raw(cond);
-        if matches!(cond, Cond::And(_) | Cond::Or(_) | Cond::Ne(..)) { format!("({text})") } else { text }
+        if matches!(cond, Cond::And(_) | Cond::Or(_) | Cond::Ne(..) | Cond::AbsentOrAtMost(..)) { format!("({text})") } else { text }
     }
 
     /// The condition with an expired item counting as absent: on an expired item it takes the
@@ -168,6 +172,8 @@ fn simplify(cond: &Cond) -> Cond {
                 Cond::Or(flat)
             }
         }
+        // Its two halves, so that an OR around it is flattened like any other.
+        Cond::AbsentOrAtMost(n, v) => Cond::Or(vec![Cond::AttrNotExists(n.clone()), Cond::Le(n.clone(), *v)]),
         other => other.clone(),
     }
 }

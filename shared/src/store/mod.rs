@@ -114,6 +114,10 @@ pub enum Cond {
     Le(String, i64),
     Gt(String, i64),
     Ge(String, i64),
+    /// The attribute is absent, or a number at most this: a counter that may not pass a limit.
+    /// `Or(AttrNotExists, Le)` in one condition, without the list and the name's second copy
+    /// (a request checks one per limit).
+    AbsentOrAtMost(String, i64),
     And(Vec<Cond>),
     Or(Vec<Cond>),
 }
@@ -378,6 +382,7 @@ pub(crate) fn holds(cond: &Cond, item: Option<&Item>) -> bool {
         Cond::Le(n, v) => num(n).is_some_and(|a| a <= *v),
         Cond::Gt(n, v) => num(n).is_some_and(|a| a > *v),
         Cond::Ge(n, v) => num(n).is_some_and(|a| a >= *v),
+        Cond::AbsentOrAtMost(n, v) => attr(n).is_none_or(|a| a.as_i64().is_some_and(|a| a <= *v)),
         Cond::And(cs) => cs.iter().all(|c| holds(c, item)),
         Cond::Or(cs) => cs.iter().any(|c| holds(c, item)),
     }
