@@ -33,13 +33,18 @@ pub struct LeaseSpec {
 /// The first part of the names of leases that lapse in the minute of `at` (epoch seconds), and
 /// what every lease name lapsing earlier sorts before: `lease_` and the minute in ten digits.
 fn minute_prefix(at: i64) -> String {
+    let mut name = String::with_capacity(PREFIX.len() + MINUTE_DIGITS);
+    push_minute_prefix(&mut name, at);
+    name
+}
+
+fn push_minute_prefix(name: &mut String, at: i64) {
     // Ten digits last until the year 21,000; clamped, so a name never outgrows its width.
-    let minute = (at.max(0) / 60).min(9_999_999_999).to_string();
-    let mut name = String::with_capacity(PREFIX.len() + MINUTE_DIGITS + 1);
+    let mut digits = itoa::Buffer::new();
+    let minute = digits.format((at.max(0) / 60).min(9_999_999_999));
     name.push_str(PREFIX);
     name.extend(std::iter::repeat_n('0', MINUTE_DIGITS.saturating_sub(minute.len())));
-    name.push_str(&minute);
-    name
+    name.push_str(minute);
 }
 
 const MINUTE_DIGITS: usize = 10;
@@ -47,18 +52,23 @@ const MINUTE_DIGITS: usize = 10;
 impl LeaseSpec {
     /// `lease_<minute it lapses>_<request id>`.
     pub fn attr(&self) -> String {
-        [&minute_prefix(self.expires_at), "_", &self.id].concat()
+        // Made once per request, in one allocation.
+        let mut name = String::with_capacity(PREFIX.len() + MINUTE_DIGITS + 1 + self.id.len());
+        push_minute_prefix(&mut name, self.expires_at);
+        name.push('_');
+        name.push_str(&self.id);
+        name
     }
 
     /// The lease attribute's value, one short string: `<exp>;<counter>=<amount>,...;<rec>`.
     /// Only the lowest level of a request carries `rec`, so a lost request is recorded once
     /// however many levels release it. (A string rather than a map: every update of the item
     /// re-encodes all the leases on it, and nested maps cost several times the CPU.)
-    pub fn value(&self, amounts: &[(String, i64)], with_record: bool) -> Attr {
+    pub fn value<'a>(&self, amounts: impl IntoIterator<Item = (&'a str, i64)>, with_record: bool) -> Attr {
         use std::fmt::Write;
         let mut value = String::with_capacity(64 + self.record.len());
         let _ = write!(value, "{};", self.expires_at);
-        for (i, (attr, amount)) in amounts.iter().enumerate() {
+        for (i, (attr, amount)) in amounts.into_iter().enumerate() {
             if i > 0 {
                 value.push(',');
             }
@@ -135,9 +145,9 @@ mod tests {
     fn only_lapsed_leases_of_others_are_found() {
         let spec = |id: &str, exp| LeaseSpec { id: id.into(), expires_at: exp, record: "user#1".into() };
         let mut item = Item::new();
-        item.insert(spec("old", 100).attr(), spec("old", 100).value(&[("u_budget_1".into(), 500)], true));
-        item.insert(spec("live", 300).attr(), spec("live", 300).value(&[("u_budget_1".into(), 7)], false));
-        item.insert(spec("mine", 50).attr(), spec("mine", 50).value(&[], false));
+        item.insert(spec("old", 100).attr(), spec("old", 100).value([("u_budget_1", 500)], true));
+        item.insert(spec("live", 300).attr(), spec("live", 300).value([("u_budget_1", 7)], false));
+        item.insert(spec("mine", 50).attr(), spec("mine", 50).value([], false));
         item.insert("u_budget_1".into(), Attr::N(507));
         let found = lapsed(&item, 200, Some(&spec("mine", 50).attr()));
         assert_eq!(found.len(), 1);
@@ -156,10 +166,10 @@ mod tests {
         // its first minute, lapsing later); an hour ahead; and one named the old way.
         let leases = [("gone", 1_000, 1_000), ("now", 1_090, 1_090), ("soon", 1_150, 1_150), ("renewed", 1_000, 9_000), ("later", 4_600, 4_600)];
         for (id, named, expires) in leases {
-            item.insert(spec(id, named).attr(), spec(id, expires).value(&[("u_b_1".into(), 1)], false));
+            item.insert(spec(id, named).attr(), spec(id, expires).value([("u_b_1", 1)], false));
         }
-        item.insert("lease_0ld".into(), spec("0ld", 500).value(&[], false));
-        item.insert("lease_old".into(), spec("old", 500).value(&[], false));
+        item.insert("lease_0ld".into(), spec("0ld", 500).value([], false));
+        item.insert("lease_old".into(), spec("old", 500).value([], false));
         let ids = |found: Vec<Lapsed>| found.iter().map(|l| l.request_id().to_string()).collect::<Vec<_>>();
         assert_eq!(ids(lapsed(&item, 1_100, None)), ["gone", "now"], "old-named leases sort after every minute: all_lapsed finds them");
         assert_eq!(ids(all_lapsed(&item, 1_100)), ["gone", "now", "0ld", "old"]);

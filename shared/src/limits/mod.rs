@@ -202,7 +202,15 @@ struct Planned {
 
 /// The conditional update reserving `charge` against one level, with its lease; or, for a
 /// request whose worst case alone exceeds a limit, that limit's share (refused without a write).
-fn plan(level: &Level, charge: &Charge, now: DateTime<Utc>, lease: &LeaseSpec, record: bool) -> Result<(Update, Cond, Vec<Planned>), Planned> {
+/// `lease_attr`: `lease.attr()`, made once for all of the request's levels.
+fn plan(
+    level: &Level,
+    charge: &Charge,
+    now: DateTime<Utc>,
+    lease: &LeaseSpec,
+    lease_attr: &str,
+    record: bool,
+) -> Result<(Update, Cond, Vec<Planned>), Planned> {
     let mut update = Update::default();
     let mut conds = Vec::new();
     let mut plan = Vec::new();
@@ -217,13 +225,12 @@ fn plan(level: &Level, charge: &Charge, now: DateTime<Utc>, lease: &LeaseSpec, r
         update = update.add(&attr, amount);
         plan.push(Planned { limit: limit.clone(), attr, amount, end });
     }
-    let amounts: Vec<(String, i64)> = plan.iter().map(|p| (p.attr.clone(), p.amount)).collect();
-    update = update.set(&lease.attr(), lease.value(&amounts, record));
+    update = update.set(lease_attr, lease.value(plan.iter().map(|p| (p.attr.as_str(), p.amount)), record));
     Ok((update, Cond::And(conds), plan))
 }
 
 /// The reservation a level's counters item shows once `plan` is applied.
-fn reserved(counters: Key, item: &Item, plan: Vec<Planned>, lease: &LeaseSpec, now: DateTime<Utc>) -> Reservation {
+fn reserved(counters: Key, item: &Item, plan: Vec<Planned>, lease: &LeaseSpec, own: &str, now: DateTime<Utc>) -> Reservation {
     let entries: Vec<Reserved> = plan
         .into_iter()
         .map(|p| {
@@ -232,10 +239,9 @@ fn reserved(counters: Key, item: &Item, plan: Vec<Planned>, lease: &LeaseSpec, n
         })
         .collect();
     let stale = stale_attrs(item, &entries, now);
-    let own = lease.attr();
-    let lapsed = lease::lapsed(item, now.timestamp(), Some(&own));
-    let lease_tail = item.get(&own).and_then(Attr::as_str).and_then(|v| v.find(';').map(|i| v[i..].to_string()));
-    Reservation { counters, entries, stale, lease: Some(own), lease_tail, lease_expires: lease.expires_at, lapsed }
+    let lapsed = lease::lapsed(item, now.timestamp(), Some(own));
+    let lease_tail = item.get(own).and_then(Attr::as_str).and_then(|v| v.find(';').map(|i| v[i..].to_string()));
+    Reservation { counters, entries, stale, lease: Some(own.to_string()), lease_tail, lease_expires: lease.expires_at, lapsed }
 }
 
 /// Releases the lapsed leases on a counters item (each only if still there, with its lost
@@ -297,9 +303,10 @@ async fn try_reserve(
 ) -> Result<Vec<Reservation>, (Refusal, Option<Key>)> {
     let mut plans = Vec::with_capacity(levels.len());
     let mut ops = Vec::with_capacity(levels.len());
+    let own = lease.attr();
     for (i, level) in levels.iter().enumerate() {
         // The lowest level carries the lost request's record.
-        let (update, cond, plan) = match plan(level, charge, now, lease, i + 1 == levels.len()) {
+        let (update, cond, plan) = match plan(level, charge, now, lease, &own, i + 1 == levels.len()) {
             Ok(planned) => planned,
             // Too big for the limit whatever it has used: no lapsed lease can make room.
             Err(over) => return Err((read_refusal(store, &level.counters, &[over], now).await, None)),
@@ -328,7 +335,7 @@ async fn try_reserve(
         }
     }
     let reservations: Vec<Reservation> =
-        levels.iter().zip(&items).zip(plans).map(|((level, item), plan)| reserved(level.counters.clone(), item, plan, lease, now)).collect();
+        levels.iter().zip(&items).zip(plans).map(|((level, item), plan)| reserved(level.counters.clone(), item, plan, lease, &own, now)).collect();
     // Rolling windows are summed now that the store has answered (see `sliding`): a reservation
     // that took one past its limit is taken back and refused.
     for (reservation, item) in reservations.iter().zip(&items) {
@@ -361,7 +368,7 @@ mod tests {
         let level = Level { counters: Key::new("LIMITS#t", "COUNTERS"), limits: vec![limit.clone()] };
         let huge = Charge { calls: 1, input_tokens: i64::MAX, output_tokens: i64::MAX, cost_micros: i64::MAX };
         let now = at("2026-11-25T13:45:10Z");
-        let refused = plan(&level, &huge, now, &LeaseSpec::default(), true).err().expect("a worst case past the limit is refused");
+        let refused = plan(&level, &huge, now, &LeaseSpec::default(), "lease", true).err().expect("a worst case past the limit is refused");
         assert_eq!((refused.limit.metric, refused.amount), (Metric::Cost, i64::MAX), "refused for the budget, at the whole worst case");
         let (attr, end) = current_counter(&limit, now);
         let reservation = Reservation {
