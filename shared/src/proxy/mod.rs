@@ -162,7 +162,9 @@ pub async fn handle(gw: Arc<Gateway>, inbound: Inbound) -> Answer {
             // The flight runs on its own task, so a client that goes away cannot cut its
             // settlement and record short.
             let streaming = flight.req.stream;
-            let task = tokio::spawn(async move { if streaming { flight.stream().await } else { flight.complete().await } });
+            // Boxed: the flight's future is ~7 KB, and spawning moves a future several times
+            // before it lands in its task.
+            let task = tokio::spawn(Box::pin(async move { if streaming { flight.stream().await } else { flight.complete().await } }));
             match task.await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(error)) => error.into(),

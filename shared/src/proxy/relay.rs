@@ -56,7 +56,8 @@ impl Flight {
         headers.extend(self.lowered_header());
         headers.extend(self.cache_header());
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-        tokio::spawn(self.relay(source, tx));
+        // Boxed, as the flight's own task is (`proxy::handle`): a large future moved by value.
+        tokio::spawn(Box::pin(self.relay(source, tx)));
         Ok(Answer::Stream { events: rx, headers })
     }
 
