@@ -33,7 +33,9 @@ pub async fn edge(State(state): State<AppState>, request: Request, next: Next) -
     let (request, body_read) = track_body(request);
     let run = async move {
         match audit {
-            Some(scope) => crate::audit::context::scoped(scope, async move { envelope(next.run(request).await).await }).await,
+            // Boxed: only admin changes have an audit scope, and inline its future would make
+            // every request's larger.
+            Some(scope) => Box::pin(crate::audit::context::scoped(scope, async move { envelope(next.run(request).await).await })).await,
             None => envelope(next.run(request).await).await,
         }
     };
