@@ -35,6 +35,27 @@ pub(super) async fn model_secret(gw: &Gateway, model: &Model) -> ApiResult<Optio
     Ok(secret)
 }
 
+/// `body` (a JSON object, as its bytes) with `"stream_options":{"include_usage":true}` added
+/// as its last member; None if it does not end as an object does. The caller has checked that
+/// it has no `stream_options` member.
+fn with_usage_asked(body: &[u8]) -> Option<Bytes> {
+    const MEMBER: &[u8] = br#""stream_options":{"include_usage":true}"#;
+    let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    if body[end] != b'}' {
+        return None;
+    }
+    let members = &body[..end];
+    let empty = members.iter().rposition(|b| !b.is_ascii_whitespace()).is_some_and(|last| members[last] == b'{');
+    let mut out = Vec::with_capacity(body.len() + MEMBER.len() + 2);
+    out.extend_from_slice(members);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(MEMBER);
+    out.push(b'}');
+    Some(Bytes::from(out))
+}
+
 /// Removes every `cache_control` from a canonical request's messages' parts and its tools.
 fn strip_cache_control(body: &mut serde_json::Map<String, Value>) {
     for name in ["messages", "tools"] {
@@ -151,8 +172,18 @@ impl Flight {
         let uncache = matches!(self.door, Door::Anthropic)
             && self.model.provider != crate::catalog::ProviderType::OpenRouter
             && self.raw.windows(b"cache_control".len()).any(|w| w == b"cache_control");
-        if !ask_usage && !uncache && self.model.upstream_id() == self.req.model && self.lowered_max_tokens.is_none() {
-            return Ok(self.raw.clone());
+        if !uncache && self.model.upstream_id() == self.req.model && self.lowered_max_tokens.is_none() {
+            if !ask_usage {
+                return Ok(self.raw.clone());
+            }
+            // A stream that only needs its usage asked for: the field added to the client's
+            // bytes, where copying, editing and printing the parsed body again cost ~10k
+            // instructions a request (`scripts/bench-instructions BIN 1000 stream`).
+            if !self.req.body.contains_key("stream_options")
+                && let Some(asked) = with_usage_asked(&self.raw)
+            {
+                return Ok(asked);
+            }
         }
         let mut body = self.req.body.clone();
         if uncache {
@@ -232,5 +263,25 @@ impl Flight {
             latency_ms: since.elapsed().as_millis() as i64,
             error: failure.map(Failure::describe),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_usage_asked;
+    use serde_json::{Value, json};
+
+    fn asked(body: &str) -> Option<Value> {
+        with_usage_asked(body.as_bytes()).map(|b| serde_json::from_slice(&b).expect("still JSON"))
+    }
+
+    #[test]
+    fn the_usage_option_is_added_to_the_clients_own_bytes() {
+        let want = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "}"}], "stream_options": {"include_usage": true}});
+        assert_eq!(asked(r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"}"}]}"#), Some(want.clone()));
+        assert_eq!(asked("{\"model\":\"m\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"}\"}]}\n\t "), Some(want));
+        assert_eq!(asked(" { } "), Some(json!({"stream_options": {"include_usage": true}})));
+        assert_eq!(asked("[1]"), None);
+        assert_eq!(asked("   "), None);
     }
 }
