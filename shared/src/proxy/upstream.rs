@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
 use reqwest::Url;
 
@@ -222,7 +221,7 @@ impl Call<'_> {
             });
         }
         let json_needed = self.json_needed;
-        let events = response.bytes_stream().map(|chunk| chunk.map_err(reqwest::Error::without_url)).eventsource().filter_map(move |event| async move {
+        let events = server_events(response).filter_map(move |event| async move {
             let bad = |err: serde_json::Error| Failure::Transport(format!("bad event from upstream: {err}"));
             match event {
                 Ok(e) if e.data.trim() == "[DONE]" => Some(Ok(Event::Done)),
@@ -241,6 +240,12 @@ impl Call<'_> {
         });
         Ok(Box::pin(events))
     }
+}
+
+/// An upstream's answer as server-sent events (transport errors without the URL, which the
+/// caller of a model may not see).
+fn server_events(response: reqwest::Response) -> sseer::EventStream<impl futures::Stream<Item = Result<Bytes, reqwest::Error>>> {
+    sseer::EventStream::new(response.bytes_stream().map(|chunk| chunk.map_err(reqwest::Error::without_url)))
 }
 
 /// A local answer, whole, after its delay (or a timeout, when the delay is longer than the
@@ -269,7 +274,7 @@ fn streamed(local: Local) -> Result<Events, Failure> {
 
 /// A stream in a provider's own event format, as canonical chunks.
 fn translated(response: reqwest::Response, mut translator: Box<dyn StreamTranslator>) -> Events {
-    let events = response.bytes_stream().map(|chunk| chunk.map_err(reqwest::Error::without_url)).eventsource().map(move |event| {
+    let events = server_events(response).map(move |event| {
         let out: Vec<Result<Event, Failure>> = match event {
             Ok(e) if e.data.trim().is_empty() => vec![],
             Ok(e) => match serde_json::from_str::<Value>(&e.data) {
@@ -349,5 +354,24 @@ mod tests {
         assert!(!part.contains("abcdefghij") && part.contains("6789"), "{part}");
         assert_eq!(redact("model not found".into(), Some(&key)), "model not found");
         assert_eq!(redact("anything".into(), None), "anything");
+    }
+
+    /// The framings upstreams use, cut anywhere between chunks: LF and CRLF line ends (Gemini
+    /// sends CRLF), comments (OpenRouter's keep-alives), named events (Anthropic's), a field
+    /// without its space, data on several lines, a line end split across two chunks, and an
+    /// unfinished event at the end, which is dropped.
+    #[tokio::test]
+    async fn server_events_are_read_from_any_chunking() {
+        use futures::StreamExt;
+        let wire =
+            "data: {\"a\":1}\n\n: OPENROUTER PROCESSING\n\nevent: message_start\r\ndata:{\"b\":2}\r\n\r\ndata: one\ndata: two\n\ndata: [DONE]\r\n\r\ndata: cut";
+        for size in [1, 2, 3, 7, wire.len()] {
+            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = wire.as_bytes().chunks(size).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+            let response = reqwest::Response::from(axum::http::Response::new(reqwest::Body::wrap_stream(futures::stream::iter(chunks))));
+            let events: Vec<(String, String)> =
+                super::server_events(response).map(|e| e.map(|e| (e.event.to_string(), e.data.to_string())).unwrap()).collect().await;
+            let want = [("message", "{\"a\":1}"), ("message_start", "{\"b\":2}"), ("message", "one\ntwo"), ("message", "[DONE]")];
+            assert_eq!(events, want.map(|(e, d)| (e.to_string(), d.to_string())), "in chunks of {size}");
+        }
     }
 }
