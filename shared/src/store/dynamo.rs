@@ -110,10 +110,9 @@ impl Expr {
             Cond::Le(n, v) => cmp(self, n, "<=", *v),
             Cond::Gt(n, v) => cmp(self, n, ">", *v),
             Cond::Ge(n, v) => cmp(self, n, ">=", *v),
-            Cond::AbsentOrAtMost(n, v) => {
-                let at_most = cmp(self, n, "<=", *v);
-                format!("attribute_not_exists({}) OR {at_most}", self.name(n))
-            }
+            // `condition` expands it before rendering (`simplify`); rendered as that expansion
+            // here too, so its text is written in one place.
+            Cond::AbsentOrAtMost(..) => self.raw(&simplify(cond)),
             Cond::And(cs) | Cond::Or(cs) => {
                 let joiner = if matches!(cond, Cond::And(_)) { " AND " } else { " OR " };
                 if cs.is_empty() {
