@@ -1,10 +1,11 @@
 //! `tollgate-forwarder LISTEN UPSTREAM_URL [LOG_DIR]`: the floor any proxy built from the
 //! gateway's own parts stands on. One axum route that sends the request's bytes to the upstream
-//! with the same pooled reqwest client the gateway uses and relays the answer as it comes
-//! (streams included), on the same allocator and runtime, with nothing else: no
-//! authentication, no limits, no usage record. `tollgate-bench` runs it beside the gateway, so
-//! what the gateway costs above this is the price of its work, and what this costs above the
-//! direct path is the price of one more HTTP hop on this machine.
+//! as the gateway's proxy does (a request built with reqwest's builder, sent by hyper's pooled
+//! client; the gateway's TLS layer, which passes an http URL straight through, left out) and
+//! relays the answer as it comes (streams included), on the same allocator and runtime, with
+//! nothing else: no authentication, no limits, no usage record. `tollgate-bench` runs it beside
+//! the gateway, so what the gateway costs above this is the price of its work, and what this
+//! costs above the direct path is the price of one more HTTP hop on this machine.
 //!
 //! With LOG_DIR it is the floor of a proxy that keeps a durable record of every request, as
 //! the gateway does with strict durability: after the answer's last byte is relayed and
@@ -25,6 +26,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::StreamExt;
+use http_body_util::BodyDataStream;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use tollgate_bench::appender::Appender;
 
 #[global_allocator]
@@ -32,14 +35,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Clone)]
 struct Upstream {
-    client: reqwest::Client,
+    client: Client<HttpConnector, reqwest::Body>,
     url: reqwest::Url,
     log: Option<Arc<Log>>,
 }
 
 async fn forward(State(up): State<Upstream>, body: Bytes) -> Response {
     let sent_bytes = body.len();
-    let sent = up.client.post(up.url.clone()).header(header::CONTENT_TYPE, "application/json").body(body).send().await;
+    let mut request = reqwest::Request::new(reqwest::Method::POST, up.url.clone());
+    request.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    *request.body_mut() = Some(body.into());
+    let sent = match hyper::Request::try_from(request) {
+        Ok(request) => up.client.request(request).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     match sent {
         Ok(answer) => {
             let status = answer.status().as_u16();
@@ -48,20 +57,25 @@ async fn forward(State(up): State<Upstream>, body: Bytes) -> Response {
                 response = response.header(header::CONTENT_TYPE, kind);
             }
             let relayed = match up.log {
-                None => Body::from_stream(answer.bytes_stream()),
-                Some(log) => Body::from_stream(recorded(answer, log, sent_bytes, status)),
+                None => Body::from_stream(BodyDataStream::new(answer.into_body())),
+                Some(log) => Body::from_stream(recorded(BodyDataStream::new(answer.into_body()), log, sent_bytes, status)),
             };
             response.body(relayed).unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
         }
-        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+        Err(e) => (StatusCode::BAD_GATEWAY, e).into_response(),
     }
 }
 
 /// The answer's chunks as they come, then (before the body ends) the request's record, synced.
-fn recorded(answer: reqwest::Response, log: Arc<Log>, sent_bytes: usize, status: u16) -> impl futures::Stream<Item = Result<Bytes, reqwest::Error>> + Send {
+fn recorded<E: Send>(
+    answer: impl futures::Stream<Item = Result<Bytes, E>> + Send,
+    log: Arc<Log>,
+    sent_bytes: usize,
+    status: u16,
+) -> impl futures::Stream<Item = Result<Bytes, E>> + Send {
     let received = Arc::new(AtomicU64::new(0));
     let counted = received.clone();
-    let chunks = answer.bytes_stream().inspect(move |chunk| {
+    let chunks = answer.inspect(move |chunk| {
         if let Ok(chunk) = chunk {
             counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
@@ -159,7 +173,9 @@ async fn main() -> anyhow::Result<()> {
     let (Some(listen), Some(url)) = (args.get(1), args.get(2)) else {
         anyhow::bail!("usage: tollgate-forwarder LISTEN_ADDR UPSTREAM_URL [LOG_DIR]");
     };
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).build()?;
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).pool_max_idle_per_host(256).build(connector);
     let log = args.get(3).map(|dir| Log::open(std::path::Path::new(dir))).transpose()?;
     let up = Upstream { client, url: reqwest::Url::parse(url)?, log };
     // As the gateway serves: without Nagle's algorithm on accepted connections.
@@ -201,7 +217,7 @@ mod tests {
     async fn the_answer_is_relayed_whole_and_its_record_synced_before_the_body_ends() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path()).unwrap();
-        let answer = reqwest::Response::from(axum::http::Response::new("data: one\n\ndata: two\n\n"));
+        let answer = futures::stream::iter(["data: one\n\n", "data: two\n\n"].map(|c| Ok::<_, std::io::Error>(Bytes::from(c))));
         let chunks: Vec<Bytes> = recorded(answer, log, 42, 200).map(Result::unwrap).collect().await;
         assert_eq!(chunks.concat(), b"data: one\n\ndata: two\n\n");
         assert!(chunks.iter().all(|c| !c.is_empty()), "the record's empty chunk is not relayed");

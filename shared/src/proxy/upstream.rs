@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use reqwest::Url;
 
-use crate::egress::{HttpClient, SendError};
+use crate::egress::{Answer, HttpClient, SendError};
 use crate::providers::{App, Credentials, Framing, Local, Provider, StreamTranslator, Unsupported};
 use serde_json::Value;
 
@@ -92,10 +92,22 @@ pub fn sse(value: &Value) -> Bytes {
 
 pub type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Failure>> + Send>>;
 
-/// The message leaves out the upstream's URL (reqwest adds it): API key holders see these
-/// messages, and a model's base URL is the admin's, credentials and internal hosts included.
-fn classify(err: reqwest::Error) -> Failure {
-    if err.is_timeout() { Failure::Timeout } else { Failure::Transport(err.without_url().to_string()) }
+/// An answer's body that failed while it was read (hyper's messages name no URL: API key
+/// holders see these, and a model's base URL is the admin's, credentials and internal hosts
+/// included). Slow bodies are timed out by the caller.
+fn classify(err: hyper::Error) -> Failure {
+    Failure::Transport(crate::egress::with_causes(err.to_string(), &err))
+}
+
+/// An answer's whole body.
+async fn body_bytes(response: Answer) -> Result<Bytes, hyper::Error> {
+    use http_body_util::BodyExt;
+    Ok(response.into_body().collect().await?.to_bytes())
+}
+
+/// An answer's body, chunk by chunk as it arrives.
+fn chunks(response: Answer) -> http_body_util::BodyDataStream<hyper::body::Incoming> {
+    http_body_util::BodyDataStream::new(response.into_body())
 }
 
 fn classify_send(err: SendError) -> Failure {
@@ -153,7 +165,7 @@ impl Call<'_> {
         Ok(url)
     }
 
-    async fn send(&self) -> Result<reqwest::Response, Failure> {
+    async fn send(&self) -> Result<Answer, Failure> {
         let body = self.body.clone().map_err(Failure::Unsupported)?;
         let mut request = self.client.post(self.url()?).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
         if let Some(traceparent) = self.traceparent {
@@ -163,7 +175,7 @@ impl Call<'_> {
         let request = crate::providers::prepare(self.client, self.provider, self.provider.attribute(request, self.app), self.base_url, self.credentials)
             .await
             .map_err(|why| Failure::Transport(crate::providers::redact(why.to_string(), key)))?;
-        let response = tokio::time::timeout(self.timeout, self.client.execute(request)).await.map_err(|_| Failure::Timeout)?.map_err(classify_send)?;
+        let response = tokio::time::timeout(self.timeout, self.client.relay(request)).await.map_err(|_| Failure::Timeout)?.map_err(classify_send)?;
         let status = response.status();
         if status.is_redirection() {
             // Never followed, and its body (wherever it points) never relayed.
@@ -171,7 +183,9 @@ impl Call<'_> {
         }
         if !status.is_success() {
             let retry_after = (status == reqwest::StatusCode::TOO_MANY_REQUESTS).then(|| retry_after(response.headers()));
-            let text = response.text().await.unwrap_or_default();
+            // Bounded like the answer's head: an error body that never ends is a timeout.
+            let body = tokio::time::timeout(self.timeout, body_bytes(response)).await.map_err(|_| Failure::Timeout)?.unwrap_or_default();
+            let text = String::from_utf8_lossy(&body);
             let message = crate::providers::redact(self.provider.error_message(&text), key);
             return Err(match retry_after {
                 Some(retry_after) => Failure::RateLimited { retry_after, message },
@@ -188,7 +202,7 @@ impl Call<'_> {
             return whole(local, self.timeout).await;
         }
         let response = self.send().await?;
-        let bytes = tokio::time::timeout(self.timeout, response.bytes()).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
+        let bytes = tokio::time::timeout(self.timeout, body_bytes(response)).await.map_err(|_| Failure::Timeout)?.map_err(classify)?;
         let not_json = |e: serde_json::Error| Failure::Transport(format!("the upstream's answer is not JSON: {e}"));
         let parse = |bytes: &[u8]| serde_json::from_slice::<Value>(bytes).map_err(not_json);
         // A Responses request that went as it is comes back as it is.
@@ -221,7 +235,7 @@ impl Call<'_> {
             });
         }
         let json_needed = self.json_needed;
-        let events = server_events(response).filter_map(move |event| async move {
+        let events = server_events(chunks(response)).filter_map(move |event| async move {
             let bad = |err: serde_json::Error| Failure::Transport(format!("bad event from upstream: {err}"));
             match event {
                 Ok(e) if e.data.trim() == "[DONE]" => Some(Ok(Event::Done)),
@@ -242,10 +256,9 @@ impl Call<'_> {
     }
 }
 
-/// An upstream's answer as server-sent events (transport errors without the URL, which the
-/// caller of a model may not see).
-fn server_events(response: reqwest::Response) -> sseer::EventStream<impl futures::Stream<Item = Result<Bytes, reqwest::Error>>> {
-    sseer::EventStream::new(response.bytes_stream().map(|chunk| chunk.map_err(reqwest::Error::without_url)))
+/// An upstream's answer, chunk by chunk, as server-sent events.
+fn server_events<E>(chunks: impl Stream<Item = Result<Bytes, E>>) -> sseer::EventStream<impl Stream<Item = Result<Bytes, E>>> {
+    sseer::EventStream::new(chunks)
 }
 
 /// A local answer, whole, after its delay (or a timeout, when the delay is longer than the
@@ -273,8 +286,8 @@ fn streamed(local: Local) -> Result<Events, Failure> {
 }
 
 /// A stream in a provider's own event format, as canonical chunks.
-fn translated(response: reqwest::Response, mut translator: Box<dyn StreamTranslator>) -> Events {
-    let events = server_events(response).map(move |event| {
+fn translated(response: Answer, mut translator: Box<dyn StreamTranslator>) -> Events {
+    let events = server_events(chunks(response)).map(move |event| {
         let out: Vec<Result<Event, Failure>> = match event {
             Ok(e) if e.data.trim().is_empty() => vec![],
             Ok(e) => match serde_json::from_str::<Value>(&e.data) {
@@ -294,11 +307,11 @@ fn translated(response: reqwest::Response, mut translator: Box<dyn StreamTransla
 /// A stream in AWS's binary event-stream framing (Bedrock's ConverseStream), as canonical
 /// chunks: each message's `:event-type` header and JSON payload go to the translator; an
 /// exception message ends the stream with its type and message.
-fn aws_event_stream(response: reqwest::Response, mut translator: Box<dyn StreamTranslator>) -> Events {
+fn aws_event_stream(response: Answer, mut translator: Box<dyn StreamTranslator>) -> Events {
     use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
     let mut decoder = MessageFrameDecoder::new();
     let mut buffer = bytes::BytesMut::new();
-    let events = response.bytes_stream().map(move |chunk| {
+    let events = chunks(response).map(move |chunk| {
         let chunk = match chunk {
             Ok(chunk) => chunk,
             Err(err) => return futures::stream::iter(vec![Err(classify(err))]),
@@ -367,9 +380,8 @@ mod tests {
             "data: {\"a\":1}\n\n: OPENROUTER PROCESSING\n\nevent: message_start\r\ndata:{\"b\":2}\r\n\r\ndata: one\ndata: two\n\ndata: [DONE]\r\n\r\ndata: cut";
         for size in [1, 2, 3, 7, wire.len()] {
             let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = wire.as_bytes().chunks(size).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
-            let response = reqwest::Response::from(axum::http::Response::new(reqwest::Body::wrap_stream(futures::stream::iter(chunks))));
             let events: Vec<(String, String)> =
-                super::server_events(response).map(|e| e.map(|e| (e.event.to_string(), e.data.to_string())).unwrap()).collect().await;
+                super::server_events(futures::stream::iter(chunks)).map(|e| e.map(|e| (e.event.to_string(), e.data.to_string())).unwrap()).collect().await;
             let want = [("message", "{\"a\":1}"), ("message_start", "{\"b\":2}"), ("message", "one\ntwo"), ("message", "[DONE]")];
             assert_eq!(events, want.map(|(e, d)| (e.to_string(), d.to_string())), "in chunks of {size}");
         }

@@ -18,6 +18,9 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+mod direct;
+pub use direct::Answer;
+
 /// Why the restricted client would not connect: a message that names the address and the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocked(pub String);
@@ -121,8 +124,23 @@ fn public_v6(ip: Ipv6Addr) -> bool {
     bits >> 125 == 0b001 && !REFUSED.iter().any(|(net, len)| bits >> (128 - len) == net >> (128 - len))
 }
 
-/// Resolves host names for the restricted client: every address a name resolves to must pass
-/// the policy, and only those addresses are handed to the connector.
+/// The addresses `host` resolves to; with a policy, only if every one of them passes it.
+/// One address the policy refuses refuses the name: a name that mixes public and internal
+/// addresses is a rebinding attempt more often than a real service. The connection then goes
+/// to these addresses, with no second lookup.
+async fn resolve(host: &str, policy: Option<&AddressPolicy>) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+    let Some(policy) = policy else { return Ok(found) };
+    if found.is_empty() {
+        return Err(Box::new(Blocked(format!("{host} resolves to no address"))));
+    }
+    for addr in &found {
+        policy.check(host, addr.ip())?;
+    }
+    Ok(found)
+}
+
+/// Resolves host names for the restricted reqwest client (see `resolve`).
 struct CheckedResolver {
     policy: Arc<AddressPolicy>,
 }
@@ -130,28 +148,19 @@ struct CheckedResolver {
 impl Resolve for CheckedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if found.is_empty() {
-                return Err(Box::new(Blocked(format!("{host} resolves to no address"))) as Box<dyn std::error::Error + Send + Sync>);
-            }
-            // One address the policy refuses refuses the name: a name that mixes public and
-            // internal addresses is a rebinding attempt more often than a real service.
-            for addr in &found {
-                policy.check(&host, addr.ip()).map_err(|b| Box::new(b) as Box<dyn std::error::Error + Send + Sync>)?;
-            }
-            Ok(Box::new(found.into_iter()) as Addrs)
-        })
+        Box::pin(async move { Ok(Box::new(resolve(name.as_str(), Some(&policy)).await?.into_iter()) as Addrs) })
     }
 }
 
 /// An HTTP client that never follows redirects, and, when it has a policy, connects only to
-/// the addresses it allows. Requests go through `execute` (or `send`), which checks a URL's
-/// literal IP host before anything is sent (names are checked by the resolver).
+/// the addresses it allows. Requests go through `execute` (or `send`), or the proxy's `relay`,
+/// each of which checks a URL's literal IP host before anything is sent (names are checked by
+/// the resolvers).
 #[derive(Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
+    /// The proxy's path (see `direct`): the same policy, without reqwest's per-request layers.
+    direct: direct::Direct,
     policy: Option<Arc<AddressPolicy>>,
 }
 
@@ -161,6 +170,8 @@ pub enum SendError {
     /// The address policy refused the URL's host.
     Blocked(Blocked),
     Http(reqwest::Error),
+    /// From `relay`: no answer came (connection, TLS, a malformed answer).
+    Relay(hyper_util::client::legacy::Error),
 }
 
 impl SendError {
@@ -176,32 +187,55 @@ impl std::fmt::Display for SendError {
         match self {
             SendError::Blocked(b) => b.fmt(f),
             SendError::Http(e) => {
-                let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-                while let Some(err) = source {
-                    if let Some(blocked) = err.downcast_ref::<Blocked>() {
-                        return blocked.fmt(f);
-                    }
-                    source = err.source();
+                if let Some(blocked) = blocked_in(e) {
+                    return blocked.fmt(f);
                 }
                 let mut text = e.to_string();
                 if let Some(url) = e.url() {
                     text = text.replace(&format!(" for url ({url})"), "").replace(url.as_str(), "[upstream]");
                 }
-                // reqwest's own message is short ("error sending request"); its cause says why.
-                let mut cause = std::error::Error::source(e);
-                while let Some(err) = cause {
-                    text.push_str(": ");
-                    text.push_str(&err.to_string());
-                    cause = err.source();
-                }
-                f.write_str(&text)
+                f.write_str(&with_causes(text, e))
             }
+            // hyper's messages name no URL.
+            SendError::Relay(e) => match blocked_in(e) {
+                Some(blocked) => blocked.fmt(f),
+                None => f.write_str(&with_causes(e.to_string(), e)),
+            },
         }
     }
 }
 
+/// A refusal by the policy, wherever in the chain of causes it surfaced.
+fn blocked_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Blocked> {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(blocked) = err.downcast_ref::<Blocked>() {
+            return Some(blocked);
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// `text` (an error's own message, short: "error sending request", "client error (Connect)")
+/// followed by its causes, which say why.
+pub fn with_causes(mut text: String, e: &dyn std::error::Error) -> String {
+    let mut cause = e.source();
+    while let Some(err) = cause {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        cause = err.source();
+    }
+    text
+}
+
 impl HttpClient {
-    fn build(policy: Option<Arc<AddressPolicy>>) -> reqwest::Result<Self> {
+    fn build(policy: Option<Arc<AddressPolicy>>) -> anyhow::Result<Self> {
+        Self::with_roots(policy, direct::public_roots())
+    }
+
+    /// The direct path trusting `roots` (the public web's outside tests).
+    fn with_roots(policy: Option<Arc<AddressPolicy>>, roots: rustls::RootCertStore) -> anyhow::Result<Self> {
         let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
@@ -211,16 +245,16 @@ impl HttpClient {
         if let Some(policy) = &policy {
             builder = builder.dns_resolver(Arc::new(CheckedResolver { policy: policy.clone() }));
         }
-        Ok(HttpClient { client: builder.build()?, policy })
+        Ok(HttpClient { client: builder.build()?, direct: direct::client(policy.clone(), roots)?, policy })
     }
 
     /// For what global admins configure.
-    pub fn trusted() -> reqwest::Result<Self> {
+    pub fn trusted() -> anyhow::Result<Self> {
         Self::build(None)
     }
 
     /// For URLs anyone else supplies.
-    pub fn restricted(policy: AddressPolicy) -> reqwest::Result<Self> {
+    pub fn restricted(policy: AddressPolicy) -> anyhow::Result<Self> {
         Self::build(Some(Arc::new(policy)))
     }
 
@@ -249,6 +283,14 @@ impl HttpClient {
         self.client.execute(request).await.map_err(SendError::Http)
     }
 
+    /// Sends a built request on the proxy's direct path (see `direct`): no timeout of its own,
+    /// the answer's body read as it arrives.
+    pub async fn relay(&self, request: reqwest::Request) -> Result<Answer, SendError> {
+        self.check_url(request.url()).map_err(SendError::Blocked)?;
+        let request = hyper::Request::try_from(request).map_err(SendError::Http)?;
+        self.direct.request(request).await.map_err(SendError::Relay)
+    }
+
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, SendError> {
         self.execute(request.build().map_err(SendError::Http)?).await
     }
@@ -262,7 +304,7 @@ pub struct Egress {
 }
 
 impl Egress {
-    pub fn new(private_allowed: Vec<IpNet>) -> reqwest::Result<Self> {
+    pub fn new(private_allowed: Vec<IpNet>) -> anyhow::Result<Self> {
         Ok(Egress { trusted: HttpClient::trusted()?, restricted: HttpClient::restricted(AddressPolicy { private_allowed })? })
     }
 
