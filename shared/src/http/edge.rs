@@ -2,6 +2,7 @@
 //! the error envelope for answers that layers below the handlers produce in plain text, and
 //! `Connection: close` when an answer leaves part of the request body unread.
 
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use http_body::{Frame, SizeHint};
 
 use crate::error::{ApiError, REQUEST_ID};
@@ -35,8 +37,8 @@ pub async fn edge(State(state): State<AppState>, request: Request, next: Next) -
         match audit {
             // Boxed: only admin changes have an audit scope, and inline its future would make
             // every request's larger.
-            Some(scope) => Box::pin(crate::audit::context::scoped(scope, async move { envelope(next.run(request).await).await })).await,
-            None => envelope(next.run(request).await).await,
+            Some(scope) => Box::pin(crate::audit::context::scoped(scope, async move { envelope(guarded(next, request).await).await })).await,
+            None => envelope(guarded(next, request).await).await,
         }
     };
     let mut response = REQUEST_ID.scope(id.clone(), run).await;
@@ -51,6 +53,15 @@ pub async fn edge(State(state): State<AppState>, request: Request, next: Next) -
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// The handler's answer, or a 500 in the envelope if it panicked: the panic is caught here, in
+/// the request's scope, so that the answer still carries the request id and is counted.
+async fn guarded(next: Next, request: Request) -> Response {
+    match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(_) => ApiError::internal("a handler panicked").into_response(),
+    }
 }
 
 /// Whether the request has a body to read at all (a length above zero, or chunked).
@@ -167,5 +178,25 @@ mod tests {
         assert!(body["error"]["message"].as_str().unwrap().contains("Failed to buffer"));
         let ok = envelope((StatusCode::OK, "fine").into_response()).await;
         assert_eq!(axum::body::to_bytes(ok.into_body(), 64).await.unwrap(), "fine");
+    }
+
+    async fn boom() -> &'static str {
+        panic!("a bug in a handler")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_in_the_envelope() {
+        use tower::ServiceExt;
+        let app = axum::Router::new()
+            .route("/boom", axum::routing::get(boom))
+            .route("/fine", axum::routing::get(|| async { "fine" }))
+            .layer(axum::middleware::from_fn(|request: Request, next: Next| guarded(next, request)));
+        let call = |path: &'static str| app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap());
+        let response = call("/boom").await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 4096).await.unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], "internal_error", "{body}");
+        let fine = call("/fine").await.unwrap();
+        assert_eq!(fine.status(), StatusCode::OK);
     }
 }
