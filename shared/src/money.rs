@@ -41,7 +41,7 @@ pub fn format_dollars(micros: i64) -> String {
     let abs = micros.unsigned_abs();
     let (mut whole, mut fraction) = (itoa::Buffer::new(), itoa::Buffer::new());
     let (whole, fraction) = (whole.format(abs / 1_000_000), fraction.format(abs % 1_000_000));
-    let mut out = String::with_capacity(1 + whole.len() + 7);
+    let mut out = String::with_capacity(usize::from(micros < 0) + whole.len() + 7);
     if micros < 0 {
         out.push('-');
     }

@@ -43,7 +43,7 @@ use crate::identity::sha256_hex;
 use crate::keys::{self, ApiKey};
 use crate::limits::{self, Charge, Reservation, Tier};
 use crate::metrics::RefusalReason;
-use crate::money::{self, TokenClasses, format_dollars};
+use crate::money::{self, TokenClasses};
 use crate::providers;
 use crate::traces::{Child, FlightTrace};
 use crate::usage::{self, Outcome};
@@ -116,7 +116,7 @@ pub async fn enter(gw: &Gateway) -> ApiResult<crate::admission::Slot> {
 }
 
 /// Response headers: names and values, for the HTTP layer to set.
-pub type Headers = Vec<(reqwest::header::HeaderName, String)>;
+pub type Headers = Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>;
 
 /// What the proxy answers; the HTTP layer (`http::proxy`) turns it into the response.
 pub enum Answer {
@@ -394,8 +394,8 @@ impl Flight {
     }
 
     /// Says that (and to what) the request's max_tokens was lowered to fit a budget.
-    pub(super) fn lowered_header(&self) -> Option<(reqwest::header::HeaderName, String)> {
-        self.lowered_max_tokens.map(|n| (headers::MAX_TOKENS_LOWERED, n.to_string()))
+    pub(super) fn lowered_header(&self) -> Option<(reqwest::header::HeaderName, reqwest::header::HeaderValue)> {
+        self.lowered_max_tokens.map(|n| (headers::MAX_TOKENS_LOWERED, headers::number(n)))
     }
 
     /// The id of an answer made here (the mock's; an upstream's answer keeps its own).
@@ -447,7 +447,7 @@ impl Flight {
                     let (answer, stored) = self.door.answer(bytes, &body, self.native());
                     self.record_full(actual, &seen, Outcome::Success, 200, false, false, None, stored).await?;
                     let mut headers = standing(&self.reservations, Some(&actual), self.gw.clock.now());
-                    headers.push((headers::COST, format_dollars(actual.cost_micros)));
+                    headers.push((headers::COST, headers::dollars(actual.cost_micros)));
                     headers.extend(self.lowered_header());
                     headers.extend(self.cache_header());
                     return Ok(Answer::Whole { body: answer, headers });

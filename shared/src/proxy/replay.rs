@@ -18,7 +18,6 @@ use crate::doors::Door;
 use crate::error::ApiResult;
 use crate::keys::ApiKey;
 use crate::limits::Charge;
-use crate::money::format_dollars;
 use crate::response_cache::{self, Directive};
 use crate::store::Key;
 use crate::usage::Outcome;
@@ -65,8 +64,8 @@ impl Flight {
         let cost = i64::try_from((share + 99) / 100).unwrap_or(i64::MAX).min(self.reserved_cost().unwrap_or(i64::MAX));
         let actual = Charge { calls: 1, input_tokens: 0, output_tokens: 0, cost_micros: cost };
         let mut headers = standing(&self.reservations, Some(&actual), self.gw.clock.now());
-        headers.push((super::headers::COST, format_dollars(cost)));
-        headers.push((super::headers::CACHE, "hit".into()));
+        headers.push((super::headers::COST, super::headers::dollars(cost)));
+        headers.push((super::headers::CACHE, reqwest::header::HeaderValue::from_static("hit")));
         let seen = Observed::default();
         if !self.req.stream {
             self.record(actual, &seen, Outcome::CacheHit, 200, false, None).await?;
@@ -97,7 +96,7 @@ impl Flight {
 
     /// `x-tollgate-cache` on an answer that did not come from the cache: `miss`, or `bypass`
     /// when the caller said `no-cache`.
-    pub(super) fn cache_header(&self) -> Option<(reqwest::header::HeaderName, String)> {
-        self.cache.as_ref().map(|c| (super::headers::CACHE, if c.read { "miss" } else { "bypass" }.to_string()))
+    pub(super) fn cache_header(&self) -> Option<(reqwest::header::HeaderName, reqwest::header::HeaderValue)> {
+        self.cache.as_ref().map(|c| (super::headers::CACHE, reqwest::header::HeaderValue::from_static(if c.read { "miss" } else { "bypass" })))
     }
 }
