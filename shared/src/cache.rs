@@ -4,6 +4,7 @@
 //! Hand-written because it is a dozen lines over std; the well-kept crates (moka, quick_cache)
 //! bring far more than a TTL map.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
@@ -20,7 +21,12 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         Self { ttl, capacity, entries: Mutex::new(HashMap::new()) }
     }
 
-    pub fn get(&self, key: &K) -> Option<V> {
+    /// The value cached under `key`, looked up by any borrowed form of it (a `&str` for a
+    /// `String` key: no key is made just to look one up).
+    pub fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
         if self.ttl.is_zero() {
             return None;
         }
@@ -56,7 +62,10 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         Ok(loaded)
     }
 
-    pub fn remove(&self, key: &K) {
+    pub fn remove<Q: Hash + Eq + ?Sized>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 

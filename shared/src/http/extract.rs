@@ -195,7 +195,7 @@ impl axum::extract::OptionalFromRequestParts<AppState> for Caller {
 pub struct Me {
     pub user_id: Uuid,
     /// The key, when the request came with one rather than with a session.
-    key: Option<crate::keys::ApiKey>,
+    key: Option<std::sync::Arc<crate::keys::ApiKey>>,
 }
 
 impl Me {
@@ -219,7 +219,7 @@ impl Me {
 
     /// The API key acting, when a key (not a session) made the request.
     pub fn key(&self) -> Option<&crate::keys::ApiKey> {
-        self.key.as_ref()
+        self.key.as_deref()
     }
 
     /// Whether the user's global role grants `permission` (a key acting here never does: its

@@ -20,7 +20,7 @@ use crate::store::Store;
 /// changes reaches this one within it. (Changes made here clear them at once.)
 pub struct Hot {
     /// Keys by the hash of their secret.
-    pub keys: TtlCache<String, ApiKey>,
+    pub keys: TtlCache<String, Arc<ApiKey>>,
     pub models: TtlCache<String, Model>,
     /// Provider keys, by secret name.
     pub secrets: TtlCache<String, Arc<SecretString>>,
@@ -37,16 +37,16 @@ pub struct Hot {
 
 impl crate::invalidate::Invalidate for Hot {
     fn key(&self, key_hash: &str) {
-        self.keys.remove(&key_hash.to_string());
+        self.keys.remove(key_hash);
     }
     fn model(&self, id: &str) {
-        self.models.remove(&id.to_string());
+        self.models.remove(id);
     }
     fn provider(&self, user_id: uuid::Uuid, name: &str) {
         self.dynamic.remove(&(user_id, name.to_string()));
     }
     fn secret(&self, name: &str) {
-        self.secrets.remove(&name.to_string());
+        self.secrets.remove(name);
     }
     fn integration(&self, workspace_id: uuid::Uuid, service: &'static str) {
         self.integrations.remove(&(workspace_id, service));

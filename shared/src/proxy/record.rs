@@ -1,13 +1,15 @@
 //! Recording a request: its settlement and usage record in one transaction, with the stored
 //! response of a Responses API request that asked to be kept.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::observed::Observed;
 use super::{Door, Flight, settle};
 use crate::error::ApiResult;
-use crate::keys::{self, Owner};
+use crate::keys::{self, ApiKey, Owner};
 use crate::limits::Charge;
 use crate::responses;
 use crate::store;
@@ -69,9 +71,9 @@ impl Flight {
         self.gw.metrics.request(&record);
         self.gw.metrics.lapsed(self.reservations.iter().map(|r| r.lapsed.len()).sum());
         if touch {
-            let mut touched = self.key.clone();
+            let mut touched = ApiKey::clone(&self.key);
             touched.last_used_at = Some(now);
-            self.gw.hot.keys.insert(touched.key_hash.clone(), touched);
+            self.gw.hot.keys.insert(touched.key_hash.clone(), Arc::new(touched));
         }
         Ok(())
     }

@@ -120,7 +120,7 @@ async fn dynamic_model(gw: &Gateway, user_id: uuid::Uuid, name: &str, model: &st
 }
 
 pub(super) async fn resolve_model(gw: &super::Gateway, id: &str) -> ApiResult<Model> {
-    if let Some(model) = gw.hot.models.get(&id.to_string()) {
+    if let Some(model) = gw.hot.models.get(id) {
         return Ok(model);
     }
     let model = catalog::get(gw.store.as_ref(), id)
