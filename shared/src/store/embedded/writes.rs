@@ -342,8 +342,18 @@ impl Writes {
             if returning {
                 last = written;
             }
-            journaled.push((key.clone(), logged));
-            overlay.dirty.insert(key, Pending { version, seq });
+            // An item the overlay holds already (a limit's counters, written by most requests)
+            // keeps its key there: only a new one costs a copy of the key.
+            match overlay.dirty.get_mut(&key) {
+                Some(pending) => {
+                    *pending = Pending { version, seq };
+                    journaled.push((key, logged));
+                }
+                None => {
+                    journaled.push((key.clone(), logged));
+                    overlay.dirty.insert(key, Pending { version, seq });
+                }
+            }
         }
         overlay.journal.push((seq, journaled));
         overlay.dirty_since.get_or_insert_with(Instant::now);
