@@ -397,10 +397,12 @@ pub(crate) fn apply_update(key: &Key, current: Option<Item>, update: &Update) ->
 /// What each attribute an update ADDs to comes to on `item`, or why the update cannot apply
 /// (an ADD to a value that is not a number, or past i64): checked before anything changes, so
 /// a store can apply a transaction's updates in place once all of them are known to apply.
-pub(crate) fn added_values(item: Option<&Item>, update: &Update) -> StoreResult<Vec<(String, i64)>> {
-    let mut added: Vec<(String, i64)> = Vec::with_capacity(update.add.len());
-    for (name, delta) in &update.add {
-        let current = match added.iter().position(|(n, _)| n == name) {
+/// Each attribute is named by where in `update.add` it last appears, not by a copy of its name:
+/// most are already on the item, which then needs no new name either.
+pub(crate) fn added_values(item: Option<&Item>, update: &Update) -> StoreResult<Vec<(usize, i64)>> {
+    let mut added: Vec<(usize, i64)> = Vec::with_capacity(update.add.len());
+    for (at, (name, delta)) in update.add.iter().enumerate() {
+        let current = match added.iter().position(|&(i, _)| update.add[i].0 == *name) {
             Some(i) => Some(Attr::N(added.swap_remove(i).1)),
             // As `apply_checked` leaves it before its ADDs: SET wins, then what is there, then
             // SET if absent.
@@ -419,13 +421,13 @@ pub(crate) fn added_values(item: Option<&Item>, update: &Update) -> StoreResult<
             Some(_) => return Err(StoreError::Backend(format!("ADD to non-numeric attribute {name}"))),
         };
         let next = current.checked_add(*delta).ok_or_else(|| StoreError::Backend(format!("counter {name} overflowed")))?;
-        added.push((name.clone(), next));
+        added.push((at, next));
     }
     Ok(added)
 }
 
 /// Applies an update whose ADDs `added_values` has worked out.
-pub(crate) fn apply_checked(key: &Key, current: Option<Item>, update: &Update, added: Vec<(String, i64)>) -> Item {
+pub(crate) fn apply_checked(key: &Key, current: Option<Item>, update: &Update, added: Vec<(usize, i64)>) -> Item {
     let mut item = current.unwrap_or_else(|| {
         let mut i = Item::new();
         i.insert(PK.into(), Attr::S(key.pk.clone()));
@@ -433,13 +435,24 @@ pub(crate) fn apply_checked(key: &Key, current: Option<Item>, update: &Update, a
         i
     });
     for (name, value) in &update.set {
-        item.insert(name.clone(), value.clone());
+        match item.get_mut(name) {
+            Some(current) => *current = value.clone(),
+            None => {
+                item.insert(name.clone(), value.clone());
+            }
+        }
     }
     for (name, value) in &update.set_if_absent {
         item.entry(name.clone()).or_insert_with(|| value.clone());
     }
-    for (name, value) in added {
-        item.insert(name, Attr::N(value));
+    for (at, value) in added {
+        let name = &update.add[at].0;
+        match item.get_mut(name) {
+            Some(current) => *current = Attr::N(value),
+            None => {
+                item.insert(name.clone(), Attr::N(value));
+            }
+        }
     }
     for name in &update.remove {
         item.remove(name);

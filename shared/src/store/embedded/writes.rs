@@ -58,7 +58,7 @@ fn ready(op: TxOp) -> StoreResult<(Key, Option<Cond>, Ready)> {
 /// One write of a transaction whose conditions all held.
 enum Write {
     Put(Option<Item>, Arc<Stored>),
-    Update { current: Option<Arc<Item>>, update: Update, added: Vec<(String, i64)> },
+    Update { current: Option<Arc<Item>>, update: Update, added: Vec<(usize, i64)> },
     Delete,
 }
 
