@@ -277,9 +277,15 @@ async fn release_lapsed(store: &dyn Store, counters: &Key, now: DateTime<Utc>) -
 /// the rate-limit headers. A request refused while lapsed leases hold part of a limit has
 /// them released and is tried once more.
 pub async fn reserve_levels(store: &dyn Store, levels: &[Level], charge: &Charge, now: DateTime<Utc>, lease: &LeaseSpec) -> Result<Vec<Reservation>, Refusal> {
-    let levels: Vec<Level> =
-        levels.iter().map(|l| Level { counters: l.counters.clone(), limits: l.limits.iter().filter(|l| l.mode != Mode::Disable).cloned().collect() }).collect();
-    let levels: Vec<&Level> = levels.iter().filter(|l| !l.limits.is_empty()).collect();
+    // A level is copied only to leave out its disabled limits (most have none).
+    let levels: Vec<Cow<Level>> = levels
+        .iter()
+        .map(|l| match l.limits.iter().any(|l| l.mode == Mode::Disable) {
+            true => Cow::Owned(Level { counters: l.counters.clone(), limits: l.limits.iter().filter(|l| l.mode != Mode::Disable).cloned().collect() }),
+            false => Cow::Borrowed(l),
+        })
+        .collect();
+    let levels: Vec<&Level> = levels.iter().map(|l| l.as_ref()).filter(|l| !l.limits.is_empty()).collect();
     let mut retried = false;
     loop {
         let (refusal, blocked) = match try_reserve(store, &levels, charge, now, lease).await {
