@@ -48,12 +48,16 @@ fn set_count(out: &mut Vec<u8>, at: usize, n: u64) {
     let before = old.len();
     let _ = decode_varint(&mut old);
     let width = before - old.len();
-    let mut count = Vec::with_capacity(10);
-    encode_varint(n, &mut count);
+    // On the stack: this runs for every entity and every map an entity holds.
+    let mut buf = [0u8; 10];
+    let mut free = &mut buf[..];
+    encode_varint(n, &mut free);
+    let written = 10 - free.len();
+    let count = &buf[..written];
     if count.len() == width {
-        out[at..at + width].copy_from_slice(&count);
+        out[at..at + width].copy_from_slice(count);
     } else {
-        out.splice(at..at + width, count);
+        out.splice(at..at + width, count.iter().copied());
     }
 }
 
@@ -428,6 +432,10 @@ mod tests {
         // Small entities too, and with nothing extra.
         let small = Inner { note: "n", ttl: 1 };
         assert_eq!(decode(&key, &encode_entity(&small, &[]).unwrap().bytes).unwrap(), via_item(&small, &key, &[]));
+        // A count that the extras take past one byte of varint (126 fields and 3 extras): spliced
+        // in wider than it was first written.
+        let wide: std::collections::BTreeMap<String, i64> = (0..126).map(|i| (format!("f{i}"), i)).collect();
+        assert_eq!(decode(&key, &encode_entity(&wide, &extra).unwrap().bytes).unwrap(), via_item(&wide, &key, &extra));
         // The indexes are found where the committer looks for them.
         assert_eq!(
             crate::store::embedded::codec::index_entries(&key, &bytes).unwrap()[0],
