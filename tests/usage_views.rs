@@ -233,7 +233,8 @@ backend_tests! {
             record.cost_micros = 10 * i;
             assert!(tollgate::usage::write(store, &record, vec![]).await.unwrap());
             let sk = format!("{}#{}", record.recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), record.request_id);
-            let tollgate::store::TxOp::Put { item, .. } = tollgate::usage::rollups::pending_op(&record, &sk) else { unreachable!() };
+            let tollgate::store::TxOp::PutEntity { put, .. } = tollgate::usage::rollups::pending_op(&record, &sk) else { unreachable!() };
+            let item = put.item().unwrap();
             let s = |name: &str| item[name].as_str().unwrap().to_string();
             // A stream record as Lambda delivers it (the DynamoDB Streams record format).
             batch.push(json!({"eventID": format!("e{i}"), "eventName": "INSERT", "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",

@@ -50,8 +50,7 @@ pub struct EntityPut {
 
 impl EntityPut {
     pub fn new(key: Key, entity: Arc<dyn Entity>) -> Self {
-        // A usage record's: two indexes' keys and a TTL.
-        EntityPut { key, entity, extra: Vec::with_capacity(5) }
+        EntityPut { key, entity, extra: Vec::new() }
     }
 
     pub fn set(&mut self, name: &'static str, value: Attr) {

@@ -176,6 +176,13 @@ pub(crate) fn partition(owner: &str) -> String {
     ["USAGE#", owner].concat()
 }
 
+/// A request id's marker: where the request's usage record is, and proof that it has one.
+#[derive(Serialize)]
+struct Marker {
+    usage_pk: String,
+    usage_sk: String,
+}
+
 fn marker_key(request_id: &str) -> Key {
     Key::new(["REQ#", request_id].concat(), "USAGE")
 }
@@ -209,22 +216,19 @@ pub async fn transact_record(store: &dyn Store, record: &Arc<UsageRecord>, extra
 pub fn record_ops(record: &Arc<UsageRecord>) -> ApiResult<Vec<TxOp>> {
     let sk = [time_key(record.recorded_at).as_str(), "#", &record.request_id].concat();
     let mut put = EntityPut::new(Key::new(partition(&record.owner), sk.clone()), record.clone());
+    // Two indexes' keys and a TTL.
+    put.extra.reserve_exact(5);
     for (index, pk, index_sk) in listing::index_keys(&record.owner, &record.model, record.outcome, &sk) {
         put.index(index, pk, index_sk);
     }
-    let marker_key = marker_key(&record.request_id);
-    let mut marker = Item::from([
-        ("PK".into(), Attr::S(marker_key.pk)),
-        ("SK".into(), Attr::S(marker_key.sk)),
-        ("usage_pk".into(), Attr::S(partition(&record.owner))),
-        ("usage_sk".into(), Attr::S(sk.clone())),
-    ]);
+    // Put whole, as the record is: as an item, its names, map and key were a dozen allocations.
+    let mut marker = EntityPut::new(marker_key(&record.request_id), Arc::new(Marker { usage_pk: partition(&record.owner), usage_sk: sk.clone() }));
     if let Some(expires) = record.expires_at {
         put.set(crate::store::TTL, Attr::N(expires.timestamp()));
-        marker.insert(crate::store::TTL.into(), Attr::N(expires.timestamp()));
+        marker.set(crate::store::TTL, Attr::N(expires.timestamp()));
     }
     let pending = rollups::pending_op(record, &sk);
-    Ok(vec![TxOp::Put { item: marker, cond: Some(Cond::NotExists) }, TxOp::PutEntity { put, cond: None }, pending])
+    Ok(vec![TxOp::PutEntity { put: marker, cond: Some(Cond::NotExists) }, TxOp::PutEntity { put, cond: None }, pending])
 }
 
 /// When an owner's first and last records between `from` and `to` were made (two reads of one
@@ -369,6 +373,22 @@ pub async fn logs(
 mod tests {
     use super::*;
     use crate::store::to_item;
+
+    #[test]
+    fn a_record_is_written_with_a_marker_that_points_at_it() {
+        let at: DateTime<Utc> = "2026-12-07T10:00:00Z".parse().unwrap();
+        let lease = lease_record("user#u1", Uuid::nil(), "gpt", "chat", Some(at));
+        let ops = record_ops(&Arc::new(lost("req-1", &lease, at).expect("a record"))).unwrap();
+        let [TxOp::PutEntity { put: marker, cond: Some(Cond::NotExists) }, TxOp::PutEntity { put: record, cond: None }, _] = &ops[..] else {
+            panic!("the marker (once only), the record, its pending item: {ops:?}")
+        };
+        let item = marker.item().unwrap();
+        let s = |v: &str| Some(Attr::S(v.to_string()));
+        assert_eq!((item.get("PK").cloned(), item.get("SK").cloned()), (s("REQ#req-1"), s("USAGE")));
+        assert_eq!((item.get("usage_pk").cloned(), item.get("usage_sk").cloned()), (s(&record.key.pk), s(&record.key.sk)));
+        assert_eq!(item.get(crate::store::TTL), Some(&Attr::N(at.timestamp())));
+        assert_eq!(item.len(), 5, "{item:?}");
+    }
 
     #[test]
     fn a_record_keeps_only_what_it_holds_and_reads_back_whole() {

@@ -21,12 +21,14 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
+use serde::Serialize;
 
 use super::UsageRecord;
 use crate::error::ApiResult;
-use crate::store::{Attr, Cond, Index, Item, Key, Query, Store, StoreError, TxOp, Update, query_all};
+use crate::store::{Attr, Cond, EntityPut, Index, Item, Key, Query, Store, StoreError, TxOp, Update, query_all};
 
 /// What a rollup is grouped by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,8 +156,15 @@ pub fn pending_op(record: &UsageRecord, sk: &str) -> TxOp {
         key,
     ]
     .concat();
-    let item = Item::from([("PK".into(), Attr::S(pending_partition(shard))), ("SK".into(), Attr::S(sk.to_string())), ("r".into(), Attr::S(what))]);
-    TxOp::Put { item, cond: None }
+    // Put whole, as the record is (an item's names and map were more allocations than its value).
+    let put = EntityPut::new(Key::new(pending_partition(shard), sk), Arc::new(Pending { r: what }));
+    TxOp::PutEntity { put, cond: None }
+}
+
+/// A pending item's one attribute: what its record adds to the rollups (see `pending_op`).
+#[derive(Serialize)]
+struct Pending {
+    r: String,
 }
 
 /// The rollup keys a pending item adds to, and what it adds.
@@ -374,7 +383,8 @@ mod tests {
         (record.model, record.provider, record.pricing_source) = ("gpt\tx".into(), "openai".into(), "catalog".into());
         (record.input_tokens, record.output_tokens, record.cost_micros) = (12, 5, 1_234);
         let sk = [crate::store::time_key(record.recorded_at).as_str(), "#r1"].concat();
-        let TxOp::Put { item, .. } = pending_op(&record, &sk) else { panic!("a put") };
+        let TxOp::PutEntity { put, .. } = pending_op(&record, &sk) else { panic!("a put") };
+        let item = put.item().expect("the pending item");
         let (keys, totals) = additions(&item).expect("additions");
         assert_eq!(totals, Totals { request_count: 1, input_tokens: 12, output_tokens: 5, cost_micros: 1_234 });
         let sks: Vec<&str> = keys.iter().map(|k| k.sk.as_str()).collect();
