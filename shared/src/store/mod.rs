@@ -435,29 +435,29 @@ pub(crate) fn apply_checked(key: &Key, current: Option<Item>, update: &Update, a
         i
     });
     for (name, value) in &update.set {
-        match item.get_mut(name) {
-            Some(current) => *current = value.clone(),
-            None => {
-                item.insert(name.clone(), value.clone());
-            }
-        }
+        put_attr(&mut item, name, value.clone());
     }
     for (name, value) in &update.set_if_absent {
         item.entry(name.clone()).or_insert_with(|| value.clone());
     }
     for (at, value) in added {
-        let name = &update.add[at].0;
-        match item.get_mut(name) {
-            Some(current) => *current = Attr::N(value),
-            None => {
-                item.insert(name.clone(), Attr::N(value));
-            }
-        }
+        put_attr(&mut item, &update.add[at].0, Attr::N(value));
     }
     for name in &update.remove {
         item.remove(name);
     }
     item
+}
+
+/// Sets `name` on `item`, copying the name only when the item lacks it (most updates change
+/// attributes already there).
+fn put_attr(item: &mut Item, name: &str, value: Attr) {
+    match item.get_mut(name) {
+        Some(current) => *current = value,
+        None => {
+            item.insert(name.to_string(), value);
+        }
+    }
 }
 
 #[cfg(test)]
