@@ -316,6 +316,8 @@ impl Writes {
         let mut put = Vec::new();
         let mut journaled = Vec::with_capacity(writes.len());
         for (key, write) in writes {
+            // Found once, for both the update in place and the new version below.
+            let mut slot = overlay.dirty.get_mut(&key);
             let (version, written, logged) = match write {
                 Write::Put(item, stored) => {
                     let written = if returning {
@@ -331,7 +333,7 @@ impl Writes {
                     // The overlay's copy of the item is replaced below: dropped first, the item
                     // is updated in place rather than copied whole (a counters item carries a
                     // lease for every request in flight), unless a commit is reading it.
-                    if let Some(pending) = overlay.dirty.get_mut(&key) {
+                    if let Some(pending) = slot.as_deref_mut() {
                         pending.version = Version::Deleted;
                     }
                     let fresh = current.is_none();
@@ -344,7 +346,7 @@ impl Writes {
             }
             // An item the overlay holds already (a limit's counters, written by most requests)
             // keeps its key there: only a new one costs a copy of the key.
-            match overlay.dirty.get_mut(&key) {
+            match slot {
                 Some(pending) => {
                     *pending = Pending { version, seq };
                     journaled.push((key, logged));
