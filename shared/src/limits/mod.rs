@@ -22,8 +22,8 @@ use crate::store::{Attr, Cond, Item, Key, Store, StoreError, TxOp, Update};
 pub use lease::{Lapsed, LeaseSpec};
 pub use refusal::{Refusal, Tier, standing};
 use refusal::{read_refusal, refusal_in};
+use settle::take_back;
 pub use settle::{renew, settlement, settlement_alone};
-use settle::{stale_attrs, take_back};
 pub use spec::{LimitSpec, MAX_COST_MICROS, MAX_COUNT, from_specs, validate};
 pub use window::{Rolling, Unit, Window, seconds_until};
 
@@ -124,8 +124,17 @@ pub struct Reservation {
     pub lapsed: Vec<Lapsed>,
 }
 
-fn attr_name(limit: &Limit, window_key: &str) -> String {
-    counter_prefix(limit) + window_key
+/// A limit's counter for the window named `window` (`Window::span`'s key; `all` for `never`):
+/// `u_<id>_<window>`, made in one allocation, as it is for every limit of every request.
+fn attr_name(limit: &Limit, window: Option<i64>) -> String {
+    let mut digits = itoa::Buffer::new();
+    let window = window.map_or("all", |at| digits.format(at));
+    let mut name = String::with_capacity(3 + limit.id.len() + window.len());
+    name.push_str("u_");
+    name.push_str(&limit.id);
+    name.push('_');
+    name.push_str(window);
+    name
 }
 
 /// What every counter attribute of a limit starts with.
@@ -133,12 +142,23 @@ pub fn counter_prefix(limit: &Limit) -> String {
     ["u_", &limit.id, "_"].concat()
 }
 
+/// `counter_prefix`, borrowed from one of the limit's counters (`attr_name`'s).
+fn prefix_in<'a>(limit: &Limit, attr: &'a str) -> &'a str {
+    let prefix = attr.get(..limit.id.len() + 3).unwrap_or(attr);
+    debug_assert_eq!(prefix, counter_prefix(limit));
+    prefix
+}
+
 /// What a limit has used at `now`, as `item` says: its current counter, or for a rolling
-/// window the slices inside it.
-fn used_in(limit: &Limit, attr: &str, item: &Item, now: DateTime<Utc>) -> i64 {
+/// window the slices inside it. Counters of windows that are over are pushed onto `stale`.
+fn used_in(limit: &Limit, attr: &str, item: &Item, now: DateTime<Utc>, stale: &mut Vec<String>) -> i64 {
+    let prefix = prefix_in(limit, attr);
     match limit.window.slices() {
-        Some(slices) => slices.used(&counter_prefix(limit), item, now),
-        None => item.get(attr).and_then(Attr::as_i64).unwrap_or(0),
+        Some(slices) => slices.tally(prefix, item, now, stale),
+        None => {
+            stale.extend(crate::store::prefixed(item, prefix).map(|(name, _)| name).filter(|name| **name != attr).cloned());
+            item.get(attr).and_then(Attr::as_i64).unwrap_or(0)
+        }
     }
 }
 
@@ -146,15 +166,15 @@ fn used_in(limit: &Limit, attr: &str, item: &Item, now: DateTime<Utc>) -> i64 {
 /// calendar window; for a rolling one, its length aligned to the epoch.
 pub fn period_attr(limit: &Limit, attr: &str, now: DateTime<Utc>) -> String {
     match limit.window.slices() {
-        Some(slices) => attr_name(limit, &slices.period(now).to_string()),
+        Some(slices) => attr_name(limit, Some(slices.period(now))),
         None => attr.to_string(),
     }
 }
 
 /// The counter attribute of a limit's current window, and when that window ends.
 pub fn current_counter(limit: &Limit, now: DateTime<Utc>) -> (String, Option<DateTime<Utc>>) {
-    let (window_key, end) = limit.window.span(now);
-    (attr_name(limit, &window_key), end)
+    let (window, end) = limit.window.span(now);
+    (attr_name(limit, window), end)
 }
 
 /// One level of limits (a workspace, a project, a token) and the item holding its counters.
@@ -215,9 +235,9 @@ fn plan(
     let mut conds = Vec::new();
     let mut plan = Vec::new();
     for limit in &level.limits {
-        let (window_key, end) = limit.window.span(now);
+        let (window, end) = limit.window.span(now);
         let amount = charge.amount(limit.metric);
-        let attr = attr_name(limit, &window_key);
+        let attr = attr_name(limit, window);
         if amount > limit.limit {
             return Err(Planned { limit: limit.clone(), attr, amount, end });
         }
@@ -231,14 +251,18 @@ fn plan(
 
 /// The reservation a level's counters item shows once `plan` is applied.
 fn reserved(counters: Key, item: &Item, plan: Vec<Planned>, lease: &LeaseSpec, own: &str, now: DateTime<Utc>) -> Reservation {
+    // Counters of windows that are over (past calendar windows, slices that left a rolling
+    // window), found in the same pass that sums what each limit has used.
+    let mut stale = Vec::new();
     let entries: Vec<Reserved> = plan
         .into_iter()
         .map(|p| {
-            let used = used_in(&p.limit, &p.attr, item, now).max(p.amount);
+            let used = used_in(&p.limit, &p.attr, item, now, &mut stale).max(p.amount);
             Reserved { limit: p.limit, attr: p.attr, amount: p.amount, used, window_end: p.end }
         })
         .collect();
-    let stale = stale_attrs(item, &entries, now);
+    stale.sort_unstable();
+    stale.dedup();
     let lapsed = lease::lapsed(item, now.timestamp(), Some(own));
     let lease_tail = item.get(own).and_then(Attr::as_str).and_then(|v| v.find(';').map(|i| v[i..].to_string()));
     Reservation { counters, entries, stale, lease: Some(own.to_string()), lease_tail, lease_expires: lease.expires_at, lapsed }

@@ -131,11 +131,11 @@ pub(super) async fn read_refusal(store: &dyn Store, counters: &Key, plan: &[Plan
 pub(super) fn refusal_in(item: &Item, level: Tier, plan: &[Planned], own_counted: bool, now: DateTime<Utc>) -> Refusal {
     let own = |p: &Planned| if own_counted { p.amount } else { 0 };
     let refusing = |p: &Planned| {
-        let used = used_in(&p.limit, &p.attr, item, now).saturating_sub(own(p)).max(0);
+        let used = used_in(&p.limit, &p.attr, item, now, &mut Vec::new()).saturating_sub(own(p)).max(0);
         limit_exceeded(&p.limit, level, fits_at(&p.limit, item, p.amount, own(p), p.end, now), p.limit.limit.saturating_sub(used).max(0), now)
     };
     for p in plan {
-        let used = used_in(&p.limit, &p.attr, item, now).saturating_sub(own(p)).max(0);
+        let used = used_in(&p.limit, &p.attr, item, now, &mut Vec::new()).saturating_sub(own(p)).max(0);
         if used.saturating_add(p.amount) > p.limit.limit {
             return refusing(p);
         }
@@ -158,7 +158,7 @@ pub async fn standing(store: &dyn Store, levels: &[Level], now: DateTime<Utc>) -
             .into_iter()
             .map(|limit| {
                 let (attr, window_end) = current_counter(limit, now);
-                let used = used_in(limit, &attr, &item, now);
+                let used = used_in(limit, &attr, &item, now, &mut Vec::new());
                 Reserved { limit: limit.clone(), attr, amount: 0, used, window_end }
             })
             .collect();

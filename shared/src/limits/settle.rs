@@ -3,10 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-
-use super::{Charge, LeaseSpec, Reservation, Reserved, counter_prefix};
-use crate::store::{Attr, Cond, Item, Store, StoreError, TxOp, Update};
+use super::{Charge, LeaseSpec, Reservation};
+use crate::store::{Attr, Cond, Store, StoreError, TxOp, Update};
 
 /// Extends a live request's lease on every level to `expires_at` (epoch seconds; never before
 /// its first expiry, which a request that may retry or fall back set further out), each only
@@ -56,22 +54,6 @@ pub(super) async fn take_back(store: &dyn Store, reservations: &[Reservation], l
         Err(StoreError::ConditionFailed | StoreError::TransactionCancelled { .. }) => Ok(()),
         other => other,
     }
-}
-
-/// Counters of windows that are over: past calendar windows, and slices that left a rolling
-/// window.
-pub(super) fn stale_attrs(item: &Item, entries: &[Reserved], now: DateTime<Utc>) -> Vec<String> {
-    let mut stale = Vec::new();
-    for entry in entries {
-        let prefix = counter_prefix(&entry.limit);
-        match entry.limit.window.slices() {
-            Some(slices) => stale.extend(slices.stale(&prefix, item, now)),
-            None => stale.extend(crate::store::prefixed(item, &prefix).map(|(name, _)| name).filter(|name| **name != entry.attr).cloned()),
-        }
-    }
-    stale.sort_unstable();
-    stale.dedup();
-    stale
 }
 
 /// The settlement of a reservation: give back what the worst case over-counted (or add what

@@ -86,14 +86,22 @@ impl Slices {
     /// What the limit has used over the window at `now`. A slice a late settlement left below
     /// zero counts as nothing, so no correction can make room the window does not have.
     pub fn used(&self, prefix: &str, item: &Item, now: DateTime<Utc>) -> i64 {
-        let now = now.timestamp();
-        Self::counters(prefix, item).filter(|c| self.leaves(c.1) > now).fold(0i64, |sum, c| sum.saturating_add(c.2.max(0)))
+        self.tally(prefix, item, now, &mut Vec::new())
     }
 
-    /// The counters of slices that no longer count, to be removed.
-    pub fn stale(&self, prefix: &str, item: &Item, now: DateTime<Utc>) -> Vec<String> {
+    /// `used`, in the same pass over the slices pushing the counters of those that no longer
+    /// count (to be removed) onto `stale`.
+    pub fn tally(&self, prefix: &str, item: &Item, now: DateTime<Utc>, stale: &mut Vec<String>) -> i64 {
         let now = now.timestamp();
-        Self::counters(prefix, item).filter(|c| self.leaves(c.1) <= now).map(|c| c.0.clone()).collect()
+        let mut used = 0i64;
+        for (name, start, amount) in Self::counters(prefix, item) {
+            if self.leaves(start) > now {
+                used = used.saturating_add(amount.max(0));
+            } else {
+                stale.push(name.clone());
+            }
+        }
+        used
     }
 
     /// When `amount` more would fit under `limit`, as the slices in `item` stand (less `own`,
@@ -137,7 +145,9 @@ mod tests {
         assert_eq!(minute.used("u_rpm_", &counters, t(59)), 5);
         assert_eq!(minute.used("u_rpm_", &counters, t(64)), 5, "the first slice counts until 65 s");
         assert_eq!(minute.used("u_rpm_", &counters, t(65)), 2);
-        assert_eq!(minute.stale("u_rpm_", &counters, t(65)), vec!["u_rpm_1800000000".to_string()]);
+        let mut stale = vec![];
+        assert_eq!(minute.tally("u_rpm_", &counters, t(65), &mut stale), 2);
+        assert_eq!(stale, vec!["u_rpm_1800000000".to_string()]);
         assert_eq!(minute.used("u_rpm_", &counters, t(95)), 0);
     }
 

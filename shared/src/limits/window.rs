@@ -39,36 +39,39 @@ pub struct Rolling {
 }
 
 impl Window {
-    /// The current window: a key naming it, and its end (`None` for `never`).
-    pub fn span(self, now: DateTime<Utc>) -> (String, Option<DateTime<Utc>>) {
-        let day = Utc.with_ymd_and_hms(now.year(), now.month(), now.day(), 0, 0, 0).single().unwrap_or(now);
+    /// The current window: the epoch second naming it (its start, or its slice's for a rolling
+    /// window; `None` for `never`, whose counter is named `all`), and its end (`None` for
+    /// `never`).
+    pub fn span(self, now: DateTime<Utc>) -> (Option<i64>, Option<DateTime<Utc>>) {
+        let day = || Utc.with_ymd_and_hms(now.year(), now.month(), now.day(), 0, 0, 0).single().unwrap_or(now);
         let (start, end) = match self {
-            Window::Never => return ("all".into(), None),
+            Window::Never => return (None, None),
             Window::Hourly => {
-                let start = day + Duration::hours(i64::from(now.hour()));
+                let start = day() + Duration::hours(i64::from(now.hour()));
                 (start, start + Duration::hours(1))
             }
-            Window::Daily => (day, day + Duration::days(1)),
+            Window::Daily => (day(), day() + Duration::days(1)),
             Window::Weekly => {
-                let start = day - Duration::days(i64::from(now.weekday().num_days_from_monday()));
+                let start = day() - Duration::days(i64::from(now.weekday().num_days_from_monday()));
                 (start, start + Duration::days(7))
             }
             Window::Monthly => {
-                let start = Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().unwrap_or(day);
+                let start = Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().unwrap_or_else(day);
                 let (y, m) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
-                (start, Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single().unwrap_or(day))
+                (start, Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single().unwrap_or_else(day))
             }
             Window::Yearly => {
-                let start = Utc.with_ymd_and_hms(now.year(), 1, 1, 0, 0, 0).single().unwrap_or(day);
-                (start, Utc.with_ymd_and_hms(now.year() + 1, 1, 1, 0, 0, 0).single().unwrap_or(day))
+                let start = Utc.with_ymd_and_hms(now.year(), 1, 1, 0, 0, 0).single().unwrap_or_else(day);
+                (start, Utc.with_ymd_and_hms(now.year() + 1, 1, 1, 0, 0, 0).single().unwrap_or_else(day))
             }
-            // The counter of the current slice; the window is empty again once it leaves.
+            // The counter of the current slice; the window is empty again once it leaves. (A key's
+            // rpm and tpm are rolling: no calendar day is worked out for them.)
             Window::Rolling(Rolling { every, unit }) => {
                 let slices = Slices::new(i64::from(every.max(1)) * unit.seconds());
-                return (slices.current(now).to_string(), Some(slices.reset_at(now)));
+                return (Some(slices.current(now)), Some(slices.reset_at(now)));
             }
         };
-        (start.timestamp().to_string(), Some(end))
+        (Some(start.timestamp()), Some(end))
     }
 
     /// A rolling window's slices; `None` for calendar windows.
@@ -128,7 +131,8 @@ mod tests {
         assert_eq!(end(Window::Monthly), "2026-12-01T00:00:00+00:00");
         assert_eq!(end(Window::Yearly), "2027-01-01T00:00:00+00:00");
         assert_eq!(Window::Monthly.span(at("2026-12-31T23:59:59Z")).1.unwrap().to_rfc3339(), "2027-01-01T00:00:00+00:00");
-        assert_eq!(Window::Never.span(now), ("all".to_string(), None));
+        assert_eq!(Window::Never.span(now), (None, None));
+        assert_eq!(Window::Daily.span(now).0, Some(at("2026-11-25T00:00:00Z").timestamp()));
         let rolling = Window::Rolling(Rolling { every: 5, unit: Unit::Minute });
         // Counted in 25-second slices; the current one leaves five minutes after it ends.
         assert_eq!(rolling.span(now).1.unwrap().to_rfc3339(), "2026-11-25T13:50:25+00:00");
