@@ -167,8 +167,23 @@ struct Pending {
     r: String,
 }
 
-/// The rollup keys a pending item adds to, and what it adds.
-fn additions(pending: &Item) -> Option<(Vec<Key>, Totals)> {
+/// What a pending item adds to the rollups: its owner, its day, its value of each dimension
+/// (in `DIMENSIONS`' order) and its sums, borrowed from the item.
+struct Addition<'a> {
+    owner: &'a str,
+    day: &'a str,
+    values: [&'a str; DIMENSIONS.len()],
+    totals: Totals,
+}
+
+impl Addition<'_> {
+    /// The rollup of `DIMENSIONS[dim]` this adds to.
+    fn key(owner: &str, dim: usize, day: &str, value: &str) -> Key {
+        Key::new(partition(owner), [DIMENSIONS[dim].tag(), "#", day, "#", value].concat())
+    }
+}
+
+fn additions(pending: &Item) -> Option<Addition<'_>> {
     let mut parts = pending.get("r").and_then(Attr::as_str)?.split('\t');
     let [owner, day, model, provider, pricing] = [(); 5].map(|_| parts.next().unwrap_or_default());
     let mut n = || parts.next().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
@@ -177,45 +192,34 @@ fn additions(pending: &Item) -> Option<(Vec<Key>, Totals)> {
     if owner.is_empty() || day.is_empty() {
         return None;
     }
-    let pk = partition(owner);
-    let keys = DIMENSIONS
-        .iter()
-        .map(|dim| {
-            let value = match dim {
-                Dimension::All => "",
-                Dimension::Model => model,
-                Dimension::Provider => provider,
-                Dimension::PricingSource => pricing,
-                Dimension::Token => token,
-            };
-            Key::new(pk.clone(), [dim.tag(), "#", day, "#", value].concat())
-        })
-        .collect();
-    Some((keys, totals))
+    // In `DIMENSIONS`' order: all, model, provider, pricing source, token.
+    Some(Addition { owner, day, values: ["", model, provider, pricing, token], totals })
 }
 
 /// One transaction adding `batch` (pending items) to their rollups, merged per rollup, and
-/// deleting each while it is still there.
+/// deleting each while it is still there. Merged by what the pending items hold, borrowed:
+/// a rollup's key is made once per batch, not five times per record.
 fn batch_ops(batch: &[Item]) -> Vec<TxOp> {
-    let mut sums: BTreeMap<(String, String), Totals> = BTreeMap::new();
+    // (owner, dimension, day, value): each names one rollup (a day holds no `#`).
+    let mut sums: BTreeMap<(&str, usize, &str, &str), Totals> = BTreeMap::new();
     let mut ops = Vec::with_capacity(batch.len() * 2);
     for pending in batch {
         let Some(key) = Key::of(pending) else { continue };
         ops.push(TxOp::Delete { key, cond: Some(Cond::Exists) });
-        if let Some((keys, t)) = additions(pending) {
-            for key in keys {
-                let sum = sums.entry((key.pk, key.sk)).or_default();
-                *sum = sum.plus(t);
+        if let Some(add) = additions(pending) {
+            for (dim, value) in add.values.into_iter().enumerate() {
+                let sum = sums.entry((add.owner, dim, add.day, value)).or_default();
+                *sum = sum.plus(add.totals);
             }
         }
     }
-    ops.extend(sums.into_iter().map(|((pk, sk), t)| {
+    ops.extend(sums.into_iter().map(|((owner, dim, day, value), t)| {
         let update = Update::default()
             .add("request_count", t.request_count)
             .add("input_tokens", t.input_tokens)
             .add("output_tokens", t.output_tokens)
             .add("cost_micros", t.cost_micros);
-        TxOp::Update { key: Key::new(pk, sk), update, cond: None }
+        TxOp::Update { key: Addition::key(owner, dim, day, value), update, cond: None }
     }));
     ops
 }
@@ -385,8 +389,9 @@ mod tests {
         let sk = [crate::store::time_key(record.recorded_at).as_str(), "#r1"].concat();
         let TxOp::PutEntity { put, .. } = pending_op(&record, &sk) else { panic!("a put") };
         let item = put.item().expect("the pending item");
-        let (keys, totals) = additions(&item).expect("additions");
-        assert_eq!(totals, Totals { request_count: 1, input_tokens: 12, output_tokens: 5, cost_micros: 1_234 });
+        let add = additions(&item).expect("additions");
+        assert_eq!(add.totals, Totals { request_count: 1, input_tokens: 12, output_tokens: 5, cost_micros: 1_234 });
+        let keys: Vec<Key> = add.values.iter().enumerate().map(|(dim, value)| Addition::key(add.owner, dim, add.day, value)).collect();
         let sks: Vec<&str> = keys.iter().map(|k| k.sk.as_str()).collect();
         assert_eq!(
             sks,
