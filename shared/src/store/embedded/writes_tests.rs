@@ -114,3 +114,29 @@ fn a_log_that_cannot_be_written_fails_every_waiter_and_every_later_write() {
     std::thread::spawn(move || committer.run_commit()).join().unwrap();
     assert!(!in_redb(&writes, "a"));
 }
+
+#[test]
+fn a_transaction_naming_one_item_twice_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let writes = writes(dir.path());
+    let key = |i: usize| Key::new("W", format!("k{i:03}"));
+    let delete = |i: usize| TxOp::Delete { key: key(i), cond: None };
+    // Small transactions are compared pair by pair, large ones (the rollup consumer's 100
+    // operations) sorted: a repeat is found either way, wherever it is.
+    for (len, repeat) in [(2, 0), (8, 3), (9, 0), (100, 57)] {
+        let mut ops: Vec<TxOp> = (0..len - 1).map(|i| put(&format!("k{i:03}")).remove(0)).collect();
+        ops.push(delete(repeat));
+        match writes.apply(ops, false, false) {
+            Err(StoreError::Backend(why)) => assert!(why.contains("two operations on one item"), "{len} operations: {why}"),
+            Err(other) => panic!("{len} operations: refused for the wrong reason: {other:?}"),
+            Ok(_) => panic!("{len} operations, one item twice: must be refused"),
+        }
+        assert!(writes.overlay().dirty.is_empty(), "{len} operations: nothing of a refused transaction is written");
+    }
+    // The same sizes without a repeat apply.
+    for len in [2, 8, 9, 100] {
+        let ops: Vec<TxOp> = (0..len).map(|i| put(&format!("k{i:03}")).remove(0)).collect();
+        assert!(matches!(writes.apply(ops, false, false), Ok((Ok(None), None))), "{len} distinct items apply");
+        assert!(writes.overlay().dirty.contains_key(&key(len - 1)));
+    }
+}
