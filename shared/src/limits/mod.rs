@@ -142,11 +142,14 @@ pub fn counter_prefix(limit: &Limit) -> String {
     ["u_", &limit.id, "_"].concat()
 }
 
-/// `counter_prefix`, borrowed from one of the limit's counters (`attr_name`'s).
-fn prefix_in<'a>(limit: &Limit, attr: &'a str) -> &'a str {
-    let prefix = attr.get(..limit.id.len() + 3).unwrap_or(attr);
-    debug_assert_eq!(prefix, counter_prefix(limit));
-    prefix
+/// `counter_prefix`, borrowed from one of the limit's counters (`attr_name`'s), made only for
+/// a name that does not start with it.
+fn prefix_in<'a>(limit: &Limit, attr: &'a str) -> Cow<'a, str> {
+    let id = limit.id.as_ref();
+    match attr.strip_prefix("u_").and_then(|rest| rest.strip_prefix(id)).map(|rest| rest.starts_with('_')) {
+        Some(true) => Cow::Borrowed(&attr[..id.len() + 3]),
+        _ => Cow::Owned(counter_prefix(limit)),
+    }
 }
 
 /// What a limit has used at `now`, as `item` says: its current counter, or for a rolling
@@ -154,9 +157,9 @@ fn prefix_in<'a>(limit: &Limit, attr: &'a str) -> &'a str {
 fn used_in(limit: &Limit, attr: &str, item: &Item, now: DateTime<Utc>, stale: &mut Vec<String>) -> i64 {
     let prefix = prefix_in(limit, attr);
     match limit.window.slices() {
-        Some(slices) => slices.tally(prefix, item, now, stale),
+        Some(slices) => slices.tally(&prefix, item, now, stale),
         None => {
-            stale.extend(crate::store::prefixed(item, prefix).map(|(name, _)| name).filter(|name| **name != attr).cloned());
+            stale.extend(crate::store::prefixed(item, &prefix).map(|(name, _)| name).filter(|name| **name != attr).cloned());
             item.get(attr).and_then(Attr::as_i64).unwrap_or(0)
         }
     }
@@ -416,5 +419,21 @@ mod tests {
         assert!(update.add.iter().all(|(_, delta)| *delta == i64::MIN), "saturated, not wrapped to a positive number");
         assert_eq!(update.add.len(), 1, "one ADD per counter: the correction and the lapsed lease's release merged");
         assert!(validate(&Limit { id: "x".into(), metric: Metric::Calls, limit: i64::MAX, window: Window::Daily, mode: Mode::Replace }).is_err());
+    }
+
+    #[test]
+    fn counters_are_named_by_limit_and_window_and_their_prefix_is_borrowed_from_them() {
+        let now = at("2026-11-25T13:45:10Z");
+        let limit = |id: &'static str, window| Limit { id: id.into(), metric: Metric::Calls, limit: 10, window, mode: Mode::Replace };
+        let rolling = Window::Rolling(Rolling { every: 1, unit: Unit::Minute });
+        assert_eq!(current_counter(&limit("rpm", rolling), now).0, "u_rpm_1795614310");
+        assert_eq!(current_counter(&limit("budget", Window::Daily), now).0, format!("u_budget_{}", at("2026-11-25T00:00:00Z").timestamp()));
+        assert_eq!(current_counter(&limit("budget", Window::Never), now).0, "u_budget_all");
+        let rpm = limit("rpm", rolling);
+        assert!(matches!(prefix_in(&rpm, "u_rpm_1795614310"), Cow::Borrowed("u_rpm_")));
+        // A name not made for the limit still gives its prefix, never a slice of the name.
+        for other in ["u_rpmx_1", "u_rp", "x", ""] {
+            assert_eq!(prefix_in(&rpm, other), "u_rpm_", "{other:?}");
+        }
     }
 }
