@@ -189,7 +189,9 @@ fn additions(pending: &Item) -> Option<Addition<'_>> {
     let mut n = || parts.next().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
     let totals = Totals { request_count: 1, input_tokens: n(), output_tokens: n(), cost_micros: n() };
     let token = parts.next().unwrap_or_default();
-    if owner.is_empty() || day.is_empty() {
+    // A day names its rollups between two `#`s (`batch_ops` merges by it): one holding a `#`
+    // is not one `pending_op` wrote.
+    if owner.is_empty() || day.is_empty() || day.contains('#') {
         return None;
     }
     // In `DIMENSIONS`' order: all, model, provider, pricing source, token.
@@ -404,5 +406,14 @@ mod tests {
             ]
         );
         assert!(keys.iter().all(|k| k.pk == "ROLLUP#user#u1"));
+    }
+
+    #[test]
+    fn a_pending_item_whose_day_could_name_another_rollup_adds_nothing() {
+        let item = |r: &str| Item::from([("r".to_string(), Attr::S(r.into()))]);
+        assert!(additions(&item("user#u1\t2026-12-05\tgpt\topenai\tcatalog\t1\t2\t3\tk")).is_some());
+        // `day#value` read as another day and value would merge two rollups into one key.
+        assert!(additions(&item("user#u1\t2026#12\tgpt\topenai\tcatalog\t1\t2\t3\tk")).is_none());
+        assert!(additions(&item("\t2026-12-05\tgpt")).is_none(), "no owner");
     }
 }

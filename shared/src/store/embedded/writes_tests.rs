@@ -123,9 +123,9 @@ fn a_transaction_naming_one_item_twice_is_refused_whole() {
     let delete = |i: usize| TxOp::Delete { key: key(i), cond: None };
     // Small transactions are compared pair by pair, large ones (the rollup consumer's 100
     // operations) sorted: a repeat is found either way, wherever it is.
-    for (len, repeat) in [(2, 0), (8, 3), (9, 0), (100, 57)] {
+    for (len, repeat, at) in [(2, 0, 1), (8, 3, 0), (9, 0, 8), (100, 57, 99), (100, 98, 0), (100, 12, 40)] {
         let mut ops: Vec<TxOp> = (0..len - 1).map(|i| put(&format!("k{i:03}")).remove(0)).collect();
-        ops.push(delete(repeat));
+        ops.insert(at, delete(repeat));
         match writes.apply(ops, false, false) {
             Err(StoreError::Backend(why)) => assert!(why.contains("two operations on one item"), "{len} operations: {why}"),
             Err(other) => panic!("{len} operations: refused for the wrong reason: {other:?}"),
