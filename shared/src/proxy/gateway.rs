@@ -28,7 +28,7 @@ pub struct Hot {
     /// by owner tag.
     pub owners: TtlCache<String, Arc<OwnerContext>>,
     /// Upstream URLs parsed once (a pure function of their text, so not bound by the key TTL).
-    pub upstream_urls: TtlCache<String, reqwest::Url>,
+    pub upstream_urls: TtlCache<String, super::upstream::Target>,
     /// Callers' own providers, by (user, provider name).
     pub dynamic: TtlCache<(uuid::Uuid, String), Arc<DynamicProvider>>,
     /// Workspaces' integrations, by (workspace, service name).

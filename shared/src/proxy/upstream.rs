@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use reqwest::Url;
+use reqwest::header::HeaderValue;
 
 use crate::egress::{Answer, HttpClient, SendError};
 use crate::providers::{App, Credentials, Framing, Local, Provider, StreamTranslator, Unsupported};
@@ -135,7 +136,7 @@ pub struct Call<'a> {
     /// The model's id at its provider.
     pub model: &'a str,
     /// Parsed upstream URLs by their text: parsing one was ~2% of a proxied request's CPU.
-    pub urls: &'a TtlCache<String, Url>,
+    pub urls: &'a TtlCache<String, Target>,
     /// The JSON request body, as it goes upstream; or what the provider's wire cannot carry
     /// (nothing is sent).
     pub body: Result<Bytes, Unsupported>,
@@ -148,33 +149,60 @@ pub struct Call<'a> {
     pub json_needed: bool,
 }
 
+/// An upstream URL, parsed once, with the `Host` header its requests carry: made here once
+/// rather than by the HTTP client for each request (which formats `host:port` every time,
+/// ~2k instructions a request where the port is not the scheme's own).
+#[derive(Clone)]
+pub struct Target {
+    url: Url,
+    host: Option<HeaderValue>,
+}
+
+impl Target {
+    fn of(url: Url) -> Self {
+        // As the HTTP client writes it: the port only where it is not the scheme's default
+        // (`Url::port` leaves that out), an IPv6 host in brackets.
+        let host = url.host_str().and_then(|host| match url.port() {
+            Some(port) => HeaderValue::try_from(format!("{host}:{port}")).ok(),
+            None => HeaderValue::from_str(host).ok(),
+        });
+        Target { url, host }
+    }
+}
+
 impl Call<'_> {
-    fn url(&self) -> Result<Url, Failure> {
+    fn target(&self) -> Result<Target, Failure> {
         let text = self
             .provider
             .model_url(self.base_url, self.endpoint, self.model, self.request.stream)
             .ok_or_else(|| Failure::Unsupported(Unsupported::new("model", format!("this model's provider has no {} endpoint", self.endpoint.path()))))?;
-        if let Some(url) = self.urls.get(&text) {
-            return Ok(url);
+        if let Some(target) = self.urls.get(&text) {
+            return Ok(target);
         }
         // Without the URL, as in `classify`.
         let url = Url::parse(&text).map_err(|e| {
             Failure::Transport(format!("the model's base URL does not make a valid URL ({e}); an admin can fix it with PUT /api/models/{{id}}"))
         })?;
-        self.urls.insert(text, url.clone());
-        Ok(url)
+        let target = Target::of(url);
+        self.urls.insert(text, target.clone());
+        Ok(target)
     }
 
     async fn send(&self) -> Result<Answer, Failure> {
         let body = self.body.clone().map_err(Failure::Unsupported)?;
-        let mut request = self.client.post(self.url()?).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        let Target { url, host } = self.target()?;
+        let mut request = self.client.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
         if let Some(traceparent) = self.traceparent {
             request = request.header("traceparent", traceparent);
         }
         let key = self.credentials.key;
-        let request = crate::providers::prepare(self.client, self.provider, self.provider.attribute(request, self.app), self.base_url, self.credentials)
+        let mut request = crate::providers::prepare(self.client, self.provider, self.provider.attribute(request, self.app), self.base_url, self.credentials)
             .await
             .map_err(|why| Failure::Transport(crate::providers::redact(why.to_string(), key)))?;
+        // After signing, which may have named the host itself.
+        if let Some(host) = host {
+            request.headers_mut().entry(reqwest::header::HOST).or_insert(host);
+        }
         let response = tokio::time::timeout(self.timeout, self.client.relay(request)).await.map_err(|_| Failure::Timeout)?.map_err(classify_send)?;
         let status = response.status();
         if status.is_redirection() {
@@ -356,7 +384,24 @@ fn aws_event_stream(response: Answer, mut translator: Box<dyn StreamTranslator>)
 mod tests {
     use secrecy::SecretString;
 
+    use super::Target;
     use crate::providers::redact;
+
+    #[test]
+    fn a_target_names_its_host_as_the_http_client_would() {
+        for (url, host) in [
+            ("https://api.openai.com/v1/chat/completions", "api.openai.com"),
+            ("https://api.openai.com:443/v1", "api.openai.com"),
+            ("http://127.0.0.1:8080/v1", "127.0.0.1:8080"),
+            ("http://upstream.example:80/", "upstream.example"),
+            ("https://gw.example:8443/v1", "gw.example:8443"),
+            ("http://[::1]:9000/v1", "[::1]:9000"),
+            ("https://user:secret@api.example/v1", "api.example"),
+        ] {
+            let target = Target::of(reqwest::Url::parse(url).unwrap());
+            assert_eq!(target.host.as_ref().map(|h| h.to_str().unwrap()), Some(host), "{url}");
+        }
+    }
 
     #[test]
     fn an_echoed_provider_key_is_cut_out_whole_or_in_part() {
