@@ -50,7 +50,10 @@ impl Window {
                 let start = day() + Duration::hours(i64::from(now.hour()));
                 (start, start + Duration::hours(1))
             }
-            Window::Daily => (day(), day() + Duration::days(1)),
+            Window::Daily => {
+                let start = day();
+                (start, start + Duration::days(1))
+            }
             Window::Weekly => {
                 let start = day() - Duration::days(i64::from(now.weekday().num_days_from_monday()));
                 (start, start + Duration::days(7))
