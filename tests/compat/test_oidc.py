@@ -340,7 +340,10 @@ def test_signing_in_through_the_dashboard_in_a_real_browser():
             # Back on the dashboard, signed in, the code gone from the address bar.
             expect(page.get_by_role("navigation", name="Sections")).to_contain_text("dee@example.com")
             assert "sso_code" not in page.url
-            assert not problems, problems
+            # The provider's page may still be fetching its favicon (a 404 there) as the browser
+            # leaves it; only what the dashboard logged counts.
+            ours = [x for x in problems if f"({issuer}/" not in x]
+            assert not ours, problems
         finally:
             browser.close()
 
