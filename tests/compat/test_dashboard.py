@@ -22,9 +22,15 @@ def open_page(p, width):
     browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
     page = browser.new_page(viewport={"width": width, "height": 900})
     problems = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text} ({m.location.get('url')})") if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    watch(page, problems)
     return browser, page, problems
+
+
+def watch(page, problems, who=""):
+    """Collects a page's console errors (with the URL each is about) and page errors into
+    `problems`, each prefixed with `who`."""
+    page.on("console", lambda m: problems.append(f"{who}console {m.type}: {m.text} ({m.location.get('url')})") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"{who}page error: {e}"))
 
 
 def test_the_main_journey_in_a_real_browser():
@@ -115,8 +121,7 @@ def test_the_main_journey_in_a_real_browser():
         # The invitee opens the link in a browser of their own, chooses a password and is in.
         link = page.get_by_role("status").filter(has_text="Send them this link").inner_text().split("Send them this link: ")[1].strip()
         invitee = browser.new_context().new_page()
-        invitee.on("console", lambda m: problems.append(f"invitee console {m.type}: {m.text}") if m.type == "error" else None)
-        invitee.on("pageerror", lambda e: problems.append(f"invitee page error: {e}"))
+        watch(invitee, problems, "invitee ")
         invitee.goto(link)
         expect(invitee.get_by_role("heading", name="Join a workspace")).to_be_visible()
         invitee.get_by_label("New password").fill("invitee password 1")
