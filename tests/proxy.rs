@@ -294,6 +294,39 @@ backend_tests! {
         assert_eq!(record["output_tokens"].as_i64().unwrap(), 50, "{record}");
         assert_eq!(record["cost_micros"].as_i64().unwrap(), 50);
     }
+
+    async fn a_client_that_leaves_before_an_unstreamed_answer_is_recorded_and_its_slot_freed(backend) {
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        app.model(&admin, "mock-1", 0.0, 1.0, None).await;
+        let (_, key) = app.api_key(&admin, json!({})).await;
+        // The client gives up after 100 ms; the upstream answers after 500.
+        let gone = app.client.post(format!("{}/v1/chat/completions", app.base)).bearer_auth(&key)
+            .timeout(Duration::from_millis(100))
+            .json(&chat("mock-1", "x [mock:words=7] [mock:delay_ms=500]"))
+            .send().await;
+        assert!(gone.is_err_and(|e| e.is_timeout()), "the client left before the answer");
+        let mut record = None;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(r) = logs(&app, &admin).await.into_iter().next() {
+                record = Some(r);
+                break;
+            }
+        }
+        // The request ran on without its client: the upstream answered, and it is charged.
+        let record = record.expect("the request whose client left was recorded");
+        assert_eq!(record["output_tokens"].as_i64().unwrap(), 7, "{record}");
+        assert_eq!(record["cost_micros"].as_i64().unwrap(), 7);
+        let gate = &app.state.gateway.admission;
+        for _ in 0..200 {
+            if gate.free() == Some(app.state.config.max_in_flight) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(gate.free(), Some(app.state.config.max_in_flight), "its admission slot is back");
+    }
 }
 
 backend_tests! {
