@@ -29,6 +29,18 @@ async fn logs(app: &TestApp, token: &str) -> Vec<Value> {
     app.get("/admin/v1/me/usage/logs", Some(token)).await.expect(200).body["data"].as_array().unwrap().clone()
 }
 
+/// The newest usage record `token` sees, waited for (5 s at most): a request whose client left
+/// is recorded when its flight ends, after the client has its answer or error.
+async fn first_log(app: &TestApp, token: &str) -> Option<Value> {
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(r) = logs(app, token).await.into_iter().next() {
+            return Some(r);
+        }
+    }
+    None
+}
+
 fn header(r: &Resp, name: &str) -> String {
     r.headers.get(name).unwrap_or_else(|| panic!("no {name} header")).to_str().unwrap().to_string()
 }
@@ -278,15 +290,7 @@ backend_tests! {
             got.push_str(&String::from_utf8_lossy(&resp.chunk().await.unwrap().unwrap()));
         }
         drop(resp);
-        let mut record = None;
-        for _ in 0..50 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if let Some(r) = logs(&app, &admin).await.into_iter().next() {
-                record = Some(r);
-                break;
-            }
-        }
-        let record = record.expect("the cancelled stream was recorded");
+        let record = first_log(&app, &admin).await.expect("the cancelled stream was recorded");
         assert_eq!(record["cancelled"], true);
         assert_eq!(record["streamed"], true);
         // The gateway read the upstream on, without relaying, for the usage it reports: all 50
@@ -306,26 +310,11 @@ backend_tests! {
             .json(&chat("mock-1", "x [mock:words=7] [mock:delay_ms=500]"))
             .send().await;
         assert!(gone.is_err_and(|e| e.is_timeout()), "the client left before the answer");
-        let mut record = None;
-        for _ in 0..100 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if let Some(r) = logs(&app, &admin).await.into_iter().next() {
-                record = Some(r);
-                break;
-            }
-        }
         // The request ran on without its client: the upstream answered, and it is charged.
-        let record = record.expect("the request whose client left was recorded");
+        let record = first_log(&app, &admin).await.expect("the request whose client left was recorded");
         assert_eq!(record["output_tokens"].as_i64().unwrap(), 7, "{record}");
         assert_eq!(record["cost_micros"].as_i64().unwrap(), 7);
-        let gate = &app.state.gateway.admission;
-        for _ in 0..200 {
-            if gate.free() == Some(app.state.config.max_in_flight) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(gate.free(), Some(app.state.config.max_in_flight), "its admission slot is back");
+        assert!(app.slots_all_free().await, "its admission slot is back");
     }
 }
 

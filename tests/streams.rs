@@ -101,15 +101,7 @@ backend_tests! {
         assert!(text.contains("\"error\"") && text.contains("did not answer in time"), "an error event ends it: {text}");
         let record = records(&app, &admin).await.into_iter().next().expect("a record");
         assert_eq!(record["outcome"], "timeout", "{record}");
-        // Its slot is back once its task has ended (just after the client's last byte).
-        let gate = &app.state.gateway.admission;
-        for _ in 0..500 {
-            if gate.free() == Some(app.state.config.max_in_flight) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(gate.free(), Some(app.state.config.max_in_flight), "its slot is back");
+        assert!(app.slots_all_free().await, "its slot is back");
     }
 
     async fn a_client_that_stops_reading_is_taken_as_gone_after_an_upstream_timeout(backend) {

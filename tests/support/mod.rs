@@ -153,6 +153,19 @@ pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "correct horse battery";
 
 impl TestApp {
+    /// Waits (5 s at most) until every admission slot is free again; whether they all are.
+    /// A request gives its slot back when its task ends, just after its client's last byte.
+    pub async fn slots_all_free(&self) -> bool {
+        let gate = &self.state.gateway.admission;
+        for _ in 0..500 {
+            if gate.free() == Some(self.state.config.max_in_flight) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     pub async fn start(backend: Backend) -> Self {
         Self::start_groups(backend, &Group::ALL).await
     }
