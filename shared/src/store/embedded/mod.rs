@@ -9,18 +9,21 @@ mod codec;
 mod codec_ser;
 mod commit;
 mod disk;
+mod query;
+mod tables;
+#[cfg(test)]
+mod tables_tests;
 #[cfg(test)]
 mod tests;
 mod wal;
 mod writes;
 
 use std::collections::BTreeSet;
-use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 
 use super::{Cond, Index, Item, Key, Page, Query, SkCond, Store, StoreError, StoreResult, TxOp, Update, decode_cursor, is_expired, now_epoch};
 pub(super) use codec_ser::encode_entity;
@@ -93,16 +96,17 @@ impl EmbeddedStore {
         let file = disk::SlicedFile::new(file, disk.clone()).map_err(backend)?;
         let db = Database::builder().set_cache_size(CACHE_BYTES).create_with_backend(file).map_err(backend)?;
         let durable = prepare(&db)?;
+        let mut homes = tables::Homes::load(&db)?;
         let mut log_base = path.as_os_str().to_owned();
         log_base.push(".wal");
         let (wal, replay) = wal::Wal::open(Path::new(&log_base), durable)?;
-        let durable = if replay.is_empty() { durable } else { commit::replay(&db, replay)? };
+        let durable = if replay.is_empty() { durable } else { commit::replay(&db, &mut homes, replay)? };
         let writes = Arc::new(Writes::new(Arc::new(db), disk, durable, flush_every));
         let (logger, committer) = (writes.clone(), writes.clone());
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name.into()).spawn(run).map_err(backend);
         let threads = vec![
             spawn("tollgate-store-log", Box::new(move || logger.run_log(wal)))?,
-            spawn("tollgate-store-commit", Box::new(move || committer.run_commit()))?,
+            spawn("tollgate-store-commit", Box::new(move || committer.run_commit(homes)))?,
         ];
         Ok(Self { writes: writes.clone(), _writer: Arc::new(Writer { writes, threads }) })
     }
@@ -209,92 +213,6 @@ impl EmbeddedStore {
     }
 }
 
-fn query_sync(db: &Database, q: &Query, lo: &str, hi: &str, after: Option<&(String, String, String)>, overlaid: Overlaid) -> StoreResult<Page> {
-    let now = now_epoch();
-    let txn = db.begin_read().map_err(backend)?;
-    let items_table = txn.open_table(ITEMS).map_err(backend)?;
-    let want = q.limit + 1;
-    let mut found: Vec<Item> = Vec::new();
-    let pk = q.pk.as_str();
-    // Items the overlay decides are taken from it, not from redb.
-    let mut take = |key: Key, item: Option<Item>| {
-        if let Some(item) = item.filter(|i| !is_expired(i, now) && !overlaid.keys.contains(&key)) {
-            found.push(item);
-        }
-        found.len() == want
-    };
-
-    match q.index {
-        Index::Primary => {
-            let mut lower = Bound::Included((pk, lo));
-            let mut upper = Bound::Included((pk, hi));
-            // A cursor narrows the range; one outside it (a client's own) does not widen it.
-            if let Some((sk, _, _)) = after {
-                if q.forward && sk.as_str() >= lo {
-                    lower = Bound::Excluded((pk, sk.as_str()));
-                } else if !q.forward && sk.as_str() <= hi {
-                    upper = Bound::Excluded((pk, sk.as_str()));
-                }
-            }
-            if bounds_ok(&lower, &upper) {
-                let range = items_table.range::<(&str, &str)>((lower, upper)).map_err(backend)?;
-                let iter: Box<dyn Iterator<Item = _>> = if q.forward { Box::new(range) } else { Box::new(range.rev()) };
-                for entry in iter {
-                    let (k, value) = entry.map_err(backend)?;
-                    let (ipk, isk) = k.value();
-                    let key = Key::new(ipk, isk);
-                    let item = codec::decode(&key, value.value())?;
-                    if take(key, Some(item)) {
-                        break;
-                    }
-                }
-            }
-        }
-        Index::Gsi1 | Index::Gsi2 => {
-            let table = txn.open_table(if q.index == Index::Gsi1 { GSI1 } else { GSI2 }).map_err(backend)?;
-            let mut lower = Bound::Included((pk, lo, "", ""));
-            let mut upper = Bound::Included((pk, hi, HIGH, HIGH));
-            if let Some((isk, cpk, csk)) = after {
-                let k = (pk, isk.as_str(), cpk.as_str(), csk.as_str());
-                if q.forward && isk.as_str() >= lo {
-                    lower = Bound::Excluded(k);
-                } else if !q.forward && isk.as_str() <= hi {
-                    upper = Bound::Excluded(k);
-                }
-            }
-            if bounds_ok(&lower, &upper) {
-                let range = table.range::<(&str, &str, &str, &str)>((lower, upper)).map_err(backend)?;
-                let iter: Box<dyn Iterator<Item = _>> = if q.forward { Box::new(range) } else { Box::new(range.rev()) };
-                for entry in iter {
-                    let (k, _) = entry.map_err(backend)?;
-                    let (gpk, gsk, ipk, isk) = k.value();
-                    let key = Key::new(ipk, isk);
-                    // Only while the item is still filed there (see `Tables::write`).
-                    let item = raw_get(&items_table, &key)?.filter(|item| index_entry(item, q.index) == Some((gpk, gsk)));
-                    if take(key, item) {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    found.extend(overlaid.matching);
-    found.sort_by_cached_key(|item| position(item, q.index));
-    if !q.forward {
-        found.reverse();
-    }
-    Ok(super::page_of(found, q.limit, q.index))
-}
-
-/// redb panics on a range whose start lies after its end; such a range is simply empty.
-fn bounds_ok<T: PartialOrd>(lower: &Bound<T>, upper: &Bound<T>) -> bool {
-    match (lower, upper) {
-        (Bound::Included(a), Bound::Included(b)) => a <= b,
-        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => a < b,
-        _ => true,
-    }
-}
-
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
@@ -303,12 +221,7 @@ impl Store for EmbeddedStore {
             return Ok(live(read.item(key)?, now_epoch()));
         }
         let key = key.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let table = txn.open_table(ITEMS).map_err(backend)?;
-            Ok(live(raw_get(&table, &key)?, now_epoch()))
-        })
-        .await
+        self.blocking(move |db| Ok(live(tables::Reader::new(db)?.get(&key)?, now_epoch()))).await
     }
 
     async fn put(&self, item: Item, cond: Option<Cond>) -> StoreResult<()> {
@@ -343,7 +256,7 @@ impl Store for EmbeddedStore {
         };
         // The overlay is read first: whatever it leaves to redb is in redb by the time redb is read.
         let overlaid = self.overlaid(&query, &lo, &hi, after.as_ref())?;
-        self.blocking(move |db| query_sync(db, &query, &lo, &hi, after.as_ref(), overlaid)).await
+        self.blocking(move |db| query::query_sync(db, &query, &lo, &hi, after.as_ref(), overlaid)).await
     }
 
     async fn transact(&self, ops: Vec<TxOp>) -> StoreResult<()> {

@@ -12,12 +12,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadOnlyTable, ReadableDatabase};
+use redb::Database;
 use tokio::sync::oneshot::Receiver;
 
 use super::commit::Stored;
+use super::tables::Reader;
 use super::wal::{Payload, Wal};
-use super::{ITEMS, backend, raw_get};
 use crate::store::{Attr, Cond, Index, Item, Key, StoreError, StoreResult, TxOp, Update, added_values, apply_checked, holds, is_expired, now_epoch};
 
 /// How long a write stays in the overlay (and the log) before redb takes it. Nobody waits for
@@ -209,7 +209,7 @@ pub(super) struct Overlay {
     /// redb's items as of its last commit, kept open for the checks of items the overlay lacks:
     /// beginning a read per transaction was ~2% of a proxied request's CPU. Dropped at each
     /// commit, when it would miss what redb just took from the overlay.
-    snapshot: Option<ReadOnlyTable<(&'static str, &'static str), &'static [u8]>>,
+    snapshot: Option<Reader>,
 }
 
 /// Tells a waiting writer that its transaction is on disk, or why it never will be.
@@ -295,10 +295,10 @@ impl Writes {
                 (true, Some(pending)) => pending.version.item(&key)?,
                 (true, None) => {
                     let snapshot = match &mut overlay.snapshot {
-                        Some(table) => table,
-                        empty => empty.insert(self.db.begin_read().map_err(backend)?.open_table(ITEMS).map_err(backend)?),
+                        Some(reader) => reader,
+                        empty => empty.insert(Reader::new(&self.db)?),
                     };
-                    raw_get(snapshot, &key)?.map(Arc::new)
+                    snapshot.get(&key)?.map(Arc::new)
                 }
             }
             .filter(|item| !is_expired(item, now));
@@ -440,8 +440,8 @@ impl Writes {
     }
 
     /// The committer thread: commits the overlay to redb when its oldest write is `flush_every`
-    /// old, and when the store closes.
-    pub fn run_commit(&self) {
+    /// old, and when the store closes. It alone keeps `homes`.
+    pub fn run_commit(&self, mut homes: super::tables::Homes) {
         let mut overlay = self.overlay();
         loop {
             let due = overlay.dirty_since.is_some_and(|since| since.elapsed() >= self.flush_every);
@@ -464,7 +464,7 @@ impl Writes {
             let batch: Vec<(Key, u64, Taken)> = batch.into_iter().map(|(k, p)| (k, p.seq, p.take())).collect();
             // A panic in redb must fail the waiting writers, not leave them waiting forever.
             let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                super::commit::commit(&self.db, batch.iter().map(|(k, _, t)| (k, t.as_deref())), upto)
+                super::commit::commit(&self.db, &mut homes, batch.iter().map(|(k, _, t)| (k, t.as_deref())), upto)
             }))
             .unwrap_or_else(|_| Err(StoreError::Backend("redb panicked while committing".into())));
             overlay = self.overlay();

@@ -58,7 +58,8 @@ fn a_waiter_the_log_has_not_reached_is_answered_by_the_commit_that_holds_its_wri
     // No logger runs: only the committer can answer, and it commits what is pending on closing.
     writes.close();
     let committer = writes.clone();
-    std::thread::spawn(move || committer.run_commit()).join().unwrap();
+    let homes = crate::store::embedded::tables::Homes::load(&writes.db).unwrap();
+    std::thread::spawn(move || committer.run_commit(homes)).join().unwrap();
     assert!(in_redb(&writes, "a") && in_redb(&writes, "b"), "the commit holds both writes");
     told(first).unwrap();
     told(second).unwrap();
@@ -111,7 +112,8 @@ fn a_log_that_cannot_be_written_fails_every_waiter_and_every_later_write() {
     }
     // Nor does the committer write what the log could not hold.
     let committer = writes.clone();
-    std::thread::spawn(move || committer.run_commit()).join().unwrap();
+    let homes = crate::store::embedded::tables::Homes::load(&writes.db).unwrap();
+    std::thread::spawn(move || committer.run_commit(homes)).join().unwrap();
     assert!(!in_redb(&writes, "a"));
 }
 
