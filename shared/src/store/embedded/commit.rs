@@ -115,31 +115,7 @@ impl<'txn, 'h> Tables<'txn, 'h> {
         let bytes = new.map(|n| n.bytes.as_slice());
         let entries = |guard: redb::AccessGuard<'_, &'static [u8]>| super::codec::index_entries(key, guard.value());
         let old = match own_table(Index::Primary, &key.pk) {
-            Some(name) if !self.homes.has_own(&name) => {
-                let at = (key.pk.as_str(), key.sk.as_str());
-                let old = match bytes {
-                    Some(bytes) => self.items.insert(at, bytes),
-                    None => self.items.remove(at),
-                }
-                .map_err(backend)?
-                .map(entries);
-                if old.is_none() && bytes.is_some() {
-                    let items = &self.items;
-                    let count = || Ok(items.range::<(&str, &str)>(partition(&key.pk)).map_err(backend)?.take(PROMOTE_AT).count());
-                    self.homes.grew(Index::Primary, name, &key.pk, count)?;
-                }
-                old
-            }
-            None => {
-                let at = (key.pk.as_str(), key.sk.as_str());
-                match bytes {
-                    Some(bytes) => self.items.insert(at, bytes),
-                    None => self.items.remove(at),
-                }
-                .map_err(backend)?
-                .map(entries)
-            }
-            Some(name) => {
+            Some(name) if self.homes.has_own(&name) => {
                 let table = opened(self.txn, &mut self.own, name)?;
                 match bytes {
                     Some(bytes) => table.insert(key.sk.as_str(), bytes),
@@ -147,6 +123,25 @@ impl<'txn, 'h> Tables<'txn, 'h> {
                 }
                 .map_err(backend)?
                 .map(entries)
+            }
+            name => {
+                let at = (key.pk.as_str(), key.sk.as_str());
+                let old = match bytes {
+                    Some(bytes) => self.items.insert(at, bytes),
+                    None => self.items.remove(at),
+                }
+                .map_err(backend)?
+                .map(entries);
+                // A new item of a partition that will have a table of its own once big.
+                if let Some(name) = name
+                    && old.is_none()
+                    && bytes.is_some()
+                {
+                    let items = &self.items;
+                    let count = || Ok(items.range::<(&str, &str)>(partition(&key.pk)).map_err(backend)?.take(PROMOTE_AT).count());
+                    self.homes.grew(Index::Primary, name, &key.pk, count)?;
+                }
+                old
             }
         };
         let old = match old {
@@ -179,30 +174,27 @@ impl<'txn, 'h> Tables<'txn, 'h> {
     fn file(&mut self, index: Index, (gpk, gsk): (&str, &str), key: &Key, present: bool) -> StoreResult<()> {
         let (pk, sk) = (key.pk.as_str(), key.sk.as_str());
         match own_table(index, gpk) {
-            Some(name) if !self.homes.has_own(&name) => {
+            Some(name) if self.homes.has_own(&name) => {
+                let table = opened(self.txn, &mut self.own_index, name)?;
+                let at = (gsk, pk, sk);
+                if present { table.insert(at, ()).map(drop) } else { table.remove(at).map(drop) }.map_err(backend)
+            }
+            name => {
                 let table = if index == Index::Gsi1 { &mut self.gsi1 } else { &mut self.gsi2 };
                 let at = (gpk, gsk, pk, sk);
                 if !present {
                     return table.remove(at).map(drop).map_err(backend);
                 }
-                if table.insert(at, ()).map_err(backend)?.is_none() {
+                // A new entry of an index partition that will have a table of its own once big.
+                if table.insert(at, ()).map_err(backend)?.is_none()
+                    && let Some(name) = name
+                {
                     let count = || Ok(table.range::<(&str, &str, &str, &str)>(filed(gpk)).map_err(backend)?.take(PROMOTE_AT).count());
                     self.homes.grew(index, name, gpk, count)?;
                 }
                 Ok(())
             }
-            None => {
-                let table = if index == Index::Gsi1 { &mut self.gsi1 } else { &mut self.gsi2 };
-                let at = (gpk, gsk, pk, sk);
-                if present { table.insert(at, ()).map(drop) } else { table.remove(at).map(drop) }
-            }
-            Some(name) => {
-                let table = opened(self.txn, &mut self.own_index, name)?;
-                let at = (gsk, pk, sk);
-                if present { table.insert(at, ()).map(drop) } else { table.remove(at).map(drop) }
-            }
         }
-        .map_err(backend)
     }
 }
 
