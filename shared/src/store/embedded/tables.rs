@@ -139,8 +139,10 @@ impl Homes {
             let (index, pk) = home_of(name).expect("filtered above");
             let left = match index {
                 Index::Primary => items.range::<(&str, &str)>(partition(pk)).map_err(backend)?.next().is_some(),
-                Index::Gsi1 => gsi1.range::<(&str, &str, &str, &str)>(filed(pk)).map_err(backend)?.next().is_some(),
-                Index::Gsi2 => gsi2.range::<(&str, &str, &str, &str)>(filed(pk)).map_err(backend)?.next().is_some(),
+                index => {
+                    let shared = if index == Index::Gsi1 { &gsi1 } else { &gsi2 };
+                    shared.range::<(&str, &str, &str, &str)>(filed(pk)).map_err(backend)?.next().is_some()
+                }
             };
             if left {
                 homes.due.push((index, name.clone(), pk.to_string()));

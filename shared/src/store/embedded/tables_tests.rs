@@ -9,6 +9,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableHandle};
 
 use super::tables::{OwnIndex, OwnItems, PROMOTE_AT};
+use super::tests::{NEVER, crash_copy};
 use super::{EmbeddedStore, GSI1, GSI2, ITEMS, codec};
 use crate::store::{Attr, Cond, Index, Item, Key, Query, Store, StoreError, Update, keyed_item, set_index};
 
@@ -245,13 +246,10 @@ async fn a_crash_before_redb_takes_an_own_partitions_writes_replays_them_there()
     drop(store);
     assert_eq!(where_is(&live.join("db"), OWN.pk), (true, 0));
     // redb never takes these writes while the store runs: only the log can bring them back.
-    let store = EmbeddedStore::open_with(&live.join("db"), std::time::Duration::from_secs(3600)).unwrap();
+    let store = EmbeddedStore::open_with(&live.join("db"), NEVER).unwrap();
     store.update(&Key::new(OWN.pk, sk(1)), Update::default().add("n", 10), None).await.unwrap();
     store.put(item(&OWN, 2, OWN.other_model), None).await.unwrap();
-    std::fs::create_dir_all(&crashed).unwrap();
-    for file in ["db", "db.wal-0", "db.wal-1"] {
-        std::fs::copy(live.join(file), crashed.join(file)).unwrap();
-    }
+    crash_copy(&live, &crashed, true);
     drop(store);
     let restarted = EmbeddedStore::open(&crashed.join("db")).unwrap();
     assert_eq!(pages(&restarted, Query::new(Index::Primary, OWN.pk).prefix("2026"), 5).await, vec![vec!["2026-01-01#r1=11", "2026-01-02#r2=2"]]);

@@ -7,9 +7,9 @@ use std::time::Duration;
 use super::EmbeddedStore;
 use crate::store::{Attr, Key, Store, Update};
 
-const NEVER: Duration = Duration::from_secs(3600);
+pub(super) const NEVER: Duration = Duration::from_secs(3600);
 
-fn crash_copy(from: &Path, to: &Path, with_log: bool) {
+pub(super) fn crash_copy(from: &Path, to: &Path, with_log: bool) {
     std::fs::create_dir_all(to).unwrap();
     std::fs::copy(from.join("db"), to.join("db")).unwrap();
     if with_log {
