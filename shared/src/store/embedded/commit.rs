@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use redb::{Database, ReadableTable, Table, WriteTransaction};
 
-use super::tables::{Bytes, Filed, Homes, PROMOTE_AT, Reader, filed, opened, own_table, partition};
+use super::tables::{Bytes, COUNT_UPTO, Filed, Homes, Reader, filed, opened, own_table, partition};
 use super::wal::{Logged, Tx};
 use super::{GSI1, GSI2, ITEMS, META, backend, index_key};
 use crate::store::{Encoded, EntityPut, Index, Item, Key, StoreError, StoreResult, apply_update};
@@ -138,7 +138,7 @@ impl<'txn, 'h> Tables<'txn, 'h> {
                     && bytes.is_some()
                 {
                     let items = &self.items;
-                    let count = || Ok(items.range::<(&str, &str)>(partition(&key.pk)).map_err(backend)?.take(PROMOTE_AT).count());
+                    let count = || Ok(items.range::<(&str, &str)>(partition(&key.pk)).map_err(backend)?.take(COUNT_UPTO).count());
                     self.homes.grew(Index::Primary, name, &key.pk, count)?;
                 }
                 old
@@ -189,7 +189,7 @@ impl<'txn, 'h> Tables<'txn, 'h> {
                 if table.insert(at, ()).map_err(backend)?.is_none()
                     && let Some(name) = name
                 {
-                    let count = || Ok(table.range::<(&str, &str, &str, &str)>(filed(gpk)).map_err(backend)?.take(PROMOTE_AT).count());
+                    let count = || Ok(table.range::<(&str, &str, &str, &str)>(filed(gpk)).map_err(backend)?.take(COUNT_UPTO).count());
                     self.homes.grew(index, name, gpk, count)?;
                 }
                 Ok(())

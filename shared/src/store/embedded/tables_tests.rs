@@ -8,7 +8,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableHandle};
 
-use super::tables::{OwnIndex, OwnItems, PROMOTE_AT};
+use super::tables::{MOVE_MAX, MOVE_STEP, OwnIndex, OwnItems, PROMOTE_AT};
 use super::tests::{NEVER, crash_copy};
 use super::{EmbeddedStore, GSI1, GSI2, ITEMS, codec};
 use crate::store::{Attr, Cond, Index, Item, Key, Query, Store, StoreError, Update, keyed_item, set_index};
@@ -254,4 +254,64 @@ async fn a_crash_before_redb_takes_an_own_partitions_writes_replays_them_there()
     let restarted = EmbeddedStore::open(&crashed.join("db")).unwrap();
     assert_eq!(pages(&restarted, Query::new(Index::Primary, OWN.pk).prefix("2026"), 5).await, vec![vec!["2026-01-01#r1=11", "2026-01-02#r2=2"]]);
     assert_eq!(pages(&restarted, Query::new(Index::Gsi1, OWN.other_model), 5).await, vec![vec!["2026-01-02#r2=2"]]);
+}
+
+/// Writes `n` items of partition `pk` (and their entries in its by-outcome index partition)
+/// straight into redb's shared tables, as a version that knew nothing of tables of their own
+/// did: sort keys `old-<i>`.
+fn written_by_an_earlier_version(path: &Path, names: &Names, n: usize) {
+    let db = Database::open(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let (mut items, mut gsi2) = (txn.open_table(ITEMS).unwrap(), txn.open_table(GSI2).unwrap());
+        for i in 0..n {
+            let sk = format!("old-{i:06}");
+            let mut item = keyed_item(&serde_json::json!({"n": i}), &Key::new(names.pk, sk.as_str())).unwrap();
+            set_index(&mut item, Index::Gsi2, names.by_outcome, sk.as_str());
+            items.insert((names.pk, sk.as_str()), codec::encode(&item).as_slice()).unwrap();
+            gsi2.insert((names.by_outcome, sk.as_str(), names.pk, sk.as_str()), ()).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+}
+
+#[tokio::test]
+async fn a_partition_an_earlier_version_let_grow_past_move_max_stays_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(EmbeddedStore::open(&path).unwrap());
+    written_by_an_earlier_version(&path, &OWN, MOVE_MAX + 1);
+    let store = EmbeddedStore::open(&path).unwrap();
+    store.put(item(&OWN, 1, OWN.by_model), None).await.unwrap();
+    drop(store);
+    // Moving it would be one commit of all of it: it stays where it is, and reads as before.
+    assert_eq!(where_is(&path, OWN.pk), (false, MOVE_MAX + 2));
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(pages(&store, Query::new(Index::Primary, OWN.pk), 1000).await.concat().len(), MOVE_MAX + 2);
+    assert_eq!(pages(&store, Query::new(Index::Gsi2, OWN.by_outcome).prefix("old-").backward(), 5000).await.concat().len(), MOVE_MAX + 1);
+    assert_eq!(store.get(&Key::new(OWN.pk, "old-000007")).await.unwrap().map(|i| i["n"].clone()), Some(Attr::N(7)));
+}
+
+#[tokio::test]
+async fn what_an_earlier_version_wrote_for_a_moved_partition_moves_at_opening_however_much() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = EmbeddedStore::open(&path).unwrap();
+    for i in 1..=FILLERS {
+        store.put(filler(&OWN, i), None).await.unwrap();
+    }
+    drop(store);
+    assert_eq!(where_is(&path, OWN.pk), (true, 0));
+    // More than one commit's step of it: it moves a step at a time, all of it.
+    let left = MOVE_STEP + 3;
+    written_by_an_earlier_version(&path, &OWN, left);
+    assert_eq!(where_is(&path, OWN.pk), (true, left));
+    let store = EmbeddedStore::open(&path).unwrap();
+    drop(store);
+    assert_eq!(where_is(&path, OWN.pk), (true, 0));
+    let store = EmbeddedStore::open(&path).unwrap();
+    let all = pages(&store, Query::new(Index::Primary, OWN.pk), 2000).await.concat();
+    assert_eq!(all.len(), FILLERS as usize + left);
+    assert_eq!(all.last().map(String::as_str), Some(format!("old-{:06}={}", left - 1, left - 1).as_str()));
+    assert_eq!(pages(&store, Query::new(Index::Gsi2, OWN.by_outcome).prefix("old-"), 5000).await.concat().len(), left);
 }
