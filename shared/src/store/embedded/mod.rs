@@ -167,11 +167,12 @@ fn position(item: &Item, index: Index) -> (String, String, String) {
     (text(index.key_names().1), text(super::PK), text(super::SK))
 }
 
-/// What the overlay holds for one query, taken before redb is read: the keys it decides, and
-/// those of its live items that the query matches.
+/// What the overlay holds for one query: the keys it decides, and those of its live items that
+/// the query matches; and redb's items as they were then, for the rest.
 struct Overlaid {
     keys: BTreeSet<Key>,
     matching: Vec<Item>,
+    redb: tables::Reader,
 }
 
 impl EmbeddedStore {
@@ -180,7 +181,7 @@ impl EmbeddedStore {
         let (ipk, isk) = q.index.key_names();
         let mut keys = BTreeSet::new();
         let mut candidates = Vec::new();
-        {
+        let redb = {
             let overlay = self.writes.overlay();
             // In redb a primary query meets only items of its partition and range, so only those
             // of the overlay's keys can decide anything. Taking them all, under the lock, was ~3%
@@ -196,7 +197,12 @@ impl EmbeddedStore {
                     candidates.push((key.clone(), pending.version.read()));
                 }
             }
-        }
+            // redb read as of this moment, under the same lock: every key a commit changes stays
+            // in the overlay until redb holds it, so together the two are the store between two
+            // transactions. Opened later, a commit in between could show one item of a
+            // transaction from redb beside another's older version taken from the overlay.
+            tables::Reader::new(&self.writes.db)?
+        };
         // Decoded, where a put is kept encoded, after the lock is released.
         let mut matching = Vec::new();
         for (key, read) in candidates {
@@ -209,7 +215,7 @@ impl EmbeddedStore {
                 matching.push(item);
             }
         }
-        Ok(Overlaid { keys, matching })
+        Ok(Overlaid { keys, matching, redb })
     }
 }
 
@@ -254,9 +260,8 @@ impl Store for EmbeddedStore {
             }
             None => None,
         };
-        // The overlay is read first: whatever it leaves to redb is in redb by the time redb is read.
         let overlaid = self.overlaid(&query, &lo, &hi, after.as_ref())?;
-        self.blocking(move |db| query::query_sync(db, &query, &lo, &hi, after.as_ref(), overlaid)).await
+        tokio::task::spawn_blocking(move || query::query_sync(&query, &lo, &hi, after.as_ref(), overlaid)).await.map_err(backend)?
     }
 
     async fn transact(&self, ops: Vec<TxOp>) -> StoreResult<()> {

@@ -3,21 +3,21 @@
 
 use std::ops::Bound;
 
-use redb::{Database, ReadOnlyTable, StorageError};
+use redb::{ReadOnlyTable, StorageError};
 
-use super::tables::{Bytes, Filed, OwnIndex, OwnItems, Reader, missing_is_empty, own_table};
+use super::tables::{Bytes, Filed, OwnIndex, OwnItems, missing_is_empty, own_table};
 use super::{GSI1, GSI2, HIGH, Overlaid, backend, codec, index_entry, position};
 use crate::store::{Index, Item, Key, Page, Query, StoreResult, is_expired, now_epoch};
 
-pub(super) fn query_sync(db: &Database, q: &Query, lo: &str, hi: &str, after: Option<&(String, String, String)>, overlaid: Overlaid) -> StoreResult<Page> {
+pub(super) fn query_sync(q: &Query, lo: &str, hi: &str, after: Option<&(String, String, String)>, overlaid: Overlaid) -> StoreResult<Page> {
     let now = now_epoch();
-    let mut reader = Reader::new(db)?;
+    let Overlaid { keys, matching, redb: mut reader } = overlaid;
     let want = q.limit + 1;
     let mut found: Vec<Item> = Vec::new();
     let pk = q.pk.as_str();
     // Items the overlay decides are taken from it, not from redb.
     let mut take = |key: Key, item: Option<Item>| {
-        if let Some(item) = item.filter(|i| !is_expired(i, now) && !overlaid.keys.contains(&key)) {
+        if let Some(item) = item.filter(|i| !is_expired(i, now) && !keys.contains(&key)) {
             found.push(item);
         }
         found.len() == want
@@ -77,7 +77,7 @@ pub(super) fn query_sync(db: &Database, q: &Query, lo: &str, hi: &str, after: Op
             }
         }
     }
-    found.extend(overlaid.matching);
+    found.extend(matching);
     found.sort_by_cached_key(|item| position(item, q.index));
     if !q.forward {
         found.reverse();

@@ -565,3 +565,41 @@ async fn a_put_kept_in_its_stored_form_reads_as_its_item() {
     assert_eq!(store.get(&Key::new("S", "b")).await.unwrap(), Some(moved));
     assert_eq!(store.get(&Key::new("S", "a")).await.unwrap().and_then(|i| i["v"].as_i64()), Some(11));
 }
+
+/// A query reads redb as it stood when it read the overlay. Here a transaction that changes an
+/// item the overlay holds (`a`) and one only redb holds (`b`) is applied, and redb takes it,
+/// between the two reads: the query sees neither half of it. When it opened redb only after
+/// reading the overlay, it listed the overlay's older `a` beside redb's newer `b`, half of a
+/// transaction.
+#[tokio::test]
+async fn a_query_reads_redb_as_it_stood_when_it_read_the_overlay() {
+    use crate::store::{Index, Query, TxOp, keyed_item};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let item = |sk: &str, v: i64| keyed_item(&serde_json::json!({ "v": v }), &Key::new("P", sk)).unwrap();
+    let store = EmbeddedStore::open(&path).unwrap();
+    store.put(item("a", 0), None).await.unwrap();
+    store.put(item("b", 0), None).await.unwrap();
+    drop(store);
+    // Committed to redb by the close; from here on writes stay in the overlay until it closes.
+    let store = EmbeddedStore::open_with(&path, NEVER).unwrap();
+    store.put(item("a", 1), None).await.unwrap();
+    let query = Query::new(Index::Primary, "P");
+    let (lo, hi) = (String::new(), super::HIGH.to_string());
+    let overlaid = store.overlaid(&query, &lo, &hi, None).unwrap();
+    store.transact(vec![TxOp::Put { item: item("a", 2), cond: None }, TxOp::Put { item: item("b", 2), cond: None }]).await.unwrap();
+    // The close makes the committer commit what is pending; redb then holds both at 2.
+    store.writes.close();
+    for _ in 0..60_000 {
+        if store.writes.overlay().dirty.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(store.writes.overlay().dirty.is_empty(), "the committer took the overlay");
+    let page = super::query::query_sync(&query, &lo, &hi, None, overlaid).unwrap();
+    let seen: Vec<(&str, i64)> = page.items.iter().map(|i| (i["SK"].as_str().unwrap(), i["v"].as_i64().unwrap())).collect();
+    assert_eq!(seen, [("a", 1), ("b", 0)], "the store as it stood after `a` became 1, whole");
+    let now = super::query::query_sync(&query, &lo, &hi, None, store.overlaid(&query, &lo, &hi, None).unwrap()).unwrap();
+    assert_eq!(now.items.iter().map(|i| i["v"].as_i64().unwrap()).collect::<Vec<_>>(), [2, 2], "and then the transaction whole");
+}
