@@ -459,17 +459,18 @@ impl Writes {
             // round, which the log keeps apart from the records this commit makes redundant.
             overlay.round += 1;
             drop(overlay);
-            // In key order, as redb's pages are: neighbours are written while their page is at hand.
-            batch.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            let batch: Vec<(Key, u64, Taken)> = batch.into_iter().map(|(k, p)| (k, p.seq, p.take())).collect();
-            // A panic in redb must fail the waiting writers, not leave them waiting forever.
+            // A panic here (in redb, or encoding an item) must fail the waiting writers, not
+            // end this thread and leave the store taking writes that never reach redb.
             let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                super::commit::commit(&self.db, &mut homes, batch.iter().map(|(k, _, t)| (k, t.as_deref())), upto)
+                // In key order, as redb's pages are: neighbours are written while their page is at hand.
+                batch.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                let batch: Vec<(Key, u64, Taken)> = batch.into_iter().map(|(k, p)| (k, p.seq, p.take())).collect();
+                super::commit::commit(&self.db, &mut homes, batch.iter().map(|(k, _, t)| (k, t.as_deref())), upto).map(|()| batch)
             }))
-            .unwrap_or_else(|_| Err(StoreError::Backend("redb panicked while committing".into())));
+            .unwrap_or_else(|_| Err(StoreError::Backend("the commit to redb panicked".into())));
             overlay = self.overlay();
             match committed {
-                Ok(()) => {
+                Ok(batch) => {
                     overlay.snapshot = None;
                     // What redb now holds need not be logged.
                     let held = overlay.journal.partition_point(|(seq, _)| *seq <= upto);
