@@ -17,7 +17,7 @@ use crate::notify::Notifier;
 use crate::outbox::Outbox;
 use crate::proxy::{Gateway, Hot, Tuning};
 use crate::secrets::{EmbeddedSecrets, SecretStore, SecretsManagerStore};
-use crate::store::{DynamoStore, EmbeddedStore, Store};
+use crate::store::{DynamoStore, EmbeddedStore, Store, StoreError};
 
 pub struct Inner {
     pub store: Arc<dyn Store>,
@@ -85,7 +85,11 @@ fn data_dir_problem(config: &Config, what: &str, err: impl std::fmt::Display) ->
 pub async fn open_store(config: &Config, create_table: bool) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match config.store {
         StoreKind::Embedded => {
-            Arc::new(EmbeddedStore::open(&config.data_dir.join("tollgate.redb")).map_err(|e| data_dir_problem(config, "the embedded store", e))?)
+            Arc::new(EmbeddedStore::open(&config.data_dir.join("tollgate.redb")).map_err(|e| match e {
+                // Not the directory's fault: the message says what to do.
+                StoreError::DiskFailed(why) => anyhow::anyhow!("{why}"),
+                e => data_dir_problem(config, "the embedded store", e),
+            })?)
         }
         StoreKind::DynamoDb => {
             let store = dynamo_store(config).await;

@@ -260,6 +260,10 @@ pub enum StoreError {
     InvalidCursor,
     #[error("store backend error: {0}")]
     Backend(String),
+    /// The embedded store failed to write to its disk since the machine started, and does not
+    /// open again until it restarts (`embedded::failed` says why).
+    #[error("{0}")]
+    DiskFailed(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -9,7 +9,10 @@ mod codec;
 mod codec_ser;
 mod commit;
 mod disk;
+mod failed;
 mod query;
+#[cfg(test)]
+mod reads_tests;
 mod tables;
 #[cfg(test)]
 mod tables_tests;
@@ -91,6 +94,8 @@ impl EmbeddedStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(backend)?;
         }
+        let marker = failed::marker(path);
+        failed::check(&marker)?;
         let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(backend)?;
         let disk = Arc::new(disk::Disk::default());
         let file = disk::SlicedFile::new(file, disk.clone()).map_err(backend)?;
@@ -101,7 +106,7 @@ impl EmbeddedStore {
         log_base.push(".wal");
         let (wal, replay) = wal::Wal::open(Path::new(&log_base), durable)?;
         let durable = if replay.is_empty() { durable } else { commit::replay(&db, &mut homes, replay)? };
-        let writes = Arc::new(Writes::new(Arc::new(db), disk, durable, flush_every));
+        let writes = Arc::new(Writes::new(Arc::new(db), disk, durable, flush_every, marker));
         let (logger, committer) = (writes.clone(), writes.clone());
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name.into()).spawn(run).map_err(backend);
         let threads = vec![

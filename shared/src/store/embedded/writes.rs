@@ -240,13 +240,15 @@ pub(super) struct Writes {
     /// behind redb's sync set the tail latency.
     pub(super) disk: Arc<super::disk::Disk>,
     flush_every: Duration,
+    /// Where a failure is noted (`failed`).
+    marker: std::path::PathBuf,
 }
 
 impl Writes {
     /// The write path over `db`, which holds every transaction up to `durable`.
-    pub fn new(db: Arc<Database>, disk: Arc<super::disk::Disk>, durable: u64, flush_every: Duration) -> Self {
+    pub fn new(db: Arc<Database>, disk: Arc<super::disk::Disk>, durable: u64, flush_every: Duration, marker: std::path::PathBuf) -> Self {
         let overlay = Overlay { applied: durable, ..Overlay::default() };
-        Self { db, overlay: Mutex::new(overlay), log_wake: Condvar::new(), commit_wake: Condvar::new(), disk, flush_every }
+        Self { db, overlay: Mutex::new(overlay), log_wake: Condvar::new(), commit_wake: Condvar::new(), disk, flush_every, marker }
     }
 
     pub fn overlay(&self) -> MutexGuard<'_, Overlay> {
@@ -498,11 +500,14 @@ impl Writes {
         }
     }
 
-    /// A write to disk failed: the store takes no more writes, and everyone waiting hears why.
+    /// A write to disk failed: the store takes no more writes, everyone waiting hears why, and
+    /// the failure is noted beside its files (`failed`), so that it does not open again in this
+    /// boot.
     /// Returns the reason, for the waiters a caller has already taken.
-    fn fail(&self, overlay: &mut Overlay, e: &StoreError) -> String {
-        let failed = format!("the embedded store could not write to disk ({e}); it takes no more writes until restarted");
+    pub(super) fn fail(&self, overlay: &mut Overlay, e: &StoreError) -> String {
+        let failed = format!("the embedded store could not write to disk ({e}); it takes no more writes, and opens again only once the machine restarts");
         tracing::error!("{failed}");
+        super::failed::mark(&self.marker, &e.to_string());
         overlay.failed = Some(failed.clone());
         answer(overlay.waiters.drain(..), Some(&failed));
         failed

@@ -21,7 +21,7 @@ const NEVER: Duration = Duration::from_secs(3600);
 fn writes(dir: &Path) -> Arc<Writes> {
     let db = Database::create(dir.join("db")).unwrap();
     assert_eq!(prepare(&db).unwrap(), 0);
-    Arc::new(Writes::new(Arc::new(db), Arc::default(), 0, NEVER))
+    Arc::new(Writes::new(Arc::new(db), Arc::default(), 0, NEVER, dir.join("db.failed")))
 }
 
 fn put(sk: &str) -> Vec<TxOp> {
