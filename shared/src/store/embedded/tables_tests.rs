@@ -203,16 +203,22 @@ async fn a_partition_moves_whole_once_it_is_big_enough() {
     assert_eq!(pages(&store, Query::new(Index::Gsi2, OWN.by_outcome).backward().limit(1), 1).await.len(), PROMOTE_AT);
 }
 
-#[tokio::test]
-async fn what_an_earlier_version_wrote_to_the_shared_table_for_a_moved_partition_is_moved_at_opening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
+/// A store in `dir` whose partition `OWN.pk` has moved to its own table; its file's path.
+async fn moved_partition(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("db");
     let store = EmbeddedStore::open(&path).unwrap();
     for i in 1..=FILLERS {
         store.put(filler(&OWN, i), None).await.unwrap();
     }
     drop(store);
     assert_eq!(where_is(&path, OWN.pk), (true, 0));
+    path
+}
+
+#[tokio::test]
+async fn what_an_earlier_version_wrote_to_the_shared_table_for_a_moved_partition_is_moved_at_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = moved_partition(dir.path()).await;
     // An earlier version, which knows nothing of tables of their own, ran on this file.
     {
         let db = Database::open(&path).unwrap();
@@ -295,13 +301,7 @@ async fn a_partition_an_earlier_version_let_grow_past_move_max_stays_shared() {
 #[tokio::test]
 async fn what_an_earlier_version_wrote_for_a_moved_partition_moves_at_opening_however_much() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
-    let store = EmbeddedStore::open(&path).unwrap();
-    for i in 1..=FILLERS {
-        store.put(filler(&OWN, i), None).await.unwrap();
-    }
-    drop(store);
-    assert_eq!(where_is(&path, OWN.pk), (true, 0));
+    let path = moved_partition(dir.path()).await;
     // More than one commit's step of it: it moves a step at a time, all of it.
     let left = MOVE_STEP + 3;
     written_by_an_earlier_version(&path, &OWN, left);
