@@ -74,7 +74,7 @@ impl Wal {
             let mut file = File::options().read(true).write(true).create(true).truncate(false).open(&path).map_err(backend)?;
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes).map_err(backend)?;
-            whole |= read_records(&bytes, durable, &mut records)?;
+            whole |= read_records(&bytes, durable, &mut records, Path::new(&path))?;
             if (bytes.len() as u64) < PREPARED {
                 file.seek(SeekFrom::End(0)).map_err(backend)?;
                 file.write_all(&vec![0; (PREPARED - bytes.len() as u64) as usize]).map_err(backend)?;
@@ -294,11 +294,14 @@ fn consecutive(txs: &[Tx], durable: u64, base: &Path) -> StoreResult<()> {
     Ok(())
 }
 
-/// Adds to `txs` the transactions after `durable` in a log file's records; says whether any
-/// record held whole items (an earlier version's, numbered by record rather than one by one).
-/// Reading stops at a record that is torn or left over from an earlier round; one that is
-/// intact by its checksum but cannot be read is an error (a bug, or a log of a later version).
-fn read_records(bytes: &[u8], durable: u64, txs: &mut Vec<Tx>) -> StoreResult<bool> {
+/// Adds to `txs` the transactions after `durable` in a log file's records (`path`'s); says
+/// whether any record held whole items (an earlier version's, numbered by record rather than
+/// one by one). Reading stops at a record left over from an earlier round, or at one that is
+/// torn, which only the last record appended can be. So a record that is intact by its
+/// checksum but cannot be read is an error (a bug, or a log of a later version), and so is an
+/// intact record of this round after a torn one: the disk lost or changed what it had
+/// acknowledged, and reading on as if the log ended there would drop it all silently.
+fn read_records(bytes: &[u8], durable: u64, txs: &mut Vec<Tx>, path: &Path) -> StoreResult<bool> {
     let mut whole = false;
     let (mut at, mut last) = (0usize, 0u64);
     let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
@@ -307,8 +310,12 @@ fn read_records(bytes: &[u8], durable: u64, txs: &mut Vec<Tx>) -> StoreResult<bo
         let crc = word(at + 8);
         let seq = u64::from_le_bytes(bytes[at + 12..at + 20].try_into().unwrap_or_default());
         let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else { break };
-        if checksum(seq, payload) != crc || seq <= last {
+        if checksum(seq, payload) != crc {
             break;
+        }
+        if seq <= last {
+            // An earlier round's: this round's records end here.
+            return Ok(whole);
         }
         let read =
             transactions(seq, payload).map_err(|e| backend(format!("a write-ahead log record up to transaction {seq} is intact but cannot be read ({e})")))?;
@@ -316,7 +323,27 @@ fn read_records(bytes: &[u8], durable: u64, txs: &mut Vec<Tx>) -> StoreResult<bo
         txs.extend(read.into_iter().filter(|(tx, _)| *tx > durable));
         (at, last) = (at + HEADER + len, seq);
     }
+    if let Some((found, seq)) = intact_after(bytes, at + 1, last) {
+        let path = path.display();
+        return Err(backend(format!(
+            "the write-ahead log {path} is damaged at byte {at}: an intact record up to transaction {seq} follows at byte {found}, so the disk lost or changed \
+             records it had acknowledged. Check the disk; to open the store without what follows the damage, cut the file there (truncate -s {at} {path})"
+        )));
+    }
     Ok(whole)
+}
+
+/// Where in `bytes`, from `from` on, an intact record numbered after `last` starts, and its
+/// number. Records are not aligned, so every place the magic number appears is tried.
+fn intact_after(bytes: &[u8], from: usize, last: u64) -> Option<(usize, u64)> {
+    memchr::memmem::find_iter(bytes.get(from..)?, &MAGIC.to_le_bytes()).map(|i| from + i).find_map(|at| {
+        let header = bytes.get(at..at + HEADER)?;
+        let len = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
+        let crc = u32::from_le_bytes(header[8..12].try_into().ok()?);
+        let seq = u64::from_le_bytes(header[12..20].try_into().ok()?);
+        let payload = bytes.get(at + HEADER..at.checked_add(HEADER + len)?)?;
+        (seq > last && checksum(seq, payload) == crc).then_some((at, seq))
+    })
 }
 
 #[cfg(test)]
@@ -414,6 +441,34 @@ mod tests {
         // fall in the middle of a record.
         let (_, replay) = Wal::open(&base, 4).unwrap();
         assert_eq!(seqs(&replay), [5, 6]);
+    }
+
+    /// A torn record is the last one appended; one damaged with intact records of its round
+    /// after it is the disk's doing, and opening on the records before it would drop those
+    /// silently.
+    #[test]
+    fn an_intact_record_after_a_damaged_one_refuses_to_open_and_says_where_to_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("wal");
+        let (mut wal, _) = Wal::open(&base, 0).unwrap();
+        let k = Key::new("P", "S1");
+        wal.append(0, 1, &puts(&k, [1])).unwrap();
+        let second = wal.files[0].end();
+        wal.append(0, 2, &puts(&k, [2])).unwrap();
+        wal.append(0, 3, &puts(&k, [3])).unwrap();
+        drop(wal);
+        let mut first = base.as_os_str().to_owned();
+        first.push("-0");
+        let file = File::options().write(true).open(&first).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &[0xff; 8], second + HEADER as u64 + 2).unwrap();
+        let refused = Wal::open(&base, 0).err().expect("the third record is intact after the damaged second").to_string();
+        for said in [format!("damaged at byte {second}"), "up to transaction 3".into(), format!("truncate -s {second} ")] {
+            assert!(refused.contains(&said), "{said}: {refused}");
+        }
+        // Cut where it says, the log opens with what came before.
+        file.set_len(second).unwrap();
+        let (_, replay) = Wal::open(&base, 0).unwrap();
+        assert_eq!(seqs(&replay), [1]);
     }
 
     #[test]
