@@ -212,7 +212,10 @@ impl EmbeddedStore {
         let mut matching = Vec::new();
         for (key, read) in candidates {
             let Some(item) = read.item(&key)? else { continue };
-            if is_expired(&item, now) || item.get(ipk).and_then(super::Attr::as_str) != Some(q.pk.as_str()) || !item.contains_key(isk) {
+            if is_expired(&item, now)
+                || item.get(ipk).and_then(super::Attr::as_str) != Some(q.pk.as_str())
+                || item.get(isk).and_then(super::Attr::as_str).is_none()
+            {
                 continue;
             }
             let at = position(&item, q.index);
