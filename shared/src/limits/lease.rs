@@ -92,6 +92,10 @@ impl LeaseSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lapsed {
     pub attr: String,
+    /// The lease as it was found lapsed: it is released only while it is still so. A request
+    /// that renews its lease keeps the name and changes the expiry, and one that renewed after
+    /// it was found lapsed is alive, holding what it reserved.
+    pub value: String,
     pub amounts: Vec<(String, i64)>,
     pub record: Option<String>,
 }
@@ -126,7 +130,8 @@ fn found_lapsed<'a>(candidates: impl Iterator<Item = (&'a String, &'a Attr)>, no
     candidates
         .filter(|(name, _)| Some(name.as_str()) != own)
         .filter_map(|(name, value)| {
-            let mut parts = value.as_str()?.splitn(3, ';');
+            let text = value.as_str()?;
+            let mut parts = text.splitn(3, ';');
             let expires: i64 = parts.next()?.parse().ok()?;
             if expires > now {
                 return None;
@@ -138,7 +143,7 @@ fn found_lapsed<'a>(candidates: impl Iterator<Item = (&'a String, &'a Attr)>, no
                 .filter_map(|a| a.split_once('=').and_then(|(attr, n)| Some((attr.to_string(), n.parse().ok()?))))
                 .collect();
             let record = parts.next().filter(|r| !r.is_empty()).map(str::to_string);
-            Some(Lapsed { attr: name.clone(), amounts, record })
+            Some(Lapsed { attr: name.clone(), value: text.to_string(), amounts, record })
         })
         .collect()
 }

@@ -284,7 +284,8 @@ async fn release_lapsed(store: &dyn Store, counters: &Key, now: DateTime<Utc>) -
                 update = update.add(attr, amount.saturating_neg());
             }
         }
-        let mut ops = vec![TxOp::Update { key: counters.clone(), update, cond: Some(Cond::AttrExists(lease.attr.clone())) }];
+        // Only while it is as it was found: renewed since, its request is alive.
+        let mut ops = vec![TxOp::Update { key: counters.clone(), update, cond: Some(Cond::Eq(lease.attr.clone(), Attr::S(lease.value.clone()))) }];
         if let Some(lost) = lease.record.as_deref().and_then(|record| crate::usage::lost(lease.request_id(), record, now)) {
             ops.extend(crate::usage::record_ops(&std::sync::Arc::new(lost))?);
         }
@@ -411,7 +412,7 @@ mod tests {
             lease: Some("lease_r".into()),
             lease_tail: None,
             lease_expires: 0,
-            lapsed: vec![Lapsed { attr: "lease_dead".into(), amounts: vec![(reservation_attr(&level), i64::MAX)], record: None }],
+            lapsed: vec![Lapsed { attr: "lease_dead".into(), value: String::new(), amounts: vec![(reservation_attr(&level), i64::MAX)], record: None }],
         };
         let Some(TxOp::Update { update, .. }) = settlement(&reservation, &Charge { cost_micros: i64::MIN, ..Charge::default() }) else {
             panic!("no settlement")
@@ -419,6 +420,42 @@ mod tests {
         assert!(update.add.iter().all(|(_, delta)| *delta == i64::MIN), "saturated, not wrapped to a positive number");
         assert_eq!(update.add.len(), 1, "one ADD per counter: the correction and the lapsed lease's release merged");
         assert!(validate(&Limit { id: "x".into(), metric: Metric::Calls, limit: i64::MAX, window: Window::Daily, mode: Mode::Replace }).is_err());
+    }
+
+    /// A lease found lapsed, then renewed before the request that found it settles, belongs to
+    /// a live request: that settlement does not release it (nor give back what it holds), and
+    /// a pass over the item's lapsed leases now finds none.
+    #[tokio::test]
+    async fn a_lapsed_lease_renewed_before_its_release_is_not_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::EmbeddedStore::open(&dir.path().join("db")).unwrap();
+        let counters = Key::new("LIMITS#t", "COUNTERS");
+        let dead = LeaseSpec { id: "a".into(), expires_at: 100, record: String::new() };
+        let mut item = Item::from([("PK".into(), Attr::S(counters.pk.clone())), ("SK".into(), Attr::S(counters.sk.clone()))]);
+        item.insert(dead.attr(), dead.value([("u_budget_all", 500)], false));
+        item.insert("u_budget_all".into(), Attr::N(507));
+        item.insert("lease_b".into(), Attr::S("300;u_budget_all=7;".into()));
+        store.put(item, None).await.unwrap();
+        let found = lease::all_lapsed(&store.get(&counters).await.unwrap().unwrap(), 200);
+        assert_eq!(found.iter().map(|l| l.attr.as_str()).collect::<Vec<_>>(), [dead.attr()]);
+        // Its request renews it: the same name, a later expiry.
+        let renewed = LeaseSpec { expires_at: 400, ..dead.clone() };
+        store.update(&counters, Update::default().set(&dead.attr(), renewed.value([("u_budget_all", 500)], false)), None).await.unwrap();
+        let reservation = Reservation {
+            counters: counters.clone(),
+            entries: vec![],
+            stale: vec![],
+            lease: Some("lease_b".into()),
+            lease_tail: None,
+            lease_expires: 0,
+            lapsed: found,
+        };
+        let settled = store.transact(vec![settlement(&reservation, &Charge::default()).expect("a settlement")]).await;
+        assert!(matches!(settled, Err(StoreError::TransactionCancelled { .. })), "{settled:?}");
+        let item = store.get(&counters).await.unwrap().unwrap();
+        assert_eq!(item.get("u_budget_all"), Some(&Attr::N(507)), "what it holds is still held");
+        assert!(item.contains_key(&dead.attr()));
+        assert!(lease::all_lapsed(&item, 200).is_empty());
     }
 
     #[test]

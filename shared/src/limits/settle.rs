@@ -76,7 +76,8 @@ pub fn settlement(reservation: &Reservation, actual: &Charge) -> Option<TxOp> {
                 *delta = delta.saturating_sub(*amount);
             }
         }
-        conds.push(Cond::AttrExists(lapsed.attr.clone()));
+        // Only while it is as it was found lapsed: renewed since, its request is alive.
+        conds.push(Cond::Eq(lapsed.attr.clone(), Attr::S(lapsed.value.clone())));
     }
     let mut update = Update::default().remove(lease);
     for (attr, delta) in deltas {
