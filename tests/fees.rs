@@ -125,6 +125,33 @@ backend_tests! {
         }
     }
 
+    async fn token_counts_an_upstream_reports_below_zero_are_taken_for_none(backend) {
+        // A user's own upstream may report anything. Negative counts used to panic the flight
+        // (cached tokens clamped between 0 and a negative input) and leave it unsettled, or
+        // lower the key's token counters.
+        let chat = |axum::Json(body): axum::Json<Value>| async move {
+            axum::Json(json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Sunny."}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": -5, "completion_tokens": -3, "total_tokens": -8,
+                          "prompt_tokens_details": {"cached_tokens": -2}, "completion_tokens_details": {"reasoning_tokens": -1}}}))
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/v1", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, axum::Router::new().route("/v1/chat/completions", axum::routing::post(chat))).await.unwrap() });
+        let app = TestApp::start(backend).await;
+        let (admin, _) = app.admin().await;
+        app.post("/api/models", Some(&admin), json!({"id": "odd", "provider": "openai", "baseUrl": base, "apiKey": "sk-operator", "inputPrice": 1000, "outputPrice": 1000, "contextWindow": 128000})).await.expect(201);
+        let (_, key) = app.api_key(&admin, json!({"rate_limit_tpm": 100000})).await;
+        app.chat(&key, json!({"model": "odd", "max_tokens": 20, "messages": [{"role": "user", "content": "Weather in Paris?"}]})).await.expect(200);
+        let record = app.get("/api/usage?limit=1", Some(&admin)).await.expect(200).body["records"][0].clone();
+        let count = |field: &str| record[field].as_i64().unwrap_or_else(|| panic!("{field}: {record}"));
+        // Taken for no usage reported: the input as estimated from the request, no output
+        // counted, no cached or reasoning tokens; and the cost of what was counted.
+        assert!(count("inputTokens") > 0, "{record}");
+        assert_eq!((count("outputTokens"), count("cachedTokens"), count("reasoningTokens")), (0, 0, 0), "{record}");
+        assert!(record["cost"].as_f64().unwrap() > 0.0, "{record}");
+    }
+
     async fn a_model_without_prices_is_refused_not_metered_at_zero(backend) {
         let (app, admin, key) = setup(backend, json!({"inputPrice": 0, "outputPrice": 0})).await;
         let refused = app.chat(&key, json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})).await.expect_error(403, "model_unpriced");

@@ -364,8 +364,10 @@ impl Flight {
     }
 
     pub(super) fn charge(&self, seen: &Observed) -> Charge {
-        let input = seen.input.unwrap_or_else(|| self.req.estimated_input_tokens());
-        let output = seen.output.unwrap_or(seen.delivered_chunks);
+        // A count below zero (a user's own upstream may say anything) is taken for none: it
+        // would lower a key's token counters, and bound nothing.
+        let input = seen.input.filter(|n| *n >= 0).unwrap_or_else(|| self.req.estimated_input_tokens());
+        let output = seen.output.filter(|n| *n >= 0).unwrap_or(seen.delivered_chunks);
         // OpenAI-shaped usage counts cached and cache-written tokens inside the prompt tokens.
         let cached = seen.cached.clamp(0, input);
         let cache_write = seen.cache_write.clamp(0, input - cached);
