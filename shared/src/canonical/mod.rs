@@ -286,9 +286,19 @@ pub fn inspect_value(endpoint: Endpoint, value: Value) -> ApiResult<Inspected> {
         match body.get(name) {
             None | Some(Value::Null) => {}
             Some(v) => match v.as_i64() {
-                Some(n) if n >= 1 => {
-                    max_output = Some(max_output.map_or(n, |m: i64| m.min(n)));
+                // Both given, they must agree: the body goes upstream as it came, and an upstream
+                // may honour either, so a request reserved at the smaller could be answered at
+                // the larger.
+                Some(n) if n >= 1 && max_output.is_some_and(|m| m != n) => {
+                    let m = max_output.unwrap_or(n);
+                    return Err(ApiError::invalid_param(
+                        name,
+                        format!(
+                            "max_tokens ({n}) and max_completion_tokens ({m}) disagree, and an upstream may honour either: send one of them, or the same in both"
+                        ),
+                    ));
                 }
+                Some(n) if n >= 1 => max_output = Some(n),
                 _ => return Err(ApiError::invalid_param(name, format!("{name} must be a positive integer"))),
             },
         }
@@ -438,13 +448,18 @@ mod tests {
     fn lowering_max_tokens_rewrites_every_cap_the_body_has() {
         let mut req = inspect(
             Endpoint::Chat,
-            &bytes(&json!({"model": "m", "max_completion_tokens": 900, "max_tokens": 800, "messages": [{"role": "user", "content": "hi"}]})),
+            &bytes(&json!({"model": "m", "max_completion_tokens": 900, "max_tokens": 900, "messages": [{"role": "user", "content": "hi"}]})),
         )
         .unwrap();
         req.lower_max_tokens(30);
         assert_eq!((req.body["max_completion_tokens"].as_i64(), req.body["max_tokens"].as_i64(), req.max_output), (Some(30), Some(30), Some(30)));
         let mut req = inspect(Endpoint::Chat, &bytes(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))).unwrap();
         req.lower_max_tokens(7);
+        // Two caps that disagree are refused: the body goes upstream as it came, and the
+        // upstream may honour the larger while the smaller was reserved.
+        let two = inspect(Endpoint::Chat, &bytes(&json!({"model": "m", "max_completion_tokens": 100000, "max_tokens": 1, "messages": []})));
+        let refused = two.err().expect("refused").to_string();
+        assert!(refused.contains("max_tokens (1) and max_completion_tokens (100000) disagree"), "{refused}");
         assert_eq!((req.body["max_tokens"].as_i64(), req.body.get("max_completion_tokens")), (Some(7), None));
     }
 
