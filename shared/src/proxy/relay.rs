@@ -82,7 +82,7 @@ impl Flight {
         let mut failure = None;
         let mut writer = self.door.writer(self.req.client_wants_usage, self.native());
         let lease_span = self.timeout + self.gw.tuning.lease_margin;
-        let renew_every = (lease_span / 2).max(Duration::from_secs(1));
+        let renew_every = renew_every(self.timeout, self.gw.tuning.lease_margin);
         let leased = self.reservations.iter().any(|r| r.lease_tail.is_some());
         // Three timers made once (not one per chunk): the next renewal; once the client is gone,
         // the end of the wait for the upstream's usage; and the upstream's silence, which ends a
@@ -183,5 +183,34 @@ impl Flight {
     /// admission slot, its reservation and its upstream for as long as it pleases.
     async fn deliver(&self, tx: &tokio::sync::mpsc::Sender<Bytes>, frame: Bytes) -> bool {
         matches!(tokio::time::timeout(self.timeout, tx.send(frame)).await, Ok(Ok(())))
+    }
+}
+
+/// How often a stream renews its lease: halfway through each lease period (the upstream
+/// timeout plus the margin), and more often than the margin. Between two renewals the relay may
+/// also wait a whole upstream timeout on a client that reads nothing (`deliver`), so a lease
+/// renewed only halfway through its period lapsed whenever the timeout passed the margin (a
+/// project's long timeout, a short margin): the next request on its counters released it, and
+/// the stream went on with nothing reserved.
+fn renew_every(timeout: Duration, margin: Duration) -> Duration {
+    ((timeout + margin) / 2).min(margin / 2).max(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_renewed_before_a_renewal_period_and_a_stalled_client_together_outlast_it() {
+        let s = Duration::from_secs;
+        for timeout in [s(1), s(30), s(120), s(600), s(3600)] {
+            for margin in [s(3), s(60), s(600), s(7200)] {
+                let every = renew_every(timeout, margin);
+                // The longest the lease goes unrenewed: a period, then a send that waited a
+                // whole timeout; it lasts the timeout plus the margin from its last renewal.
+                assert!(every + timeout < timeout + margin, "timeout {timeout:?}, margin {margin:?}: every {every:?}");
+                assert!(every <= (timeout + margin) / 2, "never later than halfway");
+            }
+        }
     }
 }
