@@ -304,15 +304,7 @@ fn consecutive(txs: &[Tx], durable: u64, base: &Path) -> StoreResult<()> {
 fn read_records(bytes: &[u8], durable: u64, txs: &mut Vec<Tx>, path: &Path) -> StoreResult<bool> {
     let mut whole = false;
     let (mut at, mut last) = (0usize, 0u64);
-    let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
-    while at + HEADER <= bytes.len() && word(at) == MAGIC {
-        let len = word(at + 4) as usize;
-        let crc = word(at + 8);
-        let seq = u64::from_le_bytes(bytes[at + 12..at + 20].try_into().unwrap_or_default());
-        let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else { break };
-        if checksum(seq, payload) != crc {
-            break;
-        }
+    while let Some((seq, payload)) = intact_record(bytes, at) {
         if seq <= last {
             // An earlier round's: this round's records end here.
             return Ok(whole);
@@ -321,7 +313,7 @@ fn read_records(bytes: &[u8], durable: u64, txs: &mut Vec<Tx>, path: &Path) -> S
             transactions(seq, payload).map_err(|e| backend(format!("a write-ahead log record up to transaction {seq} is intact but cannot be read ({e})")))?;
         whole |= payload.first() != Some(&TRANSACTIONS);
         txs.extend(read.into_iter().filter(|(tx, _)| *tx > durable));
-        (at, last) = (at + HEADER + len, seq);
+        (at, last) = (at + HEADER + payload.len(), seq);
     }
     if let Some((found, seq)) = intact_after(bytes, at + 1, last) {
         let path = path.display();
@@ -333,17 +325,26 @@ fn read_records(bytes: &[u8], durable: u64, txs: &mut Vec<Tx>, path: &Path) -> S
     Ok(whole)
 }
 
+/// The record at `at` in `bytes`, its number and payload, if one starts there whole: its magic
+/// number, its header, its payload and its checksum all there and agreeing.
+fn intact_record(bytes: &[u8], at: usize) -> Option<(u64, &[u8])> {
+    let header = bytes.get(at..at.checked_add(HEADER)?)?;
+    let word = |i: usize| header[i..i + 4].try_into().ok().map(u32::from_le_bytes);
+    if word(0)? != MAGIC {
+        return None;
+    }
+    let (len, crc) = (word(4)? as usize, word(8)?);
+    let seq = u64::from_le_bytes(header[12..20].try_into().ok()?);
+    let payload = bytes.get(at + HEADER..(at + HEADER).checked_add(len)?)?;
+    (checksum(seq, payload) == crc).then_some((seq, payload))
+}
+
 /// Where in `bytes`, from `from` on, an intact record numbered after `last` starts, and its
 /// number. Records are not aligned, so every place the magic number appears is tried.
 fn intact_after(bytes: &[u8], from: usize, last: u64) -> Option<(usize, u64)> {
-    memchr::memmem::find_iter(bytes.get(from..)?, &MAGIC.to_le_bytes()).map(|i| from + i).find_map(|at| {
-        let header = bytes.get(at..at + HEADER)?;
-        let len = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
-        let crc = u32::from_le_bytes(header[8..12].try_into().ok()?);
-        let seq = u64::from_le_bytes(header[12..20].try_into().ok()?);
-        let payload = bytes.get(at + HEADER..at.checked_add(HEADER + len)?)?;
-        (seq > last && checksum(seq, payload) == crc).then_some((at, seq))
-    })
+    memchr::memmem::find_iter(bytes.get(from..)?, &MAGIC.to_le_bytes())
+        .map(|i| from + i)
+        .find_map(|at| intact_record(bytes, at).filter(|(seq, _)| *seq > last).map(|(seq, _)| (at, seq)))
 }
 
 #[cfg(test)]
