@@ -35,6 +35,11 @@ use writes::{TxOutcome, Writes};
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
 const GSI1: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("gsi1");
 const GSI2: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("gsi2");
+
+/// The shared table of index `index`'s entries (`Gsi1` or `Gsi2`).
+fn shared_index(index: Index) -> TableDefinition<'static, (&'static str, &'static str, &'static str, &'static str), ()> {
+    if index == Index::Gsi1 { GSI1 } else { GSI2 }
+}
 /// Bookkeeping: which transaction redb holds up to (`commit::APPLIED`).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// redb's page cache. The hot items (keys, counters, models) fit many times over; what grows is

@@ -6,7 +6,7 @@ use std::ops::Bound;
 use redb::{ReadOnlyTable, StorageError};
 
 use super::tables::{Bytes, Filed, OwnIndex, OwnItems, missing_is_empty, own_table};
-use super::{GSI1, GSI2, HIGH, Overlaid, backend, codec, index_entry, position};
+use super::{HIGH, Overlaid, backend, codec, index_entry, position, shared_index};
 use crate::store::{Index, Item, Key, Page, Query, StoreResult, is_expired, now_epoch};
 
 pub(super) fn query_sync(q: &Query, lo: &str, hi: &str, after: Option<&(String, String, String)>, overlaid: Overlaid) -> StoreResult<Page> {
@@ -53,7 +53,7 @@ pub(super) fn query_sync(q: &Query, lo: &str, hi: &str, after: Option<&(String, 
             }
         }
         (index, Home::Shared) => {
-            let table = reader.txn().open_table(if index == Index::Gsi1 { GSI1 } else { GSI2 }).map_err(backend)?;
+            let table = reader.txn().open_table(shared_index(index)).map_err(backend)?;
             let (lower, upper) = narrowed((pk, lo, "", ""), (pk, hi, HIGH, HIGH), cursor.map(|(isk, cpk, csk)| (isk, (pk, isk, cpk, csk))), q.forward, lo, hi);
             if bounds_ok(&lower, &upper) {
                 walk(table.range::<(&str, &str, &str, &str)>((lower, upper)).map_err(backend)?, q.forward, |(k, _)| {

@@ -173,16 +173,12 @@ impl Homes {
         }
         drop((items, gsi1, gsi2, read));
         for (index, name, pk) in std::mem::take(&mut homes.due) {
-            let mut moved = 0;
-            loop {
+            let moved = in_steps(|| {
                 let txn = db.begin_write().map_err(backend)?;
                 let step = move_step(&txn, index, &name, &pk)?;
                 txn.commit().map_err(backend)?;
-                moved += step;
-                if step < MOVE_STEP {
-                    break;
-                }
-            }
+                Ok(step)
+            })?;
             tracing::info!(partition = %pk, moved, "moved what an earlier version wrote to the shared table to the partition's own");
         }
         Ok(homes)
@@ -218,14 +214,7 @@ impl Homes {
     /// Moves the partitions that are due, each whole, into tables of their own.
     pub(super) fn move_due(&mut self, txn: &WriteTransaction) -> StoreResult<()> {
         for (index, name, pk) in std::mem::take(&mut self.due) {
-            let mut moved = 0;
-            loop {
-                let step = move_step(txn, index, &name, &pk)?;
-                moved += step;
-                if step < MOVE_STEP {
-                    break;
-                }
-            }
+            let moved = in_steps(|| move_step(txn, index, &name, &pk))?;
             tracing::debug!(partition = %pk, moved, "a partition moved to a table of its own");
             self.sizes.remove(&name);
             self.own.insert(name);
@@ -259,6 +248,18 @@ pub(super) fn filed(pk: &str) -> std::ops::RangeInclusive<(&str, &str, &str, &st
 /// How many of a partition's items one step of a move holds in memory.
 pub(super) const MOVE_STEP: usize = 10_000;
 
+/// Runs `step` until one moves fewer than `MOVE_STEP` (nothing left); returns how many moved.
+fn in_steps(mut step: impl FnMut() -> StoreResult<usize>) -> StoreResult<usize> {
+    let mut moved = 0;
+    loop {
+        let done = step()?;
+        moved += done;
+        if done < MOVE_STEP {
+            return Ok(moved);
+        }
+    }
+}
+
 /// Moves up to `MOVE_STEP` of partition `pk`'s items (or index entries) from the shared table
 /// to its own, `name`, in `txn`. Returns how many: fewer than `MOVE_STEP` once none is left.
 fn move_step(txn: &WriteTransaction, index: Index, name: &str, pk: &str) -> StoreResult<usize> {
@@ -277,7 +278,7 @@ fn move_step(txn: &WriteTransaction, index: Index, name: &str, pk: &str) -> Stor
         }
         return Ok(step.len());
     }
-    let mut shared = txn.open_table(if index == Index::Gsi1 { GSI1 } else { GSI2 }).map_err(backend)?;
+    let mut shared = txn.open_table(super::shared_index(index)).map_err(backend)?;
     let mut own = txn.open_table(OwnIndex::new(name)).map_err(backend)?;
     let step: Vec<[String; 3]> = shared
         .range::<(&str, &str, &str, &str)>(filed(pk))
